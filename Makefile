@@ -1,0 +1,92 @@
+# NoriKV: the README's commands. CMake does the real work; see CMakeLists.txt.
+#   make          build (installs missing Debian packages first)
+#   make run      build and start a one-node server on the default addresses
+#   make test     every test: C unit, simulation, integration, SDKs, sanitizers
+#   make bench    every benchmark (by hand; prints comparison tables)
+
+BUILD      ?= build
+ASAN_BUILD ?= build-asan
+JOBS       ?= $(shell nproc)
+CTEST_ARGS ?=
+CMAKE_GEN  := -G Ninja
+
+.PHONY: all deps build run test test-c test-asan test-sdk test-go test-python \
+        bench bench-engine bench-server bench-raft fuzz hash-vectors format clean
+
+all: build
+
+deps:
+	@./scripts/install-deps.sh
+
+$(BUILD)/build.ninja: | deps
+	cmake -S . -B $(BUILD) $(CMAKE_GEN) -DCMAKE_BUILD_TYPE=RelWithDebInfo
+
+build: deps $(BUILD)/build.ninja
+	cmake --build $(BUILD) -j $(JOBS)
+
+run: build
+	@if [ ! -x $(BUILD)/src/server/norikv-server ]; then \
+	  echo "norikv-server is not built yet (src/server is missing)"; exit 1; fi
+	$(BUILD)/src/server/norikv-server --data-dir ./norikv-data $(ARGS)
+
+test: test-c test-asan test-sdk
+	@echo "make test: all suites passed"
+
+test-c: build
+	ctest --test-dir $(BUILD) --output-on-failure -j $(JOBS) $(CTEST_ARGS)
+
+$(ASAN_BUILD)/build.ninja: | deps
+	cmake -S . -B $(ASAN_BUILD) $(CMAKE_GEN) -DCMAKE_BUILD_TYPE=Debug -DNK_SANITIZE=ON -DNK_BENCH=OFF
+
+# The sanitizer build runs the unit tests (label "unit"): every module's own
+# tests, without the long process-level suites.
+test-asan: deps $(ASAN_BUILD)/build.ninja
+	cmake --build $(ASAN_BUILD) -j $(JOBS)
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	  ctest --test-dir $(ASAN_BUILD) --output-on-failure -j $(JOBS) -L unit
+
+test-sdk: test-go test-python
+
+test-go: build
+	@if [ -f clients/go/go.mod ]; then \
+	  cd clients/go && NORIKV_SERVER_BIN=$(CURDIR)/$(BUILD)/src/server/norikv-server go test -race -count=1 ./...; \
+	else echo "test-go: no Go SDK yet"; fi
+
+test-python: build
+	@if [ -f clients/python/pyproject.toml ]; then \
+	  NORIKV_SERVER_BIN=$(CURDIR)/$(BUILD)/src/server/norikv-server ./clients/python/run-tests.sh; \
+	else echo "test-python: no Python SDK yet"; fi
+
+bench: bench-engine bench-raft bench-server
+
+bench-engine: build
+	@if [ -x $(BUILD)/bench/bench_engine ]; then $(BUILD)/bench/bench_engine $(ARGS); \
+	else echo "bench-engine: not built yet"; fi
+
+bench-raft: build
+	@if [ -x $(BUILD)/bench/bench_raft ]; then $(BUILD)/bench/bench_raft $(ARGS); \
+	else echo "bench-raft: not built yet"; fi
+
+bench-server: build
+	@if [ -x bench/server/run.sh ]; then bench/server/run.sh $(BUILD) $(ARGS); \
+	else echo "bench-server: not built yet"; fi
+
+# libFuzzer targets (clang); FUZZ_SECONDS per target.
+FUZZ_SECONDS ?= 30
+fuzz: deps
+	CC=clang cmake -S . -B build-fuzz $(CMAKE_GEN) -DNK_FUZZ=ON -DNK_BENCH=OFF -DCMAKE_BUILD_TYPE=RelWithDebInfo
+	cmake --build build-fuzz -j $(JOBS)
+	@for f in build-fuzz/tests/fuzz/fuzz_*; do \
+	  [ -x "$$f" ] || continue; echo "== $$f"; \
+	  mkdir -p build-fuzz/corpus/$$(basename $$f); \
+	  $$f -max_total_time=$(FUZZ_SECONDS) build-fuzz/corpus/$$(basename $$f) || exit 1; \
+	done
+
+hash-vectors: build
+	$(BUILD)/tools/hashvec > testdata/hash-vectors.json
+
+format:
+	clang-format -i $$(git ls-files 'src/*.c' 'src/*.h' 'tests/*.c' 'tests/*.h' 'tools/*.c' 'bench/*.c')
+
+clean:
+	rm -rf $(BUILD) $(ASAN_BUILD) build-fuzz
