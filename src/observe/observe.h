@@ -1,0 +1,322 @@
+/*
+ * observe: the metrics registry and the event ring that every NoriKV layer
+ * reports into, and their rendering for /metrics (Prometheus text exposition
+ * format 0.0.4) and /events (JSON).
+ *
+ * Metrics. A registry holds metric *families* (a name, a help text, a type and
+ * up to OBS_MAX_LABELS label names) and, per family, *series* (one combination
+ * of label values). Registering returns a handle (struct obs_counter, struct
+ * obs_gauge, struct obs_histogram) that the caller keeps and records through.
+ * Registration is idempotent: the same name with the same type and label names
+ * returns the same family, the same label values the same series, so that
+ * every instance of a module can register at open without coordination.
+ * Everything is bounded: a registry holds at most max_families families and
+ * max_series series in all; registering beyond either bound returns
+ * NK_RESOURCE_EXHAUSTED (and the caller may carry on with a NULL handle: every
+ * recording function accepts NULL and does nothing).
+ *
+ * Recording is lock-free and allocation-free: a counter or a histogram is
+ * split into OBS_STRIPES cache-line-separated stripes and each thread adds
+ * (relaxed atomics) to the stripe it was given on its first recording, so
+ * threads do not contend for a cache line; reading sums the stripes. A gauge
+ * is one atomic. Registration and rendering take the registry's mutex, which
+ * the recording paths never touch.
+ *
+ * Histograms have fixed log-linear buckets (OBS_HIST_BUCKETS finite ones):
+ * the upper bounds are 1 and 2, then two linear steps per power of two
+ * (3 4 6 8 12 16 24 32 48 ...) up to 2^26 = 67 108 864, then +Inf. Observed
+ * values are integers in the family's unit: OBS_UNIT_MICROS for latencies
+ * (1 us to 67 s, rendered in seconds as Prometheus prefers) or OBS_UNIT_NONE
+ * for plain quantities such as bytes or batch sizes (rendered as they are).
+ * A bucket i counts values v with upper(i-1) < v <= upper(i), which is the
+ * "le" of the exposition format.
+ *
+ * Events. A struct obs_events is a bounded ring of typed events (wall time,
+ * kind, shard, message) that overwrites the oldest when full; each event gets
+ * a sequence number so that a reader (the /events stream) can resume after
+ * the last one it saw and learn how many it missed. Emitting takes a short
+ * mutex (events are rare: elections, flushes, compactions), never allocates.
+ *
+ * Memory: a registry owns its families and series; handles stay valid until
+ * obs_registry_free(). obs_default() is the process-wide registry (and
+ * obs_events_default() the process-wide ring), created on first use and never
+ * freed, so that handles to it never dangle.
+ *
+ * Thread-safety: every function here may be called from any thread, except
+ * that obs_registry_free() / obs_events_free() must not race with any other
+ * use of that registry or ring.
+ */
+#ifndef NK_OBSERVE_H
+#define NK_OBSERVE_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "util/util.h"
+
+/* ------------------------------------------------------------------ bounds */
+
+#define OBS_MAX_LABELS      4   /* label names per family */
+#define OBS_NAME_MAX        128 /* metric and label names, bytes incl. NUL */
+#define OBS_HELP_MAX        256 /* help text, bytes incl. NUL */
+#define OBS_LABEL_VALUE_MAX 128 /* one label value, bytes incl. NUL */
+#define OBS_STRIPES         8   /* recording stripes per counter / histogram */
+
+/* Bounds of obs_default(). */
+#define OBS_DEFAULT_MAX_FAMILIES 512
+#define OBS_DEFAULT_MAX_SERIES   8192
+
+/* --------------------------------------------------------- histogram math */
+
+#define OBS_HIST_SUB_BITS 1  /* 2^SUB_BITS linear steps per power of two */
+#define OBS_HIST_MAX_LOG2 26 /* the largest finite bound is 2^26 */
+#define OBS_HIST_SUB      (1u << OBS_HIST_SUB_BITS)
+/* finite buckets: SUB for w < SUB, then SUB per octave k = SUB_BITS..MAX_LOG2-1 */
+#define OBS_HIST_BUCKETS (OBS_HIST_SUB + (OBS_HIST_MAX_LOG2 - OBS_HIST_SUB_BITS) * OBS_HIST_SUB)
+#define OBS_HIST_MAX_BOUND (UINT64_C(1) << OBS_HIST_MAX_LOG2)
+
+/*
+ * The bucket of value v: 0..OBS_HIST_BUCKETS-1 for v <= OBS_HIST_MAX_BOUND,
+ * OBS_HIST_BUCKETS (the +Inf bucket) above. Constant time (one clz).
+ */
+static inline uint32_t obs_hist_bucket_index(uint64_t v)
+{
+    if (v <= 1)
+        return 0;
+    uint64_t w = v - 1; /* bucket i holds (lower, upper]; index by w = v-1 */
+    if (w >= OBS_HIST_MAX_BOUND)
+        return OBS_HIST_BUCKETS;
+    if (w < OBS_HIST_SUB)
+        return (uint32_t)w;
+    uint32_t k = 63u - (uint32_t)__builtin_clzll(w); /* k >= SUB_BITS */
+    uint32_t sub = (uint32_t)(w >> (k - OBS_HIST_SUB_BITS)) & (OBS_HIST_SUB - 1);
+    return OBS_HIST_SUB + (k - OBS_HIST_SUB_BITS) * OBS_HIST_SUB + sub;
+}
+
+/* Inclusive upper bound of bucket i < OBS_HIST_BUCKETS (UINT64_MAX for +Inf). */
+uint64_t obs_hist_bucket_upper(uint32_t i);
+
+/* ------------------------------------------------------------------ types */
+
+enum obs_type { OBS_COUNTER = 0, OBS_GAUGE = 1, OBS_HISTOGRAM = 2 };
+
+/* How histogram values are rendered (counters and gauges use OBS_UNIT_NONE). */
+enum obs_unit {
+    OBS_UNIT_NONE = 0,   /* rendered as recorded */
+    OBS_UNIT_MICROS = 1, /* recorded in microseconds, rendered in seconds */
+};
+
+struct obs_registry;
+struct obs_family;
+
+/* A stripe owns whole cache lines so that threads never share one. */
+struct obs_counter_stripe {
+    _Alignas(64) _Atomic uint64_t v;
+};
+
+struct obs_counter {
+    struct obs_counter_stripe stripe[OBS_STRIPES];
+};
+
+struct obs_gauge {
+    _Atomic int64_t v;
+};
+
+struct obs_hist_stripe {
+    _Alignas(64) _Atomic uint64_t bucket[OBS_HIST_BUCKETS + 1]; /* last: +Inf only */
+    _Atomic uint64_t sum;
+};
+
+struct obs_histogram {
+    struct obs_hist_stripe stripe[OBS_STRIPES];
+};
+
+/* ------------------------------------------------------------ registries */
+
+/* A private registry (tests, or one per embedded instance). */
+nk_status obs_registry_new(uint32_t max_families, uint32_t max_series,
+                           struct obs_registry **out);
+void obs_registry_free(struct obs_registry *r);
+/* The process-wide registry; bounds OBS_DEFAULT_MAX_*. Never NULL. */
+struct obs_registry *obs_default(void);
+
+/*
+ * Registers (or finds) a family. Names follow Prometheus:
+ * [a-zA-Z_:][a-zA-Z0-9_:]* for metrics, [a-zA-Z_][a-zA-Z0-9_]* for labels,
+ * no label named "le" on a histogram, none starting with "__". The same name
+ * with another type, unit or label names: NK_ALREADY_EXISTS. unit is
+ * OBS_UNIT_NONE except for histograms. help may be NULL.
+ */
+nk_status obs_family_register(struct obs_registry *r, enum obs_type type, enum obs_unit unit,
+                              const char *name, const char *help, const char *const *label_names,
+                              size_t nlabels, struct obs_family **out);
+
+/*
+ * The series of a family for these label values (one per label name; any
+ * UTF-8, escaped when rendered; at most OBS_LABEL_VALUE_MAX-1 bytes). The
+ * family's type must match the call. Takes the registry mutex: callers look a
+ * series up once and keep the handle.
+ */
+nk_status obs_family_counter(struct obs_family *f, const char *const *label_values,
+                             struct obs_counter **out);
+nk_status obs_family_gauge(struct obs_family *f, const char *const *label_values,
+                           struct obs_gauge **out);
+nk_status obs_family_histogram(struct obs_family *f, const char *const *label_values,
+                               struct obs_histogram **out);
+
+/* Shorthands for a family without labels and its one series. */
+nk_status obs_counter_register(struct obs_registry *r, const char *name, const char *help,
+                               struct obs_counter **out);
+nk_status obs_gauge_register(struct obs_registry *r, const char *name, const char *help,
+                             struct obs_gauge **out);
+nk_status obs_histogram_register(struct obs_registry *r, enum obs_unit unit, const char *name,
+                                 const char *help, struct obs_histogram **out);
+
+uint32_t obs_registry_family_count(struct obs_registry *r);
+uint32_t obs_registry_series_count(struct obs_registry *r);
+
+/* -------------------------------------------------------------- recording */
+
+/* This thread's stripe, assigned round-robin on the thread's first recording. */
+extern _Thread_local uint32_t obs_tl_stripe_; /* stripe + 1; 0: not yet assigned */
+uint32_t obs_thread_stripe_assign_(void);
+static inline uint32_t obs_thread_stripe(void)
+{
+    uint32_t s = obs_tl_stripe_;
+    if (NK_UNLIKELY(s == 0))
+        s = obs_thread_stripe_assign_();
+    return s - 1;
+}
+
+static inline void obs_counter_add(struct obs_counter *c, uint64_t n)
+{
+    if (NK_UNLIKELY(!c))
+        return;
+    atomic_fetch_add_explicit(&c->stripe[obs_thread_stripe()].v, n, memory_order_relaxed);
+}
+static inline void obs_counter_inc(struct obs_counter *c)
+{
+    obs_counter_add(c, 1);
+}
+
+static inline void obs_gauge_set(struct obs_gauge *g, int64_t v)
+{
+    if (NK_UNLIKELY(!g))
+        return;
+    atomic_store_explicit(&g->v, v, memory_order_relaxed);
+}
+static inline void obs_gauge_add(struct obs_gauge *g, int64_t d)
+{
+    if (NK_UNLIKELY(!g))
+        return;
+    atomic_fetch_add_explicit(&g->v, d, memory_order_relaxed);
+}
+
+static inline void obs_hist_observe(struct obs_histogram *h, uint64_t v)
+{
+    if (NK_UNLIKELY(!h))
+        return;
+    struct obs_hist_stripe *s = &h->stripe[obs_thread_stripe()];
+    atomic_fetch_add_explicit(&s->bucket[obs_hist_bucket_index(v)], 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&s->sum, v, memory_order_relaxed);
+}
+/* Observes the microseconds elapsed since start_ns (a nk_mono_ns() value). */
+static inline void obs_hist_observe_since(struct obs_histogram *h, uint64_t start_ns)
+{
+    uint64_t now = nk_mono_ns();
+    obs_hist_observe(h, now > start_ns ? (now - start_ns) / 1000 : 0);
+}
+
+/* ---------------------------------------------------------------- reading */
+
+uint64_t obs_counter_value(const struct obs_counter *c);
+int64_t obs_gauge_value(const struct obs_gauge *g);
+
+/* A consistent-enough copy: count is the sum of the buckets. */
+struct obs_hist_snapshot {
+    uint64_t bucket[OBS_HIST_BUCKETS + 1]; /* per bucket, not cumulative */
+    uint64_t count;
+    uint64_t sum;
+};
+void obs_hist_snapshot(const struct obs_histogram *h, struct obs_hist_snapshot *out);
+/*
+ * Estimated q-quantile (0 <= q <= 1) by linear interpolation inside the
+ * bucket that holds it; 0 when empty; OBS_HIST_MAX_BOUND when it falls in
+ * the +Inf bucket.
+ */
+double obs_hist_quantile(const struct obs_hist_snapshot *s, double q);
+
+/*
+ * Appends the whole registry in Prometheus text exposition format 0.0.4:
+ * per family "# HELP", "# TYPE", then its series; histograms as cumulative
+ * name_bucket{...,le="..."} lines ending with le="+Inf", then name_sum and
+ * name_count. Families in registration order, series in registration order.
+ */
+void obs_render_prometheus(struct obs_registry *r, struct nk_buf *out);
+
+/* ------------------------------------------------------------------ events */
+
+enum obs_event_kind {
+    OBS_EV_INFO = 0,
+    OBS_EV_WARNING,
+    OBS_EV_ERROR,
+    OBS_EV_LEADER_CHANGE, /* a shard got a new leader (or lost it) */
+    OBS_EV_ELECTION,      /* a shard started an election */
+    OBS_EV_MEMBERSHIP,    /* a node joined, became suspect, died or left */
+    OBS_EV_SHARD_MOVE,    /* a replica was added to or removed from a shard */
+    OBS_EV_SNAPSHOT,      /* a shard snapshot was taken or installed */
+    OBS_EV_FLUSH,         /* a memtable was flushed */
+    OBS_EV_COMPACTION,    /* a compaction finished */
+    OBS_EV_LIFECYCLE,     /* the server started, became ready or is stopping */
+    OBS_EV_KIND_COUNT
+};
+/* "info", "warning", "error", "leader_change", ... */
+const char *obs_event_kind_name(enum obs_event_kind k);
+
+#define OBS_EVENT_MSG_MAX 200 /* bytes incl. NUL; longer messages are cut */
+#define OBS_NO_SHARD      UINT32_MAX
+#define OBS_EVENTS_MAX_CAPACITY (1u << 20)
+#define OBS_EVENTS_DEFAULT_CAPACITY 4096
+
+struct obs_event {
+    uint64_t seq;     /* 1, 2, 3 ... in emission order, per ring */
+    uint64_t wall_ms; /* ms since the Unix epoch */
+    enum obs_event_kind kind;
+    uint32_t shard; /* OBS_NO_SHARD when not about one shard */
+    char msg[OBS_EVENT_MSG_MAX];
+};
+
+struct obs_events;
+
+/* capacity: 1..OBS_EVENTS_MAX_CAPACITY events, else INVALID_ARGUMENT. */
+nk_status obs_events_new(uint32_t capacity, struct obs_events **out);
+void obs_events_free(struct obs_events *ev);
+/* The process-wide ring (OBS_EVENTS_DEFAULT_CAPACITY). Never NULL. */
+struct obs_events *obs_events_default(void);
+
+/* Records an event, overwriting the oldest when full; returns its seq. */
+uint64_t obs_event_emit(struct obs_events *ev, enum obs_event_kind kind, uint32_t shard,
+                        const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+/*
+ * Copies up to max events with seq > after_seq, oldest first, into out;
+ * *n is how many were copied. *missed counts events after after_seq that were
+ * already overwritten (the reader fell behind); may be NULL. Resume with the
+ * seq of the last event copied.
+ */
+void obs_events_read(struct obs_events *ev, uint64_t after_seq, struct obs_event *out, size_t max,
+                     size_t *n, uint64_t *missed);
+/* The seq of the newest event (0 when none yet). */
+uint64_t obs_events_last_seq(struct obs_events *ev);
+/*
+ * Blocks until an event with seq > after_seq exists or timeout_ms passes;
+ * true when one exists. For the /events stream's long poll.
+ */
+bool obs_events_wait(struct obs_events *ev, uint64_t after_seq, uint64_t timeout_ms);
+
+/* Appends {"seq":..,"time_ms":..,"kind":"..","shard":..|null,"message":".."}. */
+void obs_event_to_json(const struct obs_event *e, struct nk_buf *out);
+
+#endif /* NK_OBSERVE_H */
