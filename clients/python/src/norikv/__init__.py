@@ -1,0 +1,84 @@
+"""NoriKV Python client (asyncio).
+
+    from norikv import Client
+    async with Client(["localhost:9001"]) as client:
+        await client.put("key", "value")
+        result = await client.get("key")
+
+See NoriKVClient for the full API, norikv.testing.EphemeralServer for tests.
+"""
+
+from ._hash import get_shard_for_key, jump_consistent_hash, xxhash64
+from .client import Client, NoriKVClient, TopologyCallback
+from .config import ClientConfig, RetryConfig
+from .errors import (
+    AlreadyExistsError,
+    ClientClosedError,
+    ConfigurationError,
+    ConnectionError,
+    DeadlineExceededError,
+    InvalidArgumentError,
+    KeyNotFoundError,
+    NoriKVError,
+    NotLeaderError,
+    ResourceExhaustedError,
+    VersionMismatchError,
+)
+from .types import (
+    ClientStats,
+    ClusterNode,
+    ClusterView,
+    ConsistencyLevel,
+    DeleteOptions,
+    GetOptions,
+    GetResult,
+    PoolStats,
+    PutOptions,
+    RequestStats,
+    RouterStats,
+    ShardInfo,
+    ShardReplica,
+    TopologyChangeEvent,
+    TopologyStats,
+    Version,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Client",
+    "NoriKVClient",
+    "TopologyCallback",
+    "ClientConfig",
+    "RetryConfig",
+    "Version",
+    "ConsistencyLevel",
+    "PutOptions",
+    "GetOptions",
+    "DeleteOptions",
+    "GetResult",
+    "ClusterNode",
+    "ShardReplica",
+    "ShardInfo",
+    "ClusterView",
+    "TopologyChangeEvent",
+    "ClientStats",
+    "PoolStats",
+    "RouterStats",
+    "TopologyStats",
+    "RequestStats",
+    "NoriKVError",
+    "KeyNotFoundError",
+    "VersionMismatchError",
+    "AlreadyExistsError",
+    "ConnectionError",
+    "NotLeaderError",
+    "DeadlineExceededError",
+    "InvalidArgumentError",
+    "ResourceExhaustedError",
+    "ConfigurationError",
+    "ClientClosedError",
+    "xxhash64",
+    "jump_consistent_hash",
+    "get_shard_for_key",
+]

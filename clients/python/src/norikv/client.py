@@ -1,0 +1,439 @@
+"""NoriKVClient: the asyncio client.
+
+Requests go to the leader of the key's shard as the cluster view says
+(shard = jump(xxhash64(key), total_shards)); a NOT_LEADER answer with a
+leader-hint is followed at once; other failures are retried with exponential
+backoff and jitter only where CONTRACT.md allows (retry.py). A background task
+keeps a Meta.WatchCluster stream open, reconnecting with backoff, and installs
+each newer view; topology callbacks run on the event loop.
+
+One client may be shared by any number of tasks of the event loop it was
+connected on; it is not meant to be used from several event loops or threads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import random
+from types import TracebackType
+from typing import Any, Awaitable, Callable, List, Optional, Sequence, Type, TypeVar, Union, cast
+
+import grpc
+import grpc.aio
+
+from ._hash import KeyLike, key_bytes
+from .config import ClientConfig, RetryConfig
+from .errors import (
+    ClientClosedError,
+    ConfigurationError,
+    ConnectionError,
+    LEADER_HINT_KEY,
+    NoriKVError,
+    error_from_status,
+    trailer_value,
+)
+from .pool import ConnectionPool, NodeConnection
+from .retry import FailureKind, backoff_delay_s, classify, should_retry
+from .topology import Router, view_from_proto
+from .types import (
+    ClientStats,
+    ClusterView,
+    DeleteOptions,
+    GetOptions,
+    GetResult,
+    PoolStats,
+    PutOptions,
+    RequestStats,
+    RouterStats,
+    TopologyChangeEvent,
+    TopologyStats,
+    Version,
+)
+from .v1 import norikv_pb2 as pb
+
+__all__ = ["NoriKVClient", "Client", "TopologyCallback"]
+
+log = logging.getLogger("norikv")
+
+T = TypeVar("T")
+TopologyCallback = Callable[[TopologyChangeEvent], Any]
+ValueLike = Union[str, bytes, bytearray, memoryview]
+# grpc.aio.EOF (end of a response stream); absent from the type stubs.
+_EOF: object = getattr(grpc.aio, "EOF")
+
+
+def _value_bytes(value: ValueLike) -> bytes:
+    if isinstance(value, str):
+        return value.encode("utf-8")
+    if isinstance(value, bytes):
+        return value
+    if isinstance(value, (bytearray, memoryview)):
+        return bytes(value)
+    raise TypeError("value must be str or bytes, not %s" % type(value).__name__)
+
+
+def _version(msg: "pb.Version") -> Version:
+    return Version(term=msg.term, index=msg.index)
+
+
+def _pb_version(v: Version) -> "pb.Version":
+    return pb.Version(term=v.term, index=v.index)
+
+
+class NoriKVClient:
+    """Asyncio NoriKV client. Use ``async with NoriKVClient(config) as client``
+    or ``await client.connect()`` ... ``await client.close()``."""
+
+    def __init__(self, config: ClientConfig) -> None:
+        self.config = config
+        self._router = Router(config.nodes, config.total_shards)
+        self._pool = ConnectionPool()
+        self._callbacks: List[TopologyCallback] = []
+        self._watch_task: Optional["asyncio.Task[None]"] = None
+        self._watching = False
+        self._connected = False
+        self._closed = False
+        self._rng = random.Random()
+        self._timeout_s = config.timeout / 1000.0
+        self._bg: "set[asyncio.Future[Any]]" = set()
+        # counters for get_stats()
+        self._n_requests = 0
+        self._n_attempts = 0
+        self._n_retries = 0
+        self._n_redirects = 0
+        self._n_failures = 0
+
+    # ------------------------------------------------------------------ life
+    async def __aenter__(self) -> "NoriKVClient":
+        await self.connect()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: Optional[Type[BaseException]],
+        exc: Optional[BaseException],
+        tb: Optional[TracebackType],
+    ) -> None:
+        await self.close()
+
+    @property
+    def is_connected(self) -> bool:
+        return self._connected
+
+    async def connect(self) -> None:
+        """Reach a seed node, learn the cluster view and check total_shards.
+
+        Raises ConnectionError when no seed answers within the timeout, and
+        ConfigurationError when the cluster's shard count differs from
+        config.total_shards."""
+        if self._connected:
+            return
+        if self._closed:
+            raise ClientClosedError("client was closed; create a new one")
+        errors: List[str] = []
+        call: Optional[Any] = None
+        got_view = False
+        for addr in self._router.candidates():
+            conn = self._pool.get(addr)
+            try:
+                call, first = await self._open_watch(conn, wait_first=True)
+            except grpc.aio.AioRpcError as e:
+                if e.code() == grpc.StatusCode.UNIMPLEMENTED:
+                    # A server without Meta: route by seeds and leader hints.
+                    log.warning("norikv: %s does not implement WatchCluster; routing by leader hints", addr)
+                    call = None
+                    break
+                errors.append("%s: %s %s" % (addr, e.code().name, e.details()))
+                continue
+            except asyncio.TimeoutError:
+                errors.append("%s: no cluster view within %d ms" % (addr, self.config.timeout))
+                continue
+            if first is not None:
+                view = view_from_proto(first)
+                if view.shards and len(view.shards) != self.config.total_shards:
+                    if call is not None:
+                        call.cancel()
+                    await self._pool.close()
+                    raise ConfigurationError(
+                        "total_shards mismatch: the client is configured with %d shards but the "
+                        "cluster at %s has %d; set ClientConfig.total_shards=%d"
+                        % (self.config.total_shards, addr, len(view.shards), len(view.shards))
+                    )
+                self._install_view(view)
+                got_view = True
+            break
+        else:
+            await self._pool.close()
+            raise ConnectionError("could not reach any NoriKV node: " + "; ".join(errors))
+        self._connected = True
+        self._watch_task = asyncio.ensure_future(self._watch_loop(call if got_view else None, got_view or call is not None))
+
+    async def close(self) -> None:
+        """Stop watching the cluster and close every connection. Idempotent."""
+        self._closed = True
+        self._connected = False
+        task, self._watch_task = self._watch_task, None
+        if task is not None:
+            task.cancel()
+            try:
+                await task
+            except (asyncio.CancelledError, Exception):
+                pass
+        await self._pool.close()
+        if self._bg:
+            await asyncio.gather(*list(self._bg), return_exceptions=True)
+
+    # -------------------------------------------------------------- topology
+    def get_cluster_view(self) -> Optional[ClusterView]:
+        """The last cluster view received, or None before the first."""
+        v = self._router.view
+        return v if v.epoch > 0 or v.nodes else None
+
+    def on_topology_change(self, callback: TopologyCallback) -> Callable[[], None]:
+        """Call callback(event) after each newer cluster view is installed
+        (including the first one, whose previous_epoch is 0). The callback may
+        be a plain function or a coroutine function; exceptions it raises are
+        logged. Returns a function that unsubscribes it."""
+        self._callbacks.append(callback)
+
+        def unsubscribe() -> None:
+            try:
+                self._callbacks.remove(callback)
+            except ValueError:
+                pass
+
+        return unsubscribe
+
+    def get_stats(self) -> ClientStats:
+        return ClientStats(
+            pool=PoolStats(
+                active_connections=self._pool.active_connections,
+                open_channels=self._pool.open_channels,
+            ),
+            router=RouterStats(total_nodes=self._router.total_nodes, total_shards=self._router.total_shards),
+            topology=TopologyStats(
+                epoch=self._router.view.epoch,
+                cached_leaders=self._router.cached_leaders,
+                watching=self._watching,
+            ),
+            requests=RequestStats(
+                requests=self._n_requests,
+                attempts=self._n_attempts,
+                retries=self._n_retries,
+                leader_redirects=self._n_redirects,
+                failures=self._n_failures,
+            ),
+        )
+
+    def shard_for_key(self, key: KeyLike) -> int:
+        """The shard that owns key under this client's total_shards."""
+        return self._router.shard_for(key_bytes(key))
+
+    # ------------------------------------------------------------ operations
+    async def put(self, key: KeyLike, value: ValueLike, options: Optional[PutOptions] = None) -> Version:
+        """Write value under key; returns the Version of the write."""
+        kb = key_bytes(key)
+        req = pb.PutRequest(key=kb, value=_value_bytes(value))
+        repeat_safe = True
+        if options is not None:
+            if options.ttl_ms:
+                if options.ttl_ms < 0:
+                    raise ValueError("ttl_ms must be >= 0, got %d" % options.ttl_ms)
+                req.ttl_ms = options.ttl_ms
+            if options.idempotency_key:
+                req.idempotency_key = options.idempotency_key
+            if options.if_match_version is not None:
+                req.if_match.CopyFrom(_pb_version(options.if_match_version))
+            if options.if_not_exists:
+                req.if_not_exists = True
+            repeat_safe = bool(options.idempotency_key) or (
+                options.if_match_version is None and not options.if_not_exists
+            )
+
+        async def attempt(conn: NodeConnection, timeout: float) -> Version:
+            resp = await conn.put(req, timeout=timeout)
+            return _version(resp.version)
+
+        return await self._invoke(kb, attempt, repeat_safe)
+
+    async def get(self, key: KeyLike, options: Optional[GetOptions] = None) -> GetResult:
+        """Read key; raises KeyNotFoundError when it is missing or expired."""
+        kb = key_bytes(key)
+        consistency = options.consistency.value if options is not None else ""
+        req = pb.GetRequest(key=kb, consistency=consistency)
+
+        async def attempt(conn: NodeConnection, timeout: float) -> GetResult:
+            resp = await conn.get(req, timeout=timeout)
+            return GetResult(value=resp.value, version=_version(resp.version), metadata=dict(resp.meta))
+
+        return await self._invoke(kb, attempt, True)
+
+    async def delete(self, key: KeyLike, options: Optional[DeleteOptions] = None) -> bool:
+        """Delete key; returns True when a live value was removed, False when
+        the key was absent."""
+        kb = key_bytes(key)
+        req = pb.DeleteRequest(key=kb)
+        repeat_safe = True
+        if options is not None:
+            if options.idempotency_key:
+                req.idempotency_key = options.idempotency_key
+            if options.if_match_version is not None:
+                req.if_match.CopyFrom(_pb_version(options.if_match_version))
+            repeat_safe = bool(options.idempotency_key) or options.if_match_version is None
+
+        async def attempt(conn: NodeConnection, timeout: float) -> bool:
+            resp = await conn.delete(req, timeout=timeout)
+            return bool(resp.tombstoned)
+
+        return await self._invoke(kb, attempt, repeat_safe)
+
+    # --------------------------------------------------------------- engine
+    async def _invoke(
+        self,
+        kb: bytes,
+        attempt: Callable[[NodeConnection, float], Awaitable[T]],
+        repeat_safe: bool,
+    ) -> T:
+        if not self._connected:
+            raise ClientClosedError()
+        router = self._router
+        retry: RetryConfig = self.config.retry
+        shard = router.shard_for(kb)
+        self._n_requests += 1
+        n = 0
+        avoid: Optional[str] = None
+        while True:
+            n += 1
+            self._n_attempts += 1
+            addr = router.leader_addr(shard)
+            if addr is None:
+                addr = router.next_candidate(avoid)
+            conn = self._pool.get(addr)
+            try:
+                return await attempt(conn, self._timeout_s)
+            except grpc.aio.AioRpcError as e:
+                code = e.code().name
+                details = e.details() or ""
+                trailers = e.trailing_metadata()
+                kind = classify(code, details)
+                immediate = False
+                if code == "UNAVAILABLE" and "NOT_LEADER" in details:
+                    hint = trailer_value(trailers, LEADER_HINT_KEY)
+                    if hint and hint != addr:
+                        router.learn_leader(shard, hint)
+                        self._n_redirects += 1
+                        immediate = True
+                    else:
+                        router.forget_leader(shard, addr)
+                elif kind is not FailureKind.PERMANENT:
+                    # The node failed us: ask someone else next time.
+                    router.forget_leader(shard, addr)
+                avoid = addr
+                if n >= retry.max_attempts or not should_retry(kind, repeat_safe):
+                    self._n_failures += 1
+                    err = error_from_status(code, details, trailers)
+                    if kind is not FailureKind.PERMANENT:
+                        err.message = "%s (node %s, attempt %d of %d)" % (
+                            err.message,
+                            addr,
+                            n,
+                            retry.max_attempts,
+                        )
+                    raise err from None
+                self._n_retries += 1
+                if not immediate:
+                    await asyncio.sleep(backoff_delay_s(n, retry, self._rng))
+
+    # ------------------------------------------------------------ watching
+    async def _open_watch(self, conn: NodeConnection, wait_first: bool) -> "tuple[Any, Optional[pb.ClusterView]]":
+        req = pb.ClusterView(epoch=self._router.view.epoch)
+        call = conn.watch_cluster(req)
+        if not wait_first:
+            return call, None
+        try:
+            first = await asyncio.wait_for(call.read(), self._timeout_s)
+        except BaseException:
+            call.cancel()
+            raise
+        if first is _EOF:
+            code = await call.code()
+            raise grpc.aio.AioRpcError(
+                code, grpc.aio.Metadata(), grpc.aio.Metadata(), "WatchCluster ended without a view", None
+            )
+        return call, cast("pb.ClusterView", first)
+
+    def _install_view(self, view: ClusterView) -> None:
+        event = self._router.apply_view(view)
+        if event is None:
+            return
+        # Close channels to nodes that left the view (seeds stay).
+        self._pool.retain(set(self._router.seeds) | self._router.node_addrs())
+        for cb in list(self._callbacks):
+            try:
+                res = cb(event)
+                if inspect.isawaitable(res):
+                    fut = asyncio.ensure_future(res)
+                    self._bg.add(fut)
+                    fut.add_done_callback(self._bg_done)
+            except Exception:
+                log.exception("norikv: topology callback %r raised", cb)
+
+    def _bg_done(self, fut: "asyncio.Future[Any]") -> None:
+        self._bg.discard(fut)
+        if not fut.cancelled() and fut.exception() is not None:
+            log.error("norikv: topology callback failed: %r", fut.exception())
+
+    async def _watch_loop(self, call: Optional[Any], enabled: bool) -> None:
+        """Keep a WatchCluster stream open; on failure, back off and try the
+        next node. Ends when the client closes (cancellation)."""
+        if not enabled:
+            return
+        retry = self.config.retry
+        failures = 0
+        last_addr: Optional[str] = None
+        try:
+            while True:
+                if call is None:
+                    addr = self._router.next_candidate(last_addr)
+                    last_addr = addr
+                    call, _ = await self._open_watch(self._pool.get(addr), wait_first=False)
+                try:
+                    self._watching = True
+                    while True:
+                        msg = await call.read()
+                        if msg is _EOF:
+                            break
+                        failures = 0
+                        self._install_view(view_from_proto(msg))
+                except grpc.aio.AioRpcError as e:
+                    if e.code() == grpc.StatusCode.UNIMPLEMENTED:
+                        log.warning("norikv: WatchCluster unimplemented; routing by leader hints")
+                        return
+                    log.debug("norikv: cluster watch ended: %s %s", e.code().name, e.details())
+                finally:
+                    self._watching = False
+                    call.cancel()
+                    call = None
+                failures += 1
+                await asyncio.sleep(backoff_delay_s(min(failures, 8), retry, self._rng))
+        except asyncio.CancelledError:
+            if call is not None:
+                call.cancel()
+            raise
+
+
+class Client(NoriKVClient):
+    """Short form: ``async with Client(["host:9001", ...]) as client``."""
+
+    def __init__(
+        self,
+        nodes: Sequence[str],
+        total_shards: int = 1024,
+        timeout: int = 5000,
+        retry: Optional[RetryConfig] = None,
+    ) -> None:
+        super().__init__(
+            ClientConfig(nodes=list(nodes), total_shards=total_shards, timeout=timeout, retry=retry or RetryConfig())
+        )

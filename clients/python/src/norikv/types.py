@@ -1,0 +1,197 @@
+"""Value types of the public API: versions, options, results, the cluster view,
+topology events and client statistics. All are plain dataclasses; the ones that
+describe server state (Version, ClusterView and its parts) are immutable."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Dict, List, Mapping, Optional, Tuple
+
+__all__ = [
+    "Version",
+    "ConsistencyLevel",
+    "PutOptions",
+    "GetOptions",
+    "DeleteOptions",
+    "GetResult",
+    "ClusterNode",
+    "ShardReplica",
+    "ShardInfo",
+    "ClusterView",
+    "TopologyChangeEvent",
+    "PoolStats",
+    "RouterStats",
+    "TopologyStats",
+    "RequestStats",
+    "ClientStats",
+]
+
+
+@dataclass(frozen=True)
+class Version:
+    """The (term, index) of the Raft entry that wrote a value. Compared by equality."""
+
+    term: int
+    index: int
+
+    def __str__(self) -> str:
+        return "%d.%d" % (self.term, self.index)
+
+    @classmethod
+    def parse(cls, text: str) -> "Version":
+        """Parse the "<term>.<index>" form used by the current-version trailer."""
+        term, sep, index = text.strip().partition(".")
+        if not sep:
+            raise ValueError("version must look like <term>.<index>, got %r" % text)
+        return cls(int(term), int(index))
+
+
+class ConsistencyLevel(str, enum.Enum):
+    """Read consistency of a Get (CONTRACT.md, Semantics/Consistency)."""
+
+    LEASE = "lease"
+    """Default: lease read on the shard's leader."""
+    LINEARIZABLE = "linearizable"
+    """ReadIndex on the leader: always up to date."""
+    STALE_OK = "stale_ok"
+    """Any replica may answer; may be stale."""
+
+
+@dataclass
+class PutOptions:
+    ttl_ms: Optional[int] = None
+    """Time to live in milliseconds (None or 0: no expiry)."""
+    idempotency_key: Optional[str] = None
+    """A retry with the same key and parameters returns the first result."""
+    if_match_version: Optional[Version] = None
+    """CAS: apply only when the key exists with exactly this version."""
+    if_not_exists: bool = False
+    """Apply only when no live value exists (AlreadyExistsError otherwise)."""
+
+
+@dataclass
+class GetOptions:
+    consistency: ConsistencyLevel = ConsistencyLevel.LEASE
+
+
+@dataclass
+class DeleteOptions:
+    idempotency_key: Optional[str] = None
+    if_match_version: Optional[Version] = None
+
+
+@dataclass(frozen=True)
+class GetResult:
+    value: bytes
+    version: Version
+    metadata: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ClusterNode:
+    id: str
+    addr: str
+    """The node's client (gRPC) address, host:port."""
+    role: str
+    """Membership state: alive, suspect, dead or left."""
+
+
+@dataclass(frozen=True)
+class ShardReplica:
+    node_id: str
+    leader: bool
+
+
+@dataclass(frozen=True)
+class ShardInfo:
+    id: int
+    replicas: Tuple[ShardReplica, ...]
+
+    @property
+    def leader_id(self) -> Optional[str]:
+        for r in self.replicas:
+            if r.leader:
+                return r.node_id
+        return None
+
+
+@dataclass(frozen=True)
+class ClusterView:
+    """The cluster as the servers last described it (Meta.WatchCluster)."""
+
+    epoch: int
+    nodes: Tuple[ClusterNode, ...]
+    shards: Tuple[ShardInfo, ...]
+
+    def node(self, node_id: str) -> Optional[ClusterNode]:
+        for n in self.nodes:
+            if n.id == node_id:
+                return n
+        return None
+
+    def leader_of(self, shard_id: int) -> Optional[ClusterNode]:
+        """The node that leads shard_id in this view, if one is flagged."""
+        for s in self.shards:
+            if s.id == shard_id:
+                lid = s.leader_id
+                return self.node(lid) if lid is not None else None
+        return None
+
+
+@dataclass(frozen=True)
+class TopologyChangeEvent:
+    """What changed between two cluster views (passed to on_topology_change callbacks)."""
+
+    previous_epoch: int
+    current_epoch: int
+    added_nodes: List[str]
+    """Ids of nodes in the new view that were not in the previous one."""
+    removed_nodes: List[str]
+    """Ids of nodes of the previous view that the new one no longer lists."""
+    role_changes: Dict[str, Tuple[str, str]]
+    """node id -> (old role, new role) for nodes present in both views."""
+    leader_changes: Dict[int, Tuple[Optional[str], Optional[str]]]
+    """shard id -> (old leader node id, new leader node id)."""
+    view: ClusterView
+
+
+@dataclass(frozen=True)
+class PoolStats:
+    active_connections: int
+    """Pooled channels that are connected (READY) right now."""
+    open_channels: int
+    """Pooled channels, connected or not."""
+
+
+@dataclass(frozen=True)
+class RouterStats:
+    total_nodes: int
+    """Nodes known: those of the cluster view, or the configured seeds before one."""
+    total_shards: int
+
+
+@dataclass(frozen=True)
+class TopologyStats:
+    epoch: int
+    cached_leaders: int
+    """Shards whose leader address is known (from the view or leader hints)."""
+    watching: bool
+    """Whether a WatchCluster stream is open now."""
+
+
+@dataclass(frozen=True)
+class RequestStats:
+    requests: int
+    attempts: int
+    retries: int
+    leader_redirects: int
+    failures: int
+
+
+@dataclass(frozen=True)
+class ClientStats:
+    pool: PoolStats
+    router: RouterStats
+    topology: TopologyStats
+    requests: RequestStats
