@@ -40,6 +40,13 @@ struct sst_comparator {
     struct nk_slice (*filter_key)(struct nk_slice key);
     /* Stored in the table; a reader with a differently named comparator refuses it. */
     const char *name;
+    /*
+     * Optional (NULL: the index stores the last key of each block itself).
+     * Sets *out to a short key k with a <= k < b, given a < b; the index uses
+     * it as the separator between two data blocks, which keeps the index
+     * small. Bytewise picks the shortest such byte string it can.
+     */
+    void (*separator)(struct nk_slice a, struct nk_slice b, struct nk_buf *out);
 };
 
 /* The default: memcmp order, whole-key filter, name "bytewise". */
@@ -136,7 +143,10 @@ bool sst_reader_may_contain(struct sst_reader *r, struct nk_slice filter_key);
  * Point lookup: consults the bloom filter with filter_key, then finds the
  * first entry whose key is >= target. *found is false when the filter rules
  * the table out or no such entry exists. On success key and value are copied
- * into key_out and value_out (replacing their contents).
+ * into key_out and value_out (replacing their contents); key_out is also the
+ * scratch space of the search, so its contents are unspecified when *found
+ * is false. With a cache and the block cached, it allocates nothing (beyond
+ * growing the caller's buffers).
  */
 nk_status sst_reader_seek_one(struct sst_reader *r, struct nk_slice target,
                               struct nk_slice filter_key, bool *found, struct nk_buf *key_out,
