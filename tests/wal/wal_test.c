@@ -1,0 +1,688 @@
+/*
+ * Tests of src/wal: round trips across segments, reopen, torn tails, mid-log
+ * damage, group commit, segment removal and iteration while appending. Every
+ * test works on real files in its own directory and syncs for real.
+ */
+#include <pthread.h>
+
+#include "testlib.h"
+#include "wal_test_util.h"
+
+static struct wal_options small_opts(enum wal_sync_mode mode, uint64_t segment_size)
+{
+    struct wal_options o;
+    wal_options_default(&o);
+    o.sync = mode;
+    o.segment_size = segment_size;
+    return o;
+}
+
+/* Appends records id = first..first+n-1 with sizes from the rng; returns their positions. */
+static nk_status append_ids(struct wal *w, struct nk_rng *r, uint64_t first, size_t n,
+                            size_t max_len, size_t *lens, struct wal_pos *pos)
+{
+    uint8_t *buf = nk_malloc(max_len + 1);
+    nk_status s = NK_OK;
+    for (size_t i = 0; i < n && nk_ok(s); i++) {
+        size_t len = (size_t)nk_rng_uniform(r, max_len + 1);
+        wt_payload(first + i, len, buf);
+        lens[i] = len;
+        s = wal_append(w, (uint8_t)(1 + (first + i) % 255), buf, len, &pos[i]);
+    }
+    free(buf);
+    return s;
+}
+
+/* Checks the log holds exactly ids 0..n-1 with the given lengths and positions. */
+static void check_log(struct wal *w, size_t n, const size_t *lens, const struct wal_pos *pos)
+{
+    struct wt_log l;
+    NK_REQUIRE_OK(wt_read_all(w, (struct wal_pos){0, 0}, &l));
+    NK_CHECK_EQ_U64(l.n, n);
+    for (size_t i = 0; i < l.n && i < n; i++) {
+        NK_CHECK_EQ_U64(l.recs[i].type, 1 + i % 255);
+        NK_CHECK_EQ_U64(l.recs[i].len, lens[i]);
+        NK_CHECK(wt_payload_ok(i, nk_slice_make(l.recs[i].data, l.recs[i].len)));
+        if (pos)
+            NK_CHECK(wal_pos_cmp(l.recs[i].pos, pos[i]) == 0);
+    }
+    wt_log_free(&l);
+}
+
+NK_TEST(sync_mode_names_parse)
+{
+    enum wal_sync_mode m;
+    NK_CHECK(wal_parse_sync_mode("always", &m) && m == WAL_SYNC_ALWAYS);
+    NK_CHECK(wal_parse_sync_mode("batch", &m) && m == WAL_SYNC_BATCH);
+    NK_CHECK(wal_parse_sync_mode("os", &m) && m == WAL_SYNC_OS);
+    NK_CHECK(!wal_parse_sync_mode("sometimes", &m));
+    NK_CHECK(!wal_parse_sync_mode(NULL, &m));
+}
+
+NK_TEST(append_then_iterate_returns_every_record_in_order)
+{
+    const char *dir = nk_test_tmpdir();
+    struct wal_options o = small_opts(WAL_SYNC_ALWAYS, 1 << 20);
+    struct wal *w;
+    NK_REQUIRE_OK(wal_open(dir, &o, &w));
+    struct nk_rng r;
+    nk_rng_seed(&r, 1);
+    size_t lens[200];
+    struct wal_pos pos[200];
+    lens[0] = 0;
+    NK_REQUIRE_OK(wal_append(w, 1, "", 0, &pos[0])); /* empty payload is a record too */
+    NK_CHECK_EQ_U64(pos[0].segment, 1);
+    NK_CHECK_EQ_U64(pos[0].offset, WAL_SEGMENT_HEADER_SIZE);
+    NK_REQUIRE_OK(append_ids(w, &r, 1, 199, 300, lens + 1, pos + 1));
+    for (size_t i = 1; i < 200; i++)
+        NK_CHECK(wal_pos_cmp(pos[i - 1], pos[i]) < 0);
+    check_log(w, 200, lens, pos);
+    struct wal_stats st;
+    wal_get_stats(w, &st);
+    NK_CHECK_EQ_U64(st.records_appended, 200);
+    NK_CHECK(st.syncs >= 200); /* ALWAYS: every lone append syncs */
+    NK_CHECK_EQ_U64(st.segments, 1);
+    wal_close(w);
+}
+
+NK_TEST(records_cross_segment_boundaries_and_rotation)
+{
+    const char *dir = nk_test_tmpdir();
+    struct wal_options o = small_opts(WAL_SYNC_OS, 4096);
+    struct wal *w;
+    NK_REQUIRE_OK(wal_open(dir, &o, &w));
+    struct nk_rng r;
+    nk_rng_seed(&r, nk_test_seed());
+    enum { N = 600 };
+    size_t lens[N];
+    struct wal_pos pos[N];
+    for (size_t i = 0; i < N; i += 50) {
+        NK_REQUIRE_OK(append_ids(w, &r, i, 50, 1500, lens + i, pos + i));
+        uint64_t next;
+        if (i % 200 == 0) {
+            NK_REQUIRE_OK(wal_rotate(w, &next));
+            NK_CHECK_EQ_U64(next, wal_end(w).segment);
+        }
+    }
+    struct wal_stats st;
+    wal_get_stats(w, &st);
+    NK_CHECK(st.segments > 10);
+    for (size_t i = 1; i < N; i++)
+        NK_CHECK(wal_pos_cmp(pos[i - 1], pos[i]) < 0);
+    /* no record straddles a segment: every one starts inside its segment's limit */
+    for (size_t i = 0; i < N; i++)
+        NK_CHECK(pos[i].offset + WAL_RECORD_HEADER_SIZE + lens[i] <= 4096);
+    check_log(w, N, lens, pos);
+    /* from any record's position, iteration yields exactly the suffix */
+    for (size_t k = 0; k < N; k += 37) {
+        struct wt_log l;
+        NK_REQUIRE_OK(wt_read_all(w, pos[k], &l));
+        NK_CHECK_EQ_U64(l.n, N - k);
+        if (l.n)
+            NK_CHECK(wt_payload_ok(k, nk_slice_make(l.recs[0].data, l.recs[0].len)));
+        wt_log_free(&l);
+    }
+    /* from the end: nothing */
+    struct wt_log l;
+    NK_REQUIRE_OK(wt_read_all(w, wal_end(w), &l));
+    NK_CHECK_EQ_U64(l.n, 0);
+    wt_log_free(&l);
+    wal_close(w);
+
+    /* the same after reopening, with preallocation off this time */
+    o.preallocate = false;
+    NK_REQUIRE_OK(wal_open(dir, &o, &w));
+    check_log(w, N, lens, pos);
+    wal_close(w);
+}
+
+NK_TEST(append_many_is_contiguous_and_a_large_record_gets_its_own_segment)
+{
+    const char *dir = nk_test_tmpdir();
+    struct wal_options o = small_opts(WAL_SYNC_BATCH, 4096);
+    struct wal *w;
+    NK_REQUIRE_OK(wal_open(dir, &o, &w));
+    uint8_t small[100], big[10000];
+    wt_payload(0, sizeof small, small);
+    NK_REQUIRE_OK(wal_append(w, 1, small, sizeof small, NULL));
+    /* a batch that does not fit in what is left but fits a fresh segment moves there whole */
+    enum { B = 37 }; /* 37 * 109 + 32 <= 4096 < 141 + 37 * 109 */
+    struct wal_record recs[B];
+    uint8_t bufs[B][100];
+    for (int i = 0; i < B; i++) {
+        wt_payload(1 + (uint64_t)i, 100, bufs[i]);
+        recs[i] = (struct wal_record){(uint8_t)(2 + i), nk_slice_make(bufs[i], 100)};
+    }
+    struct wal_pos first;
+    NK_REQUIRE_OK(wal_append_many(w, recs, B, &first));
+    NK_CHECK_EQ_U64(first.segment, 2);
+    NK_CHECK_EQ_U64(first.offset, WAL_SEGMENT_HEADER_SIZE);
+    NK_CHECK_EQ_U64(wal_end(w).offset, WAL_SEGMENT_HEADER_SIZE + B * (100 + WAL_RECORD_HEADER_SIZE));
+    /* a record larger than a segment gets a segment of its own */
+    wt_payload(B + 1, sizeof big, big);
+    struct wal_pos bp;
+    NK_REQUIRE_OK(wal_append(w, 33, big, sizeof big, &bp));
+    NK_CHECK_EQ_U64(bp.segment, 3);
+    NK_CHECK_EQ_U64(bp.offset, WAL_SEGMENT_HEADER_SIZE);
+    NK_REQUIRE_OK(wal_append(w, 34, small, sizeof small, &bp));
+    NK_CHECK_EQ_U64(bp.segment, 4);
+    /* a batch larger than a segment is split across segments, in order */
+    struct wal_record many[100];
+    for (int i = 0; i < 100; i++)
+        many[i] = (struct wal_record){35, nk_slice_make(bufs[i % B], 100)};
+    NK_REQUIRE_OK(wal_append_many(w, many, 100, &first));
+    NK_CHECK_EQ_U64(first.segment, 4);
+    wal_close(w);
+
+    NK_REQUIRE_OK(wal_open(dir, &o, &w));
+    struct wt_log l;
+    NK_REQUIRE_OK(wt_read_all(w, (struct wal_pos){0, 0}, &l));
+    NK_REQUIRE(l.n == 1 + B + 1 + 1 + 100);
+    for (int i = 0; i < B; i++) {
+        NK_CHECK_EQ_U64(l.recs[1 + i].type, 2 + i);
+        NK_CHECK(wt_payload_ok(1 + (uint64_t)i, nk_slice_make(l.recs[1 + i].data, 100)));
+    }
+    NK_CHECK_EQ_U64(l.recs[1 + B].len, sizeof big);
+    NK_CHECK(wt_payload_ok(B + 1, nk_slice_make(l.recs[1 + B].data, l.recs[1 + B].len)));
+    for (int i = 0; i < 100; i++)
+        NK_CHECK(memcmp(l.recs[3 + B + i].data, bufs[i % B], 100) == 0);
+    wt_log_free(&l);
+    wal_close(w);
+}
+
+NK_TEST(invalid_records_are_rejected_with_a_status)
+{
+    const char *dir = nk_test_tmpdir();
+    struct wal_options o = small_opts(WAL_SYNC_OS, 1 << 20);
+    o.max_record_size = 1000;
+    struct wal *w;
+    NK_REQUIRE_OK(wal_open(dir, &o, &w));
+    uint8_t buf[1001] = {0};
+    nk_status s = wal_append(w, 1, buf, 1001, NULL);
+    NK_CHECK(s.code == NK_INVALID_ARGUMENT);
+    NK_CHECK(s.msg && strstr(s.msg, "max_record_size"));
+    nk_status_free(&s);
+    s = wal_append(w, 0, buf, 10, NULL);
+    NK_CHECK(s.code == NK_INVALID_ARGUMENT);
+    nk_status_free(&s);
+    NK_REQUIRE_OK(wal_append(w, 1, buf, 1000, NULL)); /* exactly the limit is fine */
+    /* a second open of the same directory is refused while this one holds it */
+    struct wal *w2 = NULL;
+    s = wal_open(dir, &o, &w2);
+    NK_CHECK(s.code == NK_FAILED_PRECONDITION);
+    nk_status_free(&s);
+    wal_close(w);
+    /* bad options */
+    o.segment_size = 100;
+    s = wal_open(dir, &o, &w2);
+    NK_CHECK(s.code == NK_INVALID_ARGUMENT);
+    nk_status_free(&s);
+    o.segment_size = 1 << 20;
+    o.max_record_size = WAL_RECORD_SIZE_LIMIT + 1;
+    s = wal_open(dir, &o, &w2);
+    NK_CHECK(s.code == NK_INVALID_ARGUMENT);
+    nk_status_free(&s);
+}
+
+NK_TEST(reopen_continues_appending_after_the_last_record)
+{
+    const char *dir = nk_test_tmpdir();
+    struct nk_rng r;
+    nk_rng_seed(&r, nk_test_seed());
+    enum { ROUNDS = 6, PER = 40, N = ROUNDS * PER };
+    size_t lens[N];
+    struct wal_pos pos[N];
+    for (int round = 0; round < ROUNDS; round++) {
+        struct wal_options o = small_opts(round % 3 == 0 ? WAL_SYNC_ALWAYS : WAL_SYNC_OS, 8192);
+        o.preallocate = round % 2 == 0;
+        struct wal *w;
+        NK_REQUIRE_OK(wal_open(dir, &o, &w));
+        struct wal_pos end = wal_end(w);
+        if (round > 0) {
+            /* the end is just past the last record written by the previous run */
+            struct wal_pos last = pos[round * PER - 1];
+            uint64_t last_end = last.offset + WAL_RECORD_HEADER_SIZE + lens[round * PER - 1];
+            NK_CHECK(end.segment == last.segment && end.offset == last_end);
+        }
+        NK_REQUIRE_OK(append_ids(w, &r, (uint64_t)round * PER, PER, 700, lens + round * PER,
+                                 pos + round * PER));
+        check_log(w, (size_t)(round + 1) * PER, lens, pos);
+        struct wal_stats st;
+        wal_get_stats(w, &st);
+        NK_CHECK_EQ_U64(st.torn_bytes_truncated, 0);
+        wal_close(w);
+    }
+}
+
+/*
+ * Builds a log of n records in one segment with preallocation and returns
+ * the segment's bytes and the records' offsets (offs[n] = end of data).
+ */
+static bool build_segment(const char *dir, size_t n, size_t len, uint8_t **file, size_t *fsize,
+                          uint64_t *offs)
+{
+    struct wal_options o = small_opts(WAL_SYNC_OS, 1 << 16);
+    struct wal *w;
+    nk_status s = wal_open(dir, &o, &w);
+    if (!nk_ok(s)) {
+        nk_status_free(&s);
+        return false;
+    }
+    uint8_t *buf = nk_malloc(len);
+    for (size_t i = 0; i < n && nk_ok(s); i++) {
+        wt_payload(i, len, buf);
+        struct wal_pos p;
+        s = wal_append(w, (uint8_t)(1 + i % 255), buf, len, &p);
+        offs[i] = p.offset;
+    }
+    free(buf);
+    offs[n] = wal_end(w).offset;
+    wal_close(w);
+    if (!nk_ok(s)) {
+        nk_status_free(&s);
+        return false;
+    }
+    char path[4096];
+    wt_seg_path(dir, 1, path, sizeof path);
+    return wt_read_file(path, file, fsize);
+}
+
+NK_TEST(torn_tail_at_every_byte_of_the_last_record_is_truncated_and_appends_continue)
+{
+    const char *base = nk_test_tmpdir();
+    char src[2048];
+    snprintf(src, sizeof src, "%s/src", base);
+    enum { N = 8, LEN = 60 };
+    uint64_t offs[N + 1];
+    uint8_t *orig;
+    size_t fsize;
+    NK_REQUIRE(build_segment(src, N, LEN, &orig, &fsize, offs));
+    NK_REQUIRE(fsize == 1 << 16); /* preallocated */
+    struct nk_rng r;
+    nk_rng_seed(&r, nk_test_seed());
+    uint8_t *img = nk_malloc(fsize);
+    int cases = 0;
+    enum nk_log_level old_level = nk_log_get_level();
+    nk_log_set_level(NK_LOG_ERROR); /* one "torn tail truncated" warning per case otherwise */
+    for (uint64_t cut = offs[N - 1]; cut < offs[N]; cut++) {
+        /* three ways a write can be torn: file cut short, zeros, garbage after the cut */
+        for (int how = 0; how < 3; how++) {
+            char dir[2048], path[4096];
+            snprintf(dir, sizeof dir, "%s/c%" PRIu64 "_%d", base, cut, how);
+            NK_REQUIRE_OK(nk_mkdirs(dir, 0755));
+            wt_seg_path(dir, 1, path, sizeof path);
+            memcpy(img, orig, fsize);
+            size_t n = fsize;
+            if (how == 0)
+                n = (size_t)cut;
+            else
+                for (uint64_t k = cut; k < offs[N]; k++)
+                    img[k] = how == 1 ? 0 : (uint8_t)(1 + nk_rng_uniform(&r, 255));
+            NK_REQUIRE(wt_write_file(path, img, n));
+            struct wal_options o = small_opts(WAL_SYNC_ALWAYS, 1 << 16);
+            struct wal *w;
+            NK_REQUIRE_OK(wal_open(dir, &o, &w));
+            struct wal_pos end = wal_end(w);
+            NK_CHECK_EQ_U64(end.offset, offs[N - 1]);
+            struct wal_stats st;
+            wal_get_stats(w, &st);
+            if (how == 2)
+                NK_CHECK(st.torn_bytes_truncated > 0);
+            /* appends continue where the valid prefix ends */
+            uint8_t buf[LEN];
+            wt_payload(N - 1, LEN, buf);
+            struct wal_pos p;
+            NK_REQUIRE_OK(wal_append(w, (uint8_t)N, buf, LEN, &p));
+            NK_CHECK_EQ_U64(p.offset, offs[N - 1]);
+            wal_close(w);
+            NK_REQUIRE_OK(wal_open(dir, &o, &w));
+            size_t lens[N];
+            for (int i = 0; i < N; i++)
+                lens[i] = LEN;
+            check_log(w, N, lens, NULL);
+            wal_get_stats(w, &st);
+            NK_CHECK_EQ_U64(st.torn_bytes_truncated, 0);
+            wal_close(w);
+            NK_REQUIRE_OK(nk_remove_tree(dir));
+            cases++;
+        }
+    }
+    nk_log_set_level(old_level);
+    NK_CHECK_EQ_U64(cases, 3 * (offs[N] - offs[N - 1]));
+    free(img);
+    free(orig);
+}
+
+NK_TEST(flipped_byte_in_a_middle_record_is_data_loss_naming_file_and_offset)
+{
+    const char *base = nk_test_tmpdir();
+    char src[2048];
+    snprintf(src, sizeof src, "%s/src", base);
+    enum { N = 20, LEN = 50, VICTIM = 9 };
+    uint64_t offs[N + 1];
+    uint8_t *orig;
+    size_t fsize;
+    NK_REQUIRE(build_segment(src, N, LEN, &orig, &fsize, offs));
+    /* every byte of the victim: header (crc, length, type) and payload */
+    for (uint64_t at = offs[VICTIM]; at < offs[VICTIM + 1]; at++) {
+        char dir[2048], path[4096];
+        snprintf(dir, sizeof dir, "%s/f%" PRIu64, base, at);
+        NK_REQUIRE_OK(nk_mkdirs(dir, 0755));
+        wt_seg_path(dir, 1, path, sizeof path);
+        NK_REQUIRE(wt_write_file(path, orig, fsize));
+        NK_REQUIRE(wt_flip_byte(path, at, 0x10));
+        struct wal_options o = small_opts(WAL_SYNC_ALWAYS, 1 << 16);
+        struct wal *w = NULL;
+        nk_status s = wal_open(dir, &o, &w);
+        NK_CHECK(s.code == NK_DATA_LOSS);
+        char want[64];
+        snprintf(want, sizeof want, "offset %" PRIu64, offs[VICTIM]);
+        NK_CHECK(s.msg && strstr(s.msg, "00000000000000000001.wal") && strstr(s.msg, want));
+        if (at == offs[VICTIM])
+            fprintf(stderr, "  message: %s\n", nk_status_msg(s));
+        nk_status_free(&s);
+        if (w)
+            wal_close(w);
+        NK_REQUIRE_OK(nk_remove_tree(dir));
+    }
+    /* a byte of the segment header */
+    char path[4096];
+    wt_seg_path(src, 1, path, sizeof path);
+    NK_REQUIRE(wt_flip_byte(path, 17, 0x01));
+    struct wal_options o = small_opts(WAL_SYNC_ALWAYS, 1 << 16);
+    struct wal *w = NULL;
+    nk_status s = wal_open(src, &o, &w);
+    NK_CHECK(s.code == NK_DATA_LOSS);
+    nk_status_free(&s);
+    free(orig);
+}
+
+NK_TEST(zeroed_bytes_before_valid_records_are_data_loss_not_end_of_log)
+{
+    const char *base = nk_test_tmpdir();
+    char src[2048];
+    snprintf(src, sizeof src, "%s/src", base);
+    enum { N = 20, LEN = 50 };
+    uint64_t offs[N + 1];
+    uint8_t *orig;
+    size_t fsize;
+    NK_REQUIRE(build_segment(src, N, LEN, &orig, &fsize, offs));
+    /* a lost write (zeros) in the middle must not read as the end of the log */
+    memset(orig + offs[5], 0, offs[7] - offs[5]);
+    char path[4096];
+    wt_seg_path(src, 1, path, sizeof path);
+    NK_REQUIRE(wt_write_file(path, orig, fsize));
+    struct wal_options o = small_opts(WAL_SYNC_ALWAYS, 1 << 16);
+    struct wal *w = NULL;
+    nk_status s = wal_open(src, &o, &w);
+    NK_CHECK(s.code == NK_DATA_LOSS);
+    nk_status_free(&s);
+    free(orig);
+}
+
+NK_TEST(damage_in_a_sealed_segment_is_data_loss_even_at_its_end)
+{
+    const char *dir = nk_test_tmpdir();
+    struct wal_options o = small_opts(WAL_SYNC_OS, 1 << 16);
+    struct wal *w;
+    NK_REQUIRE_OK(wal_open(dir, &o, &w));
+    uint8_t buf[100];
+    wt_payload(0, 100, buf);
+    struct wal_pos last;
+    for (int i = 0; i < 10; i++)
+        NK_REQUIRE_OK(wal_append(w, 1, buf, 100, &last));
+    NK_REQUIRE_OK(wal_rotate(w, NULL));
+    NK_REQUIRE_OK(wal_append(w, 1, buf, 100, NULL));
+    wal_close(w);
+    char path[4096];
+    wt_seg_path(dir, 1, path, sizeof path);
+    /* the last record of segment 1: a torn tail in the newest segment, but not here */
+    NK_REQUIRE(wt_flip_byte(path, last.offset + 50, 0x40));
+    nk_status s = wal_open(dir, &o, &w);
+    NK_CHECK(s.code == NK_DATA_LOSS);
+    NK_CHECK(s.msg && strstr(s.msg, "00000000000000000001.wal"));
+    nk_status_free(&s);
+}
+
+NK_TEST(a_missing_middle_segment_is_data_loss)
+{
+    const char *dir = nk_test_tmpdir();
+    struct wal_options o = small_opts(WAL_SYNC_OS, 1 << 16);
+    struct wal *w;
+    NK_REQUIRE_OK(wal_open(dir, &o, &w));
+    for (int i = 0; i < 3; i++) {
+        NK_REQUIRE_OK(wal_append(w, 1, "x", 1, NULL));
+        NK_REQUIRE_OK(wal_rotate(w, NULL));
+    }
+    wal_close(w);
+    char path[4096];
+    wt_seg_path(dir, 2, path, sizeof path);
+    NK_REQUIRE(unlink(path) == 0);
+    nk_status s = wal_open(dir, &o, &w);
+    NK_CHECK(s.code == NK_DATA_LOSS);
+    NK_CHECK(s.msg && strstr(s.msg, "segment 2 is missing"));
+    nk_status_free(&s);
+}
+
+NK_TEST(iterator_reports_damage_made_after_open_as_data_loss)
+{
+    const char *dir = nk_test_tmpdir();
+    struct wal_options o = small_opts(WAL_SYNC_OS, 1 << 16);
+    struct wal *w;
+    NK_REQUIRE_OK(wal_open(dir, &o, &w));
+    uint8_t buf[100];
+    wt_payload(0, 100, buf);
+    struct wal_pos p[5];
+    for (int i = 0; i < 5; i++)
+        NK_REQUIRE_OK(wal_append(w, 1, buf, 100, &p[i]));
+    char path[4096];
+    wt_seg_path(dir, 1, path, sizeof path);
+    NK_REQUIRE(wt_flip_byte(path, p[2].offset + 20, 0x01));
+    struct wt_log l;
+    nk_status s = wt_read_all(w, (struct wal_pos){0, 0}, &l);
+    NK_CHECK(s.code == NK_DATA_LOSS);
+    nk_status_free(&s);
+    /* a position that is not a record boundary is refused, never decoded as one */
+    s = wt_read_all(w, (struct wal_pos){1, p[1].offset + 3}, &l);
+    NK_CHECK(s.code == NK_DATA_LOSS);
+    nk_status_free(&s);
+    /* positions outside the log */
+    s = wt_read_all(w, (struct wal_pos){7, 0}, &l);
+    NK_CHECK(s.code == NK_OUT_OF_RANGE);
+    nk_status_free(&s);
+    s = wt_read_all(w, (struct wal_pos){1, p[4].offset + 1000}, &l);
+    NK_CHECK(s.code == NK_OUT_OF_RANGE);
+    nk_status_free(&s);
+    wal_close(w);
+}
+
+struct gc_arg {
+    struct wal *w;
+    int thread;
+    int count;
+    nk_status s;
+};
+
+static void *gc_writer(void *p)
+{
+    struct gc_arg *a = p;
+    a->s = NK_OK;
+    for (int i = 0; i < a->count && nk_ok(a->s); i++) {
+        uint8_t buf[100];
+        uint64_t id = (uint64_t)a->thread << 32 | (uint64_t)i;
+        wt_payload(id, sizeof buf, buf);
+        a->s = wal_append(a->w, (uint8_t)(1 + a->thread), buf, sizeof buf, NULL);
+    }
+    return NULL;
+}
+
+NK_TEST(group_commit_shares_fdatasyncs_between_concurrent_appenders)
+{
+    const char *dir = nk_test_tmpdir();
+    struct wal_options o = small_opts(WAL_SYNC_BATCH, 1 << 20);
+    struct wal *w;
+    NK_REQUIRE_OK(wal_open(dir, &o, &w));
+    struct wal_stats st0;
+    wal_get_stats(w, &st0);
+    enum { T = 4, PER = 250 };
+    pthread_t th[T];
+    struct gc_arg args[T];
+    for (int t = 0; t < T; t++) {
+        args[t] = (struct gc_arg){w, t, PER, NK_OK};
+        NK_REQUIRE(pthread_create(&th[t], NULL, gc_writer, &args[t]) == 0);
+    }
+    for (int t = 0; t < T; t++)
+        pthread_join(th[t], NULL);
+    for (int t = 0; t < T; t++)
+        NK_REQUIRE_OK(args[t].s);
+    struct wal_stats st;
+    wal_get_stats(w, &st);
+    uint64_t syncs = st.syncs - st0.syncs;
+    fprintf(stderr, "  %d appends, %" PRIu64 " fdatasyncs\n", T * PER, syncs);
+    NK_CHECK_EQ_U64(st.records_appended, T * PER);
+    NK_CHECK(syncs > 0);
+    NK_CHECK(syncs < (uint64_t)T * PER);
+    wal_close(w);
+
+    /* every record is there, each thread's in its order */
+    NK_REQUIRE_OK(wal_open(dir, &o, &w));
+    struct wt_log l;
+    NK_REQUIRE_OK(wt_read_all(w, (struct wal_pos){0, 0}, &l));
+    NK_CHECK_EQ_U64(l.n, T * PER);
+    int next[T] = {0};
+    for (size_t i = 0; i < l.n; i++) {
+        int t = l.recs[i].type - 1;
+        NK_REQUIRE(t >= 0 && t < T);
+        uint64_t id = (uint64_t)t << 32 | (uint64_t)next[t];
+        NK_CHECK(wt_payload_ok(id, nk_slice_make(l.recs[i].data, l.recs[i].len)));
+        next[t]++;
+    }
+    for (int t = 0; t < T; t++)
+        NK_CHECK_EQ_U64(next[t], PER);
+    wt_log_free(&l);
+    wal_close(w);
+}
+
+NK_TEST(a_lone_batch_writer_does_not_sleep_the_window)
+{
+    const char *dir = nk_test_tmpdir();
+    struct wal_options o = small_opts(WAL_SYNC_BATCH, 1 << 20);
+    o.batch_window_us = 500000; /* half a second: sleeping it even once would show */
+    struct wal *w;
+    NK_REQUIRE_OK(wal_open(dir, &o, &w));
+    uint64_t t0 = nk_mono_ns();
+    for (int i = 0; i < 5; i++)
+        NK_REQUIRE_OK(wal_append(w, 1, "abc", 3, NULL));
+    uint64_t ms = (nk_mono_ns() - t0) / 1000000;
+    fprintf(stderr, "  5 lone appends took %" PRIu64 " ms\n", ms);
+    NK_CHECK(ms < 500);
+    struct wal_stats st;
+    wal_get_stats(w, &st);
+    NK_CHECK(st.syncs >= 5); /* each was durable on its own */
+    wal_close(w);
+}
+
+NK_TEST(remove_before_deletes_whole_old_segments_only)
+{
+    const char *dir = nk_test_tmpdir();
+    struct wal_options o = small_opts(WAL_SYNC_OS, 1 << 16);
+    struct wal *w;
+    NK_REQUIRE_OK(wal_open(dir, &o, &w));
+    struct wal_pos p[5];
+    for (int i = 0; i < 5; i++) {
+        uint8_t buf[10];
+        wt_payload((uint64_t)i, 10, buf);
+        NK_REQUIRE_OK(wal_append(w, 1, buf, 10, &p[i]));
+        if (i < 4)
+            NK_REQUIRE_OK(wal_rotate(w, NULL));
+    }
+    NK_CHECK_EQ_U64(wal_first_segment(w), 1);
+    NK_REQUIRE_OK(wal_remove_before(w, 3));
+    NK_CHECK_EQ_U64(wal_first_segment(w), 3);
+    char path[4096];
+    wt_seg_path(dir, 2, path, sizeof path);
+    NK_CHECK(access(path, F_OK) != 0);
+    struct wt_log l;
+    NK_REQUIRE_OK(wt_read_all(w, (struct wal_pos){0, 0}, &l));
+    NK_CHECK_EQ_U64(l.n, 3);
+    if (l.n == 3)
+        NK_CHECK(wt_payload_ok(2, nk_slice_make(l.recs[0].data, l.recs[0].len)));
+    wt_log_free(&l);
+    nk_status s = wt_read_all(w, p[0], &l);
+    NK_CHECK(s.code == NK_OUT_OF_RANGE);
+    nk_status_free(&s);
+    /* the current segment is never removed */
+    NK_REQUIRE_OK(wal_remove_before(w, 1000));
+    NK_CHECK_EQ_U64(wal_first_segment(w), 5);
+    NK_REQUIRE_OK(wal_append(w, 1, "y", 1, NULL));
+    wal_close(w);
+    NK_REQUIRE_OK(wal_open(dir, &o, &w));
+    NK_CHECK_EQ_U64(wal_first_segment(w), 5);
+    NK_REQUIRE_OK(wt_read_all(w, (struct wal_pos){0, 0}, &l));
+    NK_CHECK_EQ_U64(l.n, 2);
+    wt_log_free(&l);
+    wal_close(w);
+}
+
+struct tail_arg {
+    struct wal *w;
+    int count;
+    nk_status s;
+};
+
+static void *tail_writer(void *p)
+{
+    struct tail_arg *a = p;
+    a->s = NK_OK;
+    for (int i = 0; i < a->count && nk_ok(a->s); i++) {
+        uint8_t buf[300];
+        size_t len = 1 + (size_t)i % 300;
+        wt_payload((uint64_t)i, len, buf);
+        a->s = wal_append(a->w, 1, buf, len, NULL);
+    }
+    return NULL;
+}
+
+NK_TEST(iterator_sees_records_appended_while_it_runs)
+{
+    const char *dir = nk_test_tmpdir();
+    struct wal_options o = small_opts(WAL_SYNC_OS, 8192); /* rotates often under the reader */
+    struct wal *w;
+    NK_REQUIRE_OK(wal_open(dir, &o, &w));
+    enum { N = 3000 };
+    struct tail_arg a = {w, N, NK_OK};
+    pthread_t th;
+    NK_REQUIRE(pthread_create(&th, NULL, tail_writer, &a) == 0);
+    struct wal_iter *it;
+    NK_REQUIRE_OK(wal_iter_open(w, (struct wal_pos){0, 0}, &it));
+    int seen = 0;
+    uint64_t deadline = nk_mono_ns() + 20ull * 1000000000ull;
+    while (seen < N && nk_mono_ns() < deadline) {
+        bool has;
+        uint8_t type;
+        struct nk_slice p;
+        nk_status s = wal_iter_next(it, &has, &type, &p, NULL);
+        if (!nk_ok(s)) {
+            fprintf(stderr, "  iter: %s\n", nk_status_msg(s));
+            nk_status_free(&s);
+            NK_CHECK(false);
+            break;
+        }
+        if (!has) {
+            sched_yield();
+            continue;
+        }
+        NK_CHECK(p.len == 1 + (size_t)seen % 300 && wt_payload_ok((uint64_t)seen, p));
+        seen++;
+    }
+    pthread_join(th, NULL);
+    NK_REQUIRE_OK(a.s);
+    NK_CHECK_EQ_U64(seen, N);
+    bool has;
+    uint8_t type;
+    struct nk_slice p;
+    NK_REQUIRE_OK(wal_iter_next(it, &has, &type, &p, NULL));
+    NK_CHECK(!has);
+    wal_iter_close(it);
+    wal_close(w);
+}
