@@ -8,9 +8,12 @@ import os
 import uuid
 from typing import Iterator
 
-import pytest
+# Keep gRPC's C core quiet about expected disconnects (before grpc is imported).
+os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
 
-from norikv.testing import EphemeralServer, find_server_binary
+import pytest  # noqa: E402
+
+from norikv.testing import EphemeralServer, find_server_binary  # noqa: E402
 
 REPO_ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", ".."))
 HASH_VECTORS = os.path.join(REPO_ROOT, "testdata", "hash-vectors.json")
