@@ -168,6 +168,9 @@ class NoriKVClient:
             await self._pool.close()
             raise ConnectionError("could not reach any NoriKV node: " + "; ".join(errors))
         self._connected = True
+        # The stream that delivered the first view stays open: the watch task
+        # continues reading it.
+        self._watching = got_view
         self._watch_task = asyncio.ensure_future(self._watch_loop(call if got_view else None, got_view or call is not None))
 
     async def close(self) -> None:
