@@ -79,4 +79,73 @@ struct kv_result {
     uint64_t cur_term, cur_index;
 };
 
+/* ------------------------------------------------------ the state machine */
+
+/*
+ * kv_store: every shard's KV state inside the node's one LSM database
+ * (docs/format/kv-state.md). Keys are prefixed with the shard id (big-endian
+ * u16) and a namespace byte: 0x00 shard metadata (the applied index), 0x01
+ * user data, 0x02 idempotency records. Every apply is one LSM write batch
+ * that also records the shard's applied (term, index), written without the
+ * LSM's WAL: the Raft log is the durable record, and after a crash a shard
+ * replays its log from the applied index the LSM kept.
+ *
+ * Expiry: a value's expiry is decided by kv (stored in the value record),
+ * against the command's timestamp in apply and against the reader's clock in
+ * kv_get. The LSM is given expiry + expiry_grace_ms, so that compaction drops
+ * the record only well after every replica has applied everything that could
+ * still see it (see docs/format/kv-state.md for why).
+ *
+ * Memory: kv_store borrows the LSM (the caller opens and closes it).
+ * Thread-safety: kv_apply* are called by one thread (the node's apply step);
+ * kv_get and kv_applied may run concurrently from any thread.
+ */
+struct lsm_db;
+
+struct kv_options {
+    uint64_t idem_retention_ms; /* default 24 h */
+    uint64_t expiry_grace_ms;   /* default 1 h */
+};
+
+void kv_options_default(struct kv_options *o);
+
+struct kv_store;
+
+nk_status kv_store_open(struct lsm_db *db, const struct kv_options *o, struct kv_store **out);
+void kv_store_close(struct kv_store *s);
+
+/*
+ * Applies the committed command in `data` (entry term/index) to shard.
+ * *res is what the proposer's client is told. A command that does not decode
+ * (impossible unless the log is damaged) is applied as a no-op whose result
+ * is NK_DATA_LOSS, so every replica still advances identically. The return
+ * status reports storage failures only (the replica must stop).
+ */
+nk_status kv_apply(struct kv_store *s, uint16_t shard, uint64_t term, uint64_t index,
+                   const uint8_t *data, size_t n, struct kv_result *res);
+/* An entry with no KV command (leader no-op, conf change): records the index. */
+nk_status kv_apply_noop(struct kv_store *s, uint16_t shard, uint64_t term, uint64_t index);
+/* The shard's applied (term, index) as the LSM holds it; (0, 0) when none. */
+nk_status kv_applied(struct kv_store *s, uint16_t shard, uint64_t *term, uint64_t *index);
+
+/*
+ * Reads a live value at time now_ms. *found false: missing or expired. value
+ * receives the bytes; *term and *index the Version that wrote it.
+ */
+nk_status kv_get(struct kv_store *s, uint16_t shard, struct nk_slice key, uint64_t now_ms,
+                 struct nk_buf *value, uint64_t *term, uint64_t *index, bool *found);
+
+/*
+ * Looks up a stored idempotency result for a retry at now_ms: *found is true
+ * when the key has a record within the retention window. *same reports
+ * whether its fingerprint matches. Used by the API to answer retries without
+ * a new proposal; apply performs the same check authoritatively.
+ */
+nk_status kv_idem_lookup(struct kv_store *s, uint16_t shard, struct nk_slice idem_key,
+                         uint64_t fingerprint, uint64_t now_ms, bool *found, bool *same,
+                         struct kv_result *res);
+
+/* The LSM key prefix of a shard's user data ([shard be16][0x01]); 3 bytes. */
+void kv_data_prefix(uint16_t shard, uint8_t out[3]);
+
 #endif /* NK_KV_H */

@@ -1,0 +1,753 @@
+/*
+ * raftlog.c: the node's shared Raft log (see raftlog.h for the design).
+ *
+ * A batch is encoded straight into the payload of one WAL record. After the
+ * WAL append, the in-memory state is updated by decoding that same payload
+ * with the same function recovery uses (apply_batch), so there is one code
+ * path that defines what a record means.
+ *
+ * Per group, live entries are kept in a deque (ents[head .. head+n)) whose
+ * first element has index compacted + 1. Each entry knows where its batch
+ * record is in the WAL and its ordinal among that record's entries, so a
+ * payload evicted from the cache is read back by decoding that one record.
+ */
+#include "raftlog/raftlog.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+
+#define MODULE "raftlog"
+
+#define REC_BATCH 1 /* WAL record type */
+
+enum sub_kind { SUB_ENTRIES = 1, SUB_HARDSTATE = 2, SUB_COMPACT = 3 };
+
+#define MAX_ENTRY_DATA (64u * 1024u * 1024u)
+#define MAX_CONF       (64u * 1024u)
+
+struct rl_ent {
+    uint64_t term;
+    struct wal_pos pos; /* the batch record holding this entry */
+    uint32_t ordinal;   /* entry number within that record */
+    uint32_t len;
+    uint8_t type;
+    uint8_t *data; /* cached payload, or NULL */
+};
+
+struct rl_group {
+    uint64_t snap_index, snap_term; /* compaction point */
+    struct rl_ent *ents;
+    size_t head, n, cap;
+    struct raftlog_hardstate hs;
+    bool has_hs, has_compact;
+    uint64_t hs_segment, compact_segment; /* where the latest record of each lives */
+    uint8_t *conf; /* conf blob of the compaction point */
+    size_t conf_len;
+};
+
+struct cache_slot {
+    uint32_t group;
+    uint64_t index;
+    uint8_t *data;
+};
+
+struct raftlog {
+    pthread_mutex_t mu;
+    struct raftlog_options opt;
+    struct wal *wal;
+    struct rl_group **groups; /* [max_groups], allocated on first use */
+    /* FIFO of cached payloads, oldest first; bounded in bytes and slots */
+    struct cache_slot *fifo;
+    size_t fifo_cap, fifo_head, fifo_len;
+    size_t cache_bytes;
+    struct raftlog_stats stats;
+};
+
+struct raftlog_batch {
+    struct nk_buf buf;
+    bool empty;
+};
+
+void raftlog_options_default(struct raftlog_options *o)
+{
+    memset(o, 0, sizeof(*o));
+    wal_options_default(&o->wal);
+    o->wal.sync = WAL_SYNC_ALWAYS;
+    o->cache_bytes = 64u << 20;
+    o->max_groups = 65536;
+    o->max_batch_bytes = 32u << 20;
+}
+
+/* ------------------------------------------------------------------ batch */
+
+struct raftlog_batch *raftlog_batch_new(void)
+{
+    struct raftlog_batch *b = nk_calloc(1, sizeof(*b));
+    nk_buf_init(&b->buf);
+    b->empty = true;
+    return b;
+}
+
+void raftlog_batch_free(struct raftlog_batch *b)
+{
+    if (!b)
+        return;
+    nk_buf_free(&b->buf);
+    free(b);
+}
+
+void raftlog_batch_clear(struct raftlog_batch *b)
+{
+    nk_buf_clear(&b->buf);
+    b->empty = true;
+}
+
+size_t raftlog_batch_bytes(const struct raftlog_batch *b)
+{
+    return b->buf.len;
+}
+
+bool raftlog_batch_empty(const struct raftlog_batch *b)
+{
+    return b->empty;
+}
+
+struct nk_slice raftlog_batch_payload(const struct raftlog_batch *b)
+{
+    return nk_slice_make(b->buf.data, b->buf.len);
+}
+
+void raftlog_batch_entries(struct raftlog_batch *b, uint32_t group,
+                           const struct raftlog_entry *ents, size_t n)
+{
+    NK_ASSERT(n >= 1);
+    nk_buf_put_u8(&b->buf, SUB_ENTRIES);
+    nk_buf_put_varint32(&b->buf, group);
+    nk_buf_put_varint64(&b->buf, ents[0].index);
+    nk_buf_put_varint64(&b->buf, n);
+    for (size_t i = 0; i < n; i++) {
+        NK_ASSERT(ents[i].index == ents[0].index + i);
+        nk_buf_put_varint64(&b->buf, ents[i].term);
+        nk_buf_put_u8(&b->buf, ents[i].type);
+        nk_buf_put_lenbytes(&b->buf, ents[i].data.data, ents[i].data.len);
+    }
+    b->empty = false;
+}
+
+void raftlog_batch_hardstate(struct raftlog_batch *b, uint32_t group,
+                             const struct raftlog_hardstate *hs)
+{
+    nk_buf_put_u8(&b->buf, SUB_HARDSTATE);
+    nk_buf_put_varint32(&b->buf, group);
+    nk_buf_put_varint64(&b->buf, hs->term);
+    nk_buf_put_varint64(&b->buf, hs->vote);
+    nk_buf_put_varint64(&b->buf, hs->commit);
+    b->empty = false;
+}
+
+void raftlog_batch_compact(struct raftlog_batch *b, uint32_t group, uint64_t index,
+                           uint64_t term, struct nk_slice conf)
+{
+    nk_buf_put_u8(&b->buf, SUB_COMPACT);
+    nk_buf_put_varint32(&b->buf, group);
+    nk_buf_put_varint64(&b->buf, index);
+    nk_buf_put_varint64(&b->buf, term);
+    nk_buf_put_lenbytes(&b->buf, conf.data, conf.len);
+    b->empty = false;
+}
+
+/* ---------------------------------------------------------- group helpers */
+
+static struct rl_group *group_get(struct raftlog *l, uint32_t g, bool create)
+{
+    if (g >= l->opt.max_groups)
+        return NULL;
+    if (!l->groups[g] && create)
+        l->groups[g] = nk_calloc(1, sizeof(struct rl_group));
+    return l->groups[g];
+}
+
+static inline uint64_t g_last(const struct rl_group *g)
+{
+    return g->snap_index + g->n;
+}
+
+static inline struct rl_ent *g_ent(struct rl_group *g, uint64_t index)
+{
+    NK_DASSERT(index > g->snap_index && index <= g_last(g));
+    return &g->ents[g->head + (index - g->snap_index - 1)];
+}
+
+static void drop_payload(struct raftlog *l, struct rl_ent *e)
+{
+    if (e->data) {
+        l->cache_bytes -= e->len;
+        free(e->data);
+        e->data = NULL;
+    }
+}
+
+/* Removes entries with index >= from. */
+static void g_truncate_suffix(struct raftlog *l, struct rl_group *g, uint64_t from)
+{
+    while (g->n && g_last(g) >= from) {
+        drop_payload(l, g_ent(g, g_last(g)));
+        g->n--;
+        l->stats.live_entries--;
+    }
+}
+
+/* Removes entries with index <= upto and moves the compaction point there. */
+static void g_compact(struct raftlog *l, struct rl_group *g, uint64_t upto, uint64_t term)
+{
+    if (upto <= g->snap_index)
+        return;
+    /* Raft's snapshot rule: keep the entries after the point only when the
+     * log holds the point's own entry with the same term; otherwise the log
+     * diverged from the snapshot and all of it goes. */
+    if (upto >= g_last(g) || g_ent(g, upto)->term != term) {
+        g_truncate_suffix(l, g, 0);
+        g->head = 0;
+    } else {
+        uint64_t k = upto - g->snap_index;
+        for (uint64_t i = 0; i < k; i++)
+            drop_payload(l, &g->ents[g->head + i]);
+        g->head += k;
+        g->n -= k;
+        l->stats.live_entries -= k;
+    }
+    g->snap_index = upto;
+    g->snap_term = term;
+    if (g->head > 1024 && g->head > g->cap / 2) {
+        memmove(g->ents, g->ents + g->head, g->n * sizeof(*g->ents));
+        g->head = 0;
+    }
+}
+
+static void cache_push(struct raftlog *l, uint32_t group, uint64_t index, struct rl_ent *e,
+                       const uint8_t *data)
+{
+    if (e->len == 0 || e->len > l->opt.cache_bytes / 4)
+        return; /* empty payloads need no cache; huge ones would flush it */
+    e->data = nk_memdup(data, e->len);
+    l->cache_bytes += e->len;
+    if (l->fifo_len == l->fifo_cap) {
+        /* evict the oldest slot to make room */
+        struct cache_slot *s = &l->fifo[l->fifo_head];
+        struct rl_group *g = l->groups[s->group];
+        if (g && s->index > g->snap_index && s->index <= g_last(g)) {
+            struct rl_ent *o = g_ent(g, s->index);
+            if (o->data == s->data)
+                drop_payload(l, o);
+        }
+        l->fifo_head = (l->fifo_head + 1) % l->fifo_cap;
+        l->fifo_len--;
+    }
+    l->fifo[(l->fifo_head + l->fifo_len) % l->fifo_cap] =
+        (struct cache_slot){group, index, e->data};
+    l->fifo_len++;
+    while (l->cache_bytes > l->opt.cache_bytes && l->fifo_len) {
+        struct cache_slot *s = &l->fifo[l->fifo_head];
+        struct rl_group *g = l->groups[s->group];
+        if (g && s->index > g->snap_index && s->index <= g_last(g)) {
+            struct rl_ent *o = g_ent(g, s->index);
+            if (o->data == s->data)
+                drop_payload(l, o);
+        }
+        l->fifo_head = (l->fifo_head + 1) % l->fifo_cap;
+        l->fifo_len--;
+    }
+}
+
+/* --------------------------------------------------------- record decoding */
+
+/*
+ * Applies one batch record (from recovery or a fresh write) to memory.
+ * Validates everything before touching state of a sub-record; a malformed
+ * record is NK_DATA_LOSS. When cache is set, new payloads enter the cache.
+ */
+static nk_status apply_batch(struct raftlog *l, struct nk_slice payload, struct wal_pos pos,
+                             bool cache, bool recovering)
+{
+    struct nk_reader r;
+    nk_reader_init(&r, payload.data, payload.len);
+    uint32_t ordinal = 0;
+    while (nk_reader_left(&r) > 0) {
+        uint8_t kind;
+        uint32_t gid;
+        nk_reader_u8(&r, &kind);
+        nk_reader_varint32(&r, &gid);
+        if (r.bad)
+            break;
+        struct rl_group *g = group_get(l, gid, true);
+        if (!g)
+            return nk_status_make(NK_DATA_LOSS,
+                                  "raftlog record at %llu:%llu names group %u, beyond the limit %u",
+                                  (unsigned long long)pos.segment,
+                                  (unsigned long long)pos.offset, gid, l->opt.max_groups);
+        if (kind == SUB_ENTRIES) {
+            uint64_t first, count;
+            nk_reader_varint64(&r, &first);
+            nk_reader_varint64(&r, &count);
+            if (r.bad || first == 0 || count == 0 || count > nk_reader_left(&r))
+                break;
+            if (first > g_last(g) + 1 && recovering) {
+                /* GC removed the segments holding this group's earlier
+                 * entries; the compaction point that allowed it is later
+                 * in the log and will set the term. */
+                g_truncate_suffix(l, g, 0);
+                g->head = 0;
+                g->snap_index = first - 1;
+                g->snap_term = 0;
+            }
+            if (first > g_last(g) + 1)
+                return nk_status_make(NK_DATA_LOSS,
+                                      "raftlog record at %llu:%llu: group %u entries start at %llu "
+                                      "but its log ends at %llu",
+                                      (unsigned long long)pos.segment,
+                                      (unsigned long long)pos.offset, gid,
+                                      (unsigned long long)first, (unsigned long long)g_last(g));
+            /* a run starting inside the log replaces the suffix (conflict) */
+            g_truncate_suffix(l, g, first);
+            for (uint64_t i = 0; i < count; i++) {
+                uint64_t term;
+                uint8_t type;
+                struct nk_slice data;
+                nk_reader_varint64(&r, &term);
+                nk_reader_u8(&r, &type);
+                nk_reader_lenbytes(&r, MAX_ENTRY_DATA, &data);
+                if (r.bad)
+                    break;
+                uint64_t index = first + i;
+                uint32_t ord = ordinal++;
+                if (index <= g->snap_index)
+                    continue; /* already covered by a compaction point */
+                if (g->head + g->n == g->cap) {
+                    if (g->head > 0) {
+                        memmove(g->ents, g->ents + g->head, g->n * sizeof(*g->ents));
+                        g->head = 0;
+                    } else {
+                        g->cap = g->cap ? g->cap * 2 : 64;
+                        g->ents = nk_realloc(g->ents, g->cap * sizeof(*g->ents));
+                    }
+                }
+                struct rl_ent *e = &g->ents[g->head + g->n];
+                *e = (struct rl_ent){.term = term, .pos = pos, .ordinal = ord,
+                                     .len = (uint32_t)data.len, .type = type};
+                g->n++;
+                l->stats.live_entries++;
+                if (cache)
+                    cache_push(l, gid, index, e, data.data);
+            }
+            if (r.bad)
+                break;
+        } else if (kind == SUB_HARDSTATE) {
+            struct raftlog_hardstate hs;
+            nk_reader_varint64(&r, &hs.term);
+            nk_reader_varint64(&r, &hs.vote);
+            nk_reader_varint64(&r, &hs.commit);
+            if (r.bad)
+                break;
+            g->hs = hs;
+            g->has_hs = true;
+            g->hs_segment = pos.segment;
+        } else if (kind == SUB_COMPACT) {
+            uint64_t index, term;
+            struct nk_slice conf;
+            nk_reader_varint64(&r, &index);
+            nk_reader_varint64(&r, &term);
+            nk_reader_lenbytes(&r, MAX_CONF, &conf);
+            if (r.bad)
+                break;
+            if (index >= g->snap_index) {
+                free(g->conf);
+                g->conf = conf.len ? nk_memdup(conf.data, conf.len) : NULL;
+                g->conf_len = conf.len;
+            }
+            g_compact(l, g, index, term);
+            g->has_compact = true;
+            g->compact_segment = pos.segment;
+        } else {
+            return nk_status_make(NK_DATA_LOSS, "raftlog record at %llu:%llu: unknown kind %u",
+                                  (unsigned long long)pos.segment,
+                                  (unsigned long long)pos.offset, kind);
+        }
+    }
+    if (r.bad)
+        return nk_status_make(NK_DATA_LOSS, "raftlog record at %llu:%llu is truncated or malformed",
+                              (unsigned long long)pos.segment, (unsigned long long)pos.offset);
+    return NK_OK;
+}
+
+/* Reads the payload of entry `ordinal` of the batch record at pos into arena. */
+static nk_status read_entry_from_disk(struct raftlog *l, struct wal_pos pos, uint32_t ordinal,
+                                      struct nk_arena *arena, struct nk_slice *out)
+{
+    struct wal_iter *it;
+    NK_TRY(wal_iter_open(l->wal, pos, &it));
+    bool has;
+    uint8_t type;
+    struct nk_slice payload;
+    struct wal_pos at;
+    nk_status s = wal_iter_next(it, &has, &type, &payload, &at);
+    if (nk_ok(s) && (!has || type != REC_BATCH || wal_pos_cmp(at, pos) != 0))
+        s = nk_status_make(NK_DATA_LOSS, "raftlog: no batch record at %llu:%llu",
+                           (unsigned long long)pos.segment, (unsigned long long)pos.offset);
+    if (!nk_ok(s)) {
+        wal_iter_close(it);
+        return s;
+    }
+    struct nk_reader r;
+    nk_reader_init(&r, payload.data, payload.len);
+    uint32_t ord = 0;
+    bool found = false;
+    while (!r.bad && nk_reader_left(&r) > 0 && !found) {
+        uint8_t kind;
+        uint32_t gid;
+        uint64_t a, b, c;
+        nk_reader_u8(&r, &kind);
+        nk_reader_varint32(&r, &gid);
+        if (kind == SUB_ENTRIES) {
+            nk_reader_varint64(&r, &a);
+            nk_reader_varint64(&r, &b);
+            for (uint64_t i = 0; i < b && !r.bad; i++) {
+                struct nk_slice data;
+                uint8_t t;
+                nk_reader_varint64(&r, &c);
+                nk_reader_u8(&r, &t);
+                nk_reader_lenbytes(&r, MAX_ENTRY_DATA, &data);
+                if (!r.bad && ord++ == ordinal) {
+                    uint8_t *p = nk_arena_alloc(arena, data.len ? data.len : 1);
+                    memcpy(p, data.data, data.len);
+                    *out = nk_slice_make(p, data.len);
+                    found = true;
+                    break;
+                }
+            }
+        } else if (kind == SUB_HARDSTATE) {
+            nk_reader_varint64(&r, &a);
+            nk_reader_varint64(&r, &b);
+            nk_reader_varint64(&r, &c);
+        } else if (kind == SUB_COMPACT) {
+            struct nk_slice conf;
+            nk_reader_varint64(&r, &a);
+            nk_reader_varint64(&r, &b);
+            nk_reader_lenbytes(&r, MAX_CONF, &conf);
+        } else {
+            r.bad = true;
+        }
+    }
+    wal_iter_close(it);
+    if (!found)
+        return nk_status_make(NK_DATA_LOSS, "raftlog: entry %u missing from record at %llu:%llu",
+                              ordinal, (unsigned long long)pos.segment,
+                              (unsigned long long)pos.offset);
+    return NK_OK;
+}
+
+nk_status raftlog_check_record(const uint8_t *p, size_t n)
+{
+    struct raftlog l;
+    memset(&l, 0, sizeof l);
+    raftlog_options_default(&l.opt);
+    l.opt.max_groups = 4096;
+    l.groups = nk_calloc(l.opt.max_groups, sizeof(*l.groups));
+    nk_status s = apply_batch(&l, nk_slice_make(p, n), (struct wal_pos){1, 32}, false, true);
+    for (uint32_t i = 0; i < l.opt.max_groups; i++) {
+        struct rl_group *g = l.groups[i];
+        if (!g)
+            continue;
+        free(g->ents);
+        free(g->conf);
+        free(g);
+    }
+    free(l.groups);
+    return s;
+}
+
+/* -------------------------------------------------------------- open/close */
+
+nk_status raftlog_open(const char *dir, const struct raftlog_options *o, struct raftlog **out)
+{
+    struct raftlog *l = nk_calloc(1, sizeof(*l));
+    if (o)
+        l->opt = *o;
+    else
+        raftlog_options_default(&l->opt);
+    if (l->opt.max_groups == 0)
+        l->opt.max_groups = 65536;
+    if (l->opt.max_batch_bytes == 0)
+        l->opt.max_batch_bytes = 32u << 20;
+    pthread_mutex_init(&l->mu, NULL);
+    l->groups = nk_calloc(l->opt.max_groups, sizeof(*l->groups));
+    l->fifo_cap = 1u << 20;
+    l->fifo = nk_malloc(l->fifo_cap * sizeof(*l->fifo));
+    nk_status s = wal_open(dir, &l->opt.wal, &l->wal);
+    if (!nk_ok(s)) {
+        raftlog_close(l);
+        return nk_status_wrap(s, "open raft log in %s", dir);
+    }
+    struct wal_iter *it;
+    s = wal_iter_open(l->wal, (struct wal_pos){0, 0}, &it);
+    while (nk_ok(s)) {
+        bool has;
+        uint8_t type;
+        struct nk_slice payload;
+        struct wal_pos pos;
+        s = wal_iter_next(it, &has, &type, &payload, &pos);
+        if (!nk_ok(s) || !has)
+            break;
+        if (type != REC_BATCH) {
+            s = nk_status_make(NK_DATA_LOSS, "raft log %s: record at %llu:%llu has type %u", dir,
+                               (unsigned long long)pos.segment, (unsigned long long)pos.offset,
+                               type);
+            break;
+        }
+        /* recovery does not fill the cache: the newest entries are read on demand */
+        s = apply_batch(l, payload, pos, false, true);
+    }
+    if (it)
+        wal_iter_close(it);
+    if (!nk_ok(s)) {
+        raftlog_close(l);
+        return nk_status_wrap(s, "recover raft log in %s", dir);
+    }
+    *out = l;
+    return NK_OK;
+}
+
+void raftlog_close(struct raftlog *l)
+{
+    if (!l)
+        return;
+    wal_close(l->wal);
+    if (l->groups) {
+        for (uint32_t i = 0; i < l->opt.max_groups; i++) {
+            struct rl_group *g = l->groups[i];
+            if (!g)
+                continue;
+            for (size_t k = 0; k < g->n; k++)
+                free(g->ents[g->head + k].data);
+            free(g->ents);
+            free(g->conf);
+            free(g);
+        }
+        free(l->groups);
+    }
+    free(l->fifo);
+    pthread_mutex_destroy(&l->mu);
+    free(l);
+}
+
+/* ------------------------------------------------------------------- write */
+
+nk_status raftlog_write(struct raftlog *l, struct raftlog_batch *b)
+{
+    if (b->empty)
+        return NK_OK;
+    if (b->buf.len > l->opt.max_batch_bytes)
+        return nk_status_make(NK_RESOURCE_EXHAUSTED,
+                              "raft log batch is %zu bytes; the limit is %u bytes", b->buf.len,
+                              l->opt.max_batch_bytes);
+    pthread_mutex_lock(&l->mu);
+    struct wal_pos pos;
+    uint64_t t0 = nk_mono_us();
+    nk_status s = wal_append(l->wal, REC_BATCH, b->buf.data, b->buf.len, &pos);
+    if (nk_ok(s)) {
+        l->stats.last_fsync_us = nk_mono_us() - t0;
+        l->stats.writes++;
+        if (l->opt.wal.sync != WAL_SYNC_OS)
+            l->stats.fsyncs++;
+        l->stats.bytes_written += b->buf.len;
+        s = apply_batch(l, nk_slice_make(b->buf.data, b->buf.len), pos, true, false);
+        /* our own encoding cannot be malformed */
+        NK_ASSERT(nk_ok(s));
+    }
+    pthread_mutex_unlock(&l->mu);
+    return s;
+}
+
+/* -------------------------------------------------------------------- read */
+
+uint32_t *raftlog_groups(struct raftlog *l, size_t *n)
+{
+    pthread_mutex_lock(&l->mu);
+    size_t c = 0;
+    for (uint32_t i = 0; i < l->opt.max_groups; i++)
+        c += l->groups[i] != NULL;
+    uint32_t *ids = nk_malloc((c ? c : 1) * sizeof(uint32_t));
+    c = 0;
+    for (uint32_t i = 0; i < l->opt.max_groups; i++)
+        if (l->groups[i])
+            ids[c++] = i;
+    pthread_mutex_unlock(&l->mu);
+    *n = c;
+    return ids;
+}
+
+void raftlog_get_hardstate(struct raftlog *l, uint32_t group, struct raftlog_hardstate *hs)
+{
+    pthread_mutex_lock(&l->mu);
+    struct rl_group *g = group_get(l, group, false);
+    if (g && g->has_hs)
+        *hs = g->hs;
+    else
+        memset(hs, 0, sizeof(*hs));
+    pthread_mutex_unlock(&l->mu);
+}
+
+void raftlog_get_compacted(struct raftlog *l, uint32_t group, uint64_t *index, uint64_t *term,
+                           struct nk_buf *conf)
+{
+    pthread_mutex_lock(&l->mu);
+    struct rl_group *g = group_get(l, group, false);
+    *index = g ? g->snap_index : 0;
+    *term = g ? g->snap_term : 0;
+    if (conf) {
+        nk_buf_clear(conf);
+        if (g && g->conf_len)
+            nk_buf_append(conf, g->conf, g->conf_len);
+    }
+    pthread_mutex_unlock(&l->mu);
+}
+
+uint64_t raftlog_first_index(struct raftlog *l, uint32_t group)
+{
+    pthread_mutex_lock(&l->mu);
+    struct rl_group *g = group_get(l, group, false);
+    uint64_t v = g ? g->snap_index + 1 : 1;
+    pthread_mutex_unlock(&l->mu);
+    return v;
+}
+
+uint64_t raftlog_last_index(struct raftlog *l, uint32_t group)
+{
+    pthread_mutex_lock(&l->mu);
+    struct rl_group *g = group_get(l, group, false);
+    uint64_t v = g ? g_last(g) : 0;
+    pthread_mutex_unlock(&l->mu);
+    return v;
+}
+
+nk_status raftlog_term(struct raftlog *l, uint32_t group, uint64_t index, uint64_t *term)
+{
+    nk_status s = NK_OK;
+    pthread_mutex_lock(&l->mu);
+    struct rl_group *g = group_get(l, group, false);
+    uint64_t snap = g ? g->snap_index : 0;
+    if (index == snap) {
+        *term = g ? g->snap_term : 0;
+    } else if (index < snap) {
+        s = nk_status_make(NK_OUT_OF_RANGE, "group %u: index %llu is compacted (log starts at %llu)",
+                           group, (unsigned long long)index, (unsigned long long)snap + 1);
+    } else if (!g || index > g_last(g)) {
+        s = nk_status_make(NK_NOT_FOUND, "group %u: index %llu is beyond the last index %llu",
+                           group, (unsigned long long)index,
+                           (unsigned long long)(g ? g_last(g) : 0));
+    } else {
+        *term = g_ent(g, index)->term;
+    }
+    pthread_mutex_unlock(&l->mu);
+    return s;
+}
+
+nk_status raftlog_entries(struct raftlog *l, uint32_t group, uint64_t lo, uint64_t hi,
+                          uint64_t max_bytes, struct nk_arena *arena,
+                          struct raftlog_entry *out, size_t *n)
+{
+    *n = 0;
+    nk_status s = NK_OK;
+    pthread_mutex_lock(&l->mu);
+    struct rl_group *g = group_get(l, group, false);
+    uint64_t first = g ? g->snap_index + 1 : 1, last = g ? g_last(g) : 0;
+    if (lo < first) {
+        s = nk_status_make(NK_OUT_OF_RANGE, "group %u: entries from %llu are compacted (first %llu)",
+                           group, (unsigned long long)lo, (unsigned long long)first);
+    } else if (hi > last + 1 || lo > hi) {
+        s = nk_status_make(NK_INVALID_ARGUMENT, "group %u: range [%llu, %llu) beyond last %llu",
+                           group, (unsigned long long)lo, (unsigned long long)hi,
+                           (unsigned long long)last);
+    } else {
+        uint64_t bytes = 0;
+        for (uint64_t i = lo; i < hi; i++) {
+            struct rl_ent *e = g_ent(g, i);
+            if (*n > 0 && bytes + e->len > max_bytes)
+                break;
+            struct nk_slice data;
+            if (e->len == 0) {
+                data = nk_slice_make(NULL, 0);
+            } else if (e->data) {
+                uint8_t *p = nk_arena_alloc(arena, e->len);
+                memcpy(p, e->data, e->len);
+                data = nk_slice_make(p, e->len);
+                l->stats.cache_hits++;
+            } else {
+                l->stats.cache_misses++;
+                s = read_entry_from_disk(l, e->pos, e->ordinal, arena, &data);
+                if (!nk_ok(s))
+                    break;
+                if (data.len != e->len) {
+                    s = nk_status_make(NK_DATA_LOSS, "group %u entry %llu: %zu bytes on disk, "
+                                       "%u expected", group, (unsigned long long)i, data.len,
+                                       e->len);
+                    break;
+                }
+            }
+            out[*n] = (struct raftlog_entry){i, e->term, e->type, data};
+            (*n)++;
+            bytes += e->len;
+        }
+    }
+    pthread_mutex_unlock(&l->mu);
+    return s;
+}
+
+/* ---------------------------------------------------------------------- gc */
+
+nk_status raftlog_gc(struct raftlog *l)
+{
+    pthread_mutex_lock(&l->mu);
+    uint64_t current = wal_end(l->wal).segment;
+    /* the oldest segment that still holds a live entry */
+    uint64_t keep = current;
+    for (uint32_t i = 0; i < l->opt.max_groups; i++) {
+        struct rl_group *g = l->groups[i];
+        if (g && g->n)
+            keep = NK_MIN(keep, g->ents[g->head].pos.segment);
+    }
+    /* hard states and compaction points older than that are rewritten */
+    struct raftlog_batch *b = raftlog_batch_new();
+    for (uint32_t i = 0; i < l->opt.max_groups; i++) {
+        struct rl_group *g = l->groups[i];
+        if (!g)
+            continue;
+        if (g->has_hs && g->hs_segment < keep)
+            raftlog_batch_hardstate(b, i, &g->hs);
+        if (g->has_compact && g->compact_segment < keep)
+            raftlog_batch_compact(b, i, g->snap_index, g->snap_term,
+                                  nk_slice_make(g->conf, g->conf_len));
+    }
+    nk_status s = NK_OK;
+    if (!b->empty) {
+        struct wal_pos pos;
+        s = wal_append(l->wal, REC_BATCH, b->buf.data, b->buf.len, &pos);
+        if (nk_ok(s))
+            s = apply_batch(l, nk_slice_make(b->buf.data, b->buf.len), pos, false, false);
+    }
+    raftlog_batch_free(b);
+    if (nk_ok(s) && keep > wal_first_segment(l->wal))
+        s = wal_remove_before(l->wal, keep);
+    pthread_mutex_unlock(&l->mu);
+    return s;
+}
+
+void raftlog_get_stats(struct raftlog *l, struct raftlog_stats *out)
+{
+    pthread_mutex_lock(&l->mu);
+    *out = l->stats;
+    out->cache_bytes = l->cache_bytes;
+    struct wal_stats ws;
+    wal_get_stats(l->wal, &ws);
+    out->segments = ws.segments;
+    pthread_mutex_unlock(&l->mu);
+}
