@@ -193,7 +193,9 @@ func TestPermanentErrorsAreNotRetriedAndMatchTheirSentinel(t *testing.T) {
 			return withTrailer(ctx, status.Error(codes.FailedPrecondition, "version mismatch: have 3.17"), "current-version", "3.17")
 		}, ErrVersionMismatch, codes.FailedPrecondition},
 		{"already exists", func(ctx context.Context) error { return status.Error(codes.AlreadyExists, "key exists") }, ErrAlreadyExists, codes.AlreadyExists},
-		{"invalid argument", func(ctx context.Context) error { return status.Error(codes.InvalidArgument, "key is 2000 bytes, limit 1024") }, nil, codes.InvalidArgument},
+		{"invalid argument", func(ctx context.Context) error {
+			return status.Error(codes.InvalidArgument, "key is 2000 bytes, limit 1024")
+		}, nil, codes.InvalidArgument},
 		{"permission denied", func(ctx context.Context) error { return status.Error(codes.PermissionDenied, "no") }, nil, codes.PermissionDenied},
 	}
 	all := []error{ErrKeyNotFound, ErrVersionMismatch, ErrAlreadyExists, ErrConnection}
