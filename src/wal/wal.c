@@ -9,7 +9,7 @@
  * since open); durability is tracked as synced_lsn. An append that must be
  * durable waits until synced_lsn covers it. If nobody is syncing it becomes
  * the syncer: in BATCH mode it first waits (up to batch_window_us) while
- * other appenders are on their way in, then fdatasyncs with the lock
+ * other appenders are on their way in (batch_linger), then fdatasyncs with the lock
  * released, so later writers keep writing while the disk works, and one
  * fdatasync acknowledges everyone written before it started (group commit).
  * A lone writer never waits: with nobody arriving it syncs at once.
@@ -73,6 +73,10 @@ struct wal {
     uint64_t written_lsn, synced_lsn;
     bool syncing;
     bool rotate_waiting;
+    /* Group commit heuristics (BATCH): appends written since the last sync
+     * started, the size of the last group, and an EWMA of fdatasync time. */
+    uint32_t pending_appends, last_group;
+    uint64_t sync_ns_avg;
     nk_status error; /* sticky: set once a write or sync failed */
     struct wal_stats stats;
 
@@ -243,6 +247,32 @@ static void cv_wait_until(pthread_cond_t *cv, pthread_mutex_t *mu, uint64_t dead
     pthread_cond_timedwait(cv, mu, &ts);
 }
 
+/*
+ * Group commit (BATCH, mu held, called by the syncer before it syncs): wait
+ * while other appenders are in flight (entered wal_append*, not yet written),
+ * up to batch_window_us. Appenders of the last group that are not in flight
+ * yet (woken by the last sync, on their way back) are waited for only about
+ * one fdatasync time: a writer that does not return that fast is not
+ * waiting on the log, and waiting longer would cost more than a sync. A lone
+ * writer has nobody in flight and a last group of one, so it never waits.
+ */
+static void batch_linger(struct wal *w)
+{
+    uint64_t now = nk_mono_ns();
+    uint64_t window = (uint64_t)w->opt.batch_window_us * 1000;
+    uint64_t hard = now + window;
+    uint64_t soft = now + NK_MIN(window, w->sync_ns_avg);
+    while (!w->rotate_waiting && now < hard) {
+        if (atomic_load(&w->arriving) > 0)
+            cv_wait_until(&w->arrive_cv, &w->mu, hard);
+        else if (w->pending_appends < w->last_group && now < soft)
+            cv_wait_until(&w->arrive_cv, &w->mu, soft);
+        else
+            break;
+        now = nk_mono_ns();
+    }
+}
+
 /* Waits (mu held) until every byte up to target is on disk; may become the syncer. */
 static nk_status wait_durable(struct wal *w, uint64_t target)
 {
@@ -254,19 +284,19 @@ static nk_status wait_durable(struct wal *w, uint64_t target)
             continue;
         }
         w->syncing = true;
-        if (w->opt.sync == WAL_SYNC_BATCH && w->opt.batch_window_us > 0) {
-            /* Group commit: wait only while others are on their way in. */
-            uint64_t deadline = nk_mono_ns() + (uint64_t)w->opt.batch_window_us * 1000;
-            while (atomic_load(&w->arriving) > 0 && !w->rotate_waiting &&
-                   nk_mono_ns() < deadline)
-                cv_wait_until(&w->arrive_cv, &w->mu, deadline);
-        }
+        if (w->opt.sync == WAL_SYNC_BATCH && w->opt.batch_window_us > 0)
+            batch_linger(w);
         uint64_t upto = w->written_lsn;
         int fd = w->fd;
+        w->last_group = w->pending_appends;
+        w->pending_appends = 0;
         pthread_mutex_unlock(&w->mu);
+        uint64_t t0 = nk_mono_ns();
         int rc = fdatasync(fd);
         int err = errno;
+        uint64_t took = nk_mono_ns() - t0;
         pthread_mutex_lock(&w->mu);
+        w->sync_ns_avg = w->sync_ns_avg ? (7 * w->sync_ns_avg + took) / 8 : took;
         w->syncing = false;
         w->stats.syncs++;
         if (rc != 0) {
@@ -437,6 +467,7 @@ nk_status wal_append_many(struct wal *w, const struct wal_record *records, size_
     atomic_fetch_add(&w->arriving, 1);
     pthread_mutex_lock(&w->mu);
     nk_status s = append_locked(w, records, crcs, fr, iov, n, total, first);
+    w->pending_appends++;
     atomic_fetch_sub(&w->arriving, 1);
     if (w->syncing)
         pthread_cond_signal(&w->arrive_cv);
