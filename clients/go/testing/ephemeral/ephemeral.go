@@ -24,6 +24,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -95,6 +96,11 @@ type Options struct {
 	// NotEphemeral leaves out --ephemeral (for servers with a data
 	// directory, given in Args).
 	NotEphemeral bool
+	// ReadyAddr, when set, is the server's gRPC address as configured in
+	// Args; the server counts as started once that address accepts a TCP
+	// connection, even before (or without) a READY line. For servers
+	// started with NotEphemeral.
+	ReadyAddr string
 	// StartTimeout bounds the wait for the READY line (default 60 s).
 	StartTimeout time.Duration
 	// Output, when set, also receives the server's stdout and stderr.
@@ -165,7 +171,10 @@ func Start(ctx context.Context, opts *Options) (*Server, error) {
 			line := sc.Text()
 			fmt.Fprintln(sink, line)
 			if !sent && strings.HasPrefix(line, "READY ") {
-				ready <- line
+				select {
+				case ready <- line:
+				default:
+				}
 				sent = true
 			}
 		}
@@ -173,6 +182,28 @@ func Start(ctx context.Context, opts *Options) (*Server, error) {
 		s.waitErr = cmd.Wait()
 		close(s.exited)
 	}()
+
+	if opts.ReadyAddr != "" {
+		go func() {
+			for {
+				select {
+				case <-s.exited:
+					return
+				default:
+				}
+				c, err := net.DialTimeout("tcp", opts.ReadyAddr, time.Second)
+				if err == nil {
+					c.Close()
+					select {
+					case ready <- "READY grpc=" + opts.ReadyAddr:
+					default:
+					}
+					return
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+		}()
+	}
 
 	timeout := opts.StartTimeout
 	if timeout <= 0 {
@@ -305,4 +336,17 @@ func (b *tailBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return string(b.buf)
+}
+
+// FreeAddr returns a loopback address whose port was free a moment ago, for
+// servers that must be told their addresses in advance (cluster members
+// naming each other). Another process may take it meanwhile; callers that
+// cannot tolerate that retry.
+func FreeAddr() (string, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer l.Close()
+	return l.Addr().String(), nil
 }
