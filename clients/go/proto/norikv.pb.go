@@ -10,7 +10,7 @@
 // versions:
 // 	protoc-gen-go v1.36.12
 // 	protoc        v3.21.12
-// source: norikv/v1/norikv.proto
+// source: norikv.proto
 
 package norikvpb
 
@@ -65,11 +65,11 @@ func (x DistanceFunction) String() string {
 }
 
 func (DistanceFunction) Descriptor() protoreflect.EnumDescriptor {
-	return file_norikv_v1_norikv_proto_enumTypes[0].Descriptor()
+	return file_norikv_proto_enumTypes[0].Descriptor()
 }
 
 func (DistanceFunction) Type() protoreflect.EnumType {
-	return &file_norikv_v1_norikv_proto_enumTypes[0]
+	return &file_norikv_proto_enumTypes[0]
 }
 
 func (x DistanceFunction) Number() protoreflect.EnumNumber {
@@ -78,7 +78,7 @@ func (x DistanceFunction) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use DistanceFunction.Descriptor instead.
 func (DistanceFunction) EnumDescriptor() ([]byte, []int) {
-	return file_norikv_v1_norikv_proto_rawDescGZIP(), []int{0}
+	return file_norikv_proto_rawDescGZIP(), []int{0}
 }
 
 type VectorIndexType int32
@@ -114,11 +114,11 @@ func (x VectorIndexType) String() string {
 }
 
 func (VectorIndexType) Descriptor() protoreflect.EnumDescriptor {
-	return file_norikv_v1_norikv_proto_enumTypes[1].Descriptor()
+	return file_norikv_proto_enumTypes[1].Descriptor()
 }
 
 func (VectorIndexType) Type() protoreflect.EnumType {
-	return &file_norikv_v1_norikv_proto_enumTypes[1]
+	return &file_norikv_proto_enumTypes[1]
 }
 
 func (x VectorIndexType) Number() protoreflect.EnumNumber {
@@ -127,7 +127,7 @@ func (x VectorIndexType) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use VectorIndexType.Descriptor instead.
 func (VectorIndexType) EnumDescriptor() ([]byte, []int) {
-	return file_norikv_v1_norikv_proto_rawDescGZIP(), []int{1}
+	return file_norikv_proto_rawDescGZIP(), []int{1}
 }
 
 // The (term, index) of the Raft entry that wrote a value. Both >= 1.
@@ -141,7 +141,7 @@ type Version struct {
 
 func (x *Version) Reset() {
 	*x = Version{}
-	mi := &file_norikv_v1_norikv_proto_msgTypes[0]
+	mi := &file_norikv_proto_msgTypes[0]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -153,7 +153,7 @@ func (x *Version) String() string {
 func (*Version) ProtoMessage() {}
 
 func (x *Version) ProtoReflect() protoreflect.Message {
-	mi := &file_norikv_v1_norikv_proto_msgTypes[0]
+	mi := &file_norikv_proto_msgTypes[0]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -166,7 +166,7 @@ func (x *Version) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Version.ProtoReflect.Descriptor instead.
 func (*Version) Descriptor() ([]byte, []int) {
-	return file_norikv_v1_norikv_proto_rawDescGZIP(), []int{0}
+	return file_norikv_proto_rawDescGZIP(), []int{0}
 }
 
 func (x *Version) GetTerm() uint64 {
@@ -197,7 +197,7 @@ type PutRequest struct {
 
 func (x *PutRequest) Reset() {
 	*x = PutRequest{}
-	mi := &file_norikv_v1_norikv_proto_msgTypes[1]
+	mi := &file_norikv_proto_msgTypes[1]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -209,7 +209,7 @@ func (x *PutRequest) String() string {
 func (*PutRequest) ProtoMessage() {}
 
 func (x *PutRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_norikv_v1_norikv_proto_msgTypes[1]
+	mi := &file_norikv_proto_msgTypes[1]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -222,7 +222,7 @@ func (x *PutRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutRequest.ProtoReflect.Descriptor instead.
 func (*PutRequest) Descriptor() ([]byte, []int) {
-	return file_norikv_v1_norikv_proto_rawDescGZIP(), []int{1}
+	return file_norikv_proto_rawDescGZIP(), []int{1}
 }
 
 func (x *PutRequest) GetKey() []byte {
@@ -277,7 +277,7 @@ type PutResponse struct {
 
 func (x *PutResponse) Reset() {
 	*x = PutResponse{}
-	mi := &file_norikv_v1_norikv_proto_msgTypes[2]
+	mi := &file_norikv_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -289,7 +289,7 @@ func (x *PutResponse) String() string {
 func (*PutResponse) ProtoMessage() {}
 
 func (x *PutResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_norikv_v1_norikv_proto_msgTypes[2]
+	mi := &file_norikv_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -302,7 +302,7 @@ func (x *PutResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutResponse.ProtoReflect.Descriptor instead.
 func (*PutResponse) Descriptor() ([]byte, []int) {
-	return file_norikv_v1_norikv_proto_rawDescGZIP(), []int{2}
+	return file_norikv_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *PutResponse) GetVersion() *Version {
@@ -331,7 +331,7 @@ type GetRequest struct {
 
 func (x *GetRequest) Reset() {
 	*x = GetRequest{}
-	mi := &file_norikv_v1_norikv_proto_msgTypes[3]
+	mi := &file_norikv_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -343,7 +343,7 @@ func (x *GetRequest) String() string {
 func (*GetRequest) ProtoMessage() {}
 
 func (x *GetRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_norikv_v1_norikv_proto_msgTypes[3]
+	mi := &file_norikv_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -356,7 +356,7 @@ func (x *GetRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRequest.ProtoReflect.Descriptor instead.
 func (*GetRequest) Descriptor() ([]byte, []int) {
-	return file_norikv_v1_norikv_proto_rawDescGZIP(), []int{3}
+	return file_norikv_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *GetRequest) GetKey() []byte {
@@ -384,7 +384,7 @@ type GetResponse struct {
 
 func (x *GetResponse) Reset() {
 	*x = GetResponse{}
-	mi := &file_norikv_v1_norikv_proto_msgTypes[4]
+	mi := &file_norikv_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -396,7 +396,7 @@ func (x *GetResponse) String() string {
 func (*GetResponse) ProtoMessage() {}
 
 func (x *GetResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_norikv_v1_norikv_proto_msgTypes[4]
+	mi := &file_norikv_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -409,7 +409,7 @@ func (x *GetResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetResponse.ProtoReflect.Descriptor instead.
 func (*GetResponse) Descriptor() ([]byte, []int) {
-	return file_norikv_v1_norikv_proto_rawDescGZIP(), []int{4}
+	return file_norikv_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *GetResponse) GetValue() []byte {
@@ -444,7 +444,7 @@ type DeleteRequest struct {
 
 func (x *DeleteRequest) Reset() {
 	*x = DeleteRequest{}
-	mi := &file_norikv_v1_norikv_proto_msgTypes[5]
+	mi := &file_norikv_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -456,7 +456,7 @@ func (x *DeleteRequest) String() string {
 func (*DeleteRequest) ProtoMessage() {}
 
 func (x *DeleteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_norikv_v1_norikv_proto_msgTypes[5]
+	mi := &file_norikv_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -469,7 +469,7 @@ func (x *DeleteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteRequest.ProtoReflect.Descriptor instead.
 func (*DeleteRequest) Descriptor() ([]byte, []int) {
-	return file_norikv_v1_norikv_proto_rawDescGZIP(), []int{5}
+	return file_norikv_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *DeleteRequest) GetKey() []byte {
@@ -503,7 +503,7 @@ type DeleteResponse struct {
 
 func (x *DeleteResponse) Reset() {
 	*x = DeleteResponse{}
-	mi := &file_norikv_v1_norikv_proto_msgTypes[6]
+	mi := &file_norikv_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -515,7 +515,7 @@ func (x *DeleteResponse) String() string {
 func (*DeleteResponse) ProtoMessage() {}
 
 func (x *DeleteResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_norikv_v1_norikv_proto_msgTypes[6]
+	mi := &file_norikv_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -528,7 +528,7 @@ func (x *DeleteResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteResponse.ProtoReflect.Descriptor instead.
 func (*DeleteResponse) Descriptor() ([]byte, []int) {
-	return file_norikv_v1_norikv_proto_rawDescGZIP(), []int{6}
+	return file_norikv_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *DeleteResponse) GetTombstoned() bool {
@@ -556,7 +556,7 @@ type ClusterNode struct {
 
 func (x *ClusterNode) Reset() {
 	*x = ClusterNode{}
-	mi := &file_norikv_v1_norikv_proto_msgTypes[7]
+	mi := &file_norikv_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -568,7 +568,7 @@ func (x *ClusterNode) String() string {
 func (*ClusterNode) ProtoMessage() {}
 
 func (x *ClusterNode) ProtoReflect() protoreflect.Message {
-	mi := &file_norikv_v1_norikv_proto_msgTypes[7]
+	mi := &file_norikv_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -581,7 +581,7 @@ func (x *ClusterNode) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterNode.ProtoReflect.Descriptor instead.
 func (*ClusterNode) Descriptor() ([]byte, []int) {
-	return file_norikv_v1_norikv_proto_rawDescGZIP(), []int{7}
+	return file_norikv_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *ClusterNode) GetId() string {
@@ -615,7 +615,7 @@ type ShardReplica struct {
 
 func (x *ShardReplica) Reset() {
 	*x = ShardReplica{}
-	mi := &file_norikv_v1_norikv_proto_msgTypes[8]
+	mi := &file_norikv_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -627,7 +627,7 @@ func (x *ShardReplica) String() string {
 func (*ShardReplica) ProtoMessage() {}
 
 func (x *ShardReplica) ProtoReflect() protoreflect.Message {
-	mi := &file_norikv_v1_norikv_proto_msgTypes[8]
+	mi := &file_norikv_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -640,7 +640,7 @@ func (x *ShardReplica) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ShardReplica.ProtoReflect.Descriptor instead.
 func (*ShardReplica) Descriptor() ([]byte, []int) {
-	return file_norikv_v1_norikv_proto_rawDescGZIP(), []int{8}
+	return file_norikv_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *ShardReplica) GetNodeId() string {
@@ -667,7 +667,7 @@ type ShardInfo struct {
 
 func (x *ShardInfo) Reset() {
 	*x = ShardInfo{}
-	mi := &file_norikv_v1_norikv_proto_msgTypes[9]
+	mi := &file_norikv_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -679,7 +679,7 @@ func (x *ShardInfo) String() string {
 func (*ShardInfo) ProtoMessage() {}
 
 func (x *ShardInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_norikv_v1_norikv_proto_msgTypes[9]
+	mi := &file_norikv_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -692,7 +692,7 @@ func (x *ShardInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ShardInfo.ProtoReflect.Descriptor instead.
 func (*ShardInfo) Descriptor() ([]byte, []int) {
-	return file_norikv_v1_norikv_proto_rawDescGZIP(), []int{9}
+	return file_norikv_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ShardInfo) GetId() uint32 {
@@ -720,7 +720,7 @@ type ClusterView struct {
 
 func (x *ClusterView) Reset() {
 	*x = ClusterView{}
-	mi := &file_norikv_v1_norikv_proto_msgTypes[10]
+	mi := &file_norikv_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -732,7 +732,7 @@ func (x *ClusterView) String() string {
 func (*ClusterView) ProtoMessage() {}
 
 func (x *ClusterView) ProtoReflect() protoreflect.Message {
-	mi := &file_norikv_v1_norikv_proto_msgTypes[10]
+	mi := &file_norikv_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -745,7 +745,7 @@ func (x *ClusterView) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterView.ProtoReflect.Descriptor instead.
 func (*ClusterView) Descriptor() ([]byte, []int) {
-	return file_norikv_v1_norikv_proto_rawDescGZIP(), []int{10}
+	return file_norikv_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ClusterView) GetEpoch() uint64 {
@@ -780,7 +780,7 @@ type VectorMatch struct {
 
 func (x *VectorMatch) Reset() {
 	*x = VectorMatch{}
-	mi := &file_norikv_v1_norikv_proto_msgTypes[11]
+	mi := &file_norikv_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -792,7 +792,7 @@ func (x *VectorMatch) String() string {
 func (*VectorMatch) ProtoMessage() {}
 
 func (x *VectorMatch) ProtoReflect() protoreflect.Message {
-	mi := &file_norikv_v1_norikv_proto_msgTypes[11]
+	mi := &file_norikv_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -805,7 +805,7 @@ func (x *VectorMatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VectorMatch.ProtoReflect.Descriptor instead.
 func (*VectorMatch) Descriptor() ([]byte, []int) {
-	return file_norikv_v1_norikv_proto_rawDescGZIP(), []int{11}
+	return file_norikv_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *VectorMatch) GetId() string {
@@ -842,7 +842,7 @@ type CreateVectorIndexRequest struct {
 
 func (x *CreateVectorIndexRequest) Reset() {
 	*x = CreateVectorIndexRequest{}
-	mi := &file_norikv_v1_norikv_proto_msgTypes[12]
+	mi := &file_norikv_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -854,7 +854,7 @@ func (x *CreateVectorIndexRequest) String() string {
 func (*CreateVectorIndexRequest) ProtoMessage() {}
 
 func (x *CreateVectorIndexRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_norikv_v1_norikv_proto_msgTypes[12]
+	mi := &file_norikv_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -867,7 +867,7 @@ func (x *CreateVectorIndexRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateVectorIndexRequest.ProtoReflect.Descriptor instead.
 func (*CreateVectorIndexRequest) Descriptor() ([]byte, []int) {
-	return file_norikv_v1_norikv_proto_rawDescGZIP(), []int{12}
+	return file_norikv_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *CreateVectorIndexRequest) GetNamespace() string {
@@ -915,7 +915,7 @@ type CreateVectorIndexResponse struct {
 
 func (x *CreateVectorIndexResponse) Reset() {
 	*x = CreateVectorIndexResponse{}
-	mi := &file_norikv_v1_norikv_proto_msgTypes[13]
+	mi := &file_norikv_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -927,7 +927,7 @@ func (x *CreateVectorIndexResponse) String() string {
 func (*CreateVectorIndexResponse) ProtoMessage() {}
 
 func (x *CreateVectorIndexResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_norikv_v1_norikv_proto_msgTypes[13]
+	mi := &file_norikv_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -940,7 +940,7 @@ func (x *CreateVectorIndexResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateVectorIndexResponse.ProtoReflect.Descriptor instead.
 func (*CreateVectorIndexResponse) Descriptor() ([]byte, []int) {
-	return file_norikv_v1_norikv_proto_rawDescGZIP(), []int{13}
+	return file_norikv_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *CreateVectorIndexResponse) GetCreated() bool {
@@ -967,7 +967,7 @@ type DropVectorIndexRequest struct {
 
 func (x *DropVectorIndexRequest) Reset() {
 	*x = DropVectorIndexRequest{}
-	mi := &file_norikv_v1_norikv_proto_msgTypes[14]
+	mi := &file_norikv_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -979,7 +979,7 @@ func (x *DropVectorIndexRequest) String() string {
 func (*DropVectorIndexRequest) ProtoMessage() {}
 
 func (x *DropVectorIndexRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_norikv_v1_norikv_proto_msgTypes[14]
+	mi := &file_norikv_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -992,7 +992,7 @@ func (x *DropVectorIndexRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DropVectorIndexRequest.ProtoReflect.Descriptor instead.
 func (*DropVectorIndexRequest) Descriptor() ([]byte, []int) {
-	return file_norikv_v1_norikv_proto_rawDescGZIP(), []int{14}
+	return file_norikv_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *DropVectorIndexRequest) GetNamespace() string {
@@ -1018,7 +1018,7 @@ type DropVectorIndexResponse struct {
 
 func (x *DropVectorIndexResponse) Reset() {
 	*x = DropVectorIndexResponse{}
-	mi := &file_norikv_v1_norikv_proto_msgTypes[15]
+	mi := &file_norikv_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1030,7 +1030,7 @@ func (x *DropVectorIndexResponse) String() string {
 func (*DropVectorIndexResponse) ProtoMessage() {}
 
 func (x *DropVectorIndexResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_norikv_v1_norikv_proto_msgTypes[15]
+	mi := &file_norikv_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1043,7 +1043,7 @@ func (x *DropVectorIndexResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DropVectorIndexResponse.ProtoReflect.Descriptor instead.
 func (*DropVectorIndexResponse) Descriptor() ([]byte, []int) {
-	return file_norikv_v1_norikv_proto_rawDescGZIP(), []int{15}
+	return file_norikv_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *DropVectorIndexResponse) GetDropped() bool {
@@ -1065,7 +1065,7 @@ type VectorInsertRequest struct {
 
 func (x *VectorInsertRequest) Reset() {
 	*x = VectorInsertRequest{}
-	mi := &file_norikv_v1_norikv_proto_msgTypes[16]
+	mi := &file_norikv_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1077,7 +1077,7 @@ func (x *VectorInsertRequest) String() string {
 func (*VectorInsertRequest) ProtoMessage() {}
 
 func (x *VectorInsertRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_norikv_v1_norikv_proto_msgTypes[16]
+	mi := &file_norikv_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1090,7 +1090,7 @@ func (x *VectorInsertRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VectorInsertRequest.ProtoReflect.Descriptor instead.
 func (*VectorInsertRequest) Descriptor() ([]byte, []int) {
-	return file_norikv_v1_norikv_proto_rawDescGZIP(), []int{16}
+	return file_norikv_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *VectorInsertRequest) GetNamespace() string {
@@ -1131,7 +1131,7 @@ type VectorInsertResponse struct {
 
 func (x *VectorInsertResponse) Reset() {
 	*x = VectorInsertResponse{}
-	mi := &file_norikv_v1_norikv_proto_msgTypes[17]
+	mi := &file_norikv_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1143,7 +1143,7 @@ func (x *VectorInsertResponse) String() string {
 func (*VectorInsertResponse) ProtoMessage() {}
 
 func (x *VectorInsertResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_norikv_v1_norikv_proto_msgTypes[17]
+	mi := &file_norikv_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1156,7 +1156,7 @@ func (x *VectorInsertResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VectorInsertResponse.ProtoReflect.Descriptor instead.
 func (*VectorInsertResponse) Descriptor() ([]byte, []int) {
-	return file_norikv_v1_norikv_proto_rawDescGZIP(), []int{17}
+	return file_norikv_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *VectorInsertResponse) GetInserted() bool {
@@ -1184,7 +1184,7 @@ type VectorDeleteRequest struct {
 
 func (x *VectorDeleteRequest) Reset() {
 	*x = VectorDeleteRequest{}
-	mi := &file_norikv_v1_norikv_proto_msgTypes[18]
+	mi := &file_norikv_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1196,7 +1196,7 @@ func (x *VectorDeleteRequest) String() string {
 func (*VectorDeleteRequest) ProtoMessage() {}
 
 func (x *VectorDeleteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_norikv_v1_norikv_proto_msgTypes[18]
+	mi := &file_norikv_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1209,7 +1209,7 @@ func (x *VectorDeleteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VectorDeleteRequest.ProtoReflect.Descriptor instead.
 func (*VectorDeleteRequest) Descriptor() ([]byte, []int) {
-	return file_norikv_v1_norikv_proto_rawDescGZIP(), []int{18}
+	return file_norikv_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *VectorDeleteRequest) GetNamespace() string {
@@ -1242,7 +1242,7 @@ type VectorDeleteResponse struct {
 
 func (x *VectorDeleteResponse) Reset() {
 	*x = VectorDeleteResponse{}
-	mi := &file_norikv_v1_norikv_proto_msgTypes[19]
+	mi := &file_norikv_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1254,7 +1254,7 @@ func (x *VectorDeleteResponse) String() string {
 func (*VectorDeleteResponse) ProtoMessage() {}
 
 func (x *VectorDeleteResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_norikv_v1_norikv_proto_msgTypes[19]
+	mi := &file_norikv_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1267,7 +1267,7 @@ func (x *VectorDeleteResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VectorDeleteResponse.ProtoReflect.Descriptor instead.
 func (*VectorDeleteResponse) Descriptor() ([]byte, []int) {
-	return file_norikv_v1_norikv_proto_rawDescGZIP(), []int{19}
+	return file_norikv_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *VectorDeleteResponse) GetDeleted() bool {
@@ -1290,7 +1290,7 @@ type VectorSearchRequest struct {
 
 func (x *VectorSearchRequest) Reset() {
 	*x = VectorSearchRequest{}
-	mi := &file_norikv_v1_norikv_proto_msgTypes[20]
+	mi := &file_norikv_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1302,7 +1302,7 @@ func (x *VectorSearchRequest) String() string {
 func (*VectorSearchRequest) ProtoMessage() {}
 
 func (x *VectorSearchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_norikv_v1_norikv_proto_msgTypes[20]
+	mi := &file_norikv_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1315,7 +1315,7 @@ func (x *VectorSearchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VectorSearchRequest.ProtoReflect.Descriptor instead.
 func (*VectorSearchRequest) Descriptor() ([]byte, []int) {
-	return file_norikv_v1_norikv_proto_rawDescGZIP(), []int{20}
+	return file_norikv_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *VectorSearchRequest) GetNamespace() string {
@@ -1363,7 +1363,7 @@ type VectorSearchResponse struct {
 
 func (x *VectorSearchResponse) Reset() {
 	*x = VectorSearchResponse{}
-	mi := &file_norikv_v1_norikv_proto_msgTypes[21]
+	mi := &file_norikv_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1375,7 +1375,7 @@ func (x *VectorSearchResponse) String() string {
 func (*VectorSearchResponse) ProtoMessage() {}
 
 func (x *VectorSearchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_norikv_v1_norikv_proto_msgTypes[21]
+	mi := &file_norikv_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1388,7 +1388,7 @@ func (x *VectorSearchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VectorSearchResponse.ProtoReflect.Descriptor instead.
 func (*VectorSearchResponse) Descriptor() ([]byte, []int) {
-	return file_norikv_v1_norikv_proto_rawDescGZIP(), []int{21}
+	return file_norikv_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *VectorSearchResponse) GetMatches() []*VectorMatch {
@@ -1416,7 +1416,7 @@ type VectorGetRequest struct {
 
 func (x *VectorGetRequest) Reset() {
 	*x = VectorGetRequest{}
-	mi := &file_norikv_v1_norikv_proto_msgTypes[22]
+	mi := &file_norikv_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1428,7 +1428,7 @@ func (x *VectorGetRequest) String() string {
 func (*VectorGetRequest) ProtoMessage() {}
 
 func (x *VectorGetRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_norikv_v1_norikv_proto_msgTypes[22]
+	mi := &file_norikv_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1441,7 +1441,7 @@ func (x *VectorGetRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VectorGetRequest.ProtoReflect.Descriptor instead.
 func (*VectorGetRequest) Descriptor() ([]byte, []int) {
-	return file_norikv_v1_norikv_proto_rawDescGZIP(), []int{22}
+	return file_norikv_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *VectorGetRequest) GetNamespace() string {
@@ -1475,7 +1475,7 @@ type VectorGetResponse struct {
 
 func (x *VectorGetResponse) Reset() {
 	*x = VectorGetResponse{}
-	mi := &file_norikv_v1_norikv_proto_msgTypes[23]
+	mi := &file_norikv_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1487,7 +1487,7 @@ func (x *VectorGetResponse) String() string {
 func (*VectorGetResponse) ProtoMessage() {}
 
 func (x *VectorGetResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_norikv_v1_norikv_proto_msgTypes[23]
+	mi := &file_norikv_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1500,7 +1500,7 @@ func (x *VectorGetResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VectorGetResponse.ProtoReflect.Descriptor instead.
 func (*VectorGetResponse) Descriptor() ([]byte, []int) {
-	return file_norikv_v1_norikv_proto_rawDescGZIP(), []int{23}
+	return file_norikv_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *VectorGetResponse) GetVector() []float32 {
@@ -1517,11 +1517,11 @@ func (x *VectorGetResponse) GetFound() bool {
 	return false
 }
 
-var File_norikv_v1_norikv_proto protoreflect.FileDescriptor
+var File_norikv_proto protoreflect.FileDescriptor
 
-const file_norikv_v1_norikv_proto_rawDesc = "" +
+const file_norikv_proto_rawDesc = "" +
 	"\n" +
-	"\x16norikv/v1/norikv.proto\x12\tnorikv.v1\"3\n" +
+	"\fnorikv.proto\x12\tnorikv.v1\"3\n" +
 	"\aVersion\x12\x12\n" +
 	"\x04term\x18\x01 \x01(\x04R\x04term\x12\x14\n" +
 	"\x05index\x18\x02 \x01(\x04R\x05index\"\xc7\x01\n" +
@@ -1655,20 +1655,20 @@ const file_norikv_v1_norikv_proto_rawDesc = "" +
 	"\x13com.norikv.proto.v1P\x01Z*github.com/norikv/norikv-go/proto;norikvpbb\x06proto3"
 
 var (
-	file_norikv_v1_norikv_proto_rawDescOnce sync.Once
-	file_norikv_v1_norikv_proto_rawDescData []byte
+	file_norikv_proto_rawDescOnce sync.Once
+	file_norikv_proto_rawDescData []byte
 )
 
-func file_norikv_v1_norikv_proto_rawDescGZIP() []byte {
-	file_norikv_v1_norikv_proto_rawDescOnce.Do(func() {
-		file_norikv_v1_norikv_proto_rawDescData = protoimpl.X.CompressGZIP(unsafe.Slice(unsafe.StringData(file_norikv_v1_norikv_proto_rawDesc), len(file_norikv_v1_norikv_proto_rawDesc)))
+func file_norikv_proto_rawDescGZIP() []byte {
+	file_norikv_proto_rawDescOnce.Do(func() {
+		file_norikv_proto_rawDescData = protoimpl.X.CompressGZIP(unsafe.Slice(unsafe.StringData(file_norikv_proto_rawDesc), len(file_norikv_proto_rawDesc)))
 	})
-	return file_norikv_v1_norikv_proto_rawDescData
+	return file_norikv_proto_rawDescData
 }
 
-var file_norikv_v1_norikv_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_norikv_v1_norikv_proto_msgTypes = make([]protoimpl.MessageInfo, 27)
-var file_norikv_v1_norikv_proto_goTypes = []any{
+var file_norikv_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
+var file_norikv_proto_msgTypes = make([]protoimpl.MessageInfo, 27)
+var file_norikv_proto_goTypes = []any{
 	(DistanceFunction)(0),             // 0: norikv.v1.DistanceFunction
 	(VectorIndexType)(0),              // 1: norikv.v1.VectorIndexType
 	(*Version)(nil),                   // 2: norikv.v1.Version
@@ -1699,7 +1699,7 @@ var file_norikv_v1_norikv_proto_goTypes = []any{
 	nil,                               // 27: norikv.v1.GetResponse.MetaEntry
 	nil,                               // 28: norikv.v1.CreateVectorIndexResponse.MetaEntry
 }
-var file_norikv_v1_norikv_proto_depIdxs = []int32{
+var file_norikv_proto_depIdxs = []int32{
 	2,  // 0: norikv.v1.PutRequest.if_match:type_name -> norikv.v1.Version
 	2,  // 1: norikv.v1.PutResponse.version:type_name -> norikv.v1.Version
 	26, // 2: norikv.v1.PutResponse.meta:type_name -> norikv.v1.PutResponse.MetaEntry
@@ -1746,27 +1746,27 @@ var file_norikv_v1_norikv_proto_depIdxs = []int32{
 	0,  // [0:15] is the sub-list for field type_name
 }
 
-func init() { file_norikv_v1_norikv_proto_init() }
-func file_norikv_v1_norikv_proto_init() {
-	if File_norikv_v1_norikv_proto != nil {
+func init() { file_norikv_proto_init() }
+func file_norikv_proto_init() {
+	if File_norikv_proto != nil {
 		return
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
-			RawDescriptor: unsafe.Slice(unsafe.StringData(file_norikv_v1_norikv_proto_rawDesc), len(file_norikv_v1_norikv_proto_rawDesc)),
+			RawDescriptor: unsafe.Slice(unsafe.StringData(file_norikv_proto_rawDesc), len(file_norikv_proto_rawDesc)),
 			NumEnums:      2,
 			NumMessages:   27,
 			NumExtensions: 0,
 			NumServices:   4,
 		},
-		GoTypes:           file_norikv_v1_norikv_proto_goTypes,
-		DependencyIndexes: file_norikv_v1_norikv_proto_depIdxs,
-		EnumInfos:         file_norikv_v1_norikv_proto_enumTypes,
-		MessageInfos:      file_norikv_v1_norikv_proto_msgTypes,
+		GoTypes:           file_norikv_proto_goTypes,
+		DependencyIndexes: file_norikv_proto_depIdxs,
+		EnumInfos:         file_norikv_proto_enumTypes,
+		MessageInfos:      file_norikv_proto_msgTypes,
 	}.Build()
-	File_norikv_v1_norikv_proto = out.File
-	file_norikv_v1_norikv_proto_goTypes = nil
-	file_norikv_v1_norikv_proto_depIdxs = nil
+	File_norikv_proto = out.File
+	file_norikv_proto_goTypes = nil
+	file_norikv_proto_depIdxs = nil
 }

@@ -10,7 +10,7 @@
 // versions:
 // - protoc-gen-go-grpc v1.6.2
 // - protoc             v3.21.12
-// source: norikv/v1/norikv.proto
+// source: norikv.proto
 
 package norikvpb
 
@@ -201,7 +201,7 @@ var Kv_ServiceDesc = grpc.ServiceDesc{
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
-	Metadata: "norikv/v1/norikv.proto",
+	Metadata: "norikv.proto",
 }
 
 const (
@@ -310,7 +310,7 @@ var Meta_ServiceDesc = grpc.ServiceDesc{
 			ServerStreams: true,
 		},
 	},
-	Metadata: "norikv/v1/norikv.proto",
+	Metadata: "norikv.proto",
 }
 
 const (
@@ -450,7 +450,7 @@ var Admin_ServiceDesc = grpc.ServiceDesc{
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
-	Metadata: "norikv/v1/norikv.proto",
+	Metadata: "norikv.proto",
 }
 
 const (
@@ -742,5 +742,5 @@ var Vector_ServiceDesc = grpc.ServiceDesc{
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
-	Metadata: "norikv/v1/norikv.proto",
+	Metadata: "norikv.proto",
 }

@@ -113,6 +113,16 @@ func TestCallerContextEndsWaitWithoutCancellingOthers(t *testing.T) {
 		v, _, _ := g.Do(context.Background(), "s", func() (int, error) { return 2, nil })
 		done <- v
 	}()
+	// Wait until the second caller has joined the running call.
+	for {
+		g.mu.Lock()
+		joined := g.m["s"] != nil && g.m["s"].shared == 1
+		g.mu.Unlock()
+		if joined {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
 	cancel()
 	if err := <-errc; !errors.Is(err, context.Canceled) {
 		t.Fatalf("cancelled caller got %v, want context.Canceled", err)
