@@ -46,8 +46,11 @@
 
 #define WAL_MIN_SEGMENT_SIZE (4u * 1024)
 #define WAL_MAX_BATCH_WINDOW_US 1000000u
-/* Read-ahead of an iterator; its buffer is max(this, one record). */
-#define WAL_ITER_READ_SIZE (256u * 1024)
+/* Read-ahead of an iterator: starts small (a point read at a position reads
+ * little), doubles per refill up to the maximum; the buffer is bounded by
+ * max(WAL_ITER_READ_MAX, one record). */
+#define WAL_ITER_READ_MIN (16u * 1024)
+#define WAL_ITER_READ_MAX (256u * 1024)
 /* Records framed on the stack before a heap scratch is needed. */
 #define WAL_STACK_RECORDS 16
 
@@ -162,17 +165,20 @@ static nk_status poison(struct wal *w, nk_status s)
 
 static nk_status write_full(int fd, struct iovec *iov, int iovcnt, uint64_t off, const char *what)
 {
+    uint64_t start = off;
     while (iovcnt > 0) {
         int cnt = iovcnt > IOV_MAX ? IOV_MAX : iovcnt;
         ssize_t k = pwritev(fd, iov, cnt, (off_t)off);
         if (k < 0) {
             if (errno == EINTR)
                 continue;
-            return nk_status_errno(errno, "wal: write %s at offset %" PRIu64, what, off);
+            return nk_status_errno(errno, "wal: write %s at offset %" PRIu64 " (failed at %" PRIu64 ")",
+                                   what, start, off);
         }
         if (k == 0)
-            return nk_status_make(NK_IO_ERROR, "wal: write %s at offset %" PRIu64 " wrote nothing",
-                                  what, off);
+            return nk_status_make(NK_IO_ERROR,
+                                  "wal: write %s at offset %" PRIu64 " wrote nothing at %" PRIu64,
+                                  what, start, off);
         off += (uint64_t)k;
         size_t left = (size_t)k;
         while (iovcnt > 0 && left >= iov->iov_len) {
@@ -492,7 +498,7 @@ nk_status wal_append(struct wal *w, uint8_t type, const void *data, size_t n, st
 nk_status wal_sync(struct wal *w)
 {
     pthread_mutex_lock(&w->mu);
-    nk_status s = wait_durable(w, w->written_lsn);
+    nk_status s = nk_ok(w->error) ? wait_durable(w, w->written_lsn) : sticky_copy(w);
     pthread_mutex_unlock(&w->mu);
     return s;
 }
@@ -796,6 +802,7 @@ struct wal_iter {
     bool sealed;    /* seg is no longer the current segment: limit is final */
     uint8_t *buf;   /* bytes [buf_off, buf_off + buf_len) of seg */
     size_t buf_cap, buf_len;
+    size_t readahead;
     uint64_t buf_off;
 };
 
@@ -841,6 +848,7 @@ nk_status wal_iter_open(struct wal *w, struct wal_pos from, struct wal_iter **ou
     struct wal_iter *it = nk_calloc(1, sizeof *it);
     it->w = w;
     it->fd = -1;
+    it->readahead = WAL_ITER_READ_MIN;
     pthread_mutex_lock(&w->mu);
     uint64_t first = w->segs[0].num, last = cur_seg(w)->num;
     nk_status s = NK_OK;
@@ -881,7 +889,8 @@ static nk_status iter_fill(struct wal_iter *it, uint64_t off, size_t n, const ui
         *p = it->buf + (off - it->buf_off);
         return NK_OK;
     }
-    size_t want = NK_MAX(n, (size_t)WAL_ITER_READ_SIZE);
+    size_t want = NK_MAX(n, it->readahead);
+    it->readahead = NK_MIN(2 * it->readahead, (size_t)WAL_ITER_READ_MAX);
     if ((uint64_t)want > it->limit - off)
         want = (size_t)(it->limit - off);
     NK_ASSERT(want >= n);

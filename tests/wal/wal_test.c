@@ -4,6 +4,9 @@
  * test works on real files in its own directory and syncs for real.
  */
 #include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <sys/resource.h>
 
 #include "testlib.h"
 #include "wal_test_util.h"
@@ -121,6 +124,19 @@ NK_TEST(records_cross_segment_boundaries_and_rotation)
         if (l.n)
             NK_CHECK(wt_payload_ok(k, nk_slice_make(l.recs[0].data, l.recs[0].len)));
         wt_log_free(&l);
+    }
+    /* from the start of a segment: exactly the records of that segment on */
+    {
+        uint64_t seg = pos[N / 2].segment;
+        size_t k = 0;
+        while (pos[k].segment < seg)
+            k++;
+        struct wt_log l2;
+        NK_REQUIRE_OK(wt_read_all(w, (struct wal_pos){seg, 0}, &l2));
+        NK_CHECK_EQ_U64(l2.n, N - k);
+        if (l2.n)
+            NK_CHECK(wal_pos_cmp(l2.recs[0].pos, pos[k]) == 0);
+        wt_log_free(&l2);
     }
     /* from the end: nothing */
     struct wt_log l;
@@ -684,5 +700,224 @@ NK_TEST(iterator_sees_records_appended_while_it_runs)
     NK_REQUIRE_OK(wal_iter_next(it, &has, &type, &p, NULL));
     NK_CHECK(!has);
     wal_iter_close(it);
+    wal_close(w);
+}
+
+NK_TEST(append_many_with_thousands_of_records_is_one_contiguous_run)
+{
+    const char *dir = nk_test_tmpdir();
+    struct wal_options o = small_opts(WAL_SYNC_ALWAYS, 1 << 20);
+    struct wal *w;
+    NK_REQUIRE_OK(wal_open(dir, &o, &w));
+    enum { N = 3000 }; /* 6000 iovecs: more than IOV_MAX per pwritev */
+    struct wal_record *recs = nk_malloc(N * sizeof *recs);
+    uint8_t *bufs = nk_malloc(N * 40);
+    uint64_t expect_end = WAL_SEGMENT_HEADER_SIZE;
+    for (size_t i = 0; i < N; i++) {
+        size_t len = i % 41; /* includes empty payloads */
+        wt_payload(i, len, bufs + i * 40);
+        recs[i] = (struct wal_record){(uint8_t)(1 + i % 255), nk_slice_make(bufs + i * 40, len)};
+        expect_end += WAL_RECORD_HEADER_SIZE + len;
+    }
+    struct wal_pos first;
+    NK_REQUIRE_OK(wal_append_many(w, recs, N, &first));
+    NK_CHECK_EQ_U64(first.segment, 1);
+    NK_CHECK_EQ_U64(first.offset, WAL_SEGMENT_HEADER_SIZE);
+    NK_CHECK_EQ_U64(wal_end(w).offset, expect_end);
+    struct wal_stats st;
+    wal_get_stats(w, &st);
+    NK_CHECK_EQ_U64(st.records_appended, N);
+    wal_close(w);
+    NK_REQUIRE_OK(wal_open(dir, &o, &w));
+    struct wt_log l;
+    NK_REQUIRE_OK(wt_read_all(w, (struct wal_pos){0, 0}, &l));
+    NK_CHECK_EQ_U64(l.n, N);
+    for (size_t i = 0; i < l.n; i++) {
+        NK_CHECK_EQ_U64(l.recs[i].len, i % 41);
+        NK_CHECK(wt_payload_ok(i, nk_slice_make(l.recs[i].data, l.recs[i].len)));
+    }
+    wt_log_free(&l);
+    wal_close(w);
+    free(recs);
+    free(bufs);
+}
+
+NK_TEST(a_failed_write_poisons_the_log_and_reopen_keeps_the_acknowledged_prefix)
+{
+    const char *dir = nk_test_tmpdir();
+    struct wal_options o = small_opts(WAL_SYNC_ALWAYS, 1 << 20);
+    o.preallocate = false; /* fallocate would fail at open under the file size limit */
+    struct wal *w;
+    NK_REQUIRE_OK(wal_open(dir, &o, &w));
+    /* A file size limit makes the kernel cut a write short and then refuse it (EFBIG):
+     * a real partial write in the middle of a record. */
+    struct rlimit old, lim;
+    NK_REQUIRE(getrlimit(RLIMIT_FSIZE, &old) == 0);
+    void (*old_handler)(int) = signal(SIGXFSZ, SIG_IGN);
+    lim = old;
+    lim.rlim_cur = 20000;
+    NK_REQUIRE(setrlimit(RLIMIT_FSIZE, &lim) == 0);
+    uint8_t buf[291];
+    int acked = 0;
+    nk_status s = NK_OK;
+    for (int i = 0; i < 1000; i++) {
+        wt_payload((uint64_t)i, sizeof buf, buf);
+        s = wal_append(w, 1, buf, sizeof buf, NULL);
+        if (!nk_ok(s))
+            break;
+        acked++;
+    }
+    setrlimit(RLIMIT_FSIZE, &old);
+    signal(SIGXFSZ, old_handler);
+    fprintf(stderr, "  %d appends acknowledged, then: %s\n", acked, nk_status_msg(s));
+    NK_CHECK(s.code == NK_IO_ERROR);
+    NK_CHECK_EQ_U64(acked, (20000 - WAL_SEGMENT_HEADER_SIZE) / (WAL_RECORD_HEADER_SIZE + sizeof buf));
+    nk_status_free(&s);
+    /* the log stays refused even though the limit is gone: nothing after a failure is trusted */
+    s = wal_append(w, 1, buf, 10, NULL);
+    NK_CHECK(s.code == NK_IO_ERROR);
+    nk_status_free(&s);
+    s = wal_sync(w);
+    NK_CHECK(s.code == NK_IO_ERROR);
+    nk_status_free(&s);
+    s = wal_rotate(w, NULL);
+    NK_CHECK(s.code == NK_IO_ERROR);
+    nk_status_free(&s);
+    wal_close(w);
+
+    enum nk_log_level lvl = nk_log_get_level();
+    nk_log_set_level(NK_LOG_ERROR);
+    NK_REQUIRE_OK(wal_open(dir, &o, &w));
+    nk_log_set_level(lvl);
+    struct wal_stats st;
+    wal_get_stats(w, &st);
+    NK_CHECK(st.torn_bytes_truncated > 0); /* the partial record */
+    NK_REQUIRE_OK(wal_append(w, 1, "after", 5, NULL));
+    struct wt_log l;
+    NK_REQUIRE_OK(wt_read_all(w, (struct wal_pos){0, 0}, &l));
+    NK_CHECK_EQ_U64(l.n, acked + 1);
+    for (size_t i = 0; i + 1 < l.n; i++)
+        NK_CHECK(wt_payload_ok(i, nk_slice_make(l.recs[i].data, l.recs[i].len)));
+    if (l.n)
+        NK_CHECK(l.recs[l.n - 1].len == 5 && memcmp(l.recs[l.n - 1].data, "after", 5) == 0);
+    wt_log_free(&l);
+    wal_close(w);
+}
+
+struct stress_arg {
+    struct wal *w;
+    int thread, count;
+    _Atomic int *done;
+    nk_status s;
+};
+
+static size_t stress_len(uint64_t id)
+{
+    return 8 + (size_t)(id * 2654435761u % 700);
+}
+
+static void *stress_writer(void *p)
+{
+    struct stress_arg *a = p;
+    a->s = NK_OK;
+    uint8_t buf[800];
+    for (int i = 0; i < a->count && nk_ok(a->s); i++) {
+        uint64_t id = (uint64_t)a->thread << 32 | (uint64_t)i;
+        size_t len = stress_len(id);
+        wt_payload(id, len, buf);
+        if (i % 10 == 8) { /* some batches of two: (8, 9), (18, 19), ... */
+            uint8_t buf2[800];
+            uint64_t id2 = id + 1;
+            size_t len2 = stress_len(id2);
+            wt_payload(id2, len2, buf2);
+            struct wal_record r[2] = {{(uint8_t)(1 + a->thread), nk_slice_make(buf, len)},
+                                      {(uint8_t)(1 + a->thread), nk_slice_make(buf2, len2)}};
+            a->s = wal_append_many(a->w, r, 2, NULL);
+            i++;
+        } else {
+            a->s = wal_append(a->w, (uint8_t)(1 + a->thread), buf, len, NULL);
+        }
+    }
+    atomic_fetch_add(a->done, 1);
+    return NULL;
+}
+
+static void *stress_syncer(void *p)
+{
+    struct stress_arg *a = p;
+    a->s = NK_OK;
+    while (atomic_load(a->done) < 4 && nk_ok(a->s)) {
+        a->s = wal_sync(a->w);
+        nk_sleep_us(200);
+    }
+    return NULL;
+}
+
+NK_TEST(group_commit_with_rotations_syncs_and_a_reader_loses_nothing)
+{
+    const char *dir = nk_test_tmpdir();
+    struct wal_options o = small_opts(WAL_SYNC_BATCH, 4096); /* a rotation every few appends */
+    o.batch_window_us = 500;
+    struct wal *w;
+    NK_REQUIRE_OK(wal_open(dir, &o, &w));
+    enum { T = 4, PER = 300 };
+    _Atomic int done = 0;
+    pthread_t th[T + 1];
+    struct stress_arg args[T + 1];
+    for (int t = 0; t < T; t++) {
+        args[t] = (struct stress_arg){w, t, PER, &done, NK_OK};
+        NK_REQUIRE(pthread_create(&th[t], NULL, stress_writer, &args[t]) == 0);
+    }
+    args[T] = (struct stress_arg){w, T, 0, &done, NK_OK};
+    NK_REQUIRE(pthread_create(&th[T], NULL, stress_syncer, &args[T]) == 0);
+    /* read along while they write */
+    struct wal_iter *it;
+    NK_REQUIRE_OK(wal_iter_open(w, (struct wal_pos){0, 0}, &it));
+    int next[T] = {0};
+    int seen = 0;
+    bool ok = true;
+    uint64_t deadline = nk_mono_ns() + 30ull * 1000000000ull;
+    while (seen < T * PER && ok && nk_mono_ns() < deadline) {
+        bool has;
+        uint8_t type;
+        struct nk_slice p;
+        nk_status s = wal_iter_next(it, &has, &type, &p, NULL);
+        if (!nk_ok(s)) {
+            fprintf(stderr, "  reader: %s\n", nk_status_msg(s));
+            nk_status_free(&s);
+            ok = false;
+            break;
+        }
+        if (!has) {
+            sched_yield();
+            continue;
+        }
+        int t = type - 1;
+        ok = t >= 0 && t < T;
+        if (ok) {
+            uint64_t id = (uint64_t)t << 32 | (uint64_t)next[t];
+            ok = p.len == stress_len(id) && wt_payload_ok(id, p);
+            next[t]++;
+            seen++;
+        }
+    }
+    wal_iter_close(it);
+    for (int t = 0; t <= T; t++)
+        pthread_join(th[t], NULL);
+    NK_CHECK(ok);
+    NK_CHECK_EQ_U64(seen, T * PER);
+    for (int t = 0; t <= T; t++)
+        NK_REQUIRE_OK(args[t].s);
+    struct wal_stats st;
+    wal_get_stats(w, &st);
+    NK_CHECK(st.segments > 20);
+    fprintf(stderr, "  %d appends, %" PRIu64 " fdatasyncs, %" PRIu64 " segments\n", T * PER,
+            st.syncs, st.segments);
+    wal_close(w);
+    NK_REQUIRE_OK(wal_open(dir, &o, &w));
+    struct wt_log l;
+    NK_REQUIRE_OK(wt_read_all(w, (struct wal_pos){0, 0}, &l));
+    NK_CHECK_EQ_U64(l.n, T * PER);
+    wt_log_free(&l);
     wal_close(w);
 }
