@@ -48,6 +48,9 @@ class ScriptedNode:
         self.server: Optional[grpc.aio.Server] = None
         self.addr = ""
         self.version_term = 1
+        self.default_action: Any = None  # used when the script is empty
+        self.active = 0
+        self.max_active = 0
 
     def kv_calls(self, method: Optional[str] = None) -> List[Call]:
         return [c for c in self.calls if method is None or c.method == method]
@@ -79,15 +82,20 @@ class ScriptedNode:
 
     async def answer(self, method: str, request: Any, context: Any, default: Any) -> Any:
         self.calls.append(Call(method, request))
-        action = self.script.popleft() if self.script else None
-        if isinstance(action, Delay):
-            await asyncio.sleep(action.seconds)
-            action = action.then
-        if isinstance(action, Fail):
-            await context.abort(action.code, action.details, trailing_metadata=tuple(action.trailers))
-        if action is not None:
-            return action
-        return default
+        self.active += 1
+        self.max_active = max(self.max_active, self.active)
+        try:
+            action = self.script.popleft() if self.script else self.default_action
+            if isinstance(action, Delay):
+                await asyncio.sleep(action.seconds)
+                action = action.then
+            if isinstance(action, Fail):
+                await context.abort(action.code, action.details, trailing_metadata=tuple(action.trailers))
+            if action is not None:
+                return action
+            return default
+        finally:
+            self.active -= 1
 
 
 class _Kv(pbg.KvServicer):

@@ -335,3 +335,27 @@ async def test_keys_and_values_accept_str_and_bytes(nodes: Tuple[ScriptedNode, S
             await c.put("k", 5)  # type: ignore[arg-type]
         with pytest.raises(ValueError):
             await c.put("k", "v", PutOptions(ttl_ms=-1))
+
+
+async def test_requests_on_the_wire_are_bounded_by_max_in_flight(nodes: Tuple[ScriptedNode, ScriptedNode]) -> None:
+    a, b = nodes
+    a.default_action = Delay(0.05)
+    config = ClientConfig(nodes=[a.addr], total_shards=16, max_in_flight=8, retry=FAST_RETRY)
+    async with NoriKVClient(config) as c:
+        await asyncio.gather(*(c.put("k%d" % i, "v") for i in range(64)))
+        assert len(a.kv_calls("Put")) == 64
+        assert 1 < a.max_active <= 8
+
+
+async def test_server_cancelled_calls_are_retried_only_when_repeat_safe(nodes: Tuple[ScriptedNode, ScriptedNode]) -> None:
+    a, b = nodes
+    a.script.append(Fail(grpc.StatusCode.CANCELLED, "CANCELLED"))
+    async with NoriKVClient(cfg([a.addr])) as c:
+        await c.put("k", "v")
+        assert len(a.kv_calls()) + len(b.kv_calls()) == 2
+        a.script.append(Fail(grpc.StatusCode.CANCELLED, "CANCELLED"))
+        b.script.append(Fail(grpc.StatusCode.CANCELLED, "CANCELLED"))
+        with pytest.raises(Exception) as ei:
+            await c.put("k", "v", PutOptions(if_not_exists=True))
+        assert getattr(ei.value, "code", None) == "CANCELLED"
+        assert len(a.kv_calls()) + len(b.kv_calls()) == 3

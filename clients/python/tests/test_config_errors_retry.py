@@ -43,6 +43,7 @@ def test_config_defaults_match_the_guide() -> None:
         {"nodes": [":9001"]},
         {"nodes": ["localhost:9001"], "total_shards": 0},
         {"nodes": ["localhost:9001"], "timeout": 0},
+        {"nodes": ["localhost:9001"], "max_in_flight": 0},
     ],
 )
 def test_invalid_client_config_is_rejected(kwargs: dict) -> None:
@@ -138,13 +139,14 @@ def test_failures_after_a_write_may_have_reached_a_leader_are_unknown_outcome() 
         ("UNAVAILABLE", ""),
         ("ABORTED", ""),
         ("RESOURCE_EXHAUSTED", "proposal queue full"),
+        ("CANCELLED", "CANCELLED"),
     ]:
         assert classify(code, details) is FailureKind.UNKNOWN_OUTCOME, (code, details)
 
 
 def test_permanent_failures() -> None:
     for code in ("INVALID_ARGUMENT", "NOT_FOUND", "FAILED_PRECONDITION", "ALREADY_EXISTS",
-                 "UNIMPLEMENTED", "PERMISSION_DENIED", "INTERNAL", "UNKNOWN", "CANCELLED"):
+                 "UNIMPLEMENTED", "PERMISSION_DENIED", "INTERNAL", "UNKNOWN"):
         assert classify(code, "") is FailureKind.PERMANENT, code
 
 

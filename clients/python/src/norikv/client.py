@@ -98,6 +98,7 @@ class NoriKVClient:
         self._rng = random.Random()
         self._timeout_s = config.timeout / 1000.0
         self._bg: "set[asyncio.Future[Any]]" = set()
+        self._inflight: Optional[asyncio.Semaphore] = None  # made in connect(), on the loop
         # counters for get_stats()
         self._n_requests = 0
         self._n_attempts = 0
@@ -132,6 +133,7 @@ class NoriKVClient:
             return
         if self._closed:
             raise ClientClosedError("client was closed; create a new one")
+        self._inflight = asyncio.Semaphore(self.config.max_in_flight)
         errors: List[str] = []
         call: Optional[Any] = None
         got_view = False
@@ -299,8 +301,9 @@ class NoriKVClient:
         attempt: Callable[[NodeConnection, float], Awaitable[T]],
         repeat_safe: bool,
     ) -> T:
-        if not self._connected:
+        if not self._connected or self._inflight is None:
             raise ClientClosedError()
+        inflight = self._inflight
         router = self._router
         retry: RetryConfig = self.config.retry
         shard = router.shard_for(kb)
@@ -315,7 +318,8 @@ class NoriKVClient:
                 addr = router.next_candidate(avoid)
             conn = self._pool.get(addr)
             try:
-                return await attempt(conn, self._timeout_s)
+                async with inflight:
+                    return await attempt(conn, self._timeout_s)
             except grpc.aio.AioRpcError as e:
                 code = e.code().name
                 details = e.details() or ""

@@ -44,12 +44,18 @@ def _check_addr(addr: str) -> None:
 class ClientConfig:
     """nodes: seed addresses (host:port of nodes' client gRPC listeners).
     total_shards: must equal the cluster's (checked at connect).
-    timeout: per-attempt request deadline in milliseconds."""
+    timeout: per-attempt request deadline in milliseconds.
+    max_in_flight: see below."""
 
     nodes: Sequence[str]
     total_shards: int = 1024
     timeout: int = 5000
     retry: RetryConfig = field(default_factory=RetryConfig)
+    max_in_flight: int = 512
+    """Bound on this client's requests on the wire at once; further requests
+    wait in the client. A gRPC server rejects calls beyond its pending-call
+    limit (gRPC core's default is 1000) with CANCELLED, so unbounded fan-out
+    (e.g. asyncio.gather of thousands of puts) would fail instead of queueing."""
 
     def __post_init__(self) -> None:
         if isinstance(self.nodes, str):
@@ -62,5 +68,7 @@ class ClientConfig:
         self.nodes = nodes
         if self.total_shards < 1:
             raise ValueError("ClientConfig.total_shards must be >= 1, got %r" % self.total_shards)
+        if self.max_in_flight < 1:
+            raise ValueError("ClientConfig.max_in_flight must be >= 1, got %r" % self.max_in_flight)
         if self.timeout <= 0:
             raise ValueError("ClientConfig.timeout must be > 0 milliseconds, got %r" % self.timeout)

@@ -5,7 +5,8 @@ Three kinds of failure:
     connection could not be made. Always safe to retry.
   * UNKNOWN_OUTCOME: a write may have reached a leader: deadline exceeded,
     connection lost mid-call, other UNAVAILABLE answers (no quorum, shutting
-    down), ABORTED, RESOURCE_EXHAUSTED. Reads are retried; a write is retried
+    down), ABORTED, RESOURCE_EXHAUSTED, CANCELLED by the server. Reads are
+    retried; a write is retried
     only when it carries an idempotency key or is an unconditional Put or
     Delete (no if_match_version, no if_not_exists), whose repetition is harmless.
   * PERMANENT: every other status (INVALID_ARGUMENT, NOT_FOUND,
@@ -55,7 +56,10 @@ def classify(code_name: str, details: str) -> FailureKind:
         if "NOT_LEADER" in (details or "") or is_connect_failure(code_name, details):
             return FailureKind.NOT_EXECUTED
         return FailureKind.UNKNOWN_OUTCOME
-    if code_name in ("DEADLINE_EXCEEDED", "ABORTED", "RESOURCE_EXHAUSTED"):
+    # CANCELLED reaches us only from the other side (our own cancellation
+    # raises asyncio.CancelledError instead): e.g. a gRPC server over its
+    # pending-call limit, or a proxy. Whether the call ran is unknown.
+    if code_name in ("DEADLINE_EXCEEDED", "ABORTED", "RESOURCE_EXHAUSTED", "CANCELLED"):
         return FailureKind.UNKNOWN_OUTCOME
     return FailureKind.PERMANENT
 
