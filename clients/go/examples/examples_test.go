@@ -1,0 +1,125 @@
+// Package examples runs every code sample of the Go client API guide (the
+// programs in the directories beside this file) against a real
+// norikv-server. The samples hard-code localhost:9001, so the server is
+// started with --rpc-addr=127.0.0.1:9001; the test waits for that port to
+// be free first. Skipped only when no server binary exists.
+package examples
+
+import (
+	"context"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/norikv/norikv-go/testing/ephemeral"
+)
+
+const sampleAddr = "127.0.0.1:9001"
+
+type sample struct {
+	dir  string
+	want []string // substrings of the program's output
+}
+
+var samples = []sample{
+	{"quickstart", []string{"Wrote version: ", `Value: {"name":"Alice","age":30}`}},
+	{"configuration", []string{"Basic configuration: nodes [node1:9001 node2:9001], 1024 shards, timeout 5s", "Connected with the retry configuration"}},
+	{"core", []string{"Written at version: ", `GET: {"name":"Alice"}`, "PUT with options wrote version", "Linearizable GET: paid", "DELETE with options done", "core operations: ok"}},
+	{"advanced", []string{"Counter after CAS: 42", "Idempotent put: v1", "Cluster epoch: ", "Nodes: 1", "Active connections: ", "Total nodes: 1", "Cached leaders: 1024"}},
+	{"errorhandling", []string{"Key not found", "Retry pattern: written", "Fallback value: default", "Stored value: v"}},
+	{"bestpractices", []string{"Read with a 5 s timeout: hello", "Version conflict loop: updated", "Goroutines: 100 keys written", "Concurrent access: 50 keys written"}},
+	{"health", []string{"Healthy: "}},
+	{"complete", []string{"Written: ", `Read: {"user_id":42}`, "Stats: {Pool:{ActiveConnections:"}},
+}
+
+// The TTL sample sleeps 61 s; it runs beside the others.
+var ttlSample = sample{"ttl", []string{"Key expired"}}
+
+func goTool() string {
+	if p, err := exec.LookPath("go"); err == nil {
+		return p
+	}
+	return filepath.Join(runtime.GOROOT(), "bin", "go")
+}
+
+// waitPortFree waits until nothing listens on addr.
+func waitPortFree(t *testing.T, addr string, within time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		l, err := net.Listen("tcp", addr)
+		if err == nil {
+			l.Close()
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the samples need %s, which stayed taken for %v: %v", addr, within, err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+func runSample(t *testing.T, bin string, s sample) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, filepath.Join(bin, s.dir))
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Errorf("sample %s failed: %v\noutput:\n%s", s.dir, err, out)
+		return
+	}
+	for _, w := range s.want {
+		if !strings.Contains(string(out), w) {
+			t.Errorf("sample %s: output lacks %q\noutput:\n%s", s.dir, w, out)
+		}
+	}
+}
+
+func TestGuideSamplesRunAgainstARealServer(t *testing.T) {
+	if _, err := ephemeral.FindBinary(); err != nil {
+		t.Skipf("no norikv-server binary to run the samples against: %v", err)
+	}
+	bin := t.TempDir()
+	build := exec.Command(goTool(), "build", "-o", bin+string(os.PathSeparator), "./...")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("building the samples: %v\n%s", err, out)
+	}
+	for _, s := range append(samples, ttlSample) {
+		if _, err := os.Stat(filepath.Join(bin, s.dir)); err != nil {
+			t.Fatalf("sample program %s was not built: %v", s.dir, err)
+		}
+	}
+
+	waitPortFree(t, sampleAddr, 60*time.Second)
+	srv := ephemeral.StartT(t, &ephemeral.Options{Args: []string{"--rpc-addr=" + sampleAddr}})
+	if srv.GRPCAddr != sampleAddr {
+		t.Fatalf("server serves on %s, want %s", srv.GRPCAddr, sampleAddr)
+	}
+
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		runSample(t, bin, ttlSample)
+	}()
+	for _, s := range samples {
+		runSample(t, bin, s)
+	}
+	wg.Wait()
+}
+
+// Without a server the samples are still type-checked and vetted, so that
+// an API change that breaks a guide sample fails here at once.
+func TestSamplesCompileAndVet(t *testing.T) {
+	out, err := exec.Command(goTool(), "vet", "./...").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go vet of the samples: %v\n%s", err, out)
+	}
+}
