@@ -829,6 +829,7 @@ static void step_leader(struct raft *r, const struct raft_msg *m)
             return;
         }
         {
+            bool was_paused = pr_paused(r, pr);
             if (!pr_maybe_update(pr, m->index))
                 return;
             switch (pr->state) {
@@ -848,7 +849,12 @@ static void step_leader(struct raft *r, const struct raft_msg *m)
                 bcast_append(r);
                 reads_check(r);
             } else {
-                flush_append(r, pr); /* keep the pipe full */
+                /* keep the pipe full; a follower that was paused may also have
+                   missed the latest commit index */
+                uint32_t nm = r->n_msgs;
+                flush_append(r, pr);
+                if (was_paused && r->n_msgs == nm)
+                    send_append(r, pr, true);
             }
             if (m->from == r->lead_transferee && pr->match == raft_log_last(&r->log))
                 send_timeout_now(r, m->from);
@@ -868,8 +874,10 @@ static void step_leader(struct raft *r, const struct raft_msg *m)
             pr->inf_start = (pr->inf_start + 1) % pr->inf_cap;
             pr->inf_count--;
         }
-        if (pr->match < raft_log_last(&r->log) || pr->match < r->log.committed)
-            send_append(r, pr, false);
+        /* a lagging follower gets an append even when nothing new is left to
+           send: its reject reveals messages lost in replicate state */
+        if (pr->match < raft_log_last(&r->log))
+            send_append(r, pr, true);
         reads_check(r);
         return;
     default:
@@ -1505,6 +1513,10 @@ nk_status raft_new(const struct raft_config *cfg, struct raft **out)
     nk_arena_free(&r->arena);
     r->log.applied = cfg->applied;
     become_follower(r, r->term, RAFT_NONE);
+    /* A restarted replica may have promised a leader not to vote for others
+       (lease): it keeps that promise for one election timeout. A fresh
+       group (term 0) has never had a leader to promise anything to. */
+    r->since_leader = r->term == 0 ? r->election_tick : 0;
     r->prev_lead = r->lead;
     r->prev_role = r->role;
     *out = r;
