@@ -50,6 +50,7 @@ const struct sst_comparator sst_bytewise = {
     .filter_key = NULL,
     .name = "bytewise",
     .separator = bytewise_separator,
+    .orders_by_filter_key = true,
 };
 
 void sst_options_default(struct sst_options *o)

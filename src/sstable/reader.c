@@ -40,6 +40,17 @@ struct sst_reader {
     uint32_t nblocks;
     struct idx_ent *idx;
     uint8_t *idx_keys;
+    /*
+     * With a comparator that orders_by_filter_key: pfx[i] is the big-endian
+     * value of the 8 filter-key bytes of index key i after the prefix all of
+     * them share (pfx_skip bytes at pfx_common), zero-padded. Strictly
+     * smaller pfx means a smaller key, so most of the binary search runs on
+     * this compact array. NULL otherwise.
+     */
+    uint64_t *pfx;
+    size_t pfx_skip;
+    const uint8_t *pfx_common;
+    struct nk_slice (*filter_key)(struct nk_slice key);
 
     bool has_filter;
     uint8_t *filter_mem; /* aligned */
@@ -208,6 +219,50 @@ static nk_status load_index(struct sst_reader *r, struct sst_handle h, uint64_t 
     return NK_OK;
 }
 
+static inline struct nk_slice fkey(const struct sst_reader *r, struct nk_slice k)
+{
+    return r->filter_key ? r->filter_key(k) : k;
+}
+
+static inline uint64_t load_pfx(const uint8_t *p, size_t n)
+{
+    uint8_t b[8] = {0};
+    memcpy(b, p, n < 8 ? n : 8);
+    uint64_t v;
+    memcpy(&v, b, 8);
+    return __builtin_bswap64(v);
+}
+
+/* Builds r->pfx; leaves it NULL when the keys do not fit the promise of
+ * orders_by_filter_key (a damaged or foreign table), which only costs speed. */
+static void build_prefix_index(struct sst_reader *r)
+{
+    uint32_t n = r->nblocks;
+    if (n == 0)
+        return;
+    struct nk_slice first = fkey(r, nk_slice_make(r->idx[0].key, r->idx[0].key_len));
+    struct nk_slice last = fkey(r, nk_slice_make(r->idx[n - 1].key, r->idx[n - 1].key_len));
+    size_t L = 0, m = NK_MIN(first.len, last.len);
+    while (L < m && first.data[L] == last.data[L])
+        L++;
+    uint64_t *pfx = nk_malloc(sizeof *pfx * n);
+    for (uint32_t i = 0; i < n; i++) {
+        struct nk_slice f = fkey(r, nk_slice_make(r->idx[i].key, r->idx[i].key_len));
+        if (f.len < L || (L && memcmp(f.data, first.data, L) != 0)) {
+            free(pfx);
+            return;
+        }
+        pfx[i] = load_pfx(f.data + L, f.len - L);
+        if (i > 0 && pfx[i] < pfx[i - 1]) {
+            free(pfx);
+            return;
+        }
+    }
+    r->pfx = pfx;
+    r->pfx_skip = L;
+    r->pfx_common = first.data;
+}
+
 static nk_status load_filter(struct sst_reader *r, struct sst_handle h)
 {
     size_t n = (size_t)h.size + SST_TRAILER_SIZE;
@@ -272,6 +327,8 @@ static nk_status load(struct sst_reader *r, const struct sst_comparator *cmp)
                               (const char *)r->props.cmp_name.data, cmp->name);
 
     NK_TRY(load_index(r, f.index, data_end));
+    if (cmp->orders_by_filter_key)
+        build_prefix_index(r);
     if (has_filter)
         NK_TRY(load_filter(r, f.filter));
     return NK_OK;
@@ -293,6 +350,7 @@ nk_status sst_reader_open(const char *path, const struct sst_read_options *o,
     r->fd = fd;
     r->path = nk_strdup(path);
     r->cmp = cmp->cmp == sst_bytewise.cmp ? NULL : cmp->cmp;
+    r->filter_key = cmp->filter_key;
     r->cache = opt.cache;
     r->file_id = opt.file_id;
     r->verify = opt.verify_checksums;
@@ -314,6 +372,7 @@ void sst_reader_close(struct sst_reader *r)
     free(r->path);
     free(r->idx);
     free(r->idx_keys);
+    free(r->pfx);
     free(r->filter_mem);
     sst_block_free((struct sst_block *)r->props_mem);
     free(r);
@@ -351,6 +410,38 @@ bool sst_reader_may_contain(struct sst_reader *r, struct nk_slice filter_key)
 static inline uint32_t index_lower_bound(const struct sst_reader *r, struct nk_slice target)
 {
     uint32_t lo = 0, hi = r->nblocks;
+    if (r->pfx) {
+        struct nk_slice t = fkey(r, target);
+        size_t L = r->pfx_skip;
+        size_t m = NK_MIN(L, t.len);
+        int c = m ? memcmp(t.data, r->pfx_common, m) : 0;
+        if (c < 0 || (c == 0 && t.len < L))
+            return 0; /* below every key's common prefix */
+        if (c > 0)
+            return r->nblocks;
+        uint64_t tp = load_pfx(t.data + L, t.len - L);
+        while (lo < hi) { /* first pfx >= tp */
+            uint32_t mid = lo + (hi - lo) / 2;
+            if (r->pfx[mid] < tp)
+                lo = mid + 1;
+            else
+                hi = mid;
+        }
+        hi = lo;
+        while (hi < r->nblocks && hi - lo < 8 && r->pfx[hi] == tp) /* usually 0-1 steps */
+            hi++;
+        if (hi < r->nblocks && r->pfx[hi] == tp) { /* long run of equal prefixes */
+            uint32_t a = hi, b = r->nblocks;
+            while (a < b) {
+                uint32_t mid = a + (b - a) / 2;
+                if (r->pfx[mid] <= tp)
+                    a = mid + 1;
+                else
+                    b = mid;
+            }
+            hi = a;
+        }
+    }
     while (lo < hi) {
         uint32_t mid = lo + (hi - lo) / 2;
         const struct idx_ent *e = &r->idx[mid];

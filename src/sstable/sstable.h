@@ -47,6 +47,15 @@ struct sst_comparator {
      * small. Bytewise picks the shortest such byte string it can.
      */
     void (*separator)(struct nk_slice a, struct nk_slice b, struct nk_buf *out);
+    /*
+     * Optional hint: true when filter keys decide the order whenever they
+     * differ, that is bytewise(filter_key(a), filter_key(b)) < 0 implies
+     * cmp(a, b) < 0 (true for bytewise, and for internal keys that begin
+     * with the user key and use it as filter key). The reader then searches
+     * the index on 8-byte key prefixes in a compact array, which saves most
+     * of the cache misses of a point lookup on a large table.
+     */
+    bool orders_by_filter_key;
 };
 
 /* The default: memcmp order, whole-key filter, name "bytewise". */

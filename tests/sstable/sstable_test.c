@@ -450,3 +450,158 @@ NK_TEST(missing_file_fails_open_naming_it)
     NK_CHECK(s.code == NK_NOT_FOUND && strstr(nk_status_msg(s), path));
     nk_status_free(&s);
 }
+
+/* ------------------------------------- internal-key comparator, prefix index */
+
+/* LSM-style internal keys: user key (bytewise, ascending), then an 8-byte
+ * big-endian sequence, descending. Filter key: the user key. */
+static int ik_test_cmp(struct nk_slice a, struct nk_slice b)
+{
+    int c = nk_slice_cmp(nk_slice_make(a.data, a.len - 8), nk_slice_make(b.data, b.len - 8));
+    if (c)
+        return c;
+    uint64_t sa = nk_dec_be64(a.data + a.len - 8), sb = nk_dec_be64(b.data + b.len - 8);
+    return sa > sb ? -1 : (sa < sb ? 1 : 0);
+}
+
+static const struct sst_comparator ik_fast = {.cmp = ik_test_cmp,
+                                              .filter_key = rev_filter_key,
+                                              .name = "test.ik",
+                                              .orders_by_filter_key = true};
+static const struct sst_comparator ik_slow = {
+    .cmp = ik_test_cmp, .filter_key = rev_filter_key, .name = "test.ik"};
+
+static const struct sst_comparator *g_sort_cmp;
+static int kv_cmp_custom(const void *a, const void *b)
+{
+    const struct kv *x = a, *y = b;
+    return g_sort_cmp->cmp(nk_slice_make(x->key, x->klen), nk_slice_make(y->key, y->klen));
+}
+
+static void prefix_index_case(struct nk_rng *rngp, bool all_common);
+
+NK_TEST(prefix_index_seeks_agree_with_a_reference_for_internal_keys)
+{
+    struct nk_rng rng;
+    nk_rng_seed(&rng, nk_test_seed());
+    prefix_index_case(&rng, false); /* no common prefix: 8-byte prefixes collide */
+    prefix_index_case(&rng, true);  /* every key shares 14 bytes: they are skipped */
+}
+
+static void prefix_index_case(struct nk_rng *rngp, bool all_common)
+{
+    struct nk_rng rng = *rngp;
+    nk_rng_next(rngp);
+    /* user keys share a long prefix and often each other's first 8 bytes
+     * after it; some user keys have many versions spanning blocks */
+    size_t cap = 6000, n = 0;
+    struct kvset s = {nk_calloc(cap, sizeof(struct kv)), 0};
+    while (n < cap - 200) {
+        uint8_t uk[40];
+        size_t ul = 0;
+        if (all_common || nk_rng_chance(&rng, 9, 10)) {
+            memcpy(uk, "common/prefix/", 14);
+            ul = 14;
+        }
+        size_t extra = nk_rng_uniform(&rng, 20);
+        for (size_t j = 0; j < extra; j++)
+            uk[ul++] = (uint8_t)('a' + nk_rng_uniform(&rng, j < 10 ? 2 : 3));
+        size_t versions = nk_rng_chance(&rng, 1, 50) ? 100 + nk_rng_uniform(&rng, 100)
+                                                     : 1 + nk_rng_uniform(&rng, 3);
+        for (size_t v = 0; v < versions; v++) {
+            uint8_t *k = nk_malloc(ul + 8);
+            memcpy(k, uk, ul);
+            nk_enc_be64(k + ul, nk_rng_uniform(&rng, 1000000));
+            uint8_t *val = nk_malloc(8);
+            kv_fill_value(k, ul + 8, val, 8);
+            s.e[n++] = (struct kv){k, ul + 8, val, 8};
+        }
+    }
+    g_sort_cmp = &ik_fast;
+    qsort(s.e, n, sizeof(struct kv), kv_cmp_custom);
+    size_t w = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (w > 0 && kv_cmp_custom(&s.e[w - 1], &s.e[i]) == 0) {
+            free(s.e[i].key);
+            free(s.e[i].val);
+            continue;
+        }
+        s.e[w++] = s.e[i];
+    }
+    s.n = w;
+
+    char path[1024];
+    path_in_tmp(path, sizeof path, "ik.sst");
+    struct sst_options o;
+    sst_options_default(&o);
+    o.cmp = &ik_fast;
+    o.block_size = 128; /* many blocks, long runs of one user key */
+    NK_REQUIRE_OK(kv_build(path, &o, &s, NULL));
+    const struct sst_comparator *cmps[2] = {&ik_fast, &ik_slow};
+    struct sst_reader *rs[2];
+    struct sst_iter *its[2];
+    for (int c = 0; c < 2; c++) {
+        struct sst_read_options ro;
+        sst_read_options_default(&ro);
+        ro.cmp = cmps[c];
+        NK_REQUIRE_OK(sst_reader_open(path, &ro, &rs[c]));
+        NK_REQUIRE_OK(sst_iter_new(rs[c], &its[c]));
+    }
+    struct nk_buf k, v, t;
+    nk_buf_init(&k);
+    nk_buf_init(&v);
+    nk_buf_init(&t);
+    for (int round = 0; round < 20000; round++) {
+        /* a target near an existing key, or a random one */
+        t.len = 0;
+        const struct kv *base = &s.e[nk_rng_uniform(&rng, s.n)];
+        size_t ul = base->klen - 8;
+        if (nk_rng_chance(&rng, 1, 4))
+            ul = nk_rng_uniform(&rng, ul + 1); /* a prefix of the user key */
+        nk_buf_append(&t, base->key, ul);
+        if (nk_rng_chance(&rng, 1, 4))
+            nk_buf_put_u8(&t, (uint8_t)('a' + nk_rng_uniform(&rng, 4)));
+        uint8_t seq[8];
+        nk_enc_be64(seq, nk_rng_uniform(&rng, 1000001));
+        nk_buf_append(&t, seq, 8);
+        struct nk_slice target = nk_slice_make(t.data, t.len);
+        /* reference: binary search over the sorted entries */
+        size_t lo = 0, hi = s.n;
+        while (lo < hi) {
+            size_t mid = lo + (hi - lo) / 2;
+            if (ik_test_cmp(nk_slice_make(s.e[mid].key, s.e[mid].klen), target) < 0)
+                lo = mid + 1;
+            else
+                hi = mid;
+        }
+        for (int c = 0; c < 2; c++) {
+            bool found;
+            /* the whole key as filter key would make the bloom say no;
+             * pass the target's user key as the LSM does */
+            NK_REQUIRE_OK(sst_reader_seek_one(rs[c], target, rev_filter_key(target), &found, &k,
+                                              &v));
+            sst_iter_seek(its[c], target);
+            if (lo == s.n) {
+                NK_REQUIRE(!sst_iter_valid(its[c]));
+                /* seek_one may stop at the bloom filter or find nothing */
+                NK_REQUIRE(!found);
+            } else {
+                NK_REQUIRE(sst_iter_valid(its[c]) &&
+                           kv_slice_eq(sst_iter_key(its[c]), s.e[lo].key, s.e[lo].klen));
+                if (found)
+                    NK_REQUIRE(
+                        kv_slice_eq(nk_slice_make(k.data, k.len), s.e[lo].key, s.e[lo].klen));
+                else /* only the filter may say no, and only for absent user keys */
+                    NK_REQUIRE(!sst_reader_may_contain(rs[c], rev_filter_key(target)));
+            }
+        }
+    }
+    for (int c = 0; c < 2; c++) {
+        sst_iter_free(its[c]);
+        sst_reader_close(rs[c]);
+    }
+    nk_buf_free(&k);
+    nk_buf_free(&v);
+    nk_buf_free(&t);
+    kv_free(&s);
+}
