@@ -653,6 +653,25 @@ static nk_status recover_segment(struct wal *w, uint64_t num, bool newest, int f
     return NK_OK;
 }
 
+static nk_status fsync_parent(const char *dir)
+{
+    char parent[PATH_MAX];
+    size_t n = strlen(dir);
+    if (n >= sizeof parent)
+        return nk_status_make(NK_INVALID_ARGUMENT, "wal: path too long: %s", dir);
+    memcpy(parent, dir, n + 1);
+    while (n > 1 && parent[n - 1] == '/')
+        parent[--n] = 0;
+    char *slash = strrchr(parent, '/');
+    if (!slash)
+        return nk_fsync_dir(".");
+    if (slash == parent)
+        slash[1] = 0;
+    else
+        *slash = 0;
+    return nk_fsync_dir(parent);
+}
+
 static nk_status recover(struct wal *w)
 {
     uint64_t *nums = NULL;
@@ -693,8 +712,12 @@ static nk_status recover(struct wal *w)
         if (w->opt.preallocate)
             s = prealloc(fd, w->cur_cap, path);
     }
-    if (nk_ok(s) && count == 0)
+    if (nk_ok(s) && count == 0) {
         s = create_segment(w, 1, w->opt.segment_size);
+        /* a new log: make its directory's own entry durable too */
+        if (nk_ok(s))
+            s = fsync_parent(w->dir);
+    }
     free(nums);
     return s;
 }

@@ -99,21 +99,36 @@ enum wal_rec_check wal_check_record(const uint8_t *p, size_t avail, uint64_t seg
     return WAL_REC_OK;
 }
 
-/* Offset just past the last non-zero byte in [from, n), or `from` if none. */
+/*
+ * Offset just past the last non-zero byte in [from, n), or `from` if none.
+ * Scans forward, 64 bytes at a time over zeros: the tail of a preallocated
+ * segment is megabytes of zeros read through a fresh mapping, and the kernel
+ * pages those in quickly only in forward order.
+ */
 static uint64_t last_nonzero_end(const uint8_t *p, size_t n, size_t from)
 {
-    size_t i = n;
-    /* word at a time over the (usually long, preallocated) zero tail */
-    while (i >= from + 8) {
-        uint64_t v;
-        memcpy(&v, p + i - 8, 8);
-        if (v)
-            break;
-        i -= 8;
+    size_t last = from;
+    size_t i = from;
+    while (i < n && (i & 63) != 0) {
+        if (p[i])
+            last = i + 1;
+        i++;
     }
-    while (i > from && p[i - 1] == 0)
-        i--;
-    return i;
+    for (; i + 64 <= n; i += 64) {
+        uint64_t v[8];
+        memcpy(v, p + i, 64);
+        if ((v[0] | v[1] | v[2] | v[3] | v[4] | v[5] | v[6] | v[7]) == 0)
+            continue;
+        for (size_t k = 64; k > 0; k--)
+            if (p[i + k - 1]) {
+                last = i + k;
+                break;
+            }
+    }
+    for (; i < n; i++)
+        if (p[i])
+            last = i + 1;
+    return last;
 }
 
 nk_status wal_scan_segment(const uint8_t *p, size_t n, const char *name, uint64_t segment,

@@ -856,7 +856,7 @@ static void *stress_syncer(void *p)
 NK_TEST(group_commit_with_rotations_syncs_and_a_reader_loses_nothing)
 {
     const char *dir = nk_test_tmpdir();
-    struct wal_options o = small_opts(WAL_SYNC_BATCH, 4096); /* a rotation every few appends */
+    struct wal_options o = small_opts(WAL_SYNC_BATCH, 8192); /* a rotation every ~20 appends */
     o.batch_window_us = 500;
     struct wal *w;
     NK_REQUIRE_OK(wal_open(dir, &o, &w));
@@ -920,4 +920,48 @@ NK_TEST(group_commit_with_rotations_syncs_and_a_reader_loses_nothing)
     NK_CHECK_EQ_U64(l.n, T * PER);
     wt_log_free(&l);
     wal_close(w);
+}
+
+NK_TEST(scanner_finds_the_last_nonzero_byte_at_every_alignment)
+{
+    enum { SIZE = 1024 };
+    static uint8_t img[SIZE];
+    memset(img, 0, sizeof img);
+    wal_encode_segment_header(img, 7);
+    uint64_t off = WAL_SEGMENT_HEADER_SIZE;
+    for (int i = 0; i < 5; i++) {
+        uint8_t pl[20];
+        wt_payload((uint64_t)i, sizeof pl, pl);
+        wal_encode_record_header(img + off, nk_crc32c(pl, sizeof pl), sizeof pl, 3, 7, off);
+        memcpy(img + off + WAL_RECORD_HEADER_SIZE, pl, sizeof pl);
+        off += WAL_RECORD_HEADER_SIZE + sizeof pl;
+    }
+    struct wal_scan_result r;
+    NK_REQUIRE_OK(wal_scan_segment(img, SIZE, "seg7", 7, &r));
+    NK_CHECK_EQ_U64(r.records, 5);
+    NK_CHECK_EQ_U64(r.end, off);
+    NK_CHECK_EQ_U64(r.dirty_end, off);
+    NK_CHECK_EQ_U64(r.next_valid, 0);
+    for (size_t k = off; k < SIZE; k++) {
+        img[k] = 0x5a;
+        NK_REQUIRE_OK(wal_scan_segment(img, SIZE, "seg7", 7, &r));
+        NK_CHECK_EQ_U64(r.end, off);
+        NK_CHECK_EQ_U64(r.dirty_end, k + 1);
+        NK_CHECK_EQ_U64(r.next_valid, 0);
+        /* and a shorter view ending right after it */
+        NK_REQUIRE_OK(wal_scan_segment(img, k + 1, "seg7", 7, &r));
+        NK_CHECK_EQ_U64(r.dirty_end, k + 1);
+        img[k] = 0;
+    }
+    /* a header naming another segment is refused */
+    nk_status s = wal_scan_segment(img, SIZE, "seg8", 8, &r);
+    NK_CHECK(s.code == NK_DATA_LOSS);
+    nk_status_free(&s);
+    /* and the same record bytes under another segment number are not records */
+    wal_encode_segment_header(img, 8);
+    NK_REQUIRE_OK(wal_scan_segment(img, SIZE, "seg8", 8, &r));
+    NK_CHECK_EQ_U64(r.records, 0);
+    NK_CHECK_EQ_U64(r.end, WAL_SEGMENT_HEADER_SIZE);
+    NK_CHECK_EQ_U64(r.next_valid, 0);
+    NK_CHECK(r.dirty_end > r.end);
 }
