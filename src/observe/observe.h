@@ -37,6 +37,15 @@
  * the last one it saw and learn how many it missed. Emitting takes a short
  * mutex (events are rare: elections, flushes, compactions), never allocates.
  *
+ * Conventions for NoriKV's metrics (so that /metrics reads as one system):
+ * names are norikv_<layer>_<what>[_<unit>], counters end in _total,
+ * latencies are OBS_UNIT_MICROS histograms named ..._seconds, sizes are
+ * ..._bytes; label values are small closed sets (op: put/get/delete...,
+ * outcome: the status code name such as OK or NOT_FOUND). Never label by
+ * key, and not by shard for per-request series: 1024 shards times a few
+ * families would exhaust the series bound; report per-shard happenings
+ * through the event ring instead.
+ *
  * Memory: a registry owns its families and series; handles stay valid until
  * obs_registry_free(). obs_default() is the process-wide registry (and
  * obs_events_default() the process-wide ring), created on first use and never
@@ -255,6 +264,8 @@ double obs_hist_quantile(const struct obs_hist_snapshot *s, double q);
  * name_count. Families in registration order, series in registration order.
  */
 void obs_render_prometheus(struct obs_registry *r, struct nk_buf *out);
+/* The Content-Type of that text, for the HTTP layer. */
+#define OBS_PROMETHEUS_CONTENT_TYPE "text/plain; version=0.0.4; charset=utf-8"
 
 /* ------------------------------------------------------------------ events */
 

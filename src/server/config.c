@@ -1001,11 +1001,19 @@ nk_status config_from_args(int argc, char **argv, struct config *c, bool *help)
             return NK_OK;
         }
     }
+    const char *prev_bool_flag = NULL; /* "--ephemeral true" would read "true" as the file */
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
+        const char *after_bool = prev_bool_flag;
+        prev_bool_flag = NULL;
         if (strncmp(a, "--", 2) != 0) {
             if (a[0] == '-' && a[1])
                 return nk_status_make(NK_INVALID_ARGUMENT, "unknown flag %s (see --help)", a);
+            bool ignored;
+            if (after_bool && parse_bool(a, &ignored))
+                return nk_status_make(NK_INVALID_ARGUMENT,
+                                      "%s takes its value after '=': write %s=%s", after_bool,
+                                      after_bool, a);
             if (config_path)
                 return nk_status_make(NK_INVALID_ARGUMENT,
                                       "unexpected argument \"%s\": the config file is already %s",
@@ -1034,6 +1042,8 @@ nk_status config_from_args(int argc, char **argv, struct config *c, bool *help)
         const struct key_def *d = find_flag(fname);
         if (!d)
             return unknown_flag(fname);
+        if (!eq && flag_is_bool(d))
+            prev_bool_flag = a;
         if (!eq && !flag_is_bool(d)) {
             if (i + 1 >= argc)
                 return nk_status_make(NK_INVALID_ARGUMENT, "--%s (%s) needs a value", fname,

@@ -603,6 +603,14 @@ NK_TEST(missing_file_and_malformed_yaml_are_errors_naming_file_and_line)
                         "more than one YAML document", NULL));
     NK_CHECK(error_says(load_text(&c, "node_id: *nothing\n"), NK_INVALID_ARGUMENT,
                         "malformed YAML", NULL));
+    /* a file above the 1 MiB bound is refused, not read */
+    char *big = malloc(CONFIG_FILE_MAX + 2);
+    memset(big, '#', CONFIG_FILE_MAX + 1);
+    big[CONFIG_FILE_MAX + 1] = 0;
+    write_file("big.yaml", big, path, sizeof path);
+    free(big);
+    NK_CHECK(error_says(run_args(&c, &help, path, NULL), NK_OUT_OF_RANGE, "big.yaml",
+                        "limit", NULL));
     /* a directory is not a config file */
     nk_status s = run_args(&c, &help, nk_test_tmpdir(), NULL);
     NK_CHECK(s.code != NK_CODE_OK && s.msg && strstr(s.msg, "config file"));
@@ -633,6 +641,8 @@ NK_TEST(bad_command_lines_are_errors_naming_the_flag)
                         "--ephemeral", "boolean", NULL));
     NK_CHECK(error_says(run_args(&c, &help, "--storage-wal-fsync", "never", NULL),
                         NK_INVALID_ARGUMENT, "--storage-wal-fsync", NULL));
+    NK_CHECK(error_says(run_args(&c, &help, "--ephemeral", "false", NULL), NK_INVALID_ARGUMENT,
+                        "write --ephemeral=false", NULL));
     /* v1 flags that are accepted and ignored */
     NK_REQUIRE_OK(run_args(&c, &help, "--telemetry-otlp-enabled", "true", NULL));
     NK_CHECK(has_warning(&c, "--telemetry-otlp-enabled"));
