@@ -130,7 +130,7 @@ async def server_bench(binary: str, tasks: int, seconds: float, n_keys: int, val
 
     rng = random.Random(2)
     keys = [b"k%015d" % rng.randrange(10**15) for _ in range(n_keys)]  # 16 bytes
-    value = bytes(rng.getrandbits(8) for _ in range(value_size))
+    value = rng.randbytes(value_size)
     out = []
     async with EphemeralServer(binary) as srv:
         async with NoriKVClient(ClientConfig(nodes=[srv.address])) as client:

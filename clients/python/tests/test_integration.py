@@ -84,7 +84,7 @@ async def test_every_consistency_level_reads_the_latest_write_on_one_node(client
 
 async def test_binary_and_unicode_keys_and_values_round_trip(client: NoriKVClient, key_prefix: str) -> None:
     raw_key = key_prefix.encode() + bytes(range(256))
-    raw_val = bytes(random.Random(3).getrandbits(8) for _ in range(4096))
+    raw_val = random.Random(3).randbytes(4096)
     await client.put(raw_key, raw_val)
     assert (await client.get(raw_key)).value == raw_val
     ukey = k(key_prefix, "ключ-キー-🔑")
@@ -265,7 +265,7 @@ async def test_limits_are_invalid_argument(client: NoriKVClient, key: bytes, val
 
 async def test_values_at_the_limits_are_accepted(client: NoriKVClient, key_prefix: str) -> None:
     long_key = (key_prefix.encode() + b"k" * 1024)[:1024]
-    big = bytes(random.Random(5).getrandbits(8) for _ in range(1024 * 1024))
+    big = random.Random(5).randbytes(1024 * 1024)
     await client.put(long_key, big)
     assert (await client.get(long_key)).value == big
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
 import threading
@@ -91,6 +92,15 @@ def find_server_binary(env: Optional[Dict[str, str]] = None) -> Optional[str]:
     return None
 
 
+def _accepts(addr: str) -> bool:
+    host, _, port = addr.rpartition(":")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=0.2):
+            return True
+    except OSError:
+        return False
+
+
 def _describe_search(env: Optional[Dict[str, str]] = None) -> str:
     environ = os.environ if env is None else env
     return "$%s=%r, PATH, and <repo>/%s above %s" % (
@@ -112,8 +122,14 @@ class EphemeralServer:
         extra_args: Sequence[str] = (),
         startup_timeout: float = 30.0,
         stop_timeout: float = 10.0,
+        ready_addr: Optional[str] = None,
     ) -> None:
+        """args replaces the default flags (--ephemeral and port 0 for every
+        listener); extra_args are appended. ready_addr: for a server started
+        without --ephemeral, which need not print READY: it counts as ready
+        once this gRPC address accepts TCP connections (or READY appears)."""
         self.binary = binary
+        self.ready_addr = ready_addr
         self.args = list(args) + list(extra_args)
         self.startup_timeout = startup_timeout
         self.stop_timeout = stop_timeout
@@ -173,6 +189,10 @@ class EphemeralServer:
         self._reader.start()
         deadline = time.monotonic() + self.startup_timeout
         while not self._ready.wait(0.05):
+            if self.ready_addr and _accepts(self.ready_addr):
+                self.address = self.ready_addr
+                self._ready.set()
+                break
             if self._proc.poll() is not None:
                 self._reader.join(1.0)
                 if self._ready.is_set():
