@@ -605,3 +605,30 @@ static void prefix_index_case(struct nk_rng *rngp, bool all_common)
     nk_buf_free(&t);
     kv_free(&s);
 }
+
+NK_TEST(blocks_that_do_not_shrink_enough_are_stored_uncompressed)
+{
+    struct nk_rng rng;
+    nk_rng_seed(&rng, nk_test_seed());
+    struct kvset s = kv_random(&rng, 2000, 16, 200, 0);
+    for (size_t i = 0; i < s.n; i++) /* random bytes: incompressible */
+        for (size_t j = 0; j < s.e[i].vlen; j++)
+            s.e[i].val[j] = (uint8_t)nk_rng_next(&rng);
+    char path[1024];
+    path_in_tmp(path, sizeof path, "rand.sst");
+    uint64_t sizes[3];
+    for (int c = SST_COMPRESS_NONE; c <= SST_COMPRESS_ZSTD; c++) {
+        struct sst_options o;
+        sst_options_default(&o);
+        o.compression = (enum sst_compression)c;
+        struct sst_file_info info;
+        NK_REQUIRE_OK(kv_build(path, &o, &s, &info));
+        sizes[c] = info.file_size;
+        sst_file_info_free(&info);
+        NK_CHECK(verify_table(path, &s, NULL, 0));
+    }
+    /* identical layout: every data block kept its raw form (type byte 0) */
+    NK_CHECK_EQ_U64(sizes[SST_COMPRESS_LZ4], sizes[SST_COMPRESS_NONE]);
+    NK_CHECK_EQ_U64(sizes[SST_COMPRESS_ZSTD], sizes[SST_COMPRESS_NONE]);
+    kv_free(&s);
+}
