@@ -16,6 +16,7 @@
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -46,13 +47,54 @@ struct obs_registry {
 /* ---------------------------------------------------------- thread stripes */
 
 _Thread_local uint32_t obs_tl_stripe_;
-static _Atomic uint32_t next_stripe;
+_Thread_local bool obs_tl_exclusive_;
+
+#define SHARED_STRIPE (OBS_STRIPES - 1)
+/* bit i set: exclusive stripe i has an owner (i < SHARED_STRIPE) */
+static _Atomic uint32_t owned_stripes;
+static pthread_key_t stripe_key;
+static pthread_once_t stripe_key_once = PTHREAD_ONCE_INIT;
+
+/*
+ * Thread exit: move the thread to the shared stripe first (a later
+ * destructor of another library may still record), then free the stripe.
+ * The release store publishes this thread's last plain stores to the next
+ * owner, whose claim is an acquire.
+ */
+static void stripe_release(void *arg)
+{
+    uint32_t stripe = (uint32_t)(uintptr_t)arg - 1;
+    obs_tl_exclusive_ = false;
+    obs_tl_stripe_ = SHARED_STRIPE + 1;
+    atomic_fetch_and_explicit(&owned_stripes, ~(1u << stripe), memory_order_release);
+}
+
+static void stripe_key_init(void)
+{
+    int rc = pthread_key_create(&stripe_key, stripe_release);
+    NK_ASSERT(rc == 0);
+}
 
 uint32_t obs_thread_stripe_assign_(void)
 {
-    uint32_t s = atomic_fetch_add_explicit(&next_stripe, 1, memory_order_relaxed) % OBS_STRIPES;
-    obs_tl_stripe_ = s + 1;
-    return s + 1;
+    pthread_once(&stripe_key_once, stripe_key_init);
+    uint32_t mask = atomic_load_explicit(&owned_stripes, memory_order_relaxed);
+    for (;;) {
+        uint32_t free_bits = ~mask & ((1u << SHARED_STRIPE) - 1);
+        if (!free_bits)
+            break;
+        uint32_t stripe = (uint32_t)__builtin_ctz(free_bits);
+        if (atomic_compare_exchange_weak_explicit(&owned_stripes, &mask, mask | (1u << stripe),
+                                                  memory_order_acquire, memory_order_relaxed)) {
+            obs_tl_exclusive_ = true;
+            obs_tl_stripe_ = stripe + 1;
+            pthread_setspecific(stripe_key, (void *)(uintptr_t)(stripe + 1));
+            return stripe + 1;
+        }
+    }
+    obs_tl_exclusive_ = false;
+    obs_tl_stripe_ = SHARED_STRIPE + 1;
+    return SHARED_STRIPE + 1;
 }
 
 /* -------------------------------------------------------- histogram bounds */

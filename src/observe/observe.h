@@ -16,10 +16,13 @@
  * recording function accepts NULL and does nothing).
  *
  * Recording is lock-free and allocation-free: a counter or a histogram is
- * split into OBS_STRIPES cache-line-separated stripes and each thread adds
- * (relaxed atomics) to the stripe it was given on its first recording, so
- * threads do not contend for a cache line; reading sums the stripes. A gauge
- * is one atomic. Registration and rendering take the registry's mutex, which
+ * split into OBS_STRIPES cache-line-separated stripes; reading sums them.
+ * On its first recording a thread claims one of the first OBS_STRIPES-1
+ * stripes for itself alone and then adds with a plain (relaxed) load and
+ * store, no locked instruction; the stripe is released when the thread
+ * exits, its counts staying in place for the next owner. Threads that find
+ * every exclusive stripe taken share the last stripe and add with atomic
+ * fetch_add. Either way no update is lost. A gauge is one atomic. Registration and rendering take the registry's mutex, which
  * the recording paths never touch.
  *
  * Histograms have fixed log-linear buckets (OBS_HIST_BUCKETS finite ones):
@@ -188,8 +191,12 @@ uint32_t obs_registry_series_count(struct obs_registry *r);
 
 /* -------------------------------------------------------------- recording */
 
-/* This thread's stripe, assigned round-robin on the thread's first recording. */
-extern _Thread_local uint32_t obs_tl_stripe_; /* stripe + 1; 0: not yet assigned */
+/*
+ * This thread's stripe. obs_tl_stripe_ is the stripe + 1 (0: not claimed
+ * yet); obs_tl_exclusive_ says the thread owns it alone.
+ */
+extern _Thread_local uint32_t obs_tl_stripe_;
+extern _Thread_local bool obs_tl_exclusive_;
 uint32_t obs_thread_stripe_assign_(void);
 static inline uint32_t obs_thread_stripe(void)
 {
@@ -198,12 +205,29 @@ static inline uint32_t obs_thread_stripe(void)
         s = obs_thread_stripe_assign_();
     return s - 1;
 }
+/* True when this thread owns its stripe alone (claims one if needed). */
+static inline bool obs_thread_stripe_exclusive(void)
+{
+    (void)obs_thread_stripe();
+    return obs_tl_exclusive_;
+}
+
+/* Adds to a word of this thread's stripe: a plain add when it owns it. */
+static inline void obs_stripe_add_(_Atomic uint64_t *w, uint64_t n)
+{
+    if (NK_LIKELY(obs_tl_exclusive_))
+        atomic_store_explicit(w, atomic_load_explicit(w, memory_order_relaxed) + n,
+                              memory_order_relaxed);
+    else
+        atomic_fetch_add_explicit(w, n, memory_order_relaxed);
+}
 
 static inline void obs_counter_add(struct obs_counter *c, uint64_t n)
 {
     if (NK_UNLIKELY(!c))
         return;
-    atomic_fetch_add_explicit(&c->stripe[obs_thread_stripe()].v, n, memory_order_relaxed);
+    uint32_t s = obs_thread_stripe();
+    obs_stripe_add_(&c->stripe[s].v, n);
 }
 static inline void obs_counter_inc(struct obs_counter *c)
 {
@@ -228,8 +252,8 @@ static inline void obs_hist_observe(struct obs_histogram *h, uint64_t v)
     if (NK_UNLIKELY(!h))
         return;
     struct obs_hist_stripe *s = &h->stripe[obs_thread_stripe()];
-    atomic_fetch_add_explicit(&s->bucket[obs_hist_bucket_index(v)], 1, memory_order_relaxed);
-    atomic_fetch_add_explicit(&s->sum, v, memory_order_relaxed);
+    obs_stripe_add_(&s->bucket[obs_hist_bucket_index(v)], 1);
+    obs_stripe_add_(&s->sum, v);
 }
 /* Observes the microseconds elapsed since start_ns (a nk_mono_ns() value). */
 static inline void obs_hist_observe_since(struct obs_histogram *h, uint64_t start_ns)

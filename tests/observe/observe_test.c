@@ -164,6 +164,70 @@ NK_TEST(concurrent_recording_from_many_threads_loses_no_update)
     obs_registry_free(reg);
 }
 
+struct claimer {
+    pthread_t t;
+    pthread_barrier_t *bar;
+    struct obs_counter *c;
+    struct obs_histogram *h;
+    bool exclusive;
+};
+
+static void *claim_and_record(void *arg)
+{
+    struct claimer *w = arg;
+    w->exclusive = obs_thread_stripe_exclusive();
+    if (w->bar)
+        pthread_barrier_wait(w->bar); /* every claimer alive at once */
+    for (int i = 0; i < 100000; i++) {
+        obs_counter_inc(w->c);
+        obs_hist_observe(w->h, 7);
+    }
+    return NULL;
+}
+
+NK_TEST(threads_beyond_the_exclusive_stripes_share_one_and_exiting_threads_free_theirs)
+{
+    struct obs_registry *reg;
+    NK_REQUIRE_OK(obs_registry_new(4, 4, &reg));
+    struct obs_counter *c;
+    struct obs_histogram *h;
+    NK_REQUIRE_OK(obs_counter_register(reg, "n_total", "n", &c));
+    NK_REQUIRE_OK(obs_histogram_register(reg, OBS_UNIT_NONE, "h", "h", &h));
+    bool main_exclusive = obs_thread_stripe_exclusive();
+    enum { N = OBS_STRIPES + 4 };
+    struct claimer w[N];
+    pthread_barrier_t bar;
+    pthread_barrier_init(&bar, NULL, N);
+    for (int i = 0; i < N; i++) {
+        w[i] = (struct claimer){.bar = &bar, .c = c, .h = h};
+        NK_REQUIRE(pthread_create(&w[i].t, NULL, claim_and_record, &w[i]) == 0);
+    }
+    int exclusive = 0;
+    for (int i = 0; i < N; i++) {
+        pthread_join(w[i].t, NULL);
+        exclusive += w[i].exclusive;
+    }
+    pthread_barrier_destroy(&bar);
+    /* every exclusive stripe not held by this thread went to one claimer */
+    NK_CHECK_EQ_U64(exclusive, OBS_STRIPES - 1 - (main_exclusive ? 1 : 0));
+    NK_CHECK_EQ_U64(obs_counter_value(c), (uint64_t)N * 100000);
+    /* one after another, each thread finds a freed exclusive stripe */
+    for (int i = 0; i < 3 * OBS_STRIPES; i++) {
+        struct claimer one = {.c = c, .h = h};
+        NK_REQUIRE(pthread_create(&one.t, NULL, claim_and_record, &one) == 0);
+        pthread_join(one.t, NULL);
+        NK_CHECK(one.exclusive);
+    }
+    uint64_t total = (uint64_t)(N + 3 * OBS_STRIPES) * 100000;
+    NK_CHECK_EQ_U64(obs_counter_value(c), total);
+    struct obs_hist_snapshot s;
+    obs_hist_snapshot(h, &s);
+    NK_CHECK_EQ_U64(s.count, total);
+    NK_CHECK_EQ_U64(s.bucket[obs_hist_bucket_index(7)], total);
+    NK_CHECK_EQ_U64(s.sum, 7 * total);
+    obs_registry_free(reg);
+}
+
 /* ------------------------------------------------------------------ bounds */
 
 NK_TEST(registering_beyond_the_bounds_returns_resource_exhausted)
