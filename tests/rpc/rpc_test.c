@@ -1169,3 +1169,118 @@ NK_TEST(method_registration_rejects_bad_and_duplicate_names)
     nk_status_free(&st);
     rpc_server_destroy(s); /* never started */
 }
+
+NK_TEST(request_bytes_in_flight_are_bounded)
+{
+    struct rpc_server_options o = {.max_inflight_bytes = 1000, .workers = 1};
+    struct rpc_server *s = start_server(&o);
+    int port = rpc_server_port(s);
+    char big[900];
+    memset(big, 'v', sizeof big - 1);
+    big[sizeof big - 1] = 0;
+    struct bg_call b;
+    memset(&b, 0, sizeof b);
+    b.port = port;
+    b.method = "/norikv.v1.Kv/Put";
+    Norikv__V1__PutRequest p = NORIKV__V1__PUT_REQUEST__INIT;
+    p.key.data = (uint8_t *)"hold";
+    p.key.len = 4;
+    p.value.data = (uint8_t *)big;
+    p.value.len = 200; /* a small held call fits */
+    b.len = norikv__v1__put_request__pack(&p, b.req);
+    pthread_create(&b.th, NULL, bg_main, &b);
+    want_held = 1;
+    NK_REQUIRE(svc_wait(held_reached, 10000));
+
+    grpc_channel *ch = client_open(port);
+    uint8_t buf[1024];
+    struct cres r;
+    /* ~210 held + ~905 bytes would pass 1000: refused */
+    call_unary(ch, "/norikv.v1.Kv/Put", buf, pack_put("k1", big, buf), true, 5000, &r);
+    NK_CHECK_EQ_U64(r.code, GRPC_STATUS_RESOURCE_EXHAUSTED);
+    cres_free(&r);
+    /* a small one still fits */
+    call_unary(ch, "/norikv.v1.Kv/Put", buf, pack_put("k2", "v", buf), true, 5000, &r);
+    NK_CHECK_EQ_U64(r.code, GRPC_STATUS_OK);
+    cres_free(&r);
+    pthread_mutex_lock(&svc.mu);
+    reply_put(svc.held[0], 1, 1);
+    svc.nheld = 0;
+    pthread_mutex_unlock(&svc.mu);
+    pthread_join(b.th, NULL);
+    NK_CHECK_EQ_U64(b.r.code, GRPC_STATUS_OK);
+    cres_free(&b.r);
+    call_unary(ch, "/norikv.v1.Kv/Put", buf, pack_put("k3", big, buf), true, 5000, &r);
+    NK_CHECK_EQ_U64(r.code, GRPC_STATUS_OK);
+    cres_free(&r);
+    client_close(ch);
+    stop_server(s);
+}
+
+NK_TEST(a_reply_after_the_client_deadline_is_harmless_and_frees_the_slot)
+{
+    struct rpc_server_options o = {.max_inflight = 1};
+    struct rpc_server *s = start_server(&o);
+    grpc_channel *ch = client_open(rpc_server_port(s));
+    uint8_t buf[256];
+    struct cres r;
+    call_unary(ch, "/norikv.v1.Kv/Put", buf, pack_put("hold", "v", buf), true, 200, &r);
+    NK_CHECK_EQ_U64(r.code, GRPC_STATUS_DEADLINE_EXCEEDED);
+    cres_free(&r);
+    want_held = 1;
+    NK_REQUIRE(svc_wait(held_reached, 10000));
+    NK_CHECK(rpc_call_deadline_ms(svc.held[0]) <= 0);
+    pthread_mutex_lock(&svc.mu);
+    reply_put(svc.held[0], 1, 1);
+    svc.nheld = 0;
+    pthread_mutex_unlock(&svc.mu);
+    /* the only in-flight slot is free again */
+    call_unary(ch, "/norikv.v1.Kv/Get", buf, pack_get("x", buf), true, 5000, &r);
+    NK_CHECK_EQ_U64(r.code, GRPC_STATUS_OK);
+    cres_free(&r);
+    client_close(ch);
+    stop_server(s);
+}
+
+NK_TEST(stream_handler_can_fail_a_bad_request_and_release_at_once)
+{
+    struct rpc_server *s = start_server(NULL);
+    grpc_channel *ch = client_open(rpc_server_port(s));
+    static const uint8_t garbage[] = {0x12, 0x50, 0x01};
+    struct cstream cs;
+    cstream_open(&cs, ch, "/norikv.v1.Meta/WatchCluster", garbage, sizeof garbage);
+    uint8_t *m;
+    size_t len;
+    NK_CHECK(cstream_read(&cs, &m, &len, 10000) == 0);
+    NK_CHECK_EQ_U64(cstream_status(&cs, 10000), GRPC_STATUS_INVALID_ARGUMENT);
+    cstream_close(&cs);
+    client_close(ch);
+    stop_server(s);
+}
+
+NK_TEST(one_worker_serves_unary_and_stream_calls)
+{
+    struct rpc_server_options o = {.workers = 1};
+    struct rpc_server *s = start_server(&o);
+    struct load_arg a = {rpc_server_port(s), 0, 100, 0};
+    load_main(&a);
+    NK_CHECK_EQ_U64(a.bad, 0);
+    grpc_channel *ch = client_open(rpc_server_port(s));
+    uint8_t buf[256];
+    struct cstream cs;
+    cstream_open(&cs, ch, "/norikv.v1.Meta/WatchCluster", buf, pack_view(0, buf));
+    NK_REQUIRE(svc_wait(stream_open_pred, 10000));
+    struct rpc_call *st = svc.stream;
+    NK_REQUIRE_OK(rpc_stream_write(st, buf, pack_view(5, buf)));
+    rpc_stream_finish(st, NK_CODE_OK, NULL);
+    uint8_t *m;
+    size_t len;
+    NK_CHECK(cstream_read(&cs, &m, &len, 10000) == 1);
+    free(m);
+    NK_CHECK(cstream_read(&cs, &m, &len, 10000) == 0);
+    NK_CHECK_EQ_U64(cstream_status(&cs, 10000), GRPC_STATUS_OK);
+    rpc_stream_release(st);
+    cstream_close(&cs);
+    client_close(ch);
+    stop_server(s);
+}
