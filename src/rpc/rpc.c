@@ -85,6 +85,7 @@ struct rpc_call {
     grpc_call *call;
     gpr_timespec deadline_ts;
     uint64_t deadline_ns; /* nk_mono_ns clock; UINT64_MAX: none */
+    uint64_t arrival_ns;
     grpc_metadata_array md;
     grpc_call_details details; /* generic calls only */
     grpc_byte_buffer *payload;
@@ -440,6 +441,11 @@ uint64_t rpc_call_deadline_mono_ns(const struct rpc_call *c)
     return c->deadline_ns;
 }
 
+uint64_t rpc_call_arrival_ns(const struct rpc_call *c)
+{
+    return c->arrival_ns;
+}
+
 const char *rpc_call_method(const struct rpc_call *c)
 {
     return c->m ? c->m->m.name : "";
@@ -617,6 +623,7 @@ static void on_stream_close(struct rpc_call *c)
 static void deadline_from(struct rpc_call *c)
 {
     gpr_timespec d = c->deadline_ts;
+    c->arrival_ns = nk_mono_ns();
     if (gpr_time_cmp(d, gpr_inf_future(d.clock_type)) == 0) {
         c->deadline_ns = UINT64_MAX;
         return;
@@ -624,7 +631,7 @@ static void deadline_from(struct rpc_call *c)
     gpr_timespec left = gpr_time_sub(gpr_convert_clock_type(d, GPR_CLOCK_MONOTONIC),
                                      gpr_now(GPR_CLOCK_MONOTONIC));
     int64_t ns = (int64_t)left.tv_sec * 1000000000 + left.tv_nsec;
-    uint64_t now = nk_mono_ns();
+    uint64_t now = c->arrival_ns;
     c->deadline_ns = ns <= 0 ? now : now + (uint64_t)ns;
 }
 

@@ -163,6 +163,9 @@ void rpc_call_fail_status(struct rpc_call *c, nk_status *st);
 int64_t rpc_call_deadline_ms(const struct rpc_call *c);
 /* The deadline on nk_mono_ns()'s clock; UINT64_MAX when none. */
 uint64_t rpc_call_deadline_mono_ns(const struct rpc_call *c);
+/* When rpc/ took the call from gRPC, on nk_mono_ns()'s clock (for latency
+ * histograms that include the wait for a handler). */
+uint64_t rpc_call_arrival_ns(const struct rpc_call *c);
 /* The method the call was made to, as registered. */
 const char *rpc_call_method(const struct rpc_call *c);
 

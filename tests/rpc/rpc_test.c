@@ -396,6 +396,8 @@ static void h_get(void *ctx, struct rpc_call *c, struct nk_slice req)
     } else {
         pthread_mutex_lock(&svc.mu);
         svc.deadline_seen = rpc_call_deadline_ms(c);
+        uint64_t arr = rpc_call_arrival_ns(c);
+        NK_ASSERT(arr > 0 && arr <= nk_mono_ns());
         pthread_mutex_unlock(&svc.mu);
         Norikv__V1__Version v = NORIKV__V1__VERSION__INIT;
         v.term = 1;
@@ -1278,6 +1280,83 @@ NK_TEST(one_worker_serves_unary_and_stream_calls)
     NK_CHECK(cstream_read(&cs, &m, &len, 10000) == 1);
     free(m);
     NK_CHECK(cstream_read(&cs, &m, &len, 10000) == 0);
+    NK_CHECK_EQ_U64(cstream_status(&cs, 10000), GRPC_STATUS_OK);
+    rpc_stream_release(st);
+    cstream_close(&cs);
+    client_close(ch);
+    stop_server(s);
+}
+
+struct writer_arg {
+    struct rpc_call *st;
+    int id, count, failed;
+};
+
+static void *writer_main(void *arg)
+{
+    struct writer_arg *w = arg;
+    uint8_t buf[256];
+    for (int i = 0; i < w->count; i++) {
+        size_t n = pack_view((uint64_t)w->id * 1000000 + (uint64_t)i, buf);
+        for (;;) {
+            nk_status st = rpc_stream_write(w->st, buf, n);
+            if (nk_ok(st))
+                break;
+            bool full = st.code == NK_RESOURCE_EXHAUSTED;
+            nk_status_free(&st);
+            if (!full) {
+                w->failed++;
+                return NULL;
+            }
+            nk_sleep_us(200); /* backpressure: the client is behind */
+        }
+    }
+    return NULL;
+}
+
+NK_TEST(stream_writes_from_many_threads_all_arrive_each_in_its_order)
+{
+    struct rpc_server_options o = {.stream_queue_max = 8};
+    struct rpc_server *s = start_server(&o);
+    grpc_channel *ch = client_open(rpc_server_port(s));
+    uint8_t buf[256];
+    struct cstream cs;
+    cstream_open(&cs, ch, "/norikv.v1.Meta/WatchCluster", buf, pack_view(0, buf));
+    NK_REQUIRE(svc_wait(stream_open_pred, 10000));
+    struct rpc_call *st = svc.stream;
+    enum { W = 4, PER = 150 };
+    struct writer_arg wa[W];
+    pthread_t th[W];
+    for (int i = 0; i < W; i++) {
+        wa[i] = (struct writer_arg){st, i + 1, PER, 0};
+        pthread_create(&th[i], NULL, writer_main, &wa[i]);
+    }
+    int next[W + 1] = {0};
+    bool order_ok = true;
+    for (int got = 0; got < W * PER; got++) {
+        uint8_t *m;
+        size_t len;
+        if (cstream_read(&cs, &m, &len, 10000) != 1) {
+            NK_CHECK(!"stream ended early");
+            break;
+        }
+        Norikv__V1__ClusterView *v = norikv__v1__cluster_view__unpack(NULL, len, m);
+        free(m);
+        NK_REQUIRE(v);
+        int id = (int)(v->epoch / 1000000), seq = (int)(v->epoch % 1000000);
+        norikv__v1__cluster_view__free_unpacked(v, NULL);
+        NK_REQUIRE(id >= 1 && id <= W);
+        if (seq != next[id])
+            order_ok = false;
+        next[id] = seq + 1;
+    }
+    for (int i = 0; i < W; i++) {
+        pthread_join(th[i], NULL);
+        NK_CHECK_EQ_U64(wa[i].failed, 0);
+        NK_CHECK_EQ_U64(next[i + 1], PER);
+    }
+    NK_CHECK(order_ok);
+    rpc_stream_finish(st, NK_CODE_OK, NULL);
     NK_CHECK_EQ_U64(cstream_status(&cs, 10000), GRPC_STATUS_OK);
     rpc_stream_release(st);
     cstream_close(&cs);
