@@ -18,6 +18,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
+#include <stdatomic.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -52,6 +54,9 @@ struct sst_reader {
     const uint8_t *pfx_common;
     struct nk_slice (*filter_key)(struct nk_slice key);
 
+    const uint8_t *map; /* use_mmap: the whole file */
+    _Atomic uint64_t *verified; /* use_mmap: bit i = block i's checksum passed */
+
     bool has_filter;
     uint8_t *filter_mem; /* aligned */
     struct sst_filter filter;
@@ -66,6 +71,7 @@ void sst_read_options_default(struct sst_read_options *o)
     o->cache = NULL;
     o->file_id = 0;
     o->verify_checksums = true;
+    o->use_mmap = false;
 }
 
 static nk_status pread_full(const struct sst_reader *r, void *buf, size_t n, uint64_t off)
@@ -106,10 +112,55 @@ static nk_status read_block(const struct sst_reader *r, struct sst_handle h, boo
                                  out);
 }
 
-/* The pinned block i of the index. */
-static inline nk_status get_block(struct sst_reader *r, uint32_t i, struct sst_block **out)
+/* Block i read in place from the mapping into *view; NULL when it is
+ * compressed (then it takes the ordinary path). */
+static nk_status map_block(struct sst_reader *r, uint32_t i, struct sst_block *view,
+                           struct sst_block **out)
 {
     const struct idx_ent *e = &r->idx[i];
+    const uint8_t *p = r->map + e->offset;
+    *out = NULL;
+    if (p[e->size] != SST_BLOCK_RAW)
+        return NK_OK;
+    uint64_t bit = 1ull << (i & 63);
+    bool checked = atomic_load_explicit(&r->verified[i >> 6], memory_order_relaxed) & bit;
+    if (r->verify && !checked) {
+        uint32_t want = nk_crc32c_unmask(nk_dec_fixed32(p + e->size + 1));
+        if (want != nk_crc32c(p, (size_t)e->size + 1))
+            return nk_status_make(NK_DATA_LOSS,
+                                  "sstable %s: block at offset %" PRIu64
+                                  " (%u bytes): checksum mismatch",
+                                  r->path, e->offset, e->size);
+    }
+    view->data = p;
+    view->size = e->size;
+    view->borrowed = true;
+    if (checked) { /* the restart array was checked with the checksum */
+        view->num_restarts = nk_dec_fixed32(p + e->size - 4);
+        view->restart_off = e->size - 4 - 4 * view->num_restarts;
+    } else {
+        if (!sst_block_init(view))
+            return nk_status_make(NK_DATA_LOSS,
+                                  "sstable %s: block at offset %" PRIu64
+                                  ": malformed restart array",
+                                  r->path, e->offset);
+        if (r->verify)
+            atomic_fetch_or_explicit(&r->verified[i >> 6], bit, memory_order_relaxed);
+    }
+    *out = view;
+    return NK_OK;
+}
+
+/* The pinned block i of the index; view is storage for a mapped block. */
+static inline nk_status get_block(struct sst_reader *r, uint32_t i, struct sst_block *view,
+                                  struct sst_block **out)
+{
+    const struct idx_ent *e = &r->idx[i];
+    if (r->map) {
+        NK_TRY(map_block(r, i, view, out));
+        if (*out)
+            return NK_OK;
+    }
     if (r->cache) {
         struct sst_block *b = sst_cache_lookup(r->cache, r->file_id, e->offset);
         if (b) {
@@ -128,7 +179,8 @@ static inline nk_status get_block(struct sst_reader *r, uint32_t i, struct sst_b
 
 static inline void put_block(struct sst_reader *r, struct sst_block *b)
 {
-    sst_cache_release(r->cache, b);
+    if (!b->borrowed)
+        sst_cache_release(r->cache, b);
 }
 
 static nk_status corrupt_entry(const struct sst_reader *r, uint32_t i)
@@ -355,6 +407,15 @@ nk_status sst_reader_open(const char *path, const struct sst_read_options *o,
     r->file_id = opt.file_id;
     r->verify = opt.verify_checksums;
     nk_status s = load(r, cmp);
+    if (nk_ok(s) && opt.use_mmap) {
+        void *m = mmap(NULL, (size_t)r->file_size, PROT_READ, MAP_SHARED, fd, 0);
+        if (m == MAP_FAILED) {
+            s = nk_status_errno(errno, "sstable %s: mmap", path);
+        } else {
+            r->map = m;
+            r->verified = nk_calloc((r->nblocks + 63) / 64 + 1, sizeof *r->verified);
+        }
+    }
     if (!nk_ok(s)) {
         sst_reader_close(r);
         return s;
@@ -367,6 +428,9 @@ void sst_reader_close(struct sst_reader *r)
 {
     if (!r)
         return;
+    if (r->map)
+        munmap((void *)r->map, (size_t)r->file_size);
+    free((void *)r->verified);
     if (r->fd >= 0)
         close(r->fd);
     free(r->path);
@@ -464,8 +528,8 @@ nk_status sst_reader_seek_one(struct sst_reader *r, struct nk_slice target,
     /* A target between a block's last key and its (shortened) separator lands
      * in that block but is answered by the next one. */
     for (uint32_t i = index_lower_bound(r, target); i < r->nblocks; i++, first = false) {
-        struct sst_block *b;
-        NK_TRY(get_block(r, i, &b));
+        struct sst_block view, *b;
+        NK_TRY(get_block(r, i, &view, &b));
         struct sst_blk_iter bi;
         sst_bi_init(&bi, b, key_out);
         if (first)
@@ -492,6 +556,7 @@ struct sst_iter {
     struct sst_reader *r;
     uint32_t bidx;
     struct sst_block *blk; /* pinned while the iterator is on it */
+    struct sst_block view; /* blk's storage when read in place (use_mmap) */
     struct sst_blk_iter bi;
     struct nk_buf key;
     nk_status st;
@@ -534,7 +599,7 @@ static bool enter_block(struct sst_iter *it, uint32_t i)
     it->bidx = i;
     if (i >= it->r->nblocks)
         return false;
-    nk_status s = get_block(it->r, i, &it->blk);
+    nk_status s = get_block(it->r, i, &it->view, &it->blk);
     if (!nk_ok(s)) {
         it->st = s;
         return false;

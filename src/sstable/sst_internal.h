@@ -53,6 +53,7 @@ struct sst_block {
     uint32_t hash;
     uint32_t refs;  /* the cache's own reference counts while in_cache */
     bool in_cache;
+    bool borrowed; /* a view of a mapped file: nothing to release */
     size_t charge;
 
     const uint8_t *data; /* contents */

@@ -131,6 +131,15 @@ struct sst_read_options {
     struct sst_cache *cache;          /* may be NULL */
     uint64_t file_id;                 /* unique per file within a cache (cache key) */
     bool verify_checksums;            /* default true; always true for index/filter/footer */
+    /*
+     * Default false. When true the file is also mapped (mmap, read-only) and
+     * uncompressed data blocks are read in place: no copy, no system call,
+     * no block cache (the OS page cache holds them); each such block's
+     * checksum is verified on its first use (verify_checksums) and
+     * remembered. Compressed blocks still go through the cache. The file
+     * must not be truncated while open (tables are immutable).
+     */
+    bool use_mmap;
 };
 
 void sst_read_options_default(struct sst_read_options *o);

@@ -71,6 +71,22 @@ NK_TEST(seek_one_on_cached_blocks_allocates_nothing)
     fprintf(stderr, "  %ld allocations in 40000 cached lookups\n", allocs);
     NK_CHECK_EQ_U64(allocs, 0);
     NK_CHECK_EQ_U64(hits, 20000);
+    sst_reader_close(r);
+
+    /* in place from a mapping, no cache at all: nothing allocated either */
+    ro.cache = NULL;
+    ro.use_mmap = true;
+    NK_REQUIRE_OK(sst_reader_open(path, &ro, &r));
+    before = g_allocs;
+    for (int round = 0; round < 20000; round++) {
+        size_t i = nk_rng_uniform(&rng, s.n);
+        struct nk_slice key = nk_slice_make(s.e[i].key, s.e[i].klen);
+        nk_status st = sst_reader_seek_one(r, key, key, &found, &k, &v);
+        NK_CHECK(nk_ok(st) && found);
+    }
+    allocs = g_allocs - before;
+    fprintf(stderr, "  %ld allocations in 20000 mapped lookups\n", allocs);
+    NK_CHECK_EQ_U64(allocs, 0);
     nk_buf_free(&k);
     nk_buf_free(&v);
     sst_reader_close(r);

@@ -15,6 +15,8 @@ static void path_in_tmp(char *buf, size_t n, const char *name)
 /* Reads the whole table back through an iterator, seek_one on every key and
  * on a key just after each one, and iterator seeks to every key and between
  * keys. Returns false (after reporting) on the first mismatch. */
+static bool g_use_mmap; /* verify_table reads through a mapping */
+
 static bool verify_table(const char *path, const struct kvset *s, struct sst_cache *cache,
                          uint64_t file_id)
 {
@@ -22,6 +24,7 @@ static bool verify_table(const char *path, const struct kvset *s, struct sst_cac
     sst_read_options_default(&ro);
     ro.cache = cache;
     ro.file_id = file_id;
+    ro.use_mmap = g_use_mmap;
     struct sst_reader *r;
     nk_status st = sst_reader_open(path, &ro, &r);
     if (!nk_ok(st)) {
@@ -150,6 +153,10 @@ NK_TEST(round_trip_random_keys_every_compression_with_and_without_cache)
         NK_REQUIRE_OK(sst_cache_new(8u << 20, &cache));
         NK_CHECK(verify_table(path, &s, cache, 7));
         NK_CHECK(verify_table(path, &s, cache, 7)); /* now served from the cache */
+        g_use_mmap = true; /* in place, compressed blocks via the cache */
+        NK_CHECK(verify_table(path, &s, cache, 8));
+        NK_CHECK(verify_table(path, &s, NULL, 0));
+        g_use_mmap = false;
         struct sst_cache_stats cs;
         sst_cache_get_stats(cache, &cs);
         NK_CHECK(cs.hits > 0 && cs.usage <= cs.capacity);
@@ -180,6 +187,7 @@ NK_TEST(round_trip_small_blocks_and_restart_intervals)
             o.restart_interval = restarts[ri];
             o.compression = (enum sst_compression)((bi + ri) % 3);
             NK_REQUIRE_OK(kv_build(path, &o, &s, NULL));
+            g_use_mmap = ri % 2 == 1;
             if (!verify_table(path, &s, NULL, 0)) {
                 fprintf(stderr, "  block_size %u restart_interval %u\n", blocks[bi],
                         restarts[ri]);
@@ -188,6 +196,7 @@ NK_TEST(round_trip_small_blocks_and_restart_intervals)
             }
         }
     }
+    g_use_mmap = false;
     kv_free(&s);
 }
 

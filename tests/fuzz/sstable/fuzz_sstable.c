@@ -58,10 +58,11 @@ static void put_file(const uint8_t *data, size_t size)
     NK_ASSERT(ftruncate(g_fd, (off_t)size) == 0);
 }
 
-static void exercise_reader(const uint8_t *data, size_t size, bool verify, bool cached)
+static void exercise_reader(const uint8_t *data, size_t size, bool verify, bool cached, bool mmap)
 {
     struct sst_read_options ro;
     sst_read_options_default(&ro);
+    ro.use_mmap = mmap;
     ro.verify_checksums = verify;
     ro.cache = cached ? g_cache : NULL;
     ro.file_id = ++g_file_id;
@@ -156,8 +157,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     setup();
     put_file(data, size);
-    exercise_reader(data, size, true, false);
-    exercise_reader(data, size, false, true);
+    exercise_reader(data, size, true, false, false);
+    exercise_reader(data, size, false, true, false);
+    exercise_reader(data, size, size % 2 == 0, false, true);
     exercise_decoders(data, size);
     return 0;
 }
