@@ -67,6 +67,11 @@ bench-raft: build
 	@if [ -x $(BUILD)/bench/bench_raft ]; then $(BUILD)/bench/bench_raft $(ARGS); \
 	else echo "bench-raft: not built yet"; fi
 
+# The Raft simulator over random seeds for SECONDS (default 60); every run
+# prints its seed, a failure prints the seed to replay with --seed.
+sim-soak: build
+	$(BUILD)/tests/sim/raft_sim --seconds $(if $(SECONDS),$(SECONDS),60)
+
 bench-server: build
 	@if [ -x bench/server/run.sh ]; then bench/server/run.sh $(BUILD) $(ARGS); \
 	else echo "bench-server: not built yet"; fi
