@@ -137,7 +137,7 @@ func TestClusterClientSurvivesLeaderKillAndSeesTopologyChange(t *testing.T) {
 		t.Fatalf("NewClient: %v", err)
 	}
 	defer c.Close()
-	view := waitForFullView(t, c, 3, 60*time.Second)
+	view := waitForFullView(t, c, 3, 20*time.Second)
 
 	events := make(chan *norikv.TopologyChangeEvent, 1024)
 	unsub := c.OnTopologyChange(func(ev *norikv.TopologyChangeEvent) {
