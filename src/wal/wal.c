@@ -333,14 +333,20 @@ static nk_status rotate_locked(struct wal *w, uint64_t cap)
     struct wal_seg *cur = cur_seg(w);
     char path[PATH_MAX];
     seg_path(w, cur->num, "", path, sizeof path);
-    /* Give back the unused preallocation; the data end stays where it is. */
+    /*
+     * Give back the unused preallocation. Whether the shorter size reaches
+     * the disk does not matter (a zero tail reads as the end of data), so
+     * when every byte is already synced there is no fdatasync here.
+     */
     if (ftruncate(w->fd, (off_t)cur->end) != 0)
         return poison(w, nk_status_errno(errno, "wal: truncate %s to %" PRIu64, path, cur->end));
-    if (fdatasync(w->fd) != 0)
-        return poison(w, nk_status_errno(errno, "wal: fdatasync %s", path));
-    w->stats.syncs++;
-    w->synced_lsn = w->written_lsn;
-    pthread_cond_broadcast(&w->synced_cv);
+    if (w->synced_lsn < w->written_lsn) {
+        if (fdatasync(w->fd) != 0)
+            return poison(w, nk_status_errno(errno, "wal: fdatasync %s", path));
+        w->stats.syncs++;
+        w->synced_lsn = w->written_lsn;
+        pthread_cond_broadcast(&w->synced_cv);
+    }
     close(w->fd);
     w->fd = -1;
     nk_status s = create_segment(w, cur->num + 1, cap);
