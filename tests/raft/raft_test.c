@@ -801,3 +801,89 @@ NK_TEST(misaddressed_or_malformed_messages_are_rejected_with_a_status)
     nk_status_free(&s);
     tn_free(t);
 }
+
+/* ------------------------------------------------------------- bounds */
+
+static void few_reads(struct raft_config *c)
+{
+    c->max_pending_reads = 4;
+}
+
+NK_TEST(read_index_requests_beyond_the_pending_bound_are_refused)
+{
+    struct tnet *t = tn_new(3, 3, 0, few_reads);
+    tn_elect(t, 1);
+    tn_isolate(t, 1, true); /* no round can complete */
+    for (uint64_t c = 1; c <= 4; c++)
+        NK_REQUIRE_OK(raft_read_index(tn_r(t, 1), c));
+    nk_status s = raft_read_index(tn_r(t, 1), 5);
+    NK_CHECK(s.code == NK_RESOURCE_EXHAUSTED);
+    NK_CHECK(strstr(nk_status_msg(s), "pending reads") != NULL);
+    nk_status_free(&s);
+    tn_free(t);
+}
+
+static void few_msgs(struct raft_config *c)
+{
+    c->max_msgs_per_ready = 2;
+    c->disable_pre_vote = true;
+}
+
+NK_TEST(messages_beyond_the_per_ready_bound_are_dropped_and_counted)
+{
+    struct tnet *t = tn_new(5, 5, 0, few_msgs);
+    t->hold = true;
+    NK_REQUIRE_OK(raft_campaign(tn_r(t, 1)));
+    tn_ready(t, 1);
+    NK_CHECK_EQ_U64(t->sent[RAFT_MSG_VOTE], 2);
+    NK_CHECK_EQ_U64(raft_dropped_msgs(tn_r(t, 1)), 2);
+    /* the two votes that went out (plus its own) still elect it */
+    t->hold = false;
+    tn_settle(t);
+    NK_CHECK(raft_role(tn_r(t, 1)) == RAFT_LEADER);
+    tn_free(t);
+}
+
+static void small_apply(struct raft_config *c)
+{
+    c->max_committed_bytes = 10;
+}
+
+NK_TEST(committed_entries_per_ready_are_bounded_by_bytes)
+{
+    struct tnet *t = tn_new(1, 1, 0, small_apply);
+    tn_elect(t, 1);
+    struct raft *r = tn_r(t, 1);
+    for (int i = 0; i < 10; i++)
+        NK_REQUIRE_OK(raft_propose(r, "abcde", 5, NULL, NULL));
+    tn_ready(t, 1); /* persist: commits all ten at advance */
+    NK_REQUIRE(raft_commit_index(r) == 11);
+    int readys = 0;
+    while (raft_has_ready(r) && readys < 20) {
+        struct raft_ready rd;
+        raft_ready(r, &rd);
+        NK_CHECK(rd.n_committed >= 1 && rd.n_committed <= 2);
+        raft_advance(r, &rd);
+        readys++;
+    }
+    NK_CHECK(readys >= 5);
+    NK_CHECK_EQ_U64(raft_applied_index(r), 11);
+    tn_free(t);
+}
+
+NK_TEST(quiesced_followers_do_not_campaign_until_woken)
+{
+    struct tnet *t = tn_new(3, 3, 0, NULL);
+    tn_elect(t, 1);
+    tn_crash(t, 1);
+    raft_quiesce(tn_r(t, 2));
+    raft_quiesce(tn_r(t, 3));
+    tn_tick_all(t, 100);
+    NK_CHECK_EQ_U64(raft_term(tn_r(t, 2)), 1);
+    NK_CHECK_EQ_U64(raft_term(tn_r(t, 3)), 1);
+    /* the node layer learns the leader's node is down and wakes them */
+    raft_unquiesce(tn_r(t, 2));
+    raft_unquiesce(tn_r(t, 3));
+    NK_CHECK(tn_wait_leader(t, 1) != 0);
+    tn_free(t);
+}
