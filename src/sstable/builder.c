@@ -219,6 +219,7 @@ static struct sst_handle write_block(struct sst_builder *b, struct nk_slice cont
 {
     uint8_t type = SST_BLOCK_RAW;
     struct nk_slice payload = contents;
+    NK_ASSERT(contents.len <= SST_MAX_BLOCK_RAW); /* what readers accept */
     if (compress && b->o.compression != SST_COMPRESS_NONE && contents.len > 0) {
         size_t bound = b->o.compression == SST_COMPRESS_LZ4
                            ? (size_t)LZ4_compressBound((int)contents.len)

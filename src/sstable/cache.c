@@ -2,7 +2,7 @@
  * cache.c: the sharded LRU block cache.
  *
  * Keyed by (file_id, block offset). Each shard has its own mutex, hash table
- * (chained, doubled when it holds more blocks than buckets) and LRU list.
+ * (chained, doubled when more than half full) and LRU list.
  *
  * Reference counting (as LevelDB's cache does): the cache holds one
  * reference to each block it contains and every lookup/insert hands out one
@@ -240,7 +240,7 @@ struct sst_block *sst_cache_insert(struct sst_cache *c, uint64_t file_id, uint64
             }
         }
         if (s->usage + charge <= s->capacity) {
-            if (s->count >= s->nbuckets)
+            if (s->count * 2 >= s->nbuckets) /* short chains: each link is a cache miss */
                 grow(s);
             slot = find_slot(s, file_id, offset, h);
             NK_ASSERT(*slot == NULL);

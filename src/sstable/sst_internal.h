@@ -22,8 +22,8 @@
 #define SST_TRAILER_SIZE   5u /* type byte + masked CRC32C */
 /* Largest decompressed block a reader accepts: one maximal entry plus a
  * maximal block of small ones; bounds the allocation a corrupt length causes. */
-#define SST_MAX_BLOCK_RAW  (SST_MAX_VALUE + SST_MAX_KEY + (16u << 20))
 #define SST_MAX_BLOCK_SIZE (16u << 20) /* sst_options.block_size upper bound */
+#define SST_MAX_BLOCK_RAW  (SST_MAX_VALUE + SST_MAX_KEY + SST_MAX_BLOCK_SIZE + (64u << 10))
 #define SST_BLOOM_LINE     64u         /* bytes per bloom cache line */
 
 /* Block type byte in the trailer. */

@@ -14,14 +14,23 @@
  * passes a function that strips its 8-byte trailer), so point lookups of a
  * user key can skip a table without reading a data block.
  *
- * Memory: a builder and a reader own their buffers. Slices returned by an
- * iterator are valid until the iterator moves. Blocks read from disk go to a
- * shared block cache (bounded in bytes, LRU, thread-safe), or are owned by
- * the iterator while it is on them when no cache is given.
+ * Memory: a builder and a reader own their buffers. An open reader keeps its
+ * index (decoded into an array) and its bloom filter in memory, outside the
+ * cache: about (separator length + 32) bytes per data block plus
+ * bits_per_key/8 bytes per key. Slices returned by an iterator are valid
+ * until the iterator moves. Blocks read from disk go to a shared block cache
+ * (bounded in bytes, sharded LRU, thread-safe, reference-counted so that a
+ * block an iterator is on survives its eviction), or are owned by the
+ * iterator while it is on them when no cache is given. With use_mmap,
+ * uncompressed blocks are read in place from the mapped file instead.
  *
  * Thread-safety: a builder is single-threaded. A reader is thread-safe (it
  * reads with pread and only touches the thread-safe cache); each iterator
- * belongs to one thread. A cache is shared by every reader of a database.
+ * belongs to one thread. A cache is shared by every reader of a database and
+ * must outlive them; file_id must be unique per file among its readers.
+ *
+ * Durability: sst_builder_finish fdatasyncs the file; making its directory
+ * entry durable (nk_fsync_dir) is the caller's job, once per batch of files.
  *
  * Corruption: every read verifies checksums; a damaged footer, index, filter
  * or block is NK_DATA_LOSS naming the file, never returned as data.
