@@ -114,6 +114,8 @@ struct rpc_call {
     uint32_t qcap, qhead, qlen;
     grpc_byte_buffer *sending;
     bool send_busy, finishing, status_started, close_done, forced;
+    bool close_reported; /* on_closed has returned */
+    bool side_claimed;   /* grpc_side_done is (being) called: exactly once */
     _Atomic bool closed;
     int outstanding; /* gRPC batches in flight on this call */
     enum nk_code fin_code;
@@ -563,6 +565,20 @@ void rpc_stream_release(struct rpc_call *c)
     call_unref(c);
 }
 
+/*
+ * Under c->mu: true exactly once, when the stream's gRPC side may end: the
+ * close has been reported to the owner (whose on_closed must run while the
+ * gRPC reference still holds the struct) and no batch is outstanding. Send
+ * and close completions may run on different threads; this decides.
+ */
+static bool stream_claim_done_locked(struct rpc_call *c)
+{
+    if (c->side_claimed || !c->close_reported || c->outstanding != 0)
+        return false;
+    c->side_claimed = true;
+    return true;
+}
+
 /* Worker: a send batch of a stream completed. */
 static void on_stream_send(struct rpc_call *c, bool ok)
 {
@@ -588,7 +604,7 @@ static void on_stream_send(struct rpc_call *c, bool ok)
     } else if (c->finishing && !c->status_started) {
         stream_send_status_locked(c);
     }
-    bool done = c->close_done && c->outstanding == 0;
+    bool done = stream_claim_done_locked(c);
     pthread_mutex_unlock(&c->mu);
     if (done)
         grpc_side_done(c);
@@ -612,7 +628,8 @@ static void on_stream_close(struct rpc_call *c)
     if (c->m->m.on_closed)
         c->m->m.on_closed(c->m->m.ctx, c, cancelled);
     pthread_mutex_lock(&c->mu);
-    bool done = c->outstanding == 0;
+    c->close_reported = true;
+    bool done = stream_claim_done_locked(c);
     pthread_mutex_unlock(&c->mu);
     if (done)
         grpc_side_done(c);
@@ -822,7 +839,7 @@ nk_status rpc_server_create(const struct rpc_server_options *opt, struct rpc_ser
     if (!o.addr || !*o.addr)
         return nk_status_make(NK_INVALID_ARGUMENT, "rpc: no listen address");
     if (o.workers == 0)
-        o.workers = 2;
+        o.workers = 1;
     if (o.workers < 1 || o.workers > MAX_WORKERS)
         return nk_status_make(NK_INVALID_ARGUMENT, "rpc: workers must be 1..%d, not %d",
                               MAX_WORKERS, o.workers);

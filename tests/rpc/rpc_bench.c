@@ -1,15 +1,17 @@
 /*
  * rpc_bench: what the rpc layer alone costs per call (by hand, not a test).
  *
- *   rpc_bench [sync|async] [concurrency=64] [seconds=5] [workers=2] [bytes=300]
+ *   rpc_bench [sync|async] [concurrency=64] [seconds=5] [workers=1] [bytes=300]
  *
  * Starts an rpc server on 127.0.0.1:0 with one method that answers each
  * request with a same-size response, either inside the handler (sync) or
  * from a separate "apply" thread that takes queued calls in batches (async,
- * the path of a Put). One client thread keeps `concurrency` calls in flight
- * over 4 channels with the gRPC C core async API and prints calls/s, p50 and
- * p99. Client and server share the machine, so this is an upper bound on
- * what gRPC + rpc/ can carry, not a server benchmark.
+ * the path of a Put). A client process (forked before gRPC starts, so that
+ * the two do not share gRPC's pollers) keeps `concurrency` calls in flight
+ * over 4 channels from one thread with the gRPC C core async API and prints
+ * calls/s, p50 and p99; the server process reports the CPU time it spent per
+ * call (user + system, all its threads), the number that does not depend on
+ * what else the machine is doing.
  */
 #include <grpc/byte_buffer.h>
 #include <grpc/grpc.h>
@@ -20,6 +22,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "rpc/rpc.h"
 #include "util/util.h"
@@ -134,35 +139,21 @@ static int cmp_u64(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-int main(int argc, char **argv)
+static double cpu_s(void)
 {
-    bool async = argc > 1 && strcmp(argv[1], "async") == 0;
-    int conc = argc > 2 ? atoi(argv[2]) : 64;
-    int secs = argc > 3 ? atoi(argv[3]) : 5;
-    int workers = argc > 4 ? atoi(argv[4]) : 2;
-    size_t bytes = argc > 5 ? (size_t)atol(argv[5]) : 300;
-    NK_ASSERT(conc > 0 && secs > 0 && bytes <= sizeof reply_buf);
-    nk_log_set_level(NK_LOG_WARN);
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 + (double)ru.ru_stime.tv_sec +
+           ru.ru_stime.tv_usec / 1e6;
+}
 
-    struct rpc_server_options o = {.addr = "127.0.0.1:0", .workers = workers};
-    struct rpc_server *srv;
-    nk_status st = rpc_server_create(&o, &srv);
-    NK_ASSERT(nk_ok(st));
-    struct rpc_method m1 = {"/bench.B/Sync", RPC_UNARY, h_sync, NULL, NULL};
-    struct rpc_method m2 = {"/bench.B/Async", RPC_UNARY, h_async, NULL, NULL};
-    st = rpc_server_add_method(srv, &m1);
-    NK_ASSERT(nk_ok(st));
-    st = rpc_server_add_method(srv, &m2);
-    NK_ASSERT(nk_ok(st));
-    st = rpc_server_start(srv);
-    NK_ASSERT(nk_ok(st));
-    pthread_t apply;
-    pthread_create(&apply, NULL, apply_main, NULL);
+/* The client process: returns calls measured, prints the numbers. */
+static int run_client(int port, bool async, int conc, int secs, size_t bytes, int result_fd)
+{
     method = async ? "/bench.B/Async" : "/bench.B/Sync";
-
     grpc_init();
     char target[64];
-    snprintf(target, sizeof target, "127.0.0.1:%d", rpc_server_port(srv));
+    snprintf(target, sizeof target, "127.0.0.1:%d", port);
     grpc_channel_credentials *cr = grpc_insecure_credentials_create();
     enum { NCH = 4 };
     grpc_channel *ch[NCH];
@@ -187,6 +178,7 @@ int main(int argc, char **argv)
         issue(ch[i % NCH], cq, &slots[i]);
     uint64_t start = nk_mono_ns(), warm = start + 500000000ull, end = warm + secs * 1000000000ull;
     uint64_t measured_from = 0;
+    bool told = false;
     int outstanding = conc;
     while (outstanding) {
         grpc_event ev = grpc_completion_queue_next(cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
@@ -196,10 +188,16 @@ int main(int argc, char **argv)
         if (s->st != GRPC_STATUS_OK)
             errors++;
         if (now >= warm && now < end) {
-            if (!measured_from)
+            if (!measured_from) {
                 measured_from = now;
+                NK_ASSERT(write(result_fd, "s", 1) == 1); /* server: start measuring */
+            }
             if (n < cap)
                 lat[n++] = now - s->t0;
+        }
+        if (now >= end && !told) {
+            told = true;
+            NK_ASSERT(write(result_fd, "e", 1) == 1); /* server: stop measuring */
         }
         finish(s);
         if (now < end)
@@ -209,11 +207,14 @@ int main(int argc, char **argv)
     }
     uint64_t span = end - (measured_from ? measured_from : warm);
     qsort(lat, n, sizeof *lat, cmp_u64);
-    printf("rpc_bench %s: concurrency %d, %d workers, %zu-byte messages, %d s\n",
+    printf("rpc_bench %s: concurrency %d, %zu-byte messages, %d s\n",
            async ? "async (reply from another thread)" : "sync (reply in the handler)", conc,
-           workers, bytes, secs);
+           bytes, secs);
     printf("  %.0f calls/s, p50 %.0f us, p99 %.0f us, errors %zu\n", (double)n * 1e9 / (double)span,
            n ? (double)lat[n / 2] / 1e3 : 0.0, n ? (double)lat[n * 99 / 100] / 1e3 : 0.0, errors);
+    fflush(stdout);
+    uint64_t calls = n;
+    NK_ASSERT(write(result_fd, &calls, sizeof calls) == sizeof calls);
 
     grpc_completion_queue_shutdown(cq);
     while (grpc_completion_queue_next(cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL).type !=
@@ -224,13 +225,64 @@ int main(int argc, char **argv)
     for (int i = 0; i < NCH; i++)
         grpc_channel_destroy(ch[i]);
     grpc_shutdown();
+    free(slots);
+    free(lat);
+    return errors ? 1 : 0;
+}
+
+int main(int argc, char **argv)
+{
+    bool async = argc > 1 && strcmp(argv[1], "async") == 0;
+    int conc = argc > 2 ? atoi(argv[2]) : 64;
+    int secs = argc > 3 ? atoi(argv[3]) : 5;
+    int workers = argc > 4 ? atoi(argv[4]) : 1;
+    size_t bytes = argc > 5 ? (size_t)atol(argv[5]) : 300;
+    NK_ASSERT(conc > 0 && secs > 0 && bytes <= sizeof reply_buf);
+    nk_log_set_level(NK_LOG_WARN);
+
+    int to_client[2], to_server[2];
+    NK_ASSERT(pipe(to_client) == 0 && pipe(to_server) == 0);
+    pid_t pid = fork();
+    NK_ASSERT(pid >= 0);
+    if (pid == 0) { /* gRPC is not initialized yet in this process */
+        int port;
+        NK_ASSERT(read(to_client[0], &port, sizeof port) == sizeof port);
+        _exit(run_client(port, async, conc, secs, bytes, to_server[1]));
+    }
+
+    struct rpc_server_options o = {.addr = "127.0.0.1:0", .workers = workers};
+    struct rpc_server *srv;
+    nk_status st = rpc_server_create(&o, &srv);
+    NK_ASSERT(nk_ok(st));
+    struct rpc_method m1 = {"/bench.B/Sync", RPC_UNARY, h_sync, NULL, NULL};
+    struct rpc_method m2 = {"/bench.B/Async", RPC_UNARY, h_async, NULL, NULL};
+    st = rpc_server_add_method(srv, &m1);
+    NK_ASSERT(nk_ok(st));
+    st = rpc_server_add_method(srv, &m2);
+    NK_ASSERT(nk_ok(st));
+    st = rpc_server_start(srv);
+    NK_ASSERT(nk_ok(st));
+    pthread_t apply;
+    pthread_create(&apply, NULL, apply_main, NULL);
+    int port = rpc_server_port(srv);
+    NK_ASSERT(write(to_client[1], &port, sizeof port) == sizeof port);
+    char c;
+    NK_ASSERT(read(to_server[0], &c, 1) == 1 && c == 's');
+    double cpu0 = cpu_s();
+    NK_ASSERT(read(to_server[0], &c, 1) == 1 && c == 'e');
+    double cpu1 = cpu_s();
+    uint64_t calls = 0;
+    NK_ASSERT(read(to_server[0], &calls, sizeof calls) == sizeof calls);
+    int status = 0;
+    waitpid(pid, &status, 0);
+    printf("  server (%d workers): %.1f us CPU per call\n", workers,
+           calls ? (cpu1 - cpu0) * 1e6 / (double)calls : 0.0);
+
     rpc_server_destroy(srv);
     pthread_mutex_lock(&ap.mu);
     ap.stop = true;
     pthread_cond_signal(&ap.cv);
     pthread_mutex_unlock(&ap.mu);
     pthread_join(apply, NULL);
-    free(slots);
-    free(lat);
-    return errors ? 1 : 0;
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 1;
 }

@@ -687,7 +687,8 @@ static void *load_main(void *arg)
 
 NK_TEST(concurrent_sync_and_async_calls_each_get_their_own_reply)
 {
-    struct rpc_server *s = start_server(NULL);
+    struct rpc_server_options o = {.workers = 2};
+    struct rpc_server *s = start_server(&o);
     enum { THREADS = 6, PER = 150 };
     pthread_t th[THREADS];
     struct load_arg a[THREADS];
@@ -1174,7 +1175,7 @@ NK_TEST(method_registration_rejects_bad_and_duplicate_names)
 
 NK_TEST(request_bytes_in_flight_are_bounded)
 {
-    struct rpc_server_options o = {.max_inflight_bytes = 1000, .workers = 1};
+    struct rpc_server_options o = {.max_inflight_bytes = 1000};
     struct rpc_server *s = start_server(&o);
     int port = rpc_server_port(s);
     char big[900];
@@ -1260,9 +1261,9 @@ NK_TEST(stream_handler_can_fail_a_bad_request_and_release_at_once)
     stop_server(s);
 }
 
-NK_TEST(one_worker_serves_unary_and_stream_calls)
+NK_TEST(two_workers_serve_unary_and_stream_calls)
 {
-    struct rpc_server_options o = {.workers = 1};
+    struct rpc_server_options o = {.workers = 2};
     struct rpc_server *s = start_server(&o);
     struct load_arg a = {rpc_server_port(s), 0, 100, 0};
     load_main(&a);
@@ -1316,7 +1317,7 @@ static void *writer_main(void *arg)
 
 NK_TEST(stream_writes_from_many_threads_all_arrive_each_in_its_order)
 {
-    struct rpc_server_options o = {.stream_queue_max = 8};
+    struct rpc_server_options o = {.stream_queue_max = 8, .workers = 2};
     struct rpc_server *s = start_server(&o);
     grpc_channel *ch = client_open(rpc_server_port(s));
     uint8_t buf[256];
