@@ -14,11 +14,13 @@
  * fdatasync acknowledges everyone written before it started (group commit).
  * A lone writer never waits: with nobody arriving it syncs at once.
  *
- * Rotation (segment full, or wal_rotate) waits for any sync in flight,
- * trims the segment's unused preallocation, fdatasyncs it and creates the
- * next segment atomically (temp file with header, fallocate, fdatasync,
- * rename, fsync of the directory). Hence only the newest segment can ever
- * have a torn tail, and recovery treats damage in any older one as data loss.
+ * Rotation (segment full, or wal_rotate) happens under the lock: it trims
+ * the segment's unused preallocation, fdatasyncs it unless already synced and
+ * creates the next segment atomically (temp file with header, fallocate,
+ * fdatasync, rename, fsync of the directory). A sync in flight on the old
+ * file finishes on its own and closes it. Hence only the newest segment can
+ * ever have a torn tail, and recovery treats damage in any older one as data
+ * loss.
  *
  * A failed write or fdatasync poisons the log (sticky error): after a failed
  * fdatasync the kernel may have dropped the dirty pages, so nothing later
@@ -75,7 +77,8 @@ struct wal {
     uint64_t cur_cap; /* the current segment's size limit */
     uint64_t written_lsn, synced_lsn;
     bool syncing;
-    bool rotate_waiting;
+    int sync_fd;          /* the file the syncer is syncing (while syncing) */
+    bool sync_fd_retired; /* rotated away meanwhile: the syncer closes it */
     /* Group commit heuristics (BATCH): appends written since the last sync
      * started, the size of the last group, and an EWMA of fdatasync time. */
     uint32_t pending_appends, last_group;
@@ -268,7 +271,7 @@ static void batch_linger(struct wal *w)
     uint64_t window = (uint64_t)w->opt.batch_window_us * 1000;
     uint64_t hard = now + window;
     uint64_t soft = now + NK_MIN(window, w->sync_ns_avg);
-    while (!w->rotate_waiting && now < hard) {
+    while (now < hard) {
         if (atomic_load(&w->arriving) > 0)
             cv_wait_until(&w->arrive_cv, &w->mu, hard);
         else if (w->pending_appends < w->last_group && now < soft)
@@ -294,6 +297,7 @@ static nk_status wait_durable(struct wal *w, uint64_t target)
             batch_linger(w);
         uint64_t upto = w->written_lsn;
         int fd = w->fd;
+        w->sync_fd = fd;
         w->last_group = w->pending_appends;
         w->pending_appends = 0;
         pthread_mutex_unlock(&w->mu);
@@ -302,6 +306,11 @@ static nk_status wait_durable(struct wal *w, uint64_t target)
         int err = errno;
         uint64_t took = nk_mono_ns() - t0;
         pthread_mutex_lock(&w->mu);
+        if (w->sync_fd_retired) {
+            close(fd);
+            w->sync_fd_retired = false;
+        }
+        w->sync_fd = -1;
         w->sync_ns_avg = w->sync_ns_avg ? (7 * w->sync_ns_avg + took) / 8 : took;
         w->syncing = false;
         w->stats.syncs++;
@@ -319,14 +328,15 @@ static nk_status wait_durable(struct wal *w, uint64_t target)
 
 /* ---------------------------------------------------------------- writing */
 
-/* Seals the current segment and starts the next (mu held). cap: the new one's limit. */
+/*
+ * Seals the current segment and starts the next (mu held throughout, so no
+ * other append can slip in between: a caller's decision to rotate stays
+ * valid). cap: the new segment's limit. A syncer may be in fdatasync on the
+ * old file meanwhile; syncing it here as well is harmless, and the syncer
+ * closes it when done.
+ */
 static nk_status rotate_locked(struct wal *w, uint64_t cap)
 {
-    w->rotate_waiting = true;
-    pthread_cond_signal(&w->arrive_cv);
-    while (w->syncing)
-        pthread_cond_wait(&w->synced_cv, &w->mu);
-    w->rotate_waiting = false;
     if (!nk_ok(w->error))
         return sticky_copy(w);
 
@@ -347,7 +357,10 @@ static nk_status rotate_locked(struct wal *w, uint64_t cap)
         w->synced_lsn = w->written_lsn;
         pthread_cond_broadcast(&w->synced_cv);
     }
-    close(w->fd);
+    if (w->syncing && w->sync_fd == w->fd)
+        w->sync_fd_retired = true;
+    else
+        close(w->fd);
     w->fd = -1;
     nk_status s = create_segment(w, cur->num + 1, cap);
     if (!nk_ok(s))
@@ -776,6 +789,7 @@ nk_status wal_open(const char *dir, const struct wal_options *opt, struct wal **
     w->opt = o;
     w->lock_fd = lock_fd;
     w->fd = -1;
+    w->sync_fd = -1;
     pthread_mutex_init(&w->mu, NULL);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
