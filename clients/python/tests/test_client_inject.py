@@ -303,7 +303,11 @@ async def test_many_concurrent_tasks_share_one_client(nodes: Tuple[ScriptedNode,
             await asyncio.sleep(0.01)
         versions = await asyncio.gather(*(c.put("k%d" % i, b"x" * i) for i in range(300)))
         assert len(versions) == 300
-        assert len(a.kv_calls("Put")) + len(b.kv_calls("Put")) == 300
+        # Every put reached its node (the scripted server and the client
+        # share this loop: under load an attempt may time out and be retried,
+        # which unconditional puts allow).
+        sent = {x.request.key for x in a.kv_calls("Put") + b.kv_calls("Put")}
+        assert sent == {b"k%d" % i for i in range(300)}
         st = c.get_stats()
         assert st.requests.requests == 300 and st.requests.failures == 0
         assert st.pool.active_connections >= 2
