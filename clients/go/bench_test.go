@@ -1,0 +1,65 @@
+package norikv_test
+
+import (
+	"context"
+	"strconv"
+	"sync/atomic"
+	"testing"
+
+	norikv "github.com/norikv/norikv-go"
+	"github.com/norikv/norikv-go/testing/ephemeral"
+)
+
+// End-to-end client calls against a real ephemeral server on this machine
+// (skipped without a server binary). RunParallel uses GOMAXPROCS
+// goroutines; -cpu raises it.
+func benchClient(b *testing.B) *norikv.Client {
+	srv := ephemeral.StartT(b, nil)
+	c, err := norikv.NewClient(context.Background(), norikv.DefaultClientConfig([]string{srv.GRPCAddr}))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { c.Close() })
+	return c
+}
+
+func BenchmarkClientPutParallel(b *testing.B) {
+	c := benchClient(b)
+	val := make([]byte, 256)
+	var n atomic.Int64
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		ctx := context.Background()
+		for pb.Next() {
+			k := []byte("bench-put-" + strconv.FormatInt(n.Add(1)%100000, 10))
+			if _, err := c.Put(ctx, k, val, nil); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+}
+
+func BenchmarkClientGetParallel(b *testing.B) {
+	c := benchClient(b)
+	ctx := context.Background()
+	const keys = 1000
+	for i := 0; i < keys; i++ {
+		if _, err := c.Put(ctx, []byte("bench-get-"+strconv.Itoa(i)), make([]byte, 256), nil); err != nil {
+			b.Fatal(err)
+		}
+	}
+	var n atomic.Int64
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			k := []byte("bench-get-" + strconv.FormatInt(n.Add(1)%keys, 10))
+			if _, err := c.Get(ctx, k, nil); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+}
