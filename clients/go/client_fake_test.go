@@ -511,3 +511,25 @@ func TestConcurrentCallsDuringViewChanges(t *testing.T) {
 	wg.Wait()
 	_ = pb.ClusterView{}
 }
+
+func TestConnectionsOfNodesThatLeftAreClosed(t *testing.T) {
+	fc := newFakeCluster()
+	a := startFakeNode(t, "a", fc)
+	b := startFakeNode(t, "b", fc)
+	half := func(s int) string {
+		if s%2 == 0 {
+			return "a"
+		}
+		return "b"
+	}
+	fc.setView(makeView(1, fakeShards, []*fakeNode{a, b}, half))
+	c := mustClient(t, testConfig(fakeShards, a.addr))
+	if n := c.Stats().Pool.TotalConnections; n != 2 {
+		t.Fatalf("%d pooled connections for a view of 2 leaders, want 2", n)
+	}
+	fc.setView(makeView(2, fakeShards, []*fakeNode{a}, leaderAlways("a")))
+	waitFor(t, "epoch 2", func() bool { return c.Stats().Topology.Epoch == 2 })
+	if n := c.Stats().Pool.TotalConnections; n != 1 {
+		t.Fatalf("%d pooled connections after b left the view, want 1", n)
+	}
+}

@@ -184,6 +184,13 @@ func (c *Client) applyView(p *pb.ClusterView) error {
 	for _, a := range c.cfg.Nodes {
 		keep[a] = true
 	}
+	// A leader learned from a hint may not be in the view (yet): keep
+	// every connection the router still points at.
+	for i := range c.router.leaders {
+		if nc := c.router.leaders[i].Load(); nc != nil {
+			keep[nc.addr] = true
+		}
+	}
 	c.viewMu.Unlock()
 	c.pool.prune(keep)
 	c.markReady(nil)
