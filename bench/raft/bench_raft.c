@@ -69,7 +69,7 @@ static void ready(int i)
     /* keep memory flat: snapshot and compact behind what was applied */
     uint64_t first = raft_first_index(nd->r);
     if (nd->applied > first + 50000) {
-        s = raft_memstorage_create_snapshot(nd->ms, nd->applied, raft_conf(nd->r), NULL, 0);
+        s = raft_memstorage_create_snapshot(nd->ms, nd->applied, raft_applied_conf(nd->r), NULL, 0);
         NK_ASSERT(nk_ok(s));
         s = raft_memstorage_compact(nd->ms, nd->applied - 1000);
         NK_ASSERT(nk_ok(s));

@@ -48,6 +48,12 @@ struct progress {
     uint64_t inf_bytes;
 };
 
+struct conf_hist {
+    uint64_t index;
+    struct raft_conf_state conf;
+};
+#define CONF_HIST_MAX 64
+
 struct pending_read {
     uint64_t ctx;
     uint64_t index; /* 0 until the leader has committed an entry of its term */
@@ -64,7 +70,15 @@ struct raft {
     bool in_ready;
 
     struct raft_log log;
+    /* Membership (thesis 4.1): a server uses the latest configuration in its
+       log, committed or not. conf_base is the configuration as of the commit
+       index; conf_hist the conf entries beyond it, in log order (bounded:
+       the leader appends one at a time, conflicts truncate them). */
     struct raft_conf_state conf;
+    struct raft_conf_state conf_base;
+    struct conf_hist *conf_hist;
+    uint32_t n_conf_hist;
+    struct raft_conf_state *applied_conf; /* as of the applied index */
     struct progress *prs;
     uint32_t n_prs;
 
@@ -75,7 +89,6 @@ struct raft {
                               a leader we do not know of may hold a lease) */
     struct nk_rng rng;
 
-    uint64_t pending_conf_index;
     uint64_t uncommitted_bytes;
     uint64_t lead_transferee;
 
@@ -108,7 +121,10 @@ struct raft {
 static void become_follower(struct raft *r, uint64_t term, uint64_t lead);
 static void send_append(struct raft *r, struct progress *pr, bool send_if_empty);
 static void bcast_append(struct raft *r);
-static void apply_conf(struct raft *r, const struct raft_conf_state *c);
+static void set_conf(struct raft *r, const struct raft_conf_state *c);
+static void conf_committed(struct raft *r);
+static void conf_appended(struct raft *r, const struct raft_entry *ents, size_t n);
+static void maybe_leave_joint(struct raft *r);
 
 /* ------------------------------------------------------------ conf helpers */
 
@@ -447,7 +463,7 @@ static void send_snapshot(struct raft *r, struct progress *pr)
 
 static void send_append(struct raft *r, struct progress *pr, bool send_if_empty)
 {
-    if (pr->id == r->id || pr_paused(r, pr))
+    if (r->role != RAFT_LEADER || pr->id == r->id || pr_paused(r, pr))
         return;
     uint64_t prev = pr->next - 1;
     uint64_t prev_term = 0;
@@ -515,6 +531,8 @@ static void bcast_append(struct raft *r)
 
 static void bcast_heartbeat(struct raft *r)
 {
+    if (r->role != RAFT_LEADER)
+        return;
     for (uint32_t i = 0; i < r->n_prs; i++) {
         struct progress *pr = &r->prs[i];
         if (pr->id == r->id)
@@ -545,6 +563,7 @@ static bool maybe_commit(struct raft *r)
             if (r->reads[i].index == 0)
                 r->reads[i].index = r->log.committed;
     }
+    conf_committed(r);
     return true;
 }
 
@@ -560,6 +579,8 @@ static void append_entry(struct raft *r, uint8_t type, const void *data, size_t 
     r->uncommitted_bytes += len;
     if (index)
         *index = e.index;
+    if (type == RAFT_ENTRY_CONF_CHANGE)
+        conf_appended(r, &e, 1);
 }
 
 /* ------------------------------------------------------------- role changes */
@@ -628,10 +649,9 @@ static void become_leader(struct raft *r)
     self->next = raft_log_last(&r->log) + 1;
     pr_become_replicate(self);
     self->recent_active = true;
-    /* any conf change in the log beyond what is applied may still be pending */
-    r->pending_conf_index = raft_log_last(&r->log);
     append_entry(r, RAFT_ENTRY_NOOP, NULL, 0, NULL);
     r->uncommitted_bytes = 0;
+    maybe_leave_joint(r); /* a joint configuration we inherit is left at once */
     /* nothing to heartbeat yet; the no-op is broadcast right away */
     bcast_append(r);
 }
@@ -671,9 +691,6 @@ static void campaign(struct raft *r, bool pre, bool transfer)
 static void start_election(struct raft *r, bool transfer)
 {
     if (!promotable(r))
-        return;
-    /* a committed but unapplied conf change may remove us: wait for it */
-    if (r->log.committed > r->log.applied)
         return;
     campaign(r, r->pre_vote && !transfer, transfer);
 }
@@ -745,9 +762,13 @@ static void handle_append(struct raft *r, const struct raft_msg *m)
         return;
     }
     uint64_t last_new;
+    size_t first_new = m->n_entries;
     if (raft_log_maybe_append(&r->log, m->index, m->log_term, m->entries, m->n_entries,
-                              &last_new)) {
+                              &last_new, &first_new)) {
+        if (first_new < m->n_entries)
+            conf_appended(r, m->entries + first_new, m->n_entries - first_new);
         raft_log_commit_to(&r->log, NK_MIN(m->commit, last_new));
+        conf_committed(r);
         if ((resp = new_msg(r, RAFT_MSG_APPEND_RESP, m->from)))
             resp->index = last_new;
         return;
@@ -768,6 +789,7 @@ static void handle_heartbeat(struct raft *r, const struct raft_msg *m)
 {
     uint64_t c = NK_MIN(m->commit, raft_log_last(&r->log));
     raft_log_commit_to(&r->log, c);
+    conf_committed(r);
     struct raft_msg *resp = new_msg(r, RAFT_MSG_HEARTBEAT_RESP, m->from);
     if (resp) {
         resp->ctx = m->ctx;
@@ -787,12 +809,15 @@ static void handle_snapshot(struct raft *r, const struct raft_msg *m)
     if (raft_log_match_term(&r->log, s->index, s->term)) {
         /* we have the entries: just fast-forward the commit */
         raft_log_commit_to(&r->log, s->index);
+        conf_committed(r);
         if ((resp = new_msg(r, RAFT_MSG_APPEND_RESP, m->from)))
             resp->index = r->log.committed;
         return;
     }
     raft_log_restore(&r->log, s);
-    apply_conf(r, &s->conf);
+    r->n_conf_hist = 0;
+    r->conf_base = s->conf;
+    set_conf(r, &s->conf);
     if ((resp = new_msg(r, RAFT_MSG_APPEND_RESP, m->from)))
         resp->index = raft_log_last(&r->log);
 }
@@ -856,7 +881,8 @@ static void step_leader(struct raft *r, const struct raft_msg *m)
                 if (was_paused && r->n_msgs == nm)
                     send_append(r, pr, true);
             }
-            if (m->from == r->lead_transferee && pr->match == raft_log_last(&r->log))
+            if (r->role == RAFT_LEADER && m->from == r->lead_transferee &&
+                pr->match == raft_log_last(&r->log))
                 send_timeout_now(r, m->from);
         }
         return;
@@ -1126,7 +1152,6 @@ static void propose_cc(struct raft *r, const struct raft_conf_change *cc, uint64
     raft_conf_change_encode(cc, &b);
     append_entry(r, RAFT_ENTRY_CONF_CHANGE, b.data, b.len, index);
     nk_buf_free(&b);
-    r->pending_conf_index = raft_log_last(&r->log);
     after_leader_append(r);
 }
 
@@ -1137,11 +1162,11 @@ nk_status raft_propose_conf_change(struct raft *r, const struct raft_conf_state 
     r->quiesced = false;
     NK_TRY(validate_target(target));
     NK_TRY(check_can_propose(r, 512));
-    if (r->pending_conf_index > r->log.applied)
+    if (r->n_conf_hist)
         return nk_status_make(NK_FAILED_PRECONDITION,
                               "raft %" PRIu64 ": conf change at %" PRIu64
-                              " not yet applied (applied %" PRIu64 ")",
-                              r->id, r->pending_conf_index, r->log.applied);
+                              " not yet committed (commit %" PRIu64 ")",
+                              r->id, r->conf_hist[r->n_conf_hist - 1].index, r->log.committed);
     if (raft_conf_is_joint(&r->conf))
         return nk_status_make(NK_FAILED_PRECONDITION,
                               "raft %" PRIu64 ": joint configuration not yet left", r->id);
@@ -1165,10 +1190,12 @@ nk_status raft_propose_conf_change(struct raft *r, const struct raft_conf_state 
     return NK_OK;
 }
 
+/* Once the joint configuration is committed, the leader proposes the new
+   one by itself (thesis 4.3). */
 static void maybe_leave_joint(struct raft *r)
 {
-    if (r->role != RAFT_LEADER || !raft_conf_is_joint(&r->conf) ||
-        r->pending_conf_index > r->log.applied || r->lead_transferee != RAFT_NONE)
+    if (r->role != RAFT_LEADER || !raft_conf_is_joint(&r->conf) || r->n_conf_hist ||
+        r->lead_transferee != RAFT_NONE)
         return;
     struct raft_conf_change cc = {.kind = RAFT_CC_LEAVE_JOINT, .conf = r->conf};
     cc.conf.n_voters_out = 0;
@@ -1260,7 +1287,8 @@ void raft_report_unreachable(struct raft *r, uint64_t to)
 
 /* ---------------------------------------------------------- configuration */
 
-static void apply_conf(struct raft *r, const struct raft_conf_state *c)
+/* Makes c the effective configuration: rebuilds the progress array. */
+static void set_conf(struct raft *r, const struct raft_conf_state *c)
 {
     r->conf = *c;
     /* new progress array: union of voters, outgoing voters and learners */
@@ -1296,26 +1324,79 @@ static void apply_conf(struct raft *r, const struct raft_conf_state *c)
 
     if (r->role != RAFT_LEADER)
         return;
-    if (!raft_conf_is_voter(c, r->id)) {
-        /* removed (or demoted): stop leading; the others elect a new leader */
-        become_follower(r, r->term, RAFT_NONE);
-        return;
-    }
     if (r->lead_transferee != RAFT_NONE && !raft_conf_is_voter(c, r->lead_transferee))
         r->lead_transferee = RAFT_NONE;
+    /* a leader that is not a voter of the latest configuration keeps
+       replicating (without counting itself) until that configuration
+       commits, then steps down (conf_committed) */
     if (maybe_commit(r))
         reads_check(r);
     bcast_append(r);
 }
 
-static void apply_conf_entry(struct raft *r, const struct raft_entry *e)
+static void decode_conf_entry(const struct raft *r, const struct raft_entry *e,
+                              struct raft_conf_state *out)
 {
     struct raft_conf_change cc;
     nk_status s = raft_conf_change_decode(e->data, e->len, &cc);
     if (!nk_ok(s))
-        nk_panic("raft %" PRIu64 ": committed conf change at %" PRIu64 " is corrupt: %s", r->id,
-                 e->index, nk_status_msg(s));
-    apply_conf(r, &cc.conf);
+        nk_panic("raft %" PRIu64 ": conf change at %" PRIu64 " is corrupt: %s", r->id, e->index,
+                 nk_status_msg(s));
+    *out = cc.conf;
+}
+
+/* Conf entries just written to the log, after any truncation: entries
+   [ents[0].index, ...) replaced whatever the log held there. */
+static void conf_appended(struct raft *r, const struct raft_entry *ents, size_t n)
+{
+    if (n == 0)
+        return;
+    uint64_t from = ents[0].index;
+    bool changed = false;
+    while (r->n_conf_hist && r->conf_hist[r->n_conf_hist - 1].index >= from) {
+        r->n_conf_hist--; /* truncated away */
+        changed = true;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (ents[i].type != RAFT_ENTRY_CONF_CHANGE)
+            continue;
+        if (r->n_conf_hist == CONF_HIST_MAX)
+            nk_panic("raft %" PRIu64 ": more than %d uncommitted conf changes", r->id,
+                     CONF_HIST_MAX);
+        if (!r->conf_hist)
+            r->conf_hist = nk_malloc(CONF_HIST_MAX * sizeof(*r->conf_hist));
+        struct conf_hist *h = &r->conf_hist[r->n_conf_hist++];
+        h->index = ents[i].index;
+        decode_conf_entry(r, &ents[i], &h->conf);
+        changed = true;
+    }
+    if (changed)
+        set_conf(r, r->n_conf_hist ? &r->conf_hist[r->n_conf_hist - 1].conf : &r->conf_base);
+}
+
+/* The commit index moved: conf entries at or below it become the base. */
+static void conf_committed(struct raft *r)
+{
+    uint32_t k = 0;
+    while (k < r->n_conf_hist && r->conf_hist[k].index <= r->log.committed)
+        k++;
+    if (k == 0)
+        return;
+    r->conf_base = r->conf_hist[k - 1].conf;
+    memmove(r->conf_hist, r->conf_hist + k, (r->n_conf_hist - k) * sizeof(*r->conf_hist));
+    r->n_conf_hist -= k;
+    if (r->n_conf_hist == 0) {
+        free(r->conf_hist);
+        r->conf_hist = NULL;
+    }
+    if (r->role != RAFT_LEADER)
+        return;
+    if (r->n_conf_hist == 0 && !raft_conf_is_voter(&r->conf, r->id)) {
+        /* our removal is committed: stop leading, the others elect */
+        become_follower(r, r->term, RAFT_NONE);
+        return;
+    }
+    maybe_leave_joint(r);
 }
 
 /* ------------------------------------------------------------ Ready/Advance */
@@ -1392,6 +1473,7 @@ void raft_advance(struct raft *r, const struct raft_ready *rd)
     r->prev_role = rd->role;
     if (rd->snapshot) {
         r->log.applied = NK_MAX(r->log.applied, rd->snapshot->index);
+        *r->applied_conf = rd->snapshot->conf;
         raft_log_stable_snap(&r->log);
     }
     raft_log_stable_to(&r->log, rd->n_entries);
@@ -1410,7 +1492,7 @@ void raft_advance(struct raft *r, const struct raft_ready *rd)
         r->log.applied = e->index;
         applied_bytes += e->len;
         if (e->type == RAFT_ENTRY_CONF_CHANGE)
-            apply_conf_entry(r, e);
+            decode_conf_entry(r, e, r->applied_conf);
     }
     if (rd->n_committed && r->role == RAFT_LEADER)
         r->uncommitted_bytes =
@@ -1425,7 +1507,6 @@ void raft_advance(struct raft *r, const struct raft_ready *rd)
             reads_check(r);
             bcast_append(r);
         }
-        maybe_leave_joint(r);
     }
     /* everything handed out in the Ready is released */
     nk_arena_free(&r->handed);
@@ -1491,26 +1572,31 @@ nk_status raft_new(const struct raft_config *cfg, struct raft **out)
     r->term = hs.term;
     r->vote = hs.vote;
     r->prev_hs = hs;
-    apply_conf(r, &conf);
-    /* replay conf changes up to what the state machine has applied */
-    for (uint64_t i = snap_index + 1; i <= cfg->applied;) {
+    r->applied_conf = nk_malloc(sizeof(*r->applied_conf));
+    *r->applied_conf = conf;
+    r->conf_base = conf;
+    set_conf(r, &conf);
+    /* the latest configuration in the log is the effective one: scan the
+       whole stable log (it is short: logs are compacted behind snapshots) */
+    for (uint64_t i = snap_index + 1; i <= last;) {
         struct raft_entry *ents;
         size_t n;
-        nk_status s = raft_log_slice(&r->log, i, cfg->applied + 1, 1u << 20, 1024, &r->arena,
-                                     &ents, &n);
+        nk_status s = raft_log_slice(&r->log, i, last + 1, 1u << 20, 1024, &r->arena, &ents, &n);
         if (!nk_ok(s)) {
-            raft_log_free(&r->log);
-            nk_arena_free(&r->arena);
-            free(r->prs);
-            free(r);
-            return nk_status_wrap(s, "raft: replaying conf changes");
+            raft_free(r);
+            return nk_status_wrap(s, "raft: reading conf changes");
         }
-        for (size_t k = 0; k < n; k++)
-            if (ents[k].type == RAFT_ENTRY_CONF_CHANGE)
-                apply_conf_entry(r, &ents[k]);
+        for (size_t k = 0; k < n; k++) {
+            if (ents[k].type != RAFT_ENTRY_CONF_CHANGE)
+                continue;
+            if (ents[k].index <= cfg->applied)
+                decode_conf_entry(r, &ents[k], r->applied_conf);
+            conf_appended(r, &ents[k], 1);
+        }
         i += n;
+        nk_arena_free(&r->arena);
     }
-    nk_arena_free(&r->arena);
+    conf_committed(r);
     r->log.applied = cfg->applied;
     become_follower(r, r->term, RAFT_NONE);
     /* A restarted replica may have promised a leader not to vote for others
@@ -1534,6 +1620,8 @@ void raft_free(struct raft *r)
     free(r->msgs);
     free(r->reads);
     free(r->read_states);
+    free(r->conf_hist);
+    free(r->applied_conf);
     nk_arena_free(&r->arena);
     nk_arena_free(&r->handed);
     free(r);
@@ -1619,6 +1707,10 @@ nk_status raft_log_term(const struct raft *r, uint64_t i, uint64_t *term)
 const struct raft_conf_state *raft_conf(const struct raft *r)
 {
     return &r->conf;
+}
+const struct raft_conf_state *raft_applied_conf(const struct raft *r)
+{
+    return r->applied_conf;
 }
 uint64_t raft_progress_match(const struct raft *r, uint64_t id)
 {

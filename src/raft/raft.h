@@ -22,8 +22,11 @@
  * mutating function on that raft (getters are fine). Everything rd points to
  * is owned by the raft and stays valid until raft_advance().
  *
- * Configuration changes take effect when their entry is applied, i.e. inside
- * raft_advance() for the entries of rd.committed; raft_conf() shows the result.
+ * Configuration changes take effect as soon as their entry is in the log
+ * (Raft thesis 4.1: a server uses the latest configuration in its log,
+ * committed or not; a truncated entry reverts it). raft_conf() is that
+ * configuration; raft_applied_conf() the one as of the applied index (put
+ * that one in snapshots).
  *
  * Storage: stable entries are read through `struct raft_storage`, a small
  * vtable (first/last index, term of an index, entries of a range, latest
@@ -300,8 +303,9 @@ nk_status raft_propose(struct raft *r, const void *data, size_t len, uint64_t *i
                        uint64_t *term);
 /* Proposes a change to `target` membership (voters + learners). One voter
  * added or removed: a simple change; more: joint consensus, left
- * automatically by the leader once the joint entry is applied. Only one
- * change may be in flight (NK_FAILED_PRECONDITION otherwise). */
+ * automatically by the leader once the joint entry is committed. Only one
+ * change may be uncommitted (NK_FAILED_PRECONDITION otherwise). A leader
+ * that removes itself steps down once its removal commits. */
 nk_status raft_propose_conf_change(struct raft *r, const struct raft_conf_state *target,
                                    uint64_t *index, uint64_t *term);
 /* Linearizable read (ReadIndex): leader only. The read completes in a later
@@ -345,7 +349,10 @@ uint64_t raft_first_index(const struct raft *r);
 /* term of index i in the whole log (stable + unstable); NK_OUT_OF_RANGE if
  * compacted, NK_NOT_FOUND beyond the last index */
 nk_status raft_log_term(const struct raft *r, uint64_t i, uint64_t *term);
+/* the effective configuration: the latest in the log */
 const struct raft_conf_state *raft_conf(const struct raft *r);
+/* the configuration as of the applied index (for snapshots) */
+const struct raft_conf_state *raft_applied_conf(const struct raft *r);
 /* Replication progress of a peer as seen by the leader (0 if unknown). */
 uint64_t raft_progress_match(const struct raft *r, uint64_t id);
 /* Messages dropped because a Ready's message queue was full. */

@@ -42,9 +42,11 @@ uint64_t raft_log_find_conflict_by_term(const struct raft_log *l, uint64_t i, ui
  * unstable part; ents[0].index must be in (committed, last + 1]. */
 void raft_log_append(struct raft_log *l, const struct raft_entry *ents, size_t n);
 /* The follower's append: returns false when (prev, prev_term) does not
- * match; otherwise appends what is new and sets *last_new. */
+ * match; otherwise appends what is new, sets *last_new and *first_new (the
+ * position in ents of the first entry written; n when none was). */
 bool raft_log_maybe_append(struct raft_log *l, uint64_t prev, uint64_t prev_term,
-                           const struct raft_entry *ents, size_t n, uint64_t *last_new);
+                           const struct raft_entry *ents, size_t n, uint64_t *last_new,
+                           size_t *first_new);
 void raft_log_commit_to(struct raft_log *l, uint64_t c);
 /* Entries [lo, hi), at most max_n of them and max_bytes of data (at least
  * one), copied into arena. NK_OUT_OF_RANGE when lo is compacted. */

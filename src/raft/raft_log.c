@@ -167,7 +167,8 @@ void raft_log_append(struct raft_log *l, const struct raft_entry *ents, size_t n
 }
 
 bool raft_log_maybe_append(struct raft_log *l, uint64_t prev, uint64_t prev_term,
-                           const struct raft_entry *ents, size_t n, uint64_t *last_new)
+                           const struct raft_entry *ents, size_t n, uint64_t *last_new,
+                           size_t *first_new)
 {
     if (!raft_log_match_term(l, prev, prev_term))
         return false;
@@ -184,6 +185,7 @@ bool raft_log_maybe_append(struct raft_log *l, uint64_t prev, uint64_t prev_term
                      ents[k].index, ents[k].term, l->committed);
         raft_log_append(l, ents + k, n - k);
     }
+    *first_new = k;
     return true;
 }
 

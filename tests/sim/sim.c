@@ -7,6 +7,11 @@
  * node's own clock, and every node's clock runs at its own rate (skew up to
  * +-5%, inside the lease margin).
  *
+ * The node layer's quiescence is played too: when the leader and every live
+ * follower are idle the group is quiesced (clients pause now and then so
+ * that this happens); a crash or partition wakes everyone, as a failure
+ * detector would.
+ *
  * Faults (until the last quarter of the run): message loss, duplication,
  * delay (which reorders), partitions and their healing, crashes (also in the
  * middle of persisting a Ready: a random prefix of its entries reaches the
@@ -156,7 +161,8 @@ struct sim {
     /* stats */
     uint64_t st_leaders, st_crashes, st_torn, st_restarts, st_partitions, st_snap_sent,
         st_snap_installed, st_delivered, st_dropped, st_applied, st_values, st_reads,
-        st_lease_reads, st_transfers;
+        st_lease_reads, st_transfers, st_quiesced;
+    uint64_t quiet_until; /* clients pause: lets groups go idle and quiesce */
 };
 
 static struct sim *S;
@@ -300,8 +306,11 @@ static void start_node(struct node *nd)
     nd->checked_leader_term = 0;
 }
 
+static void wake_all(void);
+
 static void crash_node(struct node *nd)
 {
+    wake_all();
     raft_free(nd->r);
     nd->r = NULL;
     nd->down_until = S->step + 200 + rnd(3000);
@@ -405,11 +414,38 @@ static void propose_value(struct node *ld, uint64_t v)
     nk_status_free(&s); /* refusals (full, transfer) are retried later */
 }
 
+static void wake_all(void)
+{
+    for (int i = 0; i < S->n; i++)
+        if (S->nodes[i].r)
+            raft_unquiesce(S->nodes[i].r);
+}
+
+/* The node layer's part: quiesce a group whose leader and live followers
+ * are all idle; wake everyone when a node is suspected (crash, partition). */
+static void maybe_quiesce(void)
+{
+    struct node *ld = a_leader();
+    if (!ld || raft_is_quiesced(ld->r) || !chance(1, 20))
+        return;
+    for (int i = 0; i < S->n; i++)
+        if (S->nodes[i].r && !raft_is_idle(S->nodes[i].r))
+            return;
+    for (int i = 0; i < S->n; i++)
+        if (S->nodes[i].r)
+            raft_quiesce(S->nodes[i].r);
+    S->st_quiesced++;
+}
+
 static void clients(void)
 {
     struct node *ld = a_leader();
     if (!ld)
         return;
+    if (S->step < S->quiet_until && S->step < S->fault_end)
+        return;
+    if (chance(1, 4000))
+        S->quiet_until = S->step + 500 + rnd(3000);
     /* new values, sometimes in bursts that exercise batching */
     if (chance(1, 15) && S->n_pending < MAX_PENDING - 16) {
         int burst = chance(1, 10) ? 1 + (int)rnd(12) : 1;
@@ -629,7 +665,7 @@ static void process_ready(struct node *nd)
         uint8_t data[16];
         nk_enc_fixed64(data, nd->sm_index);
         nk_enc_fixed64(data + 8, nd->sm_hash);
-        s = raft_memstorage_create_snapshot(nd->disk, nd->sm_index, raft_conf(nd->r), data, 16);
+        s = raft_memstorage_create_snapshot(nd->disk, nd->sm_index, raft_applied_conf(nd->r), data, 16);
         if (!nk_ok(s))
             FAIL("create snapshot: %s", nk_status_msg(s));
         s = raft_memstorage_compact(nd->disk, nd->sm_index - rnd(20));
@@ -730,6 +766,7 @@ static void faults(void)
         }
         S->heal_at = S->step + 300 + rnd(4000);
         S->st_partitions++;
+        wake_all();
     }
     if (chance(1, g_bug[0] ? 300 : 3000)) {
         struct node *nd = &S->nodes[rnd(S->n)];
@@ -820,6 +857,7 @@ static int run(uint64_t seed, int n, uint64_t steps, bool joint)
         deliver();
         ticks();
         clients();
+        maybe_quiesce();
         for (int i = 0; i < S->n; i++)
             process_ready(&S->nodes[i]);
         check_invariants();
@@ -838,13 +876,14 @@ static int run(uint64_t seed, int n, uint64_t steps, bool joint)
                " ticks), drop %u%% dup %u%% delay<=%u; leaders %" PRIu64 ", crashes %" PRIu64
                " (torn %" PRIu64 "), partitions %" PRIu64 ", snapshots sent %" PRIu64
                " installed %" PRIu64 ", values %" PRIu64 ", applied %" PRIu64
-               ", reads %" PRIu64 " lease %" PRIu64 ", transfers %" PRIu64
+               ", reads %" PRIu64 " lease %" PRIu64 ", transfers %" PRIu64 ", quiesced %" PRIu64
                ", msgs %" PRIu64 "/%" PRIu64 " dropped, converged %" PRIu64
                " ticks after faults\n",
                seed, S->n, joint ? " (joint 3->5->3)" : "", S->step - 1, (S->step - 1) / TICK_UNITS,
                S->drop_pct, S->dup_pct, S->max_delay, S->st_leaders, S->st_crashes, S->st_torn,
                S->st_partitions, S->st_snap_sent, S->st_snap_installed, S->st_values,
-               S->st_applied, S->st_reads, S->st_lease_reads, S->st_transfers, S->st_dropped,
+               S->st_applied, S->st_reads, S->st_lease_reads, S->st_transfers, S->st_quiesced,
+               S->st_dropped,
                S->st_delivered + S->st_dropped, (converged_at - S->fault_end) / TICK_UNITS);
     fflush(stdout);
     for (int i = 0; i < S->n; i++) {
