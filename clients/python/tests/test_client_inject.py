@@ -192,6 +192,12 @@ async def test_refused_connection_is_retried_even_for_cas(nodes: Tuple[ScriptedN
         assert c.get_stats().topology.cached_leaders == 16
         v = await c.put("k", "v", PutOptions(if_match_version=Version(1, 1)))
         assert v.term == 1 and len(a.kv_calls("Put")) == 1
+        assert c.get_stats().requests.retries == 1
+        # The dead node is now passed over: the next keys (other shards) go
+        # straight to a live node without another failed attempt.
+        for i in range(10):
+            await c.put("other-%d" % i, "v")
+        assert c.get_stats().requests.retries == 1
 
 
 async def test_connect_skips_a_dead_seed() -> None:

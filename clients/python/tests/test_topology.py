@@ -3,6 +3,8 @@ topology callbacks, and the router's leader map, candidates and hints."""
 
 from __future__ import annotations
 
+import time
+
 from inject import make_view
 from norikv import get_shard_for_key
 from norikv.topology import Router, diff_views, view_from_proto
@@ -85,3 +87,24 @@ def test_first_view_reports_every_node_as_added() -> None:
     r = Router(["seed:9001"], 4)
     ev = r.apply_view(view_from_proto(make_view(1, NODES3, 4, leader_mod3)))
     assert ev is not None and ev.previous_epoch == 0 and ev.added_nodes == ["n1", "n2", "n3"]
+
+
+def test_addresses_that_refused_connections_are_passed_over_for_a_while() -> None:
+    r = Router(["s1:1", "s2:1"], 8)
+    nodes = [("n1", "a:1", "alive"), ("n2", "b:1", "alive")]
+    r.apply_view(view_from_proto(make_view(1, nodes, 8, lambda s: "n1")))
+    assert r.cached_leaders == 8
+    t0 = time.monotonic()
+    r.mark_down("a:1", now=t0)
+    assert r.cached_leaders == 0, "a down node is no one's leader"
+    picks = {r.next_candidate() for _ in range(12)}
+    assert "a:1" not in picks and picks == {"b:1", "s1:1", "s2:1"}
+    assert r.is_down("a:1", now=t0 + 0.5)
+    assert not r.is_down("a:1", now=t0 + r.down_period_s + 0.01)
+    # When every address is down, one is still returned.
+    for a in ("a:1", "b:1", "s1:1", "s2:1"):
+        r.mark_down(a)
+    assert r.next_candidate() in {"a:1", "b:1", "s1:1", "s2:1"}
+    # A leader hint naming an address brings it back at once.
+    r.learn_leader(3, "b:1")
+    assert not r.is_down("b:1") and r.route(3) == "b:1"

@@ -35,7 +35,7 @@ from .errors import (
     trailer_value,
 )
 from .pool import ConnectionPool, NodeConnection
-from .retry import FailureKind, backoff_delay_s, classify, should_retry
+from .retry import FailureKind, backoff_delay_s, classify, is_connect_failure, should_retry
 from .topology import Router, view_from_proto
 from .types import (
     ClientStats,
@@ -334,6 +334,9 @@ class NoriKVClient:
                         immediate = True
                     else:
                         router.forget_leader(shard, addr)
+                elif is_connect_failure(code, details):
+                    # Nothing listens there (node down): pass it over for a while.
+                    router.mark_down(addr)
                 elif kind is not FailureKind.PERMANENT:
                     # The node failed us: ask someone else next time.
                     router.forget_leader(shard, addr)

@@ -8,6 +8,7 @@ methods are synchronous, so concurrent tasks never see it half-updated).
 
 from __future__ import annotations
 
+import time
 from typing import Dict, List, Optional, Sequence, Set, Tuple
 
 from ._hash import jump_consistent_hash, xxhash64
@@ -16,6 +17,9 @@ from .types import ClusterNode, ClusterView, ShardInfo, ShardReplica, TopologyCh
 __all__ = ["Router", "view_from_proto", "diff_views", "EMPTY_VIEW"]
 
 EMPTY_VIEW = ClusterView(epoch=0, nodes=(), shards=())
+
+# How long an address that refused a connection is passed over.
+DOWN_PERIOD_S = 1.0
 
 # Roles whose nodes are not worth sending requests to.
 _DOWN_ROLES = frozenset({"dead", "left"})
@@ -82,6 +86,10 @@ class Router:
         self._leaders: Dict[int, str] = {}  # shard -> client address
         self._candidates: List[str] = list(self.seeds)
         self._rr = 0
+        # Addresses that refused a connection recently -> monotonic time until
+        # which they are passed over (bounded by the addresses known).
+        self._down_until: Dict[str, float] = {}
+        self.down_period_s = DOWN_PERIOD_S
 
     # -- keys and shards ------------------------------------------------------
     def shard_for(self, key: bytes) -> int:
@@ -91,19 +99,50 @@ class Router:
     def leader_addr(self, shard: int) -> Optional[str]:
         return self._leaders.get(shard)
 
+    def mark_down(self, addr: str, now: Optional[float] = None) -> None:
+        """addr refused a connection: prefer other addresses for a while and
+        stop routing to it as a leader."""
+        t = time.monotonic() if now is None else now
+        self._down_until[addr] = t + self.down_period_s
+        for shard in [s for s, a in self._leaders.items() if a == addr]:
+            del self._leaders[shard]
+
+    def mark_up(self, addr: str) -> None:
+        self._down_until.pop(addr, None)
+
+    def is_down(self, addr: str, now: Optional[float] = None) -> bool:
+        until = self._down_until.get(addr)
+        if until is None:
+            return False
+        if (time.monotonic() if now is None else now) >= until:
+            del self._down_until[addr]
+            return False
+        return True
+
     def candidates(self) -> List[str]:
         """Addresses worth trying when a shard's leader is unknown: the view's
         live nodes first, then the seeds not among them."""
         return list(self._candidates)
 
     def next_candidate(self, avoid: Optional[str] = None) -> str:
+        """The next address in rotation, passing over avoid and addresses
+        marked down (unless nothing else is left)."""
         c = self._candidates
-        for _ in range(len(c)):
-            addr = c[self._rr % len(c)]
+        n = len(c)
+        fallback: Optional[str] = None
+        for _ in range(n):
+            addr = c[self._rr % n]
             self._rr += 1
-            if addr != avoid or len(c) == 1:
-                return addr
-        return c[0]
+            if addr == avoid and n > 1:
+                continue
+            if self._down_until and self.is_down(addr):
+                if fallback is None:
+                    fallback = addr
+                continue
+            return addr
+        if fallback is not None:
+            return fallback
+        return c[self._rr % n]
 
     def route(self, shard: int) -> str:
         addr = self._leaders.get(shard)
@@ -112,6 +151,7 @@ class Router:
     def learn_leader(self, shard: int, addr: str) -> None:
         """A NOT_LEADER answer named addr as shard's leader."""
         self._leaders[shard] = addr
+        self._down_until.pop(addr, None)
 
     def forget_leader(self, shard: int, addr: Optional[str] = None) -> None:
         """The cached leader failed (or said it is not the leader)."""
@@ -140,7 +180,7 @@ class Router:
             lid = s.leader_id
             if lid is not None and lid in addr_of:
                 leaders[s.id] = addr_of[lid]
-        self._leaders = leaders
+        self._leaders = {s: a for s, a in leaders.items() if not self.is_down(a)}
         live = [n.addr for n in view.nodes if n.addr and n.role not in _DOWN_ROLES]
         seen: Set[str] = set(live)
         self._candidates = live + [s for s in self.seeds if s not in seen]
