@@ -179,6 +179,16 @@ func TestClusterClientSurvivesLeaderKillAndSeesTopologyChange(t *testing.T) {
 	if victim == nil || leads[victimID(view, victim)] == 0 {
 		t.Fatalf("no node of %v leads a shard in view %d", addrs, view.Epoch)
 	}
+	killView := c.GetClusterView()
+	victimNode := victimID(killView, victim)
+	victimLed := map[uint32]bool{}
+	for _, s := range killView.Shards {
+		for _, r := range s.Replicas {
+			if r.Leader && r.NodeID == victimNode {
+				victimLed[s.ID] = true
+			}
+		}
+	}
 	victim.srv.Kill()
 
 	// Every acknowledged write is still readable, and new writes work,
@@ -199,17 +209,27 @@ func TestClusterClientSurvivesLeaderKillAndSeesTopologyChange(t *testing.T) {
 		}
 	}
 
-	// The view changes (leaders move off the dead node) and the listener
-	// hears of it.
+	// The view changes (leaders move off the dead node, or the node is
+	// declared dead) and the listener hears of it.
 	deadline := time.After(60 * time.Second)
 	for {
 		select {
 		case ev := <-events:
-			if ev.CurrentEpoch > view.Epoch && len(ev.LeaderChanges) > 0 {
-				return
+			if ev.CurrentEpoch <= killView.Epoch {
+				continue
+			}
+			for _, id := range ev.RemovedNodes {
+				if id == victimNode {
+					return
+				}
+			}
+			for shard, leader := range ev.LeaderChanges {
+				if victimLed[shard] && leader != victimNode {
+					return
+				}
 			}
 		case <-deadline:
-			t.Fatalf("no topology change event with leader changes after killing %s", victim.rpc)
+			t.Fatalf("no topology change event moved leadership off %s (%s) after SIGKILL", victimNode, victim.rpc)
 		}
 	}
 }

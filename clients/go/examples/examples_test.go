@@ -94,7 +94,9 @@ func TestGuideSamplesRunAgainstARealServer(t *testing.T) {
 		}
 	}
 
-	waitPortFree(t, sampleAddr, 60*time.Second)
+	// Another SDK's sample run may hold the port for a while (its TTL
+	// sample sleeps a minute too).
+	waitPortFree(t, sampleAddr, 3*time.Minute)
 	srv := ephemeral.StartT(t, &ephemeral.Options{Args: []string{"--rpc-addr=" + sampleAddr}})
 	if srv.GRPCAddr != sampleAddr {
 		t.Fatalf("server serves on %s, want %s", srv.GRPCAddr, sampleAddr)
