@@ -860,6 +860,12 @@ nk_status rpc_server_create(const struct rpc_server_options *opt, struct rpc_ser
         o.stream_queue_max = 64;
     if (!o.requests_per_method)
         o.requests_per_method = 8;
+    if (!o.min_client_ping_interval_ms)
+        o.min_client_ping_interval_ms = 10000;
+    if (!o.keepalive_ms)
+        o.keepalive_ms = 60000;
+    if (o.min_client_ping_interval_ms > INT32_MAX || o.keepalive_ms > INT32_MAX)
+        return nk_status_make(NK_INVALID_ARGUMENT, "rpc: ping intervals must be < 2^31 ms");
 
     grpc_init();
     struct rpc_server *s = nk_calloc(1, sizeof *s);
@@ -870,18 +876,29 @@ nk_status rpc_server_create(const struct rpc_server_options *opt, struct rpc_ser
     pthread_cond_init(&s->cv, NULL);
     s->t_shutdown = (struct rpc_tag){TAG_SHUTDOWN, NULL};
 
-    grpc_arg args[3];
+    struct {
+        const char *key;
+        int value;
+    } iargs[] = {
+        /* A second server on a taken port must fail, not share it. */
+        {GRPC_ARG_ALLOW_REUSEPORT, 0},
+        {GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH, (int)o.hard_max_request_bytes},
+        {GRPC_ARG_MAX_SEND_MESSAGE_LENGTH, -1},
+        /* keepalive: see rpc_server_options */
+        {GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, (int)o.min_client_ping_interval_ms},
+        {GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1},
+        {GRPC_ARG_KEEPALIVE_TIME_MS, (int)o.keepalive_ms},
+        {GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 20000},
+        /* keep probing an idle watch stream, not just twice */
+        {GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0},
+    };
+    grpc_arg args[NK_ARRAY_LEN(iargs)];
     memset(args, 0, sizeof args);
-    /* A second server on a taken port must fail, not share it. */
-    args[0].type = GRPC_ARG_INTEGER;
-    args[0].key = (char *)GRPC_ARG_ALLOW_REUSEPORT;
-    args[0].value.integer = 0;
-    args[1].type = GRPC_ARG_INTEGER;
-    args[1].key = (char *)GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH;
-    args[1].value.integer = (int)o.hard_max_request_bytes;
-    args[2].type = GRPC_ARG_INTEGER;
-    args[2].key = (char *)GRPC_ARG_MAX_SEND_MESSAGE_LENGTH;
-    args[2].value.integer = -1;
+    for (size_t i = 0; i < NK_ARRAY_LEN(iargs); i++) {
+        args[i].type = GRPC_ARG_INTEGER;
+        args[i].key = (char *)iargs[i].key;
+        args[i].value.integer = iargs[i].value;
+    }
     grpc_channel_args ca = {NK_ARRAY_LEN(args), args};
     s->server = grpc_server_create(&ca, NULL);
     s->nworkers = o.workers;

@@ -104,6 +104,16 @@ struct rpc_server_options {
     uint32_t stream_queue_max;
     /* Calls requested ahead from gRPC per method and worker (0: 8). */
     uint32_t requests_per_method;
+    /*
+     * Clients may send keepalive pings this often, also on idle connections
+     * and streams that carry no data (0: 10 s). gRPC's own default (5 min,
+     * then GOAWAY "too_many_pings") would cut an idle WatchCluster stream of
+     * an SDK that pings every 30 s.
+     */
+    uint32_t min_client_ping_interval_ms;
+    /* The server pings an idle connection after this long and drops it when
+     * no answer comes within 20 s, so dead watchers go away (0: 60 s). */
+    uint32_t keepalive_ms;
 };
 
 struct rpc_kv {

@@ -52,6 +52,30 @@ static grpc_channel *client_open(int port)
     return ch;
 }
 
+/* A client that sends a keepalive ping every `ms`, also without calls. */
+static grpc_channel *client_open_pinging(int port, int ms)
+{
+    grpc_init();
+    char target[64];
+    snprintf(target, sizeof target, "127.0.0.1:%d", port);
+    grpc_arg a[4];
+    memset(a, 0, sizeof a);
+    const char *keys[4] = {GRPC_ARG_KEEPALIVE_TIME_MS, GRPC_ARG_KEEPALIVE_TIMEOUT_MS,
+                           GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS,
+                           GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA};
+    int vals[4] = {ms, 5000, 1, 0};
+    for (int i = 0; i < 4; i++) {
+        a[i].type = GRPC_ARG_INTEGER;
+        a[i].key = (char *)keys[i];
+        a[i].value.integer = vals[i];
+    }
+    grpc_channel_args args = {4, a};
+    grpc_channel_credentials *cr = grpc_insecure_credentials_create();
+    grpc_channel *ch = grpc_channel_create(target, cr, &args);
+    grpc_channel_credentials_release(cr);
+    return ch;
+}
+
 static void client_close(grpc_channel *ch)
 {
     grpc_channel_destroy(ch);
@@ -1363,4 +1387,51 @@ NK_TEST(stream_writes_from_many_threads_all_arrive_each_in_its_order)
     cstream_close(&cs);
     client_close(ch);
     stop_server(s);
+}
+
+/*
+ * An idle watch stream of a client that pings as often as gRPC lets it (once
+ * a second). With `cut_expected`, returns whether the server cut the stream
+ * within 15 s; otherwise whether it is still open after 5 s and delivers.
+ */
+static bool idle_stream_with_pings(uint32_t server_min_ping_ms, bool cut_expected)
+{
+    struct rpc_server_options o = {.min_client_ping_interval_ms = server_min_ping_ms};
+    struct rpc_server *s = start_server(&o);
+    grpc_channel *ch = client_open_pinging(rpc_server_port(s), 300);
+    uint8_t buf[256];
+    struct cstream cs;
+    cstream_open(&cs, ch, "/norikv.v1.Meta/WatchCluster", buf, pack_view(0, buf));
+    NK_ASSERT(svc_wait(stream_open_pred, 10000));
+    struct rpc_call *st = svc.stream;
+    bool result;
+    if (cut_expected) {
+        result = svc_wait(stream_closed_pred, 15000);
+    } else {
+        nk_sleep_us(5000000);
+        nk_status w = rpc_stream_write(st, buf, pack_view(1, buf));
+        result = nk_ok(w);
+        nk_status_free(&w);
+        uint8_t *m;
+        size_t len;
+        if (result) {
+            int r = cstream_read(&cs, &m, &len, 5000);
+            result = r == 1;
+            if (r == 1)
+                free(m);
+        }
+    }
+    rpc_stream_release(st);
+    cstream_close(&cs);
+    client_close(ch);
+    stop_server(s);
+    return result;
+}
+
+NK_TEST(idle_watch_streams_survive_frequent_client_keepalive_pings)
+{
+    /* gRPC's own policy (one ping per 5 min without data) cuts the stream
+     * with GOAWAY too_many_pings: this is what the option is for */
+    NK_CHECK(idle_stream_with_pings(300000, true));
+    NK_CHECK(idle_stream_with_pings(100, false));
 }
