@@ -56,6 +56,9 @@ static int g_quiet;
 /* --bug: make the simulated node break a rule of the Ready contract, to show
  * that the checker catches what such a bug does (these runs must fail). */
 static const char *g_bug = "";
+/* --no-quiesce: no quiescence and no client pauses, which also keeps the
+ * random stream of runs recorded before they existed (regression seeds). */
+static bool g_no_quiesce;
 
 static void dump(void);
 #define FAIL(...)                                                                                  \
@@ -426,7 +429,7 @@ static void wake_all(void)
 static void maybe_quiesce(void)
 {
     struct node *ld = a_leader();
-    if (!ld || raft_is_quiesced(ld->r) || !chance(1, 20))
+    if (g_no_quiesce || !ld || raft_is_quiesced(ld->r) || !chance(1, 20))
         return;
     for (int i = 0; i < S->n; i++)
         if (S->nodes[i].r && !raft_is_idle(S->nodes[i].r))
@@ -444,7 +447,7 @@ static void clients(void)
         return;
     if (S->step < S->quiet_until && S->step < S->fault_end)
         return;
-    if (chance(1, 4000))
+    if (!g_no_quiesce && chance(1, 4000))
         S->quiet_until = S->step + 500 + rnd(3000);
     /* new values, sometimes in bursts that exercise batching */
     if (chance(1, 15) && S->n_pending < MAX_PENDING - 16) {
@@ -922,6 +925,8 @@ int main(int argc, char **argv)
             joint = true;
         else if (!strcmp(argv[i], "--quiet"))
             g_quiet = 1;
+        else if (!strcmp(argv[i], "--no-quiesce"))
+            g_no_quiesce = true;
         else if (!strcmp(argv[i], "--bug") && i + 1 < argc)
             g_bug = argv[++i];
         else {
