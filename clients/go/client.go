@@ -137,7 +137,7 @@ func (c *Client) Put(ctx context.Context, key, value []byte, options *PutOptions
 		req.IfNotExists = options.IfNotExists
 	}
 	var resp *pb.PutResponse
-	err := c.invoke(ctx, "put", key, putIsRetrySafe(options), func(ctx context.Context, nc *nodeConn, opts ...grpc.CallOption) error {
+	err := c.invoke(ctx, "put", key, putIsRetrySafe(options), false, func(ctx context.Context, nc *nodeConn, opts ...grpc.CallOption) error {
 		r, err := nc.kv.Put(ctx, req, opts...)
 		resp = r
 		return err
@@ -151,11 +151,13 @@ func (c *Client) Put(ctx context.Context, key, value []byte, options *PutOptions
 // Get reads key. A missing or expired key fails with ErrKeyNotFound.
 func (c *Client) Get(ctx context.Context, key []byte, options *GetOptions) (*GetResult, error) {
 	req := &pb.GetRequest{Key: key}
+	anyReplica := false
 	if options != nil {
 		req.Consistency = string(options.Consistency)
+		anyReplica = anyReplicaMayServe(options.Consistency)
 	}
 	var resp *pb.GetResponse
-	err := c.invoke(ctx, "get", key, true, func(ctx context.Context, nc *nodeConn, opts ...grpc.CallOption) error {
+	err := c.invoke(ctx, "get", key, true, anyReplica, func(ctx context.Context, nc *nodeConn, opts ...grpc.CallOption) error {
 		r, err := nc.kv.Get(ctx, req, opts...)
 		resp = r
 		return err
@@ -173,7 +175,7 @@ func (c *Client) Delete(ctx context.Context, key []byte, options *DeleteOptions)
 		req.IdempotencyKey = options.IdempotencyKey
 		req.IfMatch = options.IfMatchVersion.toPB()
 	}
-	return c.invoke(ctx, "delete", key, deleteIsRetrySafe(options), func(ctx context.Context, nc *nodeConn, opts ...grpc.CallOption) error {
+	return c.invoke(ctx, "delete", key, deleteIsRetrySafe(options), false, func(ctx context.Context, nc *nodeConn, opts ...grpc.CallOption) error {
 		_, err := nc.kv.Delete(ctx, req, opts...)
 		return err
 	})
@@ -181,10 +183,18 @@ func (c *Client) Delete(ctx context.Context, key []byte, options *DeleteOptions)
 
 type callFunc func(ctx context.Context, nc *nodeConn, opts ...grpc.CallOption) error
 
+// anyReplicaMayServe: the consistency levels that CONTRACT.md lets any
+// replica serve.
+func anyReplicaMayServe(l ConsistencyLevel) bool {
+	return l == ConsistencyStaleOK || l == "eventual" || l == "bounded_staleness"
+}
+
 // invoke sends one request to its shard's leader, following NOT_LEADER
 // hints at once and retrying transient failures with backoff as far as
-// RetryConfig and the request's retry safety allow.
-func (c *Client) invoke(ctx context.Context, op string, key []byte, writeSafe bool, call callFunc) error {
+// RetryConfig and the request's retry safety allow. With anyReplica the
+// first attempt goes to one of the shard's replicas in turn (spreading
+// stale_ok reads); retries go to the leader.
+func (c *Client) invoke(ctx context.Context, op string, key []byte, writeSafe, anyReplica bool, call callFunc) error {
 	if c.closed.Load() {
 		return ErrClosed
 	}
@@ -199,7 +209,14 @@ func (c *Client) invoke(ctx context.Context, op string, key []byte, writeSafe bo
 	redirects := 0
 	attempts := 0
 	for {
-		nc, err := c.router.target(ctx, shard, avoid)
+		var nc *nodeConn
+		var err error
+		if anyReplica && attempts == 0 && redirects == 0 {
+			nc = c.router.replica(shard)
+		}
+		if nc == nil {
+			nc, err = c.router.target(ctx, shard, avoid)
+		}
 		if err != nil {
 			if ctx.Err() != nil {
 				return contextError(op, ctx.Err(), last, attempts)

@@ -533,3 +533,44 @@ func TestConnectionsOfNodesThatLeftAreClosed(t *testing.T) {
 		t.Fatalf("%d pooled connections after b left the view, want 1", n)
 	}
 }
+
+func TestStaleReadsAreSpreadOverReplicasAndLeaderReadsAreNot(t *testing.T) {
+	fc := newFakeCluster()
+	a := startFakeNode(t, "a", fc)
+	b := startFakeNode(t, "b", fc)
+	fc.setView(makeView(1, fakeShards, []*fakeNode{a, b}, leaderAlways("a")))
+	a.setHandler(okPut(1))
+	b.setHandler(okPut(1))
+	c := mustClient(t, testConfig(fakeShards, a.addr))
+	for i := 0; i < 20; i++ {
+		if _, err := c.Get(bg, k, &GetOptions{Consistency: ConsistencyLinearizable}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if a.calls.Load() != 20 || b.calls.Load() != 0 {
+		t.Fatalf("linearizable reads: leader a %d, follower b %d; want all on the leader", a.calls.Load(), b.calls.Load())
+	}
+	for i := 0; i < 20; i++ {
+		if _, err := c.Get(bg, k, &GetOptions{Consistency: ConsistencyStaleOK}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if b.calls.Load() == 0 || a.calls.Load() == 20 {
+		t.Fatalf("stale_ok reads: a %d, b %d more; want both replicas used", a.calls.Load()-20, b.calls.Load())
+	}
+	// A failing replica does not fail the read: the retry goes to the leader.
+	b.setHandler(func(ctx context.Context, n *fakeNode, req any) (any, error) {
+		return nil, status.Error(codes.Unavailable, "server shutting down")
+	})
+	bBefore := b.calls.Load()
+	for i := 0; i < 10; i++ {
+		if _, err := c.Get(bg, k, &GetOptions{Consistency: ConsistencyStaleOK}); err != nil {
+			t.Fatalf("stale read with a failing replica: %v", err)
+		}
+	}
+	// ... and the failed replica is left alone for a while.
+	// (one failure marks it for a second; a very slow run may see two)
+	if got := b.calls.Load() - bBefore; got < 1 || got > 3 {
+		t.Fatalf("the failing replica got %d of 10 stale reads, want 1 (then avoided)", got)
+	}
+}

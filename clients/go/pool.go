@@ -2,6 +2,7 @@ package norikv
 
 import (
 	"sync"
+	"sync/atomic"
 	"time"
 
 	pb "github.com/norikv/norikv-go/proto"
@@ -18,6 +19,15 @@ type nodeConn struct {
 	cc   *grpc.ClientConn
 	kv   pb.KvClient
 	meta pb.MetaClient
+	// failedAt is when a call last found the node unreachable (unix ns);
+	// optional routing (stale reads) avoids it for a while.
+	failedAt atomic.Int64
+}
+
+// recentlyFailed reports whether the node failed within the last second.
+func (nc *nodeConn) recentlyFailed() bool {
+	t := nc.failedAt.Load()
+	return t != 0 && time.Since(time.Unix(0, t)) < time.Second
 }
 
 // pool holds one nodeConn per address. Its size is bounded by the number of

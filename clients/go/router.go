@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync/atomic"
+	"time"
 
 	"github.com/norikv/norikv-go/hash"
 	"github.com/norikv/norikv-go/internal/singleflight"
@@ -128,6 +129,7 @@ func (r *router) forget(shard int, nc *nodeConn) {
 // nodeFailed drops nc as the cached leader of every shard: it is
 // unreachable, so every shard it led needs a new look-up.
 func (r *router) nodeFailed(nc *nodeConn) {
+	nc.failedAt.Store(time.Now().UnixNano())
 	for i := range r.leaders {
 		r.leaders[i].CompareAndSwap(nc, nil)
 	}
@@ -184,6 +186,24 @@ func (r *router) fallback(shard int, avoid string) (*nodeConn, error) {
 		return r.pool.get(avoid)
 	}
 	return nil, errors.New("no node address known")
+}
+
+// replica returns one of the shard's replicas, in turn, for reads that any
+// replica may serve (stale_ok); nil when the view lists none.
+func (r *router) replica(shard int) *nodeConn {
+	ix := r.index.Load()
+	if ix == nil || len(ix.replicas[shard]) == 0 {
+		return nil
+	}
+	reps := ix.replicas[shard]
+	start := r.rr.Add(1)
+	for i := uint64(0); i < uint64(len(reps)); i++ {
+		nc, err := r.pool.get(reps[(start+i)%uint64(len(reps))])
+		if err == nil && !nc.recentlyFailed() {
+			return nc
+		}
+	}
+	return nil
 }
 
 func (r *router) cachedLeaders() int {
