@@ -887,3 +887,51 @@ NK_TEST(quiesced_followers_do_not_campaign_until_woken)
     NK_CHECK(tn_wait_leader(t, 1) != 0);
     tn_free(t);
 }
+
+NK_TEST(configuration_takes_effect_when_appended_and_reverts_when_truncated)
+{
+    struct tnet *t = tn_new(4, 3, 0, NULL);
+    tn_elect(t, 1);
+    tn_isolate(t, 1, true);
+    const uint64_t v[] = {1, 2, 3}, l[] = {4};
+    propose_conf(t, 1, 3, v, 1, l);
+    /* in effect on the leader at once, uncommitted */
+    NK_CHECK_EQ_U64(raft_conf(tn_r(t, 1))->n_learners, 1);
+    NK_CHECK_EQ_U64(raft_applied_conf(tn_r(t, 1))->n_learners, 0);
+    tn_settle(t);
+    NK_CHECK(raft_commit_index(tn_r(t, 1)) < raft_last_index(tn_r(t, 1)));
+    /* a new leader overwrites the entry: node 1 goes back to {1,2,3} */
+    int ld = tn_wait_leader(t, 1);
+    NK_REQUIRE(ld != 0);
+    NK_REQUIRE_OK(tn_propose(t, ld, 5));
+    tn_settle(t);
+    tn_isolate(t, 1, false);
+    tn_tick_all(t, 25);
+    NK_CHECK_EQ_U64(raft_lead(tn_r(t, 1)), ld);
+    NK_CHECK_EQ_U64(raft_conf(tn_r(t, 1))->n_learners, 0);
+    NK_CHECK_EQ_U64(raft_conf(tn_r(t, 1))->n_voters, 3);
+    /* a restart rebuilds the same configuration from the log */
+    tn_crash(t, 1);
+    tn_start(t, 1);
+    NK_CHECK_EQ_U64(raft_conf(tn_r(t, 1))->n_learners, 0);
+    tn_free(t);
+}
+
+NK_TEST(restart_takes_the_latest_configuration_in_the_log_even_if_uncommitted)
+{
+    struct tnet *t = tn_new(5, 3, 0, NULL);
+    tn_elect(t, 1);
+    tn_isolate(t, 2, true);
+    tn_isolate(t, 3, true);
+    const uint64_t v[] = {1, 2, 3, 4, 5};
+    propose_conf(t, 1, 5, v, 0, NULL);
+    tn_settle(t); /* on 1's disk, not committed */
+    NK_REQUIRE(raft_conf_is_joint(raft_conf(tn_r(t, 1))));
+    tn_crash(t, 1);
+    tn_start(t, 1);
+    const struct raft_conf_state *c = raft_conf(tn_r(t, 1));
+    NK_CHECK(raft_conf_is_joint(c));
+    NK_CHECK_EQ_U64(c->n_voters, 5);
+    NK_CHECK_EQ_U64(raft_applied_conf(tn_r(t, 1))->n_voters, 3);
+    tn_free(t);
+}
