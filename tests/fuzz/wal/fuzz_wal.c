@@ -6,9 +6,13 @@
  * pure scanner (wal_scan_segment) says the valid prefix holds, and nothing
  * may crash or read out of bounds.
  *
- * The first byte picks a layout: 0 = the input is the only segment; 1 = a
- * valid sealed segment 1 followed by the input as segment 2; 2 = the input
- * as segment 1 followed by a valid segment 2 (so damage in it is mid-log).
+ * The first byte picks a layout (value % 3): 0 = the input is the only
+ * segment; 1 = a valid sealed segment 1 followed by the input as segment 2;
+ * 2 = the input as segment 1 followed by a valid segment 2 (so damage in it
+ * is mid-log). Bit 0x10 rewrites a valid header over the input's first 32
+ * bytes and bit 0x20 recomputes the checksum of every plausibly framed
+ * record, so that a coverage-guided fuzzer, which cannot forge CRCs, still
+ * reaches the record and recovery logic with lengths and types it chose.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -89,10 +93,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     setup_dir();
     clear_dir();
     int mode = size ? data[0] % 3 : 0;
-    const uint8_t *body = size ? data + 1 : data;
+    bool fix_header = size && (data[0] & 0x10);
+    bool fix_crcs = size && (data[0] & 0x20);
     size_t n = size ? size - 1 : 0;
+    /* an exact-size heap copy, so that the sanitizers see any overread */
+    uint8_t *body = nk_malloc(n ? n : 1);
+    if (n)
+        memcpy(body, data + 1, n);
     uint64_t seg = 1;
-    if (mode == 0 && n >= 24) {
+    if (mode == 0 && n >= 24 && !fix_header) {
         /* take the number the header claims, so that valid headers are reachable */
         seg = nk_dec_fixed64(body + 16);
         if (seg == 0 || seg > 1000000000000ull)
@@ -100,6 +109,21 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     if (mode == 1)
         seg = 2;
+    if (fix_header && n >= WAL_SEGMENT_HEADER_SIZE)
+        wal_encode_segment_header(body, seg);
+    if (fix_crcs) {
+        uint64_t off = WAL_SEGMENT_HEADER_SIZE;
+        while (off + WAL_RECORD_HEADER_SIZE <= n) {
+            uint32_t len = nk_dec_fixed32(body + off + 4);
+            uint8_t type = body[off + 8];
+            if (type == 0 || len > n - off - WAL_RECORD_HEADER_SIZE)
+                break;
+            wal_encode_record_header(body + off,
+                                     nk_crc32c(body + off + WAL_RECORD_HEADER_SIZE, len), len,
+                                     type, seg, off);
+            off += WAL_RECORD_HEADER_SIZE + len;
+        }
+    }
     static uint8_t other[4096];
     if (mode == 1)
         write_seg(1, other, build_segment(1, 20, other, sizeof other));
@@ -127,6 +151,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             nk_panic("fuzz_wal: open failed with %s, not DATA_LOSS: %s", nk_code_name(s.code),
                      nk_status_msg(s));
         nk_status_free(&s);
+        free(body);
         return 0;
     }
     /* open accepted the segment, so the scanner must have too */
@@ -156,6 +181,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         expect++;
     }
     wal_close(w);
+    free(body);
     return 0;
 }
 
