@@ -369,3 +369,28 @@ async def test_server_cancelled_calls_are_retried_only_when_repeat_safe(nodes: T
             await c.put("k", "v", PutOptions(if_not_exists=True))
         assert getattr(ei.value, "code", None) == "CANCELLED"
         assert len(a.kv_calls()) + len(b.kv_calls()) == 3
+
+
+async def test_cluster_watch_moves_to_a_live_node_when_its_node_dies() -> None:
+    a, b = ScriptedNode("a"), ScriptedNode("b")
+    await a.start()
+    await b.start()
+    try:
+        view = make_view(1, [("a", a.addr, "alive"), ("b", b.addr, "alive")], 16, lambda s: "a")
+        a.publish(view)
+        b.publish(view)
+        async with NoriKVClient(cfg([a.addr, b.addr])) as c:
+            assert a.watch_calls == 1 and b.watch_calls == 0
+            await a.stop()  # the watched node goes away
+            b.publish(make_view(7, [("a", a.addr, "dead"), ("b", b.addr, "alive")], 16, lambda s: "b"))
+            for _ in range(300):
+                if c.get_stats().topology.epoch == 7:
+                    break
+                await asyncio.sleep(0.01)
+            assert c.get_stats().topology.epoch == 7 and b.watch_calls >= 1
+            # Requests follow the new view to b.
+            await c.put("k", "v")
+            assert len(b.kv_calls("Put")) == 1
+    finally:
+        await a.stop()
+        await b.stop()

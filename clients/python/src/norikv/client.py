@@ -137,7 +137,9 @@ class NoriKVClient:
         errors: List[str] = []
         call: Optional[Any] = None
         got_view = False
+        watch_addr: Optional[str] = None
         for addr in self._router.candidates():
+            watch_addr = addr
             conn = self._pool.get(addr)
             try:
                 call, first = await self._open_watch(conn, wait_first=True)
@@ -173,7 +175,9 @@ class NoriKVClient:
         # The stream that delivered the first view stays open: the watch task
         # continues reading it.
         self._watching = got_view
-        self._watch_task = asyncio.ensure_future(self._watch_loop(call if got_view else None, got_view or call is not None))
+        self._watch_task = asyncio.ensure_future(
+            self._watch_loop(call if got_view else None, watch_addr, enabled=got_view or call is not None)
+        )
 
     async def close(self) -> None:
         """Stop watching the cluster and close every connection. Idempotent."""
@@ -395,19 +399,18 @@ class NoriKVClient:
         if not fut.cancelled() and fut.exception() is not None:
             log.error("norikv: topology callback failed: %r", fut.exception())
 
-    async def _watch_loop(self, call: Optional[Any], enabled: bool) -> None:
-        """Keep a WatchCluster stream open; on failure, back off and try the
-        next node. Ends when the client closes (cancellation)."""
+    async def _watch_loop(self, call: Optional[Any], addr: Optional[str], enabled: bool) -> None:
+        """Keep a WatchCluster stream open (call, on addr, is the one connect()
+        opened); when it fails, back off and open one on the next node. Ends
+        when the client closes (cancellation)."""
         if not enabled:
             return
         retry = self.config.retry
         failures = 0
-        last_addr: Optional[str] = None
         try:
             while True:
                 if call is None:
-                    addr = self._router.next_candidate(last_addr)
-                    last_addr = addr
+                    addr = self._router.next_candidate(addr)
                     call, _ = await self._open_watch(self._pool.get(addr), wait_first=False)
                 try:
                     self._watching = True
@@ -421,7 +424,9 @@ class NoriKVClient:
                     if e.code() == grpc.StatusCode.UNIMPLEMENTED:
                         log.warning("norikv: WatchCluster unimplemented; routing by leader hints")
                         return
-                    log.debug("norikv: cluster watch ended: %s %s", e.code().name, e.details())
+                    log.debug("norikv: cluster watch on %s ended: %s %s", addr, e.code().name, e.details())
+                    if addr is not None and is_connect_failure(e.code().name, e.details() or ""):
+                        self._router.mark_down(addr)
                 finally:
                     self._watching = False
                     call.cancel()
