@@ -27,6 +27,12 @@
  * when a record would not fit, or on wal_rotate(). Whole segments are removed
  * with wal_remove_before() once their owner no longer needs them.
  *
+ * Errors: a failed write or fdatasync poisons the open log; every later
+ * append, sync or rotate returns that error (the kernel may have dropped the
+ * unsynced pages, so nothing later could be acknowledged honestly). Reopen to
+ * recover. A directory is opened by one wal at a time (flock on dir/LOCK);
+ * a second wal_open fails with NK_FAILED_PRECONDITION.
+ *
  * Memory: the wal owns its buffers; payloads passed in are copied (or
  * written) before the call returns. Iterators hand out slices that stay valid
  * until the next call on that iterator.
@@ -34,7 +40,8 @@
  * Thread-safety: wal_append*, wal_sync, wal_rotate, wal_remove_before and the
  * getters may be called from any thread concurrently. An iterator belongs to
  * one thread; iterating while appending is allowed (the iterator sees records
- * that were complete when it reached them).
+ * that were complete when it reached them). wal_close must not race with any
+ * other call, and every iterator must be closed before it.
  */
 #ifndef NK_WAL_H
 #define NK_WAL_H
@@ -114,7 +121,13 @@ void wal_get_stats(struct wal *w, struct wal_stats *out);
 
 struct wal_iter;
 
-/* Iterates records from position `from` (use {0,0} for the beginning). */
+/*
+ * Iterates records from position `from`: {0,0} is the first record of the
+ * log, {segment,0} the first record of that segment, otherwise a position
+ * returned by an append or an iterator. A segment no longer on disk or an
+ * offset past its data is NK_OUT_OF_RANGE; an offset that is not a record
+ * boundary fails the (position-bound) checksum: NK_DATA_LOSS.
+ */
 nk_status wal_iter_open(struct wal *w, struct wal_pos from, struct wal_iter **out);
 /*
  * Next record: *has is false at the end of the log. The payload slice is
