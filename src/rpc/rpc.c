@@ -418,6 +418,11 @@ void rpc_call_fail(struct rpc_call *c, enum nk_code code, const char *msg,
         stream_finish(c, code, msg, false);
         return;
     }
+    if (code == NK_CODE_OK) {
+        /* OK without a message is a protocol error for a unary client */
+        NK_WARN(MOD, "%s: rpc_call_fail with OK; sending UNKNOWN", c->m->m.name);
+        code = NK_UNKNOWN;
+    }
     if (owner_takes(c))
         start_final(c, NULL, code, msg, trailers, ntrailers);
     call_unref(c);
