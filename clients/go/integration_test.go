@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -458,5 +459,63 @@ func TestServerStoppedMeansErrConnection(t *testing.T) {
 	_, err = c.Get(context.Background(), []byte("k"), nil)
 	if !errors.Is(err, norikv.ErrConnection) {
 		t.Fatalf("Get from a stopped server: %v, want ErrConnection", err)
+	}
+}
+
+// A crash and restart of the only node: the client rides it out through its
+// retries, the acknowledged write survives, and the watch stream comes back.
+func TestServerCrashRestartClientRecovers(t *testing.T) {
+	if _, err := ephemeral.FindBinary(); err != nil {
+		t.Skipf("no norikv-server binary to test against: %v", err)
+	}
+	rpc, err := ephemeral.FreeAddr()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	opts := &ephemeral.Options{
+		NotEphemeral: true,
+		ReadyAddr:    rpc,
+		Args: []string{"--rpc-addr=" + rpc, "--http-addr=127.0.0.1:0", "--peer-addr=127.0.0.1:0",
+			"--data-dir=" + filepath.Join(dir, "data")},
+	}
+	start := func() *ephemeral.Server {
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		defer cancel()
+		s, err := ephemeral.Start(ctx, opts)
+		if err != nil {
+			t.Fatalf("starting the server: %v", err)
+		}
+		return s
+	}
+	srv := start()
+	defer func() { srv.Stop() }()
+
+	c := newTestClient(t, rpc)
+	ctx := context.Background()
+	k := key(t, "durable")
+	v1, err := c.Put(ctx, k, []byte("before-crash"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.Kill()
+	srv = start()
+
+	r, err := c.Get(ctx, k, &norikv.GetOptions{Consistency: norikv.ConsistencyLinearizable})
+	if err != nil {
+		t.Fatalf("Get after crash and restart: %v", err)
+	}
+	if string(r.Value) != "before-crash" || !r.Version.Equal(v1) {
+		t.Fatalf("after restart: %q@%v, want before-crash@%v", r.Value, r.Version, v1)
+	}
+	if _, err := c.Put(ctx, k, []byte("after"), &norikv.PutOptions{IfMatchVersion: v1}); err != nil {
+		t.Fatalf("CAS Put after restart: %v", err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for !c.Stats().Topology.Watching {
+		if time.Now().After(deadline) {
+			t.Fatal("the WatchCluster stream did not come back after the restart")
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
