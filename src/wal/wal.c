@@ -876,8 +876,15 @@ static nk_status iter_refresh(struct wal_iter *it)
     long i = segs_find(w, it->seg);
     nk_status s = NK_OK;
     if (i < 0) {
-        /* Removed under us: what we hold open is still readable to its recorded end. */
-        it->sealed = true;
+        /*
+         * Removed under us. If we had already seen it sealed, `limit` is its
+         * final end and the open file is still readable up to it; otherwise
+         * we do not know where its data ends, and guessing could skip records.
+         */
+        if (!it->sealed)
+            s = nk_status_make(NK_OUT_OF_RANGE,
+                               "wal: segment %" PRIu64 " of %s was removed while being read",
+                               it->seg, w->dir);
     } else {
         it->limit = w->segs[i].end;
         it->sealed = (size_t)i + 1 < w->nsegs;
@@ -989,7 +996,8 @@ nk_status wal_iter_next(struct wal_iter *it, bool *has, uint8_t *type, struct nk
                                       it->seg + 1, it->w->dir);
             NK_TRY(iter_open_seg(it, it->seg + 1));
             it->off = WAL_SEGMENT_HEADER_SIZE;
-            it->limit = 0;
+            it->limit = 0; /* unknown until the next refresh */
+            it->sealed = false;
             continue;
         }
         uint64_t avail = it->limit - it->off;

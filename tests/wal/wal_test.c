@@ -965,3 +965,45 @@ NK_TEST(scanner_finds_the_last_nonzero_byte_at_every_alignment)
     NK_CHECK_EQ_U64(r.next_valid, 0);
     NK_CHECK(r.dirty_end > r.end);
 }
+
+NK_TEST(removing_a_segment_being_read_is_out_of_range_never_a_silent_skip)
+{
+    const char *dir = nk_test_tmpdir();
+    struct wal_options o = small_opts(WAL_SYNC_OS, 1 << 16);
+    struct wal *w;
+    NK_REQUIRE_OK(wal_open(dir, &o, &w));
+    NK_REQUIRE_OK(wal_append(w, 1, "a", 1, NULL));
+    struct wal_iter *it;
+    NK_REQUIRE_OK(wal_iter_open(w, (struct wal_pos){0, 0}, &it));
+    bool has;
+    uint8_t type;
+    struct nk_slice p;
+    NK_REQUIRE_OK(wal_iter_next(it, &has, &type, &p, NULL));
+    NK_REQUIRE(has && p.len == 1);
+    /* segment 1 grows after the reader saw its end, then is sealed and removed */
+    NK_REQUIRE_OK(wal_append(w, 1, "b", 1, NULL));
+    NK_REQUIRE_OK(wal_rotate(w, NULL));
+    NK_REQUIRE_OK(wal_append(w, 1, "c", 1, NULL));
+    NK_REQUIRE_OK(wal_remove_before(w, 2));
+    nk_status s = wal_iter_next(it, &has, &type, &p, NULL);
+    NK_CHECK(s.code == NK_OUT_OF_RANGE); /* never "c" with "b" skipped */
+    nk_status_free(&s);
+    wal_iter_close(it);
+
+    /* a reader that saw the segment sealed may lose it to removal and go on */
+    NK_REQUIRE_OK(wal_iter_open(w, (struct wal_pos){0, 0}, &it));
+    NK_REQUIRE_OK(wal_iter_next(it, &has, &type, &p, NULL));
+    NK_REQUIRE(has && p.len == 1 && p.data[0] == 'c');
+    NK_REQUIRE_OK(wal_append(w, 1, "d", 1, NULL));
+    NK_REQUIRE_OK(wal_rotate(w, NULL)); /* seals segment 2 */
+    NK_REQUIRE_OK(wal_append(w, 1, "e", 1, NULL));
+    NK_REQUIRE_OK(wal_iter_next(it, &has, &type, &p, NULL)); /* learns the final end */
+    NK_REQUIRE(has && p.data[0] == 'd');
+    NK_REQUIRE_OK(wal_remove_before(w, 3));
+    NK_REQUIRE_OK(wal_iter_next(it, &has, &type, &p, NULL));
+    NK_REQUIRE(has && p.data[0] == 'e');
+    NK_REQUIRE_OK(wal_iter_next(it, &has, &type, &p, NULL));
+    NK_CHECK(!has);
+    wal_iter_close(it);
+    wal_close(w);
+}
