@@ -317,13 +317,14 @@ class NoriKVClient:
         while True:
             n += 1
             self._n_attempts += 1
-            addr = router.leader_addr(shard)
-            if addr is None:
-                addr = router.next_candidate(avoid)
-            conn = self._pool.get(addr)
+            if self._closed:
+                raise ClientClosedError("client was closed while the request was being retried")
+            addr = ""
             try:
                 async with inflight:
-                    return await attempt(conn, self._timeout_s)
+                    # Route after the wait for a slot: the view may have moved on.
+                    addr = router.leader_addr(shard) or router.next_candidate(avoid)
+                    return await attempt(self._pool.get(addr), self._timeout_s)
             except grpc.aio.AioRpcError as e:
                 code = e.code().name
                 details = e.details() or ""

@@ -21,11 +21,12 @@ __all__ = ["NodeConnection", "ConnectionPool", "CHANNEL_OPTIONS"]
 
 # Reconnect quickly after a node comes back (defaults back off up to 120 s),
 # keep idle connections alive, and never let gRPC retry on its own: the client
-# decides what may be retried (retry.py).
+# decides what may be retried (retry.py). grpc.min_reconnect_backoff_ms is left
+# alone: gRPC core also uses it as the minimum connect (handshake) timeout, and
+# a small value makes connections to a busy server fail.
 CHANNEL_OPTIONS: List[Tuple[str, Any]] = [
     ("grpc.enable_retries", 0),
     ("grpc.initial_reconnect_backoff_ms", 100),
-    ("grpc.min_reconnect_backoff_ms", 100),
     ("grpc.max_reconnect_backoff_ms", 2000),
     ("grpc.keepalive_time_ms", 30000),
     ("grpc.keepalive_timeout_ms", 10000),
