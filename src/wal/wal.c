@@ -175,13 +175,13 @@ static nk_status write_full(int fd, struct iovec *iov, int iovcnt, uint64_t off,
         if (k < 0) {
             if (errno == EINTR)
                 continue;
-            return nk_status_errno(errno, "wal: write %s at offset %" PRIu64 " (failed at %" PRIu64 ")",
-                                   what, start, off);
+            return nk_status_errno(errno, "wal: write%s%s at offset %" PRIu64 " (failed at %" PRIu64 ")",
+                                   *what ? " " : "", what, start, off);
         }
         if (k == 0)
             return nk_status_make(NK_IO_ERROR,
-                                  "wal: write %s at offset %" PRIu64 " wrote nothing at %" PRIu64,
-                                  what, start, off);
+                                  "wal: write%s%s at offset %" PRIu64 " wrote nothing at %" PRIu64,
+                                  *what ? " " : "", what, start, off);
         off += (uint64_t)k;
         size_t left = (size_t)k;
         while (iovcnt > 0 && left >= iov->iov_len) {
@@ -390,11 +390,13 @@ static nk_status write_run(struct wal *w, const struct wal_record *recs, const u
             iov[cnt++] = (struct iovec){(void *)recs[k].payload.data, len};
         off += WAL_RECORD_HEADER_SIZE + len;
     }
-    char path[PATH_MAX];
-    seg_path(w, cur->num, "", path, sizeof path);
-    nk_status s = write_full(w->fd, iov, cnt, cur->end, path);
-    if (!nk_ok(s))
-        return poison(w, s);
+    nk_status s = write_full(w->fd, iov, cnt, cur->end, "");
+    if (!nk_ok(s)) {
+        /* name the file only on failure: formatting it costs on every append */
+        char path[PATH_MAX];
+        seg_path(w, cur->num, "", path, sizeof path);
+        return poison(w, nk_status_wrap(s, "%s", path));
+    }
     uint64_t bytes = off - cur->end;
     cur->end = off;
     w->written_lsn += bytes;
