@@ -564,7 +564,7 @@ static nk_status set_scalar(struct config *c, const struct key_def *d, const cha
         bool v;
         if (!plain || !parse_bool(text, &v))
             return nk_status_make(NK_INVALID_ARGUMENT,
-                                  "%s: expected a boolean (true or false), got %s\"%s\"", where,
+                                  "%s: expected a boolean (true or false), got %s\"%.80s\"", where,
                                   plain ? "" : "the quoted string ", text);
         *(bool *)field(c, d) = v;
         break;
@@ -574,9 +574,9 @@ static nk_status set_scalar(struct config *c, const struct key_def *d, const cha
         if (!plain || !parse_u64(text, &v)) {
             if (plain && text[0] == '-' && parse_u64(text + 1, &v))
                 return nk_status_make(NK_INVALID_ARGUMENT,
-                                      "%s: %s is out of range (%" PRIu64 "..%" PRIu64 ")", where,
+                                      "%s: %.80s is out of range (%" PRIu64 "..%" PRIu64 ")", where,
                                       text, d->min, d->max);
-            return nk_status_make(NK_INVALID_ARGUMENT, "%s: expected an integer, got %s\"%s\"",
+            return nk_status_make(NK_INVALID_ARGUMENT, "%s: expected an integer, got %s\"%.80s\"",
                                   where, plain ? "" : "the quoted string ", text);
         }
         if (v < d->min || v > d->max)
@@ -590,12 +590,12 @@ static nk_status set_scalar(struct config *c, const struct key_def *d, const cha
         uint64_t v;
         if (!parse_size(text, &v))
             return nk_status_make(NK_INVALID_ARGUMENT,
-                                  "%s: expected a size such as 64MiB or 1048576, got \"%s\"", where,
+                                  "%s: expected a size such as 64MiB or 1048576, got \"%.80s\"", where,
                                   text);
         if (v < d->min || v > d->max) {
             fmt_size(d->min, lo, sizeof lo);
             fmt_size(d->max, hi, sizeof hi);
-            return nk_status_make(NK_INVALID_ARGUMENT, "%s: %s is out of range (%s..%s)", where,
+            return nk_status_make(NK_INVALID_ARGUMENT, "%s: %.80s is out of range (%s..%s)", where,
                                   text, lo, hi);
         }
         *(uint64_t *)field(c, d) = v;
@@ -605,16 +605,16 @@ static nk_status set_scalar(struct config *c, const struct key_def *d, const cha
         uint64_t us;
         if (!parse_duration_us(text, d->unit_us, &us))
             return nk_status_make(NK_INVALID_ARGUMENT,
-                                  "%s: expected a duration such as 500ms, 5s or 24h, got \"%s\"",
+                                  "%s: expected a duration such as 500ms, 5s or 24h, got \"%.80s\"",
                                   where, text);
         if (us % d->unit_us)
             return nk_status_make(NK_INVALID_ARGUMENT,
-                                  "%s: %s is not a whole number of milliseconds", where, text);
+                                  "%s: %.80s is not a whole number of milliseconds", where, text);
         uint64_t v = us / d->unit_us;
         if (v < d->min || v > d->max) {
             fmt_duration(d->min * d->unit_us, lo, sizeof lo);
             fmt_duration(d->max * d->unit_us, hi, sizeof hi);
-            return nk_status_make(NK_INVALID_ARGUMENT, "%s: %s is out of range (%s..%s)", where,
+            return nk_status_make(NK_INVALID_ARGUMENT, "%s: %.80s is out of range (%s..%s)", where,
                                   text, lo, hi);
         }
         *(uint64_t *)field(c, d) = v;
@@ -633,7 +633,7 @@ static nk_status set_scalar(struct config *c, const struct key_def *d, const cha
             size_t at = strlen(list);
             snprintf(list + at, sizeof list - at, "%s%s", i ? ", " : "", d->names[i]);
         }
-        return nk_status_make(NK_INVALID_ARGUMENT, "%s: \"%s\" is not one of %s", where, text,
+        return nk_status_make(NK_INVALID_ARGUMENT, "%s: \"%.80s\" is not one of %s", where, text,
                               list);
     }
     case K_ADDR_LIST: { /* comma-separated (flags and defaults) */
@@ -773,7 +773,7 @@ static nk_status set_from_node(const struct yaml_ctx *y, const struct key_def *d
             if (!nk_ok(s))
                 break;
             if (!*t || strchr(t, ',') || strchr(t, ' ')) {
-                s = nk_status_make(NK_INVALID_ARGUMENT, "%s:%lu: %s: \"%s\" is not host:port",
+                s = nk_status_make(NK_INVALID_ARGUMENT, "%s:%lu: %s: \"%.80s\" is not host:port",
                                    y->name, line_of(e), d->key, t);
                 break;
             }
@@ -867,11 +867,54 @@ static nk_status walk_mapping(const struct yaml_ctx *y, const yaml_node_t *m, co
     return NK_OK;
 }
 
+/*
+ * libyaml's scanner does work proportional to the flow nesting depth for
+ * every token, so a file of half a million '[' takes minutes. No valid
+ * configuration nests deeper than a few levels: a first pass over the events
+ * stops at CONFIG_MAX_DEPTH before the scanner gets deep. A syntax error is
+ * left for the loader, which reports it with its context.
+ */
+#define CONFIG_MAX_DEPTH 16
+
+static nk_status check_depth(const char *text, size_t len, const char *name)
+{
+    yaml_parser_t parser;
+    if (!yaml_parser_initialize(&parser))
+        return nk_status_make(NK_RESOURCE_EXHAUSTED, "%s: cannot initialize the YAML parser",
+                              name);
+    yaml_parser_set_input_string(&parser, (const unsigned char *)text, len);
+    nk_status s = NK_OK;
+    int depth = 0;
+    for (;;) {
+        yaml_event_t ev;
+        if (!yaml_parser_parse(&parser, &ev))
+            break;
+        yaml_event_type_t type = ev.type;
+        unsigned long line = (unsigned long)ev.start_mark.line + 1;
+        yaml_event_delete(&ev);
+        if (type == YAML_SEQUENCE_START_EVENT || type == YAML_MAPPING_START_EVENT) {
+            if (++depth > CONFIG_MAX_DEPTH) {
+                s = nk_status_make(NK_INVALID_ARGUMENT,
+                                   "%s:%lu: nested deeper than %d levels; no setting is", name,
+                                   line, CONFIG_MAX_DEPTH);
+                break;
+            }
+        } else if (type == YAML_SEQUENCE_END_EVENT || type == YAML_MAPPING_END_EVENT) {
+            depth--;
+        } else if (type == YAML_STREAM_END_EVENT) {
+            break;
+        }
+    }
+    yaml_parser_delete(&parser);
+    return s;
+}
+
 nk_status config_load_yaml(struct config *c, const char *text, size_t len, const char *name)
 {
     if (len > CONFIG_FILE_MAX)
         return nk_status_make(NK_INVALID_ARGUMENT, "%s: %zu bytes, more than the limit of %u",
                               name, len, CONFIG_FILE_MAX);
+    NK_TRY(check_depth(text, len, name));
     yaml_parser_t parser;
     if (!yaml_parser_initialize(&parser))
         return nk_status_make(NK_RESOURCE_EXHAUSTED, "%s: cannot initialize the YAML parser",

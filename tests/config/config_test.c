@@ -603,6 +603,18 @@ NK_TEST(missing_file_and_malformed_yaml_are_errors_naming_file_and_line)
                         "more than one YAML document", NULL));
     NK_CHECK(error_says(load_text(&c, "node_id: *nothing\n"), NK_INVALID_ARGUMENT,
                         "malformed YAML", NULL));
+    /* deep nesting is refused before libyaml's scanner slows down on it */
+    char *deep = malloc(400002);
+    memcpy(deep, "a: ", 3);
+    memset(deep + 3, '[', 399998);
+    deep[400001] = 0;
+    uint64_t t0 = nk_mono_ns();
+    NK_CHECK(error_says(load_text(&c, deep), NK_INVALID_ARGUMENT, "test.yaml:1:",
+                        "nested deeper than 16 levels", NULL));
+    fprintf(stderr, "  (informational) 400 KB of '[' rejected in %.1f ms\n",
+            (double)(nk_mono_ns() - t0) / 1e6);
+    free(deep);
+    NK_REQUIRE_OK(load_text(&c, "cluster: {seed_nodes: [a:1]}\n"));
     /* a file above the 1 MiB bound is refused, not read */
     char *big = malloc(CONFIG_FILE_MAX + 2);
     memset(big, '#', CONFIG_FILE_MAX + 1);
