@@ -327,6 +327,8 @@ static struct svc {
     bool closed_cancelled;
     bool release_in_close;
     int64_t deadline_seen;
+    uint32_t apply_delay_us;
+    _Atomic uint64_t queued, replied;
 } svc = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
 
 static void reply_put(struct rpc_call *c, uint64_t term, uint64_t index)
@@ -359,8 +361,12 @@ static void *apply_main(void *arg)
         memcpy(idx, svc.qidx, n * sizeof idx[0]);
         svc.qn = 0;
         pthread_mutex_unlock(&svc.mu);
-        for (int i = 0; i < n; i++)
+        for (int i = 0; i < n; i++) {
+            if (svc.apply_delay_us) /* racy read is fine: a test knob */
+                nk_sleep_us(svc.apply_delay_us);
             reply_put(batch[i], 7, idx[i]);
+            atomic_fetch_add(&svc.replied, 1);
+        }
         pthread_mutex_lock(&svc.mu);
     }
     pthread_mutex_unlock(&svc.mu);
@@ -383,6 +389,7 @@ static void h_put(void *ctx, struct rpc_call *c, struct nk_slice req)
         memcpy(k, p->key.data, NK_MIN(p->key.len, sizeof k - 1));
         svc.qidx[svc.qn] = strtoull(k + 1, NULL, 10);
         svc.q[svc.qn++] = c;
+        atomic_fetch_add(&svc.queued, 1);
         pthread_cond_broadcast(&svc.cv);
     } else {
         pthread_mutex_unlock(&svc.mu);
@@ -490,6 +497,9 @@ static void svc_reset(void)
     svc.closed_cancelled = false;
     svc.release_in_close = false;
     svc.deadline_seen = 0;
+    svc.apply_delay_us = 0;
+    atomic_store(&svc.queued, 0);
+    atomic_store(&svc.replied, 0);
     pthread_mutex_unlock(&svc.mu);
     NK_ASSERT(pthread_create(&svc.apply, NULL, apply_main, NULL) == 0);
 }
@@ -1434,4 +1444,88 @@ NK_TEST(idle_watch_streams_survive_frequent_client_keepalive_pings)
      * with GOAWAY too_many_pings: this is what the option is for */
     NK_CHECK(idle_stream_with_pings(300000, true));
     NK_CHECK(idle_stream_with_pings(100, false));
+}
+
+struct racer {
+    int port, id;
+    uint64_t ok, unavailable, other;
+    _Atomic bool *stop;
+};
+
+static void *racer_main(void *arg)
+{
+    struct racer *r = arg;
+    grpc_channel *ch = client_open(r->port);
+    for (int i = 0; !atomic_load(r->stop); i++) {
+        char key[32];
+        snprintf(key, sizeof key, "k%d", r->id * 100000 + i);
+        uint8_t buf[256];
+        struct cres c;
+        call_unary(ch, "/norikv.v1.Kv/Put", buf, pack_put(key, "v", buf), true, 5000, &c);
+        if (c.code == GRPC_STATUS_OK)
+            r->ok++;
+        else if (c.code == GRPC_STATUS_UNAVAILABLE || c.code == GRPC_STATUS_CANCELLED)
+            r->unavailable++;
+        else
+            r->other++;
+        cres_free(&c);
+        if (c.code != GRPC_STATUS_OK)
+            nk_sleep_us(1000); /* the server is going away; do not spin */
+    }
+    client_close(ch);
+    return NULL;
+}
+
+NK_TEST(shutdown_racing_with_async_replies_completes_every_call_once)
+{
+    struct nk_rng rng;
+    nk_rng_seed(&rng, nk_test_seed());
+    for (int round = 0; round < 4; round++) {
+        struct rpc_server_options o = {.workers = 1 + (int)nk_rng_uniform(&rng, 2)};
+        struct rpc_server *s = start_server(&o);
+        svc.apply_delay_us = (uint32_t)nk_rng_uniform(&rng, 3000);
+        enum { R = 8 };
+        _Atomic bool stop = false;
+        struct racer rs[R];
+        pthread_t th[R];
+        for (int i = 0; i < R; i++) {
+            rs[i] = (struct racer){rpc_server_port(s), i, 0, 0, 0, &stop};
+            pthread_create(&th[i], NULL, racer_main, &rs[i]);
+        }
+        /* traffic first (connecting is slow under ASan), then a random moment */
+        for (int w = 0; w < 10000 && atomic_load(&svc.replied) < 20; w++)
+            nk_sleep_us(1000);
+        nk_sleep_us(nk_rng_uniform(&rng, 100000));
+        /* often shorter than the apply thread's backlog: forces calls */
+        uint32_t grace = (uint32_t)nk_rng_uniform(&rng, 8);
+        uint64_t t0 = nk_mono_ms();
+        rpc_server_shutdown(s, grace);
+        uint64_t took = nk_mono_ms() - t0;
+        struct rpc_stats st;
+        rpc_server_get_stats(s, &st);
+        rpc_server_destroy(s); /* the apply thread may still reply to forced calls */
+        atomic_store(&stop, true);
+        uint64_t ok = 0, unav = 0, other = 0;
+        for (int i = 0; i < R; i++) {
+            pthread_join(th[i], NULL);
+            ok += rs[i].ok;
+            unav += rs[i].unavailable;
+            other += rs[i].other;
+        }
+        svc_stop(); /* drains: every queued call is replied to */
+        uint64_t queued = atomic_load(&svc.queued), replied = atomic_load(&svc.replied);
+        fprintf(stderr,
+                "  round %d: workers %d, delay %u us, grace %u ms, shutdown %" PRIu64
+                " ms: %" PRIu64 " ok, %" PRIu64 " unavailable, %" PRIu64 " forced, %" PRIu64
+                " handled\n",
+                round, o.workers, svc.apply_delay_us, grace, took, ok, unav,
+                st.forced_at_shutdown, st.calls);
+        NK_CHECK_EQ_U64(other, 0);
+        NK_CHECK(ok > 0);
+        NK_CHECK_EQ_U64(queued, st.calls);
+        NK_CHECK_EQ_U64(replied, queued);
+        NK_CHECK(ok + st.forced_at_shutdown <= st.calls);
+        svc_reset(); /* start_server resets again; keep the apply thread paired */
+        svc_stop();
+    }
 }
