@@ -352,7 +352,8 @@ static void start_final(struct rpc_call *c, grpc_byte_buffer *reply, enum nk_cod
 
 static grpc_byte_buffer *bb_copy(const void *msg, size_t len)
 {
-    grpc_slice sl = len ? grpc_slice_from_copied_buffer((const char *)msg, len) : grpc_empty_slice();
+    grpc_slice sl =
+        len ? grpc_slice_from_copied_buffer((const char *)msg, len) : grpc_empty_slice();
     grpc_byte_buffer *bb = grpc_raw_byte_buffer_create(&sl, 1);
     grpc_slice_unref(sl);
     return bb;
@@ -788,7 +789,8 @@ static void on_generic_call(struct worker *w, struct rpc_call *c, bool ok)
     char msg[300];
     grpc_slice meth = c->details.method;
     int mlen = (int)NK_MIN(GRPC_SLICE_LENGTH(meth), (size_t)200);
-    snprintf(msg, sizeof msg, "unknown method %.*s", mlen, (const char *)GRPC_SLICE_START_PTR(meth));
+    snprintf(msg, sizeof msg, "unknown method %.*s", mlen,
+             (const char *)GRPC_SLICE_START_PTR(meth));
     answer_internal(c, NK_UNIMPLEMENTED, msg);
 }
 
@@ -799,7 +801,8 @@ static void *worker_main(void *arg)
     struct worker *w = arg;
     struct rpc_server *s = w->srv;
     for (;;) {
-        grpc_event ev = grpc_completion_queue_next(w->cq, gpr_inf_future(GPR_CLOCK_MONOTONIC), NULL);
+        grpc_event ev =
+            grpc_completion_queue_next(w->cq, gpr_inf_future(GPR_CLOCK_MONOTONIC), NULL);
         if (ev.type == GRPC_QUEUE_SHUTDOWN)
             break;
         if (ev.type != GRPC_OP_COMPLETE)

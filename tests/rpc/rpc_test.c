@@ -779,7 +779,8 @@ NK_TEST(garbage_body_reaches_handler_which_answers_invalid_argument)
     NK_CHECK_EQ_U64(r.code, GRPC_STATUS_INVALID_ARGUMENT);
     NK_CHECK(strcmp(r.msg, "malformed GetRequest") == 0);
     cres_free(&r);
-    static const uint8_t garbage2[] = {0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff};
+    static const uint8_t garbage2[] = {0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+                                       0xff, 0xff, 0xff, 0xff, 0xff};
     call_unary(ch, "/norikv.v1.Kv/Put", garbage2, sizeof garbage2, true, 5000, &r);
     NK_CHECK_EQ_U64(r.code, GRPC_STATUS_INVALID_ARGUMENT);
     cres_free(&r);
