@@ -1737,11 +1737,12 @@ size_t raft_describe(const struct raft *r, char *buf, size_t n)
     size_t w = (size_t)snprintf(buf, n,
                                 "raft %" PRIu64 " %s term %" PRIu64 " lead %" PRIu64
                                 " first %" PRIu64 " last %" PRIu64 " commit %" PRIu64
-                                " applied %" PRIu64 " unstable %zu@%" PRIu64 "%s",
+                                " applied %" PRIu64 " unstable %zu@%" PRIu64 "%s%s",
                                 r->id, raft_role_name((enum raft_role)r->role), r->term, r->lead,
                                 raft_log_first(&r->log), raft_log_last(&r->log), r->log.committed,
                                 r->log.applied, r->log.u.n, r->log.u.offset,
-                                r->log.u.snap ? " +snapshot" : "");
+                                r->log.u.snap ? " +snapshot" : "",
+                                r->quiesced ? " quiesced" : "");
     for (uint32_t i = 0; i < r->n_prs && r->role == RAFT_LEADER && w < n; i++) {
         const struct progress *pr = &r->prs[i];
         w += (size_t)snprintf(buf + w, n - w,

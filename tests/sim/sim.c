@@ -36,8 +36,15 @@
  * the membership schedule has completed.
  *
  * Usage: raft_sim [--nodes 3|5] [--seed S] [--steps N] [--joint] [--runs K]
- *                 [--seconds T] [--quiet]
- * With --seconds, runs random seeds until the time is up (the soak).
+ *                 [--seconds T] [--quiet] [--harsh] [--no-quiesce]
+ *                 [--bug forget-vote|ack-unsynced]
+ * With --seconds, runs random seeds until the time is up (the soak), cycling
+ * 3 nodes, 5 nodes, joint, each in normal and --harsh mode. --harsh: up to
+ * 30% loss, delays up to 3/4 election timeout, tiny windows, frequent
+ * crashes, partitions and transfers, timeouts drawn per run. --bug makes the
+ * node break the Ready contract (the checker must fail the run).
+ * Debugging: SIM_DEBUG=1 prints refused proposals and transfers,
+ * SIM_TRACE=<step> every message sent from that step on.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -59,6 +66,9 @@ static const char *g_bug = "";
 /* --no-quiesce: no quiescence and no client pauses, which also keeps the
  * random stream of runs recorded before they existed (regression seeds). */
 static bool g_no_quiesce;
+/* --harsh: more loss, longer delays, more crashes and partitions, and raft
+ * limits and timeouts drawn per run (a different random stream). */
+static bool g_harsh;
 
 static void dump(void);
 #define FAIL(...)                                                                                  \
@@ -144,6 +154,10 @@ struct sim {
     bool cut[MAXN + 1][MAXN + 1];
     uint64_t heal_at;
     uint32_t drop_pct, dup_pct, max_delay;
+    /* per-run parameters */
+    uint32_t election_tick, heartbeat_tick, max_inflight, max_uncommitted;
+    uint64_t max_msg_bytes;
+    uint32_t crash_every, partition_every, transfer_every, snap_every;
     /* oracles */
     struct u64vec term_leader;
     struct u64vec committed_term; /* index -> term of the committed entry */
@@ -276,11 +290,11 @@ static void start_node(struct node *nd)
     struct raft_config cfg = {
         .id = nd->id,
         .storage = raft_memstorage_storage(nd->disk),
-        .election_tick = 10,
-        .heartbeat_tick = 2,
-        .max_msg_bytes = 2048, /* small, to exercise splitting */
-        .max_inflight_msgs = 4,
-        .max_uncommitted_entries = 512,
+        .election_tick = S->election_tick,
+        .heartbeat_tick = S->heartbeat_tick,
+        .max_msg_bytes = S->max_msg_bytes, /* small, to exercise splitting */
+        .max_inflight_msgs = S->max_inflight,
+        .max_uncommitted_entries = S->max_uncommitted,
         .rand_seed = S->seed ^ (S->step << 8),
     };
     /* the state machine restarts from the disk's snapshot */
@@ -324,6 +338,12 @@ static void crash_node(struct node *nd)
 
 static void send_packet(uint64_t from, const struct raft_msg *m)
 {
+    if (getenv("SIM_TRACE") && S->step >= strtoull(getenv("SIM_TRACE"), NULL, 0))
+        fprintf(stderr, "step %" PRIu64 ": send %s %" PRIu64 " -> %" PRIu64 " term %" PRIu64
+                        " index %" PRIu64 " log_term %" PRIu64 " commit %" PRIu64
+                        " n %u reject %d ctx %" PRIu64 "\n",
+                S->step, raft_msg_type_name(m->type), m->from, m->to, m->term, m->index,
+                m->log_term, m->commit, m->n_entries, m->reject, m->ctx);
     struct node *to = node_of(m->to);
     if (!to)
         return;
@@ -371,6 +391,12 @@ static void deliver(void)
             nk_status s = raft_msg_decode(p.data, p.len, &a, &m);
             if (!nk_ok(s))
                 FAIL("decode of our own message failed: %s", nk_status_msg(s));
+            if (getenv("SIM_DEBUG") && (m.type == RAFT_MSG_TIMEOUT_NOW ||
+                                        (m.type == RAFT_MSG_VOTE && m.ctx)))
+                fprintf(stderr, "step %" PRIu64 ": %s %" PRIu64 " -> %" PRIu64 " term %" PRIu64
+                                " (receiver term %" PRIu64 ", role %s)\n",
+                        S->step, raft_msg_type_name(m.type), m.from, m.to, m.term,
+                        raft_term(to->r), raft_role_name(raft_role(to->r)));
             s = raft_step(to->r, &m);
             if (!nk_ok(s))
                 FAIL("step %s on node %" PRIu64 ": %s", raft_msg_type_name(m.type), p.to,
@@ -414,6 +440,9 @@ static void propose_value(struct node *ld, uint64_t v)
     for (size_t i = 8; i < len; i++)
         buf[i] = (uint8_t)(v + i);
     nk_status s = raft_propose(ld->r, buf, len, NULL, NULL);
+    if (!nk_ok(s) && getenv("SIM_DEBUG"))
+        fprintf(stderr, "step %" PRIu64 ": propose on %" PRIu64 ": %s\n", S->step, ld->id,
+                nk_status_msg(s));
     nk_status_free(&s); /* refusals (full, transfer) are retried later */
 }
 
@@ -450,7 +479,8 @@ static void clients(void)
     if (!g_no_quiesce && chance(1, 4000))
         S->quiet_until = S->step + 500 + rnd(3000);
     /* new values, sometimes in bursts that exercise batching */
-    if (chance(1, 15) && S->n_pending < MAX_PENDING - 16) {
+    /* (after the faults, only what is pending: liveness means it commits) */
+    if (S->step < S->fault_end && chance(1, 15) && S->n_pending < MAX_PENDING - 16) {
         int burst = chance(1, 10) ? 1 + (int)rnd(12) : 1;
         for (int k = 0; k < burst; k++) {
             uint64_t v = ++S->next_value;
@@ -486,11 +516,14 @@ static void clients(void)
         }
     }
     /* leadership transfers */
-    if (chance(1, 3000)) {
+    if (S->step < S->fault_end && chance(1, S->transfer_every)) {
         const struct raft_conf_state *c = raft_conf(ld->r);
         uint64_t to = c->voters[rnd(c->n_voters)];
         if (to != ld->id) {
             nk_status s = raft_transfer_leader(ld->r, to);
+            if (getenv("SIM_DEBUG"))
+                fprintf(stderr, "step %" PRIu64 ": transfer %" PRIu64 " -> %" PRIu64 ": %s\n",
+                        S->step, ld->id, to, nk_status_msg(s));
             if (nk_ok(s))
                 S->st_transfers++;
             nk_status_free(&s);
@@ -664,14 +697,14 @@ static void process_ready(struct node *nd)
     s = st.snapshot(st.ctx, &a, &cur);
     NK_ASSERT(nk_ok(s));
     nk_arena_free(&a);
-    if (nd->sm_index >= cur.index + 40 && chance(1, 4)) {
+    if (nd->sm_index >= cur.index + S->snap_every && chance(1, 4)) {
         uint8_t data[16];
         nk_enc_fixed64(data, nd->sm_index);
         nk_enc_fixed64(data + 8, nd->sm_hash);
         s = raft_memstorage_create_snapshot(nd->disk, nd->sm_index, raft_applied_conf(nd->r), data, 16);
         if (!nk_ok(s))
             FAIL("create snapshot: %s", nk_status_msg(s));
-        s = raft_memstorage_compact(nd->disk, nd->sm_index - rnd(20));
+        s = raft_memstorage_compact(nd->disk, nd->sm_index - rnd(NK_MIN(20, nd->sm_index + 1)));
         NK_ASSERT(nk_ok(s));
     }
 }
@@ -755,7 +788,7 @@ static void faults(void)
         memset(S->cut, 0, sizeof(S->cut));
         S->heal_at = 0;
     }
-    if (!S->heal_at && chance(1, 2500)) {
+    if (!S->heal_at && chance(1, S->partition_every)) {
         /* partition: one random side against the other */
         uint32_t side = (uint32_t)rnd((1u << S->n) - 2) + 1;
         for (int a = 1; a <= S->n; a++)
@@ -771,7 +804,7 @@ static void faults(void)
         S->st_partitions++;
         wake_all();
     }
-    if (chance(1, g_bug[0] ? 300 : 3000)) {
+    if (chance(1, g_bug[0] ? 300 : S->crash_every)) {
         struct node *nd = &S->nodes[rnd(S->n)];
         if (nd->r)
             crash_node(nd);
@@ -832,12 +865,34 @@ static int run(uint64_t seed, int n, uint64_t steps, bool joint)
     S->seed = seed;
     S->n = joint ? 5 : n;
     S->joint = joint;
+    if (g_harsh && steps < 80000)
+        steps = 80000; /* room for a 2000-tick liveness window */
     S->steps = steps;
-    S->fault_end = steps - NK_MIN(steps / 4, 6000);
+    /* the liveness window: harsh runs (slow links, tiny windows) need longer */
+    S->fault_end = steps - NK_MIN(steps / 4, g_harsh ? 20000 : 6000);
     nk_rng_seed(&S->rng, seed);
     S->drop_pct = (uint32_t)rnd(11);
     S->dup_pct = (uint32_t)rnd(6);
     S->max_delay = 1 + (uint32_t)rnd(30);
+    S->election_tick = 10, S->heartbeat_tick = 2, S->max_inflight = 4, S->max_uncommitted = 512;
+    S->max_msg_bytes = 2048;
+    S->crash_every = 3000, S->partition_every = 2500, S->transfer_every = 3000;
+    S->snap_every = 40;
+    if (g_harsh) {
+        S->drop_pct = (uint32_t)rnd(31);
+        S->dup_pct = (uint32_t)rnd(11);
+        /* below an election timeout: the lease's assumption about TimeoutNow */
+        S->election_tick = 10 + (uint32_t)rnd(11);
+        S->max_delay = 1 + (uint32_t)rnd(S->election_tick * TICK_UNITS * 3 / 4);
+        S->heartbeat_tick = 1 + (uint32_t)rnd(3);
+        S->max_inflight = 1 + (uint32_t)rnd(8);
+        S->max_uncommitted = 16 + (uint32_t)rnd(1000);
+        S->max_msg_bytes = 64 + rnd(4096);
+        S->crash_every = 500 + (uint32_t)rnd(2000);
+        S->partition_every = 500 + (uint32_t)rnd(2000);
+        S->transfer_every = 200 + (uint32_t)rnd(3000);
+        S->snap_every = 5 + (uint32_t)rnd(60);
+    }
 
     uint64_t init_voters[MAXN] = {1, 2, 3, 4, 5};
     int nv = joint ? 3 : n;
@@ -875,14 +930,14 @@ static int run(uint64_t seed, int n, uint64_t steps, bool joint)
              (steps - S->fault_end) / TICK_UNITS, a_leader() ? "present" : "absent", S->n_pending,
              S->stage);
     if (!g_quiet)
-        printf("seed %" PRIu64 ": %d nodes%s, %" PRIu64 " steps (%" PRIu64
+        printf("seed %" PRIu64 ": %d nodes%s%s, %" PRIu64 " steps (%" PRIu64
                " ticks), drop %u%% dup %u%% delay<=%u; leaders %" PRIu64 ", crashes %" PRIu64
                " (torn %" PRIu64 "), partitions %" PRIu64 ", snapshots sent %" PRIu64
                " installed %" PRIu64 ", values %" PRIu64 ", applied %" PRIu64
                ", reads %" PRIu64 " lease %" PRIu64 ", transfers %" PRIu64 ", quiesced %" PRIu64
                ", msgs %" PRIu64 "/%" PRIu64 " dropped, converged %" PRIu64
                " ticks after faults\n",
-               seed, S->n, joint ? " (joint 3->5->3)" : "", S->step - 1, (S->step - 1) / TICK_UNITS,
+               seed, S->n, joint ? " (joint 3->5->3)" : "", g_harsh ? " harsh" : "", S->step - 1, (S->step - 1) / TICK_UNITS,
                S->drop_pct, S->dup_pct, S->max_delay, S->st_leaders, S->st_crashes, S->st_torn,
                S->st_partitions, S->st_snap_sent, S->st_snap_installed, S->st_values,
                S->st_applied, S->st_reads, S->st_lease_reads, S->st_transfers, S->st_quiesced,
@@ -927,6 +982,8 @@ int main(int argc, char **argv)
             g_quiet = 1;
         else if (!strcmp(argv[i], "--no-quiesce"))
             g_no_quiesce = true;
+        else if (!strcmp(argv[i], "--harsh"))
+            g_harsh = true;
         else if (!strcmp(argv[i], "--bug") && i + 1 < argc)
             g_bug = argv[++i];
         else {
@@ -950,6 +1007,7 @@ int main(int argc, char **argv)
         while ((double)(nk_mono_ms() - t0) < seconds * 1000) {
             uint64_t s = nk_rng_next(&r);
             int kind = (int)(count % 3);
+            g_harsh = (count / 3) % 2 == 1;
             run(s, kind == 1 ? 5 : 3, steps, kind == 2);
             count++;
         }
