@@ -503,8 +503,9 @@ nk_status raftlog_open(const char *dir, const struct raftlog_options *o, struct 
                                type);
             break;
         }
-        /* recovery does not fill the cache: the newest entries are read on demand */
-        s = apply_batch(l, payload, pos, false, true);
+        /* recovery fills the cache too (oldest evicted first), so the entries a
+         * restart replays come from memory */
+        s = apply_batch(l, payload, pos, true, true);
     }
     if (it)
         wal_iter_close(it);

@@ -1,0 +1,53 @@
+/*
+ * api: what clients talk to. The norikv.v1 gRPC services (Kv, Meta, Admin,
+ * Vector) registered on src/rpc, and the HTTP endpoints on libmicrohttpd
+ * (/healthz, /readyz, /health, /metrics, the JSON facade /kv/{key} and
+ * /meta/cluster).
+ *
+ * A request is decoded (protobuf-c) and validated here against CONTRACT.md's
+ * limits; writes become KV commands proposed through src/node, reads wait
+ * for the node's read barrier and then read the KV state machine. Errors are
+ * mapped exactly as CONTRACT.md's table says (docs/api.md lists them).
+ *
+ * Memory: an api borrows the node and the rpc server; it owns its per-call
+ * contexts (freed when the call completes) and the HTTP daemon.
+ *
+ * Thread-safety: gRPC handlers run on rpc worker threads, completions on the
+ * node's Ready loop thread, HTTP on libmicrohttpd's threads; all of them only
+ * share the node (thread-safe) and the api's watch list (its own mutex).
+ * api_new/api_register/api_http_start/api_shutdown/api_free belong to the
+ * server's main thread.
+ */
+#ifndef NK_API_H
+#define NK_API_H
+
+#include "node/node.h"
+#include "rpc/rpc.h"
+#include "util/util.h"
+
+struct api;
+
+struct api_options {
+    struct node *node;
+    const char *node_id;     /* copied */
+    bool prometheus_enabled; /* serve /metrics */
+    uint32_t http_max_connections; /* default 64 */
+};
+
+nk_status api_new(const struct api_options *o, struct api **out);
+/* Registers every norikv.v1 method on a server that has not started. */
+nk_status api_register(struct api *a, struct rpc_server *s);
+
+/*
+ * Starts HTTP on addr ("host:port"; port 0: a free port). A taken port is an
+ * error naming the address, unless fallback is set (the address was the
+ * default): then a warning is logged and a free port on the same host is
+ * used. bound receives "host:port" of the listener.
+ */
+nk_status api_http_start(struct api *a, const char *addr, bool fallback, char *bound,
+                         size_t bound_cap);
+/* Stops HTTP and ends every WatchCluster stream. */
+void api_shutdown(struct api *a);
+void api_free(struct api *a);
+
+#endif /* NK_API_H */

@@ -1,0 +1,72 @@
+/* api_internal.h: what api's gRPC and HTTP halves share. Not a public header. */
+#ifndef NK_API_INTERNAL_H
+#define NK_API_INTERNAL_H
+
+#include <pthread.h>
+
+#include "api/api.h"
+#include "observe/observe.h"
+
+enum api_op { API_PUT = 0, API_GET = 1, API_DELETE = 2, API_OP_COUNT = 3 };
+
+enum api_outcome {
+    OUT_OK = 0,
+    OUT_NOT_FOUND,
+    OUT_VERSION_MISMATCH,
+    OUT_ALREADY_EXISTS,
+    OUT_INVALID_ARGUMENT,
+    OUT_NOT_LEADER,
+    OUT_UNAVAILABLE,
+    OUT_DEADLINE_EXCEEDED,
+    OUT_RESOURCE_EXHAUSTED,
+    OUT_INTERNAL,
+    OUT_COUNT
+};
+
+struct api_watch; /* one WatchCluster stream */
+
+struct api {
+    struct node *node;
+    char *node_id;
+    bool prometheus;
+    uint32_t http_max_conn;
+    uint32_t total_shards;
+    uint64_t start_ms;
+
+    /* metrics */
+    struct obs_counter *requests[API_OP_COUNT][OUT_COUNT];
+    struct obs_histogram *latency[API_OP_COUNT];
+    struct obs_gauge *lsm_level_bytes[8], *lsm_level_files[8];
+    struct obs_gauge *lsm_compact_read, *lsm_compact_written, *lsm_wamp_milli;
+    struct obs_gauge *shards_led, *last_applied;
+
+    /* WatchCluster streams */
+    pthread_mutex_t wmu;
+    struct api_watch *watches;
+    uint32_t n_watches;
+    uint32_t node_watch_id;
+    bool watching;
+    bool shut;
+
+    /* admin snapshots run one at a time, off the rpc workers */
+    _Atomic int snapshot_running;
+
+    void *httpd; /* struct MHD_Daemon */
+};
+
+/* Records a finished request. */
+void api_record(struct api *a, enum api_op op, enum api_outcome out, uint64_t start_ns);
+enum api_outcome api_outcome_of(enum nk_code code, const char *msg);
+
+/* Encodes the node's current view as a norikv.v1.ClusterView (malloc'd). */
+uint8_t *api_view_pack(struct api *a, size_t *len);
+/* The view as JSON (for /meta/cluster). */
+void api_view_json(struct api *a, struct nk_buf *out);
+/* Refreshes gauges from the node and LSM before /metrics renders. */
+void api_update_gauges(struct api *a);
+
+/* Appends s (UTF-8 text) as a JSON string literal, quoted and escaped. */
+void api_json_string(struct nk_buf *b, const uint8_t *s, size_t n);
+void api_buf_printf(struct nk_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+#endif /* NK_API_INTERNAL_H */

@@ -1,0 +1,572 @@
+/*
+ * http.c: the HTTP endpoints on libmicrohttpd (docs/http.md).
+ *
+ * One thread per connection, at most http_max_connections of them, so a
+ * handler may simply wait for the node's answer; HTTP is for operators and
+ * scripts, the fast path is gRPC. Request bodies are bounded (1 MiB value +
+ * slack): larger ones get 413 without being buffered.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <microhttpd.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "api/api_internal.h"
+#include "kv/kv.h"
+#include "server/config.h"
+
+#define MODULE "http"
+#define MAX_BODY (KV_MAX_VALUE + 4096)
+
+/* ------------------------------------------------------------------- json */
+
+static bool utf8_valid(const uint8_t *s, size_t n)
+{
+    size_t i = 0;
+    while (i < n) {
+        uint8_t c = s[i];
+        size_t k;
+        if (c < 0x80)
+            k = 0;
+        else if ((c & 0xe0) == 0xc0 && c >= 0xc2)
+            k = 1;
+        else if ((c & 0xf0) == 0xe0)
+            k = 2;
+        else if ((c & 0xf8) == 0xf0 && c <= 0xf4)
+            k = 3;
+        else
+            return false;
+        if (n - i - 1 < k)
+            return false;
+        for (size_t j = 1; j <= k; j++)
+            if ((s[i + j] & 0xc0) != 0x80)
+                return false;
+        i += k + 1;
+    }
+    return true;
+}
+
+void api_json_string(struct nk_buf *b, const uint8_t *s, size_t n)
+{
+    nk_buf_put_u8(b, '"');
+    for (size_t i = 0; i < n; i++) {
+        uint8_t c = s[i];
+        if (c == '"' || c == '\\') {
+            nk_buf_put_u8(b, '\\');
+            nk_buf_put_u8(b, c);
+        } else if (c < 0x20) {
+            api_buf_printf(b, "\\u%04x", c);
+        } else {
+            nk_buf_put_u8(b, c);
+        }
+    }
+    nk_buf_put_u8(b, '"');
+}
+
+static void base64(struct nk_buf *b, const uint8_t *s, size_t n)
+{
+    static const char t[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    nk_buf_put_u8(b, '"');
+    for (size_t i = 0; i < n; i += 3) {
+        uint32_t v = (uint32_t)s[i] << 16;
+        if (i + 1 < n)
+            v |= (uint32_t)s[i + 1] << 8;
+        if (i + 2 < n)
+            v |= s[i + 2];
+        nk_buf_put_u8(b, (uint8_t)t[(v >> 18) & 63]);
+        nk_buf_put_u8(b, (uint8_t)t[(v >> 12) & 63]);
+        nk_buf_put_u8(b, i + 1 < n ? (uint8_t)t[(v >> 6) & 63] : '=');
+        nk_buf_put_u8(b, i + 2 < n ? (uint8_t)t[v & 63] : '=');
+    }
+    nk_buf_put_u8(b, '"');
+}
+
+/* "value": "..." for UTF-8 text, "value_base64": "..." otherwise */
+static void json_value(struct nk_buf *b, const char *name, const uint8_t *s, size_t n)
+{
+    if (utf8_valid(s, n)) {
+        api_buf_printf(b, "\"%s\":", name);
+        api_json_string(b, s, n);
+    } else {
+        api_buf_printf(b, "\"%s_base64\":", name);
+        base64(b, s, n);
+    }
+}
+
+void api_view_json(struct api *a, struct nk_buf *b)
+{
+    struct node_view v;
+    node_view_get(a->node, &v);
+    api_buf_printf(b, "{\"epoch\":%" PRIu64 ",\"nodes\":[", v.epoch);
+    for (uint32_t i = 0; i < v.n_nodes; i++) {
+        api_buf_printf(b, "%s{\"id\":", i ? "," : "");
+        api_json_string(b, (const uint8_t *)v.nodes[i].id, strlen(v.nodes[i].id));
+        api_buf_printf(b, ",\"addr\":");
+        api_json_string(b, (const uint8_t *)v.nodes[i].addr, strlen(v.nodes[i].addr));
+        api_buf_printf(b, ",\"role\":\"%s\"}", v.nodes[i].role);
+    }
+    api_buf_printf(b, "],\"total_shards\":%u,\"shards\":[", v.total_shards);
+    for (uint32_t s = 0; s < v.total_shards; s++) {
+        api_buf_printf(b, "%s{\"id\":%u,\"replicas\":[", s ? "," : "", s);
+        for (uint32_t j = 0; j < v.n_replicas[s]; j++) {
+            const char *id = v.nodes[v.replicas[s][j]].id;
+            api_buf_printf(b, "%s{\"node_id\":", j ? "," : "");
+            api_json_string(b, (const uint8_t *)id, strlen(id));
+            api_buf_printf(b, ",\"leader\":%s}",
+                           v.leader[s] == (int8_t)v.replicas[s][j] ? "true" : "false");
+        }
+        api_buf_printf(b, "]}");
+    }
+    api_buf_printf(b, "]}\n");
+    node_view_free(&v);
+}
+
+/* ------------------------------------------------------------- responses */
+
+static enum MHD_Result respond(struct MHD_Connection *c, unsigned status, const char *ctype,
+                               struct nk_buf *body)
+{
+    struct MHD_Response *r = MHD_create_response_from_buffer(body->len, body->data,
+                                                             MHD_RESPMEM_MUST_COPY);
+    MHD_add_response_header(r, "Content-Type", ctype);
+    enum MHD_Result ret = MHD_queue_response(c, status, r);
+    MHD_destroy_response(r);
+    return ret;
+}
+
+static unsigned http_status(enum nk_code code)
+{
+    switch (code) {
+    case NK_CODE_OK: return 200;
+    case NK_INVALID_ARGUMENT: return 400;
+    case NK_NOT_FOUND: return 404;
+    case NK_FAILED_PRECONDITION: return 409;
+    case NK_ALREADY_EXISTS: return 409;
+    case NK_RESOURCE_EXHAUSTED: return 429;
+    case NK_UNIMPLEMENTED: return 501;
+    case NK_UNAVAILABLE: return 503;
+    case NK_DEADLINE_EXCEEDED: return 504;
+    default: return 500;
+    }
+}
+
+static enum MHD_Result respond_error(struct MHD_Connection *c, enum nk_code code, const char *msg,
+                                     const char *extra_json)
+{
+    struct nk_buf b;
+    nk_buf_init(&b);
+    api_buf_printf(&b, "{\"error\":");
+    api_json_string(&b, (const uint8_t *)msg, strlen(msg));
+    api_buf_printf(&b, ",\"code\":\"%s\"%s%s}\n", nk_code_name(code == NK_IO_ERROR ? NK_INTERNAL : code),
+                   extra_json ? "," : "", extra_json ? extra_json : "");
+    enum MHD_Result r = respond(c, http_status(code), "application/json", &b);
+    nk_buf_free(&b);
+    return r;
+}
+
+/* ---------------------------------------------------- waiting for the node */
+
+struct waiter {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool done;
+    enum nk_code code;
+    char msg[256];
+    char hint[128];
+    struct kv_result res;
+};
+
+static void waiter_init(struct waiter *w)
+{
+    memset(w, 0, sizeof(*w));
+    pthread_mutex_init(&w->mu, NULL);
+    pthread_cond_init(&w->cv, NULL);
+}
+
+static void waiter_destroy(struct waiter *w)
+{
+    pthread_mutex_destroy(&w->mu);
+    pthread_cond_destroy(&w->cv);
+}
+
+static void waiter_cb(void *ctx, const struct node_write_result *r)
+{
+    struct waiter *w = ctx;
+    pthread_mutex_lock(&w->mu);
+    w->code = r->code;
+    snprintf(w->msg, sizeof w->msg, "%s", r->msg ? r->msg : "");
+    snprintf(w->hint, sizeof w->hint, "%s", r->leader_hint ? r->leader_hint : "");
+    w->res = r->res;
+    w->done = true;
+    pthread_cond_signal(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+}
+
+static void waiter_wait(struct waiter *w)
+{
+    pthread_mutex_lock(&w->mu);
+    while (!w->done)
+        pthread_cond_wait(&w->cv, &w->mu);
+    pthread_mutex_unlock(&w->mu);
+}
+
+/* ------------------------------------------------------------------ /kv */
+
+static bool parse_u64(const char *s, uint64_t *out)
+{
+    if (!s || !*s)
+        return false;
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno || *end || s[0] == '-')
+        return false;
+    *out = v;
+    return true;
+}
+
+static enum MHD_Result kv_get_http(struct api *a, struct MHD_Connection *c, struct nk_slice key)
+{
+    const char *cs = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "consistency");
+    if (!cs)
+        cs = "";
+    enum node_consistency cons;
+    if (!node_parse_consistency(cs, strlen(cs), &cons)) {
+        char msg[160];
+        snprintf(msg, sizeof msg,
+                 "unknown consistency level '%.64s'; use lease, linearizable or stale_ok", cs);
+        return respond_error(c, NK_INVALID_ARGUMENT, msg, NULL);
+    }
+    uint32_t shard = nk_shard_for_key(key.data, key.len, a->total_shards);
+    struct waiter w;
+    waiter_init(&w);
+    bool now = false;
+    const char *hint = NULL;
+    nk_status s = node_read_barrier(a->node, shard, cons, UINT64_MAX, waiter_cb, &w, &now, &hint);
+    enum MHD_Result ret;
+    if (!nk_ok(s)) {
+        ret = respond_error(c, s.code, nk_status_msg(s), NULL);
+        nk_status_free(&s);
+        waiter_destroy(&w);
+        return ret;
+    }
+    if (!now) {
+        waiter_wait(&w);
+        if (w.code != NK_CODE_OK) {
+            ret = respond_error(c, w.code, w.msg, NULL);
+            waiter_destroy(&w);
+            return ret;
+        }
+    }
+    waiter_destroy(&w);
+    struct nk_buf val, body;
+    nk_buf_init(&val);
+    nk_buf_init(&body);
+    uint64_t term = 0, index = 0;
+    bool found = false;
+    s = kv_get(node_kv(a->node), (uint16_t)shard, key, nk_wall_ms(), &val, &term, &index, &found);
+    if (!nk_ok(s)) {
+        ret = respond_error(c, NK_INTERNAL, nk_status_msg(s), NULL);
+        nk_status_free(&s);
+    } else if (!found) {
+        ret = respond_error(c, NK_NOT_FOUND, "key not found", NULL);
+    } else {
+        api_buf_printf(&body, "{");
+        json_value(&body, "key", key.data, key.len);
+        api_buf_printf(&body, ",");
+        json_value(&body, "value", val.data, val.len);
+        api_buf_printf(&body, ",\"version\":{\"term\":%" PRIu64 ",\"index\":%" PRIu64 "}}\n",
+                       term, index);
+        ret = respond(c, 200, "application/json", &body);
+    }
+    nk_buf_free(&val);
+    nk_buf_free(&body);
+    return ret;
+}
+
+static enum MHD_Result kv_write_http(struct api *a, struct MHD_Connection *c, struct nk_slice key,
+                                     bool put, const struct nk_buf *value)
+{
+    struct kv_cmd cmd = {.op = put ? KV_OP_PUT : KV_OP_DELETE,
+                         .timestamp_ms = nk_wall_ms(),
+                         .key = key};
+    if (put)
+        cmd.value = nk_slice_make(value->data, value->len);
+    const char *ttl = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "ttl_ms");
+    if (ttl && put && !parse_u64(ttl, &cmd.ttl_ms))
+        return respond_error(c, NK_INVALID_ARGUMENT, "ttl_ms must be a non-negative integer",
+                             NULL);
+    const char *idem = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "idempotency_key");
+    if (idem)
+        cmd.idem_key = nk_slice_str(idem);
+    const char *ifm = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "if_match");
+    if (ifm) {
+        unsigned long long t, i;
+        char tail;
+        if (sscanf(ifm, "%llu.%llu%c", &t, &i, &tail) != 2)
+            return respond_error(c, NK_INVALID_ARGUMENT,
+                                 "if_match must be a version written as <term>.<index>", NULL);
+        cmd.has_if_match = true;
+        cmd.if_match_term = t;
+        cmd.if_match_index = i;
+    }
+    const char *ine = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "if_not_exists");
+    if (ine && put)
+        cmd.if_not_exists = strcmp(ine, "true") == 0 || strcmp(ine, "1") == 0;
+    nk_status s = kv_cmd_validate(&cmd);
+    enum MHD_Result ret;
+    if (!nk_ok(s)) {
+        ret = respond_error(c, s.code, nk_status_msg(s), NULL);
+        nk_status_free(&s);
+        return ret;
+    }
+    struct nk_buf enc;
+    nk_buf_init(&enc);
+    kv_cmd_encode(&cmd, &enc);
+    uint32_t shard = nk_shard_for_key(key.data, key.len, a->total_shards);
+    struct waiter w;
+    waiter_init(&w);
+    s = node_propose(a->node, shard, nk_slice_make(enc.data, enc.len), UINT64_MAX, waiter_cb, &w);
+    nk_buf_free(&enc);
+    if (!nk_ok(s)) {
+        ret = respond_error(c, s.code, nk_status_msg(s), NULL);
+        nk_status_free(&s);
+        waiter_destroy(&w);
+        return ret;
+    }
+    waiter_wait(&w);
+    enum nk_code code = w.code == NK_CODE_OK ? w.res.code : w.code;
+    struct nk_buf body;
+    nk_buf_init(&body);
+    if (code == NK_CODE_OK) {
+        api_buf_printf(&body, "{\"version\":{\"term\":%" PRIu64 ",\"index\":%" PRIu64 "}",
+                       w.res.term, w.res.index);
+        if (!put)
+            api_buf_printf(&body, ",\"tombstoned\":%s", w.res.tombstoned ? "true" : "false");
+        api_buf_printf(&body, "}\n");
+        ret = respond(c, 200, "application/json", &body);
+    } else if (w.code == NK_CODE_OK && code == NK_FAILED_PRECONDITION) {
+        char extra[96] = "";
+        if (w.res.has_current)
+            snprintf(extra, sizeof extra, "\"current_version\":{\"term\":%" PRIu64
+                     ",\"index\":%" PRIu64 "}", w.res.cur_term, w.res.cur_index);
+        ret = respond_error(c, code, "version mismatch", extra[0] ? extra : NULL);
+    } else if (w.code == NK_CODE_OK && code == NK_ALREADY_EXISTS) {
+        ret = respond_error(c, code, "key already exists (if_not_exists)", NULL);
+    } else if (w.code == NK_CODE_OK && code == NK_INVALID_ARGUMENT) {
+        ret = respond_error(c, code, "idempotency key was already used with different parameters",
+                            NULL);
+    } else {
+        ret = respond_error(c, code, w.msg[0] ? w.msg : nk_code_name(code), NULL);
+    }
+    nk_buf_free(&body);
+    waiter_destroy(&w);
+    return ret;
+}
+
+/* --------------------------------------------------------------- dispatch */
+
+struct conn_state {
+    struct nk_buf body;
+    bool too_big;
+};
+
+static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *url,
+                              const char *method, const char *version, const char *upload,
+                              size_t *upload_size, void **con_cls)
+{
+    struct api *a = cls;
+    (void)version;
+    bool is_get = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
+    bool is_put = strcmp(method, "PUT") == 0 || strcmp(method, "POST") == 0;
+    bool is_del = strcmp(method, "DELETE") == 0;
+    bool is_kv = strncmp(url, "/kv/", 4) == 0;
+
+    if (*con_cls == NULL) {
+        struct conn_state *st = nk_calloc(1, sizeof(*st));
+        nk_buf_init(&st->body);
+        *con_cls = st;
+        return MHD_YES;
+    }
+    struct conn_state *st = *con_cls;
+    if (*upload_size) {
+        if (st->body.len + *upload_size > MAX_BODY)
+            st->too_big = true;
+        else
+            nk_buf_append(&st->body, upload, *upload_size);
+        *upload_size = 0;
+        return MHD_YES;
+    }
+
+    struct nk_buf b;
+    nk_buf_init(&b);
+    enum MHD_Result ret;
+    if (st->too_big) {
+        char msg[128];
+        snprintf(msg, sizeof msg, "request body is larger than the %u-byte value limit",
+                 KV_MAX_VALUE);
+        ret = respond_error(c, NK_INVALID_ARGUMENT, msg, NULL);
+    } else if (strcmp(url, "/healthz") == 0 && is_get) {
+        api_buf_printf(&b, "ok\n");
+        ret = respond(c, 200, "text/plain", &b);
+    } else if (strcmp(url, "/readyz") == 0 && is_get) {
+        struct node_stats ns;
+        node_get_stats(a->node, &ns);
+        bool ready = ns.shards_led == ns.total_shards;
+        if (ready)
+            api_buf_printf(&b, "ready\n");
+        else
+            api_buf_printf(&b, "not ready: %u of %u shards have a leader\n", ns.shards_led,
+                           ns.total_shards);
+        ret = respond(c, ready ? 200 : 503, "text/plain", &b);
+    } else if (strcmp(url, "/health") == 0 && is_get) {
+        struct node_stats ns;
+        node_get_stats(a->node, &ns);
+        api_buf_printf(&b, "{\"status\":\"%s\",\"node\":",
+                       ns.shards_led == ns.total_shards ? "ok" : "starting");
+        api_json_string(&b, (const uint8_t *)a->node_id, strlen(a->node_id));
+        api_buf_printf(&b,
+                       ",\"uptime_ms\":%" PRIu64 ",\"shards_total\":%u,\"shards_led\":%u,"
+                       "\"last_applied\":%" PRIu64 ",\"applied_entries\":%" PRIu64
+                       ",\"pending\":%" PRIu64 "}\n",
+                       nk_mono_ms() - a->start_ms, ns.total_shards, ns.shards_led,
+                       ns.last_applied, ns.applied_entries, ns.pending);
+        ret = respond(c, 200, "application/json", &b);
+    } else if (strcmp(url, "/metrics") == 0 && is_get) {
+        if (!a->prometheus) {
+            ret = respond_error(c, NK_NOT_FOUND,
+                                "metrics are disabled (telemetry.prometheus.enabled: false)", NULL);
+        } else {
+            api_update_gauges(a);
+            obs_render_prometheus(obs_default(), &b);
+            ret = respond(c, 200, "text/plain; version=0.0.4", &b);
+        }
+    } else if (strcmp(url, "/meta/cluster") == 0 && is_get) {
+        api_view_json(a, &b);
+        ret = respond(c, 200, "application/json", &b);
+    } else if (is_kv && (is_get || is_put || is_del)) {
+        struct nk_slice key = nk_slice_str(url + 4);
+        if (key.len == 0)
+            ret = respond_error(c, NK_INVALID_ARGUMENT, "key is empty; use /kv/{key}", NULL);
+        else if (is_get)
+            ret = kv_get_http(a, c, key);
+        else
+            ret = kv_write_http(a, c, key, is_put, &st->body);
+    } else if (is_kv || !strcmp(url, "/healthz") || !strcmp(url, "/readyz") ||
+               !strcmp(url, "/health") || !strcmp(url, "/metrics") ||
+               !strcmp(url, "/meta/cluster")) {
+        char msg[96];
+        snprintf(msg, sizeof msg, "method %.16s is not allowed on %.40s", method, url);
+        ret = respond_error(c, NK_UNIMPLEMENTED, msg, NULL);
+    } else {
+        char msg[160];
+        snprintf(msg, sizeof msg, "no such endpoint: %.100s", url);
+        ret = respond_error(c, NK_NOT_FOUND, msg, NULL);
+    }
+    nk_buf_free(&b);
+    return ret;
+}
+
+static void request_completed(void *cls, struct MHD_Connection *c, void **con_cls,
+                              enum MHD_RequestTerminationCode toe)
+{
+    (void)cls;
+    (void)c;
+    (void)toe;
+    struct conn_state *st = *con_cls;
+    if (st) {
+        nk_buf_free(&st->body);
+        free(st);
+        *con_cls = NULL;
+    }
+}
+
+/* ----------------------------------------------------------------- start */
+
+static int listen_on(const char *host, uint16_t port, uint16_t *bound, int *err)
+{
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+                             .ai_flags = AI_NUMERICSERV | AI_PASSIVE};
+    struct addrinfo *res;
+    char ps[8];
+    snprintf(ps, sizeof ps, "%u", port);
+    if (getaddrinfo(host, ps, &hints, &res) != 0) {
+        *err = EADDRNOTAVAIL;
+        return -1;
+    }
+    int fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        *err = errno;
+        freeaddrinfo(res);
+        return -1;
+    }
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (bind(fd, res->ai_addr, res->ai_addrlen) != 0 || listen(fd, 128) != 0) {
+        *err = errno;
+        close(fd);
+        freeaddrinfo(res);
+        return -1;
+    }
+    freeaddrinfo(res);
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    getsockname(fd, (struct sockaddr *)&ss, &sl);
+    *bound = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+                                            : ((struct sockaddr_in *)&ss)->sin_port);
+    return fd;
+}
+
+nk_status api_http_start(struct api *a, const char *addr, bool fallback, char *bound,
+                         size_t bound_cap)
+{
+    char host[256];
+    uint16_t port;
+    NK_TRY(config_split_addr(addr, host, sizeof host, &port));
+    int err = 0;
+    uint16_t bport = 0;
+    int fd = listen_on(host, port, &bport, &err);
+    if (fd < 0 && err == EADDRINUSE && fallback) {
+        NK_WARN(MODULE, "HTTP address %s is taken; serving HTTP on a free port instead", addr);
+        fd = listen_on(host, 0, &bport, &err);
+    }
+    if (fd < 0)
+        return nk_status_make(err == EADDRINUSE ? NK_ALREADY_EXISTS : NK_UNAVAILABLE,
+                              "cannot listen for HTTP on %s: %s", addr, strerror(err));
+    struct MHD_Daemon *d = MHD_start_daemon(
+        MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG, 0,
+        NULL, NULL, handle, a, MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_CONNECTION_LIMIT,
+        (unsigned int)a->http_max_conn, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)30,
+        MHD_OPTION_NOTIFY_COMPLETED, request_completed, a, MHD_OPTION_END);
+    if (!d) {
+        close(fd);
+        return nk_status_make(NK_UNAVAILABLE, "cannot start the HTTP server on %s", addr);
+    }
+    a->httpd = d;
+    if (strchr(host, ':'))
+        snprintf(bound, bound_cap, "[%s]:%u", host, bport);
+    else
+        snprintf(bound, bound_cap, "%s:%u", host, bport);
+    return NK_OK;
+}
+
+void api_shutdown(struct api *a)
+{
+    if (a->httpd) {
+        MHD_stop_daemon(a->httpd);
+        a->httpd = NULL;
+    }
+    pthread_mutex_lock(&a->wmu);
+    a->shut = true;
+    pthread_mutex_unlock(&a->wmu);
+    if (a->watching) {
+        node_unwatch(a->node, a->node_watch_id);
+        a->watching = false;
+    }
+}

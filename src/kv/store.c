@@ -1,0 +1,351 @@
+/*
+ * store.c: apply and read of the KV state machine over the node's LSM.
+ *
+ * LSM layout (docs/format/kv-state.md):
+ *   [shard be16][0x00]['A']        -> varint term, varint index  (applied)
+ *   [shard be16][0x01][user key]   -> value record
+ *   [shard be16][0x02][idem key]   -> idempotency record
+ *
+ * Value record:  u8 1 | varint term | varint index | varint expiry_ms | value
+ * Idem record:   u8 1 | u64 fingerprint | varint timestamp_ms | u8 code |
+ *                varint term | varint index | u8 flags (1 tombstoned,
+ *                2 has_current) | [varint cur_term | varint cur_index]
+ */
+#include "kv/kv.h"
+
+#include <stdlib.h>
+
+#include "lsm/lsm.h"
+
+#define NS_META 0x00
+#define NS_DATA 0x01
+#define NS_IDEM 0x02
+#define REC_V1  1
+#define MAX_LSM_KEY (3 + KV_MAX_KEY)
+
+struct kv_store {
+    struct lsm_db *db;
+    struct kv_options opt;
+};
+
+void kv_options_default(struct kv_options *o)
+{
+    o->idem_retention_ms = 24ULL * 3600 * 1000;
+    o->expiry_grace_ms = 3600ULL * 1000;
+}
+
+nk_status kv_store_open(struct lsm_db *db, const struct kv_options *o, struct kv_store **out)
+{
+    struct kv_store *s = nk_calloc(1, sizeof(*s));
+    s->db = db;
+    if (o)
+        s->opt = *o;
+    else
+        kv_options_default(&s->opt);
+    *out = s;
+    return NK_OK;
+}
+
+void kv_store_close(struct kv_store *s)
+{
+    free(s);
+}
+
+static size_t make_key(uint8_t *out, uint16_t shard, uint8_t ns, struct nk_slice k)
+{
+    nk_enc_be16(out, shard);
+    out[2] = ns;
+    if (k.len)
+        memcpy(out + 3, k.data, k.len);
+    return 3 + k.len;
+}
+
+void kv_data_prefix(uint16_t shard, uint8_t out[3])
+{
+    nk_enc_be16(out, shard);
+    out[2] = NS_DATA;
+}
+
+/* ---------------------------------------------------------------- records */
+
+struct value_rec {
+    uint64_t term, index, expiry_ms;
+    struct nk_slice value;
+};
+
+static bool decode_value(struct nk_slice b, struct value_rec *v)
+{
+    struct nk_reader r;
+    nk_reader_init(&r, b.data, b.len);
+    uint8_t ver = 0;
+    nk_reader_u8(&r, &ver);
+    nk_reader_varint64(&r, &v->term);
+    nk_reader_varint64(&r, &v->index);
+    nk_reader_varint64(&r, &v->expiry_ms);
+    if (r.bad || ver != REC_V1)
+        return false;
+    v->value = nk_slice_make(r.p, nk_reader_left(&r));
+    return true;
+}
+
+static void encode_idem(struct nk_buf *b, uint64_t fp, uint64_t ts, const struct kv_result *res)
+{
+    nk_buf_put_u8(b, REC_V1);
+    nk_buf_put_fixed64(b, fp);
+    nk_buf_put_varint64(b, ts);
+    nk_buf_put_u8(b, (uint8_t)res->code);
+    nk_buf_put_varint64(b, res->term);
+    nk_buf_put_varint64(b, res->index);
+    nk_buf_put_u8(b, (uint8_t)((res->tombstoned ? 1 : 0) | (res->has_current ? 2 : 0)));
+    if (res->has_current) {
+        nk_buf_put_varint64(b, res->cur_term);
+        nk_buf_put_varint64(b, res->cur_index);
+    }
+}
+
+static bool decode_idem(struct nk_slice b, uint64_t *fp, uint64_t *ts, struct kv_result *res)
+{
+    struct nk_reader r;
+    nk_reader_init(&r, b.data, b.len);
+    uint8_t ver = 0, code = 0, flags = 0;
+    memset(res, 0, sizeof(*res));
+    nk_reader_u8(&r, &ver);
+    nk_reader_fixed64(&r, fp);
+    nk_reader_varint64(&r, ts);
+    nk_reader_u8(&r, &code);
+    nk_reader_varint64(&r, &res->term);
+    nk_reader_varint64(&r, &res->index);
+    nk_reader_u8(&r, &flags);
+    if (flags & 2) {
+        nk_reader_varint64(&r, &res->cur_term);
+        nk_reader_varint64(&r, &res->cur_index);
+    }
+    if (r.bad || ver != REC_V1 || nk_reader_left(&r) != 0)
+        return false;
+    res->code = (enum nk_code)code;
+    res->tombstoned = flags & 1;
+    res->has_current = (flags & 2) != 0;
+    return true;
+}
+
+static nk_status put_applied(struct lsm_batch *b, uint16_t shard, uint64_t term, uint64_t index)
+{
+    uint8_t k[4];
+    make_key(k, shard, NS_META, nk_slice_str("A"));
+    uint8_t v[2 * NK_VARINT64_MAX];
+    size_t n = nk_enc_varint64(v, term);
+    n += nk_enc_varint64(v + n, index);
+    return lsm_batch_put(b, nk_slice_make(k, 4), nk_slice_make(v, n), 0);
+}
+
+static const struct lsm_write_options APPLY_WO = {.skip_wal = true};
+
+nk_status kv_applied(struct kv_store *s, uint16_t shard, uint64_t *term, uint64_t *index)
+{
+    uint8_t k[4];
+    make_key(k, shard, NS_META, nk_slice_str("A"));
+    struct nk_buf v;
+    nk_buf_init(&v);
+    bool found = false;
+    nk_status st = lsm_get(s->db, NULL, nk_slice_make(k, 4), &v, &found, NULL);
+    *term = *index = 0;
+    if (nk_ok(st) && found) {
+        struct nk_reader r;
+        nk_reader_init(&r, v.data, v.len);
+        nk_reader_varint64(&r, term);
+        nk_reader_varint64(&r, index);
+        if (r.bad)
+            st = nk_status_make(NK_DATA_LOSS, "shard %u: applied index record is malformed",
+                                shard);
+    }
+    nk_buf_free(&v);
+    return st;
+}
+
+nk_status kv_apply_noop(struct kv_store *s, uint16_t shard, uint64_t term, uint64_t index)
+{
+    struct lsm_batch b;
+    lsm_batch_init(&b);
+    nk_status st = put_applied(&b, shard, term, index);
+    if (nk_ok(st))
+        st = lsm_write(s->db, &APPLY_WO, &b);
+    lsm_batch_free(&b);
+    return st;
+}
+
+/* ------------------------------------------------------------------ apply */
+
+static nk_status idem_get(struct kv_store *s, uint16_t shard, struct nk_slice idem, bool *found,
+                          uint64_t *fp, uint64_t *ts, struct kv_result *res)
+{
+    uint8_t k[3 + KV_MAX_IDEM_KEY];
+    size_t kn = make_key(k, shard, NS_IDEM, idem);
+    struct nk_buf v;
+    nk_buf_init(&v);
+    nk_status st = lsm_get(s->db, NULL, nk_slice_make(k, kn), &v, found, NULL);
+    if (nk_ok(st) && *found && !decode_idem(nk_slice_make(v.data, v.len), fp, ts, res))
+        st = nk_status_make(NK_DATA_LOSS, "shard %u: idempotency record is malformed", shard);
+    nk_buf_free(&v);
+    return st;
+}
+
+nk_status kv_idem_lookup(struct kv_store *s, uint16_t shard, struct nk_slice idem_key,
+                         uint64_t fingerprint, uint64_t now_ms, bool *found, bool *same,
+                         struct kv_result *res)
+{
+    uint64_t fp = 0, ts = 0;
+    *same = false;
+    NK_TRY(idem_get(s, shard, idem_key, found, &fp, &ts, res));
+    if (*found && now_ms > ts && now_ms - ts > s->opt.idem_retention_ms)
+        *found = false; /* outside the window: the key may be used afresh */
+    if (*found)
+        *same = fp == fingerprint;
+    return NK_OK;
+}
+
+nk_status kv_apply(struct kv_store *s, uint16_t shard, uint64_t term, uint64_t index,
+                   const uint8_t *data, size_t n, struct kv_result *res)
+{
+    memset(res, 0, sizeof(*res));
+    res->term = term;
+    res->index = index;
+    struct kv_cmd c;
+    nk_status st = kv_cmd_decode(data, n, &c);
+    if (!nk_ok(st)) {
+        NK_ERROR("kv", "shard %u entry %llu.%llu: %s; applied as a no-op", shard,
+                 (unsigned long long)term, (unsigned long long)index, nk_status_msg(st));
+        nk_status_free(&st);
+        res->code = NK_DATA_LOSS;
+        return kv_apply_noop(s, shard, term, index);
+    }
+
+    struct lsm_batch b;
+    lsm_batch_init(&b);
+    struct nk_buf cur;
+    nk_buf_init(&cur);
+    uint64_t fp = 0;
+    bool write_idem = false;
+
+    if (c.idem_key.len) {
+        fp = kv_cmd_fingerprint(&c);
+        bool found, same;
+        struct kv_result prev;
+        st = kv_idem_lookup(s, shard, c.idem_key, fp, c.timestamp_ms, &found, &same, &prev);
+        if (!nk_ok(st))
+            goto out;
+        if (found) {
+            if (same) {
+                *res = prev; /* a retry: the first execution's result, nothing re-executed */
+            } else {
+                res->code = NK_INVALID_ARGUMENT;
+            }
+            st = put_applied(&b, shard, term, index);
+            goto write;
+        }
+        write_idem = true;
+    }
+
+    /* the key's current state, as of the command's own time */
+    uint8_t key[MAX_LSM_KEY];
+    size_t kn = make_key(key, shard, NS_DATA, c.key);
+    bool found = false;
+    st = lsm_get(s->db, NULL, nk_slice_make(key, kn), &cur, &found, NULL);
+    if (!nk_ok(st))
+        goto out;
+    struct value_rec v = {0};
+    bool live = false;
+    if (found) {
+        if (!decode_value(nk_slice_make(cur.data, cur.len), &v)) {
+            st = nk_status_make(NK_DATA_LOSS, "shard %u: value record of a key is malformed",
+                                shard);
+            goto out;
+        }
+        live = v.expiry_ms == 0 || v.expiry_ms > c.timestamp_ms;
+    }
+
+    if (c.has_if_match && (!live || v.term != c.if_match_term || v.index != c.if_match_index)) {
+        res->code = NK_FAILED_PRECONDITION;
+        if (live) {
+            res->has_current = true;
+            res->cur_term = v.term;
+            res->cur_index = v.index;
+        }
+    } else if (c.op == KV_OP_PUT && c.if_not_exists && live) {
+        res->code = NK_ALREADY_EXISTS;
+        res->has_current = true;
+        res->cur_term = v.term;
+        res->cur_index = v.index;
+    } else if (c.op == KV_OP_PUT) {
+        uint64_t expiry = kv_cmd_expiry_ms(&c);
+        struct nk_buf rec;
+        nk_buf_init(&rec);
+        nk_buf_reserve(&rec, 32 + c.value.len);
+        nk_buf_put_u8(&rec, REC_V1);
+        nk_buf_put_varint64(&rec, term);
+        nk_buf_put_varint64(&rec, index);
+        nk_buf_put_varint64(&rec, expiry);
+        nk_buf_append(&rec, c.value.data, c.value.len);
+        st = lsm_batch_put(&b, nk_slice_make(key, kn), nk_slice_make(rec.data, rec.len),
+                           expiry ? expiry + s->opt.expiry_grace_ms : 0);
+        nk_buf_free(&rec);
+        res->code = NK_CODE_OK;
+    } else {
+        res->tombstoned = live;
+        if (found)
+            st = lsm_batch_delete(&b, nk_slice_make(key, kn));
+        res->code = NK_CODE_OK;
+    }
+    if (!nk_ok(st))
+        goto out;
+
+    if (write_idem) {
+        uint8_t ik[3 + KV_MAX_IDEM_KEY];
+        size_t ikn = make_key(ik, shard, NS_IDEM, c.idem_key);
+        struct nk_buf rec;
+        nk_buf_init(&rec);
+        encode_idem(&rec, fp, c.timestamp_ms, res);
+        st = lsm_batch_put(&b, nk_slice_make(ik, ikn), nk_slice_make(rec.data, rec.len),
+                           c.timestamp_ms + s->opt.idem_retention_ms + s->opt.expiry_grace_ms);
+        nk_buf_free(&rec);
+        if (!nk_ok(st))
+            goto out;
+    }
+    st = put_applied(&b, shard, term, index);
+write:
+    if (nk_ok(st))
+        st = lsm_write(s->db, &APPLY_WO, &b);
+out:
+    nk_buf_free(&cur);
+    lsm_batch_free(&b);
+    return st;
+}
+
+/* ------------------------------------------------------------------- read */
+
+nk_status kv_get(struct kv_store *s, uint16_t shard, struct nk_slice key, uint64_t now_ms,
+                 struct nk_buf *value, uint64_t *term, uint64_t *index, bool *found)
+{
+    uint8_t k[MAX_LSM_KEY];
+    if (key.len > KV_MAX_KEY)
+        return nk_status_make(NK_INVALID_ARGUMENT, "key is %zu bytes; the limit is %u bytes",
+                              key.len, KV_MAX_KEY);
+    size_t kn = make_key(k, shard, NS_DATA, key);
+    NK_TRY(lsm_get(s->db, NULL, nk_slice_make(k, kn), value, found, NULL));
+    if (!*found)
+        return NK_OK;
+    struct value_rec v;
+    if (!decode_value(nk_slice_make(value->data, value->len), &v))
+        return nk_status_make(NK_DATA_LOSS, "shard %u: value record of a key is malformed",
+                              shard);
+    if (v.expiry_ms && v.expiry_ms <= now_ms) {
+        *found = false;
+        return NK_OK;
+    }
+    *term = v.term;
+    *index = v.index;
+    /* drop the record header in place */
+    size_t hdr = (size_t)(v.value.data - value->data);
+    memmove(value->data, value->data + hdr, v.value.len);
+    value->len = v.value.len;
+    return NK_OK;
+}

@@ -1,0 +1,188 @@
+/*
+ * node: the multi-Raft host. One node runs one Raft group per shard it
+ * replicates (all `total_shards` of them on a one-node cluster), one shared
+ * Raft log (src/raftlog) and one LSM (src/lsm) under the KV state machine
+ * (src/kv).
+ *
+ * The Ready loop (one thread) owns every `struct raft`. Each round it takes
+ * the queued proposals and read requests, ticks the groups when a tick is
+ * due, gathers the Ready of every group with work, makes all their entries
+ * and hard states durable with one raftlog write (one fdatasync: group
+ * commit), sends messages, applies committed entries to the KV state machine
+ * (each apply one LSM write that also records the shard's applied index) and
+ * completes the waiting calls, then advances the groups. Applying on the
+ * same thread keeps a write's path free of cross-thread hand-offs, which on
+ * a 2-core machine cost more than the apply itself (docs/server.md).
+ *
+ * Idle groups cost nothing: a group with no work is quiesced (no ticks, no
+ * heartbeats) until a proposal or message wakes it.
+ *
+ * Reads: stale reads need nothing; lease reads are served by the caller's
+ * thread from state the Ready loop publishes per shard (leader, lease expiry,
+ * ready-for-reads) without any hand-off; linearizable reads go through the
+ * Ready loop (ReadIndex: one heartbeat round serves every read queued in a
+ * round).
+ *
+ * Memory: the node owns its groups, logs and database. Proposal bytes are
+ * copied when queued. Callbacks receive pointers valid only during the call.
+ *
+ * Thread-safety: node_propose, node_read_barrier, node_view_*, node_watch*,
+ * node_get_stats and node_kv may be called from any thread. Completion
+ * callbacks run on the Ready loop thread and must not block.
+ */
+#ifndef NK_NODE_H
+#define NK_NODE_H
+
+#include "kv/kv.h"
+#include "lsm/lsm.h"
+#include "util/util.h"
+#include "wal/wal.h"
+
+struct node;
+
+struct node_options {
+    const char *node_name;   /* ClusterView node id; copied */
+    const char *client_addr; /* host:port clients reach this node's gRPC on; copied */
+    uint32_t total_shards;   /* default 1024; fixed once the data directory exists */
+    const char *data_dir;    /* raft log in <dir>/raft, LSM in <dir>/lsm; copied */
+    bool ephemeral;          /* no fdatasync anywhere (data_dir is on tmpfs) */
+    enum wal_sync_mode raft_sync; /* default WAL_SYNC_ALWAYS (one fdatasync per round) */
+    uint32_t tick_ms;        /* default 100 */
+    uint32_t election_ticks; /* default 10 */
+    uint32_t heartbeat_ticks; /* default 1 */
+    uint32_t max_pending;    /* queued + in-flight proposals and reads; default 65536 */
+    uint32_t max_batch_entries; /* proposals taken per round; default 8192 */
+    uint64_t default_deadline_ms; /* for calls without a deadline; default 5000 */
+    uint64_t raftlog_cache_bytes; /* default 64 MiB */
+    uint64_t compact_log_entries; /* compact a group's log beyond this many; default 10000 */
+    struct lsm_options lsm;
+    struct kv_options kv;
+};
+
+void node_options_default(struct node_options *o);
+
+/* Opens storage, recovers every group, starts the Ready loop. */
+nk_status node_open(const struct node_options *o, struct node **out);
+/*
+ * Stops: new calls get UNAVAILABLE, queued and in-flight ones complete with
+ * UNAVAILABLE "server shutting down" (their callbacks run before this
+ * returns), the loop ends, the LSM flushes, files close. NULL is fine.
+ */
+void node_close(struct node *n);
+
+/* ------------------------------------------------------------------ writes */
+
+/*
+ * The outcome of a write. code OK: res is the applied result (whose own code
+ * may be a CAS failure etc.). Otherwise the write did not apply or its
+ * outcome is unknown: NK_UNAVAILABLE (msg contains NOT_LEADER, with
+ * leader_hint the leader's client address or NULL, or "server shutting
+ * down", or QUORUM_UNAVAILABLE), NK_DEADLINE_EXCEEDED ("COMMIT_TIMEOUT"),
+ * NK_RESOURCE_EXHAUSTED.
+ */
+struct node_write_result {
+    enum nk_code code;
+    const char *msg;
+    const char *leader_hint;
+    struct kv_result res;
+};
+
+typedef void (*node_write_fn)(void *ctx, const struct node_write_result *r);
+
+/*
+ * Proposes the encoded KV command `cmd` (copied) to the shard's group. On
+ * NK_OK, `done` is called exactly once, later, on the Ready loop thread.
+ * Otherwise nothing is queued and the status says why (RESOURCE_EXHAUSTED:
+ * the queue is full; UNAVAILABLE: shutting down; INVALID_ARGUMENT: no such
+ * shard). deadline_mono_ns: nk_mono_ns() clock; UINT64_MAX: the default.
+ */
+nk_status node_propose(struct node *n, uint32_t shard, struct nk_slice cmd,
+                       uint64_t deadline_mono_ns, node_write_fn done, void *ctx);
+
+/* ------------------------------------------------------------------- reads */
+
+enum node_consistency {
+    NODE_READ_LEASE = 0,
+    NODE_READ_LINEARIZABLE = 1,
+    NODE_READ_STALE = 2,
+};
+
+/* Parses a GetRequest.consistency string (CONTRACT.md); false if unknown. */
+bool node_parse_consistency(const char *s, size_t len, enum node_consistency *out);
+
+typedef void (*node_read_fn)(void *ctx, const struct node_write_result *r);
+
+/*
+ * Waits until reading the shard's local state is allowed at the consistency.
+ * *now true: it is allowed right away (the caller reads on its own thread;
+ * `done` will not be called). Otherwise, on NK_OK, `done` is called once on
+ * the Ready loop thread: code OK means read now (on that thread), anything
+ * else is the error to return (NOT_LEADER with a hint, COMMIT_TIMEOUT ...).
+ * An error status means nothing was queued. A NOT_LEADER answer that needs
+ * no waiting is returned as a status with the hint in *hint (static storage
+ * valid until the node closes; may be NULL).
+ */
+nk_status node_read_barrier(struct node *n, uint32_t shard, enum node_consistency c,
+                            uint64_t deadline_mono_ns, node_read_fn done, void *ctx, bool *now,
+                            const char **hint);
+
+/* The KV state machine, for reads (kv_get) and idempotency lookups. */
+struct kv_store *node_kv(struct node *n);
+
+/* ----------------------------------------------------------- cluster view */
+
+struct node_view_node {
+    char id[128];
+    char addr[128];
+    char role[16]; /* alive, suspect, dead, left */
+};
+
+struct node_view {
+    uint64_t epoch;
+    uint32_t n_nodes;
+    struct node_view_node nodes[16];
+    uint32_t total_shards;
+    /* per shard: index into nodes of each replica, and of the leader (-1: none) */
+    uint8_t *n_replicas;  /* [total_shards] */
+    uint8_t (*replicas)[8]; /* [total_shards][8] */
+    int8_t *leader;       /* [total_shards] */
+};
+
+/* The client address shown in the view (once the gRPC port is known). */
+void node_set_client_addr(struct node *n, const char *addr);
+
+/* A copy of the current view; free it with node_view_free. */
+void node_view_get(struct node *n, struct node_view *v);
+void node_view_free(struct node_view *v);
+
+/* Called (on the Ready loop thread) after every view change with the new epoch. */
+typedef void (*node_watch_fn)(void *ctx, uint64_t epoch);
+/* At most 1024 watchers (RESOURCE_EXHAUSTED beyond). *id for node_unwatch. */
+nk_status node_watch(struct node *n, node_watch_fn fn, void *ctx, uint32_t *id);
+void node_unwatch(struct node *n, uint32_t id);
+
+/* ------------------------------------------------------------------ admin */
+
+/*
+ * Snapshots a shard: flushes the LSM so the shard's applied state is on disk
+ * and compacts its Raft log behind it. Blocks the caller (not the loop).
+ */
+nk_status node_snapshot_shard(struct node *n, uint32_t shard, uint64_t *index);
+
+struct node_stats {
+    uint32_t total_shards;
+    uint32_t shards_led;
+    uint64_t last_applied;  /* highest applied index over shards */
+    uint64_t applied_entries;
+    uint64_t proposals, proposals_failed;
+    uint64_t rounds, fsyncs;
+    uint64_t pending;       /* proposals and reads waiting */
+    uint64_t quiesced;
+    uint64_t uptime_ms;
+};
+void node_get_stats(struct node *n, struct node_stats *out);
+uint32_t node_total_shards(struct node *n);
+/* The LSM, for stats. */
+struct lsm_db *node_lsm(struct node *n);
+
+#endif /* NK_NODE_H */
