@@ -87,6 +87,7 @@ static void *apply_main(void *arg)
 
 struct slot {
     grpc_call *call;
+    grpc_byte_buffer *req; /* one per call: sending consumes a byte buffer */
     grpc_metadata_array imd, tmd;
     grpc_byte_buffer *resp;
     grpc_status_code st;
@@ -94,7 +95,8 @@ struct slot {
     uint64_t t0;
 };
 
-static grpc_byte_buffer *req_bb;
+static grpc_slice req_slice;
+static size_t req_len;
 static const char *method;
 
 static void issue(grpc_channel *ch, grpc_completion_queue *cq, struct slot *s)
@@ -109,7 +111,8 @@ static void issue(grpc_channel *ch, grpc_completion_queue *cq, struct slot *s)
     memset(ops, 0, sizeof ops);
     ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
     ops[1].op = GRPC_OP_SEND_MESSAGE;
-    ops[1].data.send_message.send_message = req_bb;
+    s->req = grpc_raw_byte_buffer_create(&req_slice, 1); /* refs the slice */
+    ops[1].data.send_message.send_message = s->req;
     ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
     ops[3].op = GRPC_OP_RECV_INITIAL_METADATA;
     ops[3].data.recv_initial_metadata.recv_initial_metadata = &s->imd;
@@ -125,6 +128,7 @@ static void issue(grpc_channel *ch, grpc_completion_queue *cq, struct slot *s)
 
 static void finish(struct slot *s)
 {
+    grpc_byte_buffer_destroy(s->req);
     if (s->resp)
         grpc_byte_buffer_destroy(s->resp);
     grpc_slice_unref(s->details);
@@ -165,9 +169,8 @@ static int run_client(int port, bool async, int conc, int secs, size_t bytes, in
     }
     grpc_channel_credentials_release(cr);
     uint8_t *payload = nk_calloc(1, bytes ? bytes : 1);
-    grpc_slice sl = grpc_slice_from_copied_buffer((char *)payload, bytes);
-    req_bb = grpc_raw_byte_buffer_create(&sl, 1);
-    grpc_slice_unref(sl);
+    req_slice = grpc_slice_from_copied_buffer((char *)payload, bytes);
+    req_len = bytes;
     free(payload);
 
     grpc_completion_queue *cq = grpc_completion_queue_create_for_next(NULL);
@@ -185,8 +188,13 @@ static int run_client(int port, bool async, int conc, int secs, size_t bytes, in
         NK_ASSERT(ev.type == GRPC_OP_COMPLETE);
         struct slot *s = ev.tag;
         uint64_t now = nk_mono_ns();
-        if (s->st != GRPC_STATUS_OK)
+        if (s->st != GRPC_STATUS_OK || !s->resp || grpc_byte_buffer_length(s->resp) != req_len) {
+            if (!errors)
+                fprintf(stderr, "first error: status %d, response %s of %zu bytes\n", (int)s->st,
+                        s->resp ? "present" : "missing",
+                        s->resp ? grpc_byte_buffer_length(s->resp) : (size_t)0);
             errors++;
+        }
         if (now >= warm && now < end) {
             if (!measured_from) {
                 measured_from = now;
@@ -221,7 +229,7 @@ static int run_client(int port, bool async, int conc, int secs, size_t bytes, in
            GRPC_QUEUE_SHUTDOWN) {
     }
     grpc_completion_queue_destroy(cq);
-    grpc_byte_buffer_destroy(req_bb);
+    grpc_slice_unref(req_slice);
     for (int i = 0; i < NCH; i++)
         grpc_channel_destroy(ch[i]);
     grpc_shutdown();
