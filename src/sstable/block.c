@@ -13,12 +13,20 @@
 #include <stdlib.h>
 #include <zstd.h>
 
+struct sst_block *sst_block_alloc(size_t n)
+{
+    size_t at = (n + 7) & ~(size_t)7;
+    uint8_t *base = nk_malloc(at + sizeof(struct sst_block));
+    struct sst_block *b = (struct sst_block *)(base + at);
+    memset(b, 0, sizeof *b);
+    b->buf = base;
+    return b;
+}
+
 void sst_block_free(struct sst_block *b)
 {
-    if (!b)
-        return;
-    free(b->heap);
-    free(b);
+    if (b)
+        free(b->buf);
 }
 
 bool sst_block_init(struct sst_block *b)
@@ -206,14 +214,13 @@ nk_status sst_block_from_stored(struct sst_block *hold, const uint8_t *p, uint64
                                   path, offset);
         }
         size_t clen = (size_t)(size - (uint64_t)(q - p));
-        b = nk_malloc(sizeof *b + (size_t)raw_len);
-        memset(b, 0, sizeof *b);
+        b = sst_block_alloc(raw_len);
         bool ok;
         if (type == SST_BLOCK_LZ4) {
-            int r = LZ4_decompress_safe((const char *)q, (char *)b->raw, (int)clen, (int)raw_len);
+            int r = LZ4_decompress_safe((const char *)q, (char *)b->buf, (int)clen, (int)raw_len);
             ok = r >= 0 && (uint32_t)r == raw_len;
         } else {
-            size_t r = ZSTD_decompress(b->raw, raw_len, q, clen);
+            size_t r = ZSTD_decompress(b->buf, raw_len, q, clen);
             ok = !ZSTD_isError(r) && r == raw_len;
         }
         sst_block_free(hold);
@@ -223,7 +230,7 @@ nk_status sst_block_from_stored(struct sst_block *hold, const uint8_t *p, uint64
                                   "sstable %s: block at offset %" PRIu64 ": %s data is corrupt",
                                   path, offset, type == SST_BLOCK_LZ4 ? "lz4" : "zstd");
         }
-        b->data = b->raw;
+        b->data = b->buf;
         b->size = raw_len;
     } else {
         sst_block_free(hold);

@@ -30,6 +30,16 @@ struct idx_ent {
     const uint8_t *key;
 };
 
+/* What a lookup needs of block i, 16 bytes so that the last steps of the
+ * prefix search and the block's offset share a cache line. loc[nblocks] is a
+ * sentinel holding the end of the data region: block i's stored size is
+ * loc[i + 1].offset - loc[i].offset - SST_TRAILER_SIZE (blocks are
+ * contiguous, checked at open). */
+struct blk_loc {
+    uint64_t pfx;
+    uint64_t offset;
+};
+
 struct sst_reader {
     int fd;
     char *path;
@@ -43,13 +53,14 @@ struct sst_reader {
     struct idx_ent *idx;
     uint8_t *idx_keys;
     /*
-     * With a comparator that orders_by_filter_key: pfx[i] is the big-endian
-     * value of the 8 filter-key bytes of index key i after the prefix all of
-     * them share (pfx_skip bytes at pfx_common), zero-padded. Strictly
-     * smaller pfx means a smaller key, so most of the binary search runs on
-     * this compact array. NULL otherwise.
+     * With a comparator that orders_by_filter_key (use_pfx): loc[i].pfx is
+     * the big-endian value of the 8 filter-key bytes of index key i after the
+     * prefix all of them share (pfx_skip bytes at pfx_common), zero-padded.
+     * Strictly smaller pfx means a smaller key, so most of the binary search
+     * runs on this compact array.
      */
-    uint64_t *pfx;
+    struct blk_loc *loc;
+    bool use_pfx;
     size_t pfx_skip;
     const uint8_t *pfx_common;
     struct nk_slice (*filter_key)(struct nk_slice key);
@@ -101,14 +112,13 @@ static nk_status pread_full(const struct sst_reader *r, void *buf, size_t n, uin
 static nk_status read_block(const struct sst_reader *r, struct sst_handle h, bool verify,
                             bool has_restarts, struct sst_block **out)
 {
-    struct sst_block *hold = nk_malloc(sizeof *hold + (size_t)h.size + SST_TRAILER_SIZE);
-    memset(hold, 0, sizeof *hold);
-    nk_status s = pread_full(r, hold->raw, (size_t)h.size + SST_TRAILER_SIZE, h.offset);
+    struct sst_block *hold = sst_block_alloc((size_t)h.size + SST_TRAILER_SIZE);
+    nk_status s = pread_full(r, hold->buf, (size_t)h.size + SST_TRAILER_SIZE, h.offset);
     if (!nk_ok(s)) {
         sst_block_free(hold);
         return s;
     }
-    return sst_block_from_stored(hold, hold->raw, h.size, verify, has_restarts, r->path, h.offset,
+    return sst_block_from_stored(hold, hold->buf, h.size, verify, has_restarts, r->path, h.offset,
                                  out);
 }
 
@@ -117,33 +127,34 @@ static nk_status read_block(const struct sst_reader *r, struct sst_handle h, boo
 static nk_status map_block(struct sst_reader *r, uint32_t i, struct sst_block *view,
                            struct sst_block **out)
 {
-    const struct idx_ent *e = &r->idx[i];
-    const uint8_t *p = r->map + e->offset;
+    uint64_t off = r->loc[i].offset;
+    uint32_t size = (uint32_t)(r->loc[i + 1].offset - off - SST_TRAILER_SIZE);
+    const uint8_t *p = r->map + off;
     *out = NULL;
-    if (p[e->size] != SST_BLOCK_RAW)
+    if (p[size] != SST_BLOCK_RAW)
         return NK_OK;
     uint64_t bit = 1ull << (i & 63);
     bool checked = atomic_load_explicit(&r->verified[i >> 6], memory_order_relaxed) & bit;
     if (r->verify && !checked) {
-        uint32_t want = nk_crc32c_unmask(nk_dec_fixed32(p + e->size + 1));
-        if (want != nk_crc32c(p, (size_t)e->size + 1))
+        uint32_t want = nk_crc32c_unmask(nk_dec_fixed32(p + size + 1));
+        if (want != nk_crc32c(p, (size_t)size + 1))
             return nk_status_make(NK_DATA_LOSS,
                                   "sstable %s: block at offset %" PRIu64
                                   " (%u bytes): checksum mismatch",
-                                  r->path, e->offset, e->size);
+                                  r->path, off, size);
     }
     view->data = p;
-    view->size = e->size;
+    view->size = size;
     view->borrowed = true;
     if (checked) { /* the restart array was checked with the checksum */
-        view->num_restarts = nk_dec_fixed32(p + e->size - 4);
-        view->restart_off = e->size - 4 - 4 * view->num_restarts;
+        view->num_restarts = nk_dec_fixed32(p + size - 4);
+        view->restart_off = size - 4 - 4 * view->num_restarts;
     } else {
         if (!sst_block_init(view))
             return nk_status_make(NK_DATA_LOSS,
                                   "sstable %s: block at offset %" PRIu64
                                   ": malformed restart array",
-                                  r->path, e->offset);
+                                  r->path, off);
         if (r->verify)
             atomic_fetch_or_explicit(&r->verified[i >> 6], bit, memory_order_relaxed);
     }
@@ -155,23 +166,24 @@ static nk_status map_block(struct sst_reader *r, uint32_t i, struct sst_block *v
 static inline nk_status get_block(struct sst_reader *r, uint32_t i, struct sst_block *view,
                                   struct sst_block **out)
 {
-    const struct idx_ent *e = &r->idx[i];
     if (r->map) {
         NK_TRY(map_block(r, i, view, out));
         if (*out)
             return NK_OK;
     }
+    uint64_t off = r->loc[i].offset;
     if (r->cache) {
-        struct sst_block *b = sst_cache_lookup(r->cache, r->file_id, e->offset);
+        struct sst_block *b = sst_cache_lookup(r->cache, r->file_id, off);
         if (b) {
             *out = b;
             return NK_OK;
         }
     }
     struct sst_block *b;
-    NK_TRY(read_block(r, (struct sst_handle){e->offset, e->size}, r->verify, true, &b));
+    uint64_t size = r->loc[i + 1].offset - off - SST_TRAILER_SIZE;
+    NK_TRY(read_block(r, (struct sst_handle){off, size}, r->verify, true, &b));
     if (r->cache)
-        b = sst_cache_insert(r->cache, r->file_id, e->offset, b,
+        b = sst_cache_insert(r->cache, r->file_id, off, b,
                              sizeof *b + (size_t)b->size + SST_TRAILER_SIZE);
     *out = b;
     return NK_OK;
@@ -265,6 +277,10 @@ static nk_status load_index(struct sst_reader *r, struct sst_handle h, uint64_t 
     }
     for (size_t i = 0; i < n; i++)
         ents[i].key = keys.data + (uintptr_t)ents[i].key;
+    r->loc = nk_calloc(n + 1, sizeof *r->loc);
+    for (size_t i = 0; i < n; i++)
+        r->loc[i].offset = ents[i].offset;
+    r->loc[n].offset = data_end;
     r->idx = ents;
     r->idx_keys = keys.data;
     r->nblocks = (uint32_t)n;
@@ -297,20 +313,15 @@ static void build_prefix_index(struct sst_reader *r)
     size_t L = 0, m = NK_MIN(first.len, last.len);
     while (L < m && first.data[L] == last.data[L])
         L++;
-    uint64_t *pfx = nk_malloc(sizeof *pfx * n);
     for (uint32_t i = 0; i < n; i++) {
         struct nk_slice f = fkey(r, nk_slice_make(r->idx[i].key, r->idx[i].key_len));
-        if (f.len < L || (L && memcmp(f.data, first.data, L) != 0)) {
-            free(pfx);
+        if (f.len < L || (L && memcmp(f.data, first.data, L) != 0))
             return;
-        }
-        pfx[i] = load_pfx(f.data + L, f.len - L);
-        if (i > 0 && pfx[i] < pfx[i - 1]) {
-            free(pfx);
+        r->loc[i].pfx = load_pfx(f.data + L, f.len - L);
+        if (i > 0 && r->loc[i].pfx < r->loc[i - 1].pfx)
             return;
-        }
     }
-    r->pfx = pfx;
+    r->use_pfx = true;
     r->pfx_skip = L;
     r->pfx_common = first.data;
 }
@@ -436,7 +447,7 @@ void sst_reader_close(struct sst_reader *r)
     free(r->path);
     free(r->idx);
     free(r->idx_keys);
-    free(r->pfx);
+    free(r->loc);
     free(r->filter_mem);
     sst_block_free((struct sst_block *)r->props_mem);
     free(r);
@@ -474,7 +485,7 @@ bool sst_reader_may_contain(struct sst_reader *r, struct nk_slice filter_key)
 static inline uint32_t index_lower_bound(const struct sst_reader *r, struct nk_slice target)
 {
     uint32_t lo = 0, hi = r->nblocks;
-    if (r->pfx) {
+    if (r->use_pfx) {
         struct nk_slice t = fkey(r, target);
         size_t L = r->pfx_skip;
         size_t m = NK_MIN(L, t.len);
@@ -486,19 +497,19 @@ static inline uint32_t index_lower_bound(const struct sst_reader *r, struct nk_s
         uint64_t tp = load_pfx(t.data + L, t.len - L);
         while (lo < hi) { /* first pfx >= tp */
             uint32_t mid = lo + (hi - lo) / 2;
-            if (r->pfx[mid] < tp)
+            if (r->loc[mid].pfx < tp)
                 lo = mid + 1;
             else
                 hi = mid;
         }
         hi = lo;
-        while (hi < r->nblocks && hi - lo < 8 && r->pfx[hi] == tp) /* usually 0-1 steps */
+        while (hi < r->nblocks && hi - lo < 8 && r->loc[hi].pfx == tp) /* usually 0-1 steps */
             hi++;
-        if (hi < r->nblocks && r->pfx[hi] == tp) { /* long run of equal prefixes */
+        if (hi < r->nblocks && r->loc[hi].pfx == tp) { /* long run of equal prefixes */
             uint32_t a = hi, b = r->nblocks;
             while (a < b) {
                 uint32_t mid = a + (b - a) / 2;
-                if (r->pfx[mid] <= tp)
+                if (r->loc[mid].pfx <= tp)
                     a = mid + 1;
                 else
                     b = mid;

@@ -43,8 +43,10 @@ struct sst_footer {
 
 /*
  * A decoded block: uncompressed contents ending in the restart array. One
- * allocation holds the struct and (for uncompressed blocks) the contents.
- * While cached, the first fields belong to cache.c under its shard lock.
+ * allocation holds the bytes and, right after them, this struct: a lookup
+ * reads the header (cache probe) and then the restart array at the end of
+ * the contents, so both usually come in with one or two adjacent cache
+ * lines. While cached, the first fields belong to cache.c under its lock.
  */
 struct sst_block {
     struct sst_block *hnext;      /* hash chain */
@@ -60,9 +62,11 @@ struct sst_block {
     uint32_t size;       /* contents size */
     uint32_t restart_off; /* offset of the restart array */
     uint32_t num_restarts;
-    uint8_t *heap;            /* separately allocated contents, or NULL */
-    uint8_t raw[];            /* inline storage for stored bytes + trailer */
+    uint8_t *buf; /* the allocation: n bytes of storage, then this header */
 };
+
+/* A block with n bytes of storage at b->buf (header zeroed, data unset). */
+struct sst_block *sst_block_alloc(size_t n);
 
 /* Checks the restart array of b->data/b->size and fills the restart fields.
  * False when it is malformed. */

@@ -17,8 +17,8 @@ static void path_in_tmp(char *buf, size_t n, const char *name)
 
 static struct sst_block *fake_block(size_t size)
 {
-    struct sst_block *b = nk_calloc(1, sizeof *b + size);
-    b->data = b->raw;
+    struct sst_block *b = sst_block_alloc(size);
+    b->data = b->buf;
     b->size = (uint32_t)size;
     return b;
 }
@@ -57,7 +57,7 @@ NK_TEST(pinned_blocks_are_never_evicted_and_never_push_usage_over_capacity)
     for (uint64_t i = 0; i < 3; i++)
         pinned[i] = sst_cache_insert(c, 2, i, fake_block(16), 1000);
     for (int i = 0; i < 3; i++)
-        memset(pinned[i]->raw, 'a' + i, 16);
+        memset(pinned[i]->buf, 'a' + i, 16);
     /* the cache is full of pinned blocks: a new one is handed out uncached */
     struct sst_block *extra = sst_cache_insert(c, 2, 99, fake_block(16), 1000);
     struct sst_cache_stats st;
@@ -69,7 +69,7 @@ NK_TEST(pinned_blocks_are_never_evicted_and_never_push_usage_over_capacity)
     /* replacing a pinned block: the old one stays readable until released */
     struct sst_block *repl = sst_cache_insert(c, 2, 0, fake_block(16), 1000);
     for (int i = 0; i < 16; i++)
-        NK_CHECK(pinned[0]->raw[i] == 'a');
+        NK_CHECK(pinned[0]->buf[i] == 'a');
     sst_cache_release(c, pinned[0]);
     sst_cache_release(c, repl);
     sst_cache_release(c, pinned[1]);

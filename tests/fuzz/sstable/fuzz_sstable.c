@@ -132,11 +132,10 @@ static void exercise_decoders(const uint8_t *data, size_t size)
     /* the input as a stored block (contents + trailer), unverified so the
      * decompressors and the restart check see arbitrary bytes */
     if (size >= SST_TRAILER_SIZE) {
-        struct sst_block *hold = nk_malloc(sizeof *hold + size);
-        memset(hold, 0, sizeof *hold);
-        memcpy(hold->raw, data, size);
+        struct sst_block *hold = sst_block_alloc(size);
+        memcpy(hold->buf, data, size);
         struct sst_block *b;
-        s = sst_block_from_stored(hold, hold->raw, size - SST_TRAILER_SIZE, false, true, "fuzz", 0,
+        s = sst_block_from_stored(hold, hold->buf, size - SST_TRAILER_SIZE, false, true, "fuzz", 0,
                                   &b);
         if (nk_ok(s)) {
             struct nk_buf key;
