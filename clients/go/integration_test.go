@@ -355,7 +355,7 @@ func TestServerTTLExpiry(t *testing.T) {
 	}
 }
 
-func TestServerRejectsInvalidKeys(t *testing.T) {
+func TestServerRejectsOversizedOrEmptyKeysAndValues(t *testing.T) {
 	c := newTestClient(t, sharedServer(t).GRPCAddr)
 	ctx := context.Background()
 	_, err := c.Put(ctx, bytes.Repeat([]byte("k"), 1025), []byte("v"), nil)
@@ -370,6 +370,16 @@ func TestServerRejectsInvalidKeys(t *testing.T) {
 		if errors.Is(err, s) {
 			t.Fatalf("INVALID_ARGUMENT matches %v", s)
 		}
+	}
+	_, err = c.Put(ctx, key(t, "big"), make([]byte, 1<<20+1), nil)
+	if status.Code(err) != codes.InvalidArgument {
+		t.Fatalf("value of 1 MiB + 1: %v, want INVALID_ARGUMENT", err)
+	}
+	// Over the request limit: refused, and not retried.
+	_, err = c.Put(ctx, key(t, "huge"), make([]byte, 5<<20), nil)
+	var ne *norikv.Error
+	if code := status.Code(err); (code != codes.InvalidArgument && code != codes.ResourceExhausted) || !errors.As(err, &ne) || ne.Attempts != 1 {
+		t.Fatalf("5 MiB value: %v, want one attempt refused with INVALID_ARGUMENT or RESOURCE_EXHAUSTED", err)
 	}
 }
 

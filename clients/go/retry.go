@@ -73,6 +73,10 @@ func classify(st *status.Status) failure {
 		// shutdown, connection reset mid-call.
 		return failUnknown
 	case codes.ResourceExhausted:
+		// A message over gRPC's size limit fails the same way every time.
+		if strings.Contains(msg, "larger than max") {
+			return failPermanent
+		}
 		// The server's queues were full: rejected before proposal.
 		return failNotSent
 	case codes.DeadlineExceeded, codes.Aborted:

@@ -101,6 +101,7 @@ func TestClassifyFollowsTheContract(t *testing.T) {
 		{codes.Unavailable, "error reading from server: EOF", failUnknown},
 		{codes.DeadlineExceeded, "COMMIT_TIMEOUT", failUnknown},
 		{codes.ResourceExhausted, "write queue full", failNotSent},
+		{codes.ResourceExhausted, "grpc: received message larger than max (5242880 vs. 4194304)", failPermanent},
 		{codes.Aborted, "aborted", failUnknown},
 		{codes.NotFound, "key not found", failPermanent},
 		{codes.FailedPrecondition, "version mismatch", failPermanent},
