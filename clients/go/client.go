@@ -232,15 +232,15 @@ func (c *Client) invoke(ctx context.Context, op string, key []byte, writeSafe, a
 		if err == nil {
 			return nil
 		}
+		st := status.Convert(err)
+		e := newError(op, nc.addr, st, trailer, attempts)
+		last = e
 		if ctx.Err() != nil {
 			return contextError(op, ctx.Err(), last, attempts)
 		}
 		if c.closed.Load() {
 			return ErrClosed
 		}
-		st := status.Convert(err)
-		e := newError(op, nc.addr, st, trailer, attempts)
-		last = e
 		f := classify(st)
 		if f == failNotLeader {
 			if e.LeaderHint != "" && e.LeaderHint != nc.addr && redirects < maxRedirects {
