@@ -36,13 +36,18 @@
 #include <grpc/grpc.h>
 #include <grpc/grpc_security.h>
 #include <grpc/slice.h>
+#include <grpc/support/log.h>
 #include <grpc/support/time.h>
+#include <errno.h>
 #include <inttypes.h>
+#include <netdb.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/socket.h>
 #include <time.h>
+#include <unistd.h>
 
 #define MOD "rpc"
 #define GENERIC_REQUESTS_PER_WORKER 2
@@ -840,6 +845,26 @@ static void *worker_main(void *arg)
 
 /* ------------------------------------------------------------- the server */
 
+/* gRPC's own log lines (its verbosity: GRPC_VERBOSITY, default ERROR) go
+ * through nk_log, so that the server's stderr has one format. */
+static void grpc_log_to_nk(gpr_log_func_args *a)
+{
+    enum nk_log_level lv = a->severity == GPR_LOG_SEVERITY_DEBUG  ? NK_LOG_DEBUG
+                           : a->severity == GPR_LOG_SEVERITY_INFO ? NK_LOG_INFO
+                                                                  : NK_LOG_ERROR;
+    if (lv < nk_log_get_level())
+        return;
+    const char *f = a->file ? strrchr(a->file, '/') : NULL;
+    nk_log(lv, "grpc", "%s (%s:%d)", a->message ? a->message : "",
+           f ? f + 1 : (a->file ? a->file : "?"), a->line);
+}
+
+static pthread_once_t log_once = PTHREAD_ONCE_INIT;
+static void install_grpc_log(void)
+{
+    gpr_set_log_function(grpc_log_to_nk);
+}
+
 nk_status rpc_server_create(const struct rpc_server_options *opt, struct rpc_server **out)
 {
     *out = NULL;
@@ -875,6 +900,7 @@ nk_status rpc_server_create(const struct rpc_server_options *opt, struct rpc_ser
     if (o.min_client_ping_interval_ms > INT32_MAX || o.keepalive_ms > INT32_MAX)
         return nk_status_make(NK_INVALID_ARGUMENT, "rpc: ping intervals must be < 2^31 ms");
 
+    pthread_once(&log_once, install_grpc_log);
     grpc_init();
     struct rpc_server *s = nk_calloc(1, sizeof *s);
     s->opt = o;
@@ -969,15 +995,64 @@ nk_status rpc_server_add_method(struct rpc_server *s, const struct rpc_method *m
     return NK_OK;
 }
 
+/*
+ * gRPC says only that it could not bind. Find out why for the error message
+ * by trying the same bind ourselves ("host:port", "[v6]:port").
+ */
+static const char *bind_failure_reason(const char *addr, char *buf, size_t cap)
+{
+    char host[256];
+    const char *colon = strrchr(addr, ':');
+    if (!colon || (size_t)(colon - addr) >= sizeof host)
+        return "malformed address";
+    memcpy(host, addr, (size_t)(colon - addr));
+    host[colon - addr] = 0;
+    char *h = host;
+    if (h[0] == '[') { /* [v6]:port */
+        h++;
+        char *end = strchr(h, ']');
+        if (end)
+            *end = 0;
+    }
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+                             .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
+    struct addrinfo *res = NULL;
+    int g = getaddrinfo(*h ? h : NULL, colon + 1, &hints, &res);
+    if (g != 0) {
+        snprintf(buf, cap, "cannot resolve: %s", gai_strerror(g));
+        return buf;
+    }
+    int err = 0;
+    for (struct addrinfo *ai = res; ai && !err; ai = ai->ai_next) {
+        int fd = socket(ai->ai_family, ai->ai_socktype, ai->ai_protocol);
+        if (fd < 0) {
+            err = errno;
+            break;
+        }
+        int one = 1;
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+        if (bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 || listen(fd, 1) != 0)
+            err = errno;
+        close(fd);
+    }
+    freeaddrinfo(res);
+    if (!err)
+        return "address taken or not usable";
+    snprintf(buf, cap, "%s", strerror(err));
+    return buf;
+}
+
 nk_status rpc_server_start(struct rpc_server *s)
 {
     NK_ASSERT(!s->started && !s->stopped);
     grpc_server_credentials *creds = grpc_insecure_server_credentials_create();
     int port = grpc_server_add_http2_port(s->server, s->addr, creds);
     grpc_server_credentials_release(creds);
-    if (port <= 0)
-        return nk_status_make(NK_UNAVAILABLE,
-                              "rpc: cannot listen on %s (address taken or not usable)", s->addr);
+    if (port <= 0) {
+        char why[160];
+        return nk_status_make(NK_UNAVAILABLE, "rpc: cannot listen on %s: %s", s->addr,
+                              bind_failure_reason(s->addr, why, sizeof why));
+    }
     s->port = port;
     grpc_server_start(s->server);
     s->started = true;

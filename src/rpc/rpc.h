@@ -26,6 +26,9 @@
  * the call; every unary call handed to a handler must be completed exactly
  * once, and every stream released exactly once, also after shutdown.
  *
+ * Logging: gRPC's own log lines (GRPC_VERBOSITY, default ERROR) are sent to
+ * nk_log under the module name "grpc" once a server has been created.
+ *
  * Thread-safety: rpc_server_create/add_method/start/shutdown/destroy are for
  * one controlling thread. Everything taking a struct rpc_call is safe from
  * any thread, with one owner per call at a time.

@@ -1152,7 +1152,8 @@ static bool port_taken_check(int port, const char *addr)
     st = rpc_server_start(s2);
     char want[64];
     snprintf(want, sizeof want, "127.0.0.1:%d", port);
-    bool ok = !nk_ok(st) && st.code == NK_UNAVAILABLE && strstr(nk_status_msg(st), want);
+    bool ok = !nk_ok(st) && st.code == NK_UNAVAILABLE && strstr(nk_status_msg(st), want) &&
+              strstr(nk_status_msg(st), "in use");
     if (!ok)
         fprintf(stderr, "  start on %s: %s\n", addr, nk_status_msg(st));
     nk_status_free(&st);
@@ -1181,6 +1182,16 @@ NK_TEST(a_taken_address_is_an_error_naming_it)
     snprintf(addr, sizeof addr, "127.0.0.1:%d", port);
     NK_CHECK(port_taken_check(port, addr));
     stop_server(s);
+
+    /* an address that cannot be resolved is named too */
+    struct rpc_server_options o = {.addr = "no-such-host.invalid:1"};
+    struct rpc_server *s2;
+    NK_REQUIRE_OK(rpc_server_create(&o, &s2));
+    nk_status st = rpc_server_start(s2);
+    NK_CHECK(st.code == NK_UNAVAILABLE && strstr(nk_status_msg(st), "no-such-host.invalid:1"));
+    fprintf(stderr, "  %s\n", nk_status_msg(st));
+    nk_status_free(&st);
+    rpc_server_destroy(s2);
 }
 
 NK_TEST(method_registration_rejects_bad_and_duplicate_names)
