@@ -406,6 +406,15 @@ uint64_t obs_counter_value(const struct obs_counter *c)
     return v;
 }
 
+void obs_counter_raise_to(struct obs_counter *c, uint64_t total)
+{
+    if (!c)
+        return;
+    uint64_t now = obs_counter_value(c);
+    if (total > now)
+        obs_counter_add(c, total - now);
+}
+
 int64_t obs_gauge_value(const struct obs_gauge *g)
 {
     return g ? atomic_load_explicit(&g->v, memory_order_relaxed) : 0;

@@ -236,6 +236,13 @@ static inline void obs_counter_inc(struct obs_counter *c)
     obs_counter_add(c, 1);
 }
 
+/*
+ * For totals kept elsewhere (compaction bytes read from the engine's stats):
+ * raises the counter to `total` when it is below (a counter never goes
+ * down). One thread at a time may raise a given counter; others may add.
+ */
+void obs_counter_raise_to(struct obs_counter *c, uint64_t total);
+
 static inline void obs_gauge_set(struct obs_gauge *g, int64_t v)
 {
     if (NK_UNLIKELY(!g))

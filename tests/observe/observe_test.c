@@ -321,6 +321,25 @@ NK_TEST(registration_is_idempotent_and_rejects_conflicts_and_bad_names)
     obs_registry_free(reg);
 }
 
+NK_TEST(counter_raised_to_an_external_total_follows_it_and_never_goes_down)
+{
+    struct obs_registry *reg;
+    NK_REQUIRE_OK(obs_registry_new(4, 4, &reg));
+    struct obs_counter *c;
+    NK_REQUIRE_OK(obs_counter_register(reg, "compaction_read_bytes_total", "x", &c));
+    obs_counter_raise_to(c, 1000);
+    NK_CHECK_EQ_U64(obs_counter_value(c), 1000);
+    obs_counter_raise_to(c, 1500);
+    NK_CHECK_EQ_U64(obs_counter_value(c), 1500);
+    obs_counter_raise_to(c, 700); /* an engine reopened with smaller totals */
+    NK_CHECK_EQ_U64(obs_counter_value(c), 1500);
+    obs_counter_add(c, 10);
+    obs_counter_raise_to(c, 1600);
+    NK_CHECK_EQ_U64(obs_counter_value(c), 1600);
+    obs_counter_raise_to(NULL, 5);
+    obs_registry_free(reg);
+}
+
 NK_TEST(default_registry_and_ring_are_shared_by_every_caller)
 {
     NK_CHECK(obs_default() == obs_default());
