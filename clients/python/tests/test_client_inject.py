@@ -394,3 +394,19 @@ async def test_cluster_watch_moves_to_a_live_node_when_its_node_dies() -> None:
     finally:
         await a.stop()
         await b.stop()
+
+
+async def test_stale_ok_reads_spread_over_replicas_other_reads_go_to_the_leader(
+    nodes: Tuple[ScriptedNode, ScriptedNode]
+) -> None:
+    a, b = nodes  # both replicate every shard; a leads all
+    async with NoriKVClient(cfg([a.addr])) as c:
+        for i in range(60):
+            await c.get("s%d" % i, GetOptions(consistency=ConsistencyLevel.STALE_OK))
+        on_a, on_b = len(a.kv_calls("Get")), len(b.kv_calls("Get"))
+        assert on_a + on_b == 60 and on_a > 0 and on_b > 0
+        assert all(x.request.consistency == "stale_ok" for x in a.kv_calls("Get") + b.kv_calls("Get"))
+        for i in range(20):
+            await c.get("l%d" % i)
+            await c.get("z%d" % i, GetOptions(consistency=ConsistencyLevel.LINEARIZABLE))
+        assert len(a.kv_calls("Get")) == on_a + 40 and len(b.kv_calls("Get")) == on_b

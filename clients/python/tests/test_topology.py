@@ -108,3 +108,17 @@ def test_addresses_that_refused_connections_are_passed_over_for_a_while() -> Non
     # A leader hint naming an address brings it back at once.
     r.learn_leader(3, "b:1")
     assert not r.is_down("b:1") and r.route(3) == "b:1"
+
+
+def test_any_replica_picks_live_replicas_of_the_shard_only() -> None:
+    import random
+
+    r = Router(["seed:9001"], 4)
+    nodes = [("n1", "a:1", "alive"), ("n2", "b:1", "dead"), ("n3", "c:1", "alive"), ("n4", "d:1", "alive")]
+    r.apply_view(view_from_proto(make_view(1, nodes, 4, lambda s: "n1", replicas=["n1", "n2", "n3"])))
+    rng = random.Random(1)
+    picks = {r.any_replica(2, rng) for _ in range(50)}
+    assert picks == {"a:1", "c:1"}  # n2 is dead, n4 holds no replica
+    r.mark_down("c:1")
+    assert {r.any_replica(2, rng) for _ in range(20)} == {"a:1"}
+    assert Router(["seed:9001"], 4).any_replica(0, rng) is None

@@ -40,6 +40,7 @@ from .topology import Router, view_from_proto
 from .types import (
     ClientStats,
     ClusterView,
+    ConsistencyLevel,
     DeleteOptions,
     GetOptions,
     GetResult,
@@ -277,7 +278,9 @@ class NoriKVClient:
             resp = await conn.get(req, timeout=timeout)
             return GetResult(value=resp.value, version=_version(resp.version), metadata=dict(resp.meta))
 
-        return await self._invoke(kb, attempt, True)
+        # stale_ok may be served by any replica: spread such reads over them.
+        any_replica = options is not None and options.consistency is ConsistencyLevel.STALE_OK
+        return await self._invoke(kb, attempt, True, any_replica)
 
     async def delete(self, key: KeyLike, options: Optional[DeleteOptions] = None) -> bool:
         """Delete key; returns True when a live value was removed, False when
@@ -304,6 +307,7 @@ class NoriKVClient:
         kb: bytes,
         attempt: Callable[[NodeConnection, float], Awaitable[T]],
         repeat_safe: bool,
+        any_replica: bool = False,
     ) -> T:
         if not self._connected or self._inflight is None:
             raise ClientClosedError()
@@ -323,7 +327,11 @@ class NoriKVClient:
             try:
                 async with inflight:
                     # Route after the wait for a slot: the view may have moved on.
-                    addr = router.leader_addr(shard) or router.next_candidate(avoid)
+                    addr = (
+                        (router.any_replica(shard, self._rng) if any_replica and n == 1 else None)
+                        or router.leader_addr(shard)
+                        or router.next_candidate(avoid)
+                    )
                     return await attempt(self._pool.get(addr), self._timeout_s)
             except grpc.aio.AioRpcError as e:
                 code = e.code().name

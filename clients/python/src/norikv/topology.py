@@ -8,6 +8,7 @@ methods are synchronous, so concurrent tasks never see it half-updated).
 
 from __future__ import annotations
 
+import random
 import time
 from typing import Dict, List, Optional, Sequence, Set, Tuple
 
@@ -90,6 +91,7 @@ class Router:
         # which they are passed over (bounded by the addresses known).
         self._down_until: Dict[str, float] = {}
         self.down_period_s = DOWN_PERIOD_S
+        self._replicas: Dict[int, List[str]] = {}
 
     # -- keys and shards ------------------------------------------------------
     def shard_for(self, key: bytes) -> int:
@@ -98,6 +100,15 @@ class Router:
     # -- addresses ------------------------------------------------------------
     def leader_addr(self, shard: int) -> Optional[str]:
         return self._leaders.get(shard)
+
+    def any_replica(self, shard: int, rng: "random.Random") -> Optional[str]:
+        """A random replica of shard that is not marked down (for stale_ok
+        reads), or None when the view lists none."""
+        reps = self._replicas.get(shard)
+        if not reps:
+            return None
+        up = [a for a in reps if not self.is_down(a)] if self._down_until else reps
+        return rng.choice(up) if up else None
 
     def mark_down(self, addr: str, now: Optional[float] = None) -> None:
         """addr refused a connection: prefer other addresses for a while and
@@ -181,6 +192,11 @@ class Router:
             if lid is not None and lid in addr_of:
                 leaders[s.id] = addr_of[lid]
         self._leaders = {s: a for s, a in leaders.items() if not self.is_down(a)}
+        # Replica addresses per shard, for reads that any replica may serve.
+        usable = {n.id: n.addr for n in view.nodes if n.addr and n.role not in _DOWN_ROLES}
+        self._replicas = {
+            s.id: [usable[r.node_id] for r in s.replicas if r.node_id in usable] for s in view.shards
+        }
         live = [n.addr for n in view.nodes if n.addr and n.role not in _DOWN_ROLES]
         seen: Set[str] = set(live)
         self._candidates = live + [s for s in self.seeds if s not in seen]
