@@ -487,7 +487,7 @@ nk_status wal_append_many(struct wal *w, const struct wal_record *records, size_
         fr = nk_malloc(n * sizeof *fr);
         iov = nk_malloc(2 * n * sizeof *iov);
     }
-    /* The expensive part of the checksum, outside the lock. */
+    /* The payload checksums (the expensive part), outside the lock. */
     for (size_t i = 0; i < n; i++)
         crcs[i] = nk_crc32c(records[i].payload.data, records[i].payload.len);
 
@@ -1006,13 +1006,17 @@ nk_status wal_iter_next(struct wal_iter *it, bool *has, uint8_t *type, struct nk
         const uint8_t *p;
         size_t hn = (size_t)NK_MIN(avail, (uint64_t)WAL_RECORD_HEADER_SIZE);
         NK_TRY(iter_fill(it, it->off, hn, &p));
-        uint32_t len = hn == WAL_RECORD_HEADER_SIZE ? nk_dec_fixed32(p + 4) : 0;
-        size_t whole = WAL_RECORD_HEADER_SIZE + (size_t)len;
-        if (hn == WAL_RECORD_HEADER_SIZE && (uint64_t)whole <= avail)
-            NK_TRY(iter_fill(it, it->off, whole, &p));
+        uint32_t len;
         uint8_t t;
-        if (wal_check_record(p, hn == WAL_RECORD_HEADER_SIZE && whole <= avail ? whole : hn,
-                             it->seg, it->off, &len, &t) != WAL_REC_OK)
+        /* the header first: a damaged length never makes us read (or allocate) its claim */
+        enum wal_rec_check c = wal_check_record_header(p, (size_t)NK_MIN(avail, (uint64_t)SIZE_MAX),
+                                                       it->seg, it->off, &len, &t);
+        if (c == WAL_REC_OK) {
+            size_t whole = WAL_RECORD_HEADER_SIZE + (size_t)len;
+            NK_TRY(iter_fill(it, it->off, whole, &p));
+            c = wal_check_record(p, whole, it->seg, it->off, &len, &t);
+        }
+        if (c != WAL_REC_OK)
             return nk_status_make(NK_DATA_LOSS,
                                   "wal segment %s/%020" PRIu64 "%s: damaged record at offset %" PRIu64,
                                   it->w->dir, it->seg, WAL_SEGMENT_SUFFIX, it->off);

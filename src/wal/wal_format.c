@@ -51,24 +51,23 @@ nk_status wal_check_segment_header(const uint8_t *p, size_t n, const char *name,
     return NK_OK;
 }
 
-uint32_t wal_record_crc(uint32_t payload_crc, uint32_t len, uint8_t type, uint64_t segment,
-                        uint64_t offset)
+uint32_t wal_record_header_crc(const uint8_t *hdr, uint64_t segment, uint64_t offset)
 {
-    uint8_t t[21];
-    nk_enc_fixed32(t, len);
-    t[4] = type;
-    nk_enc_fixed64(t + 5, segment);
-    nk_enc_fixed64(t + 13, offset);
-    return nk_crc32c_extend(payload_crc, t, sizeof t);
+    uint8_t t[9 + 16];
+    memcpy(t, hdr + 4, 9); /* payload checksum, length, type */
+    nk_enc_fixed64(t + 9, segment);
+    nk_enc_fixed64(t + 17, offset);
+    return nk_crc32c(t, sizeof t);
 }
 
 void wal_encode_record_header(uint8_t out[WAL_RECORD_HEADER_SIZE], uint32_t payload_crc,
                               uint32_t len, uint8_t type, uint64_t segment, uint64_t offset)
 {
     NK_DASSERT(type != 0);
-    nk_enc_fixed32(out, nk_crc32c_mask(wal_record_crc(payload_crc, len, type, segment, offset)));
-    nk_enc_fixed32(out + 4, len);
-    out[8] = type;
+    nk_enc_fixed32(out + 4, nk_crc32c_mask(payload_crc));
+    nk_enc_fixed32(out + 8, len);
+    out[12] = type;
+    nk_enc_fixed32(out, nk_crc32c_mask(wal_record_header_crc(out, segment, offset)));
 }
 
 static bool all_zero(const uint8_t *p, size_t n)
@@ -79,20 +78,34 @@ static bool all_zero(const uint8_t *p, size_t n)
     return true;
 }
 
-enum wal_rec_check wal_check_record(const uint8_t *p, size_t avail, uint64_t segment,
-                                    uint64_t offset, uint32_t *len, uint8_t *type)
+enum wal_rec_check wal_check_record_header(const uint8_t *p, size_t avail, uint64_t segment,
+                                           uint64_t offset, uint32_t *len, uint8_t *type)
 {
     if (avail < WAL_RECORD_HEADER_SIZE)
         return all_zero(p, avail) ? WAL_REC_END : WAL_REC_BAD;
-    uint8_t t = p[8];
+    uint8_t t = wal_rec_type(p);
     if (t == 0)
         return all_zero(p, WAL_RECORD_HEADER_SIZE) ? WAL_REC_END : WAL_REC_BAD;
-    uint32_t n = nk_dec_fixed32(p + 4);
+    if (nk_crc32c_unmask(nk_dec_fixed32(p)) != wal_record_header_crc(p, segment, offset))
+        return WAL_REC_BAD;
+    uint32_t n = wal_rec_len(p);
     if (n > WAL_RECORD_SIZE_LIMIT || (size_t)n > avail - WAL_RECORD_HEADER_SIZE)
         return WAL_REC_BAD;
-    uint32_t want = nk_crc32c_unmask(nk_dec_fixed32(p));
-    uint32_t got = wal_record_crc(nk_crc32c(p + WAL_RECORD_HEADER_SIZE, n), n, t, segment, offset);
-    if (want != got)
+    *len = n;
+    *type = t;
+    return WAL_REC_OK;
+}
+
+enum wal_rec_check wal_check_record(const uint8_t *p, size_t avail, uint64_t segment,
+                                    uint64_t offset, uint32_t *len, uint8_t *type)
+{
+    uint32_t n;
+    uint8_t t;
+    enum wal_rec_check c = wal_check_record_header(p, avail, segment, offset, &n, &t);
+    if (c != WAL_REC_OK)
+        return c;
+    uint32_t want = nk_crc32c_unmask(nk_dec_fixed32(p + 4));
+    if (nk_crc32c(p + WAL_RECORD_HEADER_SIZE, n) != want)
         return WAL_REC_BAD;
     *len = n;
     *type = t;
@@ -154,11 +167,16 @@ nk_status wal_scan_segment(const uint8_t *p, size_t n, const char *name, uint64_
      * do not qualify.
      */
     if (r->dirty_end > off) {
+        /*
+         * The header checksum rejects almost every candidate in O(1); only
+         * a real record header (or a 2^-32 accident) costs a payload CRC, so
+         * the scan is linear in the damaged stretch whatever it holds.
+         */
         for (uint64_t y = off + 1; y + WAL_RECORD_HEADER_SIZE <= r->dirty_end; y++) {
             uint32_t len;
             uint8_t type;
-            if (p[y + 8] == 0)
-                continue; /* type 0 is never a record; skip without touching the CRC */
+            if (wal_rec_type(p + y) == 0)
+                continue; /* type 0 is never a record */
             if (wal_check_record(p + y, n - y, segment, y, &len, &type) == WAL_REC_OK) {
                 r->next_valid = y;
                 break;

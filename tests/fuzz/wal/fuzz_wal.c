@@ -114,8 +114,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (fix_crcs) {
         uint64_t off = WAL_SEGMENT_HEADER_SIZE;
         while (off + WAL_RECORD_HEADER_SIZE <= n) {
-            uint32_t len = nk_dec_fixed32(body + off + 4);
-            uint8_t type = body[off + 8];
+            uint32_t len = wal_rec_len(body + off);
+            uint8_t type = wal_rec_type(body + off);
             if (type == 0 || len > n - off - WAL_RECORD_HEADER_SIZE)
                 break;
             wal_encode_record_header(body + off,
