@@ -24,6 +24,7 @@
 #include <stdlib.h>
 #include <sys/stat.h>
 
+#include "observe/observe.h"
 #include "raft/raft.h"
 #include "raftlog/raftlog.h"
 
@@ -46,6 +47,7 @@ struct req {
     void *ctx;
     uint64_t index, term; /* once proposed / read index known */
     uint64_t read_id;
+    uint64_t t0; /* nk_mono_ns() when queued */
 };
 
 /* A growable array of requests; the loop's private bookkeeping. */
@@ -146,6 +148,10 @@ struct node {
     uint64_t next_read_id;
     struct raftlog_batch *batch;
     struct nk_buf conf_buf;
+
+    /* metrics (obs_default registry) */
+    struct obs_histogram *m_fsync, *m_commit, *m_round_entries;
+    struct obs_counter *m_rounds;
 
     /* stats */
     _Atomic uint64_t st_applied_entries, st_proposals, st_proposals_failed, st_rounds, st_fsyncs,
@@ -341,7 +347,8 @@ nk_status node_propose(struct node *n, uint32_t shard, struct nk_slice cmd,
                     .len = cmd.len,
                     .deadline = deadline_mono_ns,
                     .done = done,
-                    .ctx = ctx};
+                    .ctx = ctx,
+                    .t0 = nk_mono_ns()};
     if (r.deadline == NO_DEADLINE)
         r.deadline = nk_mono_ns() + n->opt.default_deadline_ms * 1000000ULL;
     nk_status s = enqueue(n, &r);
@@ -501,6 +508,7 @@ static void settle_proposals(struct node *n, struct group *g, uint64_t index, ui
         struct req *r = &g->pending.v[k];
         if (r->index == index && r->term == term && res) {
             struct node_write_result wr = {.code = NK_CODE_OK, .res = *res};
+            obs_hist_observe_since(n->m_commit, r->t0);
             r->done(r->ctx, &wr);
         } else {
             /* another entry took its place: the proposal was not applied */
@@ -766,8 +774,16 @@ static void run_round(struct node *n, struct req *batch, size_t nbatch, bool tic
         }
     }
     /* one write, one fdatasync for every group */
+    size_t round_entries = 0;
+    for (size_t i = 0; i < nd; i++)
+        if (has[i])
+            round_entries += rds[i].n_entries;
+    obs_hist_observe(n->m_round_entries, round_entries);
+    obs_counter_inc(n->m_rounds);
     if (!raftlog_batch_empty(n->batch)) {
+        uint64_t tw = nk_mono_ns();
         nk_status s = raftlog_write(n->log, n->batch);
+        obs_hist_observe_since(n->m_fsync, tw);
         if (!nk_ok(s))
             nk_panic("raft log write failed: %s (acknowledging more writes would be unsafe)",
                      nk_status_msg(s));
@@ -867,6 +883,10 @@ static void *loop_main(void *arg)
     uint64_t next_tick = nk_mono_ns() + tick_ns;
     uint64_t next_maint = nk_mono_ns() + 1000000000ULL;
     uint64_t next_gc = nk_mono_ns() + 10000000000ULL;
+    uint64_t sync_ns = n->opt.raft_sync == WAL_SYNC_OS && !n->opt.ephemeral
+                           ? n->opt.sync_interval_us * 1000ULL
+                           : 0;
+    uint64_t next_sync = nk_mono_ns() + sync_ns;
     size_t cap = n->opt.max_batch_entries;
     struct req *batch = nk_malloc(cap * sizeof(*batch));
     for (;;) {
@@ -908,6 +928,12 @@ static void *loop_main(void *arg)
             next_maint = now + 1000000000ULL;
         }
         run_round(n, batch, nb, tick, now);
+        if (sync_ns && now >= next_sync) {
+            nk_status s = raftlog_sync(n->log);
+            if (!nk_ok(s))
+                nk_panic("raft log fdatasync failed: %s", nk_status_msg(s));
+            next_sync = now + sync_ns;
+        }
         if (now >= next_gc) {
             nk_status s = raftlog_gc(n->log);
             if (!nk_ok(s)) {
@@ -1059,6 +1085,19 @@ nk_status node_open(const struct node_options *o, struct node **out)
     n->dirty = nk_malloc(n->nshards * sizeof(*n->dirty));
     n->batch = raftlog_batch_new();
     nk_buf_init(&n->conf_buf);
+    struct obs_registry *reg = obs_default();
+    nk_status ms = obs_histogram_register(reg, OBS_UNIT_MICROS, "norikv_raft_fsync_duration_seconds",
+                                          "Raft log batch write + fdatasync latency", &n->m_fsync);
+    nk_status_free(&ms);
+    ms = obs_histogram_register(reg, OBS_UNIT_MICROS, "norikv_raft_commit_duration_seconds",
+                                "Proposal queued to applied", &n->m_commit);
+    nk_status_free(&ms);
+    ms = obs_histogram_register(reg, OBS_UNIT_NONE, "norikv_raft_round_entries",
+                                "Entries made durable per Ready round (group commit size)",
+                                &n->m_round_entries);
+    nk_status_free(&ms);
+    ms = obs_counter_register(reg, "norikv_raft_rounds_total", "Ready loop rounds", &n->m_rounds);
+    nk_status_free(&ms);
 
     char path[4200];
     nk_status s = nk_mkdirs(n->data_dir, 0755);

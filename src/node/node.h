@@ -47,6 +47,9 @@ struct node_options {
     const char *data_dir;    /* raft log in <dir>/raft, LSM in <dir>/lsm; copied */
     bool ephemeral;          /* no fdatasync anywhere (data_dir is on tmpfs) */
     enum wal_sync_mode raft_sync; /* default WAL_SYNC_ALWAYS (one fdatasync per round) */
+    /* With WAL_SYNC_OS: fdatasync the Raft log this often (0: never; the
+     * "batch" fsync policy: a machine crash may lose that window). */
+    uint64_t sync_interval_us;
     uint32_t tick_ms;        /* default 100 */
     uint32_t election_ticks; /* default 10 */
     uint32_t heartbeat_ticks; /* default 1 */

@@ -568,6 +568,16 @@ nk_status raftlog_write(struct raftlog *l, struct raftlog_batch *b)
     return s;
 }
 
+nk_status raftlog_sync(struct raftlog *l)
+{
+    pthread_mutex_lock(&l->mu);
+    nk_status s = wal_sync(l->wal);
+    if (nk_ok(s))
+        l->stats.fsyncs++;
+    pthread_mutex_unlock(&l->mu);
+    return s;
+}
+
 /* -------------------------------------------------------------------- read */
 
 uint32_t *raftlog_groups(struct raftlog *l, size_t *n)

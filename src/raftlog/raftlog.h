@@ -105,6 +105,9 @@ void raftlog_batch_compact(struct raftlog_batch *b, uint32_t group, uint64_t ind
  */
 nk_status raftlog_write(struct raftlog *l, struct raftlog_batch *b);
 
+/* fdatasync everything written so far (for WAL_SYNC_OS logs synced on a timer). */
+nk_status raftlog_sync(struct raftlog *l);
+
 /* ------------------------------------------------------------------ reading */
 
 nk_status raftlog_open(const char *dir, const struct raftlog_options *o, struct raftlog **out);

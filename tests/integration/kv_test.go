@@ -576,7 +576,8 @@ func TestHTTPEndpoints(t *testing.T) {
 		t.Fatalf("bad consistency over HTTP: %d", c)
 	}
 	if c, b := get("/metrics"); c != 200 || !strings.Contains(b, `norikv_requests_total{op="get",outcome="ok"}`) ||
-		!strings.Contains(b, "norikv_request_duration_seconds_bucket") || !strings.Contains(b, "norikv_lsm_level_bytes") {
+		!strings.Contains(b, "norikv_request_duration_seconds_bucket") || !strings.Contains(b, "norikv_lsm_level_bytes") ||
+		!strings.Contains(b, "norikv_raft_fsync_duration_seconds_count") || !strings.Contains(b, "norikv_raft_commit_duration_seconds_bucket") {
 		t.Fatalf("/metrics %d %.300s", c, b)
 	}
 	if c, b := get("/meta/cluster"); c != 200 || !strings.Contains(b, `"total_shards":1024`) {

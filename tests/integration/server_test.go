@@ -136,14 +136,16 @@ func (s *server) stop() {
 	s.cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case err := <-s.done:
+		s.cmd = nil
 		if err != nil {
 			s.t.Fatalf("server exit after SIGTERM: %v\n%s", err, s.stderr.String())
 		}
 	case <-time.After(30 * time.Second):
 		s.cmd.Process.Kill()
+		<-s.done
+		s.cmd = nil
 		s.t.Fatalf("server did not stop within 30s of SIGTERM")
 	}
-	s.cmd = nil
 }
 
 // kill sends SIGKILL (a crash) and reaps the process.
