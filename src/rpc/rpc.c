@@ -879,7 +879,7 @@ nk_status rpc_server_create(const struct rpc_server_options *opt, struct rpc_ser
     if (!o.max_request_bytes)
         o.max_request_bytes = RPC_DEFAULT_MAX_REQUEST_BYTES;
     if (!o.hard_max_request_bytes)
-        o.hard_max_request_bytes = 2 * o.max_request_bytes;
+        o.hard_max_request_bytes = NK_MAX((size_t)16 << 20, 2 * o.max_request_bytes);
     if (o.hard_max_request_bytes < o.max_request_bytes || o.hard_max_request_bytes > INT32_MAX)
         return nk_status_make(NK_INVALID_ARGUMENT,
                               "rpc: hard_max_request_bytes %zu must be >= max_request_bytes %zu "

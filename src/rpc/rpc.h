@@ -94,8 +94,10 @@ struct rpc_server_options {
     size_t max_request_bytes;
     /*
      * gRPC core's own receive limit; a message above it is refused by the
-     * core with RESOURCE_EXHAUSTED before it is buffered whole (0: 2 x
-     * max_request_bytes). Must be >= max_request_bytes.
+     * core with RESOURCE_EXHAUSTED (0: 16 MiB, or 2 x max_request_bytes if
+     * larger). Between the two limits rpc/ answers INVALID_ARGUMENT as
+     * CONTRACT.md asks; above this one the bound on buffering wins. Must be
+     * >= max_request_bytes.
      */
     size_t hard_max_request_bytes;
     /* Calls in flight (handed to handlers, not yet completed); beyond it:

@@ -795,7 +795,9 @@ NK_TEST(garbage_body_reaches_handler_which_answers_invalid_argument)
 
 NK_TEST(oversized_request_is_invalid_argument_naming_the_limit)
 {
-    struct rpc_server *s = start_server(NULL);
+    /* the default hard limit is 16 MiB; 4 MiB keeps this test quick */
+    struct rpc_server_options o = {.hard_max_request_bytes = 4u << 20};
+    struct rpc_server *s = start_server(&o);
     grpc_channel *ch = client_open(rpc_server_port(s));
     size_t lim = RPC_DEFAULT_MAX_REQUEST_BYTES;
     uint8_t *big = nk_malloc(3 * lim);
@@ -815,7 +817,7 @@ NK_TEST(oversized_request_is_invalid_argument_naming_the_limit)
     NK_CHECK(strstr(r.msg, "2097153") != NULL);
     cres_free(&r);
 
-    /* beyond the core's hard limit (2x): refused by gRPC itself */
+    /* beyond the core's hard limit: refused by gRPC itself */
     call_unary(ch, "/nktest.Test/Echo", big, 2 * lim + 1, true, 20000, &r);
     NK_CHECK_EQ_U64(r.code, GRPC_STATUS_RESOURCE_EXHAUSTED);
     cres_free(&r);
@@ -1540,4 +1542,20 @@ NK_TEST(shutdown_racing_with_async_replies_completes_every_call_once)
         svc_reset(); /* start_server resets again; keep the apply thread paired */
         svc_stop();
     }
+}
+
+NK_TEST(default_limits_answer_invalid_argument_well_beyond_2_mib)
+{
+    struct rpc_server *s = start_server(NULL);
+    grpc_channel *ch = client_open(rpc_server_port(s));
+    size_t n = 5u << 20; /* what a client might send as a "too large value" */
+    uint8_t *big = nk_calloc(1, n);
+    struct cres r;
+    call_unary(ch, "/nktest.Test/Echo", big, n, true, 20000, &r);
+    NK_CHECK_EQ_U64(r.code, GRPC_STATUS_INVALID_ARGUMENT);
+    NK_CHECK(strstr(r.msg, "2097152") != NULL);
+    cres_free(&r);
+    free(big);
+    client_close(ch);
+    stop_server(s);
 }
