@@ -55,7 +55,9 @@ enum config_fsync {
 
 struct config {
     /* identity and listeners */
-    char node_id[CONFIG_NODE_ID_MAX]; /* explicit, or derived from rpc_addr */
+    /* explicit, or derived from rpc_addr by config_derive_node_id(); with
+     * port 0 the server should derive it again from the bound port */
+    char node_id[CONFIG_NODE_ID_MAX];
     char rpc_addr[CONFIG_ADDR_MAX];   /* client gRPC */
     char http_addr[CONFIG_ADDR_MAX];  /* HTTP: health, metrics, JSON facade */
     char peer_addr[CONFIG_ADDR_MAX];  /* node-to-node */
