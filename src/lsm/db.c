@@ -70,7 +70,7 @@ struct lsm_db {
     atomic_uint_fast64_t last_seq;
     atomic_uint_fast64_t persisted_seq;
     atomic_uint_fast64_t next_file;
-    uint64_t log_number;
+    uint64_t log_number, log_offset; /* replay the WAL from here */
 
     int manifest_fd;
     uint64_t manifest_number;
@@ -243,6 +243,7 @@ static nk_status new_manifest(struct lsm_db *db, const struct lsm_version *v, ui
     snprintf(e.comparator, sizeof e.comparator, "%s", lsm_ik_comparator.name);
     e.has_log_number = true;
     e.log_number = db->log_number;
+    e.log_offset = db->log_offset;
     e.has_next_file = true;
     e.next_file = atomic_load(&db->next_file);
     e.has_last_seq = true;
@@ -575,14 +576,17 @@ static void flush_one_locked(struct lsm_db *db)
 
     pthread_mutex_lock(&db->mu);
     if (nk_ok(s)) {
-        uint64_t next_log = db->nimm > 1 ? db->imm[1]->wal_segment : db->mem->wal_segment;
+        const struct memtable *next = db->nimm > 1 ? db->imm[1] : db->mem;
+        uint64_t next_log = next->wal_segment;
         e.has_log_number = true;
         e.log_number = next_log;
+        e.log_offset = next->wal_offset;
         e.has_last_seq = true;
         e.last_seq = atomic_load(&m->last_seq);
         s = log_and_apply(db, &e);
         if (nk_ok(s)) {
             db->log_number = next_log;
+            db->log_offset = e.log_offset;
             atomic_store(&db->persisted_seq, e.last_seq);
             memmove(db->imm, db->imm + 1, (db->nimm - 1) * sizeof(db->imm[0]));
             db->nimm--;
@@ -795,6 +799,7 @@ static nk_status replay_edit(void *ctx, struct nk_slice payload)
         if (e.has_log_number) {
             rc->acc.has_log_number = true;
             rc->acc.log_number = e.log_number;
+            rc->acc.log_offset = e.log_offset;
         }
         if (e.has_next_file) {
             rc->acc.has_next_file = true;
@@ -842,6 +847,7 @@ static nk_status load_manifest(struct lsm_db *db, const char *name, struct lsm_v
     }
     atomic_store(&db->next_file, rc.acc.next_file);
     db->log_number = rc.acc.log_number;
+    db->log_offset = rc.acc.log_offset;
     *last_seq = rc.acc.last_seq;
     *vout = rc.v;
     return NK_OK;
@@ -872,11 +878,12 @@ static void replay_apply(void *ctx, uint64_t seq, unsigned type, struct nk_slice
     mem_add(ctx, seq, type, key, value, exp);
 }
 
-/* Replays WAL records from log_number into a memtable; *mem NULL if none. */
+/* Replays WAL records from (log_number, log_offset) into a memtable; *mem
+ * NULL if none. Records before that position are all in tables. */
 static nk_status replay_wal(struct lsm_db *db, struct memtable **mem, uint64_t *max_seq)
 {
     struct wal_iter *it;
-    NK_TRY(wal_iter_open(db->wal, (struct wal_pos){db->log_number, 0}, &it));
+    NK_TRY(wal_iter_open(db->wal, (struct wal_pos){db->log_number, db->log_offset}, &it));
     nk_status s = NK_OK;
     struct memtable *m = NULL;
     for (;;) {
@@ -1046,6 +1053,7 @@ static nk_status db_open(struct lsm_db *db)
         v = version_new_empty();
         atomic_store(&db->next_file, 2);
         db->log_number = 0;
+        db->log_offset = 0;
     } else if (!nk_ok(s)) {
         free(cur_path);
         return s;
@@ -1083,7 +1091,8 @@ static nk_status db_open(struct lsm_db *db)
                                                   : WAL_SYNC_OS;
     wo.batch_window_us = o->wal_batch_window_us;
     wo.max_record_size = LSM_MAX_BATCH + 4096;
-    wo.segment_size = NK_MAX(o->write_buffer_size + (1u << 20), (uint64_t)4 << 20);
+    /* segments go away whole once every memtable they feed is flushed */
+    wo.segment_size = NK_MAX(2 * o->write_buffer_size, (uint64_t)4 << 20);
     char *wal_dir = path_join(db->dir, "wal");
     s = wal_open(wal_dir, &wo, &db->wal);
     free(wal_dir);
@@ -1092,14 +1101,15 @@ static nk_status db_open(struct lsm_db *db)
     uint64_t max_seq = last_seq;
     struct memtable *recovered = NULL;
     NK_TRY(replay_wal(db, &recovered, &max_seq));
-    uint64_t seg;
+    /* New writes start at the end of the log; no rotation needed. */
+    struct wal_pos end = wal_end(db->wal);
     if (recovered) {
         recovered->wal_segment = db->log_number;
-        NK_TRY(wal_rotate(db->wal, &seg));
+        recovered->wal_offset = db->log_offset;
         db->imm[db->nimm++] = recovered; /* flushed by the background thread */
     } else {
-        NK_TRY(wal_rotate(db->wal, &seg));
-        db->log_number = seg;
+        db->log_number = end.segment;
+        db->log_offset = end.offset;
     }
     atomic_store(&db->last_seq, max_seq);
     atomic_store(&db->persisted_seq, last_seq);
@@ -1114,7 +1124,8 @@ static nk_status db_open(struct lsm_db *db)
     }
     remove_garbage(db);
     db->mem = mem_new();
-    db->mem->wal_segment = seg;
+    db->mem->wal_segment = end.segment;
+    db->mem->wal_offset = end.offset;
     sv_install(db);
     if (pthread_create(&db->bg, NULL, bg_main, db) != 0)
         return nk_status_errno(errno, "start the background thread of %s", db->dir);
@@ -1165,14 +1176,19 @@ nk_status lsm_open(const char *dir, const struct lsm_options *opt, struct lsm_db
     return NK_OK;
 }
 
-/* mu held: turns the active memtable into an immutable one. */
+/*
+ * mu and write_mu held: turns the active memtable into an immutable one. The
+ * WAL is not rotated (a rotation would also fdatasync the segment): the new
+ * memtable remembers the log position where its records begin, and a flush
+ * records that position as the point recovery replays from.
+ */
 static nk_status switch_memtable_locked(struct lsm_db *db)
 {
-    uint64_t seg;
-    NK_TRY(wal_rotate(db->wal, &seg));
+    struct wal_pos end = wal_end(db->wal);
     db->imm[db->nimm++] = db->mem;
     db->mem = mem_new();
-    db->mem->wal_segment = seg;
+    db->mem->wal_segment = end.segment;
+    db->mem->wal_offset = end.offset;
     sv_install(db);
     pthread_cond_signal(&db->bg_cv);
     return NK_OK;

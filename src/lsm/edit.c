@@ -21,6 +21,7 @@ enum {
     TAG_LAST_SEQ = 4,
     TAG_DEL_FILE = 5,
     TAG_ADD_FILE = 6,
+    TAG_LOG_OFFSET = 7,
 };
 
 /* ------------------------------------------------------------------- files */
@@ -226,6 +227,8 @@ void edit_encode(const struct lsm_edit *e, struct nk_buf *out)
     if (e->has_log_number) {
         nk_buf_put_varint32(out, TAG_LOG_NUMBER);
         nk_buf_put_varint64(out, e->log_number);
+        nk_buf_put_varint32(out, TAG_LOG_OFFSET);
+        nk_buf_put_varint64(out, e->log_offset);
     }
     if (e->has_next_file) {
         nk_buf_put_varint32(out, TAG_NEXT_FILE);
@@ -279,6 +282,10 @@ nk_status edit_decode(struct nk_slice in, struct lsm_edit *e)
             if (!nk_reader_varint64(&r, &e->log_number))
                 return bad("log number");
             e->has_log_number = true;
+            break;
+        case TAG_LOG_OFFSET:
+            if (!nk_reader_varint64(&r, &e->log_offset))
+                return bad("log offset");
             break;
         case TAG_NEXT_FILE:
             if (!nk_reader_varint64(&r, &e->next_file))

@@ -39,6 +39,37 @@ struct ikey {
     unsigned type;
 };
 
+/*
+ * memcmp order of two byte strings, shorter first on a common prefix.
+ * Inline, 8 bytes at a time: keys are short and this is the innermost loop
+ * of every skiplist search, merge and binary search.
+ */
+static inline int lsm_bytes_cmp(const uint8_t *a, size_t al, const uint8_t *b, size_t bl)
+{
+    size_t n = al < bl ? al : bl;
+    while (n >= 8) {
+        uint64_t x, y;
+        memcpy(&x, a, 8);
+        memcpy(&y, b, 8);
+        if (x != y) {
+            x = __builtin_bswap64(x);
+            y = __builtin_bswap64(y);
+            return x < y ? -1 : 1;
+        }
+        a += 8;
+        b += 8;
+        n -= 8;
+    }
+    while (n) {
+        if (*a != *b)
+            return *a < *b ? -1 : 1;
+        a++;
+        b++;
+        n--;
+    }
+    return al < bl ? -1 : (al > bl ? 1 : 0);
+}
+
 static inline uint64_t ik_trailer(uint64_t seq, unsigned type)
 {
     return (seq << 8) | type;
@@ -70,7 +101,8 @@ struct memtable {
     struct mem_node *head;
     atomic_int height; /* current max height of the list */
     uint64_t rnd;
-    uint64_t wal_segment;   /* first WAL segment holding this memtable's writes */
+    uint64_t wal_segment;   /* WAL position of this memtable's first record: */
+    uint64_t wal_offset;    /* (segment, offset) */
     bool unlogged;          /* holds writes that skipped the WAL */
     uint64_t first_seq;     /* 0 while empty */
     atomic_uint_fast64_t last_seq;
@@ -166,7 +198,8 @@ struct lsm_edit_del {
 struct lsm_edit {
     bool has_comparator, has_log_number, has_next_file, has_last_seq;
     char comparator[64];
-    uint64_t log_number; /* first WAL segment whose records are not in tables */
+    uint64_t log_number; /* WAL position (segment, offset) from which records */
+    uint64_t log_offset; /* are not all in tables: recovery replays from here */
     uint64_t next_file;
     uint64_t last_seq;
     struct lsm_edit_del *dels;

@@ -23,11 +23,7 @@ void ik_append(struct nk_buf *b, struct nk_slice user, uint64_t seq, unsigned ty
 
 int lsm_user_cmp(struct nk_slice a, struct nk_slice b)
 {
-    size_t n = a.len < b.len ? a.len : b.len;
-    int c = n ? memcmp(a.data, b.data, n) : 0;
-    if (c)
-        return c;
-    return a.len < b.len ? -1 : (a.len > b.len ? 1 : 0);
+    return lsm_bytes_cmp(a.data, a.len, b.data, b.len);
 }
 
 /*
@@ -39,12 +35,9 @@ int ik_cmp(struct nk_slice a, struct nk_slice b)
 {
     size_t al = a.len >= LSM_TRAILER ? a.len - LSM_TRAILER : a.len;
     size_t bl = b.len >= LSM_TRAILER ? b.len - LSM_TRAILER : b.len;
-    size_t n = al < bl ? al : bl;
-    int c = n ? memcmp(a.data, b.data, n) : 0;
+    int c = lsm_bytes_cmp(a.data, al, b.data, bl);
     if (c)
         return c;
-    if (al != bl)
-        return al < bl ? -1 : 1;
     uint64_t ta = a.len >= LSM_TRAILER ? nk_dec_fixed64(a.data + al) : 0;
     uint64_t tb = b.len >= LSM_TRAILER ? nk_dec_fixed64(b.data + bl) : 0;
     return ta > tb ? -1 : (ta < tb ? 1 : 0);

@@ -42,12 +42,9 @@ static inline int node_cmp(const struct mem_node *n, struct nk_slice user, uint6
 {
     const uint8_t *k = node_key(n);
     size_t ul = n->klen - LSM_TRAILER;
-    size_t m = ul < user.len ? ul : user.len;
-    int c = m ? memcmp(k, user.data, m) : 0;
+    int c = lsm_bytes_cmp(k, ul, user.data, user.len);
     if (c)
         return c;
-    if (ul != user.len)
-        return ul < user.len ? -1 : 1;
     uint64_t t = nk_dec_fixed64(k + ul);
     return t > trailer ? -1 : (t < trailer ? 1 : 0);
 }
