@@ -1074,7 +1074,14 @@ nk_status node_open(const struct node_options *o, struct node **out)
     n->nshards = n->opt.total_shards;
     n->start_ms = nk_mono_ms();
     pthread_mutex_init(&n->qmu, NULL);
-    pthread_cond_init(&n->qcv, NULL);
+    /* the loop's timed waits are on CLOCK_MONOTONIC (the default clock of a
+     * condition variable is CLOCK_REALTIME, which would make every wait
+     * return at once) */
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&n->qcv, &ca);
+    pthread_condattr_destroy(&ca);
     pthread_mutex_init(&n->fmu, NULL);
     pthread_cond_init(&n->fcv, NULL);
     pthread_mutex_init(&n->vmu, NULL);
