@@ -38,12 +38,13 @@ test-c: build
 $(ASAN_BUILD)/build.ninja: | deps
 	cmake -S . -B $(ASAN_BUILD) $(CMAKE_GEN) -DCMAKE_BUILD_TYPE=Debug -DNK_SANITIZE=ON -DNK_BENCH=OFF
 
-# The sanitizer build runs the unit tests (label "unit"): every module's own
-# tests, without the long process-level suites.
+# The sanitizer build runs the unit tests (label "unit": every module's own
+# tests and the fuzz drivers) and the server integration suite against the
+# sanitized server (label "asan").
 test-asan: deps $(ASAN_BUILD)/build.ninja
 	cmake --build $(ASAN_BUILD) -j $(JOBS)
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-	  ctest --test-dir $(ASAN_BUILD) --output-on-failure -j $(JOBS) -L unit
+	  ctest --test-dir $(ASAN_BUILD) --output-on-failure -j $(JOBS) -L "unit|asan"
 
 test-sdk: test-go test-python
 
