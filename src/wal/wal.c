@@ -5,8 +5,9 @@
  * (payload CRCs are computed before taking the lock) and writes them with one
  * pwritev at the end of the current segment, so the file always holds a
  * contiguous prefix of whole appends in the order the lock was taken. Bytes
- * are counted with a log sequence number (written_lsn, total bytes appended
- * since open); durability is tracked as synced_lsn. An append that must be
+ * are counted with a log sequence number (written_lsn: bytes of the current
+ * and earlier segments since open, starting at the recovered end); durability
+ * is tracked as synced_lsn. An append that must be
  * durable waits until synced_lsn covers it. If nobody is syncing it becomes
  * the syncer: in BATCH mode it first waits (up to batch_window_us) while
  * other appenders are on their way in (batch_linger), then fdatasyncs with the lock
@@ -76,6 +77,7 @@ struct wal {
     int fd;           /* current segment, O_RDWR */
     uint64_t cur_cap; /* the current segment's size limit */
     uint64_t written_lsn, synced_lsn;
+    uint64_t cur_base_lsn; /* the LSN of the current segment's first record offset */
     bool syncing;
     int sync_fd;          /* the file the syncer is syncing (while syncing) */
     bool sync_fd_retired; /* rotated away meanwhile: the syncer closes it */
@@ -243,6 +245,7 @@ static nk_status create_segment(struct wal *w, uint64_t num, uint64_t cap)
     w->stats.syncs++;
     w->fd = fd;
     w->cur_cap = cap;
+    w->cur_base_lsn = w->written_lsn;
     segs_push(w, num, WAL_SEGMENT_HEADER_SIZE);
     return NK_OK;
 }
@@ -457,12 +460,15 @@ static nk_status append_locked(struct wal *w, const struct wal_record *recs, con
     return NK_OK;
 }
 
-nk_status wal_append_many(struct wal *w, const struct wal_record *records, size_t n,
-                          struct wal_pos *first)
+static nk_status append_impl(struct wal *w, const struct wal_record *records, size_t n,
+                             struct wal_pos *first, struct wal_pos *end, bool wait)
 {
     if (n == 0) {
+        struct wal_pos e = wal_end(w);
         if (first)
-            *first = wal_end(w);
+            *first = e;
+        if (end)
+            *end = e;
         return NK_OK;
     }
     uint64_t total = 0;
@@ -498,7 +504,9 @@ nk_status wal_append_many(struct wal *w, const struct wal_record *records, size_
     atomic_fetch_sub(&w->arriving, 1);
     if (w->syncing)
         pthread_cond_signal(&w->arrive_cv);
-    if (nk_ok(s) && w->opt.sync != WAL_SYNC_OS)
+    if (nk_ok(s) && end)
+        *end = (struct wal_pos){cur_seg(w)->num, cur_seg(w)->end};
+    if (nk_ok(s) && wait && w->opt.sync != WAL_SYNC_OS)
         s = wait_durable(w, w->written_lsn);
     pthread_mutex_unlock(&w->mu);
 
@@ -507,6 +515,38 @@ nk_status wal_append_many(struct wal *w, const struct wal_record *records, size_
         free(fr);
         free(iov);
     }
+    return s;
+}
+
+nk_status wal_append_many(struct wal *w, const struct wal_record *records, size_t n,
+                          struct wal_pos *first)
+{
+    return append_impl(w, records, n, first, NULL, true);
+}
+
+nk_status wal_append_many_nowait(struct wal *w, const struct wal_record *records, size_t n,
+                                 struct wal_pos *first, struct wal_pos *end)
+{
+    return append_impl(w, records, n, first, end, false);
+}
+
+nk_status wal_sync_to(struct wal *w, struct wal_pos end)
+{
+    pthread_mutex_lock(&w->mu);
+    nk_status s = NK_OK;
+    struct wal_seg *cur = cur_seg(w);
+    if (!nk_ok(w->error)) {
+        s = sticky_copy(w);
+    } else if (end.segment > cur->num || (end.segment == cur->num && end.offset > cur->end)) {
+        s = nk_status_make(NK_OUT_OF_RANGE,
+                           "wal: sync to %" PRIu64 ":%" PRIu64 " is past the end %" PRIu64
+                           ":%" PRIu64 " of %s",
+                           end.segment, end.offset, cur->num, cur->end, w->dir);
+    } else if (end.segment == cur->num && end.offset > WAL_SEGMENT_HEADER_SIZE) {
+        /* older segments were made durable when they were sealed */
+        s = wait_durable(w, w->cur_base_lsn + (end.offset - WAL_SEGMENT_HEADER_SIZE));
+    }
+    pthread_mutex_unlock(&w->mu);
     return s;
 }
 
@@ -732,6 +772,18 @@ static nk_status recover(struct wal *w)
         w->cur_cap = NK_MAX(w->opt.segment_size, end);
         if (w->opt.preallocate)
             s = prealloc(fd, w->cur_cap, path);
+        /*
+         * What a crashed process wrote may still be only in the page cache;
+         * it is part of the log now, so make it durable before anything
+         * later is acknowledged (and before a rotation could seal it).
+         */
+        if (nk_ok(s)) {
+            if (fdatasync(fd) != 0)
+                s = nk_status_errno(errno, "wal: fdatasync %s", path);
+            w->stats.syncs++;
+        }
+        w->written_lsn = w->synced_lsn = end - WAL_SEGMENT_HEADER_SIZE;
+        w->cur_base_lsn = 0;
     }
     if (nk_ok(s) && count == 0) {
         s = create_segment(w, 1, w->opt.segment_size);

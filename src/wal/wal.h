@@ -100,6 +100,21 @@ nk_status wal_append_many(struct wal *w, const struct wal_record *records, size_
                           struct wal_pos *first);
 /* fdatasync everything appended so far. */
 nk_status wal_sync(struct wal *w);
+
+/*
+ * For callers that order their appends under a lock of their own (the LSM's
+ * writer lock, the Raft log's): append under that lock without waiting for
+ * the disk, release it, then wal_sync_to(end). Concurrent callers then share
+ * fdatasyncs exactly as concurrent wal_append calls do in WAL_SYNC_BATCH
+ * (the syncer also waits for appenders in flight, up to batch_window_us, in
+ * BATCH mode). The _nowait append never syncs, whatever the sync mode; *end
+ * (may be NULL) receives the position just past its last record. wal_sync_to
+ * returns once everything before `end` is on disk (at once if it already
+ * is); a position past the end of the log is NK_OUT_OF_RANGE.
+ */
+nk_status wal_append_many_nowait(struct wal *w, const struct wal_record *records, size_t n,
+                                 struct wal_pos *first, struct wal_pos *end);
+nk_status wal_sync_to(struct wal *w, struct wal_pos end);
 /* Closes the current segment and starts a new one; *next gets its number. */
 nk_status wal_rotate(struct wal *w, uint64_t *next);
 /* Deletes every whole segment whose number is < segment (never the current one). */

@@ -6,7 +6,8 @@
  * that records found by an earlier recovery never disappear later.
  *
  * Most rounds use WAL_SYNC_ALWAYS with one appender; every fourth round uses
- * WAL_SYNC_BATCH with three appending threads (group commit under kills).
+ * WAL_SYNC_BATCH with three appending threads (group commit under kills),
+ * the third of which appends with wal_append_many_nowait + wal_sync_to.
  */
 #include <pthread.h>
 #include <signal.h>
@@ -68,7 +69,16 @@ static void *child_appender(void *p)
             wt_payload(ids[i], len, bufs[i]);
             recs[i] = (struct wal_record){(uint8_t)(1 + c->thread), nk_slice_make(bufs[i], len)};
         }
-        nk_status s = wal_append_many(c->w, recs, k, NULL);
+        nk_status s;
+        if (c->thread == 2) {
+            /* the caller-ordered pattern: append without waiting, then wait for the disk */
+            struct wal_pos end;
+            s = wal_append_many_nowait(c->w, recs, k, NULL, &end);
+            if (nk_ok(s))
+                s = wal_sync_to(c->w, end);
+        } else {
+            s = wal_append_many(c->w, recs, k, NULL);
+        }
         if (!nk_ok(s)) {
             fprintf(stderr, "child: append: %s\n", nk_status_msg(s));
             _exit(3);
