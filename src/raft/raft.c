@@ -36,6 +36,7 @@ struct progress {
     uint64_t pending_snapshot;
     uint64_t read_ack; /* highest read-index round acknowledged */
     uint64_t hb_stamp; /* leader tick + 1 of the newest heartbeat acknowledged */
+    uint64_t progress_tick; /* leader tick when match last advanced */
     uint8_t state;
     bool probe_sent;
     bool recent_active;
@@ -91,6 +92,10 @@ struct raft {
 
     uint64_t uncommitted_bytes;
     uint64_t lead_transferee;
+    /* Lease reads count only heartbeats sent at or after this tick: after an
+       abandoned leadership transfer, a TimeoutNow still in flight may make
+       followers vote (forced) despite the heartbeats they acknowledged. */
+    uint64_t lease_from;
 
     /* limits */
     uint64_t max_msg_bytes, max_inflight_bytes, max_uncommitted_bytes, max_committed_bytes;
@@ -609,6 +614,7 @@ static void reset(struct raft *r, uint64_t term)
         pr->vote = 0;
         pr->read_ack = 0;
         pr->hb_stamp = 0;
+        pr->progress_tick = r->now;
         inf_reset(pr, true);
     }
     if (r->role == RAFT_LEADER || r->n_reads)
@@ -742,8 +748,10 @@ void raft_tick(struct raft *r)
                 return;
             }
         }
-        if (r->lead_transferee != RAFT_NONE)
+        if (r->lead_transferee != RAFT_NONE) {
             r->lead_transferee = RAFT_NONE; /* transfer timed out */
+            r->lease_from = r->now + r->election_tick;
+        }
     }
     if (r->heartbeat_elapsed >= r->heartbeat_tick) {
         r->heartbeat_elapsed = 0;
@@ -857,6 +865,7 @@ static void step_leader(struct raft *r, const struct raft_msg *m)
             bool was_paused = pr_paused(r, pr);
             if (!pr_maybe_update(pr, m->index))
                 return;
+            pr->progress_tick = r->now;
             switch (pr->state) {
             case PR_PROBE:
                 pr_become_replicate(pr);
@@ -893,17 +902,20 @@ static void step_leader(struct raft *r, const struct raft_msg *m)
             pr->read_ack = m->ctx;
         if (m->index > pr->hb_stamp)
             pr->hb_stamp = m->index;
-        /* a full window may be full of lost messages: free one slot per
-           heartbeat so the next append reveals the gap (and a reject) */
-        if (pr->state == PR_REPLICATE && inf_full(r, pr) && pr->inf_count) {
-            pr->inf_bytes -= pr->inf[pr->inf_start].bytes;
-            pr->inf_start = (pr->inf_start + 1) % pr->inf_cap;
-            pr->inf_count--;
+        if (pr->match < raft_log_last(&r->log)) {
+            /* A follower that is alive but has not advanced for a while has
+               probably lost appends sent in replicate state (a full window
+               would wait forever): probe again. Waiting half an election
+               timeout, not one heartbeat, keeps slow links from thrashing
+               between replicate and probe while their appends are on the way. */
+            uint64_t stall = NK_MAX(2 * r->heartbeat_tick, r->election_tick / 2);
+            if (pr->state == PR_REPLICATE && r->now - pr->progress_tick >= stall) {
+                pr_become_probe(pr);
+                pr->progress_tick = r->now;
+            }
+            if (pr->state == PR_PROBE)
+                send_append(r, pr, true);
         }
-        /* a lagging follower gets an append even when nothing new is left to
-           send: its reject reveals messages lost in replicate state */
-        if (pr->match < raft_log_last(&r->log))
-            send_append(r, pr, true);
         reads_check(r);
         return;
     default:
@@ -1228,7 +1240,8 @@ static bool pred_lease(const struct raft *r, const struct progress *pr, uint64_t
     (void)arg;
     if (pr->id == r->id)
         return true;
-    return pr->hb_stamp != 0 && pr->hb_stamp - 1 + r->lease_tick > r->now;
+    return pr->hb_stamp != 0 && pr->hb_stamp - 1 >= r->lease_from &&
+           pr->hb_stamp - 1 + r->lease_tick > r->now;
 }
 
 bool raft_lease_read(const struct raft *r, uint64_t *index)
@@ -1255,6 +1268,8 @@ nk_status raft_transfer_leader(struct raft *r, uint64_t to)
                               "raft %" PRIu64 ": cannot transfer leadership to %" PRIu64
                               " (self, unknown or not a voter)",
                               r->id, to);
+    if (r->lead_transferee != RAFT_NONE && r->lead_transferee != to)
+        r->lease_from = r->now + r->election_tick; /* the previous one is abandoned */
     r->lead_transferee = to;
     r->election_elapsed = 0; /* the transfer must finish within an election timeout */
     if (pr->match == raft_log_last(&r->log))
@@ -1312,6 +1327,7 @@ static void set_conf(struct raft *r, const struct raft_conf_state *c)
             prs[i].next = last + 1;
             prs[i].state = PR_PROBE;
             prs[i].recent_active = true;
+            prs[i].progress_tick = r->now;
         }
         prs[i].voter_in = ids_has(c->voters, c->n_voters, ids[i]);
         prs[i].voter_out = ids_has(c->voters_out, c->n_voters_out, ids[i]);
@@ -1324,8 +1340,10 @@ static void set_conf(struct raft *r, const struct raft_conf_state *c)
 
     if (r->role != RAFT_LEADER)
         return;
-    if (r->lead_transferee != RAFT_NONE && !raft_conf_is_voter(c, r->lead_transferee))
+    if (r->lead_transferee != RAFT_NONE && !raft_conf_is_voter(c, r->lead_transferee)) {
         r->lead_transferee = RAFT_NONE;
+        r->lease_from = r->now + r->election_tick;
+    }
     /* a leader that is not a voter of the latest configuration keeps
        replicating (without counting itself) until that configuration
        commits, then steps down (conf_committed) */

@@ -15,9 +15,13 @@
  *      and make all of it durable (fsync);
  *   2. only then send rd.msgs (any order, any loss: Raft tolerates loss,
  *      duplication and reordering; messages are the caller's to batch per peer);
- *   3. apply rd.committed in order to the state machine (they are always
- *      already durable in the log), and complete rd.reads;
+ *   3. apply rd.committed in order to the state machine, or copy them to the
+ *      apply thread's queue (they are always already durable in the local
+ *      log; raft counts them as applied from raft_advance on), and complete
+ *      rd.reads (serve each once the state machine has applied its index);
  *   4. call raft_advance(r, &rd).
+ * A multi-Raft node collects the Readys of all groups with work, persists all
+ * of them with one fsync, sends, then advances each group.
  * Between raft_ready() and raft_advance() the caller must not call any other
  * mutating function on that raft (getters are fine). Everything rd points to
  * is owned by the raft and stays valid until raft_advance().

@@ -256,7 +256,7 @@ NK_TEST(leader_replicates_entries_and_commits_them_on_a_majority)
        found through the next heartbeat) */
     for (int i = 3; i <= 5; i++)
         tn_isolate(t, i, false);
-    tn_tick_all(t, 3);
+    tn_tick_all(t, 8);
     for (int i = 1; i <= 5; i++)
         NK_CHECK_EQ_U64(t->nodes[i].n_applied, 11);
     tn_free(t);
@@ -933,5 +933,31 @@ NK_TEST(restart_takes_the_latest_configuration_in_the_log_even_if_uncommitted)
     NK_CHECK(raft_conf_is_joint(c));
     NK_CHECK_EQ_U64(c->n_voters, 5);
     NK_CHECK_EQ_U64(raft_applied_conf(tn_r(t, 1))->n_voters, 3);
+    tn_free(t);
+}
+
+NK_TEST(lease_is_suspended_during_a_transfer_and_for_an_election_timeout_after_it_is_abandoned)
+{
+    struct tnet *t = tn_new(3, 3, 0, NULL);
+    tn_elect(t, 1);
+    tn_tick_all(t, 2);
+    struct raft *r = tn_r(t, 1);
+    uint64_t idx;
+    NK_REQUIRE(raft_lease_read(r, &idx));
+    /* the TimeoutNow to node 3 is lost (it could also be delayed) */
+    t->cut[1][3] = true;
+    NK_REQUIRE_OK(raft_transfer_leader(r, 3));
+    tn_settle(t);
+    NK_CHECK(!raft_lease_read(r, &idx));
+    int k = 0;
+    while (raft_lease_read(r, &idx) == false && k < 50) {
+        tn_tick_all(t, 1);
+        k++;
+    }
+    /* abandoned after an election timeout (10), then heartbeats from an
+       election timeout later must be acknowledged before the lease holds */
+    NK_CHECK(k >= 20);
+    NK_CHECK(raft_role(r) == RAFT_LEADER);
+    NK_REQUIRE_OK(tn_propose(t, 1, 1)); /* proposals are accepted again */
     tn_free(t);
 }

@@ -40,7 +40,7 @@
  *                 [--bug forget-vote|ack-unsynced]
  * With --seconds, runs random seeds until the time is up (the soak), cycling
  * 3 nodes, 5 nodes, joint, each in normal and --harsh mode. --harsh: up to
- * 30% loss, delays up to 3/4 election timeout, tiny windows, frequent
+ * 30% loss, delays up to 1/2 election timeout, tiny windows, frequent
  * crashes, partitions and transfers, timeouts drawn per run. --bug makes the
  * node break the Ready contract (the checker must fail the run).
  * Debugging: SIM_DEBUG=1 prints refused proposals and transfers,
@@ -432,7 +432,7 @@ static struct node *a_leader(void)
     return NULL;
 }
 
-static void propose_value(struct node *ld, uint64_t v)
+static bool propose_value(struct node *ld, uint64_t v)
 {
     uint8_t buf[80];
     size_t len = 8 + rnd(64);
@@ -443,7 +443,9 @@ static void propose_value(struct node *ld, uint64_t v)
     if (!nk_ok(s) && getenv("SIM_DEBUG"))
         fprintf(stderr, "step %" PRIu64 ": propose on %" PRIu64 ": %s\n", S->step, ld->id,
                 nk_status_msg(s));
+    bool ok = nk_ok(s);
     nk_status_free(&s); /* refusals (full, transfer) are retried later */
+    return ok;
 }
 
 static void wake_all(void)
@@ -493,9 +495,9 @@ static void clients(void)
     /* retries of values that have not been applied anywhere */
     if (S->step % 250 == 0)
         for (size_t i = 0; i < S->n_pending; i++)
-            if (S->step - S->pending_at[i] > 300) {
-                S->pending_at[i] = S->step;
-                propose_value(ld, S->pending[i]);
+            if (S->step - S->pending_at[i] > 1500) { /* a client's commit timeout */
+                if (propose_value(ld, S->pending[i]))
+                    S->pending_at[i] = S->step; /* refused: again at the next check */
             }
     /* linearizable and lease reads */
     if (chance(1, 40) && S->n_reads < NK_ARRAY_LEN(S->reads)) {
@@ -713,6 +715,11 @@ static void process_ready(struct node *nd)
 
 static void dump(void)
 {
+    fprintf(stderr,
+            "  params: drop %u%% dup %u%% delay<=%u election %u heartbeat %u inflight %u "
+            "msg bytes %" PRIu64 " uncommitted %u\n",
+            S->drop_pct, S->dup_pct, S->max_delay, S->election_tick, S->heartbeat_tick,
+            S->max_inflight, S->max_msg_bytes, S->max_uncommitted);
     for (int i = 0; i < S->n; i++) {
         struct node *nd = &S->nodes[i];
         if (!nd->r) {
@@ -881,13 +888,14 @@ static int run(uint64_t seed, int n, uint64_t steps, bool joint)
     if (g_harsh) {
         S->drop_pct = (uint32_t)rnd(31);
         S->dup_pct = (uint32_t)rnd(11);
-        /* below an election timeout: the lease's assumption about TimeoutNow */
+        /* below half an election timeout: the lease's assumption about
+           TimeoutNow messages of abandoned transfers (docs/raft.md) */
         S->election_tick = 10 + (uint32_t)rnd(11);
-        S->max_delay = 1 + (uint32_t)rnd(S->election_tick * TICK_UNITS * 3 / 4);
+        S->max_delay = 1 + (uint32_t)rnd(S->election_tick * TICK_UNITS / 2 - 1);
         S->heartbeat_tick = 1 + (uint32_t)rnd(3);
         S->max_inflight = 1 + (uint32_t)rnd(8);
         S->max_uncommitted = 16 + (uint32_t)rnd(1000);
-        S->max_msg_bytes = 64 + rnd(4096);
+        S->max_msg_bytes = 200 + rnd(4096);
         S->crash_every = 500 + (uint32_t)rnd(2000);
         S->partition_every = 500 + (uint32_t)rnd(2000);
         S->transfer_every = 200 + (uint32_t)rnd(3000);
