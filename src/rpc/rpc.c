@@ -41,6 +41,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <netdb.h>
+#include <protobuf-c/protobuf-c.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -364,6 +365,18 @@ static grpc_byte_buffer *bb_copy(const void *msg, size_t len)
     return bb;
 }
 
+/* Packs a protobuf-c message into a fresh gRPC slice: one pass, no copy. */
+static grpc_byte_buffer *bb_pack(const ProtobufCMessage *msg)
+{
+    size_t n = protobuf_c_message_get_packed_size(msg);
+    grpc_slice sl = n ? grpc_slice_malloc(n) : grpc_empty_slice();
+    if (n)
+        NK_ASSERT(protobuf_c_message_pack(msg, GRPC_SLICE_START_PTR(sl)) == n);
+    grpc_byte_buffer *bb = grpc_raw_byte_buffer_create(&sl, 1);
+    grpc_slice_unref(sl);
+    return bb;
+}
+
 /* rpc/ answers a call itself, without a handler (limits, unknown method). */
 static void answer_internal(struct rpc_call *c, enum nk_code code, const char *msg)
 {
@@ -413,6 +426,11 @@ void rpc_call_reply_malloced(struct rpc_call *c, void *buf, size_t len)
     grpc_byte_buffer *bb = grpc_raw_byte_buffer_create(&sl, 1);
     grpc_slice_unref(sl);
     reply_bb(c, bb);
+}
+
+void rpc_call_reply_msg(struct rpc_call *c, const struct ProtobufCMessage *msg)
+{
+    reply_bb(c, bb_pack(msg));
 }
 
 static void stream_finish(struct rpc_call *c, enum nk_code code, const char *msg, bool forced);
@@ -510,22 +528,37 @@ static void stream_send_msg_locked(struct rpc_call *c, grpc_byte_buffer *bb)
     }
 }
 
+static nk_status stream_write_bb(struct rpc_call *c, grpc_byte_buffer *bb);
+
 nk_status rpc_stream_write(struct rpc_call *c, const void *msg, size_t len)
 {
     NK_ASSERT(c->is_stream);
+    return stream_write_bb(c, bb_copy(msg, len));
+}
+
+nk_status rpc_stream_write_msg(struct rpc_call *c, const struct ProtobufCMessage *msg)
+{
+    NK_ASSERT(c->is_stream);
+    return stream_write_bb(c, bb_pack(msg));
+}
+
+/* Takes bb in every case. */
+static nk_status stream_write_bb(struct rpc_call *c, grpc_byte_buffer *bb)
+{
     pthread_mutex_lock(&c->mu);
     if (c->close_done || c->finishing) {
         pthread_mutex_unlock(&c->mu);
+        grpc_byte_buffer_destroy(bb);
         return nk_status_make(NK_UNAVAILABLE, "stream %s has ended", c->m->m.name);
     }
     if (c->send_busy && c->qlen == c->qcap) {
         uint32_t cap = c->qcap;
         pthread_mutex_unlock(&c->mu);
+        grpc_byte_buffer_destroy(bb);
         return nk_status_make(NK_RESOURCE_EXHAUSTED,
                               "stream %s: %u messages already queued (stream_queue_max)",
                               c->m->m.name, cap);
     }
-    grpc_byte_buffer *bb = bb_copy(msg, len);
     if (!c->send_busy)
         stream_send_msg_locked(c, bb);
     else

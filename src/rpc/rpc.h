@@ -3,10 +3,11 @@
  *
  * A thin layer over the gRPC C core completion-queue API. The user (api/)
  * registers methods by their full name ("/norikv.v1.Kv/Put") with a handler
- * that receives the raw request bytes and a call handle; rpc/ knows nothing
- * of protobuf. Unary calls are answered with response bytes or a status
+ * that receives the raw request bytes and a call handle. Unary calls are answered with response bytes or a status
  * (code, message, trailing metadata), synchronously inside the handler or
- * later from any thread. Server-streaming calls are written to from any
+ * later from any thread; the *_msg variants pack a protobuf-c message
+ * directly into gRPC's buffer (the only protobuf rpc/ knows: decoding is the
+ * handler's). Server-streaming calls are written to from any
  * thread until they are finished or the client goes away. Unregistered
  * methods get UNIMPLEMENTED; requests above max_request_bytes get
  * INVALID_ARGUMENT without reaching a handler; beyond max_inflight calls the
@@ -167,6 +168,9 @@ void rpc_server_get_stats(const struct rpc_server *s, struct rpc_stats *out);
 void rpc_call_reply(struct rpc_call *c, const void *msg, size_t len);
 /* Same, adopting `buf` (from malloc/nk_malloc; freed with free()). */
 void rpc_call_reply_malloced(struct rpc_call *c, void *buf, size_t len);
+/* Same, packing a protobuf-c message straight into gRPC's buffer (no copy). */
+struct ProtobufCMessage;
+void rpc_call_reply_msg(struct rpc_call *c, const struct ProtobufCMessage *msg);
 /*
  * Sends a non-OK status: `code` (gRPC code; NK_IO_ERROR is sent as
  * INTERNAL), a message (copied; NULL: none) and up to RPC_MAX_TRAILERS
@@ -198,6 +202,8 @@ const char *rpc_call_method(const struct rpc_call *c);
  * client is not reading).
  */
 nk_status rpc_stream_write(struct rpc_call *c, const void *msg, size_t len);
+/* rpc_stream_write of a protobuf-c message, packed without a copy. */
+nk_status rpc_stream_write_msg(struct rpc_call *c, const struct ProtobufCMessage *msg);
 /* Ends the stream with a status once the queued messages are sent. Later
  * calls (and writes) are ignored / refused. */
 void rpc_stream_finish(struct rpc_call *c, enum nk_code code, const char *msg);

@@ -436,11 +436,15 @@ static void h_get(void *ctx, struct rpc_call *c, struct nk_slice req)
         Norikv__V1__GetResponse r = NORIKV__V1__GET_RESPONSE__INIT;
         r.value = g->key;
         r.version = &v;
-        uint8_t buf[2048];
-        size_t n = norikv__v1__get_response__get_packed_size(&r);
-        NK_ASSERT(n <= sizeof buf);
-        norikv__v1__get_response__pack(&r, buf);
-        rpc_call_reply(c, buf, n);
+        if (key_is(g, "packed")) { /* the zero-copy codec path */
+            rpc_call_reply_msg(c, &r.base);
+        } else {
+            uint8_t buf[2048];
+            size_t n = norikv__v1__get_response__get_packed_size(&r);
+            NK_ASSERT(n <= sizeof buf);
+            norikv__v1__get_response__pack(&r, buf);
+            rpc_call_reply(c, buf, n);
+        }
     }
     norikv__v1__get_request__free_unpacked(g, NULL);
 }
@@ -1591,6 +1595,51 @@ NK_TEST(gzip_compressed_requests_reach_the_handler_decompressed)
     NK_CHECK_EQ_U64(r.code, GRPC_STATUS_INVALID_ARGUMENT);
     cres_free(&r);
     free(req);
+    client_close(ch);
+    stop_server(s);
+}
+
+NK_TEST(protobuf_messages_packed_by_rpc_arrive_intact)
+{
+    struct rpc_server *s = start_server(NULL);
+    grpc_channel *ch = client_open(rpc_server_port(s));
+    uint8_t buf[256];
+    struct cres r;
+    call_unary(ch, "/norikv.v1.Kv/Get", buf, pack_get("packed", buf), true, 5000, &r);
+    NK_CHECK_EQ_U64(r.code, GRPC_STATUS_OK);
+    NK_REQUIRE(r.got_body);
+    Norikv__V1__GetResponse *g = norikv__v1__get_response__unpack(NULL, r.body_len, r.body);
+    NK_REQUIRE(g);
+    NK_CHECK(g->value.len == 6 && memcmp(g->value.data, "packed", 6) == 0);
+    NK_CHECK(g->version && g->version->index == 6);
+    norikv__v1__get_response__free_unpacked(g, NULL);
+    cres_free(&r);
+
+    struct cstream cs;
+    cstream_open(&cs, ch, "/norikv.v1.Meta/WatchCluster", buf, pack_view(0, buf));
+    NK_REQUIRE(svc_wait(stream_open_pred, 10000));
+    struct rpc_call *st = svc.stream;
+    Norikv__V1__ClusterView v = NORIKV__V1__CLUSTER_VIEW__INIT;
+    v.epoch = 42;
+    NK_REQUIRE_OK(rpc_stream_write_msg(st, &v.base));
+    v.epoch = 0; /* an all-default message packs to zero bytes */
+    NK_REQUIRE_OK(rpc_stream_write_msg(st, &v.base));
+    rpc_stream_finish(st, NK_CODE_OK, NULL);
+    uint8_t *m;
+    size_t len;
+    NK_REQUIRE(cstream_read(&cs, &m, &len, 10000) == 1);
+    Norikv__V1__ClusterView *got = norikv__v1__cluster_view__unpack(NULL, len, m);
+    free(m);
+    NK_REQUIRE(got);
+    NK_CHECK_EQ_U64(got->epoch, 42);
+    norikv__v1__cluster_view__free_unpacked(got, NULL);
+    NK_REQUIRE(cstream_read(&cs, &m, &len, 10000) == 1);
+    NK_CHECK_EQ_U64(len, 0);
+    free(m);
+    NK_CHECK(cstream_read(&cs, &m, &len, 10000) == 0);
+    NK_CHECK_EQ_U64(cstream_status(&cs, 10000), GRPC_STATUS_OK);
+    rpc_stream_release(st);
+    cstream_close(&cs);
     client_close(ch);
     stop_server(s);
 }
