@@ -6,6 +6,8 @@
  * Runs, each on a fresh log in DIR (default ./bench-wal-data, removed after):
  *   always  1 thread, N records, fdatasync per append
  *   batch   T threads (default 4), N records each, group commit
+ *   locked  T threads appending under a caller's lock with
+ *           wal_append_many_nowait, then wal_sync_to outside it (BATCH)
  *   os      1 thread, 50 * N records, no fdatasync
  * and prints appends/s, µs per append and fdatasyncs per append.
  */
@@ -20,6 +22,7 @@
 struct job {
     struct wal *w;
     uint64_t n;
+    pthread_mutex_t *caller_lock; /* non-NULL: the nowait + sync_to pattern */
     nk_status s;
 };
 
@@ -31,14 +34,25 @@ static void *appender(void *p)
     j->s = NK_OK;
     for (uint64_t i = 0; i < j->n && nk_ok(j->s); i++) {
         memcpy(rec, &i, sizeof i);
-        j->s = wal_append(j->w, 1, rec, sizeof rec, NULL);
+        if (j->caller_lock) {
+            struct wal_record r = {1, nk_slice_make(rec, sizeof rec)};
+            struct wal_pos end;
+            pthread_mutex_lock(j->caller_lock);
+            j->s = wal_append_many_nowait(j->w, &r, 1, NULL, &end);
+            pthread_mutex_unlock(j->caller_lock);
+            if (nk_ok(j->s))
+                j->s = wal_sync_to(j->w, end);
+        } else {
+            j->s = wal_append(j->w, 1, rec, sizeof rec, NULL);
+        }
     }
     return NULL;
 }
 
 static int run(const char *dir, const char *name, enum wal_sync_mode mode, int threads,
-               uint64_t per_thread, uint32_t window)
+               uint64_t per_thread, uint32_t window, bool locked)
 {
+    pthread_mutex_t caller_lock = PTHREAD_MUTEX_INITIALIZER;
     nk_status s = nk_remove_tree(dir);
     nk_status_free(&s);
     struct wal_options o;
@@ -57,7 +71,7 @@ static int run(const char *dir, const char *name, enum wal_sync_mode mode, int t
     struct job jobs[64];
     uint64_t t0 = nk_mono_ns();
     for (int t = 0; t < threads; t++) {
-        jobs[t] = (struct job){w, per_thread, NK_OK};
+        jobs[t] = (struct job){w, per_thread, locked ? &caller_lock : NULL, NK_OK};
         pthread_create(&th[t], NULL, appender, &jobs[t]);
     }
     for (int t = 0; t < threads; t++)
@@ -106,8 +120,9 @@ int main(int argc, char **argv)
     printf("%-7s %7s %10s %12s %10s %12s\n", "mode", "threads", "appends", "appends/s", "us/append",
            "syncs/append");
     int rc = 0;
-    rc |= run(dir, "always", WAL_SYNC_ALWAYS, 1, n, window);
-    rc |= run(dir, "batch", WAL_SYNC_BATCH, threads, n, window);
-    rc |= run(dir, "os", WAL_SYNC_OS, 1, 50 * n, window);
+    rc |= run(dir, "always", WAL_SYNC_ALWAYS, 1, n, window, false);
+    rc |= run(dir, "batch", WAL_SYNC_BATCH, threads, n, window, false);
+    rc |= run(dir, "locked", WAL_SYNC_BATCH, threads, n, window, true);
+    rc |= run(dir, "os", WAL_SYNC_OS, 1, 50 * n, window, false);
     return rc;
 }
