@@ -491,16 +491,16 @@ static uint8_t *shard_info_pack(struct api *a, uint32_t shard, size_t *len)
     Norikv__V1__ShardReplica rep = NORIKV__V1__SHARD_REPLICA__INIT;
     Norikv__V1__ShardReplica *rp[1] = {&rep};
     si.id = shard;
-    rep.node_id = a->node_id;
     struct node_view v;
     node_view_get(a->node, &v);
+    rep.node_id = v.nodes[0].id;
     rep.leader = v.leader[shard] == 0;
-    node_view_free(&v);
     si.n_replicas = 1;
     si.replicas = rp;
     *len = norikv__v1__shard_info__get_packed_size(&si);
     uint8_t *buf = nk_malloc(*len ? *len : 1);
     norikv__v1__shard_info__pack(&si, buf);
+    node_view_free(&v);
     return buf;
 }
 

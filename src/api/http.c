@@ -430,7 +430,10 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
         node_get_stats(a->node, &ns);
         api_buf_printf(&b, "{\"status\":\"%s\",\"node\":",
                        ns.shards_led == ns.total_shards ? "ok" : "starting");
-        api_json_string(&b, (const uint8_t *)a->node_id, strlen(a->node_id));
+        struct node_view v;
+        node_view_get(a->node, &v);
+        api_json_string(&b, (const uint8_t *)v.nodes[0].id, strlen(v.nodes[0].id));
+        node_view_free(&v);
         api_buf_printf(&b,
                        ",\"uptime_ms\":%" PRIu64 ",\"shards_total\":%u,\"shards_led\":%u,"
                        "\"last_applied\":%" PRIu64 ",\"applied_entries\":%" PRIu64

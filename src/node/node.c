@@ -1213,13 +1213,20 @@ void node_close(struct node *n)
 
 /* ------------------------------------------------------------------- view */
 
-void node_set_client_addr(struct node *n, const char *addr)
+void node_set_client_addr(struct node *n, const char *addr, const char *name)
 {
     pthread_mutex_lock(&n->vmu);
     char *old = n->client_addr;
     n->client_addr = nk_strdup(addr);
     n->opt.client_addr = n->client_addr;
     free(old);
+    if (name) {
+        old = n->name;
+        n->name = nk_strdup(name);
+        n->opt.node_name = n->name;
+        free(old);
+    }
+    n->epoch++; /* the view changed */
     pthread_mutex_unlock(&n->vmu);
 }
 
@@ -1231,7 +1238,9 @@ void node_view_get(struct node *n, struct node_view *v)
     snprintf(v->nodes[0].addr, sizeof v->nodes[0].addr, "%s", n->client_addr);
     pthread_mutex_unlock(&n->vmu);
     v->n_nodes = 1;
+    pthread_mutex_lock(&n->vmu);
     snprintf(v->nodes[0].id, sizeof v->nodes[0].id, "%s", n->name);
+    pthread_mutex_unlock(&n->vmu);
     snprintf(v->nodes[0].role, sizeof v->nodes[0].role, "alive");
     v->total_shards = n->nshards;
     v->n_replicas = nk_malloc(n->nshards);

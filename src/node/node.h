@@ -151,8 +151,9 @@ struct node_view {
     int8_t *leader;       /* [total_shards] */
 };
 
-/* The client address shown in the view (once the gRPC port is known). */
-void node_set_client_addr(struct node *n, const char *addr);
+/* The client address shown in the view (once the gRPC port is known), and,
+ * when name is not NULL, the node's name (derived from that address). */
+void node_set_client_addr(struct node *n, const char *addr, const char *name);
 
 /* A copy of the current view; free it with node_view_free. */
 void node_view_get(struct node *n, struct node_view *v);

@@ -134,7 +134,11 @@ int main(int argc, char **argv)
         if (nk_ok(s)) {
             snprintf(grpc_addr, sizeof grpc_addr, strchr(host, ':') ? "[%s]:%d" : "%s:%d", host,
                      rpc_server_port(rpc));
-            node_set_client_addr(node, grpc_addr);
+            /* a node id derived from "port 0" names the port actually bound */
+            if (!cfg.node_id_explicit && port == 0)
+                config_derive_node_id(host, (uint16_t)rpc_server_port(rpc), cfg.node_id,
+                                      sizeof cfg.node_id);
+            node_set_client_addr(node, grpc_addr, cfg.node_id_explicit ? NULL : cfg.node_id);
         }
     }
     if (nk_ok(s))
