@@ -94,7 +94,10 @@ nk_status wal_append(struct wal *w, uint8_t type, const void *data, size_t n, st
 /*
  * Appends n records with one write (and, per the sync mode, one fdatasync);
  * they are contiguous in one segment unless they do not fit in one. first
- * (may be NULL) receives the position of records[0].
+ * (may be NULL) receives the position of records[0]. Each record is atomic
+ * across a crash, the group is not: after a crash before the call returned,
+ * a prefix of the records may be present. Put what must be all-or-nothing
+ * in one record (as the LSM does with a write batch).
  */
 nk_status wal_append_many(struct wal *w, const struct wal_record *records, size_t n,
                           struct wal_pos *first);
