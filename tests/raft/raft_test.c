@@ -961,3 +961,40 @@ NK_TEST(lease_is_suspended_during_a_transfer_and_for_an_election_timeout_after_i
     NK_REQUIRE_OK(tn_propose(t, 1, 1)); /* proposals are accepted again */
     tn_free(t);
 }
+
+NK_TEST(a_lost_snapshot_is_sent_again_after_two_election_timeouts)
+{
+    struct tnet *t = tn_new(3, 3, 0, NULL);
+    tn_elect(t, 1);
+    tn_isolate(t, 3, true);
+    for (int i = 0; i < 10; i++)
+        NK_REQUIRE_OK(tn_propose(t, 1, (uint8_t)i));
+    tn_settle(t);
+    struct raft_conf_state c;
+    tn_conf(&c, 3, 0);
+    uint64_t at = t->nodes[1].last_applied;
+    NK_REQUIRE_OK(raft_memstorage_create_snapshot(t->nodes[1].ms, at, &c, "s", 1));
+    NK_REQUIRE_OK(raft_memstorage_compact(t->nodes[1].ms, at));
+    tn_isolate(t, 3, false);
+    memset(t->sent, 0, sizeof(t->sent));
+    /* tick until the first snapshot is queued, then lose it */
+    t->hold = true;
+    for (int k = 0; k < 10 && t->sent[RAFT_MSG_SNAPSHOT] == 0; k++) {
+        for (int i = 1; i <= 3; i++)
+            raft_tick(tn_r(t, i));
+        for (int i = 1; i <= 3; i++)
+            tn_ready(t, i);
+        for (size_t i = 0; i < t->nq; i++)
+            if (t->q[i].type == RAFT_MSG_SNAPSHOT)
+                t->cut[1][3] = true;
+        tn_deliver(t);
+        t->cut[1][3] = false;
+    }
+    t->hold = false;
+    NK_REQUIRE(t->sent[RAFT_MSG_SNAPSHOT] == 1);
+    NK_CHECK_EQ_U64(t->nodes[3].last_applied, 1);
+    tn_tick_all(t, 25);
+    NK_CHECK_EQ_U64(t->sent[RAFT_MSG_SNAPSHOT], 2);
+    NK_CHECK_EQ_U64(t->nodes[3].last_applied, at);
+    tn_free(t);
+}
