@@ -1148,3 +1148,34 @@ NK_TEST(appends_ordered_under_a_caller_lock_still_share_fdatasyncs_via_sync_to)
     wt_log_free(&l);
     wal_close(w);
 }
+
+NK_TEST(records_larger_than_the_read_ahead_round_trip)
+{
+    const char *dir = nk_test_tmpdir();
+    struct wal_options o = small_opts(WAL_SYNC_OS, 4 << 20);
+    struct wal *w;
+    NK_REQUIRE_OK(wal_open(dir, &o, &w));
+    /* around the 16 KiB first read and the 256 KiB read-ahead cap, and past a segment */
+    static const size_t sizes[] = {10,         16 * 1024 - 13, 16 * 1024, 17 * 1024,  5,
+                                   256 * 1024, 300 * 1024,     1 << 20,   5 << 20,    7};
+    enum { N = sizeof sizes / sizeof sizes[0] };
+    struct wal_pos pos[N];
+    uint8_t *buf = nk_malloc(5 << 20);
+    for (size_t i = 0; i < N; i++) {
+        wt_payload(i, sizes[i], buf);
+        NK_REQUIRE_OK(wal_append(w, 1, buf, sizes[i], &pos[i]));
+    }
+    free(buf);
+    for (size_t from = 0; from < N; from += 3) {
+        struct wt_log l;
+        NK_REQUIRE_OK(wt_read_all(w, pos[from], &l));
+        NK_CHECK_EQ_U64(l.n, N - from);
+        for (size_t i = 0; i < l.n; i++) {
+            NK_CHECK_EQ_U64(l.recs[i].len, sizes[from + i]);
+            NK_CHECK(wt_payload_ok(from + i, nk_slice_make(l.recs[i].data, l.recs[i].len)));
+        }
+        wt_log_free(&l);
+    }
+    NK_CHECK(pos[8].segment > pos[7].segment); /* the 5 MiB record got its own segment */
+    wal_close(w);
+}
