@@ -24,7 +24,8 @@ echo "== installing norikv and test dependencies"
 "$PY" -m pip install "${PIP_FLAGS[@]}" --upgrade pip
 # A stale build/ from an earlier in-tree build could carry removed modules.
 rm -rf "$HERE/build"
-"$PY" -m pip install "${PIP_FLAGS[@]}" --upgrade --force-reinstall --no-deps "$HERE"
+# pip always rebuilds and reinstalls a local directory, so this also picks
+# up source changes under the same version.
 "$PY" -m pip install "${PIP_FLAGS[@]}" "$HERE[test]"
 
 echo "== generating norikv.v1 into src/ (git-ignored) for mypy"
