@@ -37,10 +37,11 @@
  * written) before the call returns. Iterators hand out slices that stay valid
  * until the next call on that iterator.
  *
- * Thread-safety: wal_append*, wal_sync, wal_rotate, wal_remove_before and the
- * getters may be called from any thread concurrently. An iterator belongs to
- * one thread; iterating while appending is allowed (the iterator sees records
- * that were complete when it reached them). wal_close must not race with any
+ * Thread-safety: wal_append*, wal_sync, wal_sync_to, wal_rotate,
+ * wal_remove_before and the getters may be called from any thread
+ * concurrently. An iterator belongs to one thread; iterating while appending
+ * is allowed (the iterator sees records that were complete when it reached
+ * them). wal_close must not race with any
  * other call, and every iterator must be closed before it.
  */
 #ifndef NK_WAL_H
