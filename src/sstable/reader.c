@@ -563,31 +563,70 @@ nk_status sst_reader_seek_one(struct sst_reader *r, struct nk_slice target,
 
 /* --------------------------------------------------------------- iterator */
 
+#define SST_MAX_READAHEAD (8u << 20)
+
+/* How the iterator holds its current block. */
+enum blk_kind {
+    BLK_PINNED,   /* from get_block: released through the cache */
+    BLK_OWNED,    /* read for this iterator only: freed */
+    BLK_BORROWED, /* a view of the mapping or the readahead buffer */
+};
+
 struct sst_iter {
     struct sst_reader *r;
     uint32_t bidx;
     struct sst_block *blk; /* pinned while the iterator is on it */
-    struct sst_block view; /* blk's storage when read in place (use_mmap) */
+    enum blk_kind kind;
+    struct sst_block view; /* blk's storage when read in place */
     struct sst_blk_iter bi;
     struct nk_buf key;
     nk_status st;
+    bool fill_cache;
+    uint8_t *ra;      /* readahead buffer of ra_cap bytes, or NULL */
+    size_t ra_cap, ra_len;
+    uint64_t ra_off;  /* file offset of ra[0] */
 };
 
-nk_status sst_iter_new(struct sst_reader *r, struct sst_iter **out)
+void sst_iter_options_default(struct sst_iter_options *o)
 {
+    o->fill_cache = true;
+    o->readahead = 0;
+}
+
+nk_status sst_iter_new_opts(struct sst_reader *r, const struct sst_iter_options *o,
+                            struct sst_iter **out)
+{
+    struct sst_iter_options opt;
+    if (o)
+        opt = *o;
+    else
+        sst_iter_options_default(&opt);
     struct sst_iter *it = nk_calloc(1, sizeof *it);
     it->r = r;
     it->bidx = r->nblocks;
     nk_buf_init(&it->key);
     it->st = NK_OK;
+    it->fill_cache = opt.fill_cache;
+    if (!opt.fill_cache && opt.readahead > 0) {
+        it->ra_cap = NK_MIN(opt.readahead, (size_t)SST_MAX_READAHEAD);
+        it->ra = nk_malloc(it->ra_cap);
+    }
     *out = it;
     return NK_OK;
+}
+
+nk_status sst_iter_new(struct sst_reader *r, struct sst_iter **out)
+{
+    return sst_iter_new_opts(r, NULL, out);
 }
 
 static void drop_block(struct sst_iter *it)
 {
     if (it->blk) {
-        put_block(it->r, it->blk);
+        if (it->kind == BLK_PINNED)
+            put_block(it->r, it->blk);
+        else if (it->kind == BLK_OWNED)
+            sst_block_free(it->blk);
         it->blk = NULL;
     }
     it->bi.valid = false;
@@ -600,7 +639,84 @@ void sst_iter_free(struct sst_iter *it)
     drop_block(it);
     nk_buf_free(&it->key);
     nk_status_free(&it->st);
+    free(it->ra);
     free(it);
+}
+
+/* Block i from the readahead buffer, refilled from the block's offset when
+ * it is not inside. Raw blocks become views of the buffer (valid until the
+ * next refill, which only happens once the iterator has left them). */
+static nk_status ra_block(struct sst_iter *it, uint64_t off, uint64_t size)
+{
+    struct sst_reader *r = it->r;
+    uint64_t need = size + SST_TRAILER_SIZE;
+    if (off < it->ra_off || off + need > it->ra_off + it->ra_len) {
+        uint64_t data_end = r->loc[r->nblocks].offset;
+        size_t len = (size_t)NK_MIN((uint64_t)it->ra_cap, data_end - off);
+        it->ra_len = 0;
+        NK_TRY(pread_full(r, it->ra, len, off));
+        it->ra_off = off;
+        it->ra_len = len;
+    }
+    const uint8_t *p = it->ra + (off - it->ra_off);
+    if (p[size] != SST_BLOCK_RAW) { /* compressed: decode into a block of its own */
+        struct sst_block *hold = sst_block_alloc((size_t)need);
+        memcpy(hold->buf, p, (size_t)need);
+        NK_TRY(sst_block_from_stored(hold, hold->buf, size, r->verify, true, r->path, off,
+                                     &it->blk));
+        it->kind = BLK_OWNED;
+        return NK_OK;
+    }
+    if (r->verify && nk_crc32c_unmask(nk_dec_fixed32(p + size + 1)) != nk_crc32c(p, size + 1))
+        return nk_status_make(NK_DATA_LOSS,
+                              "sstable %s: block at offset %" PRIu64
+                              " (%" PRIu64 " bytes): checksum mismatch",
+                              r->path, off, size);
+    struct sst_block *v = &it->view;
+    memset(v, 0, sizeof *v);
+    v->data = p;
+    v->size = (uint32_t)size;
+    v->borrowed = true;
+    if (!sst_block_init(v))
+        return nk_status_make(NK_DATA_LOSS,
+                              "sstable %s: block at offset %" PRIu64 ": malformed restart array",
+                              r->path, off);
+    it->blk = v;
+    it->kind = BLK_BORROWED;
+    return NK_OK;
+}
+
+static nk_status iter_get_block(struct sst_iter *it, uint32_t i)
+{
+    struct sst_reader *r = it->r;
+    it->blk = NULL;
+    if (it->fill_cache) {
+        NK_TRY(get_block(r, i, &it->view, &it->blk));
+        it->kind = it->blk->borrowed ? BLK_BORROWED : BLK_PINNED;
+        return NK_OK;
+    }
+    if (r->map) {
+        NK_TRY(map_block(r, i, &it->view, &it->blk));
+        if (it->blk) {
+            it->kind = BLK_BORROWED;
+            return NK_OK;
+        }
+    }
+    uint64_t off = r->loc[i].offset;
+    if (r->cache) { /* use what is cached, but add nothing */
+        struct sst_block *b = sst_cache_lookup(r->cache, r->file_id, off);
+        if (b) {
+            it->blk = b;
+            it->kind = BLK_PINNED;
+            return NK_OK;
+        }
+    }
+    uint64_t size = r->loc[i + 1].offset - off - SST_TRAILER_SIZE;
+    if (it->ra && size + SST_TRAILER_SIZE <= it->ra_cap)
+        return ra_block(it, off, size);
+    NK_TRY(read_block(r, (struct sst_handle){off, size}, r->verify, true, &it->blk));
+    it->kind = BLK_OWNED;
+    return NK_OK;
 }
 
 /* Moves onto block i; false at the end or on error (then it->st is set). */
@@ -610,8 +726,9 @@ static bool enter_block(struct sst_iter *it, uint32_t i)
     it->bidx = i;
     if (i >= it->r->nblocks)
         return false;
-    nk_status s = get_block(it->r, i, &it->view, &it->blk);
+    nk_status s = iter_get_block(it, i);
     if (!nk_ok(s)) {
+        it->blk = NULL;
         it->st = s;
         return false;
     }

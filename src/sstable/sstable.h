@@ -184,6 +184,22 @@ nk_status sst_reader_seek_one(struct sst_reader *r, struct nk_slice target,
 struct sst_iter;
 
 nk_status sst_iter_new(struct sst_reader *r, struct sst_iter **out);
+
+/* For scans that should not disturb the cache (compaction): */
+struct sst_iter_options {
+    /* Default true. False: blocks not already cached are read for this
+     * iterator only and never inserted into the block cache. */
+    bool fill_cache;
+    /* Default 0 (off). With fill_cache false, blocks are read in chunks of
+     * this many bytes (one pread for many blocks; capped at 8 MiB; the
+     * iterator owns one such buffer). Blocks larger than a chunk, and any
+     * block with fill_cache true, are read one by one. */
+    size_t readahead;
+};
+void sst_iter_options_default(struct sst_iter_options *o);
+/* sst_iter_new with options; o NULL means the defaults. */
+nk_status sst_iter_new_opts(struct sst_reader *r, const struct sst_iter_options *o,
+                            struct sst_iter **out);
 void sst_iter_free(struct sst_iter *it);
 void sst_iter_seek_first(struct sst_iter *it);
 /* Positions at the first entry with key >= target. */

@@ -97,6 +97,32 @@ static int read_all(const char *path, const struct kvset *s, struct sst_cache *c
         res = -1;
         goto out;
     }
+    /* a scan that reads ahead and bypasses the cache sees the damage too */
+    struct sst_iter_options io = {.fill_cache = false, .readahead = 2048};
+    struct sst_iter *ra;
+    NK_ASSERT(nk_ok(sst_iter_new_opts(r, &io, &ra)));
+    i = 0;
+    for (sst_iter_seek_first(ra); sst_iter_valid(ra); sst_iter_next(ra), i++) {
+        if (i >= s->n || !kv_slice_eq(sst_iter_key(ra), s->e[i].key, s->e[i].klen) ||
+            !kv_slice_eq(sst_iter_value(ra), s->e[i].val, s->e[i].vlen)) {
+            fprintf(stderr, "  read-ahead iterator returned wrong data at entry %zu\n", i);
+            res = -1;
+            break;
+        }
+    }
+    nk_status rst = sst_iter_status(ra);
+    if (res >= 0 && !nk_ok(rst)) {
+        if (rst.code != NK_DATA_LOSS || !msg_names(rst, path))
+            res = -1;
+        else
+            res = 1;
+    } else if (res >= 0 && i != s->n) {
+        fprintf(stderr, "  read-ahead iterator stopped early without an error at %zu\n", i);
+        res = -1;
+    }
+    nk_status_free(&rst);
+    sst_iter_free(ra);
+
     struct nk_buf k, v;
     nk_buf_init(&k);
     nk_buf_init(&v);

@@ -641,3 +641,92 @@ NK_TEST(blocks_that_do_not_shrink_enough_are_stored_uncompressed)
     NK_CHECK_EQ_U64(sizes[SST_COMPRESS_ZSTD], sizes[SST_COMPRESS_NONE]);
     kv_free(&s);
 }
+
+/* Iterates the whole table with the given options and checks every entry,
+ * then seeks to a sample of keys and walks a few entries from each. */
+static bool scan_matches(struct sst_reader *r, const struct sst_iter_options *o,
+                         const struct kvset *s, struct nk_rng *rng)
+{
+    struct sst_iter *it;
+    NK_ASSERT(nk_ok(sst_iter_new_opts(r, o, &it)));
+    bool ok = true;
+    size_t i = 0;
+    for (sst_iter_seek_first(it); sst_iter_valid(it) && ok; sst_iter_next(it), i++)
+        ok = i < s->n && kv_slice_eq(sst_iter_key(it), s->e[i].key, s->e[i].klen) &&
+             kv_slice_eq(sst_iter_value(it), s->e[i].val, s->e[i].vlen);
+    ok = ok && i == s->n;
+    for (int round = 0; round < 200 && ok; round++) {
+        size_t j = nk_rng_uniform(rng, s->n);
+        sst_iter_seek(it, nk_slice_make(s->e[j].key, s->e[j].klen));
+        for (size_t k = j; k < j + 50 && k < s->n && ok; k++) {
+            ok = sst_iter_valid(it) && kv_slice_eq(sst_iter_key(it), s->e[k].key, s->e[k].klen) &&
+                 kv_slice_eq(sst_iter_value(it), s->e[k].val, s->e[k].vlen);
+            sst_iter_next(it);
+        }
+    }
+    nk_status st = sst_iter_status(it);
+    ok = ok && nk_ok(st);
+    nk_status_free(&st);
+    sst_iter_free(it);
+    return ok;
+}
+
+NK_TEST(scans_without_fill_cache_read_ahead_and_leave_the_cache_untouched)
+{
+    struct nk_rng rng;
+    nk_rng_seed(&rng, nk_test_seed());
+    struct kvset s = kv_random(&rng, 4000, 24, 150, 20000);
+    char path[1024];
+    path_in_tmp(path, sizeof path, "scan.sst");
+    size_t ras[] = {0, 1, 4096, 8192, 65536, 1u << 30};
+    for (int c = SST_COMPRESS_NONE; c <= SST_COMPRESS_ZSTD; c++) {
+        struct sst_options o;
+        sst_options_default(&o);
+        o.compression = (enum sst_compression)c;
+        NK_REQUIRE_OK(kv_build(path, &o, &s, NULL));
+        for (int mmap = 0; mmap < 2; mmap++) {
+            struct sst_cache *cache;
+            NK_REQUIRE_OK(sst_cache_new(4u << 20, &cache));
+            struct sst_read_options ro;
+            sst_read_options_default(&ro);
+            ro.cache = cache;
+            ro.use_mmap = mmap;
+            struct sst_reader *r;
+            NK_REQUIRE_OK(sst_reader_open(path, &ro, &r));
+            for (size_t a = 0; a < NK_ARRAY_LEN(ras); a++) {
+                struct sst_iter_options io = {.fill_cache = false, .readahead = ras[a]};
+                if (!scan_matches(r, &io, &s, &rng)) {
+                    fprintf(stderr, "  compression %d mmap %d readahead %zu\n", c, mmap, ras[a]);
+                    NK_CHECK(false);
+                }
+            }
+            struct sst_cache_stats cs;
+            sst_cache_get_stats(cache, &cs);
+            NK_CHECK_EQ_U64(cs.inserts, 0);
+            NK_CHECK_EQ_U64(cs.usage, 0);
+            /* blocks already cached are used, still nothing is added */
+            struct nk_buf k, v;
+            nk_buf_init(&k);
+            nk_buf_init(&v);
+            bool found;
+            struct nk_slice key0 = nk_slice_make(s.e[0].key, s.e[0].klen);
+            NK_REQUIRE_OK(sst_reader_seek_one(r, key0, key0, &found, &k, &v));
+            nk_buf_free(&k);
+            nk_buf_free(&v);
+            sst_cache_get_stats(cache, &cs);
+            uint64_t inserts = cs.inserts;
+            struct sst_iter_options io = {.fill_cache = false, .readahead = 65536};
+            NK_CHECK(scan_matches(r, &io, &s, &rng));
+            sst_cache_get_stats(cache, &cs);
+            NK_CHECK_EQ_U64(cs.inserts, inserts);
+            /* the default options fill the cache */
+            NK_CHECK(scan_matches(r, NULL, &s, &rng));
+            sst_cache_get_stats(cache, &cs);
+            NK_CHECK(mmap && c == SST_COMPRESS_NONE ? cs.inserts == inserts
+                                                     : cs.inserts > inserts);
+            sst_reader_close(r);
+            sst_cache_free(cache);
+        }
+    }
+    kv_free(&s);
+}

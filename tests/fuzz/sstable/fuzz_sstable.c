@@ -77,7 +77,9 @@ static void exercise_reader(const uint8_t *data, size_t size, bool verify, bool 
     (void)sst_reader_smallest(r);
     (void)sst_reader_largest(r);
     struct sst_iter *it;
-    NK_ASSERT(nk_ok(sst_iter_new(r, &it)));
+    /* cached runs scan like compaction: no cache fill, read ahead */
+    struct sst_iter_options io = {.fill_cache = !cached, .readahead = 4096};
+    NK_ASSERT(nk_ok(sst_iter_new_opts(r, &io, &it)));
     size_t count = 0;
     for (sst_iter_seek_first(it); sst_iter_valid(it) && count < 10000; sst_iter_next(it)) {
         struct nk_slice k = sst_iter_key(it), v = sst_iter_value(it);
