@@ -104,6 +104,8 @@ struct raft {
     /* outgoing messages and their entry/snapshot memory (arena, reset at advance) */
     struct raft_msg *msgs;
     uint32_t n_msgs, cap_msgs;
+    uint32_t rot; /* broadcasts start at a rotating peer, so that a full
+                     message queue does not starve the same peers every time */
     uint64_t dropped_msgs;
     /* two arenas: `arena` collects memory for the next Ready; at raft_ready
        it becomes `handed` (freed at raft_advance) and a fresh one starts */
@@ -528,18 +530,26 @@ static void flush_append(struct raft *r, struct progress *pr)
     }
 }
 
+/* the i-th peer of a broadcast, starting at a rotating position */
+static struct progress *bcast_pr(struct raft *r, uint32_t i)
+{
+    return &r->prs[(i + r->rot) % r->n_prs];
+}
+
 static void bcast_append(struct raft *r)
 {
+    r->rot++;
     for (uint32_t i = 0; i < r->n_prs; i++)
-        send_append(r, &r->prs[i], true);
+        send_append(r, bcast_pr(r, i), true);
 }
 
 static void bcast_heartbeat(struct raft *r)
 {
     if (r->role != RAFT_LEADER)
         return;
+    r->rot++;
     for (uint32_t i = 0; i < r->n_prs; i++) {
-        struct progress *pr = &r->prs[i];
+        struct progress *pr = bcast_pr(r, i);
         if (pr->id == r->id)
             continue;
         struct raft_msg *m = new_msg(r, RAFT_MSG_HEARTBEAT, pr->id);
@@ -680,8 +690,9 @@ static void campaign(struct raft *r, bool pre, bool transfer)
         return;
     }
     uint64_t last = raft_log_last(&r->log), last_term = raft_log_last_term(&r->log);
+    r->rot++;
     for (uint32_t i = 0; i < r->n_prs; i++) {
-        struct progress *pr = &r->prs[i];
+        struct progress *pr = bcast_pr(r, i);
         if (pr->id == r->id || !(pr->voter_in || pr->voter_out))
             continue;
         struct raft_msg *m = new_msg(r, pre ? RAFT_MSG_PREVOTE : RAFT_MSG_VOTE, pr->id);
@@ -1441,9 +1452,11 @@ void raft_ready(struct raft *r, struct raft_ready *rd)
 {
     NK_ASSERT(!r->in_ready);
     memset(rd, 0, sizeof(*rd));
-    if (r->role == RAFT_LEADER)
+    if (r->role == RAFT_LEADER) {
+        r->rot++;
         for (uint32_t i = 0; i < r->n_prs; i++)
-            flush_append(r, &r->prs[i]);
+            flush_append(r, bcast_pr(r, i));
+    }
     if (r->read_round_needed && r->role == RAFT_LEADER) {
         /* one heartbeat round confirms every read that arrived before it */
         r->read_seq++;

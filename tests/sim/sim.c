@@ -156,7 +156,8 @@ struct sim {
     uint32_t drop_pct, dup_pct, max_delay;
     /* per-run parameters */
     uint32_t election_tick, heartbeat_tick, max_inflight, max_uncommitted;
-    uint64_t max_msg_bytes;
+    uint64_t max_msg_bytes, max_committed_bytes;
+    uint32_t max_msgs;
     uint32_t crash_every, partition_every, transfer_every, snap_every;
     /* oracles */
     struct u64vec term_leader;
@@ -295,6 +296,8 @@ static void start_node(struct node *nd)
         .max_msg_bytes = S->max_msg_bytes, /* small, to exercise splitting */
         .max_inflight_msgs = S->max_inflight,
         .max_uncommitted_entries = S->max_uncommitted,
+        .max_committed_bytes = S->max_committed_bytes,
+        .max_msgs_per_ready = S->max_msgs,
         .rand_seed = S->seed ^ (S->step << 8),
     };
     /* the state machine restarts from the disk's snapshot */
@@ -900,6 +903,9 @@ static int run(uint64_t seed, int n, uint64_t steps, bool joint)
         S->partition_every = 500 + (uint32_t)rnd(2000);
         S->transfer_every = 200 + (uint32_t)rnd(3000);
         S->snap_every = 5 + (uint32_t)rnd(60);
+        /* small Ready bounds: applies split over Readys, excess messages dropped */
+        S->max_committed_bytes = 1 + rnd(2000);
+        S->max_msgs = 2 + (uint32_t)rnd(30);
     }
 
     uint64_t init_voters[MAXN] = {1, 2, 3, 4, 5};
