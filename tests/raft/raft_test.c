@@ -998,3 +998,21 @@ NK_TEST(a_lost_snapshot_is_sent_again_after_two_election_timeouts)
     NK_CHECK_EQ_U64(t->nodes[3].last_applied, at);
     tn_free(t);
 }
+
+NK_TEST(a_removed_node_that_never_learned_it_cannot_disrupt_the_group)
+{
+    struct tnet *t = tn_new(4, 4, 0, NULL);
+    tn_elect(t, 1);
+    tn_isolate(t, 4, true);
+    const uint64_t v[] = {1, 2, 3};
+    propose_conf(t, 1, 3, v, 0, NULL);
+    tn_tick_all(t, 3);
+    NK_REQUIRE(raft_conf(tn_r(t, 1))->n_voters == 3);
+    uint64_t term = raft_term(tn_r(t, 1));
+    /* node 4 still thinks it is a voter; it times out again and again */
+    tn_isolate(t, 4, false);
+    tn_tick_all(t, 100);
+    NK_CHECK(raft_role(tn_r(t, 1)) == RAFT_LEADER);
+    NK_CHECK_EQ_U64(raft_term(tn_r(t, 1)), term);
+    tn_free(t);
+}
