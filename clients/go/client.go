@@ -32,6 +32,7 @@ type Client struct {
 
 	viewMu   sync.Mutex // serializes view application
 	view     *ClusterView
+	viewSrc  string // address of the node the view came from
 	epoch    atomic.Uint64
 	watching atomic.Bool
 

@@ -579,3 +579,62 @@ func TestStaleReadsAreSpreadOverReplicasAndLeaderReadsAreNot(t *testing.T) {
 		t.Fatalf("the failing replica got %d of 10 stale reads, want 1 (then avoided)", got)
 	}
 }
+
+// Epochs are counted per node and restart with it: after its node restarts
+// with a lower epoch, the client still takes the new view.
+func TestViewFromRestartedNodeWithLowerEpochIsTaken(t *testing.T) {
+	fc := newFakeCluster()
+	a := startFakeNode(t, "a", fc)
+	fc.setView(makeView(7, fakeShards, []*fakeNode{a}, leaderAlways("a")))
+	c := mustClient(t, testConfig(fakeShards, a.addr))
+	var mu sync.Mutex
+	var events []*TopologyChangeEvent
+	c.OnTopologyChange(func(ev *TopologyChangeEvent) {
+		mu.Lock()
+		events = append(events, ev)
+		mu.Unlock()
+	})
+	waitFor(t, "watch open", func() bool { return c.Stats().Topology.Watching })
+
+	a.srv.Stop()
+	fc2 := newFakeCluster()
+	a2 := startFakeNodeAt(t, "a", a.addr, fc2)
+	b := startFakeNode(t, "b", fc2)
+	// After the restart the node counts from 1, and b has joined.
+	fc2.setView(makeView(1, fakeShards, []*fakeNode{a2, b}, leaderAlways("b")))
+	waitFor(t, "the restarted node's view", func() bool {
+		v := c.GetClusterView()
+		return v != nil && len(v.Nodes) == 2
+	})
+	if e := c.Stats().Topology.Epoch; e != 1 {
+		t.Fatalf("epoch %d after the restart, want the node's 1", e)
+	}
+	if nc := c.router.leaders[0].Load(); nc == nil || nc.addr != b.addr {
+		t.Fatalf("shard 0 routes to %v after the restart, want b", nc)
+	}
+	waitFor(t, "the change event", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, ev := range events {
+			if ev.PreviousEpoch == 7 && ev.CurrentEpoch == 1 && len(ev.AddedNodes) == 1 && ev.AddedNodes[0] == "b" {
+				return true
+			}
+		}
+		return false
+	})
+	// Watching the same view again (a reconnect) sends no event.
+	mu.Lock()
+	n := len(events)
+	mu.Unlock()
+	a2.srv.Stop()
+	b.srv.Stop()
+	a3 := startFakeNodeAt(t, "a", a.addr, fc2)
+	_ = a3
+	waitFor(t, "watch reopened", func() bool { return c.Stats().Topology.Watching })
+	time.Sleep(100 * time.Millisecond)
+	mu.Lock()
+	defer mu.Unlock()
+	if len(events) != n {
+		t.Fatalf("a reconnect to an unchanged view sent %d events", len(events)-n)
+	}
+}

@@ -72,10 +72,22 @@ type fakeNode struct {
 }
 
 func startFakeNode(t *testing.T, id string, fc *fakeCluster) *fakeNode {
+	return startFakeNodeAt(t, id, "127.0.0.1:0", fc)
+}
+
+// startFakeNodeAt listens on addr (a restarted node keeps its address).
+func startFakeNodeAt(t *testing.T, id, addr string, fc *fakeCluster) *fakeNode {
 	t.Helper()
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	var lis net.Listener
+	var err error
+	for i := 0; i < 100; i++ {
+		if lis, err = net.Listen("tcp", addr); err == nil {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 	if err != nil {
-		t.Fatalf("listen: %v", err)
+		t.Fatalf("listen %s: %v", addr, err)
 	}
 	n := &fakeNode{t: t, id: id, addr: lis.Addr().String(), cluster: fc, srv: grpc.NewServer()}
 	pb.RegisterKvServer(n.srv, n)

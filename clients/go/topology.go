@@ -100,7 +100,10 @@ func (c *Client) watchOnce(addr string) (got bool, err error) {
 	}
 	ctx, cancel := context.WithCancel(c.ctx)
 	defer cancel()
-	stream, err := nc.meta.WatchCluster(ctx, &pb.ClusterView{Epoch: c.epoch.Load()})
+	// Epoch 0: the node answers at once with its current view. Epochs are
+	// counted by each node (and restart with it), so the client's own
+	// epoch says nothing to a node it has not been watching.
+	stream, err := nc.meta.WatchCluster(ctx, &pb.ClusterView{})
 	if err != nil {
 		return false, err
 	}
@@ -109,11 +112,11 @@ func (c *Client) watchOnce(addr string) (got bool, err error) {
 		if err != nil {
 			return got, err
 		}
-		got = true
 		c.watching.Store(true)
-		if err := c.applyView(v); err != nil {
-			return got, err
+		if err := c.applyView(v, addr, !got); err != nil {
+			return true, err
 		}
+		got = true
 	}
 }
 
@@ -138,7 +141,7 @@ func (c *Client) fetchView(_ context.Context) error {
 		}
 		cancel()
 		if err == nil {
-			return c.applyView(v)
+			return c.applyView(v, addr, true)
 		}
 		last = fmt.Errorf("WatchCluster on %s: %w", addr, err)
 		if c.ctx.Err() != nil {
@@ -151,27 +154,49 @@ func (c *Client) fetchView(_ context.Context) error {
 	return last
 }
 
-// applyView installs a view newer than the current one and queues the
-// topology event. A view whose shard count differs from the configured
-// TotalShards is refused: routing by it would misplace keys.
-func (c *Client) applyView(p *pb.ClusterView) error {
+// applyView installs a view from node src and queues the topology event.
+//
+// Epochs are comparable only between views of one node: each node counts
+// its own, and a restarted node counts again from the start. So a view from
+// the node the current view came from is taken when its epoch is higher;
+// the first view of a new stream or fetch, or a view from another node, is
+// taken when its content differs (an equal one only lends its epoch).
+//
+// A view whose shard count differs from the configured TotalShards is
+// refused: routing by it would misplace keys.
+func (c *Client) applyView(p *pb.ClusterView, src string, fresh bool) error {
 	c.viewMu.Lock()
 	cur := c.view
-	if cur != nil && p.GetEpoch() <= cur.Epoch {
-		c.viewMu.Unlock()
-		return nil
-	}
 	v := viewFromPB(p)
+	if cur != nil {
+		sameFeed := src == c.viewSrc && !fresh
+		if sameFeed && v.Epoch <= cur.Epoch {
+			c.viewMu.Unlock()
+			return nil
+		}
+		if !sameFeed && viewsEqual(cur, v) {
+			if v.Epoch != cur.Epoch || src != c.viewSrc {
+				adopted := cur.clone()
+				adopted.Epoch = v.Epoch
+				c.view = adopted
+				c.viewSrc = src
+				c.epoch.Store(v.Epoch)
+			}
+			c.viewMu.Unlock()
+			return nil
+		}
+	}
 	if n := len(v.Shards); n != 0 && n != c.cfg.TotalShards {
 		c.viewMu.Unlock()
-		err := fmt.Errorf("%w: ClientConfig.TotalShards is %d but the cluster has %d shards (view epoch %d)",
-			ErrShardCountMismatch, c.cfg.TotalShards, n, v.Epoch)
+		err := fmt.Errorf("%w: ClientConfig.TotalShards is %d but the cluster has %d shards (view epoch %d from %s)",
+			ErrShardCountMismatch, c.cfg.TotalShards, n, v.Epoch, src)
 		c.markReady(err)
 		return err
 	}
 	ix := buildIndex(v, c.cfg.TotalShards)
 	c.router.applyIndex(ix)
 	c.view = v
+	c.viewSrc = src
 	c.epoch.Store(v.Epoch)
 	c.events.push(cur, v)
 
@@ -195,6 +220,31 @@ func (c *Client) applyView(p *pb.ClusterView) error {
 	c.pool.prune(keep)
 	c.markReady(nil)
 	return nil
+}
+
+// viewsEqual reports whether two views describe the same cluster, epochs
+// aside.
+func viewsEqual(a, b *ClusterView) bool {
+	if len(a.Nodes) != len(b.Nodes) || len(a.Shards) != len(b.Shards) {
+		return false
+	}
+	for i := range a.Nodes {
+		if a.Nodes[i] != b.Nodes[i] {
+			return false
+		}
+	}
+	for i := range a.Shards {
+		x, y := a.Shards[i], b.Shards[i]
+		if x.ID != y.ID || len(x.Replicas) != len(y.Replicas) {
+			return false
+		}
+		for j := range x.Replicas {
+			if x.Replicas[j] != y.Replicas[j] {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // diffViews computes the event for the change from prev (nil: none) to cur.

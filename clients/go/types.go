@@ -162,6 +162,11 @@ func (v *ClusterView) clone() *ClusterView {
 
 // TopologyChangeEvent tells an OnTopologyChange listener that the cluster
 // view changed.
+//
+// Epochs are those of the node that served the view. They increase with
+// every change while the client follows one node; after the client moves to
+// another node, or its node restarts, CurrentEpoch may be lower than
+// PreviousEpoch. An event is sent only when the view's content changed.
 type TopologyChangeEvent struct {
 	PreviousEpoch uint64 // 0 for the first view the client learns
 	CurrentEpoch  uint64
