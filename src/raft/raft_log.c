@@ -77,9 +77,32 @@ nk_status raft_log_term_of(const struct raft_log *l, uint64_t i, uint64_t *term)
     return s;
 }
 
+/* The hot path: in range and in the unstable tail (or the pending
+   snapshot) answers without building a status. */
+static bool term_fast(const struct raft_log *l, uint64_t i, uint64_t *term, bool *known)
+{
+    *known = true;
+    if (i < raft_log_first(l) - 1 || i > raft_log_last(l)) {
+        *known = false;
+        return true;
+    }
+    if (l->u.n && i >= l->u.offset) {
+        *term = l->u.ents[i - l->u.offset].term;
+        return true;
+    }
+    if (l->u.snap && i == l->u.snap->index) {
+        *term = l->u.snap->term;
+        return true;
+    }
+    return false;
+}
+
 uint64_t raft_log_term0(const struct raft_log *l, uint64_t i)
 {
     uint64_t t = 0;
+    bool known;
+    if (term_fast(l, i, &t, &known))
+        return known ? t : 0;
     nk_status s = raft_log_term_of(l, i, &t);
     if (!nk_ok(s)) {
         nk_status_free(&s);
@@ -96,6 +119,9 @@ uint64_t raft_log_last_term(const struct raft_log *l)
 bool raft_log_match_term(const struct raft_log *l, uint64_t i, uint64_t term)
 {
     uint64_t t = 0;
+    bool known;
+    if (term_fast(l, i, &t, &known))
+        return known && t == term;
     nk_status s = raft_log_term_of(l, i, &t);
     if (!nk_ok(s)) {
         nk_status_free(&s);
