@@ -195,7 +195,7 @@ nk_status sst_block_from_stored(struct sst_block *hold, const uint8_t *p, uint64
     uint8_t type = p[size];
     if (verify) {
         uint32_t want = nk_crc32c_unmask(nk_dec_fixed32(p + size + 1));
-        uint32_t got = nk_crc32c(p, size + 1);
+        uint32_t got = sst_crc32c(p, size + 1);
         if (want != got) {
             sst_block_free(hold);
             return nk_status_make(NK_DATA_LOSS,

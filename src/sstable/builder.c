@@ -250,7 +250,7 @@ static struct sst_handle write_block(struct sst_builder *b, struct nk_slice cont
     struct sst_handle h = {b->offset, payload.len};
     uint8_t trailer[SST_TRAILER_SIZE];
     trailer[0] = type;
-    uint32_t crc = nk_crc32c_extend(nk_crc32c(payload.data, payload.len), &type, 1);
+    uint32_t crc = nk_crc32c_extend(sst_crc32c(payload.data, payload.len), &type, 1);
     nk_enc_fixed32(trailer + 1, nk_crc32c_mask(crc));
     emit(b, payload.data, payload.len);
     emit(b, trailer, sizeof trailer);

@@ -137,7 +137,7 @@ static nk_status map_block(struct sst_reader *r, uint32_t i, struct sst_block *v
     bool checked = atomic_load_explicit(&r->verified[i >> 6], memory_order_relaxed) & bit;
     if (r->verify && !checked) {
         uint32_t want = nk_crc32c_unmask(nk_dec_fixed32(p + size + 1));
-        if (want != nk_crc32c(p, (size_t)size + 1))
+        if (want != sst_crc32c(p, (size_t)size + 1))
             return nk_status_make(NK_DATA_LOSS,
                                   "sstable %s: block at offset %" PRIu64
                                   " (%u bytes): checksum mismatch",
@@ -336,7 +336,7 @@ static nk_status load_filter(struct sst_reader *r, struct sst_handle h)
     if (nk_ok(s)) {
         uint8_t type = mem[h.size];
         uint32_t want = nk_crc32c_unmask(nk_dec_fixed32(mem + h.size + 1));
-        if (want != nk_crc32c(mem, (size_t)h.size + 1) || type != SST_BLOCK_RAW)
+        if (want != sst_crc32c(mem, (size_t)h.size + 1) || type != SST_BLOCK_RAW)
             s = nk_status_make(NK_DATA_LOSS, "sstable %s: filter block checksum mismatch",
                                r->path);
     }
@@ -667,7 +667,7 @@ static nk_status ra_block(struct sst_iter *it, uint64_t off, uint64_t size)
         it->kind = BLK_OWNED;
         return NK_OK;
     }
-    if (r->verify && nk_crc32c_unmask(nk_dec_fixed32(p + size + 1)) != nk_crc32c(p, size + 1))
+    if (r->verify && nk_crc32c_unmask(nk_dec_fixed32(p + size + 1)) != sst_crc32c(p, size + 1))
         return nk_status_make(NK_DATA_LOSS,
                               "sstable %s: block at offset %" PRIu64
                               " (%" PRIu64 " bytes): checksum mismatch",

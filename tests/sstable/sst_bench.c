@@ -5,7 +5,7 @@
  * cached table, with a small cache (misses served by pread from the page
  * cache), bloom-only rejections of absent keys, and a full scan.
  *
- *   sst_bench [num_keys] [dir] [lz4|zstd|none] [quick]
+ *   sst_bench [num_keys] [dir] [lz4|zstd|none] [quick|miss]
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -111,6 +111,8 @@ int main(int argc, char **argv)
     ro.cache = big;
     ro.file_id = 1;
     struct sst_reader *r;
+    if (argc > 4 && !strcmp(argv[4], "miss"))
+        goto miss;
     st = sst_reader_open(path, &ro, &r);
     if (!nk_ok(st))
         nk_panic("%s", nk_status_msg(st));
@@ -164,6 +166,7 @@ int main(int argc, char **argv)
         return 0;
     }
 
+miss:
     ro.cache = small;
     ro.file_id = 2;
     st = sst_reader_open(path, &ro, &r);

@@ -5,6 +5,7 @@
 #include "testlib.h"
 
 #include "sst_testutil.h"
+#include "sstable/sst_internal.h"
 
 static void path_in_tmp(char *buf, size_t n, const char *name)
 {
@@ -729,4 +730,26 @@ NK_TEST(scans_without_fill_cache_read_ahead_and_leave_the_cache_untouched)
         }
     }
     kv_free(&s);
+}
+
+NK_TEST(block_crc32c_matches_util_crc32c_for_every_length_and_alignment)
+{
+    struct nk_rng rng;
+    nk_rng_seed(&rng, nk_test_seed());
+    size_t max = 20000;
+    uint8_t *buf = nk_malloc(max + 8);
+    for (size_t i = 0; i < max + 8; i++)
+        buf[i] = (uint8_t)nk_rng_next(&rng);
+    size_t mismatches = 0;
+    for (size_t n = 0; n <= 4200; n++) /* every length around the round sizes */
+        for (size_t a = 0; a < 8; a += 3)
+            mismatches += sst_crc32c(buf + a, n) != nk_crc32c(buf + a, n);
+    for (int k = 0; k < 2000; k++) {
+        size_t n = nk_rng_uniform(&rng, max + 1), a = nk_rng_uniform(&rng, 8);
+        mismatches += sst_crc32c(buf + a, n) != nk_crc32c(buf + a, n);
+    }
+    NK_CHECK_EQ_U64(mismatches, 0);
+    /* the standard check value of CRC-32C */
+    NK_CHECK_EQ_U64(sst_crc32c("123456789", 9), 0xe3069283u);
+    free(buf);
 }
