@@ -930,6 +930,8 @@ nk_status rpc_server_create(const struct rpc_server_options *opt, struct rpc_ser
         o.min_client_ping_interval_ms = 10000;
     if (!o.keepalive_ms)
         o.keepalive_ms = 60000;
+    if (!o.memory_quota_bytes)
+        o.memory_quota_bytes = (size_t)1 << 30;
     if (o.min_client_ping_interval_ms > INT32_MAX || o.keepalive_ms > INT32_MAX)
         return nk_status_make(NK_INVALID_ARGUMENT, "rpc: ping intervals must be < 2^31 ms");
 
@@ -959,15 +961,23 @@ nk_status rpc_server_create(const struct rpc_server_options *opt, struct rpc_ser
         /* keep probing an idle watch stream, not just twice */
         {GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0},
     };
-    grpc_arg args[NK_ARRAY_LEN(iargs)];
+    grpc_arg args[NK_ARRAY_LEN(iargs) + 1];
     memset(args, 0, sizeof args);
     for (size_t i = 0; i < NK_ARRAY_LEN(iargs); i++) {
         args[i].type = GRPC_ARG_INTEGER;
         args[i].key = (char *)iargs[i].key;
         args[i].value.integer = iargs[i].value;
     }
+    grpc_resource_quota *quota = grpc_resource_quota_create("norikv-rpc");
+    grpc_resource_quota_resize(quota, o.memory_quota_bytes);
+    grpc_arg *qa = &args[NK_ARRAY_LEN(iargs)];
+    qa->type = GRPC_ARG_POINTER;
+    qa->key = (char *)GRPC_ARG_RESOURCE_QUOTA;
+    qa->value.pointer.p = quota;
+    qa->value.pointer.vtable = grpc_resource_quota_arg_vtable();
     grpc_channel_args ca = {NK_ARRAY_LEN(args), args};
     s->server = grpc_server_create(&ca, NULL);
+    grpc_resource_quota_unref(quota); /* the server holds its own reference */
     s->nworkers = o.workers;
     for (int i = 0; i < s->nworkers; i++) {
         struct worker *w = &s->workers[i];

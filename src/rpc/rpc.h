@@ -121,6 +121,12 @@ struct rpc_server_options {
     /* The server pings an idle connection after this long and drops it when
      * no answer comes within 20 s, so dead watchers go away (0: 60 s). */
     uint32_t keepalive_ms;
+    /*
+     * gRPC's memory quota for the server's connections (read buffers, flow
+     * control windows; 0: 1 GiB). A soft bound: near it gRPC shrinks its
+     * buffers and windows and finally closes idle connections.
+     */
+    size_t memory_quota_bytes;
 };
 
 struct rpc_kv {

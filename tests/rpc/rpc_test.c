@@ -1227,7 +1227,8 @@ NK_TEST(method_registration_rejects_bad_and_duplicate_names)
 
 NK_TEST(request_bytes_in_flight_are_bounded)
 {
-    struct rpc_server_options o = {.max_inflight_bytes = 1000};
+    /* also: a tiny gRPC memory quota (soft) does not break ordinary calls */
+    struct rpc_server_options o = {.max_inflight_bytes = 1000, .memory_quota_bytes = 1 << 20};
     struct rpc_server *s = start_server(&o);
     int port = rpc_server_port(s);
     char big[900];
