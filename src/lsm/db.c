@@ -101,6 +101,14 @@ struct lsm_db {
     uint64_t level_read[LSM_NUM_LEVELS], level_written[LSM_NUM_LEVELS];
 };
 
+/* One byte of memtable bloom filter per 64 bytes of write buffer: about 15
+ * bits per entry for small records, one cache line per probe. */
+static size_t mem_bloom_bytes(const struct lsm_db *db)
+{
+    uint64_t b = db->opt.write_buffer_size / 64;
+    return (size_t)(b < 4096 ? 4096 : (b > (8u << 20) ? (8u << 20) : b));
+}
+
 static uint64_t db_now(const struct lsm_db *db)
 {
     return db->opt.clock_ms ? db->opt.clock_ms(db->opt.clock_ctx) : nk_wall_ms();
@@ -118,6 +126,7 @@ void lsm_options_default(struct lsm_options *o)
     o->level_ratio = 10;
     o->target_file_size = 8u << 20;
     o->block_cache_bytes = 64u << 20;
+    o->use_mmap_reads = true;
     o->block_size = 4096;
     o->bloom_bits_per_key = 10;
     o->compression = SST_COMPRESS_NONE;
@@ -397,6 +406,7 @@ static nk_status open_table(struct lsm_db *db, const char *path, uint64_t number
     ro.cmp = &lsm_ik_comparator;
     ro.cache = db->cache;
     ro.file_id = number;
+    ro.use_mmap = db->opt.use_mmap_reads;
     return sst_reader_open(path, &ro, out);
 }
 
@@ -910,7 +920,7 @@ static nk_status replay_wal(struct lsm_db *db, struct memtable **mem, uint64_t *
         if (count == 0)
             continue;
         if (!m)
-            m = mem_new();
+            m = mem_new(mem_bloom_bytes(db));
         s = lsm_batch_decode(payload, NULL, NULL, replay_apply, m);
         NK_ASSERT(nk_ok(s));
         if (seq + count - 1 > *max_seq)
@@ -1123,7 +1133,7 @@ static nk_status db_open(struct lsm_db *db)
         nk_status_free(&s);
     }
     remove_garbage(db);
-    db->mem = mem_new();
+    db->mem = mem_new(mem_bloom_bytes(db));
     db->mem->wal_segment = end.segment;
     db->mem->wal_offset = end.offset;
     sv_install(db);
@@ -1186,7 +1196,7 @@ static nk_status switch_memtable_locked(struct lsm_db *db)
 {
     struct wal_pos end = wal_end(db->wal);
     db->imm[db->nimm++] = db->mem;
-    db->mem = mem_new();
+    db->mem = mem_new(mem_bloom_bytes(db));
     db->mem->wal_segment = end.segment;
     db->mem->wal_offset = end.offset;
     sv_install(db);

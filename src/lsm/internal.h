@@ -108,9 +108,14 @@ struct memtable {
     atomic_uint_fast64_t last_seq;
     atomic_size_t entries;
     atomic_size_t usage;    /* bytes of nodes allocated, readable from any thread */
+    /* Blocked bloom filter over user keys (NULL: none): a point read that
+     * misses the memtable costs one cache line instead of a skiplist search. */
+    uint8_t *bloom;
+    uint32_t bloom_lines; /* 64-byte lines */
 };
 
-struct memtable *mem_new(void);
+/* bloom_bytes: size of the memtable's bloom filter (0: none). */
+struct memtable *mem_new(size_t bloom_bytes);
 void mem_ref(struct memtable *m);
 void mem_unref(struct memtable *m);
 /* Writer only. value for LSM_T_PUT_EXP excludes the expiry (passed apart). */

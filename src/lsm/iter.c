@@ -176,13 +176,33 @@ struct merge_iter {
     uint32_t n;
     uint32_t *heap; /* indexes of valid children, min-heap by key */
     uint32_t nheap;
+    struct nk_slice *keys; /* current key of each valid child (saves indirect calls) */
 };
 
-static bool mg_less(const struct merge_iter *m, uint32_t a, uint32_t b)
+static inline bool mg_less(const struct merge_iter *m, uint32_t a, uint32_t b)
 {
-    struct lsm_iiter *x = m->kids[a], *y = m->kids[b];
-    int c = ik_cmp(x->ops->key(x), y->ops->key(y));
+    struct nk_slice x = m->keys[a], y = m->keys[b];
+    if (NK_UNLIKELY(x.len < LSM_TRAILER || y.len < LSM_TRAILER)) {
+        int c = ik_cmp(x, y); /* malformed keys stay ordered; find_next reports them */
+        return c < 0 || (c == 0 && a < b);
+    }
+    size_t xl = x.len - LSM_TRAILER, yl = y.len - LSM_TRAILER;
+    int c = lsm_bytes_cmp(x.data, xl, y.data, yl);
+    if (c == 0) {
+        uint64_t tx = nk_dec_fixed64(x.data + xl), ty = nk_dec_fixed64(y.data + yl);
+        c = tx > ty ? -1 : (tx < ty ? 1 : 0);
+    }
     return c < 0 || (c == 0 && a < b);
+}
+
+/* Child i moved: note its key if it is still valid. */
+static inline bool mg_note(struct merge_iter *m, uint32_t i)
+{
+    struct lsm_iiter *k = m->kids[i];
+    if (!k->ops->valid(k))
+        return false;
+    m->keys[i] = k->ops->key(k);
+    return true;
 }
 
 static void mg_down(struct merge_iter *m, uint32_t i)
@@ -206,7 +226,7 @@ static void mg_build(struct merge_iter *m)
 {
     m->nheap = 0;
     for (uint32_t i = 0; i < m->n; i++)
-        if (m->kids[i]->ops->valid(m->kids[i]))
+        if (mg_note(m, i))
             m->heap[m->nheap++] = i;
     for (uint32_t i = m->nheap / 2; i-- > 0;)
         mg_down(m, i);
@@ -233,7 +253,7 @@ static void mg_next(struct lsm_iiter *it)
     struct merge_iter *m = (struct merge_iter *)it;
     struct lsm_iiter *k = m->kids[m->heap[0]];
     k->ops->next(k);
-    if (!k->ops->valid(k))
+    if (!mg_note(m, m->heap[0]))
         m->heap[0] = m->heap[--m->nheap];
     if (m->nheap)
         mg_down(m, 0);
@@ -247,8 +267,7 @@ static bool mg_valid(const struct lsm_iiter *it)
 static struct nk_slice mg_key(const struct lsm_iiter *it)
 {
     const struct merge_iter *m = (const struct merge_iter *)it;
-    struct lsm_iiter *k = m->kids[m->heap[0]];
-    return k->ops->key(k);
+    return m->keys[m->heap[0]];
 }
 
 static struct nk_slice mg_value(const struct lsm_iiter *it)
@@ -276,6 +295,7 @@ static void mg_free(struct lsm_iiter *it)
         m->kids[i]->ops->free(m->kids[i]);
     free(m->kids);
     free(m->heap);
+    free(m->keys);
     free(m);
 }
 
@@ -290,6 +310,7 @@ struct lsm_iiter *merge_iter_new(struct lsm_iiter **kids, uint32_t n)
     m->kids = nk_malloc((n ? n : 1) * sizeof(*kids));
     memcpy(m->kids, kids, n * sizeof(*kids));
     m->heap = nk_malloc((n ? n : 1) * sizeof(uint32_t));
+    m->keys = nk_calloc(n ? n : 1, sizeof(struct nk_slice));
     m->n = n;
     return &m->base;
 }

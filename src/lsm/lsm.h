@@ -73,6 +73,11 @@ struct lsm_options {
     uint32_t level_ratio;           /* default 10 */
     uint64_t target_file_size;      /* compaction output tables; default 8 MiB */
     uint64_t block_cache_bytes;     /* default 64 MiB; 0 disables the cache */
+    /* Read uncompressed table blocks in place from a read-only mapping (as
+     * LevelDB does by default): no copy, no system call, no block cache; the
+     * OS page cache holds them and checksums are verified on first use.
+     * Default true. Compressed blocks still use the block cache. */
+    bool use_mmap_reads;
     uint32_t block_size;            /* default 4096 */
     uint32_t bloom_bits_per_key;    /* default 10; 0 disables filters */
     int compression;                /* enum sst_compression; default none */

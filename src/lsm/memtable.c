@@ -61,9 +61,44 @@ static void *arena_alloc8(struct nk_arena *a, size_t n)
     return (void *)(((uintptr_t)p + 7) & ~(uintptr_t)7);
 }
 
-struct memtable *mem_new(void)
+/* ------------------------------------------------------------------ bloom */
+
+/* Six probes inside one 64-byte line chosen by the hash's low half. Bits are
+ * set with relaxed atomic ORs by the writer before the entry's sequence is
+ * published; a reader that may see the entry also sees its bits. */
+#define BLOOM_PROBES 6
+
+static inline void bloom_add(struct memtable *m, uint64_t h)
+{
+    uint8_t *line = m->bloom + (size_t)((uint32_t)h % m->bloom_lines) * 64;
+    uint32_t h2 = (uint32_t)(h >> 32), delta = (h2 >> 17) | (h2 << 15);
+    for (int i = 0; i < BLOOM_PROBES; i++) {
+        uint32_t bit = h2 & 511;
+        __atomic_fetch_or(&line[bit >> 3], (uint8_t)(1u << (bit & 7)), __ATOMIC_RELAXED);
+        h2 += delta;
+    }
+}
+
+static inline bool bloom_may_contain(const struct memtable *m, uint64_t h)
+{
+    const uint8_t *line = m->bloom + (size_t)((uint32_t)h % m->bloom_lines) * 64;
+    uint32_t h2 = (uint32_t)(h >> 32), delta = (h2 >> 17) | (h2 << 15);
+    for (int i = 0; i < BLOOM_PROBES; i++) {
+        uint32_t bit = h2 & 511;
+        if (!(__atomic_load_n(&line[bit >> 3], __ATOMIC_RELAXED) & (1u << (bit & 7))))
+            return false;
+        h2 += delta;
+    }
+    return true;
+}
+
+struct memtable *mem_new(size_t bloom_bytes)
 {
     struct memtable *m = nk_calloc(1, sizeof(*m));
+    if (bloom_bytes) {
+        m->bloom_lines = (uint32_t)((bloom_bytes + 63) / 64);
+        m->bloom = nk_calloc(m->bloom_lines, 64);
+    }
     atomic_init(&m->refs, 1);
     nk_arena_init(&m->arena);
     size_t sz = sizeof(struct mem_node) + MAX_HEIGHT * sizeof(struct mem_node *);
@@ -89,6 +124,7 @@ void mem_unref(struct memtable *m)
         return;
     if (atomic_fetch_sub_explicit(&m->refs, 1, memory_order_acq_rel) == 1) {
         nk_arena_free(&m->arena);
+        free(m->bloom);
         free(m);
     }
 }
@@ -166,6 +202,8 @@ void mem_add(struct memtable *m, uint64_t seq, unsigned type, struct nk_slice ke
     }
     if (value.len)
         memcpy(p, value.data, value.len);
+    if (m->bloom)
+        bloom_add(m, nk_xxhash64(key.data, key.len));
     for (int i = 0; i < h; i++) {
         __atomic_store_n(&n->next[i], prev[i]->next[i], __ATOMIC_RELAXED);
         __atomic_store_n(&prev[i]->next[i], n, __ATOMIC_RELEASE);
@@ -183,6 +221,8 @@ void mem_add(struct memtable *m, uint64_t seq, unsigned type, struct nk_slice ke
 bool mem_get(struct memtable *m, struct nk_slice key, uint64_t snap, unsigned *type,
              struct nk_slice *ival)
 {
+    if (m->bloom && !bloom_may_contain(m, nk_xxhash64(key.data, key.len)))
+        return false;
     struct mem_node *n = find_ge(m, key, ik_trailer(snap, LSM_T_SEEK), NULL);
     if (!n)
         return false;

@@ -97,7 +97,7 @@ NK_TEST(internal_keys_order_by_user_key_then_newest_first)
 
 NK_TEST(memtable_returns_newest_version_visible_at_snapshot)
 {
-    struct memtable *m = mem_new();
+    struct memtable *m = mem_new(4096);
     mem_add(m, 1, LSM_T_PUT, S("k"), S("v1"), 0);
     mem_add(m, 2, LSM_T_PUT, S("k"), S("v2"), 0);
     mem_add(m, 3, LSM_T_DEL, S("k"), S(""), 0);
@@ -131,7 +131,7 @@ NK_TEST(memtable_returns_newest_version_visible_at_snapshot)
 
 NK_TEST(memtable_keeps_random_inserts_sorted)
 {
-    struct memtable *m = mem_new();
+    struct memtable *m = mem_new(0);
     struct nk_rng r;
     nk_rng_seed(&r, nk_test_seed());
     for (uint64_t s = 1; s <= 5000; s++) {
