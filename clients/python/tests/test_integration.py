@@ -7,6 +7,7 @@ server, and the total_shards check. Skips only when no server binary exists."""
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 import uuid
 from typing import AsyncIterator, List
@@ -340,3 +341,62 @@ async def test_requests_fail_cleanly_after_the_server_stops(key_prefix: str) -> 
                 await c.get(k(key_prefix, "x"))
     finally:
         srv.stop()
+
+
+async def test_per_attempt_timeout_and_no_blind_retry_of_a_cas_on_a_paused_server(key_prefix: str) -> None:
+    """SIGSTOP the server: each attempt ends at the timeout; a CAS (outcome
+    unknown after a deadline) is tried once, a read as often as allowed; after
+    SIGCONT the same client works again."""
+    import signal
+    import time
+
+    from conftest import server_binary_or_skip
+    from norikv import DeadlineExceededError, RetryConfig
+
+    srv = EphemeralServer(server_binary_or_skip()).start()
+    try:
+        cfg = ClientConfig(nodes=[srv.address], timeout=300,
+                           retry=RetryConfig(max_attempts=3, initial_delay_ms=10, max_delay_ms=20, jitter_ms=0))
+        async with NoriKVClient(cfg) as c:
+            key = k(key_prefix, "paused")
+            v1 = await c.put(key, "1")
+            srv.signal(signal.SIGSTOP)
+            try:
+                await wait_stopped(srv.pid)
+                before = c.get_stats().requests.attempts
+                t0 = time.monotonic()
+                with pytest.raises(DeadlineExceededError):
+                    await c.put(key, "2", PutOptions(if_match_version=v1))
+                assert c.get_stats().requests.attempts - before == 1
+                assert time.monotonic() - t0 >= 0.25
+                before = c.get_stats().requests.attempts
+                with pytest.raises(DeadlineExceededError):
+                    await c.get(key)
+                assert c.get_stats().requests.attempts - before == 3
+            finally:
+                srv.signal(signal.SIGCONT)
+            r = await c.get(key, GetOptions(consistency=ConsistencyLevel.LINEARIZABLE))
+            assert r.value in (b"1", b"2")  # the CAS may or may not have been applied
+    finally:
+        srv.stop()
+
+
+async def wait_stopped(pid: "int | None", within: float = 5.0) -> None:
+    """Wait until every thread of pid is stopped (a signal's delivery to a
+    multi-threaded process completes asynchronously)."""
+    import time
+
+    assert pid is not None
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        states = []
+        for tid in os.listdir("/proc/%d/task" % pid):
+            try:
+                with open("/proc/%d/task/%s/stat" % (pid, tid)) as f:
+                    states.append(f.read().rsplit(")", 1)[1].split()[0])
+            except OSError:
+                pass
+        if states and all(st in ("T", "t") for st in states):
+            return
+        await asyncio.sleep(0.005)
+    raise AssertionError("process %d did not stop within %.0f s" % (pid, within))
