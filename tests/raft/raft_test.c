@@ -1016,3 +1016,50 @@ NK_TEST(a_removed_node_that_never_learned_it_cannot_disrupt_the_group)
     NK_CHECK_EQ_U64(raft_term(tn_r(t, 1)), term);
     tn_free(t);
 }
+
+NK_TEST(candidate_returns_to_follower_on_append_from_a_leader_of_its_term)
+{
+    struct tnet *t = tn_new(3, 3, 0, no_prevote);
+    t->hold = true;
+    struct raft *r = tn_r(t, 2);
+    NK_REQUIRE_OK(raft_campaign(r));
+    NK_REQUIRE(raft_role(r) == RAFT_CANDIDATE);
+    uint64_t term = raft_term(r);
+    struct raft_msg m = {.type = RAFT_MSG_HEARTBEAT, .from = 3, .to = 2, .term = term};
+    NK_REQUIRE_OK(raft_step(r, &m));
+    NK_CHECK(raft_role(r) == RAFT_FOLLOWER);
+    NK_CHECK_EQ_U64(raft_lead(r), 3);
+    NK_CHECK_EQ_U64(raft_term(r), term);
+    tn_free(t);
+}
+
+NK_TEST(candidate_rejected_by_a_majority_returns_to_follower)
+{
+    struct tnet *t = tn_new(3, 3, 0, no_prevote);
+    t->hold = true;
+    struct raft *r = tn_r(t, 1);
+    NK_REQUIRE_OK(raft_campaign(r));
+    uint64_t term = raft_term(r);
+    for (uint64_t from = 2; from <= 3; from++) {
+        struct raft_msg m = {.type = RAFT_MSG_VOTE_RESP, .from = from, .to = 1, .term = term,
+                             .reject = true};
+        NK_REQUIRE_OK(raft_step(r, &m));
+    }
+    NK_CHECK(raft_role(r) == RAFT_FOLLOWER);
+    NK_CHECK_EQ_U64(raft_term(r), term);
+    tn_free(t);
+}
+
+NK_TEST(follower_commit_index_is_min_of_leader_commit_and_its_last_new_entry)
+{
+    struct tnet *t = tn_new(3, 3, 0, NULL);
+    tn_elect(t, 1);
+    struct raft *r = tn_r(t, 2);
+    uint64_t last = raft_last_index(r);
+    struct raft_entry e = {.term = 1, .index = last + 1};
+    struct raft_msg m = {.type = RAFT_MSG_APPEND, .from = 1, .to = 2, .term = 1, .index = last,
+                         .log_term = 1, .n_entries = 1, .entries = &e, .commit = last + 50};
+    NK_REQUIRE_OK(raft_step(r, &m));
+    NK_CHECK_EQ_U64(raft_commit_index(r), last + 1);
+    tn_free(t);
+}
