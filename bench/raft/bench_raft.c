@@ -7,7 +7,12 @@
  * shows that the core is not what limits the server (one fdatasync costs
  * ~150 us on the target machine).
  *
- * Usage: bench_raft [--seconds S] [--size BYTES] [--batch N] (default: a table)
+ * A second table shows what idle groups cost a node hosting 1024 of them:
+ * the time of one tick round (raft_tick + raft_has_ready/Ready on every
+ * group of 3 replicas, heartbeats delivered) with the groups active-idle
+ * (heartbeating) and quiesced.
+ *
+ * Usage: bench_raft [--seconds S] [--size BYTES] [--batch N] (default: tables)
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -135,6 +140,86 @@ static double run(double seconds, size_t size, int batch, bool enc)
     return rate;
 }
 
+/* 1024 groups x 3 replicas, all idle: cost of one tick round. */
+static void idle_groups(int groups, bool quiesce)
+{
+    struct g {
+        struct raft *r[N + 1];
+        struct raft_memstorage *ms[N + 1];
+    } *gs = nk_calloc((size_t)groups, sizeof(*gs));
+    struct raft_conf_state c = {.n_voters = N};
+    for (int i = 1; i <= N; i++)
+        c.voters[i - 1] = (uint64_t)i;
+    for (int g = 0; g < groups; g++)
+        for (int i = 1; i <= N; i++) {
+            gs[g].ms[i] = raft_memstorage_new();
+            nk_status s = raft_memstorage_create_snapshot(gs[g].ms[i], 0, &c, NULL, 0);
+            NK_ASSERT(nk_ok(s));
+            struct raft_config cfg = {.id = (uint64_t)i,
+                                      .storage = raft_memstorage_storage(gs[g].ms[i]),
+                                      .rand_seed = (uint64_t)g};
+            s = raft_new(&cfg, &gs[g].r[i]);
+            NK_ASSERT(nk_ok(s));
+        }
+    /* one round: tick everyone, then Ready + deliver until quiet */
+    uint64_t rounds = 0, t0 = 0, msgs = 0;
+    for (int phase = 0; phase < 2; phase++) {
+        int nrounds = phase == 0 ? 30 : 200;
+        if (phase == 1) {
+            if (quiesce)
+                for (int g = 0; g < groups; g++)
+                    for (int i = 1; i <= N; i++)
+                        raft_quiesce(gs[g].r[i]);
+            t0 = nk_mono_ns();
+            msgs = 0;
+        }
+        for (int k = 0; k < nrounds; k++) {
+            for (int g = 0; g < groups; g++) {
+                if (phase == 0 && k == 0) {
+                    nk_status s = raft_campaign(gs[g].r[1]);
+                    NK_ASSERT(nk_ok(s));
+                }
+                for (int i = 1; i <= N; i++)
+                    raft_tick(gs[g].r[i]);
+                for (int pass = 0; pass < 4; pass++)
+                    for (int i = 1; i <= N; i++) {
+                        struct raft *r = gs[g].r[i];
+                        if (!raft_has_ready(r))
+                            continue;
+                        struct raft_ready rd;
+                        raft_ready(r, &rd);
+                        nk_status s = raft_memstorage_append(gs[g].ms[i], rd.entries, rd.n_entries);
+                        NK_ASSERT(nk_ok(s));
+                        if (rd.hard_state_changed)
+                            raft_memstorage_set_hard_state(gs[g].ms[i], &rd.hard_state);
+                        for (size_t m = 0; m < rd.n_msgs; m++) {
+                            s = raft_step(gs[g].r[rd.msgs[m].to], &rd.msgs[m]);
+                            NK_ASSERT(nk_ok(s));
+                        }
+                        msgs += rd.n_msgs;
+                        raft_advance(r, &rd);
+                    }
+            }
+            if (phase == 1)
+                rounds++;
+        }
+    }
+    double us = (double)(nk_mono_ns() - t0) / 1e3 / (double)rounds;
+    int leaders = 0;
+    for (int g = 0; g < groups; g++)
+        leaders += raft_role(gs[g].r[1]) == RAFT_LEADER;
+    printf("| %6d | %-9s | %10.1f | %10.3f | %10.1f |\n", groups,
+           quiesce ? "quiesced" : "idle", us, us * 1000 / (groups * N),
+           (double)msgs / (double)rounds);
+    for (int g = 0; g < groups; g++)
+        for (int i = 1; i <= N; i++) {
+            raft_free(gs[g].r[i]);
+            raft_memstorage_free(gs[g].ms[i]);
+        }
+    free(gs);
+    (void)leaders;
+}
+
 int main(int argc, char **argv)
 {
     double seconds = 2;
@@ -164,5 +249,10 @@ int main(int argc, char **argv)
         run(seconds, 128, batches[i], true);
     run(seconds, 128, 64, false);
     run(seconds, 1024, 64, true);
+    printf("\nidle groups (3 replicas each, all in one process), one tick round:\n\n");
+    printf("| groups | state     | us/round   | ns/replica | msgs/round |\n");
+    printf("|--------|-----------|------------|------------|------------|\n");
+    idle_groups(1024, false);
+    idle_groups(1024, true);
     return 0;
 }
