@@ -1073,6 +1073,11 @@ nk_status node_open(const struct node_options *o, struct node **out)
         n->opt.tick_ms = 100;
     n->nshards = n->opt.total_shards;
     n->start_ms = nk_mono_ms();
+    /* The view's epoch must keep increasing across restarts, or a client
+     * holding the epoch of the previous run would never hear of the new view
+     * (WatchCluster sends only newer views). Start from the wall clock in
+     * microseconds; every change adds one. */
+    n->epoch = nk_wall_ms() * 1000ULL;
     pthread_mutex_init(&n->qmu, NULL);
     /* the loop's timed waits are on CLOCK_MONOTONIC (the default clock of a
      * condition variable is CLOCK_REALTIME, which would make every wait
