@@ -1179,3 +1179,36 @@ NK_TEST(records_larger_than_the_read_ahead_round_trip)
     NK_CHECK(pos[8].segment > pos[7].segment); /* the 5 MiB record got its own segment */
     wal_close(w);
 }
+
+NK_TEST(iterating_from_a_segments_end_continues_in_the_next_segment)
+{
+    const char *dir = nk_test_tmpdir();
+    struct wal_options o = small_opts(WAL_SYNC_OS, 1 << 16);
+    struct wal *w;
+    NK_REQUIRE_OK(wal_open(dir, &o, &w));
+    NK_REQUIRE_OK(wal_append(w, 1, "a", 1, NULL));
+    struct wal_pos end1 = wal_end(w); /* will be the end of a sealed segment */
+    struct wal_iter *tail;
+    NK_REQUIRE_OK(wal_iter_open(w, end1, &tail)); /* opened while segment 1 is current */
+    NK_REQUIRE_OK(wal_rotate(w, NULL));
+    NK_REQUIRE_OK(wal_append(w, 1, "b", 1, NULL));
+    struct wt_log l;
+    NK_REQUIRE_OK(wt_read_all(w, end1, &l));
+    NK_CHECK(l.n == 1 && l.recs[0].data[0] == 'b');
+    wt_log_free(&l);
+    bool has;
+    uint8_t type;
+    struct nk_slice p;
+    NK_REQUIRE_OK(wal_iter_next(tail, &has, &type, &p, NULL));
+    NK_CHECK(has && p.len == 1 && p.data[0] == 'b');
+    NK_REQUIRE_OK(wal_iter_next(tail, &has, &type, &p, NULL));
+    NK_CHECK(!has);
+    wal_iter_close(tail);
+    /* after reopening, the same position still leads to the same record */
+    wal_close(w);
+    NK_REQUIRE_OK(wal_open(dir, &o, &w));
+    NK_REQUIRE_OK(wt_read_all(w, end1, &l));
+    NK_CHECK(l.n == 1 && l.recs[0].data[0] == 'b');
+    wt_log_free(&l);
+    wal_close(w);
+}
