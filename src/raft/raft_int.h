@@ -12,8 +12,10 @@
 #include "raft/raft.h"
 
 struct raft_unstable {
-    struct raft_entry *ents; /* each entry's data is malloc'd and owned */
+    struct raft_entry *ents; /* data points into buf */
     size_t n, cap;
+    uint8_t *buf; /* the entries' data, in log order */
+    size_t buf_len, buf_cap;
     uint64_t offset;            /* index of ents[0] */
     struct raft_snapshot *snap; /* owned (with its data), or NULL */
 };

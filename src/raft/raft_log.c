@@ -12,12 +12,26 @@
 
 #include "raft/raft_int.h"
 
+/* Entry data of the unstable tail lives in one growing buffer (u->buf),
+   in log order: no allocation per entry. The buffer is reused from the
+   start whenever the tail empties, which every raft_advance does. */
+static void buf_reset_if_empty(struct raft_unstable *u)
+{
+    if (u->n)
+        return;
+    u->buf_len = 0;
+    if (u->buf_cap > (1u << 20)) { /* an idle group keeps no big buffer */
+        free(u->buf);
+        u->buf = NULL;
+        u->buf_cap = 0;
+    }
+}
+
 static void ustab_free_from(struct raft_unstable *u, size_t from)
 {
-    for (size_t i = from; i < u->n; i++)
-        free(u->ents[i].data);
     if (from < u->n)
         u->n = from;
+    buf_reset_if_empty(u);
 }
 
 void raft_log_init(struct raft_log *l, const struct raft_storage *st)
@@ -31,7 +45,7 @@ void raft_log_init(struct raft_log *l, const struct raft_storage *st)
 
 void raft_log_free(struct raft_log *l)
 {
-    ustab_free_from(&l->u, 0);
+    free(l->u.buf);
     free(l->u.ents);
     if (l->u.snap) {
         free(l->u.snap->data);
@@ -163,10 +177,32 @@ static void u_append(struct raft_unstable *u, const struct raft_entry *ents, siz
         u->ents = nk_realloc(u->ents, cap * sizeof(struct raft_entry));
         u->cap = cap;
     }
+    size_t bytes = 0;
+    for (size_t i = 0; i < n; i++)
+        bytes += ents[i].len;
+    if (u->buf_len + bytes > u->buf_cap) {
+        size_t cap = u->buf_cap ? u->buf_cap : 4096;
+        while (cap < u->buf_len + bytes)
+            cap *= 2;
+        uint8_t *nb = nk_malloc(cap);
+        if (u->buf_len)
+            memcpy(nb, u->buf, u->buf_len);
+        for (size_t i = 0; i < u->n; i++) /* rebase the entries already held */
+            if (u->ents[i].data)
+                u->ents[i].data = nb + (u->ents[i].data - u->buf);
+        free(u->buf);
+        u->buf = nb;
+        u->buf_cap = cap;
+    }
     for (size_t i = 0; i < n; i++) {
         struct raft_entry *e = &u->ents[u->n++];
         *e = ents[i];
-        e->data = ents[i].len ? nk_memdup(ents[i].data, ents[i].len) : NULL;
+        e->data = NULL;
+        if (ents[i].len) {
+            e->data = u->buf + u->buf_len;
+            memcpy(e->data, ents[i].data, ents[i].len);
+            u->buf_len += ents[i].len;
+        }
     }
 }
 
@@ -292,11 +328,10 @@ void raft_log_stable_to(struct raft_log *l, size_t n)
     NK_ASSERT(n <= u->n);
     if (n == 0)
         return;
-    for (size_t i = 0; i < n; i++)
-        free(u->ents[i].data);
     memmove(u->ents, u->ents + n, (u->n - n) * sizeof(struct raft_entry));
     u->n -= n;
     u->offset += n;
+    buf_reset_if_empty(u);
     if (u->n == 0 && u->cap > 64) {
         free(u->ents);
         u->ents = NULL;
