@@ -17,12 +17,17 @@
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/vfs.h>
 #include <unistd.h>
 
 #include "wal/wal.h"
 #include "wal/wal_internal.h"
 
 static char g_dir[512];
+/* On a real disk every open costs fdatasyncs; then only 1 input in 64 goes
+ * through the files (all still go through the pure scanner). */
+static bool g_on_tmpfs;
+static unsigned long g_inputs;
 
 static void setup_dir(void)
 {
@@ -33,8 +38,11 @@ static void setup_dir(void)
         if (!bases[i] || access(bases[i], W_OK) != 0)
             continue;
         snprintf(g_dir, sizeof g_dir, "%s/fuzz_wal.XXXXXX", bases[i]);
-        if (mkdtemp(g_dir))
+        if (mkdtemp(g_dir)) {
+            struct statfs fs;
+            g_on_tmpfs = statfs(g_dir, &fs) == 0 && fs.f_type == 0x01021994; /* TMPFS_MAGIC */
             return;
+        }
     }
     nk_panic("fuzz_wal: no writable temporary directory");
 }
@@ -138,6 +146,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     nk_status ss = wal_scan_segment(n ? body : (const uint8_t *)"", n, name, seg, &sr);
     bool scan_ok = nk_ok(ss);
     nk_status_free(&ss);
+    if (!g_on_tmpfs && g_inputs++ % 64 != 0) {
+        free(body);
+        return 0;
+    }
 
     struct wal_options o;
     wal_options_default(&o);
