@@ -1212,3 +1212,31 @@ NK_TEST(iterating_from_a_segments_end_continues_in_the_next_segment)
     wt_log_free(&l);
     wal_close(w);
 }
+
+NK_TEST(on_disk_bytes_match_the_example_in_docs_format_wal_md)
+{
+    const char *dir = nk_test_tmpdir();
+    struct wal_options o = small_opts(WAL_SYNC_ALWAYS, 1 << 16);
+    struct wal *w;
+    NK_REQUIRE_OK(wal_open(dir, &o, &w));
+    struct wal_pos pos;
+    NK_REQUIRE_OK(wal_append(w, 1, "hi", 2, &pos));
+    wal_close(w);
+    NK_CHECK(pos.segment == 1 && pos.offset == 32);
+    static const uint8_t want[] = {
+        0x4e, 0x4f, 0x52, 0x49, 0x4b, 0x56, 0x57, 0x4c, 0x01, 0x00, 0x00, 0x00, 0x20, 0x00, 0x00, 0x00,
+        0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x1a, 0xe5, 0x0a, 0x36,
+        0x26, 0xcb, 0x86, 0xe9, 0x13, 0xd6, 0x08, 0x56, 0x02, 0x00, 0x00, 0x00, 0x01, 0x68, 0x69};
+    char path[4096];
+    wt_seg_path(dir, 1, path, sizeof path);
+    uint8_t *got;
+    size_t n;
+    NK_REQUIRE(wt_read_file(path, &got, &n));
+    NK_CHECK_EQ_U64(n, 1 << 16); /* preallocated */
+    NK_CHECK(n >= sizeof want && memcmp(got, want, sizeof want) == 0);
+    bool zeros = true;
+    for (size_t i = sizeof want; i < n; i++)
+        zeros = zeros && got[i] == 0;
+    NK_CHECK(zeros);
+    free(got);
+}
