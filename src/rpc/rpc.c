@@ -120,7 +120,8 @@ struct rpc_call {
     uint32_t qcap, qhead, qlen;
     grpc_byte_buffer *sending;
     bool send_busy, finishing, status_started, close_done, forced;
-    bool close_reported; /* on_closed has returned */
+    bool close_reported; /* on_closed has returned (or was skipped) */
+    bool released;       /* the owner has let go: no on_closed any more */
     bool side_claimed;   /* grpc_side_done is (being) called: exactly once */
     _Atomic bool closed;
     int outstanding; /* gRPC batches in flight on this call */
@@ -605,6 +606,10 @@ bool rpc_stream_closed(const struct rpc_call *c)
 void rpc_stream_release(struct rpc_call *c)
 {
     NK_ASSERT(c->is_stream);
+    pthread_mutex_lock(&c->mu);
+    NK_ASSERT(!c->released); /* released twice */
+    c->released = true;
+    pthread_mutex_unlock(&c->mu);
     stream_finish(c, NK_CODE_OK, NULL, false);
     call_unref(c);
 }
@@ -667,9 +672,12 @@ static void on_stream_close(struct rpc_call *c)
         c->qlen--;
     }
     bool cancelled = c->close_cancelled || c->forced || !c->status_started;
+    /* An owner that already let go (say, a handler that refused the request
+     * and released at once) is not told: it could only release again. */
+    bool notify = c->m->m.on_closed && !c->released;
     pthread_mutex_unlock(&c->mu);
     /* The gRPC reference is still held: the owner may release inside. */
-    if (c->m->m.on_closed)
+    if (notify)
         c->m->m.on_closed(c->m->m.ctx, c, cancelled);
     pthread_mutex_lock(&c->mu);
     c->close_reported = true;

@@ -69,7 +69,10 @@ typedef void (*rpc_handler_fn)(void *ctx, struct rpc_call *call, struct nk_slice
  * Streams only: called once on a worker thread when the stream has ended for
  * any reason (finished by the owner, cancelled or timed out by the client,
  * server shutdown). `cancelled` is true unless the owner's own finish was
- * delivered. Afterwards writes fail; the owner must still release the handle.
+ * delivered. Afterwards writes fail; the owner must still release the handle
+ * (inside the callback is fine). Not called at all when the owner released
+ * the stream before it ended (e.g. a handler that refused the request with
+ * rpc_stream_finish and released at once).
  */
 typedef void (*rpc_stream_closed_fn)(void *ctx, struct rpc_call *stream, bool cancelled);
 

@@ -326,6 +326,7 @@ static struct svc {
     int closed_count;
     bool closed_cancelled;
     bool release_in_close;
+    int closed_foreign; /* on_closed for a stream the test does not hold */
     int64_t deadline_seen;
     uint32_t apply_delay_us;
     _Atomic uint64_t queued, replied;
@@ -478,6 +479,8 @@ static void h_watch(void *ctx, struct rpc_call *c, struct nk_slice req)
 static void h_watch_closed(void *ctx, struct rpc_call *c, bool cancelled)
 {
     pthread_mutex_lock(&svc.mu);
+    if (c != svc.stream)
+        svc.closed_foreign++; /* a stream its handler already released */
     if (c == svc.stream) {
         svc.closed_count++;
         svc.closed_cancelled = cancelled;
@@ -500,6 +503,7 @@ static void svc_reset(void)
     svc.closed_count = 0;
     svc.closed_cancelled = false;
     svc.release_in_close = false;
+    svc.closed_foreign = 0;
     svc.deadline_seen = 0;
     svc.apply_delay_us = 0;
     atomic_store(&svc.queued, 0);
@@ -1310,8 +1314,24 @@ NK_TEST(stream_handler_can_fail_a_bad_request_and_release_at_once)
     NK_CHECK(cstream_read(&cs, &m, &len, 10000) == 0);
     NK_CHECK_EQ_U64(cstream_status(&cs, 10000), GRPC_STATUS_INVALID_ARGUMENT);
     cstream_close(&cs);
+
+    /* a second watcher is refused the same way while one is open */
+    uint8_t buf[256];
+    struct cstream first, second;
+    cstream_open(&first, ch, "/norikv.v1.Meta/WatchCluster", buf, pack_view(0, buf));
+    NK_REQUIRE(svc_wait(stream_open_pred, 10000));
+    cstream_open(&second, ch, "/norikv.v1.Meta/WatchCluster", buf, pack_view(0, buf));
+    NK_CHECK_EQ_U64(cstream_status(&second, 10000), GRPC_STATUS_RESOURCE_EXHAUSTED);
+    cstream_close(&second);
+    struct rpc_call *st = svc.stream;
+    rpc_stream_release(st); /* finishes it OK */
+    NK_CHECK_EQ_U64(cstream_status(&first, 10000), GRPC_STATUS_OK);
+    cstream_close(&first);
+    stop_server(s); /* joins the workers: every close has been processed */
+    /* streams released by their handler never reach on_closed (which would
+     * release them a second time) */
+    NK_CHECK_EQ_U64(svc.closed_foreign, 0);
     client_close(ch);
-    stop_server(s);
 }
 
 NK_TEST(two_workers_serve_unary_and_stream_calls)
