@@ -5,16 +5,18 @@
  * window), commitment by counting current-term entries, ReadIndex and lease
  * reads, leadership transfer, snapshots and joint-consensus membership.
  *
- * The structure follows etcd's raft.go (Step / tick / Ready), which the
- * thesis and many production systems have validated; differences worth
- * knowing:
+ * The structure follows etcd's raft.go (Step / tick / Ready); differences
+ * worth knowing (docs/raft.md explains each):
  *  - configuration changes carry the full resulting configuration and take
- *    effect inside raft_advance() when their entry is applied;
+ *    effect when appended to the log (thesis 4.1), not when applied: the
+ *    simulator found a stale-configuration election with apply-time changes;
  *  - the leader counts its own entries toward commitment only once the
- *    caller has persisted them (raft_advance), so nothing is acknowledged to
- *    a client before a quorum including... the leader, when it is one, has
- *    it on disk;
+ *    caller has persisted them (raft_advance): a quorum always means a quorum
+ *    of disks;
  *  - committed entries are handed out only when they are durable locally;
+ *  - the vote-refusal promise behind leases survives term changes and
+ *    restarts (since_leader), and an abandoned transfer suspends the lease
+ *    for an election timeout;
  *  - every buffer has a bound (see raft.h).
  */
 #include <inttypes.h>
