@@ -10,7 +10,7 @@ import asyncio
 import os
 import random
 import uuid
-from typing import AsyncIterator, List
+from typing import AsyncIterator, List, Optional
 
 import pytest
 
@@ -400,3 +400,61 @@ async def wait_stopped(pid: "int | None", within: float = 5.0) -> None:
             return
         await asyncio.sleep(0.005)
     raise AssertionError("process %d did not stop within %.0f s" % (pid, within))
+
+
+async def test_client_recovers_when_its_server_restarts_on_the_same_address(key_prefix: str) -> None:
+    """Stop the server and start a new one on the same port: requests during
+    the gap are retried (refused connections are always safe to retry), the
+    cluster watch reconnects and installs the new server's view, and
+    on_topology_change reports it."""
+    import socket
+
+    from conftest import server_binary_or_skip
+    from norikv import RetryConfig
+
+    binary = server_binary_or_skip()
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    addr = "127.0.0.1:%d" % s.getsockname()[1]
+    s.close()
+    args = ["--ephemeral", "--rpc-addr", addr, "--http-addr", "127.0.0.1:0", "--peer-addr", "127.0.0.1:0"]
+    first = EphemeralServer(binary, args=args).start()
+    second = None
+    restart: "Optional[asyncio.Future[EphemeralServer]]" = None
+    try:
+        events: List[TopologyChangeEvent] = []
+        cfg = ClientConfig(nodes=[addr], timeout=2000,
+                           retry=RetryConfig(max_attempts=50, initial_delay_ms=50, max_delay_ms=200, jitter_ms=20))
+        async with NoriKVClient(cfg) as c:
+            c.on_topology_change(events.append)
+            epoch1 = c.get_stats().topology.epoch
+            await c.put(k(key_prefix, "before"), "1")
+            assert first.stop() == 0
+
+            async def restart_soon() -> EphemeralServer:
+                await asyncio.sleep(0.5)
+                return await asyncio.get_running_loop().run_in_executor(
+                    None, EphemeralServer(binary, args=args).start
+                )
+
+            restart = asyncio.ensure_future(restart_soon())
+            # Issued while nothing listens: retried until the new server answers.
+            v = await c.put(k(key_prefix, "during"), "2")
+            second = await restart
+            assert v.term >= 1
+            assert (await c.get(k(key_prefix, "during"))).value == b"2"
+            for _ in range(200):
+                if c.get_stats().topology.epoch > epoch1:
+                    break
+                await asyncio.sleep(0.05)
+            assert c.get_stats().topology.epoch > epoch1, "the watch did not pick up the new server's view"
+            assert any(ev.current_epoch > epoch1 for ev in events)
+    finally:
+        first.stop()
+        if restart is not None and second is None:
+            try:
+                second = await restart  # never leave a started server behind
+            except Exception:
+                pass
+        if second is not None:
+            second.stop()
