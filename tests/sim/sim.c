@@ -867,7 +867,7 @@ static bool converged(void)
     return true;
 }
 
-static int run(uint64_t seed, int n, uint64_t steps, bool joint)
+static uint64_t run(uint64_t seed, int n, uint64_t steps, bool joint)
 {
     struct sim sim;
     memset(&sim, 0, sizeof(sim));
@@ -970,7 +970,7 @@ static int run(uint64_t seed, int n, uint64_t steps, bool joint)
     free(S->commit_seen_in.v);
     free(S->chain.v);
     free(S->recs);
-    return 0;
+    return S->step - 1;
 }
 
 int main(int argc, char **argv)
@@ -1017,19 +1017,20 @@ int main(int argc, char **argv)
         /* soak: random seeds, alternating 3, 5 and joint runs */
         struct nk_rng r;
         nk_rng_seed(&r, (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 20));
-        uint64_t t0 = nk_mono_ms(), count = 0;
+        uint64_t t0 = nk_mono_ms(), count = 0, total = 0;
         while ((double)(nk_mono_ms() - t0) < seconds * 1000) {
             uint64_t s = nk_rng_next(&r);
             int kind = (int)(count % 3);
             g_harsh = (count / 3) % 2 == 1;
-            run(s, kind == 1 ? 5 : 3, steps, kind == 2);
+            total += run(s, kind == 1 ? 5 : 3, steps, kind == 2);
             count++;
         }
-        printf("soak: %" PRIu64 " runs of %" PRIu64 " steps passed\n", count, steps);
+        printf("soak: %" PRIu64 " runs passed, %" PRIu64 " steps in all\n", count, total);
         return 0;
     }
+    uint64_t total = 0;
     for (int k = 0; k < runs; k++)
-        run(seed + (uint64_t)k, n, steps, joint);
-    printf("%d run(s) passed\n", runs);
+        total += run(seed + (uint64_t)k, n, steps, joint);
+    printf("%d run(s) passed, %" PRIu64 " steps in all\n", runs, total);
     return 0;
 }
