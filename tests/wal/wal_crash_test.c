@@ -9,6 +9,8 @@
  * WAL_SYNC_BATCH with three appending threads (group commit under kills),
  * the third of which appends with wal_append_many_nowait + wal_sync_to.
  */
+#define _GNU_SOURCE /* ppoll */
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -16,7 +18,20 @@
 #include "testlib.h"
 #include "wal_test_util.h"
 
-enum { ROUNDS = 32, MAX_THREADS = 3, MAX_KILL_US = 60000 };
+enum { ROUNDS = 32, MAX_THREADS = 3, MAX_KILL_US = 60000, MAX_REC = 1 << 20 };
+
+/* Sent by the child just before an append holding a large record. */
+#define MARKER UINT64_MAX
+
+/*
+ * In these rounds (single appender, ALWAYS) a third of the records are large
+ * and the parent kills the child as soon as it announces one, so that the
+ * kill lands inside the write: recovery meets real torn tails.
+ */
+static bool targeted_round(uint64_t round)
+{
+    return round % 4 == 1;
+}
 
 /* id layout: round << 40 | thread << 32 | seq */
 static uint64_t make_id(uint64_t round, uint64_t thread, uint64_t seq)
@@ -35,7 +50,13 @@ static size_t rec_len(uint64_t id)
 {
     struct nk_rng r;
     nk_rng_seed(&r, id ^ 0x5bd1e995u);
-    /* mostly small, sometimes large enough to cross 32 KiB segments quickly */
+    /*
+     * Mostly small, sometimes large enough to cross 32 KiB segments quickly,
+     * rarely up to 1 MiB: a write that takes long enough for a kill to land
+     * inside it, so that recovery meets real torn tails.
+     */
+    if (nk_rng_chance(&r, 1, targeted_round(id >> 40) ? 3 : 40))
+        return 64 * 1024 + (size_t)nk_rng_uniform(&r, MAX_REC - 64 * 1024);
     return nk_rng_chance(&r, 1, 16) ? 8 + (size_t)nk_rng_uniform(&r, 12000)
                                     : 8 + (size_t)nk_rng_uniform(&r, 400);
 }
@@ -56,7 +77,7 @@ static void *child_appender(void *p)
     nk_rng_seed(&r, c->round * 7919 + c->thread);
     uint8_t *bufs[8];
     for (int i = 0; i < 8; i++)
-        bufs[i] = nk_malloc(12008);
+        bufs[i] = nk_malloc(MAX_REC + 8);
     uint64_t seq = 0;
     for (int iter = 0; iter < 1000000; iter++) {
         /* one record, or a batch of up to 8 in one append */
@@ -69,6 +90,12 @@ static void *child_appender(void *p)
             wt_payload(ids[i], len, bufs[i]);
             recs[i] = (struct wal_record){(uint8_t)(1 + c->thread), nk_slice_make(bufs[i], len)};
         }
+        for (size_t i = 0; i < k; i++)
+            if (recs[i].payload.len >= 64 * 1024) {
+                uint64_t m = MARKER;
+                report(c, &m, 1);
+                break;
+            }
         nk_status s;
         if (c->thread == 2) {
             /* the caller-ordered pattern: append without waiting, then wait for the disk */
@@ -154,7 +181,47 @@ NK_TEST(crash_keeps_every_acknowledged_record_in_order_and_intact)
         /* kill points: some during open/recovery, most during appends */
         uint64_t delay = nk_rng_chance(&r, 1, 8) ? nk_rng_uniform(&r, 1500)
                                                  : nk_rng_uniform(&r, MAX_KILL_US);
-        nk_sleep_us(delay);
+        uint64_t deadline = nk_mono_ns() + delay * 1000;
+        uint64_t acked[MAX_THREADS] = {0};
+        bool ids_ok = true, child_gone = false;
+        uint8_t carry[8];
+        size_t ncarry = 0;
+        /* read acknowledgements as they come; in targeted rounds kill on a marker */
+        for (bool kill_now = false; !kill_now && !child_gone;) {
+            uint64_t now = nk_mono_ns();
+            if (now >= deadline)
+                break;
+            struct pollfd pfd = {fds[0], POLLIN, 0};
+            struct timespec ts = {(time_t)((deadline - now) / 1000000000ull),
+                                  (long)((deadline - now) % 1000000000ull)};
+            if (ppoll(&pfd, 1, &ts, NULL) <= 0)
+                continue;
+            uint8_t buf[4096];
+            ssize_t k = read(fds[0], buf, sizeof buf);
+            if (k <= 0) {
+                child_gone = true;
+                break;
+            }
+            for (ssize_t i = 0; i < k; i++) {
+                carry[ncarry++] = buf[i];
+                if (ncarry < 8)
+                    continue;
+                ncarry = 0;
+                uint64_t id = nk_dec_fixed64(carry);
+                if (id == MARKER) {
+                    kill_now = kill_now || targeted_round(round);
+                    continue;
+                }
+                uint64_t t = (id >> 32) & 0xff, seq = id & 0xffffffffu;
+                ids_ok = ids_ok && (id >> 40) == round && t < (uint64_t)nthreads &&
+                         seq == acked[t]; /* each thread acknowledges in sequence */
+                if (t < MAX_THREADS)
+                    acked[t]++;
+                total_acked++;
+            }
+        }
+        if (nk_mono_ns() < deadline) /* killed on a marker: land somewhere in the write */
+            nk_sleep_us(nk_rng_uniform(&r, 400));
         NK_REQUIRE(kill(pid, SIGKILL) == 0);
         int status;
         NK_REQUIRE(waitpid(pid, &status, 0) == pid);
@@ -167,19 +234,28 @@ NK_TEST(crash_keeps_every_acknowledged_record_in_order_and_intact)
         }
         kills++;
 
-        /* what the child acknowledged, per thread, in order */
-        uint64_t acked[MAX_THREADS] = {0};
-        uint64_t id;
+        /* the rest of what the child acknowledged before it died */
+        uint8_t buf[4096];
         ssize_t k;
-        while ((k = read(fds[0], &id, sizeof id)) == (ssize_t)sizeof id) {
-            uint64_t t = (id >> 32) & 0xff, seq = id & 0xffffffffu;
-            NK_REQUIRE((id >> 40) == round && t < (uint64_t)nthreads);
-            NK_REQUIRE(seq == acked[t]); /* each thread acknowledges in sequence */
-            acked[t]++;
-            total_acked++;
+        while ((k = read(fds[0], buf, sizeof buf)) > 0) {
+            for (ssize_t i = 0; i < k; i++) {
+                carry[ncarry++] = buf[i];
+                if (ncarry < 8)
+                    continue;
+                ncarry = 0;
+                uint64_t id = nk_dec_fixed64(carry);
+                if (id == MARKER)
+                    continue;
+                uint64_t t = (id >> 32) & 0xff, seq = id & 0xffffffffu;
+                ids_ok = ids_ok && (id >> 40) == round && t < (uint64_t)nthreads && seq == acked[t];
+                if (t < MAX_THREADS)
+                    acked[t]++;
+                total_acked++;
+            }
         }
         close(fds[0]);
-        NK_REQUIRE(k == 0);
+        NK_REQUIRE(k == 0 && ncarry == 0);
+        NK_REQUIRE(ids_ok);
         if (getenv("WAL_CRASH_VERBOSE"))
             fprintf(stderr, "  round %" PRIu64 ": killed after %" PRIu64 " us, %" PRIu64
                     " acknowledged\n", round, delay, acked[0] + acked[1] + acked[2]);
