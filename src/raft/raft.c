@@ -1259,7 +1259,9 @@ static bool pred_lease(const struct raft *r, const struct progress *pr, uint64_t
 
 bool raft_lease_read(const struct raft *r, uint64_t *index)
 {
-    if (r->role != RAFT_LEADER || r->quiesced || r->lead_transferee != RAFT_NONE)
+    /* followers keep the promise behind the lease only with check-quorum */
+    if (r->role != RAFT_LEADER || r->quiesced || r->lead_transferee != RAFT_NONE ||
+        !r->check_quorum)
         return false;
     if (committed_term(r) != r->term)
         return false;

@@ -233,8 +233,7 @@ struct raft_config {
     uint32_t election_tick;      /* default 10; randomized in [e, 2e) */
     uint32_t heartbeat_tick;     /* default 1 */
     uint32_t lease_margin_tick;  /* default max(2, election_tick/4): clock-drift margin */
-    bool pre_vote;               /* default on unless disable_pre_vote */
-    bool disable_pre_vote;
+    bool disable_pre_vote;     /* pre-vote is on by default */
     bool disable_check_quorum; /* check-quorum is on by default (lease reads need it) */
     uint64_t max_msg_bytes;          /* entry data per append; default 1 MiB */
     uint32_t max_inflight_msgs;      /* per follower; default 256 */
