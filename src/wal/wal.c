@@ -7,13 +7,13 @@
  * contiguous prefix of whole appends in the order the lock was taken. Bytes
  * are counted with a log sequence number (written_lsn: bytes of the current
  * and earlier segments since open, starting at the recovered end); durability
- * is tracked as synced_lsn. An append that must be
- * durable waits until synced_lsn covers it. If nobody is syncing it becomes
- * the syncer: in BATCH mode it first waits (up to batch_window_us) while
- * other appenders are on their way in (batch_linger), then fdatasyncs with the lock
- * released, so later writers keep writing while the disk works, and one
- * fdatasync acknowledges everyone written before it started (group commit).
- * A lone writer never waits: with nobody arriving it syncs at once.
+ * is tracked as synced_lsn. An append that must be durable waits until
+ * synced_lsn covers it. If nobody is syncing it becomes the syncer: in BATCH
+ * mode it first waits (up to batch_window_us) while other appenders are on
+ * their way in (batch_linger), then fdatasyncs with the lock released, so
+ * later writers keep writing while the disk works, and one fdatasync
+ * acknowledges everyone written before it started (group commit). A lone
+ * writer never waits: with nobody arriving it syncs at once.
  *
  * Rotation (segment full, or wal_rotate) happens under the lock: it trims
  * the segment's unused preallocation, fdatasyncs it unless already synced and
@@ -640,14 +640,17 @@ static nk_status list_segments(struct wal *w, uint64_t **out, size_t *count)
     while ((e = readdir(d)) != NULL) {
         uint64_t num;
         size_t len = strlen(e->d_name);
-        char base[WAL_SEGMENT_NAME_LEN + 1];
-        if (len == WAL_SEGMENT_NAME_LEN + 4 && strcmp(e->d_name + WAL_SEGMENT_NAME_LEN, ".tmp") == 0 &&
-            (memcpy(base, e->d_name, WAL_SEGMENT_NAME_LEN), base[WAL_SEGMENT_NAME_LEN] = 0,
-             wal_parse_segment_name(base, &num))) {
+        if (len == WAL_SEGMENT_NAME_LEN + 4 &&
+            strcmp(e->d_name + WAL_SEGMENT_NAME_LEN, ".tmp") == 0) {
             /* a segment whose creation never finished: never named, never used */
-            char path[PATH_MAX];
-            snprintf(path, sizeof path, "%s/%s", w->dir, e->d_name);
-            unlink(path);
+            char base[WAL_SEGMENT_NAME_LEN + 1];
+            memcpy(base, e->d_name, WAL_SEGMENT_NAME_LEN);
+            base[WAL_SEGMENT_NAME_LEN] = 0;
+            if (wal_parse_segment_name(base, &num)) {
+                char path[PATH_MAX];
+                snprintf(path, sizeof path, "%s/%s", w->dir, e->d_name);
+                unlink(path);
+            }
             continue;
         }
         if (!wal_parse_segment_name(e->d_name, &num))

@@ -1240,3 +1240,30 @@ NK_TEST(on_disk_bytes_match_the_example_in_docs_format_wal_md)
     NK_CHECK(zeros);
     free(got);
 }
+
+NK_TEST(an_unfinished_segment_creation_is_discarded_and_other_files_ignored)
+{
+    const char *dir = nk_test_tmpdir();
+    struct wal_options o = small_opts(WAL_SYNC_ALWAYS, 1 << 16);
+    struct wal *w;
+    NK_REQUIRE_OK(wal_open(dir, &o, &w));
+    NK_REQUIRE_OK(wal_append(w, 1, "kept", 4, NULL));
+    wal_close(w);
+    /* a crash between creating the next segment's temp file and its rename */
+    char tmp[4096], other[4096];
+    snprintf(tmp, sizeof tmp, "%s/00000000000000000002.wal.tmp", dir);
+    snprintf(other, sizeof other, "%s/notes.txt", dir);
+    NK_REQUIRE(wt_write_file(tmp, "garbage", 7));
+    NK_REQUIRE(wt_write_file(other, "keep me", 7));
+    NK_REQUIRE_OK(wal_open(dir, &o, &w));
+    NK_CHECK(access(tmp, F_OK) != 0);
+    NK_CHECK(access(other, F_OK) == 0);
+    struct wal_pos p;
+    NK_REQUIRE_OK(wal_append(w, 1, "next", 4, &p));
+    NK_CHECK_EQ_U64(p.segment, 1);
+    struct wt_log l;
+    NK_REQUIRE_OK(wt_read_all(w, (struct wal_pos){0, 0}, &l));
+    NK_CHECK_EQ_U64(l.n, 2);
+    wt_log_free(&l);
+    wal_close(w);
+}
