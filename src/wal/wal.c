@@ -825,6 +825,10 @@ nk_status wal_open(const char *dir, const struct wal_options *opt, struct wal **
     else
         wal_options_default(&o);
     NK_TRY(check_options(&o));
+    /* every path the log builds is dir + "/" + segment name + ".tmp" */
+    if (!dir || !*dir || strlen(dir) + 1 + WAL_SEGMENT_NAME_LEN + 4 >= PATH_MAX)
+        return nk_status_make(NK_INVALID_ARGUMENT, "wal: directory path empty or too long (%zu bytes)",
+                              dir ? strlen(dir) : 0);
     NK_TRY(nk_mkdirs(dir, 0755));
 
     char lock_path[PATH_MAX];

@@ -238,6 +238,15 @@ NK_TEST(invalid_records_are_rejected_with_a_status)
     s = wal_open(dir, &o, &w2);
     NK_CHECK(s.code == NK_INVALID_ARGUMENT);
     nk_status_free(&s);
+    o.max_record_size = 1000;
+    static char longdir[5000];
+    memset(longdir, 'd', sizeof longdir - 1);
+    s = wal_open(longdir, &o, &w2);
+    NK_CHECK(s.code == NK_INVALID_ARGUMENT);
+    nk_status_free(&s);
+    s = wal_open("", &o, &w2);
+    NK_CHECK(s.code == NK_INVALID_ARGUMENT);
+    nk_status_free(&s);
 }
 
 NK_TEST(reopen_continues_appending_after_the_last_record)
