@@ -4,7 +4,9 @@ import (
 	"context"
 	"strconv"
 	"sync/atomic"
+	"syscall"
 	"testing"
+	"time"
 
 	norikv "github.com/norikv/norikv-go"
 	"github.com/norikv/norikv-go/testing/ephemeral"
@@ -23,12 +25,27 @@ func benchClient(b *testing.B) *norikv.Client {
 	return c
 }
 
+// cpuTime is this process's CPU time (user + system), without the server's.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// reportClientCPU adds the client's CPU time per operation, a figure that
+// other load on the machine does not inflate.
+func reportClientCPU(b *testing.B, start time.Duration) {
+	b.ReportMetric(float64((cpuTime()-start).Microseconds())/float64(b.N), "client-cpu-us/op")
+}
+
 func BenchmarkClientPutParallel(b *testing.B) {
 	c := benchClient(b)
 	val := make([]byte, 256)
 	var n atomic.Int64
 	b.ReportAllocs()
 	b.ResetTimer()
+	start := cpuTime()
+	defer func() { reportClientCPU(b, start) }()
 	b.RunParallel(func(pb *testing.PB) {
 		ctx := context.Background()
 		for pb.Next() {
@@ -53,6 +70,8 @@ func BenchmarkClientGetParallel(b *testing.B) {
 	var n atomic.Int64
 	b.ReportAllocs()
 	b.ResetTimer()
+	start := cpuTime()
+	defer func() { reportClientCPU(b, start) }()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
 			k := []byte("bench-get-" + strconv.FormatInt(n.Add(1)%keys, 10))
