@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -636,5 +637,77 @@ func TestViewFromRestartedNodeWithLowerEpochIsTaken(t *testing.T) {
 	defer mu.Unlock()
 	if len(events) != n {
 		t.Fatalf("a reconnect to an unchanged view sent %d events", len(events)-n)
+	}
+}
+
+// The client side of a failover, with the exact answers CONTRACT.md
+// prescribes: the leader dies under traffic, a follower answers NOT_LEADER
+// with the new leader's hint, the view catches up later. No call fails.
+func TestFailoverUnderTrafficLosesNoCall(t *testing.T) {
+	fc := newFakeCluster()
+	a := startFakeNode(t, "a", fc)
+	b := startFakeNode(t, "b", fc)
+	cn := startFakeNode(t, "c", fc)
+	all := []*fakeNode{a, b, cn}
+	fc.setView(makeView(1, fakeShards, all, leaderAlways("a")))
+	a.setHandler(okPut(1))
+	b.setHandler(func(ctx context.Context, n *fakeNode, req any) (any, error) {
+		return nil, withTrailer(ctx, status.Error(codes.Unavailable, notLeaderMsg), "leader-hint", cn.addr)
+	})
+	cn.setHandler(okPut(2))
+	cfg := testConfig(fakeShards, a.addr, b.addr, cn.addr)
+	cfg.Retry.MaxAttempts = 20
+	c := mustClient(t, cfg)
+	var mu sync.Mutex
+	var removed []string
+	c.OnTopologyChange(func(ev *TopologyChangeEvent) {
+		mu.Lock()
+		removed = append(removed, ev.RemovedNodes...)
+		mu.Unlock()
+	})
+
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	var calls, failures atomic.Int64
+	for g := 0; g < 4; g++ {
+		wg.Add(1)
+		go func(g int) {
+			defer wg.Done()
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				calls.Add(1)
+				key := []byte{byte(g), byte(i), byte(i >> 8)}
+				if _, err := c.Put(bg, key, val, nil); err != nil {
+					failures.Add(1)
+					t.Errorf("Put during failover: %v", err)
+					return
+				}
+			}
+		}(g)
+	}
+	waitFor(t, "traffic on a", func() bool { return a.calls.Load() > 50 })
+	a.srv.Stop() // the leader dies
+	waitFor(t, "traffic on c", func() bool { return cn.calls.Load() > 50 })
+	v2 := makeView(2, fakeShards, all, leaderAlways("c"))
+	v2.Nodes[0].Role = "dead"
+	fc.setView(v2)
+	waitFor(t, "the event removing a", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(removed) == 1 && removed[0] == "a"
+	})
+	before := cn.calls.Load()
+	waitFor(t, "more traffic on c", func() bool { return cn.calls.Load() > before+50 })
+	close(stop)
+	wg.Wait()
+	if failures.Load() != 0 {
+		t.Fatalf("%d of %d calls failed during the failover", failures.Load(), calls.Load())
+	}
+	if got := c.router.leaders[3].Load(); got == nil || got.addr != cn.addr {
+		t.Fatalf("shard 3 routes to %v after the failover, want c", got)
 	}
 }
