@@ -4,6 +4,9 @@
  */
 #include "testlib.h"
 
+#include <signal.h>
+#include <sys/resource.h>
+
 #include "sst_testutil.h"
 #include "sstable/sst_internal.h"
 
@@ -752,4 +755,44 @@ NK_TEST(block_crc32c_matches_util_crc32c_for_every_length_and_alignment)
     /* the standard check value of CRC-32C */
     NK_CHECK_EQ_U64(sst_crc32c("123456789", 9), 0xe3069283u);
     free(buf);
+}
+
+NK_TEST(a_failed_write_is_reported_naming_the_file_and_removes_it)
+{
+    char path[1024];
+    path_in_tmp(path, sizeof path, "full.sst");
+    /* a file-size limit makes write(2) fail with EFBIG part way through */
+    struct rlimit old, lim;
+    NK_REQUIRE(getrlimit(RLIMIT_FSIZE, &old) == 0);
+    void (*prev)(int) = signal(SIGXFSZ, SIG_IGN);
+    lim = old;
+    lim.rlim_cur = 64 * 1024;
+    NK_REQUIRE(setrlimit(RLIMIT_FSIZE, &lim) == 0);
+    struct sst_builder *b;
+    nk_status s = sst_builder_open(path, NULL, &b);
+    if (!nk_ok(s)) {
+        setrlimit(RLIMIT_FSIZE, &old);
+        signal(SIGXFSZ, prev);
+        NK_REQUIRE_OK(s);
+    }
+    uint8_t val[1000];
+    memset(val, 'v', sizeof val);
+    size_t i = 0;
+    for (; nk_ok(s) && i < 2000; i++) {
+        char key[16];
+        int kl = snprintf(key, sizeof key, "k%08zu", i);
+        s = sst_builder_add(b, nk_slice_make(key, (size_t)kl), nk_slice_make(val, sizeof val));
+    }
+    if (!nk_ok(s)) {
+        fprintf(stderr, "  add %zu: %s\n", i, nk_status_msg(s));
+        NK_CHECK(strstr(nk_status_msg(s), path) != NULL);
+        nk_status_free(&s);
+    }
+    /* finishing a failed builder fails too (or fails itself), and cleans up */
+    s = sst_builder_finish(b, NULL);
+    NK_CHECK(!nk_ok(s) && strstr(nk_status_msg(s), path) != NULL);
+    nk_status_free(&s);
+    NK_CHECK(setrlimit(RLIMIT_FSIZE, &old) == 0);
+    signal(SIGXFSZ, prev);
+    NK_CHECK(access(path, F_OK) != 0); /* no partial table left behind */
 }
