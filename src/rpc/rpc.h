@@ -3,15 +3,16 @@
  *
  * A thin layer over the gRPC C core completion-queue API. The user (api/)
  * registers methods by their full name ("/norikv.v1.Kv/Put") with a handler
- * that receives the raw request bytes and a call handle. Unary calls are answered with response bytes or a status
- * (code, message, trailing metadata), synchronously inside the handler or
- * later from any thread; the *_msg variants pack a protobuf-c message
- * directly into gRPC's buffer (the only protobuf rpc/ knows: decoding is the
- * handler's). Server-streaming calls are written to from any
- * thread until they are finished or the client goes away. Unregistered
- * methods get UNIMPLEMENTED; requests above max_request_bytes get
- * INVALID_ARGUMENT without reaching a handler; beyond max_inflight calls the
- * server answers RESOURCE_EXHAUSTED. docs/rpc.md has the details.
+ * that receives the raw request bytes and a call handle. Unary calls are
+ * answered with response bytes or a status (code, message, trailing
+ * metadata), synchronously inside the handler or later from any thread; the
+ * *_msg variants pack a protobuf-c message directly into gRPC's buffer (the
+ * only protobuf rpc/ knows: decoding is the handler's). Server-streaming
+ * calls are written to from any thread until they are finished or the client
+ * goes away. Unregistered methods get UNIMPLEMENTED; requests above
+ * max_request_bytes get INVALID_ARGUMENT without reaching a handler; beyond
+ * max_inflight calls the server answers RESOURCE_EXHAUSTED. docs/rpc.md has
+ * the details.
  *
  * Threads: `workers` threads (1 or 2) each poll their own completion queue.
  * Handlers run on those threads and must not block: decode, validate, hand
@@ -22,10 +23,11 @@
  *
  * Memory: the request bytes handed to a handler stay valid until the call is
  * completed (rpc_call_reply*, rpc_call_fail, rpc_stream_release); reply bytes
- * are copied (rpc_call_reply) or adopted (rpc_call_reply_malloced). A call
- * handle belongs to its handler from the handler's start until it completes
- * the call; every unary call handed to a handler must be completed exactly
- * once, and every stream released exactly once, also after shutdown.
+ * are copied (rpc_call_reply), adopted (rpc_call_reply_malloced) or packed in
+ * place (rpc_call_reply_msg). A call handle belongs to its handler from the
+ * handler's start until it completes the call; every unary call handed to a
+ * handler must be completed exactly once, and every stream released exactly
+ * once, also after shutdown.
  *
  * Logging: gRPC's own log lines (GRPC_VERBOSITY, default ERROR) are sent to
  * nk_log under the module name "grpc" once a server has been created.
@@ -138,11 +140,11 @@ struct rpc_kv {
 };
 
 struct rpc_stats {
-    uint64_t calls;            /* calls handed to handlers */
-    uint64_t inflight;         /* handed to handlers, not yet completed */
-    uint64_t rejected_overload; /* answered RESOURCE_EXHAUSTED by rpc/ */
-    uint64_t rejected_size;     /* answered INVALID_ARGUMENT for size */
-    uint64_t unimplemented;     /* unknown methods */
+    uint64_t calls;              /* calls handed to handlers */
+    uint64_t inflight;           /* handed to handlers, not yet completed */
+    uint64_t rejected_overload;  /* answered RESOURCE_EXHAUSTED by rpc/ */
+    uint64_t rejected_size;      /* answered INVALID_ARGUMENT for size */
+    uint64_t unimplemented;      /* unknown methods */
     uint64_t forced_at_shutdown; /* calls rpc/ ended because the grace ran out */
 };
 
@@ -184,7 +186,9 @@ void rpc_call_reply_msg(struct rpc_call *c, const struct ProtobufCMessage *msg);
  * Sends a non-OK status: `code` (gRPC code; NK_IO_ERROR is sent as
  * INTERNAL), a message (copied; NULL: none) and up to RPC_MAX_TRAILERS
  * trailing metadata pairs (copied; illegal keys or values are dropped with a
- * warning). Completes the call. Also ends a stream (see rpc_stream_finish).
+ * warning). Completes the call. NK_CODE_OK here (a unary reply without a
+ * message, which clients reject) is sent as UNKNOWN with a warning. On a
+ * stream it is rpc_stream_finish (trailers ignored).
  */
 void rpc_call_fail(struct rpc_call *c, enum nk_code code, const char *msg,
                    const struct rpc_kv *trailers, size_t ntrailers);
