@@ -20,7 +20,7 @@
  *
  * Subcommands:
  *   run      --system norikv|etcd --target HOST:PORT [--clients 64] [--seconds 10]
- *            [--value-size 256] [--phases put,get-lease,...] [--channels 1]
+ *            [--value-size 256] [--phases put,get-lease,...]
  *            [--keys-file FILE]
  *   wait     --system S --target T [--timeout 30]   until one read succeeds
  *   freeport [N]                                    N free loopback TCP ports
@@ -50,7 +50,6 @@
 
 #define KEY_LEN 16
 #define MAX_CLIENTS 4095 /* the key's client field is 3 hex digits */
-#define MAX_CHANNELS 64
 #define MAX_VALUE 65536
 #define CALL_TIMEOUT_MS 10000 /* a call never outlives its phase by more */
 #define REQ_CAP (MAX_VALUE + 256)
@@ -234,8 +233,11 @@ struct run_cfg {
     enum sys sys;
     const char *sys_name;
     const char *target;
-    int clients, seconds, value_size, channels;
-    struct rpc_client *ch[MAX_CHANNELS];
+    int clients, seconds, value_size;
+    /* One channel for all clients: rpc_client channels to one target share
+     * one TCP connection anyway (gRPC's global subchannel pool), and the same
+     * holds for both systems. */
+    struct rpc_client *ch;
     uint64_t *written; /* keys written per client by the put phase (gets read them) */
 };
 
@@ -342,7 +344,7 @@ static bool do_call(struct client *cl, enum phase_kind kind, const char *key, co
     const char *method;
     size_t len = encode(cfg, kind, key, val, buf, &method);
     struct rpc_client_result res;
-    rpc_client_unary(cfg->ch[cl->id % cfg->channels], method, buf, len, CALL_TIMEOUT_MS, &res);
+    rpc_client_unary(cfg->ch, method, buf, len, CALL_TIMEOUT_MS, &res);
     const char *bad = NULL;
     if (res.code == NK_CODE_OK)
         bad = check_reply(cfg, kind, &res.body);
@@ -552,7 +554,7 @@ static bool parse_sys(const char *s, struct run_cfg *cfg)
 
 static int cmd_run(int argc, char **argv)
 {
-    struct run_cfg cfg = {.clients = 64, .seconds = 10, .value_size = 256, .channels = 1};
+    struct run_cfg cfg = {.clients = 64, .seconds = 10, .value_size = 256};
     const char *phases = NULL, *keys_file = NULL;
     bool have_sys = false;
     for (int i = 0; i < argc; i++) {
@@ -576,8 +578,6 @@ static int cmd_run(int argc, char **argv)
             cfg.seconds = parse_int(v, 1, 3600, "--seconds");
         else if (!strcmp(a, "--value-size"))
             cfg.value_size = parse_int(v, 1, MAX_VALUE, "--value-size");
-        else if (!strcmp(a, "--channels"))
-            cfg.channels = parse_int(v, 1, MAX_CHANNELS, "--channels");
         else if (!strcmp(a, "--phases"))
             phases = v;
         else if (!strcmp(a, "--keys-file"))
@@ -593,12 +593,10 @@ static int cmd_run(int argc, char **argv)
     }
     if (!phases)
         phases = cfg.sys == SYS_NORIKV ? "put,get-lease" : "put,get-serializable,get-linearizable";
-    for (int i = 0; i < cfg.channels; i++) {
-        nk_status s = rpc_client_new(cfg.target, &cfg.ch[i]);
-        if (!nk_ok(s)) {
-            fprintf(stderr, "loadgen: %s\n", nk_status_msg(s));
-            return 3;
-        }
+    nk_status s = rpc_client_new(cfg.target, &cfg.ch);
+    if (!nk_ok(s)) {
+        fprintf(stderr, "loadgen: %s\n", nk_status_msg(s));
+        return 3;
     }
     cfg.written = nk_calloc((size_t)cfg.clients, sizeof(uint64_t));
     int rc = keys_file ? load_keys(&cfg, keys_file) : 0;
@@ -620,8 +618,7 @@ static int cmd_run(int argc, char **argv)
     }
     free(list);
     free(cfg.written);
-    for (int i = 0; i < cfg.channels; i++)
-        rpc_client_free(cfg.ch[i]);
+    rpc_client_free(cfg.ch);
     return rc;
 }
 
@@ -648,7 +645,7 @@ static bool tcp_open(const char *target)
  * that met a refused connection waits out gRPC's reconnect backoff (seconds). */
 static int cmd_wait(int argc, char **argv)
 {
-    struct run_cfg cfg = {.value_size = 1, .channels = 1, .clients = 1};
+    struct run_cfg cfg = {.value_size = 1, .clients = 1};
     int timeout_s = 30;
     for (int i = 0; i + 1 < argc; i += 2) {
         if (!strcmp(argv[i], "--system")) {
@@ -677,16 +674,16 @@ static int cmd_wait(int argc, char **argv)
             usleep(50 * 1000);
             continue;
         }
-        if (!nk_ok(rpc_client_new(cfg.target, &cfg.ch[0])))
+        if (!nk_ok(rpc_client_new(cfg.target, &cfg.ch)))
             return 3;
         const char *method;
         size_t len = encode(&cfg, PH_GET_LIN, key, NULL, buf, &method);
         struct rpc_client_result res;
-        rpc_client_unary(cfg.ch[0], method, buf, len, 1000, &res);
+        rpc_client_unary(cfg.ch, method, buf, len, 1000, &res);
         if (res.code == NK_CODE_OK || res.code == NK_NOT_FOUND)
             rc = 0;
         rpc_client_result_free(&res);
-        rpc_client_free(cfg.ch[0]);
+        rpc_client_free(cfg.ch);
         if (rc)
             usleep(100 * 1000);
     }
@@ -739,20 +736,30 @@ static const struct row *find_row(const struct row *rows, int n, const char *sys
     return NULL;
 }
 
+/* Server CPU per successful request, in seconds; < 0 when unknown. */
+static double server_cpu_per_op(const struct row *r)
+{
+    return r->server_cpu >= 0 && r->ok ? r->server_cpu / (double)r->ok : -1;
+}
+
 static void print_ratio(const struct row *rows, int n, const char *label, const char *nphase,
                         const char *ephase, double goal)
 {
     const struct row *a = find_row(rows, n, "norikv", nphase);
     const struct row *b = find_row(rows, n, "etcd", ephase);
     if (!a || !b || b->ops_s <= 0 || b->p99 <= 0) {
-        printf("%-36s %10s %10s   (not measured)\n", label, "-", "-");
+        printf("%-36s %8s %8s %10s   (not measured)\n", label, "-", "-", "-");
         return;
     }
     double tr = a->ops_s / b->ops_s, pr = a->p99 / b->p99;
+    double ca = server_cpu_per_op(a), cb = server_cpu_per_op(b);
+    char cpu[32] = "-";
+    if (ca > 0 && cb > 0)
+        snprintf(cpu, sizeof cpu, "%.2f", ca / cb);
     bool clean = a->errors == 0 && b->errors == 0;
-    printf("%-36s %9.2fx %10.2f   %s (goal: >= %.0fx, p99 ratio <= 1)%s\n", label, tr, pr,
-           tr >= goal && pr <= 1.0 ? "MET   " : "MISSED", goal,
-           clean ? "" : " [errors: see above]");
+    printf("%-36s %7.2fx %8.2f %10s   >= %.0fx, p99 <= etcd: %s%s\n", label, tr, pr, cpu, goal,
+           tr >= goal && pr <= 1.0 && clean ? "MET" : "MISSED",
+           clean ? "" : " (failed requests: see above)");
 }
 
 static int cmd_table(int argc, char **argv)
@@ -815,7 +822,9 @@ static int cmd_table(int argc, char **argv)
         if (rows[i].errors)
             printf("  %s %s: %" PRIu64 " failed requests, first: %s\n", rows[i].sys,
                    rows[i].phase, rows[i].errors, rows[i].first);
-    printf("\n%-36s %10s %10s\n", "NoriKV/etcd", "ops/s", "p99");
+    printf("\n%-36s %8s %8s %10s   %s\n", "NoriKV/etcd", "ops/s", "p99", "server CPU", "goal");
+    printf("(ratios NoriKV/etcd: ops/s, higher is better; p99 and server CPU per op, lower "
+           "is better)\n");
     print_ratio(rows, n, "put (fsync) / put (fsync)", "put", "put", 3);
     print_ratio(rows, n, "get lease / get serializable", "get-lease", "get-serializable", 5);
     print_ratio(rows, n, "get lease / get linearizable", "get-lease", "get-linearizable", 5);

@@ -9,7 +9,6 @@
 #   --idle-seconds N   idle CPU measurement window (default 10)
 #   --clients N        concurrent clients, one thread each (default 64)
 #   --value-size B     value bytes (default 256; keys are 16 bytes)
-#   --channels N       gRPC channels the clients share (default 1)
 #   --only norikv|etcd run one system only
 #   --keep             keep the temporary directory (data, logs, metrics)
 #
@@ -19,17 +18,16 @@
 # their data in a temporary directory, and are stopped by PID on exit.
 set -euo pipefail
 
-usage() { sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+usage() { sed -n '2,/^set /p' "$0" | grep '^#' | sed 's/^# \{0,1\}//'; exit 2; }
 [ $# -ge 1 ] || usage
 BUILD=$1; shift
-SECONDS_PER_PHASE=10 IDLE_SECONDS=10 CLIENTS=64 VALUE_SIZE=256 CHANNELS=1 ONLY= KEEP=0
+SECONDS_PER_PHASE=10 IDLE_SECONDS=10 CLIENTS=64 VALUE_SIZE=256 ONLY= KEEP=0
 while [ $# -gt 0 ]; do
   case $1 in
     --seconds) SECONDS_PER_PHASE=$2; shift 2 ;;
     --idle-seconds) IDLE_SECONDS=$2; shift 2 ;;
     --clients) CLIENTS=$2; shift 2 ;;
     --value-size) VALUE_SIZE=$2; shift 2 ;;
-    --channels) CHANNELS=$2; shift 2 ;;
     --only) ONLY=$2; shift 2 ;;
     --keep) KEEP=1; shift ;;
     -h|--help) usage ;;
@@ -88,7 +86,7 @@ phase() {
   local sys=$1 pid=$2 target=$3 ph=$4 t0 t1
   t0=$(cpu_ticks "$pid")
   "$LOADGEN" run --system "$sys" --target "$target" --clients "$CLIENTS" \
-    --seconds "$SECONDS_PER_PHASE" --value-size "$VALUE_SIZE" --channels "$CHANNELS" \
+    --seconds "$SECONDS_PER_PHASE" --value-size "$VALUE_SIZE" \
     --phases "$ph" --keys-file "$TMP/$sys.keys" >> "$RESULTS" || true
   t1=$(cpu_ticks "$pid")
   echo "SERVERCPU $sys $ph $(awk -v d=$((t1 - t0)) -v h="$CLK_TCK" 'BEGIN{printf "%.3f", d / h}')" >> "$RESULTS"
@@ -113,7 +111,7 @@ metric_sum_count() {
 echo "== server benchmark: $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores," \
   "load average $(cut -d' ' -f1-3 /proc/loadavg), commit $(git -C "$(dirname "$0")" rev-parse --short HEAD 2>/dev/null || echo '?')"
 echo "== $CLIENTS clients, 16-byte keys, $VALUE_SIZE-byte values, $SECONDS_PER_PHASE s per phase," \
-  "$CHANNELS gRPC channel(s); temp dir $TMP"
+  "one gRPC connection; temp dir $TMP"
 
 # ---------------------------------------------------------------- NoriKV
 if [ -z "$ONLY" ] || [ "$ONLY" = norikv ]; then
