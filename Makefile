@@ -11,7 +11,7 @@ CTEST_ARGS ?=
 CMAKE_GEN  := -G Ninja
 
 .PHONY: all deps build run test test-c test-asan test-sdk test-go test-python \
-        bench bench-engine bench-server bench-raft fuzz hash-vectors format clean
+        bench bench-engine bench-server bench-raft bench-wal fuzz hash-vectors format clean
 
 all: build
 
@@ -58,7 +58,7 @@ test-python: build
 	  NORIKV_SERVER_BIN=$(CURDIR)/$(BUILD)/src/server/norikv-server ./clients/python/run-tests.sh; \
 	else echo "test-python: no Python SDK yet"; fi
 
-bench: bench-engine bench-raft bench-server
+bench: bench-engine bench-raft bench-server bench-wal
 
 bench-engine: build
 	@if [ -x $(BUILD)/bench/bench_engine ]; then $(BUILD)/bench/bench_engine $(ARGS); \
@@ -67,6 +67,11 @@ bench-engine: build
 bench-raft: build
 	@if [ -x $(BUILD)/bench/bench_raft ]; then $(BUILD)/bench/bench_raft $(ARGS); \
 	else echo "bench-raft: not built yet"; fi
+
+bench-wal: build
+	@if [ -x $(BUILD)/bench/wal/bench_wal ]; then \
+	  $(BUILD)/bench/wal/bench_wal --dir $(BUILD)/bench-wal-data $(ARGS); \
+	else echo "bench-wal: not built yet"; fi
 
 # The Raft simulator over random seeds for SECONDS (default 60); every run
 # prints its seed, a failure prints the seed to replay with --seed.
