@@ -1664,3 +1664,35 @@ NK_TEST(protobuf_messages_packed_by_rpc_arrive_intact)
     client_close(ch);
     stop_server(s);
 }
+
+NK_TEST(garbage_on_the_socket_does_not_disturb_other_clients)
+{
+    struct rpc_server *s = start_server(NULL);
+    int port = rpc_server_port(s);
+    struct nk_rng rng;
+    nk_rng_seed(&rng, nk_test_seed());
+    for (int i = 0; i < 20; i++) {
+        int fd = socket(AF_INET, SOCK_STREAM, 0);
+        struct sockaddr_in sa = {.sin_family = AF_INET,
+                                 .sin_port = htons((uint16_t)port),
+                                 .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+        NK_REQUIRE(connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0);
+        uint8_t junk[512];
+        size_t n = 1 + nk_rng_uniform(&rng, sizeof junk);
+        for (size_t j = 0; j < n; j++)
+            junk[j] = (uint8_t)nk_rng_next(&rng);
+        if (i % 2) /* a valid HTTP/2 preface, then junk frames */
+            memcpy(junk, "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", NK_MIN(n, (size_t)24));
+        ssize_t w = write(fd, junk, n);
+        (void)w;
+        close(fd);
+    }
+    grpc_channel *ch = client_open(port);
+    uint8_t buf[64];
+    struct cres r;
+    call_unary(ch, "/norikv.v1.Kv/Get", buf, pack_get("still", buf), true, 5000, &r);
+    NK_CHECK_EQ_U64(r.code, GRPC_STATUS_OK);
+    cres_free(&r);
+    client_close(ch);
+    stop_server(s);
+}
