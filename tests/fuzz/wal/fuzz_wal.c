@@ -29,6 +29,14 @@ static char g_dir[512];
 static bool g_on_tmpfs;
 static unsigned long g_inputs;
 
+static void cleanup(void)
+{
+    if (g_dir[0]) {
+        nk_status s = nk_remove_tree(g_dir);
+        nk_status_free(&s);
+    }
+}
+
 static void setup_dir(void)
 {
     if (g_dir[0])
@@ -39,20 +47,13 @@ static void setup_dir(void)
             continue;
         snprintf(g_dir, sizeof g_dir, "%s/fuzz_wal.XXXXXX", bases[i]);
         if (mkdtemp(g_dir)) {
+            atexit(cleanup); /* also under libFuzzer, which never asks for the seed corpus */
             struct statfs fs;
             g_on_tmpfs = statfs(g_dir, &fs) == 0 && fs.f_type == 0x01021994; /* TMPFS_MAGIC */
             return;
         }
     }
     nk_panic("fuzz_wal: no writable temporary directory");
-}
-
-static void cleanup(void)
-{
-    if (g_dir[0]) {
-        nk_status s = nk_remove_tree(g_dir);
-        nk_status_free(&s);
-    }
 }
 
 /* A valid segment image with `n` records; returned buffer is static per call site. */
@@ -202,7 +203,6 @@ size_t LLVMFuzzerSeedCorpus(const uint8_t ***out, const size_t **lens)
     static uint8_t img[6][4097];
     static const uint8_t *ptrs[6];
     static size_t ls[6];
-    atexit(cleanup);
     for (int i = 0; i < 6; i++) {
         img[i][0] = (uint8_t)(i % 3);
         uint64_t seg = i % 3 == 1 ? 2 : 1;
