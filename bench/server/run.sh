@@ -108,6 +108,13 @@ metric_sum_count() {
   awk -v m="$2" '$1 ~ "^"m"_sum" {s += $2} $1 ~ "^"m"_count" {c += $2} END {printf "%s %s\n", s + 0, c + 0}' "$1"
 }
 
+# A histogram's change between two scrapes: "METRIC <sys> <name> <count> <mean>".
+metric_delta() {
+  local sys=$1 m=$2
+  paste <(metric_sum_count "$TMP/$sys.metrics.0" "$m") <(metric_sum_count "$TMP/$sys.metrics.1" "$m") |
+    awk -v sys="$sys" -v m="$m" '{s = $3 - $1; c = $4 - $2; printf "METRIC %s %s %d %.6g\n", sys, m, c, c ? s / c : 0}' >> "$RESULTS"
+}
+
 echo "== server benchmark: $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores," \
   "load average $(cut -d' ' -f1-3 /proc/loadavg), commit $(git -C "$(dirname "$0")" rev-parse --short HEAD 2>/dev/null || echo '?')"
 echo "== $CLIENTS clients, 16-byte keys, $VALUE_SIZE-byte values, $SECONDS_PER_PHASE s per phase," \
@@ -131,17 +138,16 @@ if [ -z "$ONLY" ] || [ "$ONLY" = norikv ]; then
   echo "   READY grpc=$GRPC http=$HTTP" >&2
   sleep 2 # start-up work (first elections, files) is not idle time
   idle_cpu "$NPID" fresh
-  curl -s --max-time 5 "http://$HTTP/metrics" > "$TMP/metrics.0" || true
+  curl -s --max-time 5 "http://$HTTP/metrics" > "$TMP/norikv.metrics.0" || true
   phase norikv "$NPID" "$GRPC" put
-  curl -s --max-time 5 "http://$HTTP/metrics" > "$TMP/metrics.1" || true
+  curl -s --max-time 5 "http://$HTTP/metrics" > "$TMP/norikv.metrics.1" || true
   phase norikv "$NPID" "$GRPC" get-lease
   phase norikv "$NPID" "$GRPC" get-linearizable
   sleep 2
   idle_cpu "$NPID" after-load
   # the Raft log during the put phase, from the server's histograms
-  for m in norikv_raft_round_entries norikv_raft_fsync_duration_seconds norikv_raft_commit_duration_seconds; do
-    paste <(metric_sum_count "$TMP/metrics.0" $m) <(metric_sum_count "$TMP/metrics.1" $m) |
-      awk -v m=$m '{s = $3 - $1; c = $4 - $2; printf "METRIC %s count %d mean %.6g\n", m, c, c ? s / c : 0}' >> "$RESULTS"
+  for m in norikv_raft_fsync_duration_seconds norikv_raft_round_entries norikv_raft_commit_duration_seconds; do
+    metric_delta norikv $m
   done
   stop_pid "$NPID"
 fi
@@ -159,7 +165,10 @@ if [ -z "$ONLY" ] || [ "$ONLY" = etcd ]; then
   "$LOADGEN" wait --system etcd --target "127.0.0.1:$CPORT" --timeout 60 ||
     { tail -20 "$TMP/etcd.log" >&2; exit 1; }
   echo "   serving on 127.0.0.1:$CPORT" >&2
+  curl -s --max-time 5 "http://127.0.0.1:$CPORT/metrics" > "$TMP/etcd.metrics.0" || true
   phase etcd "$EPID" "127.0.0.1:$CPORT" put
+  curl -s --max-time 5 "http://127.0.0.1:$CPORT/metrics" > "$TMP/etcd.metrics.1" || true
+  metric_delta etcd etcd_disk_wal_fsync_duration_seconds
   phase etcd "$EPID" "127.0.0.1:$CPORT" get-serializable
   phase etcd "$EPID" "127.0.0.1:$CPORT" get-linearizable
   stop_pid "$EPID"
@@ -169,7 +178,14 @@ echo
 "$LOADGEN" table "$RESULTS"
 if grep -q '^METRIC' "$RESULTS"; then
   echo
-  echo "NoriKV Raft log during the put phase (from /metrics):"
-  sed -n 's/^METRIC /  /p' "$RESULTS"
+  echo "During the put phase (from each server's /metrics histograms):"
+  awk '$1 == "RESULT" && $3 == "put" {puts[$2] = $4}
+       $1 == "METRIC" && $3 ~ /fsync_duration/ {
+         printf "  %-6s %8d fdatasyncs for %8d puts: %.2f per put, mean %.3f ms (%s)\n", $2, $4, puts[$2],
+                puts[$2] ? $4 / puts[$2] : 0, $5 * 1000, $3 }
+       $1 == "METRIC" && $3 == "norikv_raft_round_entries" {
+         printf "  norikv %8d Ready rounds, mean %.1f entries per round\n", $4, $5 }
+       $1 == "METRIC" && $3 == "norikv_raft_commit_duration_seconds" {
+         printf "  norikv mean proposal-to-apply time %.3f ms (%s)\n", $5 * 1000, $3 }' "$RESULTS"
 fi
 echo "load average after the run: $(cut -d' ' -f1-3 /proc/loadavg)"
