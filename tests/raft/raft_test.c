@@ -1063,3 +1063,54 @@ NK_TEST(follower_commit_index_is_min_of_leader_commit_and_its_last_new_entry)
     NK_CHECK_EQ_U64(raft_commit_index(r), last + 1);
     tn_free(t);
 }
+
+/* a storage whose snapshot is "being produced" until released */
+static struct raft_storage g_inner;
+static bool g_snap_ready;
+static nk_status slow_snapshot(void *ctx, struct nk_arena *a, struct raft_snapshot *out)
+{
+    if (!g_snap_ready)
+        return nk_status_make(NK_UNAVAILABLE, "snapshot being produced");
+    return g_inner.snapshot(ctx, a, out);
+}
+
+NK_TEST(a_snapshot_that_is_not_ready_yet_is_retried_on_later_heartbeats)
+{
+    struct tnet *t = tn_new(3, 3, 0, NULL);
+    tn_elect(t, 1);
+    tn_isolate(t, 3, true);
+    for (int i = 0; i < 10; i++)
+        NK_REQUIRE_OK(tn_propose(t, 1, (uint8_t)i));
+    tn_settle(t);
+    struct raft_conf_state c;
+    tn_conf(&c, 3, 0);
+    uint64_t at = t->nodes[1].last_applied;
+    NK_REQUIRE_OK(raft_memstorage_create_snapshot(t->nodes[1].ms, at, &c, "s", 1));
+    NK_REQUIRE_OK(raft_memstorage_compact(t->nodes[1].ms, at));
+    /* restart the leader's raft over the slow storage, then let it lead again */
+    g_inner = raft_memstorage_storage(t->nodes[1].ms);
+    g_snap_ready = false;
+    tn_crash(t, 1);
+    t->nodes[1].cfg.storage = g_inner;
+    t->nodes[1].cfg.storage.snapshot = slow_snapshot;
+    t->nodes[1].cfg.applied = t->nodes[1].last_applied;
+    nk_status s = raft_new(&t->nodes[1].cfg, &t->nodes[1].r);
+    NK_REQUIRE_OK(s);
+    tn_isolate(t, 3, false);
+    int ld = tn_wait_leader(t, 0);
+    NK_REQUIRE(ld != 0);
+    if (ld != 1) {
+        NK_REQUIRE_OK(raft_transfer_leader(tn_r(t, ld), 1));
+        tn_settle(t);
+    }
+    NK_REQUIRE(raft_role(tn_r(t, 1)) == RAFT_LEADER);
+    memset(t->sent, 0, sizeof(t->sent));
+    tn_tick_all(t, 5);
+    NK_CHECK_EQ_U64(t->sent[RAFT_MSG_SNAPSHOT], 0);
+    NK_CHECK(t->nodes[3].last_applied < at);
+    g_snap_ready = true;
+    tn_tick_all(t, 5);
+    NK_CHECK_EQ_U64(t->sent[RAFT_MSG_SNAPSHOT], 1);
+    NK_CHECK(t->nodes[3].last_applied >= at);
+    tn_free(t);
+}
