@@ -29,7 +29,8 @@
  * lsm_compact_range hand it work and wait.
  *
  * Bounds: the active memtable holds at most write_buffer_size bytes (plus
- * the one batch that crossed the line); at most max_immutable immutable
+ * the one batch that crossed the line, plus a bloom filter of 1/64 of that
+ * size); at most max_immutable immutable
  * memtables wait for flush; level 0 holds at most l0_stop_trigger tables.
  * When a write finds these full it stalls until the background thread has
  * made room, or, with lsm_write_options.no_stall, fails at once with
@@ -114,6 +115,13 @@ nk_status lsm_batch_delete(struct lsm_batch *b, struct nk_slice key);
 static inline uint32_t lsm_batch_count(const struct lsm_batch *b)
 {
     return b->count;
+}
+/* After a successful lsm_write: the sequence number of the batch's first
+ * record (its last is that + count - 1). Compare with
+ * lsm_persisted_sequence() to learn when an unlogged batch is on disk. */
+static inline uint64_t lsm_batch_sequence(const struct lsm_batch *b)
+{
+    return nk_dec_fixed64(b->rep.data);
 }
 
 /* Visits every record of an encoded batch (untrusted bytes: a malformed batch

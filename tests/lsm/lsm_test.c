@@ -488,6 +488,7 @@ NK_TEST(batch_is_applied_whole_with_consecutive_sequences)
     NK_REQUIRE_OK(lsm_batch_put(&b, S("z"), S("3"), 0));
     NK_REQUIRE_OK(lsm_write(db, NULL, &b));
     NK_CHECK(lsm_last_sequence(db) == before + 4);
+    NK_CHECK(lsm_batch_sequence(&b) == before + 1);
     NK_CHECK(has_value(db, NULL, "x", NULL)); /* later record in the batch wins */
     NK_CHECK(has_value(db, NULL, "y", "2"));
     NK_CHECK(has_value(db, NULL, "z", "3"));
