@@ -1397,7 +1397,39 @@ static bool resolve(unsigned type, struct nk_slice ival, uint64_t now, struct nk
     return true;
 }
 
-static __thread struct nk_buf tls_lookup, tls_key;
+/*
+ * Per-thread scratch buffers of lsm_get (lookup key, found key), so that a
+ * read allocates nothing once warm. A thread-exit destructor frees them.
+ */
+struct get_scratch {
+    struct nk_buf lookup, key;
+};
+static __thread struct get_scratch *tls_scratch;
+static pthread_key_t scratch_key;
+static pthread_once_t scratch_once = PTHREAD_ONCE_INIT;
+
+static void scratch_free(void *p)
+{
+    struct get_scratch *g = p;
+    nk_buf_free(&g->lookup);
+    nk_buf_free(&g->key);
+    free(g);
+}
+
+static void scratch_init(void)
+{
+    NK_ASSERT(pthread_key_create(&scratch_key, scratch_free) == 0);
+}
+
+static struct get_scratch *get_scratch(void)
+{
+    if (NK_LIKELY(tls_scratch != NULL))
+        return tls_scratch;
+    pthread_once(&scratch_once, scratch_init);
+    tls_scratch = nk_calloc(1, sizeof(*tls_scratch));
+    pthread_setspecific(scratch_key, tls_scratch);
+    return tls_scratch;
+}
 
 nk_status lsm_get(struct lsm_db *db, const struct lsm_read_options *ro, struct nk_slice key,
                   struct nk_buf *value, bool *found, uint64_t *expire_at_ms)
@@ -1424,7 +1456,8 @@ nk_status lsm_get(struct lsm_db *db, const struct lsm_read_options *ro, struct n
             goto done;
         }
     }
-    struct nk_buf *lk = &tls_lookup, *kb = &tls_key;
+    struct get_scratch *gs = get_scratch();
+    struct nk_buf *lk = &gs->lookup, *kb = &gs->key;
     nk_buf_clear(lk);
     ik_append(lk, key, snap, LSM_T_SEEK);
     struct nk_slice target = nk_slice_make(lk->data, lk->len);
