@@ -84,6 +84,7 @@ struct lsm_db {
     nk_status bg_error;
     atomic_bool bg_failed;
     bool bg_busy;
+    bool bg_paused;
 
     bool manual_pending;
     bool manual_has_lo, manual_has_hi;
@@ -737,7 +738,10 @@ static void *bg_main(void *arg)
     struct lsm_db *db = arg;
     pthread_mutex_lock(&db->mu);
     while (!atomic_load(&db->shutting_down)) {
-        if (!nk_ok(db->bg_error)) {
+        if (!nk_ok(db->bg_error) || db->bg_paused) {
+            /* no broadcast of done_cv here: stalled writers signal bg_cv, and
+             * waking them without progress would make the two spin */
+            db->bg_busy = false;
             pthread_cond_wait(&db->bg_cv, &db->mu);
             continue;
         }
@@ -1213,6 +1217,8 @@ void lsm_close(struct lsm_db *db)
         return;
     pthread_mutex_lock(&db->write_mu);
     pthread_mutex_lock(&db->mu);
+    db->bg_paused = false;
+    pthread_cond_broadcast(&db->bg_cv);
     /* Writes that skipped the WAL exist only in memory: put them in tables. */
     bool unlogged = db->mem->unlogged;
     for (uint32_t i = 0; i < db->nimm; i++)
@@ -1829,6 +1835,14 @@ nk_status lsm_compact_range(struct lsm_db *db, const struct nk_slice *begin,
     }
     pthread_mutex_unlock(&db->mu);
     return s;
+}
+
+void lsm_pause_background(struct lsm_db *db, bool paused)
+{
+    pthread_mutex_lock(&db->mu);
+    db->bg_paused = paused;
+    pthread_cond_broadcast(&db->bg_cv);
+    pthread_mutex_unlock(&db->mu);
 }
 
 uint64_t lsm_last_sequence(struct lsm_db *db)

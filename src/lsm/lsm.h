@@ -212,6 +212,12 @@ nk_status lsm_flush(struct lsm_db *db);
 nk_status lsm_compact_range(struct lsm_db *db, const struct nk_slice *begin,
                             const struct nk_slice *end);
 
+/* Pauses (true) or resumes (false) flushes and compactions after the work
+ * in progress. While paused, writes fill the memtables and then stall (or
+ * fail with no_stall); lsm_flush and lsm_compact_range wait. lsm_close
+ * resumes. For maintenance windows and tests of the stall path. */
+void lsm_pause_background(struct lsm_db *db, bool paused);
+
 /* Sequence number of the last write applied (visible to new reads). */
 uint64_t lsm_last_sequence(struct lsm_db *db);
 /* Every write with a sequence number <= this is in tables: it survives a

@@ -859,6 +859,62 @@ NK_TEST(concurrent_readers_see_whole_batches_while_writer_flushes_and_compacts)
     lsm_close(c.db);
 }
 
+struct stalled_writer {
+    struct lsm_db *db;
+    atomic_int done;
+    nk_status s;
+};
+
+static void *stalled_writer_main(void *arg)
+{
+    struct stalled_writer *w = arg;
+    w->s = lsm_put(w->db, NULL, S("blocked"), S("x"), 0);
+    atomic_store(&w->done, 1);
+    return NULL;
+}
+
+NK_TEST(full_memtables_stall_writes_or_fail_them_with_resource_exhausted)
+{
+    const char *dir = nk_test_tmpdir();
+    struct lsm_options o;
+    small_options(&o);
+    o.write_buffer_size = 4096;
+    o.max_immutable = 1;
+    struct lsm_db *db;
+    NK_REQUIRE_OK(lsm_open(dir, &o, &db));
+    lsm_pause_background(db, true);
+    struct lsm_write_options nostall = {.no_stall = true};
+    char k[32];
+    nk_status s = NK_OK;
+    int accepted = 0;
+    for (int i = 0; i < 1000 && nk_ok(s); i++) {
+        snprintf(k, sizeof k, "key%04d", i);
+        s = lsm_put(db, &nostall, S(k), S("value-value-value-value-value-value"), 0);
+        if (nk_ok(s))
+            accepted++;
+    }
+    NK_CHECK(s.code == NK_RESOURCE_EXHAUSTED);
+    NK_CHECK(strstr(nk_status_msg(s), "immutable memtables") != NULL);
+    nk_status_free(&s);
+    NK_CHECK(accepted > 10 && accepted < 1000); /* two memtables' worth */
+    /* without no_stall a write waits until the background thread makes room */
+    struct stalled_writer w = {db, 0, NK_OK};
+    pthread_t th;
+    pthread_create(&th, NULL, stalled_writer_main, &w);
+    nk_sleep_us(200000);
+    NK_CHECK(atomic_load(&w.done) == 0);
+    lsm_pause_background(db, false);
+    pthread_join(th, NULL);
+    NK_CHECK(nk_ok(w.s));
+    nk_status_free(&w.s);
+    struct lsm_stats st;
+    lsm_get_stats(db, &st);
+    NK_CHECK(st.write_stalls >= 1);
+    NK_CHECK(has_value(db, NULL, "blocked", "x"));
+    NK_CHECK(has_value(db, NULL, "key0000", "value-value-value-value-value-value"));
+    lsm_close(db);
+}
+
 NK_TEST(second_open_of_the_same_directory_is_refused)
 {
     const char *dir = nk_test_tmpdir();
