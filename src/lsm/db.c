@@ -660,10 +660,10 @@ static nk_status run_compaction_locked(struct lsm_db *db, struct lsm_compaction 
     pthread_mutex_unlock(&db->mu);
 
     uint64_t read = 0;
-    struct lsm_iiter *kids[64 + 2];
+    struct lsm_iiter **kids = nk_malloc((c->nin[0] + 2) * sizeof(*kids));
     uint32_t nk = 0;
     if (c->level == 0) {
-        for (uint32_t i = 0; i < c->nin[0] && i < 64; i++)
+        for (uint32_t i = 0; i < c->nin[0]; i++)
             kids[nk++] = level_iter_new(&c->in[0][i], 1);
     } else {
         kids[nk++] = level_iter_new(c->in[0], c->nin[0]);
@@ -673,8 +673,8 @@ static nk_status run_compaction_locked(struct lsm_db *db, struct lsm_compaction 
     for (int w = 0; w < 2; w++)
         for (uint32_t i = 0; i < c->nin[w]; i++)
             read += c->in[w][i]->size;
-    NK_ASSERT(c->level != 0 || c->nin[0] <= 64);
     struct lsm_iiter *in = merge_iter_new(kids, nk);
+    free(kids);
     nk_status s = merge_to_tables(&mo, in);
     in->ops->free(in);
     if (nk_ok(s) && e.nadds)
