@@ -206,6 +206,7 @@ static void run_seed(uint64_t seed, int nops)
     snprintf(path, sizeof path, "%.1000s/db-%llu", dir, (unsigned long long)seed);
     struct lsm_options o;
     model_options(&o);
+    o.use_mmap_reads = (seed & 1) == 0; /* both read paths: mapping, pread + block cache */
     clock_now = 1700000000000ull;
     struct lsm_db *db;
     NK_REQUIRE_OK(lsm_open(path, &o, &db));
