@@ -704,7 +704,7 @@ static nk_status run_compaction_locked(struct lsm_db *db, struct lsm_compaction 
     return s;
 }
 
-/* mu held: compacts [lo, hi] of every level down to the deepest one with data. */
+/* mu held: compacts [lo, hi] of every level down past the deepest one with data. */
 static nk_status run_manual_locked(struct lsm_db *db)
 {
     struct nk_slice lo = nk_slice_make(db->manual_lo.data, db->manual_lo.len);
@@ -715,9 +715,12 @@ static nk_status run_manual_locked(struct lsm_db *db)
     for (int l = 0; l < LSM_NUM_LEVELS; l++)
         if (version_overlaps(db->current, l, plo, phi))
             deepest = l;
-    if (deepest == 0)
-        deepest = 1;
-    for (int l = 0; l < deepest; l++) {
+    /* Down to one level below the deepest with data (as LevelDB does), so
+     * the bottom level's own tombstones and expired records go too; data
+     * already in the last level stays there. */
+    if (deepest > LSM_NUM_LEVELS - 2)
+        deepest = LSM_NUM_LEVELS - 2;
+    for (int l = 0; l <= deepest; l++) {
         struct lsm_compaction c;
         if (!pick_range(db->current, l, plo, phi, &c))
             continue;

@@ -206,9 +206,10 @@ nk_status lsm_iter_status(const struct lsm_iter *it);
 /* Makes the active memtable immutable and waits until every immutable
  * memtable is on disk as a table. */
 nk_status lsm_flush(struct lsm_db *db);
-/* Flushes, then compacts every level's tables overlapping [begin, end]
- * (NULL: unbounded) down to the bottom-most level holding data, dropping
- * deleted, expired and overwritten records no snapshot needs. Waits. */
+/* Flushes, then compacts the tables overlapping [begin, end] (NULL:
+ * unbounded) of every level into the next, down to one level below the
+ * deepest holding such data, dropping deleted, expired and overwritten
+ * records that no snapshot needs. Waits. */
 nk_status lsm_compact_range(struct lsm_db *db, const struct nk_slice *begin,
                             const struct nk_slice *end);
 

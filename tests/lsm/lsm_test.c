@@ -597,6 +597,62 @@ NK_TEST(expired_value_shadows_older_versions_across_levels_until_all_dropped)
     lsm_close(db);
 }
 
+NK_TEST(compaction_to_the_bottom_drops_expired_deleted_and_overwritten_records)
+{
+    const char *dir = nk_test_tmpdir();
+    struct lsm_options o;
+    small_options(&o);
+    struct lsm_db *db;
+    test_clock_ms = 9000000;
+    NK_REQUIRE_OK(lsm_open(dir, &o, &db));
+    char k[32], v[128];
+    memset(v, 'v', sizeof v - 1);
+    v[sizeof v - 1] = 0;
+    for (int round = 0; round < 3; round++) { /* overwritten versions */
+        for (int i = 0; i < 300; i++) {
+            snprintf(k, sizeof k, "k%04d", i);
+            NK_REQUIRE_OK(lsm_put(db, NULL, S(k), S(v), i % 2 ? test_clock_ms + 100 : 0));
+        }
+        NK_REQUIRE_OK(lsm_flush(db));
+    }
+    /* a snapshot from before the deletes keeps what it can see */
+    const struct lsm_snapshot *snap = lsm_snapshot_new(db);
+    for (int i = 0; i < 300; i += 2) { /* the others are deleted */
+        snprintf(k, sizeof k, "k%04d", i);
+        NK_REQUIRE_OK(lsm_delete(db, NULL, S(k)));
+    }
+    NK_REQUIRE_OK(lsm_flush(db));
+    struct lsm_stats st;
+    lsm_get_stats(db, &st);
+    uint64_t before = 0;
+    for (int l = 0; l < LSM_NUM_LEVELS; l++)
+        before += st.level[l].bytes;
+    NK_CHECK(before > 300 * 100);
+    test_clock_ms += 1000; /* every expiring value is now expired */
+    NK_REQUIRE_OK(lsm_compact_range(db, NULL, NULL));
+    NK_CHECK(has_value(db, snap, "k0000", v)); /* deleted after the snapshot */
+    NK_CHECK(has_value(db, NULL, "k0000", NULL));
+    NK_CHECK(has_value(db, snap, "k0001", NULL)); /* expired: gone at every snapshot */
+    lsm_get_stats(db, &st);
+    uint64_t with_snapshot = 0;
+    for (int l = 0; l < LSM_NUM_LEVELS; l++)
+        with_snapshot += st.level[l].bytes;
+    NK_CHECK(with_snapshot > 150 * 100); /* the snapshot pins the deleted keys' values */
+    lsm_snapshot_release(db, snap);
+    NK_REQUIRE_OK(lsm_compact_range(db, NULL, NULL));
+    lsm_get_stats(db, &st);
+    uint32_t files = 0;
+    for (int l = 0; l < LSM_NUM_LEVELS; l++)
+        files += st.level[l].files;
+    NK_CHECK(files == 0); /* nothing live is left: every table is gone */
+    struct lsm_iter *it;
+    NK_REQUIRE_OK(lsm_iter_new(db, NULL, &it));
+    lsm_iter_seek_first(it);
+    NK_CHECK(!lsm_iter_valid(it));
+    lsm_iter_free(it);
+    lsm_close(db);
+}
+
 NK_TEST(iterator_honours_bounds_prefix_seek_and_hides_deleted_keys)
 {
     const char *dir = nk_test_tmpdir();
