@@ -1040,6 +1040,8 @@ static nk_status db_open(struct lsm_db *db)
     const struct lsm_options *o = &db->opt;
     if (o->create_if_missing)
         NK_TRY(nk_mkdirs(db->dir, 0755));
+    else if (access(db->dir, F_OK) != 0)
+        return nk_status_make(NK_NOT_FOUND, "database %s does not exist", db->dir);
     char *lock_path = path_join(db->dir, "LOCK");
     db->lock_fd = open(lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
     if (db->lock_fd < 0) {

@@ -982,6 +982,13 @@ NK_TEST(second_open_of_the_same_directory_is_refused)
     NK_CHECK(s.code == NK_FAILED_PRECONDITION);
     nk_status_free(&s);
     lsm_close(db);
+    /* and a missing database without create_if_missing is NOT_FOUND */
+    char missing[1200];
+    snprintf(missing, sizeof missing, "%.1000s/nope", dir);
+    o.create_if_missing = false;
+    s = lsm_open(missing, &o, &db2);
+    NK_CHECK(s.code == NK_NOT_FOUND);
+    nk_status_free(&s);
 }
 
 /* --------------------------------------------------------- corruption */
