@@ -770,6 +770,8 @@ void raft_tick(struct raft *r)
         r->heartbeat_elapsed = 0;
         bcast_heartbeat(r);
     }
+    /* a joint configuration whose commit came during a transfer is left now */
+    maybe_leave_joint(r);
 }
 
 /* ------------------------------------------------------------------- step */

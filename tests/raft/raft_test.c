@@ -1114,3 +1114,24 @@ NK_TEST(a_snapshot_that_is_not_ready_yet_is_retried_on_later_heartbeats)
     NK_CHECK(t->nodes[3].last_applied >= at);
     tn_free(t);
 }
+
+NK_TEST(joint_configuration_committed_during_a_transfer_is_left_once_the_transfer_ends)
+{
+    struct tnet *t = tn_new(5, 3, 0, NULL);
+    tn_elect(t, 1);
+    tn_tick_all(t, 2);
+    const uint64_t v5[] = {1, 2, 3, 4, 5};
+    propose_conf(t, 1, 5, v5, 0, NULL);
+    t->cut[1][3] = true; /* the transfer to 3 cannot complete */
+    NK_REQUIRE_OK(raft_transfer_leader(tn_r(t, 1), 3));
+    tn_settle(t);
+    struct raft *r = tn_r(t, 1);
+    NK_REQUIRE(raft_role(r) == RAFT_LEADER);
+    NK_CHECK(raft_conf_is_joint(raft_conf(r)));
+    NK_CHECK_EQ_U64(raft_commit_index(r), raft_last_index(r)); /* joint is committed */
+    tn_tick_all(t, 15); /* the transfer is abandoned, then the joint config left */
+    NK_CHECK(raft_role(r) == RAFT_LEADER);
+    NK_CHECK(!raft_conf_is_joint(raft_conf(r)));
+    NK_CHECK_EQ_U64(raft_conf(r)->n_voters, 5);
+    tn_free(t);
+}
