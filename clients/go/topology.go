@@ -103,6 +103,7 @@ func (c *Client) watchOnce(addr string) (got bool, err error) {
 	// Epoch 0: the node answers at once with its current view. Epochs are
 	// counted by each node (and restart with it), so the client's own
 	// epoch says nothing to a node it has not been watching.
+	asked := c.viewSeqNow()
 	stream, err := nc.meta.WatchCluster(ctx, &pb.ClusterView{})
 	if err != nil {
 		return false, err
@@ -113,7 +114,7 @@ func (c *Client) watchOnce(addr string) (got bool, err error) {
 			return got, err
 		}
 		c.watching.Store(true)
-		if err := c.applyView(v, addr, !got); err != nil {
+		if err := c.applyView(v, addr, !got, asked); err != nil {
 			return true, err
 		}
 		got = true
@@ -133,6 +134,7 @@ func (c *Client) fetchView(_ context.Context) error {
 			return err
 		}
 		ctx, cancel := context.WithTimeout(c.ctx, discoveryPerNode)
+		asked := c.viewSeqNow()
 		// Epoch 0: the server answers at once with its current view.
 		stream, err := nc.meta.WatchCluster(ctx, &pb.ClusterView{})
 		var v *pb.ClusterView
@@ -141,7 +143,7 @@ func (c *Client) fetchView(_ context.Context) error {
 		}
 		cancel()
 		if err == nil {
-			return c.applyView(v, addr, true)
+			return c.applyView(v, addr, true, asked)
 		}
 		last = fmt.Errorf("WatchCluster on %s: %w", addr, err)
 		if c.ctx.Err() != nil {
@@ -154,32 +156,46 @@ func (c *Client) fetchView(_ context.Context) error {
 	return last
 }
 
+// viewSeqNow is the number of views applied so far.
+func (c *Client) viewSeqNow() uint64 {
+	c.viewMu.Lock()
+	defer c.viewMu.Unlock()
+	return c.viewSeq
+}
+
 // applyView installs a view from node src and queues the topology event.
 //
 // Epochs are comparable only between views of one node: each node counts
-// its own, and a restarted node counts again from the start. So a view from
-// the node the current view came from is taken when its epoch is higher;
-// the first view of a new stream or fetch, or a view from another node, is
-// taken when its content differs (an equal one only lends its epoch).
+// its own, and a restarted node counts again from the start. So a view is
+// taken when it is newer than the last one seen from the same node, or when
+// it is the first answer of a new stream or fetch (fresh) and no other view
+// was applied since it was asked for (asked: viewSeq then), which covers a
+// restarted node and a node the client had not heard from, without letting
+// a slow answer undo a newer view. A fresh answer is taken only when its
+// content differs from the current view; an equal one only lends its epoch,
+// and sends no event.
 //
 // A view whose shard count differs from the configured TotalShards is
 // refused: routing by it would misplace keys.
-func (c *Client) applyView(p *pb.ClusterView, src string, fresh bool) error {
+func (c *Client) applyView(p *pb.ClusterView, src string, fresh bool, asked uint64) error {
 	c.viewMu.Lock()
 	cur := c.view
 	v := viewFromPB(p)
 	if cur != nil {
-		sameFeed := src == c.viewSrc && !fresh
-		if sameFeed && v.Epoch <= cur.Epoch {
+		last, known := c.srcEpoch[src]
+		newer := known && v.Epoch > last
+		if !newer && !(fresh && c.viewSeq == asked) {
 			c.viewMu.Unlock()
 			return nil
 		}
-		if !sameFeed && viewsEqual(cur, v) {
-			if v.Epoch != cur.Epoch || src != c.viewSrc {
+		c.noteSrcEpoch(src, v.Epoch)
+		// A node's own newer epoch is a change by definition; a fresh
+		// answer is one only when its content differs.
+		if !newer && viewsEqual(cur, v) {
+			if v.Epoch != cur.Epoch {
 				adopted := cur.clone()
 				adopted.Epoch = v.Epoch
 				c.view = adopted
-				c.viewSrc = src
 				c.epoch.Store(v.Epoch)
 			}
 			c.viewMu.Unlock()
@@ -196,7 +212,8 @@ func (c *Client) applyView(p *pb.ClusterView, src string, fresh bool) error {
 	ix := buildIndex(v, c.cfg.TotalShards)
 	c.router.applyIndex(ix)
 	c.view = v
-	c.viewSrc = src
+	c.viewSeq++
+	c.noteSrcEpoch(src, v.Epoch)
 	c.epoch.Store(v.Epoch)
 	c.events.push(cur, v)
 
@@ -220,6 +237,16 @@ func (c *Client) applyView(p *pb.ClusterView, src string, fresh bool) error {
 	c.pool.prune(keep)
 	c.markReady(nil)
 	return nil
+}
+
+// noteSrcEpoch records the last epoch seen from src (caller holds viewMu).
+// Bounded: the map is cleared when it holds more addresses than any
+// cluster has nodes.
+func (c *Client) noteSrcEpoch(src string, epoch uint64) {
+	if c.srcEpoch == nil || len(c.srcEpoch) >= 256 {
+		c.srcEpoch = make(map[string]uint64)
+	}
+	c.srcEpoch[src] = epoch
 }
 
 // viewsEqual reports whether two views describe the same cluster, epochs
