@@ -32,6 +32,7 @@ type Client struct {
 
 	viewMu   sync.Mutex // serializes view application
 	view     *ClusterView
+	viewSrc  string            // address of the node the current view came from
 	viewSeq  uint64            // views applied so far
 	srcEpoch map[string]uint64 // last epoch seen from each node address
 	epoch    atomic.Uint64

@@ -189,15 +189,17 @@ func (c *Client) applyView(p *pb.ClusterView, src string, fresh bool, asked uint
 			return nil
 		}
 		c.noteSrcEpoch(src, v.Epoch)
-		// A node's own newer epoch is a change by definition; a fresh
-		// answer is one only when its content differs.
-		if !newer && viewsEqual(cur, v) {
+		// A newer epoch from the node the current view came from is a
+		// change by definition; otherwise a view is one only when its
+		// content differs.
+		if !(newer && src == c.viewSrc) && viewsEqual(cur, v) {
 			if v.Epoch != cur.Epoch {
 				adopted := cur.clone()
 				adopted.Epoch = v.Epoch
 				c.view = adopted
 				c.epoch.Store(v.Epoch)
 			}
+			c.viewSrc = src
 			c.viewMu.Unlock()
 			return nil
 		}
@@ -212,6 +214,7 @@ func (c *Client) applyView(p *pb.ClusterView, src string, fresh bool, asked uint
 	ix := buildIndex(v, c.cfg.TotalShards)
 	c.router.applyIndex(ix)
 	c.view = v
+	c.viewSrc = src
 	c.viewSeq++
 	c.noteSrcEpoch(src, v.Epoch)
 	c.epoch.Store(v.Epoch)

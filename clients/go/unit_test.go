@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/norikv/norikv-go/hash"
+	pb "github.com/norikv/norikv-go/proto"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
@@ -340,5 +341,77 @@ func BenchmarkRoute(b *testing.B) {
 	for b.Loop() {
 		shard, _ := r.route(key)
 		_, _ = r.target(context.Background(), shard, "")
+	}
+}
+
+func offlineClient(t *testing.T, shards int) *Client {
+	cfg, err := (&ClientConfig{Nodes: []string{"seed:1"}, TotalShards: shards}).normalized()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := newPool(nil)
+	t.Cleanup(p.close)
+	return &Client{cfg: cfg, pool: p, router: newRouter(shards, p, cfg.Nodes), events: newEventQueue(),
+		listeners: map[uint64]func(*TopologyChangeEvent){}, ready: make(chan struct{})}
+}
+
+func pbView(epoch uint64, shards int, leader string, nodes ...string) *pb.ClusterView {
+	v := &pb.ClusterView{Epoch: epoch}
+	for _, n := range nodes {
+		v.Nodes = append(v.Nodes, &pb.ClusterNode{Id: n, Addr: n + ":1", Role: "alive"})
+	}
+	for s := 0; s < shards; s++ {
+		v.Shards = append(v.Shards, &pb.ShardInfo{Id: uint32(s), Replicas: []*pb.ShardReplica{{NodeId: leader, Leader: true}}})
+	}
+	return v
+}
+
+func TestViewOrderingWithPerNodeEpochs(t *testing.T) {
+	c := offlineClient(t, 4)
+	apply := func(v *pb.ClusterView, src string, fresh bool, asked uint64) {
+		t.Helper()
+		if err := c.applyView(v, src, fresh, asked); err != nil {
+			t.Fatal(err)
+		}
+	}
+	leader := func() string { return c.GetClusterView().Shards[0].Replicas[0].NodeID }
+
+	apply(pbView(5, 4, "x", "x", "y"), "x:1", true, 0)
+	asked := c.viewSeqNow()
+	// y answers a fetch with another view (its own, lower, epoch count).
+	apply(pbView(2, 4, "y", "x", "y"), "y:1", true, asked)
+	if leader() != "y" || c.epoch.Load() != 2 {
+		t.Fatalf("a fresh view from another node with other content was not taken: leader %s epoch %d", leader(), c.epoch.Load())
+	}
+	// A fetch from x asked before that, answered late with x's old view:
+	// ignored.
+	apply(pbView(5, 4, "x", "x", "y"), "x:1", true, asked)
+	if leader() != "y" {
+		t.Fatal("a late answer undid a newer view")
+	}
+	// y's stream goes on: newer epochs from y are taken.
+	apply(pbView(3, 4, "x", "x", "y"), "y:1", false, 0)
+	if leader() != "x" || c.epoch.Load() != 3 {
+		t.Fatalf("y's next view was not taken: leader %s epoch %d", leader(), c.epoch.Load())
+	}
+	// ... and an older one from y is not.
+	apply(pbView(2, 4, "y", "x", "y"), "y:1", false, 0)
+	if leader() != "x" {
+		t.Fatal("an older view from the same node was taken")
+	}
+	// y restarts and counts from 1: its first answer is taken.
+	apply(pbView(1, 4, "y", "x", "y"), "y:1", true, c.viewSeqNow())
+	if leader() != "y" || c.epoch.Load() != 1 {
+		t.Fatalf("the restarted node's view was not taken: leader %s epoch %d", leader(), c.epoch.Load())
+	}
+	// An equal view from another node only lends its epoch.
+	seq := c.viewSeqNow()
+	apply(pbView(9, 4, "y", "x", "y"), "x:1", true, seq)
+	if c.viewSeqNow() != seq || c.epoch.Load() != 9 {
+		t.Fatalf("equal view: seq %d->%d epoch %d; want no change applied and epoch 9", seq, c.viewSeqNow(), c.epoch.Load())
+	}
+	// A wrong shard count is refused.
+	if err := c.applyView(pbView(10, 8, "y", "x", "y"), "x:1", false, 0); !errors.Is(err, ErrShardCountMismatch) {
+		t.Fatalf("8-shard view on a 4-shard client: %v", err)
 	}
 }
