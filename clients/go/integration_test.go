@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -75,8 +76,16 @@ func newTestClient(t *testing.T, addrs ...string) *norikv.Client {
 	return c
 }
 
+var (
+	runIDs sync.Map // *testing.T -> int64
+	nextID atomic.Int64
+)
+
+// key is a key of this test run only: unique also under -count=N, where the
+// shared server outlives each run.
 func key(t *testing.T, suffix string) []byte {
-	return []byte(t.Name() + "/" + suffix)
+	id, _ := runIDs.LoadOrStore(t, nextID.Add(1))
+	return []byte(fmt.Sprintf("%s#%d/%s", t.Name(), id, suffix))
 }
 
 func TestServerPutGetDeleteWithVersions(t *testing.T) {
