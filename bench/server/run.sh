@@ -181,8 +181,8 @@ if grep -q '^METRIC' "$RESULTS"; then
   echo "During the put phase (from each server's /metrics histograms):"
   awk '$1 == "RESULT" && $3 == "put" {puts[$2] = $4}
        $1 == "METRIC" && $3 ~ /fsync_duration/ {
-         printf "  %-6s %8d fdatasyncs for %8d puts: %.2f per put, mean %.3f ms (%s)\n", $2, $4, puts[$2],
-                puts[$2] ? $4 / puts[$2] : 0, $5 * 1000, $3 }
+         printf "  %-6s %8d fdatasyncs for %8d puts (%.2f puts per fdatasync), mean %.3f ms (%s)\n", $2, $4,
+                puts[$2], $4 ? puts[$2] / $4 : 0, $5 * 1000, $3 }
        $1 == "METRIC" && $3 == "norikv_raft_round_entries" {
          printf "  norikv %8d Ready rounds, mean %.1f entries per round\n", $4, $5 }
        $1 == "METRIC" && $3 == "norikv_raft_commit_duration_seconds" {
