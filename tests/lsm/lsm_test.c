@@ -1017,6 +1017,65 @@ static char *find_file(const char *dir, const char *suffix)
     return best;
 }
 
+static int count_files(const char *dir, const char *suffix)
+{
+    DIR *d = opendir(dir);
+    int n = 0;
+    struct dirent *e;
+    while (d && (e = readdir(d))) {
+        size_t l = strlen(e->d_name), sl = strlen(suffix);
+        n += l > sl && strcmp(e->d_name + l - sl, suffix) == 0;
+    }
+    if (d)
+        closedir(d);
+    return n;
+}
+
+NK_TEST(replaced_tables_stay_readable_by_open_iterators_and_are_removed_after)
+{
+    const char *dir = nk_test_tmpdir();
+    struct lsm_options o;
+    small_options(&o);
+    struct lsm_db *db;
+    NK_REQUIRE_OK(lsm_open(dir, &o, &db));
+    char k[32];
+    for (int i = 0; i < 500; i++) {
+        snprintf(k, sizeof k, "key%05d", i);
+        NK_REQUIRE_OK(lsm_put(db, NULL, S(k), S("first-version-of-the-value"), 0));
+    }
+    NK_REQUIRE_OK(lsm_flush(db));
+    struct lsm_iter *it;
+    NK_REQUIRE_OK(lsm_iter_new(db, NULL, &it));
+    lsm_iter_seek_first(it);
+    for (int i = 0; i < 500; i++) {
+        snprintf(k, sizeof k, "key%05d", i);
+        NK_REQUIRE_OK(lsm_put(db, NULL, S(k), S("second"), 0));
+    }
+    NK_REQUIRE_OK(lsm_compact_range(db, NULL, NULL)); /* replaces every table */
+    struct lsm_stats st;
+    lsm_get_stats(db, &st);
+    uint32_t live = 0;
+    for (int l = 0; l < LSM_NUM_LEVELS; l++)
+        live += st.level[l].files;
+    NK_CHECK(count_files(dir, ".sst") > (int)live); /* the iterator holds old ones */
+    int n = 0;
+    bool old_values = true;
+    for (; lsm_iter_valid(it); lsm_iter_next(it), n++)
+        old_values &= nk_slice_eq(lsm_iter_value(it), S("first-version-of-the-value"));
+    NK_CHECK(n == 500 && old_values);
+    nk_status s = lsm_iter_status(it);
+    NK_CHECK(nk_ok(s));
+    nk_status_free(&s);
+    lsm_iter_free(it);
+    NK_CHECK(count_files(dir, ".sst") == (int)live); /* released: removed */
+    NK_CHECK(has_value(db, NULL, "key00042", "second"));
+    lsm_close(db);
+    NK_REQUIRE_OK(lsm_open(dir, &o, &db));
+    NK_CHECK(count_files(dir, ".sst") == (int)live);
+    NK_CHECK(has_value(db, NULL, "key00499", "second"));
+    lsm_close(db);
+}
+
 NK_TEST(manifest_naming_a_missing_table_fails_open_naming_it)
 {
     const char *dir = nk_test_tmpdir();
