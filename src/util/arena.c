@@ -63,7 +63,16 @@ void *nk_arena_alloc_aligned(struct nk_arena *a, size_t n)
         a->left -= pad;
         return nk_arena_alloc(a, n);
     }
-    void *p = nk_arena_alloc(a, n); /* fresh blocks are 16-byte aligned */
-    NK_DASSERT(((uintptr_t)p & 7) == 0);
+    /* Not enough room with the padding: start a fresh block (16-byte aligned)
+     * even when n alone would fit in this one's tail. */
+    void *p;
+    if (n > ARENA_BLOCK / 4) {
+        p = new_block(a, n);
+    } else {
+        a->ptr = new_block(a, ARENA_BLOCK);
+        a->left = ARENA_BLOCK;
+        p = nk_arena_alloc(a, n);
+    }
+    NK_ASSERT(((uintptr_t)p & 7) == 0);
     return p;
 }

@@ -125,6 +125,29 @@ NK_TEST(arena_hands_out_aligned_disjoint_memory)
     nk_arena_free(&a);
 }
 
+NK_TEST(aligned_arena_allocations_stay_aligned_at_the_end_of_a_block)
+{
+    /* fill a block up to a few unaligned bytes from its end, then ask for an
+     * aligned piece that fits without the padding but not with it */
+    struct nk_arena a;
+    nk_arena_init(&a);
+    for (size_t tail = 1; tail < 16; tail++) {
+        nk_arena_free(&a);
+        nk_arena_init(&a);
+        (void)nk_arena_alloc(&a, 1); /* the block's cursor is now unaligned */
+        while (a.left > tail + 3 + 1000)
+            (void)nk_arena_alloc(&a, 1000);
+        (void)nk_arena_alloc(&a, a.left - (tail + 3)); /* leaves tail + 3 bytes */
+        NK_CHECK(a.left == tail + 3);
+        if (((uintptr_t)a.ptr & 7) == 0)
+            continue; /* this tail happens to be aligned: nothing to prove */
+        uint8_t *p = nk_arena_alloc_aligned(&a, tail);
+        NK_CHECK(((uintptr_t)p & 7) == 0);
+        memset(p, 0xab, tail);
+    }
+    nk_arena_free(&a);
+}
+
 NK_TEST(atomic_file_write_replaces_whole_content)
 {
     char path[1200];
