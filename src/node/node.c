@@ -97,6 +97,7 @@ struct group {
      * has persisted ck_seq the log up to ck_index can go. */
     uint64_t last_seq, ck_seq, ck_index;
     uint64_t log_first; /* first index of the raft log (after compaction) */
+    uint64_t synced_term, synced_vote; /* the hard state's durable term and vote */
 };
 
 struct watcher {
@@ -230,6 +231,14 @@ static nk_status st_initial_state(void *ctx, struct raft_hard_state *hs,
     hs->term = h.term;
     hs->vote = h.vote;
     hs->commit = h.commit;
+    /* Commit-only hard states are written without a sync, so after a crash
+     * the stored commit index may trail what the LSM has applied. Whatever
+     * was applied was committed (and its entries were synced before it was
+     * applied): raise the commit index to it. */
+    if (g->applied > hs->commit && g->applied <= raftlog_last_index(g->node->log, g->id))
+        hs->commit = g->applied;
+    g->synced_term = h.term;
+    g->synced_vote = h.vote;
     uint64_t ci, ct;
     struct nk_buf b;
     nk_buf_init(&b);
@@ -740,7 +749,11 @@ static void run_round(struct node *n, struct req *batch, size_t nbatch, bool tic
         }
     }
 
-    /* gather Ready from every dirty group */
+    /* gather Ready from every dirty group. The write is synced when it holds
+     * entries or a new term or vote; a hard state that only moved its commit
+     * index is written without a sync (Raft recovers the commit index), so a
+     * one-voter group's entry is fsynced once, not twice, before it applies. */
+    bool must_sync = false;
     size_t nd = n->ndirty;
     struct raft_ready *rds = nk_malloc((nd ? nd : 1) * sizeof(*rds));
     bool *has = nk_calloc(nd ? nd : 1, sizeof(bool));
@@ -771,7 +784,14 @@ static void run_round(struct node *n, struct req *batch, size_t nbatch, bool tic
             struct raftlog_hardstate hs = {rd->hard_state.term, rd->hard_state.vote,
                                            rd->hard_state.commit};
             raftlog_batch_hardstate(n->batch, g->id, &hs);
+            if (hs.term != g->synced_term || hs.vote != g->synced_vote) {
+                must_sync = true;
+                g->synced_term = hs.term;
+                g->synced_vote = hs.vote;
+            }
         }
+        if (rd->n_entries)
+            must_sync = true;
     }
     /* one write, one fdatasync for every group */
     size_t round_entries = 0;
@@ -782,12 +802,14 @@ static void run_round(struct node *n, struct req *batch, size_t nbatch, bool tic
     obs_counter_inc(n->m_rounds);
     if (!raftlog_batch_empty(n->batch)) {
         uint64_t tw = nk_mono_ns();
-        nk_status s = raftlog_write(n->log, n->batch);
-        obs_hist_observe_since(n->m_fsync, tw);
+        nk_status s = raftlog_write_ex(n->log, n->batch, must_sync);
+        if (must_sync)
+            obs_hist_observe_since(n->m_fsync, tw);
         if (!nk_ok(s))
             nk_panic("raft log write failed: %s (acknowledging more writes would be unsafe)",
                      nk_status_msg(s));
-        atomic_fetch_add_explicit(&n->st_fsyncs, 1, memory_order_relaxed);
+        if (must_sync)
+            atomic_fetch_add_explicit(&n->st_fsyncs, 1, memory_order_relaxed);
         raftlog_batch_clear(n->batch);
     }
     /* messages: only this node exists until the transport lands */

@@ -544,6 +544,11 @@ void raftlog_close(struct raftlog *l)
 
 nk_status raftlog_write(struct raftlog *l, struct raftlog_batch *b)
 {
+    return raftlog_write_ex(l, b, true);
+}
+
+nk_status raftlog_write_ex(struct raftlog *l, struct raftlog_batch *b, bool sync)
+{
     if (b->empty)
         return NK_OK;
     if (b->buf.len > l->opt.max_batch_bytes)
@@ -553,11 +558,17 @@ nk_status raftlog_write(struct raftlog *l, struct raftlog_batch *b)
     pthread_mutex_lock(&l->mu);
     struct wal_pos pos;
     uint64_t t0 = nk_mono_us();
-    nk_status s = wal_append(l->wal, REC_BATCH, b->buf.data, b->buf.len, &pos);
+    nk_status s;
+    if (sync) {
+        s = wal_append(l->wal, REC_BATCH, b->buf.data, b->buf.len, &pos);
+    } else {
+        struct wal_record rec = {REC_BATCH, nk_slice_make(b->buf.data, b->buf.len)};
+        s = wal_append_many_nowait(l->wal, &rec, 1, &pos, NULL);
+    }
     if (nk_ok(s)) {
         l->stats.last_fsync_us = nk_mono_us() - t0;
         l->stats.writes++;
-        if (l->opt.wal.sync != WAL_SYNC_OS)
+        if (sync && l->opt.wal.sync != WAL_SYNC_OS)
             l->stats.fsyncs++;
         l->stats.bytes_written += b->buf.len;
         s = apply_batch(l, nk_slice_make(b->buf.data, b->buf.len), pos, true, false);

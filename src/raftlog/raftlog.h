@@ -104,6 +104,13 @@ void raftlog_batch_compact(struct raftlog_batch *b, uint32_t group, uint64_t ind
  * partial tail, which the next open truncates or replays whole records of).
  */
 nk_status raftlog_write(struct raftlog *l, struct raftlog_batch *b);
+/*
+ * The same, but with sync false the record is only written (it becomes
+ * durable with the next synced write or raftlog_sync). For batches whose loss
+ * Raft tolerates: a hard state that changed only its commit index (etcd's
+ * rule: sync for new entries, a new term or a new vote).
+ */
+nk_status raftlog_write_ex(struct raftlog *l, struct raftlog_batch *b, bool sync);
 
 /* fdatasync everything written so far (for WAL_SYNC_OS logs synced on a timer). */
 nk_status raftlog_sync(struct raftlog *l);

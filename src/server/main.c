@@ -119,7 +119,9 @@ int main(int argc, char **argv)
     struct api *api = NULL;
     struct rpc_server *rpc = NULL;
     s = api_new(&ao, &api);
-    struct rpc_server_options ro = {.addr = cfg.rpc_addr};
+    /* two completion-queue workers: lease reads run entirely on them, and a
+     * 2-core machine has two cores to run them on */
+    struct rpc_server_options ro = {.addr = cfg.rpc_addr, .workers = 2};
     if (nk_ok(s))
         s = rpc_server_create(&ro, &rpc);
     if (nk_ok(s))
