@@ -847,6 +847,9 @@ static void run_round(struct node *n, struct req *batch, size_t nbatch, bool tic
     /* after advance: leadership changes, parked requests, publication, quiescence */
     for (size_t i = 0; i < nd; i++) {
         struct group *g = &n->groups[n->dirty[i]];
+        /* publish first: whoever sees the led-shards count (READY, /readyz)
+         * must also see this shard's leader in the view */
+        publish(n, g);
         uint64_t lead = raft_lead(g->r);
         if (lead != g->last_lead) {
             view_changed = true;
@@ -863,7 +866,6 @@ static void run_round(struct node *n, struct req *batch, size_t nbatch, bool tic
                 start_request(n, g, &parked.v[k]);
             free(parked.v);
         }
-        publish(n, g);
         if (g->applied > atomic_load_explicit(&n->st_last_applied, memory_order_relaxed))
             atomic_store_explicit(&n->st_last_applied, g->applied, memory_order_relaxed);
     }
