@@ -245,13 +245,17 @@ nk_status kv_apply(struct kv_store *s, uint16_t shard, uint64_t term, uint64_t i
         write_idem = true;
     }
 
-    /* the key's current state, as of the command's own time */
+    /* the key's current state, as of the command's own time; an
+     * unconditional put does not depend on it, so it skips the read */
     uint8_t key[MAX_LSM_KEY];
     size_t kn = make_key(key, shard, NS_DATA, c.key);
     bool found = false;
-    st = lsm_get(s->db, NULL, nk_slice_make(key, kn), &cur, &found, NULL);
-    if (!nk_ok(st))
-        goto out;
+    bool needs_current = c.op != KV_OP_PUT || c.has_if_match || c.if_not_exists;
+    if (needs_current) {
+        st = lsm_get(s->db, NULL, nk_slice_make(key, kn), &cur, &found, NULL);
+        if (!nk_ok(st))
+            goto out;
+    }
     struct value_rec v = {0};
     bool live = false;
     if (found) {
