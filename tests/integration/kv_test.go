@@ -586,6 +586,32 @@ func TestHTTPEndpoints(t *testing.T) {
 	if c, _ := get("/nope"); c != 404 {
 		t.Fatalf("unknown path: %d", c)
 	}
+	// bad input over HTTP: a clear 400 naming the problem, and the server serves on
+	put := func(path string, body io.Reader) (int, string) {
+		req, _ := http.NewRequest("PUT", base+path, body)
+		r, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer r.Body.Close()
+		b, _ := io.ReadAll(r.Body)
+		return r.StatusCode, string(b)
+	}
+	if c, b := put("/kv/big", strings.NewReader(strings.Repeat("x", 1<<20+5000))); c != 400 || !strings.Contains(b, "limit") {
+		t.Fatalf("oversized HTTP body: %d %s", c, b)
+	}
+	if c, b := put("/kv/k?ttl_ms=soon", strings.NewReader("v")); c != 400 || !strings.Contains(b, "ttl_ms") {
+		t.Fatalf("malformed ttl_ms: %d %s", c, b)
+	}
+	if c, b := put("/kv/k?if_match=1-2", strings.NewReader("v")); c != 400 || !strings.Contains(b, "if_match") {
+		t.Fatalf("malformed if_match: %d %s", c, b)
+	}
+	if c, b := put("/kv/"+strings.Repeat("k", 1025), strings.NewReader("v")); c != 400 || !strings.Contains(b, "1024") {
+		t.Fatalf("oversized key over HTTP: %d %.200s", c, b)
+	}
+	if c, _ := put("/kv/after-bad-input", strings.NewReader("fine")); c != 200 {
+		t.Fatalf("the server stopped serving HTTP after bad input: %d", c)
+	}
 }
 
 func TestSIGTERMStopsCleanly(t *testing.T) {
