@@ -71,6 +71,10 @@ func startCluster(t *testing.T, n int) []*clusterNode {
 	})
 	for i, err := range errs {
 		if err != nil {
+			if strings.Contains(err.Error(), "not supported by this build") &&
+				os.Getenv("NORIKV_REQUIRE_CLUSTER") != "1" {
+				t.Skipf("the server refuses multi-node clusters (not on main yet): %v", err)
+			}
 			t.Fatalf("starting cluster node %s: %v", nodes[i].id, err)
 		}
 	}

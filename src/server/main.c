@@ -70,6 +70,15 @@ int main(int argc, char **argv)
     }
     nk_log_set_level(cfg.log_level);
     config_log_warnings(&cfg);
+    /* Running each "member" as a one-node cluster of its own would split the
+     * data silently; refuse until the peer transport and membership exist. */
+    if (cfg.n_seed_nodes > 0) {
+        fprintf(stderr,
+                "norikv-server: multi-node clusters are not supported by this build yet: "
+                "cluster.seed_nodes must be empty (got %u seed node%s, first %s)\n",
+                cfg.n_seed_nodes, cfg.n_seed_nodes == 1 ? "" : "s", cfg.seed_nodes[0]);
+        return 2;
+    }
 
     char data_dir[CONFIG_PATH_MAX + 64];
     if (cfg.ephemeral) {

@@ -427,6 +427,12 @@ func TestConfigErrorsNameTheProblem(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "rpc_adress") {
 		t.Fatalf("unknown key: %v; want an error naming rpc_adress", err)
 	}
+	// seed nodes: clusters are not built yet, so refuse rather than run a
+	// silent one-node cluster that would split the data
+	_, err = tryStart(t, "--ephemeral", "--cluster-seed-nodes=127.0.0.1:9102")
+	if err == nil || !strings.Contains(err.Error(), "cluster.seed_nodes") {
+		t.Fatalf("seed nodes: %v; want an error naming cluster.seed_nodes", err)
+	}
 	// an explicitly configured address that is taken
 	s := ephemeral(t)
 	_, err = tryStart(t, "--ephemeral", "--rpc-addr", s.grpc, "--http-addr", "127.0.0.1:0")

@@ -30,7 +30,7 @@ from norikv import (
     TopologyChangeEvent,
     Version,
 )
-from norikv.testing import EphemeralServer
+from norikv.testing import EphemeralServer, ServerStartError
 
 FORM_WAIT_S = 40.0
 
@@ -66,7 +66,13 @@ def cluster(tmp_path: Path) -> Iterator[List[Node]]:
                 "--data-dir=" + str(tmp_path / nd.id),
                 "--cluster-seed-nodes=" + seeds,
             ]
-            nd.srv = EphemeralServer(binary, args=args, ready_addr=nd.rpc, startup_timeout=60).start()
+            try:
+                nd.srv = EphemeralServer(binary, args=args, ready_addr=nd.rpc, startup_timeout=60).start()
+            except ServerStartError as e:
+                # the server refuses seed nodes until clustering lands on main
+                if "not supported by this build" in str(e) and os.environ.get("NORIKV_REQUIRE_CLUSTER") != "1":
+                    pytest.skip("the server refuses multi-node clusters (not on main yet): %s" % e)
+                raise
         yield nodes
     finally:
         for nd in nodes:
