@@ -427,6 +427,15 @@ func TestConfigErrorsNameTheProblem(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "rpc_adress") {
 		t.Fatalf("unknown key: %v; want an error naming rpc_adress", err)
 	}
+	// total_shards is fixed when the data directory is created
+	ddir := t.TempDir()
+	first := onDisk(t, ddir)
+	first.stop()
+	_, err = tryStart(t, "--data-dir", ddir, "--rpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0",
+		"--cluster-total-shards", "256")
+	if err == nil || !strings.Contains(err.Error(), "total_shards=1024") || !strings.Contains(err.Error(), "256") {
+		t.Fatalf("reopening with another total_shards: %v; want an error naming both values", err)
+	}
 	// seed nodes: clusters are not built yet, so refuse rather than run a
 	// silent one-node cluster that would split the data
 	_, err = tryStart(t, "--ephemeral", "--cluster-seed-nodes=127.0.0.1:9102")
