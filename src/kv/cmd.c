@@ -1,13 +1,17 @@
 /*
  * cmd.c: the command codec. The layout (docs/format/commands.md):
  *
- *   u8 version (1) | u8 op | varint timestamp_ms | lenbytes key |
+ *   u8 version (2) | u8 op | fixed64 timestamp_ms | lenbytes key |
  *   [PUT: lenbytes value | varint ttl_ms] | u8 flags |
  *   [flags&1: varint if_match_term | varint if_match_index] |
  *   lenbytes idem_key
  *
  * flags: bit 0 has_if_match, bit 1 if_not_exists (PUT only); other bits must
  * be zero so that a newer format is never misread as this one.
+ *
+ * Version 1 (logs written before version 2) had a varint timestamp. Version 2
+ * puts it at a fixed place so that the leader can stamp a queued command in
+ * place when it proposes (kv_cmd_stamp), without re-encoding a 1 MiB value.
  */
 #include "kv/kv.h"
 
@@ -48,12 +52,15 @@ nk_status kv_cmd_validate(const struct kv_cmd *c)
     return NK_OK;
 }
 
-void kv_cmd_encode(const struct kv_cmd *c, struct nk_buf *out)
+static void encode_as(const struct kv_cmd *c, uint8_t version, struct nk_buf *out)
 {
     nk_buf_reserve(out, 32 + c->key.len + c->value.len + c->idem_key.len);
-    nk_buf_put_u8(out, KV_CMD_VERSION);
+    nk_buf_put_u8(out, version);
     nk_buf_put_u8(out, (uint8_t)c->op);
-    nk_buf_put_varint64(out, c->timestamp_ms);
+    if (version == 1)
+        nk_buf_put_varint64(out, c->timestamp_ms);
+    else
+        nk_buf_put_fixed64(out, c->timestamp_ms);
     nk_buf_put_lenbytes(out, c->key.data, c->key.len);
     if (c->op == KV_OP_PUT) {
         nk_buf_put_lenbytes(out, c->value.data, c->value.len);
@@ -69,6 +76,27 @@ void kv_cmd_encode(const struct kv_cmd *c, struct nk_buf *out)
     nk_buf_put_lenbytes(out, c->idem_key.data, c->idem_key.len);
 }
 
+void kv_cmd_encode(const struct kv_cmd *c, struct nk_buf *out)
+{
+    encode_as(c, KV_CMD_VERSION, out);
+}
+
+bool kv_cmd_stamp(uint8_t *data, size_t n, uint64_t timestamp_ms)
+{
+    if (n < KV_CMD_STAMP_END || data[0] != KV_CMD_VERSION)
+        return false;
+    nk_enc_fixed64(data + 2, timestamp_ms);
+    return true;
+}
+
+bool kv_cmd_timestamp(const uint8_t *data, size_t n, uint64_t *timestamp_ms)
+{
+    if (n < KV_CMD_STAMP_END || data[0] != KV_CMD_VERSION)
+        return false;
+    *timestamp_ms = nk_dec_fixed64(data + 2);
+    return true;
+}
+
 nk_status kv_cmd_decode(const void *data, size_t n, struct kv_cmd *c)
 {
     memset(c, 0, sizeof(*c));
@@ -77,12 +105,15 @@ nk_status kv_cmd_decode(const void *data, size_t n, struct kv_cmd *c)
     uint8_t ver = 0, op = 0, flags = 0;
     if (!nk_reader_u8(&r, &ver))
         return nk_status_make(NK_DATA_LOSS, "command is empty");
-    if (ver != KV_CMD_VERSION)
+    if (ver != 1 && ver != KV_CMD_VERSION)
         return nk_status_make(NK_DATA_LOSS, "command format version %u is not supported", ver);
     if (!nk_reader_u8(&r, &op) || (op != KV_OP_PUT && op != KV_OP_DELETE))
         return nk_status_make(NK_DATA_LOSS, "command op %u is unknown", op);
     c->op = (enum kv_op)op;
-    nk_reader_varint64(&r, &c->timestamp_ms);
+    if (ver == 1)
+        nk_reader_varint64(&r, &c->timestamp_ms);
+    else
+        nk_reader_fixed64(&r, &c->timestamp_ms);
     nk_reader_lenbytes(&r, KV_MAX_KEY, &c->key);
     if (c->op == KV_OP_PUT) {
         nk_reader_lenbytes(&r, KV_MAX_VALUE, &c->value);
@@ -111,13 +142,15 @@ nk_status kv_cmd_decode(const void *data, size_t n, struct kv_cmd *c)
 
 uint64_t kv_cmd_fingerprint(const struct kv_cmd *c)
 {
-    /* a canonical encoding without the timestamp, hashed once */
+    /* a canonical encoding without the timestamp, hashed once; always the
+     * version 1 layout, so that idempotency records written before version 2
+     * still match their retries */
     struct nk_buf b;
     nk_buf_init(&b);
     struct kv_cmd k = *c;
     k.timestamp_ms = 0;
     k.idem_key = nk_slice_make(NULL, 0);
-    kv_cmd_encode(&k, &b);
+    encode_as(&k, 1, &b);
     uint64_t h = nk_xxhash64(b.data, b.len);
     nk_buf_free(&b);
     return h;

@@ -27,14 +27,16 @@
 #define KV_MAX_VALUE     (1024u * 1024u)
 #define KV_MAX_REQUEST   (2u * 1024u * 1024u)
 #define KV_MAX_IDEM_KEY  512u
-#define KV_CMD_VERSION   1
+#define KV_CMD_VERSION   2
+/* Version 2 commands hold the timestamp at bytes [2, 10). */
+#define KV_CMD_STAMP_END 10
 
 enum kv_op { KV_OP_PUT = 1, KV_OP_DELETE = 2 };
 
 /* A write as proposed to Raft. */
 struct kv_cmd {
     enum kv_op op;
-    uint64_t timestamp_ms;  /* leader's wall clock at proposal */
+    uint64_t timestamp_ms;  /* leader's shard time at proposal (kv_cmd_stamp) */
     struct nk_slice key;    /* 1..KV_MAX_KEY bytes */
     struct nk_slice value;  /* PUT only, <= KV_MAX_VALUE */
     uint64_t ttl_ms;        /* PUT only; 0: no expiry */
@@ -54,7 +56,16 @@ nk_status kv_cmd_validate(const struct kv_cmd *c);
 /* Appends the encoding of c to out. c must be valid. */
 void kv_cmd_encode(const struct kv_cmd *c, struct nk_buf *out);
 
-/* Decodes untrusted bytes; slices in *c point into data. */
+/*
+ * Sets the timestamp of an encoded command in place (the leader stamps every
+ * proposal with its shard's monotonic time just before proposing it). False
+ * when data is not a current-version command.
+ */
+bool kv_cmd_stamp(uint8_t *data, size_t n, uint64_t timestamp_ms);
+/* Reads the timestamp of an encoded current-version command. */
+bool kv_cmd_timestamp(const uint8_t *data, size_t n, uint64_t *timestamp_ms);
+
+/* Decodes untrusted bytes (version 1 or 2); slices in *c point into data. */
 nk_status kv_cmd_decode(const void *data, size_t n, struct kv_cmd *c);
 
 /*
@@ -77,6 +88,7 @@ struct kv_result {
     bool tombstoned;          /* DELETE: a live value was removed */
     bool has_current;         /* CAS failure on an existing key: its version */
     uint64_t cur_term, cur_index;
+    uint64_t time_ms;         /* the shard's replicated time after the entry */
 };
 
 /* ------------------------------------------------------ the state machine */
@@ -90,11 +102,15 @@ struct kv_result {
  * LSM's WAL: the Raft log is the durable record, and after a crash a shard
  * replays its log from the applied index the LSM kept.
  *
- * Expiry: a value's expiry is decided by kv (stored in the value record),
- * against the command's timestamp in apply and against the reader's clock in
- * kv_get. The LSM is given expiry + expiry_grace_ms, so that compaction drops
- * the record only well after every replica has applied everything that could
- * still see it (see docs/format/kv-state.md for why).
+ * Time: each shard has a replicated time, the running maximum of the
+ * timestamps of its applied commands (kept with the applied index). Apply
+ * judges expiry and idempotency retention against it, never the local
+ * clock; reads (kv_get) judge expiry against the reader's clock. The LSM
+ * holding this state must be opened with a key clock (lsm_options.
+ * key_clock_ms) that gives, for a key of shard s, a time no later than the
+ * replicated time of s as of the state the LSM has persisted: then neither a
+ * read inside apply nor a compaction can drop a record that apply would
+ * still judge live, on any replica, at any replay (docs/format/kv-state.md).
  *
  * Memory: kv_store borrows the LSM (the caller opens and closes it).
  * Thread-safety: kv_apply* are called by one thread (the node's apply step);
@@ -104,7 +120,6 @@ struct lsm_db;
 
 struct kv_options {
     uint64_t idem_retention_ms; /* default 24 h */
-    uint64_t expiry_grace_ms;   /* default 1 h */
 };
 
 void kv_options_default(struct kv_options *o);
@@ -127,6 +142,11 @@ nk_status kv_apply(struct kv_store *s, uint16_t shard, uint64_t term, uint64_t i
 nk_status kv_apply_noop(struct kv_store *s, uint16_t shard, uint64_t term, uint64_t index);
 /* The shard's applied (term, index) as the LSM holds it; (0, 0) when none. */
 nk_status kv_applied(struct kv_store *s, uint16_t shard, uint64_t *term, uint64_t *index);
+/* The shard's replicated time (ms since the epoch; 0 before any command).
+ * Apply thread only. */
+nk_status kv_shard_time(struct kv_store *s, uint16_t shard, uint64_t *time_ms);
+/* The shard an LSM key of this state machine belongs to (for key clocks). */
+bool kv_lsm_key_shard(struct nk_slice lsm_key, uint16_t *shard);
 
 /*
  * Reads a live value at time now_ms. *found false: missing or expired. value

@@ -2,7 +2,7 @@
  * store.c: apply and read of the KV state machine over the node's LSM.
  *
  * LSM layout (docs/format/kv-state.md):
- *   [shard be16][0x00]['A']        -> varint term, varint index  (applied)
+ *   [shard be16][0x00]['A']        -> varint term, varint index, varint time_ms (applied)
  *   [shard be16][0x01][user key]   -> value record
  *   [shard be16][0x02][idem key]   -> idempotency record
  *
@@ -23,15 +23,21 @@
 #define REC_V1  1
 #define MAX_LSM_KEY (3 + KV_MAX_KEY)
 
+#define NSHARDS_MAX 65536
+
 struct kv_store {
     struct lsm_db *db;
     struct kv_options opt;
+    /* Each shard's replicated time (the running maximum of its applied
+     * commands' timestamps), as the applied record holds it; loaded on first
+     * use. Only the apply thread touches these. */
+    uint64_t *time;
+    uint8_t *time_loaded;
 };
 
 void kv_options_default(struct kv_options *o)
 {
     o->idem_retention_ms = 24ULL * 3600 * 1000;
-    o->expiry_grace_ms = 3600ULL * 1000;
 }
 
 nk_status kv_store_open(struct lsm_db *db, const struct kv_options *o, struct kv_store **out)
@@ -42,13 +48,27 @@ nk_status kv_store_open(struct lsm_db *db, const struct kv_options *o, struct kv
         s->opt = *o;
     else
         kv_options_default(&s->opt);
+    s->time = nk_calloc(NSHARDS_MAX, sizeof(*s->time));
+    s->time_loaded = nk_calloc(NSHARDS_MAX, 1);
     *out = s;
     return NK_OK;
 }
 
 void kv_store_close(struct kv_store *s)
 {
+    if (!s)
+        return;
+    free(s->time);
+    free(s->time_loaded);
     free(s);
+}
+
+bool kv_lsm_key_shard(struct nk_slice lsm_key, uint16_t *shard)
+{
+    if (lsm_key.len < 3)
+        return false;
+    *shard = nk_dec_be16(lsm_key.data);
+    return true;
 }
 
 static size_t make_key(uint8_t *out, uint16_t shard, uint8_t ns, struct nk_slice k)
@@ -128,19 +148,22 @@ static bool decode_idem(struct nk_slice b, uint64_t *fp, uint64_t *ts, struct kv
     return true;
 }
 
-static nk_status put_applied(struct lsm_batch *b, uint16_t shard, uint64_t term, uint64_t index)
+static nk_status put_applied(struct lsm_batch *b, uint16_t shard, uint64_t term, uint64_t index,
+                             uint64_t time_ms)
 {
     uint8_t k[4];
     make_key(k, shard, NS_META, nk_slice_str("A"));
-    uint8_t v[2 * NK_VARINT64_MAX];
+    uint8_t v[3 * NK_VARINT64_MAX];
     size_t n = nk_enc_varint64(v, term);
     n += nk_enc_varint64(v + n, index);
+    n += nk_enc_varint64(v + n, time_ms);
     return lsm_batch_put(b, nk_slice_make(k, 4), nk_slice_make(v, n), 0);
 }
 
 static const struct lsm_write_options APPLY_WO = {.skip_wal = true};
 
-nk_status kv_applied(struct kv_store *s, uint16_t shard, uint64_t *term, uint64_t *index)
+static nk_status read_applied(struct kv_store *s, uint16_t shard, uint64_t *term,
+                             uint64_t *index, uint64_t *time_ms)
 {
     uint8_t k[4];
     make_key(k, shard, NS_META, nk_slice_str("A"));
@@ -148,12 +171,14 @@ nk_status kv_applied(struct kv_store *s, uint16_t shard, uint64_t *term, uint64_
     nk_buf_init(&v);
     bool found = false;
     nk_status st = lsm_get(s->db, NULL, nk_slice_make(k, 4), &v, &found, NULL);
-    *term = *index = 0;
+    *term = *index = *time_ms = 0;
     if (nk_ok(st) && found) {
         struct nk_reader r;
         nk_reader_init(&r, v.data, v.len);
         nk_reader_varint64(&r, term);
         nk_reader_varint64(&r, index);
+        if (nk_reader_left(&r)) /* records written before the time was kept have none */
+            nk_reader_varint64(&r, time_ms);
         if (r.bad)
             st = nk_status_make(NK_DATA_LOSS, "shard %u: applied index record is malformed",
                                 shard);
@@ -162,11 +187,35 @@ nk_status kv_applied(struct kv_store *s, uint16_t shard, uint64_t *term, uint64_
     return st;
 }
 
+static nk_status shard_time(struct kv_store *s, uint16_t shard, uint64_t *time_ms)
+{
+    if (!s->time_loaded[shard]) {
+        uint64_t t, i;
+        NK_TRY(read_applied(s, shard, &t, &i, &s->time[shard]));
+        s->time_loaded[shard] = 1;
+    }
+    *time_ms = s->time[shard];
+    return NK_OK;
+}
+
+nk_status kv_applied(struct kv_store *s, uint16_t shard, uint64_t *term, uint64_t *index)
+{
+    uint64_t t;
+    return read_applied(s, shard, term, index, &t);
+}
+
+nk_status kv_shard_time(struct kv_store *s, uint16_t shard, uint64_t *time_ms)
+{
+    return shard_time(s, shard, time_ms);
+}
+
 nk_status kv_apply_noop(struct kv_store *s, uint16_t shard, uint64_t term, uint64_t index)
 {
+    uint64_t now;
+    NK_TRY(shard_time(s, shard, &now));
     struct lsm_batch b;
     lsm_batch_init(&b);
-    nk_status st = put_applied(&b, shard, term, index);
+    nk_status st = put_applied(&b, shard, term, index, now);
     if (nk_ok(st))
         st = lsm_write(s->db, &APPLY_WO, &b);
     lsm_batch_free(&b);
@@ -216,8 +265,21 @@ nk_status kv_apply(struct kv_store *s, uint16_t shard, uint64_t term, uint64_t i
                  (unsigned long long)term, (unsigned long long)index, nk_status_msg(st));
         nk_status_free(&st);
         res->code = NK_DATA_LOSS;
-        return kv_apply_noop(s, shard, term, index);
+        st = kv_apply_noop(s, shard, term, index);
+        res->time_ms = s->time[shard];
+        return st;
     }
+
+    /* The command's time is the shard's replicated time: the running maximum
+     * of the timestamps its leaders stamped (they are monotonic per shard
+     * already; the maximum keeps them so across leaders with skewed clocks).
+     * It is part of the state, so every replica and every replay judges
+     * expiry and retention against the same time. */
+    uint64_t prev_time;
+    NK_TRY(shard_time(s, shard, &prev_time));
+    if (c.timestamp_ms < prev_time)
+        c.timestamp_ms = prev_time;
+    uint64_t now = c.timestamp_ms;
 
     struct lsm_batch b;
     lsm_batch_init(&b);
@@ -230,7 +292,7 @@ nk_status kv_apply(struct kv_store *s, uint16_t shard, uint64_t term, uint64_t i
         fp = kv_cmd_fingerprint(&c);
         bool found, same;
         struct kv_result prev;
-        st = kv_idem_lookup(s, shard, c.idem_key, fp, c.timestamp_ms, &found, &same, &prev);
+        st = kv_idem_lookup(s, shard, c.idem_key, fp, now, &found, &same, &prev);
         if (!nk_ok(st))
             goto out;
         if (found) {
@@ -239,7 +301,7 @@ nk_status kv_apply(struct kv_store *s, uint16_t shard, uint64_t term, uint64_t i
             } else {
                 res->code = NK_INVALID_ARGUMENT;
             }
-            st = put_applied(&b, shard, term, index);
+            st = put_applied(&b, shard, term, index, now);
             goto write;
         }
         write_idem = true;
@@ -264,7 +326,7 @@ nk_status kv_apply(struct kv_store *s, uint16_t shard, uint64_t term, uint64_t i
                                 shard);
             goto out;
         }
-        live = v.expiry_ms == 0 || v.expiry_ms > c.timestamp_ms;
+        live = v.expiry_ms == 0 || v.expiry_ms > now;
     }
 
     if (c.has_if_match && (!live || v.term != c.if_match_term || v.index != c.if_match_index)) {
@@ -289,8 +351,9 @@ nk_status kv_apply(struct kv_store *s, uint16_t shard, uint64_t term, uint64_t i
         nk_buf_put_varint64(&rec, index);
         nk_buf_put_varint64(&rec, expiry);
         nk_buf_append(&rec, c.value.data, c.value.len);
-        st = lsm_batch_put(&b, nk_slice_make(key, kn), nk_slice_make(rec.data, rec.len),
-                           expiry ? expiry + s->opt.expiry_grace_ms : 0);
+        /* the LSM judges this expiry by the shard's persisted replicated
+         * time (the node's key clock), never ahead of what apply sees */
+        st = lsm_batch_put(&b, nk_slice_make(key, kn), nk_slice_make(rec.data, rec.len), expiry);
         nk_buf_free(&rec);
         res->code = NK_CODE_OK;
     } else {
@@ -307,17 +370,22 @@ nk_status kv_apply(struct kv_store *s, uint16_t shard, uint64_t term, uint64_t i
         size_t ikn = make_key(ik, shard, NS_IDEM, c.idem_key);
         struct nk_buf rec;
         nk_buf_init(&rec);
-        encode_idem(&rec, fp, c.timestamp_ms, res);
+        encode_idem(&rec, fp, now, res);
+        /* found while cmd_time - now <= retention; gone for the LSM once its
+         * clock reaches now + retention + 1, when apply no longer finds it */
         st = lsm_batch_put(&b, nk_slice_make(ik, ikn), nk_slice_make(rec.data, rec.len),
-                           c.timestamp_ms + s->opt.idem_retention_ms + s->opt.expiry_grace_ms);
+                           now + s->opt.idem_retention_ms + 1);
         nk_buf_free(&rec);
         if (!nk_ok(st))
             goto out;
     }
-    st = put_applied(&b, shard, term, index);
+    st = put_applied(&b, shard, term, index, now);
 write:
     if (nk_ok(st))
         st = lsm_write(s->db, &APPLY_WO, &b);
+    if (nk_ok(st))
+        s->time[shard] = now;
+    res->time_ms = now;
 out:
     nk_buf_free(&cur);
     lsm_batch_free(&b);

@@ -115,6 +115,13 @@ static uint64_t db_now(const struct lsm_db *db)
     return db->opt.clock_ms ? db->opt.clock_ms(db->opt.clock_ctx) : nk_wall_ms();
 }
 
+/* The time an expiring record of `user` is judged against: the key clock
+ * when there is one, else `now` (db_now, read once per operation). */
+static inline uint64_t db_now_for(const struct lsm_db *db, struct nk_slice user, uint64_t now)
+{
+    return db->opt.key_clock_ms ? db->opt.key_clock_ms(db->opt.key_clock_ctx, user) : now;
+}
+
 void lsm_options_default(struct lsm_options *o)
 {
     memset(o, 0, sizeof(*o));
@@ -513,7 +520,8 @@ static nk_status merge_to_tables(struct merge_out *mo, struct lsm_iiter *in)
         if (last_seq_for_key <= mo->smallest_snap) {
             drop = true; /* a newer version is visible to every reader */
         } else {
-            bool expired = ival_expired(ik.type, val, mo->now);
+            bool expired = ik.type == LSM_T_PUT_EXP &&
+                           ival_expired(ik.type, val, db_now_for(db, ik.user, mo->now));
             bool dead = ik.type == LSM_T_DEL || expired;
             if (dead && ik.seq <= mo->smallest_snap && no_older_data_below(mo, ik.user))
                 drop = true;
@@ -1457,12 +1465,14 @@ nk_status lsm_get(struct lsm_db *db, const struct lsm_read_options *ro, struct n
     struct nk_slice ival;
     nk_status s = NK_OK;
     if (mem_get(sv->mem, key, snap, &type, &ival)) {
-        *found = resolve(type, ival, type == LSM_T_PUT_EXP ? db_now(db) : 0, value, expire_at_ms);
+        *found = resolve(type, ival, type == LSM_T_PUT_EXP ? db_now_for(db, key, db_now(db)) : 0,
+                         value, expire_at_ms);
         goto done;
     }
     for (uint32_t i = sv->nimm; i-- > 0;) {
         if (mem_get(sv->imm[i], key, snap, &type, &ival)) {
-            *found = resolve(type, ival, type == LSM_T_PUT_EXP ? db_now(db) : 0, value,
+            *found = resolve(type, ival,
+                             type == LSM_T_PUT_EXP ? db_now_for(db, key, db_now(db)) : 0, value,
                              expire_at_ms);
             goto done;
         }
@@ -1516,7 +1526,7 @@ nk_status lsm_get(struct lsm_db *db, const struct lsm_read_options *ro, struct n
                     goto done;
                 }
                 uint64_t e = nk_dec_fixed64(value->data);
-                if (e <= db_now(db)) {
+                if (e <= db_now_for(db, key, db_now(db))) {
                     nk_buf_clear(value);
                     goto done;
                 }
@@ -1699,7 +1709,9 @@ static void find_next(struct lsm_iter *it, bool skip)
         struct nk_slice val = in->ops->value(in);
         nk_buf_clear(&it->key);
         nk_buf_append(&it->key, ik.user.data, ik.user.len);
-        if (ik.type == LSM_T_DEL || ival_expired(ik.type, val, it->now)) {
+        if (ik.type == LSM_T_DEL ||
+            (ik.type == LSM_T_PUT_EXP &&
+             ival_expired(ik.type, val, db_now_for(it->db, ik.user, it->now)))) {
             skip = true; /* hides the older versions of this key */
             in->ops->next(in);
             continue;

@@ -87,6 +87,14 @@ struct lsm_options {
     /* Clock for expiry, ms since the epoch; NULL: nk_wall_ms. Tests inject one. */
     uint64_t (*clock_ms)(void *ctx);
     void *clock_ctx;
+    /* A clock per key, ms since the epoch; when set it replaces clock_ms for
+     * every expiry decision (reads, iterators, compaction). A replicated
+     * state machine sets it to its replicated time, so that whether a record
+     * is visible, or dropped by compaction, never depends on a node's wall
+     * clock (docs/format/kv-state.md). Called concurrently from any thread;
+     * must be cheap and must never go backwards for a key. */
+    uint64_t (*key_clock_ms)(void *ctx, struct nk_slice user_key);
+    void *key_clock_ctx;
 };
 
 void lsm_options_default(struct lsm_options *o);

@@ -24,6 +24,7 @@
 #include <stdlib.h>
 #include <sys/stat.h>
 
+#include "node/lease.h"
 #include "observe/observe.h"
 #include "raft/raft.h"
 #include "raftlog/raftlog.h"
@@ -35,7 +36,7 @@
 
 /* --------------------------------------------------------------- requests */
 
-enum req_kind { REQ_PROPOSE = 1, REQ_READ = 2 };
+enum req_kind { REQ_PROPOSE = 1, REQ_READ = 2, REQ_SNAPSHOT = 3 };
 
 struct req {
     uint8_t kind;
@@ -50,7 +51,8 @@ struct req {
     uint64_t t0; /* nk_mono_ns() when queued */
 };
 
-/* A growable array of requests; the loop's private bookkeeping. */
+/* A growable array of requests; the loop's private bookkeeping. Bounded by
+ * max_pending through the node's in-flight count. */
 struct req_list {
     struct req *v;
     size_t n, cap;
@@ -65,6 +67,16 @@ static void rl_push(struct req_list *l, const struct req *r)
     l->v[l->n++] = *r;
 }
 
+/* Drops the first k requests: one memmove for a whole round's worth. */
+static void rl_drop_front(struct req_list *l, size_t k)
+{
+    NK_ASSERT(k <= l->n);
+    if (k == 0)
+        return;
+    memmove(l->v, l->v + k, (l->n - k) * sizeof(*l->v));
+    l->n -= k;
+}
+
 /* ------------------------------------------------------------------ group */
 
 struct conf_point {
@@ -76,6 +88,7 @@ struct shard_pub {
     _Atomic uint64_t lead;           /* raft id of the leader; 0: unknown */
     _Atomic uint64_t lease_until_ns; /* lease reads allowed until (mono); 0: no */
     _Atomic uint64_t applied;
+    _Atomic uint64_t compacted; /* the log is compacted up to here (snapshot index) */
 };
 
 struct group {
@@ -98,6 +111,15 @@ struct group {
     uint64_t last_seq, ck_seq, ck_index;
     uint64_t log_first; /* first index of the raft log (after compaction) */
     uint64_t synced_term, synced_vote; /* the hard state's durable term and vote */
+    size_t settled; /* pending[0..settled) are completed, dropped at the round's end */
+    /* Time: stamp_ms is the last timestamp this leader stamped on a proposal
+     * (monotonic per shard); time_ms the shard's replicated time after the
+     * latest apply; (gc_seq, gc_time) a checkpoint that becomes the shard's
+     * key-clock time once the LSM has persisted gc_seq. */
+    uint64_t stamp_ms, time_ms, gc_seq, gc_time;
+    bool compact_now; /* Admin.SnapshotShard: compact the log up to compact_target */
+    uint64_t compact_target;
+    struct node_tick_ring ticks;
 };
 
 struct watcher {
@@ -117,6 +139,9 @@ struct node {
     uint32_t nshards;
     struct group *groups;
     struct shard_pub *pub;
+    /* per shard: the replicated time the LSM has persisted, the key clock of
+     * the LSM (expiry is judged by it; see kv.h "Time") */
+    _Atomic uint64_t *gc_time;
 
     /* the MPSC queue */
     pthread_mutex_t qmu;
@@ -156,7 +181,7 @@ struct node {
 
     /* stats */
     _Atomic uint64_t st_applied_entries, st_proposals, st_proposals_failed, st_rounds, st_fsyncs,
-        st_quiesced, st_last_applied;
+        st_quiesced, st_last_applied, st_round_bytes_max, st_pending_moves;
     _Atomic uint32_t st_led;
 };
 
@@ -176,6 +201,7 @@ void node_options_default(struct node_options *o)
     o->default_deadline_ms = 5000;
     o->raftlog_cache_bytes = 64u << 20;
     o->compact_log_entries = 10000;
+    o->max_round_bytes = 8u << 20;
     lsm_options_default(&o->lsm);
     kv_options_default(&o->kv);
 }
@@ -299,6 +325,43 @@ static nk_status st_snapshot(void *ctx, struct nk_arena *arena, struct raft_snap
         return nk_status_make(NK_DATA_LOSS, "shard %u: stored membership is malformed", g->id);
     /* the state image is streamed by the node from the LSM, not carried here */
     return NK_OK;
+}
+
+/* ------------------------------------------------------------- key clock */
+
+/* The LSM's expiry clock for a key: its shard's persisted replicated time.
+ * Keys that are not shard state never expire by it. */
+static uint64_t node_key_clock(void *ctx, struct nk_slice key)
+{
+    struct node *n = ctx;
+    uint16_t shard;
+    if (!kv_lsm_key_shard(key, &shard) || shard >= n->nshards)
+        return 0;
+    return atomic_load_explicit(&n->gc_time[shard], memory_order_acquire);
+}
+
+/*
+ * Advances each shard's key-clock time to the replicated time of state the
+ * LSM has persisted. A record is dropped by compaction (or hidden by a read
+ * inside apply) only when it expired by that time; every entry a replay
+ * could apply after a crash comes later in the log and so carries a time at
+ * least as late, and judges the record expired too.
+ */
+static void advance_gc_clock(struct node *n)
+{
+    uint64_t persisted = lsm_persisted_sequence(n->db);
+    for (uint32_t i = 0; i < n->nshards; i++) {
+        struct group *g = &n->groups[i];
+        if (g->gc_seq && persisted >= g->gc_seq) {
+            atomic_store_explicit(&n->gc_time[i], g->gc_time, memory_order_release);
+            g->gc_seq = 0;
+        }
+        if (!g->gc_seq && g->time_ms > atomic_load_explicit(&n->gc_time[i],
+                                                             memory_order_relaxed)) {
+            g->gc_seq = g->last_seq;
+            g->gc_time = g->time_ms;
+        }
+    }
 }
 
 /* ------------------------------------------------------------- the queue */
@@ -455,6 +518,20 @@ static const char *leader_hint(struct node *n, struct group *g)
 
 static void start_request(struct node *n, struct group *g, struct req *r)
 {
+    if (r->kind == REQ_SNAPSHOT) {
+        /* checkpoint the shard at its applied index: the log up to it goes
+         * once the LSM has persisted this apply (the caller flushes) */
+        g->ck_seq = g->last_seq;
+        g->ck_index = g->applied;
+        g->compact_target = g->applied;
+        g->compact_now = true;
+        struct node_write_result wr = {.code = NK_CODE_OK};
+        wr.res.index = g->applied;
+        wr.res.term = g->applied_term;
+        r->done(r->ctx, &wr);
+        request_done(n);
+        return;
+    }
     if (raft_is_quiesced(g->r))
         raft_unquiesce(g->r);
     mark_dirty(n, g);
@@ -469,6 +546,17 @@ static void start_request(struct node *n, struct group *g, struct req *r)
         return;
     }
     if (r->kind == REQ_PROPOSE) {
+        /* The command's time is assigned here, by the leader, in log order:
+         * max(wall clock, the last stamp, the shard's replicated time), so
+         * timestamps never go backwards within a shard (apply relies on it;
+         * kv.h "Time"). */
+        uint64_t ts = nk_wall_ms();
+        if (ts < g->stamp_ms)
+            ts = g->stamp_ms;
+        if (ts < g->time_ms)
+            ts = g->time_ms;
+        if (kv_cmd_stamp(r->data, r->len, ts))
+            g->stamp_ms = ts;
         uint64_t index, term;
         nk_status s = raft_propose(g->r, r->data, r->len, &index, &term);
         free(r->data);
@@ -508,11 +596,12 @@ static void start_request(struct node *n, struct group *g, struct req *r)
     }
 }
 
-/* Completes the pending proposals that entry (index, term) settles. */
+/* Completes the pending proposals that entry (index, term) settles. The
+ * settled prefix is dropped once per round (settle_done), not per entry. */
 static void settle_proposals(struct node *n, struct group *g, uint64_t index, uint64_t term,
                              const struct kv_result *res)
 {
-    size_t k = 0;
+    size_t k = g->settled;
     while (k < g->pending.n && g->pending.v[k].index <= index) {
         struct req *r = &g->pending.v[k];
         if (r->index == index && r->term == term && res) {
@@ -527,9 +616,59 @@ static void settle_proposals(struct node *n, struct group *g, uint64_t index, ui
         request_done(n);
         k++;
     }
-    if (k) {
-        memmove(g->pending.v, g->pending.v + k, (g->pending.n - k) * sizeof(struct req));
-        g->pending.n -= k;
+    g->settled = k;
+}
+
+static void settle_done(struct node *n, struct group *g)
+{
+    if (g->settled)
+        atomic_fetch_add_explicit(&n->st_pending_moves, g->pending.n - g->settled,
+                                  memory_order_relaxed);
+    rl_drop_front(&g->pending, g->settled);
+    g->settled = 0;
+}
+
+/* g->reads is in read_id order (ids grow as reads start, and removal keeps
+ * the order): each completed read is found by binary search, so a round
+ * with R reads costs O(R log R). */
+static struct req *find_read(struct group *g, uint64_t read_id)
+{
+    size_t lo = 0, hi = g->reads.n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        uint64_t id = g->reads.v[mid].read_id;
+        if (id == read_id)
+            return &g->reads.v[mid];
+        if (id < read_id)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return NULL;
+}
+
+static void match_reads(struct node *n, struct group *g, const struct raft_ready *rd)
+{
+    bool dropped = false;
+    for (size_t k = 0; k < rd->n_reads; k++) {
+        struct req *r = find_read(g, rd->reads[k].ctx);
+        if (!r)
+            continue; /* expired meanwhile */
+        if (rd->reads[k].index == 0) {
+            fail_req(r, NK_UNAVAILABLE, "NOT_LEADER", leader_hint(n, g));
+            request_done(n);
+            r->done = NULL; /* removed below, keeping the order */
+            dropped = true;
+        } else {
+            r->index = rd->reads[k].index;
+        }
+    }
+    if (dropped) {
+        size_t w = 0;
+        for (size_t i = 0; i < g->reads.n; i++)
+            if (g->reads.v[i].done)
+                g->reads.v[w++] = g->reads.v[i];
+        g->reads.n = w;
     }
 }
 
@@ -564,6 +703,8 @@ static void apply_entry(struct node *n, struct group *g, const struct raft_entry
     g->applied = e->index;
     g->applied_term = e->term;
     g->last_seq = lsm_last_sequence(n->db);
+    nk_status ts = kv_shard_time(n->kv, (uint16_t)g->id, &g->time_ms);
+    NK_ASSERT(nk_ok(ts)); /* loaded by the apply just made */
     atomic_fetch_add_explicit(&n->st_applied_entries, 1, memory_order_relaxed);
     settle_proposals(n, g, e->index, e->term, is_cmd ? &res : NULL);
 }
@@ -583,9 +724,12 @@ static void publish(struct node *n, struct group *g)
         if (g->single_voter) {
             lease = UINT64_MAX; /* no other node can lead a group we are the only voter of */
         } else {
-            uint64_t idx;
-            if (raft_lease_read(g->r, &idx) && g->applied >= idx)
-                lease = nk_mono_ns() + (uint64_t)n->opt.tick_ms * 1000000ULL;
+            uint64_t idx, sent;
+            uint32_t lt;
+            if (raft_lease_read(g->r, &idx) && g->applied >= idx &&
+                raft_lease_anchor(g->r, &sent, &lt))
+                lease = node_lease_until(&g->ticks, sent, lt,
+                                         (uint64_t)n->opt.tick_ms * 1000000ULL);
         }
     }
     atomic_store_explicit(&p->lease_until_ns, lease, memory_order_release);
@@ -658,7 +802,12 @@ static void maybe_compact_logs(struct node *n)
     for (uint32_t i = 0; i < n->nshards; i++) {
         struct group *g = &n->groups[i];
         uint64_t in_log = g->applied >= g->log_first ? g->applied - g->log_first + 1 : 0;
-        if (in_log < n->opt.compact_log_entries)
+        if (g->compact_now && g->log_first > g->compact_target) {
+            g->compact_now = false; /* already compacted that far */
+            atomic_store_explicit(&n->pub[g->id].compacted, g->log_first - 1,
+                                  memory_order_release);
+        }
+        if (in_log == 0 || (in_log < n->opt.compact_log_entries && !g->compact_now))
             continue;
         if (g->ck_index >= g->log_first && persisted >= g->ck_seq) {
             const struct raft_conf_state *c = conf_at(g, g->ck_index);
@@ -669,6 +818,11 @@ static void maybe_compact_logs(struct node *n)
                 raftlog_batch_compact(n->batch, g->id, g->ck_index, term,
                                       nk_slice_make(n->conf_buf.data, n->conf_buf.len));
                 g->log_first = g->ck_index + 1;
+                if (g->compact_now && g->ck_index >= g->compact_target) {
+                    g->compact_now = false;
+                    atomic_store_explicit(&n->pub[g->id].compacted, g->ck_index,
+                                          memory_order_release);
+                }
             }
             nk_status_free(&s);
         } else if (g->ck_index >= g->log_first) {
@@ -739,6 +893,7 @@ static void run_round(struct node *n, struct req *batch, size_t nbatch, bool tic
             if (raft_is_quiesced(g->r))
                 continue;
             raft_tick(g->r);
+            node_tick_ring_note(&g->ticks, raft_now(g->r), now);
             mark_dirty(n, g);
             expire_list(n, &g->pending, now, NK_DEADLINE_EXCEEDED,
                         "COMMIT_TIMEOUT: not committed before the deadline");
@@ -821,20 +976,8 @@ static void run_round(struct node *n, struct req *batch, size_t nbatch, bool tic
         struct raft_ready *rd = &rds[i];
         for (size_t e = 0; e < rd->n_committed; e++)
             apply_entry(n, g, &rd->committed[e]);
-        for (size_t k = 0; k < rd->n_reads; k++) {
-            for (size_t j = 0; j < g->reads.n; j++) {
-                if (g->reads.v[j].read_id != rd->reads[k].ctx)
-                    continue;
-                if (rd->reads[k].index == 0) {
-                    fail_req(&g->reads.v[j], NK_UNAVAILABLE, "NOT_LEADER", leader_hint(n, g));
-                    request_done(n);
-                    g->reads.v[j] = g->reads.v[--g->reads.n];
-                } else {
-                    g->reads.v[j].index = rd->reads[k].index;
-                }
-                break;
-            }
-        }
+        settle_done(n, g);
+        match_reads(n, g, rd);
         bool had_cc = false;
         for (size_t e = 0; e < rd->n_committed; e++)
             had_cc |= rd->committed[e].type == RAFT_ENTRY_CONF_CHANGE;
@@ -936,19 +1079,32 @@ static void *loop_main(void *arg)
             pthread_mutex_unlock(&n->qmu);
             break;
         }
+        /* A round takes at most max_batch_entries requests and
+         * max_round_bytes of proposal data (at least one request): the rest
+         * waits in the queue for the next round, so one round's log write
+         * stays far below the raft log's record limit whatever clients
+         * send at once. */
         size_t nb = 0;
+        uint64_t bytes = 0;
         while (n->qlen && nb < cap) {
-            batch[nb++] = n->q[n->qhead];
+            const struct req *head = &n->q[n->qhead];
+            if (nb > 0 && bytes + head->len > n->opt.max_round_bytes)
+                break;
+            bytes += head->len;
+            batch[nb++] = *head;
             n->qhead = (n->qhead + 1) % n->qcap;
             n->qlen--;
         }
         pthread_mutex_unlock(&n->qmu);
+        if (bytes > atomic_load_explicit(&n->st_round_bytes_max, memory_order_relaxed))
+            atomic_store_explicit(&n->st_round_bytes_max, bytes, memory_order_relaxed);
         uint64_t now = nk_mono_ns();
         bool tick = now >= next_tick;
         if (tick)
             next_tick = now + tick_ns;
         if (now >= next_maint) {
             maybe_compact_logs(n);
+            advance_gc_clock(n);
             next_maint = now + 1000000000ULL;
         }
         run_round(n, batch, nb, tick, now);
@@ -982,6 +1138,22 @@ static nk_status check_cluster_file(struct node *n)
     nk_status s = nk_read_file(path, 4096, &d, &len);
     if (s.code == NK_NOT_FOUND) {
         nk_status_free(&s);
+        /* A directory that already holds a log or a database lost its
+         * CLUSTER file (an operator's mistake, a bad restore): recreating it
+         * would accept whatever total_shards the configuration says now and
+         * route keys to the wrong shards. */
+        const char *parts[] = {"raft", "lsm"};
+        for (size_t i = 0; i < NK_ARRAY_LEN(parts); i++) {
+            char sub[4300];
+            struct stat st;
+            snprintf(sub, sizeof sub, "%s/%s", n->data_dir, parts[i]);
+            if (stat(sub, &st) == 0)
+                return nk_status_make(NK_FAILED_PRECONDITION,
+                                      "%s is missing but %s holds data: the data directory is "
+                                      "incomplete; restore CLUSTER (one line, "
+                                      "\"total_shards=N\") from a backup of this node",
+                                      path, sub);
+        }
         char buf[128];
         int k = snprintf(buf, sizeof buf, "total_shards=%u\n", n->nshards);
         return nk_write_file_atomic(path, buf, (size_t)k);
@@ -1118,6 +1290,7 @@ nk_status node_open(const struct node_options *o, struct node **out)
     n->q = nk_malloc(n->qcap * sizeof(*n->q));
     n->groups = nk_calloc(n->nshards, sizeof(*n->groups));
     n->pub = nk_calloc(n->nshards, sizeof(*n->pub));
+    n->gc_time = nk_calloc(n->nshards, sizeof(*n->gc_time));
     n->dirty = nk_malloc(n->nshards * sizeof(*n->dirty));
     n->batch = raftlog_batch_new();
     nk_buf_init(&n->conf_buf);
@@ -1155,6 +1328,8 @@ nk_status node_open(const struct node_options *o, struct node **out)
         struct lsm_options lo = n->opt.lsm;
         if (n->opt.ephemeral)
             lo.wal_sync = LSM_WAL_SYNC_OS;
+        lo.key_clock_ms = node_key_clock;
+        lo.key_clock_ctx = n;
         snprintf(path, sizeof path, "%s/lsm", n->data_dir);
         s = lsm_open(path, &lo, &n->db);
     }
@@ -1227,6 +1402,7 @@ void node_close(struct node *n)
     nk_buf_free(&n->conf_buf);
     free(n->groups);
     free(n->pub);
+    free(n->gc_time);
     free(n->dirty);
     free(n->q);
     pthread_mutex_destroy(&n->qmu);
@@ -1318,17 +1494,73 @@ void node_unwatch(struct node *n, uint32_t id)
 
 /* ------------------------------------------------------------------ admin */
 
+struct snap_wait {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool done;
+    struct node_write_result wr;
+};
+
+static void snap_done(void *ctx, const struct node_write_result *wr)
+{
+    struct snap_wait *w = ctx;
+    pthread_mutex_lock(&w->mu);
+    w->wr = *wr;
+    w->wr.msg = NULL; /* messages are static strings only valid in the call */
+    w->done = true;
+    pthread_cond_signal(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+}
+
 nk_status node_snapshot_shard(struct node *n, uint32_t shard, uint64_t *index)
 {
     if (shard >= n->nshards)
         return nk_status_make(NK_INVALID_ARGUMENT, "shard %u does not exist (total %u)", shard,
                               n->nshards);
-    uint64_t applied = atomic_load_explicit(&n->pub[shard].applied, memory_order_acquire);
-    /* after the flush every apply up to `applied` is in tables: that is the
-     * shard's snapshot; the loop compacts the log behind it */
+    /* 1. the loop checkpoints the shard at its applied index */
+    struct snap_wait w = {.done = false};
+    pthread_mutex_init(&w.mu, NULL);
+    pthread_cond_init(&w.cv, NULL);
+    struct req r = {.kind = REQ_SNAPSHOT,
+                    .shard = shard,
+                    .deadline = nk_mono_ns() + n->opt.default_deadline_ms * 1000000ULL,
+                    .done = snap_done,
+                    .ctx = &w};
+    nk_status s = enqueue(n, &r);
+    if (nk_ok(s)) {
+        pthread_mutex_lock(&w.mu);
+        while (!w.done)
+            pthread_cond_wait(&w.cv, &w.mu);
+        pthread_mutex_unlock(&w.mu);
+        if (w.wr.code != NK_CODE_OK)
+            s = nk_status_make(w.wr.code, "shard %u: snapshot not taken (server stopping)",
+                               shard);
+    }
+    pthread_mutex_destroy(&w.mu);
+    pthread_cond_destroy(&w.cv);
+    NK_TRY(s);
+    uint64_t target = w.wr.res.index;
+    /* 2. every apply up to it goes into tables: that is the snapshot */
     NK_TRY(lsm_flush(n->db));
-    *index = applied;
+    /* 3. the loop's maintenance (once a second) compacts the log behind it */
+    uint64_t until = nk_mono_ns() + 10ULL * 1000000000ULL;
+    while (atomic_load_explicit(&n->pub[shard].compacted, memory_order_acquire) < target) {
+        if (atomic_load_explicit(&n->closed, memory_order_acquire))
+            return nk_status_make(NK_UNAVAILABLE, "server shutting down");
+        if (nk_mono_ns() > until)
+            return nk_status_make(NK_DEADLINE_EXCEEDED,
+                                  "shard %u: the log was not compacted to %llu within 10 s", shard,
+                                  (unsigned long long)target);
+        struct timespec ts = {0, 20 * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    *index = target;
     return NK_OK;
+}
+
+uint64_t node_log_first_index(struct node *n, uint32_t shard)
+{
+    return raftlog_first_index(n->log, shard);
 }
 
 void node_get_stats(struct node *n, struct node_stats *o)
@@ -1345,4 +1577,6 @@ void node_get_stats(struct node *n, struct node_stats *o)
     o->pending = atomic_load(&n->inflight);
     o->quiesced = atomic_load(&n->st_quiesced);
     o->uptime_ms = nk_mono_ms() - n->start_ms;
+    o->round_bytes_max = atomic_load(&n->st_round_bytes_max);
+    o->pending_moves = atomic_load(&n->st_pending_moves);
 }

@@ -58,6 +58,7 @@ struct node_options {
     uint64_t default_deadline_ms; /* for calls without a deadline; default 5000 */
     uint64_t raftlog_cache_bytes; /* default 64 MiB */
     uint64_t compact_log_entries; /* compact a group's log beyond this many; default 10000 */
+    uint64_t max_round_bytes; /* proposal bytes taken per round (at least one); default 8 MiB */
     struct lsm_options lsm;
     struct kv_options kv;
 };
@@ -168,10 +169,14 @@ void node_unwatch(struct node *n, uint32_t id);
 /* ------------------------------------------------------------------ admin */
 
 /*
- * Snapshots a shard: flushes the LSM so the shard's applied state is on disk
- * and compacts its Raft log behind it. Blocks the caller (not the loop).
+ * Snapshots a shard: checkpoints it at its applied index, flushes the LSM so
+ * that state is on disk, and waits (at most 10 s) until the Raft log is
+ * compacted behind it. *index is the snapshot's index. Blocks the caller
+ * (not the loop).
  */
 nk_status node_snapshot_shard(struct node *n, uint32_t shard, uint64_t *index);
+/* The first index still in the shard's Raft log (tests, /health). */
+uint64_t node_log_first_index(struct node *n, uint32_t shard);
 
 struct node_stats {
     uint32_t total_shards;
@@ -183,6 +188,8 @@ struct node_stats {
     uint64_t pending;       /* proposals and reads waiting */
     uint64_t quiesced;
     uint64_t uptime_ms;
+    uint64_t round_bytes_max; /* most proposal bytes one round took */
+    uint64_t pending_moves;   /* requests moved compacting pending lists (linear in proposals) */
 };
 void node_get_stats(struct node *n, struct node_stats *out);
 uint32_t node_total_shards(struct node *n);

@@ -1259,6 +1259,60 @@ static bool pred_lease(const struct raft *r, const struct progress *pr, uint64_t
            pr->hb_stamp - 1 + r->lease_tick > r->now;
 }
 
+/* The tick at which pr's newest acknowledged heartbeat (of this lease) was
+ * sent; 0 when none counts. The leader itself counts as now. */
+static uint64_t lease_stamp(const struct raft *r, const struct progress *pr)
+{
+    if (pr->id == r->id)
+        return r->now;
+    if (pr->hb_stamp == 0 || pr->hb_stamp - 1 < r->lease_from)
+        return 0;
+    return pr->hb_stamp - 1;
+}
+
+/* The largest tick T such that a majority of ids acknowledged a heartbeat
+ * sent at T or later. */
+static uint64_t majority_stamp(const struct raft *r, const uint64_t *ids, uint8_t n)
+{
+    if (n == 0)
+        return UINT64_MAX;
+    uint64_t v[RAFT_MAX_MEMBERS];
+    for (uint8_t i = 0; i < n; i++) {
+        const struct progress *pr = pr_cget(r, ids[i]);
+        v[i] = pr ? lease_stamp(r, pr) : 0;
+    }
+    for (uint8_t i = 1; i < n; i++) {
+        uint64_t x = v[i];
+        int j = i - 1;
+        while (j >= 0 && v[j] < x) {
+            v[j + 1] = v[j];
+            j--;
+        }
+        v[j + 1] = x;
+    }
+    return v[n / 2];
+}
+
+bool raft_lease_anchor(const struct raft *r, uint64_t *sent_tick, uint32_t *lease_ticks)
+{
+    uint64_t idx;
+    if (!raft_lease_read(r, &idx))
+        return false;
+    uint64_t a = majority_stamp(r, r->conf.voters, r->conf.n_voters);
+    uint64_t b = majority_stamp(r, r->conf.voters_out, r->conf.n_voters_out);
+    uint64_t t = NK_MIN(a, b);
+    if (t == 0 || t == UINT64_MAX)
+        return false;
+    *sent_tick = t;
+    *lease_ticks = r->lease_tick;
+    return true;
+}
+
+uint64_t raft_now(const struct raft *r)
+{
+    return r->now;
+}
+
 bool raft_lease_read(const struct raft *r, uint64_t *index)
 {
     /* followers keep the promise behind the lease only with check-quorum */

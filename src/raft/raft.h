@@ -320,6 +320,17 @@ nk_status raft_read_index(struct raft *r, uint64_t ctx);
  * the leader has committed an entry of its term); *index is then the commit
  * index: serve once applied >= *index. */
 bool raft_lease_read(const struct raft *r, uint64_t *index);
+/*
+ * Where the lease stands in time: when raft_lease_read holds, *sent_tick is
+ * the tick (raft_now() numbering) at which the heartbeat round that a quorum
+ * acknowledged was sent, and the lease lasts *lease_ticks ticks from then.
+ * Ticks only count rounds; the caller anchors sent_tick to its monotonic
+ * clock (when that tick happened) so that a round that stalled for seconds
+ * never stretches the lease (ARCHITECTURE.md "Reads").
+ */
+bool raft_lease_anchor(const struct raft *r, uint64_t *sent_tick, uint32_t *lease_ticks);
+/* The raft's tick counter (incremented by every raft_tick). */
+uint64_t raft_now(const struct raft *r);
 nk_status raft_transfer_leader(struct raft *r, uint64_t to);
 /* Starts an election now (tests, operator action). */
 nk_status raft_campaign(struct raft *r);

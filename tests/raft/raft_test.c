@@ -552,6 +552,35 @@ NK_TEST(lease_read_holds_while_a_quorum_acknowledges_heartbeats_and_lapses_witho
     tn_free(t);
 }
 
+NK_TEST(lease_anchor_names_the_tick_of_the_heartbeat_round_a_quorum_acknowledged)
+{
+    struct tnet *t = tn_new(3, 3, 0, NULL);
+    tn_elect(t, 1);
+    struct raft *r = tn_r(t, 1);
+    uint64_t sent = 0;
+    uint32_t lt = 0;
+    NK_CHECK(!raft_lease_anchor(r, &sent, &lt)); /* nothing acknowledged yet */
+    tn_tick_all(t, 2);
+    NK_REQUIRE(raft_lease_anchor(r, &sent, &lt));
+    NK_CHECK(sent <= raft_now(r) && sent + lt > raft_now(r));
+    /* one follower cut off: the other still confirms rounds, and the anchor
+     * follows the newest round the quorum acknowledged */
+    tn_isolate(t, 3, true);
+    tn_tick_all(t, 1);
+    NK_REQUIRE(raft_lease_anchor(r, &sent, &lt));
+    NK_CHECK_EQ_U64(sent, raft_now(r));
+    /* both cut off: the anchor stays at the last acknowledged round while
+     * the ticks move on, until the lease lapses */
+    tn_isolate(t, 2, true);
+    uint64_t last = sent;
+    raft_tick(r);
+    tn_settle(t);
+    NK_REQUIRE(raft_lease_anchor(r, &sent, &lt));
+    NK_CHECK_EQ_U64(sent, last);
+    NK_CHECK(raft_now(r) > sent);
+    tn_free(t);
+}
+
 /* ----------------------------------------------------- 3.10 transfer */
 
 NK_TEST(leadership_transfer_catches_the_target_up_then_sends_timeout_now)
