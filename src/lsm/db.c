@@ -1915,3 +1915,14 @@ void lsm_get_stats(struct lsm_db *db, struct lsm_stats *out)
         out->block_cache_misses = cs.misses;
     }
 }
+
+bool lsm_write_would_stall(struct lsm_db *db)
+{
+    if (atomic_load_explicit(&db->l0_files, memory_order_relaxed) + 1 >= db->opt.l0_stop_trigger)
+        return true;
+    pthread_mutex_lock(&db->mu);
+    bool full = db->nimm >= db->opt.max_immutable &&
+                mem_usage(db->mem) >= db->opt.write_buffer_size / 2;
+    pthread_mutex_unlock(&db->mu);
+    return full;
+}

@@ -163,6 +163,15 @@ nk_status lsm_open(const char *dir, const struct lsm_options *opt, struct lsm_db
  * released first. NULL is fine. */
 void lsm_close(struct lsm_db *db);
 
+/*
+ * True when a write now would soon have to wait for room (level 0 one table
+ * short of its stop trigger, or every immutable slot taken and the active
+ * memtable half full). A caller that must never wait (the node's Ready loop,
+ * whose applies cannot be refused) stops taking new work while it holds.
+ * Thread-safe; cheap.
+ */
+bool lsm_write_would_stall(struct lsm_db *db);
+
 /* wo may be NULL (defaults: logged, no extra sync, stall when full). */
 nk_status lsm_write(struct lsm_db *db, const struct lsm_write_options *wo, struct lsm_batch *b);
 nk_status lsm_put(struct lsm_db *db, const struct lsm_write_options *wo, struct nk_slice key,

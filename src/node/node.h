@@ -177,6 +177,8 @@ void node_unwatch(struct node *n, uint32_t id);
 nk_status node_snapshot_shard(struct node *n, uint32_t shard, uint64_t *index);
 /* The first index still in the shard's Raft log (tests, /health). */
 uint64_t node_log_first_index(struct node *n, uint32_t shard);
+/* Whether the shard's state was found damaged on this node (its calls are refused). */
+bool node_shard_damaged(struct node *n, uint32_t shard);
 
 struct node_stats {
     uint32_t total_shards;
@@ -190,6 +192,10 @@ struct node_stats {
     uint64_t uptime_ms;
     uint64_t round_bytes_max; /* most proposal bytes one round took */
     uint64_t pending_moves;   /* requests moved compacting pending lists (linear in proposals) */
+    uint64_t write_holds;     /* loop iterations that took no requests: the LSM was about to stall */
+    bool degraded;            /* writes suspended: the log or an apply keeps failing (retried) */
+    char degraded_why[512];   /* what fails, naming the path and the error */
+    uint32_t damaged_shards;  /* shards refused: their state failed a checksum */
 };
 void node_get_stats(struct node *n, struct node_stats *out);
 uint32_t node_total_shards(struct node *n);
