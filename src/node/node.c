@@ -1040,7 +1040,12 @@ static void *flusher_main(void *arg)
         n->flush_wanted = false;
         n->flush_running = true;
         pthread_mutex_unlock(&n->fmu);
-        nk_status s = lsm_flush(n->db);
+        /* the applies a flush persists record applied indexes: their
+         * entries must be durable in the log first, whatever the fsync
+         * policy, or a power cut leaves the LSM ahead of the log */
+        nk_status s = raftlog_sync(n->log);
+        if (nk_ok(s))
+            s = lsm_flush(n->db);
         if (!nk_ok(s)) {
             NK_ERROR(MODULE, "background flush failed: %s", nk_status_msg(s));
             nk_status_free(&s);
@@ -1652,6 +1657,15 @@ void node_close(struct node *n)
         pthread_join(n->flusher, NULL);
     }
     kv_store_close(n->kv);
+    if (n->log) {
+        /* lsm_close flushes the applies that skipped its WAL: the log
+         * entries they came from go to disk first (see the flusher) */
+        nk_status s = raftlog_sync(n->log);
+        if (!nk_ok(s)) {
+            NK_ERROR(MODULE, "final raft log sync: %s", nk_status_msg(s));
+            nk_status_free(&s);
+        }
+    }
     lsm_close(n->db); /* flushes what skipped the WAL */
     raftlog_close(n->log);
     raftlog_batch_free(n->batch);
