@@ -1,0 +1,240 @@
+/*
+ * node/internal.h: what the files of the node module share: the request
+ * and group structs, the node itself, and the functions one file calls in
+ * another. Not a public header: only the node module's .c files include it.
+ *
+ * Ownership: the Ready loop thread owns every group (its raft, lists and
+ * counters); fields other threads read are in struct shard_pub (atomics) or
+ * under the mutex named next to them.
+ */
+#ifndef NK_NODE_INTERNAL_H
+#define NK_NODE_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "node/lease.h"
+#include "node/node.h"
+#include "observe/observe.h"
+#include "raft/raft.h"
+#include "raftlog/raftlog.h"
+
+#define MODULE      "node"
+#define SELF_ID     1ULL
+#define MAX_WATCH   1024
+#define NO_DEADLINE UINT64_MAX
+
+/* --------------------------------------------------------------- requests */
+
+enum req_kind { REQ_PROPOSE = 1, REQ_READ = 2, REQ_SNAPSHOT = 3 };
+
+struct req {
+    uint8_t kind;
+    uint32_t shard;
+    uint8_t *data; /* REQ_PROPOSE: the command (owned) */
+    size_t len;
+    uint64_t deadline;
+    node_write_fn done;
+    void *ctx;
+    uint64_t index, term; /* once proposed / read index known */
+    uint64_t read_id;
+    uint64_t t0; /* nk_mono_ns() when queued */
+};
+
+/* A growable array of requests; the loop's private bookkeeping. Bounded by
+ * max_pending through the node's in-flight count. */
+struct req_list {
+    struct req *v;
+    size_t n, cap;
+};
+
+static inline void rl_push(struct req_list *l, const struct req *r)
+{
+    if (l->n == l->cap) {
+        l->cap = l->cap ? l->cap * 2 : 8;
+        l->v = nk_realloc(l->v, l->cap * sizeof(*l->v));
+    }
+    l->v[l->n++] = *r;
+}
+
+/* Drops the first k requests: one memmove for a whole round's worth. */
+static inline void rl_drop_front(struct req_list *l, size_t k)
+{
+    NK_ASSERT(k <= l->n);
+    if (k == 0)
+        return;
+    memmove(l->v, l->v + k, (l->n - k) * sizeof(*l->v));
+    l->n -= k;
+}
+
+/* ------------------------------------------------------------------ group */
+
+struct conf_point {
+    uint64_t index;
+    struct raft_conf_state conf;
+};
+
+struct shard_pub {
+    _Atomic bool damaged;            /* its state failed a checksum: refused until repaired */
+    _Atomic uint64_t lead;           /* raft id of the leader; 0: unknown */
+    _Atomic uint64_t lease_until_ns; /* lease reads allowed until (mono); 0: no */
+    _Atomic uint64_t applied;
+    _Atomic uint64_t compacted; /* the log is compacted up to here (snapshot index) */
+};
+
+struct group {
+    uint32_t id;
+    struct raft *r;
+    struct node *node;
+    uint64_t applied, applied_term;
+    uint64_t last_lead;
+    bool single_voter;
+    bool ready_for_reads; /* leader has applied an entry of its own term */
+    bool dirty;
+    struct req_list pending; /* proposed, ordered by index */
+    struct req_list parked;  /* waiting for a leader */
+    struct req_list reads;   /* read index requested or known */
+    struct conf_point conf_hist[2]; /* [0] older, [1] newer */
+    int n_conf;
+    /* Log compaction: last_seq is the LSM sequence of the latest apply; the
+     * checkpoint (ck_seq, ck_index) freezes one such pair, and once the LSM
+     * has persisted ck_seq the log up to ck_index can go. */
+    uint64_t last_seq, ck_seq, ck_index;
+    uint64_t log_first; /* first index of the raft log (after compaction) */
+    uint64_t synced_term, synced_vote; /* the hard state's durable term and vote */
+    size_t settled; /* pending[0..settled) are completed, dropped at the round's end */
+    /* Time: stamp_ms is the last timestamp this leader stamped on a proposal
+     * (monotonic per shard); time_ms the shard's replicated time after the
+     * latest apply; (gc_seq, gc_time) a checkpoint that becomes the shard's
+     * key-clock time once the LSM has persisted gc_seq. */
+    uint64_t stamp_ms, time_ms, gc_seq, gc_time;
+    bool damaged; /* apply found its state damaged: the group is stopped */
+    bool compact_now; /* Admin.SnapshotShard: compact the log up to compact_target */
+    uint64_t compact_target;
+    struct node_tick_ring ticks;
+};
+
+struct watcher {
+    node_watch_fn fn;
+    void *ctx;
+    bool used;
+};
+
+struct node {
+    struct node_options opt;
+    char *name, *client_addr, *data_dir;
+    uint64_t start_ms;
+
+    struct raftlog *log;
+    struct lsm_db *db;
+    struct kv_store *kv;
+    uint32_t nshards;
+    struct group *groups;
+    struct shard_pub *pub;
+    /* per shard: the replicated time the LSM has persisted, the key clock of
+     * the LSM (expiry is judged by it; see kv.h "Time") */
+    _Atomic uint64_t *gc_time;
+
+    /* the MPSC queue */
+    pthread_mutex_t qmu;
+    pthread_cond_t qcv;
+    struct req *q;
+    size_t qcap, qhead, qlen;
+    bool loop_sleeping;
+    bool stopping;
+    _Atomic uint64_t inflight; /* queued + pending requests, bounded by max_pending */
+    _Atomic bool closed;       /* refuse new work */
+
+    pthread_t loop;
+    bool loop_started;
+
+    /* the reader: completes linearizable reads whose read index is applied,
+     * so that their LSM lookups and replies run off the Ready loop. Its
+     * ring holds at most max_pending reads (every read counts in inflight). */
+    pthread_t reader;
+    bool reader_started;
+    pthread_mutex_t rmu;
+    pthread_cond_t rcv;
+    struct req *rq;
+    size_t rqhead, rqlen;
+    bool reader_stop;
+
+    /* the flusher */
+    pthread_t flusher;
+    bool flusher_started;
+    pthread_mutex_t fmu;
+    pthread_cond_t fcv;
+    bool flush_wanted, flush_stop, flush_running;
+
+    /* Degraded: the loop cannot make the log durable or apply (a full disk,
+     * an I/O error). It retries by itself; meanwhile queued work is refused
+     * with the reason, lease and stale reads go on. Guarded by hmu. */
+    pthread_mutex_t hmu;
+    _Atomic bool degraded;
+    char degraded_why[512];
+    _Atomic uint32_t damaged_shards;
+    struct obs_gauge *m_degraded, *m_damaged;
+
+    /* view */
+    pthread_mutex_t vmu;
+    uint64_t epoch;
+    struct watcher watchers[MAX_WATCH];
+
+    /* loop-private */
+    uint32_t *dirty;
+    size_t ndirty;
+    uint64_t next_read_id;
+    struct raftlog_batch *batch;
+    struct nk_buf conf_buf;
+
+    /* metrics (obs_default registry) */
+    struct obs_histogram *m_fsync, *m_commit, *m_round_entries;
+    struct obs_counter *m_rounds;
+
+    /* stats */
+    _Atomic uint64_t st_applied_entries, st_proposals, st_proposals_failed, st_rounds, st_fsyncs,
+        st_quiesced, st_last_applied, st_round_bytes_max, st_pending_moves, st_holds;
+    _Atomic uint32_t st_led;
+};
+
+/* ---------------------------------------------------- across the module */
+
+void node_conf_encode(const struct raft_conf_state *c, struct nk_buf *b);
+bool node_conf_decode(const uint8_t *p, size_t n, struct raft_conf_state *c);
+uint64_t node_key_clock(void *ctx, struct nk_slice key);
+void node_advance_gc_clock(struct node *n);
+void node_maybe_compact_logs(struct node *n);
+void *node_flusher_main(void *arg);
+void node_fail_req(struct req *r, enum nk_code code, const char *msg, const char *hint);
+nk_status node_enqueue(struct node *n, const struct req *r);
+void node_request_done(struct node *n);
+void node_start_request(struct node *n, struct group *g, struct req *r);
+void node_settle_proposals(struct node *n, struct group *g, uint64_t index, uint64_t term,
+                             const struct kv_result *res);
+void node_settle_done(struct node *n, struct group *g);
+void node_match_reads(struct node *n, struct group *g, const struct raft_ready *rd);
+void node_serve_reads(struct node *n, struct group *g);
+void *node_reader_main(void *arg);
+bool node_apply_entry(struct node *n, struct group *g, const struct raft_entry *e);
+bool node_single_voter(const struct raft_conf_state *c);
+void node_note_conf(struct group *g, uint64_t index);
+void node_set_degraded(struct node *n, nk_status s, const char *what);
+void node_clear_degraded(struct node *n);
+void node_mark_damaged(struct node *n, struct group *g, nk_status why);
+bool node_retry_wait(struct node *n, int attempt);
+void node_mark_dirty(struct node *n, struct group *g);
+const char *node_leader_hint(struct node *n, struct group *g);
+void node_publish(struct node *n, struct group *g);
+void node_expire_list(struct node *n, struct req_list *l, uint64_t now, enum nk_code code,
+                        const char *msg);
+void node_fail_list(struct node *n, struct req_list *l, enum nk_code code, const char *msg);
+void *node_loop_main(void *arg);
+void node_notify_watchers(struct node *n, uint64_t epoch);
+
+/* storage.c: the raft storage vtable of a group */
+void node_raft_storage(struct group *g, struct raft_storage *out);
+
+#endif /* NK_NODE_INTERNAL_H */

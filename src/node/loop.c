@@ -1,0 +1,372 @@
+/*
+ * loop.c: the Ready loop. Each round runs these phases in order (run_round):
+ *   1. start the requests taken from the queue (bounded in count and bytes)
+ *   2. tick every awake group when a tick is due, expiring overdue calls
+ *   3. gather the Ready of every dirty group into one raft log write
+ *   4. make it durable: one write, one fdatasync for all groups
+ *   5. apply committed entries, settle proposals, match and serve reads
+ *   6. advance, publish leadership and leases, restart parked requests
+ *   7. let groups without work go quiet (quiescence), notify view watchers
+ */
+#include "node/internal.h"
+
+
+void node_mark_dirty(struct node *n, struct group *g)
+{
+    if (!g->dirty) {
+        g->dirty = true;
+        n->dirty[n->ndirty++] = g->id;
+    }
+}
+
+const char *node_leader_hint(struct node *n, struct group *g)
+{
+    (void)n;
+    (void)g;
+    return NULL; /* only this node exists until clusters land */
+}
+
+/* Publishes what other threads read without asking the loop. */
+void node_publish(struct node *n, struct group *g)
+{
+    struct shard_pub *p = &n->pub[g->id];
+    uint64_t lead = raft_lead(g->r);
+    bool leader = raft_role(g->r) == RAFT_LEADER;
+    if (leader && g->applied_term == raft_term(g->r))
+        g->ready_for_reads = true;
+    if (!leader)
+        g->ready_for_reads = false;
+    uint64_t lease = 0;
+    if (leader && g->ready_for_reads) {
+        if (g->single_voter) {
+            lease = UINT64_MAX; /* no other node can lead a group we are the only voter of */
+        } else {
+            uint64_t idx, sent;
+            uint32_t lt;
+            if (raft_lease_read(g->r, &idx) && g->applied >= idx &&
+                raft_lease_anchor(g->r, &sent, &lt))
+                lease = node_lease_until(&g->ticks, sent, lt,
+                                         (uint64_t)n->opt.tick_ms * 1000000ULL);
+        }
+    }
+    atomic_store_explicit(&p->lease_until_ns, lease, memory_order_release);
+    atomic_store_explicit(&p->lead, leader ? SELF_ID : lead, memory_order_release);
+    atomic_store_explicit(&p->applied, g->applied, memory_order_release);
+}
+
+void node_expire_list(struct node *n, struct req_list *l, uint64_t now, enum nk_code code,
+                        const char *msg)
+{
+    size_t w = 0;
+    for (size_t i = 0; i < l->n; i++) {
+        if (l->v[i].deadline <= now) {
+            node_fail_req(&l->v[i], code, msg, NULL);
+            node_request_done(n);
+        } else {
+            l->v[w++] = l->v[i];
+        }
+    }
+    l->n = w;
+}
+
+void node_fail_list(struct node *n, struct req_list *l, enum nk_code code, const char *msg)
+{
+    for (size_t i = 0; i < l->n; i++) {
+        node_fail_req(&l->v[i], code, msg, NULL);
+        node_request_done(n);
+    }
+    l->n = 0;
+}
+
+/* One round: requests, ticks, Ready of every dirty group, one durable write,
+ * apply. False when the node is stopping while the round could not finish
+ * (the loop then ends without advancing; nothing unfinished was acknowledged). */
+static bool run_round(struct node *n, struct req *batch, size_t nbatch, bool tick, uint64_t now)
+{
+    for (size_t i = 0; i < nbatch; i++) {
+        struct group *g = &n->groups[batch[i].shard];
+        node_start_request(n, g, &batch[i]);
+    }
+    if (tick) {
+        for (uint32_t i = 0; i < n->nshards; i++) {
+            struct group *g = &n->groups[i];
+            if (g->damaged || raft_is_quiesced(g->r))
+                continue;
+            raft_tick(g->r);
+            node_tick_ring_note(&g->ticks, raft_now(g->r), now);
+            node_mark_dirty(n, g);
+            node_expire_list(n, &g->pending, now, NK_DEADLINE_EXCEEDED,
+                        "COMMIT_TIMEOUT: not committed before the deadline");
+            node_expire_list(n, &g->parked, now, NK_UNAVAILABLE,
+                        "QUORUM_UNAVAILABLE: no leader for the shard before the deadline");
+            node_expire_list(n, &g->reads, now, NK_UNAVAILABLE,
+                        "QUORUM_UNAVAILABLE: leadership not confirmed before the deadline");
+        }
+    }
+
+    /* gather Ready from every dirty group. The write is synced when it holds
+     * entries or a new term or vote; a hard state that only moved its commit
+     * index is written without a sync (Raft recovers the commit index), so a
+     * one-voter group's entry is fsynced once, not twice, before it applies. */
+    bool must_sync = false;
+    size_t nd = n->ndirty;
+    struct raft_ready *rds = nk_malloc((nd ? nd : 1) * sizeof(*rds));
+    bool *has = nk_calloc(nd ? nd : 1, sizeof(bool));
+    for (size_t i = 0; i < nd; i++) {
+        struct group *g = &n->groups[n->dirty[i]];
+        if (g->damaged || !raft_has_ready(g->r))
+            continue;
+        has[i] = true;
+        raft_ready(g->r, &rds[i]);
+        struct raft_ready *rd = &rds[i];
+        if (rd->snapshot)
+            nk_panic("shard %u: installing a snapshot from a leader is not supported yet "
+                     "(one-node clusters never need it)", g->id);
+        if (rd->n_entries) {
+            struct raftlog_entry ents[256];
+            size_t k = 0;
+            for (size_t e = 0; e < rd->n_entries; e++) {
+                const struct raft_entry *re = &rd->entries[e];
+                ents[k++] = (struct raftlog_entry){re->index, re->term, re->type,
+                                                   nk_slice_make(re->data, re->len)};
+                if (k == NK_ARRAY_LEN(ents) || e + 1 == rd->n_entries) {
+                    raftlog_batch_entries(n->batch, g->id, ents, k);
+                    k = 0;
+                }
+            }
+        }
+        if (rd->hard_state_changed) {
+            struct raftlog_hardstate hs = {rd->hard_state.term, rd->hard_state.vote,
+                                           rd->hard_state.commit};
+            raftlog_batch_hardstate(n->batch, g->id, &hs);
+            if (hs.term != g->synced_term || hs.vote != g->synced_vote) {
+                must_sync = true;
+                g->synced_term = hs.term;
+                g->synced_vote = hs.vote;
+            }
+        }
+        if (rd->n_entries)
+            must_sync = true;
+    }
+    /* one write, one fdatasync for every group */
+    size_t round_entries = 0;
+    for (size_t i = 0; i < nd; i++)
+        if (has[i])
+            round_entries += rds[i].n_entries;
+    obs_hist_observe(n->m_round_entries, round_entries);
+    obs_counter_inc(n->m_rounds);
+    if (!raftlog_batch_empty(n->batch)) {
+        uint64_t tw = nk_mono_ns();
+        nk_status s = raftlog_write_ex(n->log, n->batch, must_sync);
+        if (must_sync)
+            obs_hist_observe_since(n->m_fsync, tw);
+        /* A failed write (a full disk, an I/O error) acknowledged nothing:
+         * retry the same batch until it is durable, refusing new work with
+         * the reason meanwhile; nothing of this round goes on before it */
+        for (int attempt = 0; !nk_ok(s); attempt++) {
+            node_set_degraded(n, s, "writing the raft log");
+            nk_status_free(&s);
+            if (!node_retry_wait(n, attempt)) {
+                free(rds);
+                free(has);
+                return false; /* stopping: nothing of this round was acknowledged */
+            }
+            s = raftlog_write_ex(n->log, n->batch, must_sync);
+        }
+        node_clear_degraded(n);
+        if (must_sync)
+            atomic_fetch_add_explicit(&n->st_fsyncs, 1, memory_order_relaxed);
+        raftlog_batch_clear(n->batch);
+    }
+    /* messages: only this node exists until the transport lands */
+    bool view_changed = false;
+    for (size_t i = 0; i < nd; i++) {
+        if (!has[i])
+            continue;
+        struct group *g = &n->groups[n->dirty[i]];
+        struct raft_ready *rd = &rds[i];
+        bool applied_all = true;
+        for (size_t e = 0; e < rd->n_committed && applied_all; e++)
+            applied_all = node_apply_entry(n, g, &rd->committed[e]);
+        if (!applied_all) {
+            if (g->damaged)
+                continue; /* that group stops; the others go on */
+            free(rds);
+            free(has);
+            return false; /* stopping while an apply could not be made */
+        }
+        node_settle_done(n, g);
+        node_match_reads(n, g, rd);
+        bool had_cc = false;
+        for (size_t e = 0; e < rd->n_committed; e++)
+            had_cc |= rd->committed[e].type == RAFT_ENTRY_CONF_CHANGE;
+        uint64_t last_committed = rd->n_committed ? rd->committed[rd->n_committed - 1].index : 0;
+        raft_advance(g->r, rd);
+        if (had_cc)
+            node_note_conf(g, last_committed);
+        node_serve_reads(n, g);
+    }
+    /* after advance: leadership changes, parked requests, publication, quiescence */
+    for (size_t i = 0; i < nd; i++) {
+        struct group *g = &n->groups[n->dirty[i]];
+        if (g->damaged)
+            continue;
+        /* publish first: whoever sees the led-shards count (READY, /readyz)
+         * must also see this shard's leader in the view */
+        node_publish(n, g);
+        uint64_t lead = raft_lead(g->r);
+        if (lead != g->last_lead) {
+            view_changed = true;
+            if (g->last_lead == SELF_ID)
+                atomic_fetch_sub(&n->st_led, 1);
+            if (lead == SELF_ID)
+                atomic_fetch_add(&n->st_led, 1);
+            g->last_lead = lead;
+        }
+        if (raft_role(g->r) == RAFT_LEADER && g->parked.n) {
+            struct req_list parked = g->parked;
+            g->parked = (struct req_list){0};
+            for (size_t k = 0; k < parked.n; k++)
+                node_start_request(n, g, &parked.v[k]);
+            free(parked.v);
+        }
+        if (g->applied > atomic_load_explicit(&n->st_last_applied, memory_order_relaxed))
+            atomic_store_explicit(&n->st_last_applied, g->applied, memory_order_relaxed);
+    }
+    /* a group stays dirty while it has work; the rest go quiet */
+    size_t w = 0;
+    for (size_t i = 0; i < n->ndirty; i++) {
+        struct group *g = &n->groups[n->dirty[i]];
+        bool busy = !g->damaged &&
+                    (raft_has_ready(g->r) || g->pending.n || g->reads.n || g->parked.n);
+        if (busy) {
+            n->dirty[w++] = g->id;
+            continue;
+        }
+        g->dirty = false;
+        if (g->damaged)
+            continue;
+        if (raft_is_idle(g->r) && !raft_is_quiesced(g->r) && g->single_voter &&
+            raft_role(g->r) == RAFT_LEADER) {
+            /* A single-voter leader has nobody to heartbeat and nobody to
+             * lose its lease to: ticking it is pure cost. Groups with peers
+             * quiesce once the transport can wake them (clusters). */
+            raft_quiesce(g->r);
+            atomic_fetch_add_explicit(&n->st_quiesced, 1, memory_order_relaxed);
+        }
+    }
+    n->ndirty = w;
+    free(rds);
+    free(has);
+    atomic_fetch_add_explicit(&n->st_rounds, 1, memory_order_relaxed);
+    if (view_changed) {
+        pthread_mutex_lock(&n->vmu);
+        uint64_t epoch = ++n->epoch;
+        pthread_mutex_unlock(&n->vmu);
+        node_notify_watchers(n, epoch);
+    }
+    return true;
+}
+
+void *node_loop_main(void *arg)
+{
+    struct node *n = arg;
+    uint64_t tick_ns = (uint64_t)n->opt.tick_ms * 1000000ULL;
+    uint64_t next_tick = nk_mono_ns() + tick_ns;
+    uint64_t next_maint = nk_mono_ns() + 1000000000ULL;
+    uint64_t next_gc = nk_mono_ns() + 10000000000ULL;
+    uint64_t sync_ns = n->opt.raft_sync == WAL_SYNC_OS && !n->opt.ephemeral
+                           ? n->opt.sync_interval_us * 1000ULL
+                           : 0;
+    uint64_t next_sync = nk_mono_ns() + sync_ns;
+    size_t cap = n->opt.max_batch_entries;
+    struct req *batch = nk_malloc(cap * sizeof(*batch));
+    for (;;) {
+        /* While the LSM is about to stall, take no new requests: applies of
+         * committed entries cannot be refused, so the loop must never be the
+         * one to wait for a flush. Queued requests wait (a full queue
+         * answers RESOURCE_EXHAUSTED); reads served by lease go on. */
+        bool hold = lsm_write_would_stall(n->db);
+        if (hold)
+            atomic_fetch_add_explicit(&n->st_holds, 1, memory_order_relaxed);
+        pthread_mutex_lock(&n->qmu);
+        while ((n->qlen == 0 || hold) && !n->stopping && n->ndirty == 0) {
+            uint64_t now = nk_mono_ns();
+            if (now >= next_tick)
+                break;
+            struct timespec ts;
+            clock_gettime(CLOCK_MONOTONIC, &ts);
+            uint64_t wait = next_tick - now;
+            if (hold && wait > 2000000ULL)
+                wait = 2000000ULL; /* look at the LSM again soon */
+            ts.tv_sec += (time_t)(wait / 1000000000ULL);
+            ts.tv_nsec += (long)(wait % 1000000000ULL);
+            if (ts.tv_nsec >= 1000000000L) {
+                ts.tv_sec++;
+                ts.tv_nsec -= 1000000000L;
+            }
+            n->loop_sleeping = true;
+            pthread_cond_timedwait(&n->qcv, &n->qmu, &ts);
+            n->loop_sleeping = false;
+            if (hold)
+                break; /* a round without requests, then look again */
+        }
+        if (n->stopping) {
+            pthread_mutex_unlock(&n->qmu);
+            break;
+        }
+        /* A round takes at most max_batch_entries requests and
+         * max_round_bytes of proposal data (at least one request): the rest
+         * waits in the queue for the next round, so one round's log write
+         * stays far below the raft log's record limit whatever clients
+         * send at once. */
+        size_t nb = 0;
+        uint64_t bytes = 0;
+        while (n->qlen && nb < cap && !hold) {
+            const struct req *head = &n->q[n->qhead];
+            if (nb > 0 && bytes + head->len > n->opt.max_round_bytes)
+                break;
+            bytes += head->len;
+            batch[nb++] = *head;
+            n->qhead = (n->qhead + 1) % n->qcap;
+            n->qlen--;
+        }
+        pthread_mutex_unlock(&n->qmu);
+        if (bytes > atomic_load_explicit(&n->st_round_bytes_max, memory_order_relaxed))
+            atomic_store_explicit(&n->st_round_bytes_max, bytes, memory_order_relaxed);
+        uint64_t now = nk_mono_ns();
+        bool tick = now >= next_tick;
+        if (tick)
+            next_tick = now + tick_ns;
+        if (now >= next_maint) {
+            node_maybe_compact_logs(n);
+            node_advance_gc_clock(n);
+            next_maint = now + 1000000000ULL;
+        }
+        if (!run_round(n, batch, nb, tick, now))
+            break;
+        if (sync_ns && now >= next_sync) {
+            nk_status s = raftlog_sync(n->log);
+            if (!nk_ok(s)) {
+                /* the "batch" policy's window sync: what it covers was
+                 * acknowledged under that policy's documented promise;
+                 * retried next period */
+                node_set_degraded(n, s, "syncing the raft log");
+                nk_status_free(&s);
+            } else {
+                node_clear_degraded(n);
+            }
+            next_sync = now + sync_ns;
+        }
+        if (now >= next_gc) {
+            nk_status s = raftlog_gc(n->log);
+            if (!nk_ok(s)) {
+                NK_WARN(MODULE, "raft log gc: %s", nk_status_msg(s));
+                nk_status_free(&s);
+            }
+            next_gc = now + 10000000000ULL;
+        }
+    }
+    free(batch);
+    return NULL;
+}
