@@ -45,9 +45,9 @@ bool node_apply_entry(struct node *n, struct group *g, const struct raft_entry *
     return true;
 }
 
-bool node_single_voter(const struct raft_conf_state *c)
+bool node_single_voter(const struct node *n, const struct raft_conf_state *c)
 {
-    return c->n_voters == 1 && c->voters[0] == SELF_ID && c->n_voters_out == 0;
+    return c->n_voters == 1 && c->voters[0] == n->self_id && c->n_voters_out == 0;
 }
 
 void node_note_conf(struct group *g, uint64_t index)
@@ -60,5 +60,5 @@ void node_note_conf(struct group *g, uint64_t index)
     g->conf_hist[g->n_conf == 2 ? 1 : g->n_conf] = (struct conf_point){index, *c};
     if (g->n_conf < 2)
         g->n_conf++;
-    g->single_voter = node_single_voter(raft_conf(g->r));
+    g->single_voter = node_single_voter(g->node, raft_conf(g->r));
 }

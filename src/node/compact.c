@@ -183,7 +183,9 @@ nk_status node_snapshot_shard(struct node *n, uint32_t shard, uint64_t *index)
     NK_TRY(lsm_flush(n->db));
     /* 3. the loop's maintenance (once a second) compacts the log behind it */
     uint64_t until = nk_mono_ns() + 10ULL * 1000000000ULL;
-    while (atomic_load_explicit(&n->pub[shard].compacted, memory_order_acquire) < target) {
+    /* the compaction record is written with the loop's next round */
+    while (atomic_load_explicit(&n->pub[shard].compacted, memory_order_acquire) < target ||
+           raftlog_first_index(n->log, shard) <= target) {
         if (atomic_load_explicit(&n->closed, memory_order_acquire))
             return nk_status_make(NK_UNAVAILABLE, "server shutting down");
         if (nk_mono_ns() > until)

@@ -47,7 +47,7 @@ void node_mark_damaged(struct node *n, struct group *g, nk_status why)
     atomic_store_explicit(&p->damaged, true, memory_order_release);
     uint32_t k = atomic_fetch_add(&n->damaged_shards, 1) + 1;
     obs_gauge_set(n->m_damaged, k);
-    if (g->last_lead == SELF_ID)
+    if (g->last_lead == n->self_id)
         atomic_fetch_sub(&n->st_led, 1);
     g->last_lead = 0;
     NK_ERROR(MODULE,

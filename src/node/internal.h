@@ -23,8 +23,11 @@
 #include "raftlog/raftlog.h"
 
 #define MODULE      "node"
-#define SELF_ID     1ULL
+/* The raft id of the only member of a one-node cluster (data directories of
+ * one-node clusters hold memberships naming it). */
+#define SOLO_ID     1ULL
 #define MAX_WATCH   1024
+#define NODE_MAX_MEMBERS 16 /* the view's bound (struct node_view.nodes) */
 #define NO_DEADLINE UINT64_MAX
 
 /* --------------------------------------------------------------- requests */
@@ -115,6 +118,31 @@ struct group {
     bool compact_now; /* Admin.SnapshotShard: compact the log up to compact_target */
     uint64_t compact_target;
     struct node_tick_ring ticks;
+    uint64_t snap_warned_ms;        /* rate limit of the "needs a snapshot" error */
+    uint64_t snap_unreachable[8];   /* MsgSnap not sent this round: told after advance */
+    int n_snap_unreachable;
+};
+
+/* A member of the cluster (members.c). Guarded by the node's vmu. */
+struct member {
+    uint64_t id;           /* raft id */
+    char name[128];        /* node_id of its configuration */
+    char peer_addr[256];   /* what this node dials to reach it ("" for self) */
+    char client_addr[128]; /* its gRPC address (from its INFO message; ours for self) */
+    bool up;               /* its peer session is up (self: always) */
+};
+
+/* Per-peer outgoing Raft messages of one round (peers.c). Loop-private. */
+struct peer_out {
+    struct nk_buf buf; /* records: varint shard, varint len, raft_msg encoding */
+    uint32_t count;
+};
+
+/* A frame received from a peer, waiting for the loop (peers.c). */
+struct inbound {
+    uint64_t from;
+    uint8_t *data; /* owned */
+    size_t len;
 };
 
 struct watcher {
@@ -127,6 +155,25 @@ struct node {
     struct node_options opt;
     char *name, *client_addr, *data_dir;
     uint64_t start_ms;
+
+    /* membership (members.c): fixed at bootstrap, recorded in CLUSTER */
+    uint64_t self_id, cluster_id;
+    uint32_t rf;
+    bool clustered; /* more than one member: the transport runs */
+    struct member members[NODE_MAX_MEMBERS];
+    uint32_t n_members;
+
+    /* peers (peers.c) */
+    struct transport *tp;
+    struct peer_out out_early[NODE_MAX_MEMBERS], out_late[NODE_MAX_MEMBERS];
+    struct inbound *in; /* ring under qmu, bounded in frames and bytes */
+    size_t in_head, in_len, in_cap;
+    uint64_t in_bytes;
+    _Atomic uint64_t st_in_dropped, st_out_dropped, st_bad_frames;
+    struct nk_buf msg_buf; /* loop-private encoding scratch */
+    uint64_t view_local;   /* membership/liveness changes seen (vmu) */
+    uint32_t n_hosted;     /* shards with a replica here (fixed after open) */
+    char hint_loop[128];   /* the loop's leader-hint scratch */
 
     struct raftlog *log;
     struct lsm_db *db;
@@ -219,7 +266,7 @@ void node_match_reads(struct node *n, struct group *g, const struct raft_ready *
 void node_serve_reads(struct node *n, struct group *g);
 void *node_reader_main(void *arg);
 bool node_apply_entry(struct node *n, struct group *g, const struct raft_entry *e);
-bool node_single_voter(const struct raft_conf_state *c);
+bool node_single_voter(const struct node *n, const struct raft_conf_state *c);
 void node_note_conf(struct group *g, uint64_t index);
 void node_set_degraded(struct node *n, nk_status s, const char *what);
 void node_clear_degraded(struct node *n);
@@ -233,6 +280,34 @@ void node_expire_list(struct node *n, struct req_list *l, uint64_t now, enum nk_
 void node_fail_list(struct node *n, struct req_list *l, enum nk_code code, const char *msg);
 void *node_loop_main(void *arg);
 void node_notify_watchers(struct node *n, uint64_t epoch);
+
+/* members.c */
+uint64_t node_raft_id_for(const char *name);
+nk_status node_members_load(struct node *n, bool *found);
+nk_status node_members_save(struct node *n);
+nk_status node_members_bootstrap(struct node *n);
+int node_member_index(struct node *n, uint64_t id); /* vmu held or loop thread; -1 if none */
+void node_placement_replicas(const uint64_t *ids, uint32_t n_ids, uint32_t shard, uint32_t rf,
+                             uint64_t *out);
+
+/* view.c: the client address of the shard's leader (or, when unknown and
+ * the shard has no replica here, of a replica) copied into buf; NULL when
+ * none is known or it is this node. */
+const char *node_hint_for_shard(struct node *n, uint32_t shard, char *buf, size_t cap);
+
+/* discover.c: the id and name of the node listening at a seed address */
+nk_status node_discover(const char *addr, uint32_t total_shards, int timeout_ms, uint64_t *id,
+                        char *name, size_t name_cap);
+
+/* peers.c */
+nk_status node_peers_open(struct node *n);
+void node_peers_close(struct node *n);
+void node_peers_queue(struct node *n, uint32_t shard, const struct raft_msg *m);
+void node_peers_flush(struct node *n, bool early);
+void node_peers_take_inbound(struct node *n);
+bool node_peers_have_inbound(struct node *n); /* qmu held */
+void node_peers_announce(struct node *n);
+nk_status node_peers_add_members(struct node *n);
 
 /* storage.c: the raft storage vtable of a group */
 void node_raft_storage(struct group *g, struct raft_storage *out);

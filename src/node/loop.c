@@ -21,9 +21,7 @@ void node_mark_dirty(struct node *n, struct group *g)
 
 const char *node_leader_hint(struct node *n, struct group *g)
 {
-    (void)n;
-    (void)g;
-    return NULL; /* only this node exists until clusters land */
+    return node_hint_for_shard(n, g->id, n->hint_loop, sizeof n->hint_loop);
 }
 
 /* Publishes what other threads read without asking the loop. */
@@ -50,7 +48,7 @@ void node_publish(struct node *n, struct group *g)
         }
     }
     atomic_store_explicit(&p->lease_until_ns, lease, memory_order_release);
-    atomic_store_explicit(&p->lead, leader ? SELF_ID : lead, memory_order_release);
+    atomic_store_explicit(&p->lead, leader ? n->self_id : lead, memory_order_release);
     atomic_store_explicit(&p->applied, g->applied, memory_order_release);
 }
 
@@ -78,11 +76,39 @@ void node_fail_list(struct node *n, struct req_list *l, enum nk_code code, const
     l->n = 0;
 }
 
+/*
+ * Queues the group's outgoing messages for their peers. MsgSnap is not sent:
+ * snapshot streaming is not built yet, so a replica that fell behind the
+ * leader's compacted log cannot catch up (log compaction keeps what
+ * followers still need as long as it can; see compact.c). The leader is told
+ * the snapshot did not arrive, and keeps probing.
+ */
+static void queue_messages(struct node *n, struct group *g, const struct raft_ready *rd)
+{
+    for (size_t k = 0; k < rd->n_msgs; k++) {
+        const struct raft_msg *m = &rd->msgs[k];
+        if (m->type == RAFT_MSG_SNAPSHOT) {
+            uint64_t now = nk_mono_ms();
+            if (now >= g->snap_warned_ms) {
+                NK_ERROR(MODULE,
+                         "shard %u: replica %016llx needs a snapshot (it is behind the "
+                         "compacted log); snapshot streaming is not built yet",
+                         g->id, (unsigned long long)m->to);
+                g->snap_warned_ms = now + 10000;
+            }
+            g->snap_unreachable[g->n_snap_unreachable < 8 ? g->n_snap_unreachable++ : 7] = m->to;
+            continue;
+        }
+        node_peers_queue(n, g->id, m);
+    }
+}
+
 /* One round: requests, ticks, Ready of every dirty group, one durable write,
  * apply. False when the node is stopping while the round could not finish
  * (the loop then ends without advancing; nothing unfinished was acknowledged). */
 static bool run_round(struct node *n, struct req *batch, size_t nbatch, bool tick, uint64_t now)
 {
+    node_peers_take_inbound(n);
     for (size_t i = 0; i < nbatch; i++) {
         struct group *g = &n->groups[batch[i].shard];
         node_start_request(n, g, &batch[i]);
@@ -90,7 +116,7 @@ static bool run_round(struct node *n, struct req *batch, size_t nbatch, bool tic
     if (tick) {
         for (uint32_t i = 0; i < n->nshards; i++) {
             struct group *g = &n->groups[i];
-            if (g->damaged || raft_is_quiesced(g->r))
+            if (!g->r || g->damaged || raft_is_quiesced(g->r))
                 continue;
             raft_tick(g->r);
             node_tick_ring_note(&g->ticks, raft_now(g->r), now);
@@ -119,9 +145,10 @@ static bool run_round(struct node *n, struct req *batch, size_t nbatch, bool tic
         has[i] = true;
         raft_ready(g->r, &rds[i]);
         struct raft_ready *rd = &rds[i];
-        if (rd->snapshot)
-            nk_panic("shard %u: installing a snapshot from a leader is not supported yet "
-                     "(one-node clusters never need it)", g->id);
+        /* a snapshot arrives only through MsgSnap, which no leader sends
+         * until snapshot streaming exists (see queue_messages) */
+        NK_ASSERT(!rd->snapshot);
+        queue_messages(n, g, rd);
         if (rd->n_entries) {
             struct raftlog_entry ents[256];
             size_t k = 0;
@@ -155,6 +182,10 @@ static bool run_round(struct node *n, struct req *batch, size_t nbatch, bool tic
             round_entries += rds[i].n_entries;
     obs_hist_observe(n->m_round_entries, round_entries);
     obs_counter_inc(n->m_rounds);
+    /* a leader's appends and heartbeats go out while its own log is being
+     * made durable (Raft thesis 10.2.1): raft counts the leader's entries
+     * only once raft_advance says they are on disk */
+    node_peers_flush(n, true);
     if (!raftlog_batch_empty(n->batch)) {
         uint64_t tw = nk_mono_ns();
         nk_status s = raftlog_write_ex(n->log, n->batch, must_sync);
@@ -178,6 +209,8 @@ static bool run_round(struct node *n, struct req *batch, size_t nbatch, bool tic
             atomic_fetch_add_explicit(&n->st_fsyncs, 1, memory_order_relaxed);
         raftlog_batch_clear(n->batch);
     }
+    /* votes and responses promise what is now durable */
+    node_peers_flush(n, false);
     /* messages: only this node exists until the transport lands */
     bool view_changed = false;
     for (size_t i = 0; i < nd; i++) {
@@ -202,6 +235,9 @@ static bool run_round(struct node *n, struct req *batch, size_t nbatch, bool tic
             had_cc |= rd->committed[e].type == RAFT_ENTRY_CONF_CHANGE;
         uint64_t last_committed = rd->n_committed ? rd->committed[rd->n_committed - 1].index : 0;
         raft_advance(g->r, rd);
+        for (int k = 0; k < g->n_snap_unreachable; k++)
+            raft_report_unreachable(g->r, g->snap_unreachable[k]);
+        g->n_snap_unreachable = 0;
         if (had_cc)
             node_note_conf(g, last_committed);
         node_serve_reads(n, g);
@@ -217,9 +253,9 @@ static bool run_round(struct node *n, struct req *batch, size_t nbatch, bool tic
         uint64_t lead = raft_lead(g->r);
         if (lead != g->last_lead) {
             view_changed = true;
-            if (g->last_lead == SELF_ID)
+            if (g->last_lead == n->self_id)
                 atomic_fetch_sub(&n->st_led, 1);
-            if (lead == SELF_ID)
+            if (lead == n->self_id)
                 atomic_fetch_add(&n->st_led, 1);
             g->last_lead = lead;
         }
@@ -290,7 +326,8 @@ void *node_loop_main(void *arg)
         if (hold)
             atomic_fetch_add_explicit(&n->st_holds, 1, memory_order_relaxed);
         pthread_mutex_lock(&n->qmu);
-        while ((n->qlen == 0 || hold) && !n->stopping && n->ndirty == 0) {
+        while ((n->qlen == 0 || hold) && !node_peers_have_inbound(n) && !n->stopping &&
+               n->ndirty == 0) {
             uint64_t now = nk_mono_ns();
             if (now >= next_tick)
                 break;

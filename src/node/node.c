@@ -59,32 +59,62 @@ static nk_status check_cluster_file(struct node *n)
                                       "\"total_shards=N\") from a backup of this node",
                                       path, sub);
         }
-        char buf[128];
-        int k = snprintf(buf, sizeof buf, "total_shards=%u\n", n->nshards);
-        return nk_write_file_atomic(path, buf, (size_t)k);
+        return NK_OK; /* a new node: membership comes next */
     }
     NK_TRY(s);
-    unsigned ts = 0;
-    int ok = sscanf((const char *)d, "total_shards=%u", &ts);
     free(d);
-    if (ok != 1)
-        return nk_status_make(NK_DATA_LOSS, "%s is malformed", path);
-    if (ts != n->nshards)
-        return nk_status_make(NK_FAILED_PRECONDITION,
-                              "%s records total_shards=%u but the configuration says %u; "
-                              "total_shards is fixed when a cluster is created",
-                              path, ts, n->nshards);
+    return NK_OK;
+}
+
+/*
+ * Who the members are: recorded in CLUSTER, or, for a new node, itself alone
+ * (no seed nodes) or learned from the seed nodes (members.c). The peer
+ * transport starts here for clusters, since bootstrap needs it.
+ */
+static nk_status open_membership(struct node *n)
+{
+    bool found;
+    NK_TRY(node_members_load(n, &found));
+    if (!found && n->opt.n_seed_nodes == 0) {
+        n->self_id = SOLO_ID;
+        n->rf = 1;
+        n->n_members = 1;
+        n->members[0] = (struct member){.id = SOLO_ID, .up = true};
+        snprintf(n->members[0].name, sizeof n->members[0].name, "%s", n->name);
+        return node_members_save(n);
+    }
+    if (!found) {
+        n->self_id = node_raft_id_for(n->name);
+        n->n_members = 1;
+        n->members[0] = (struct member){.id = n->self_id, .up = true};
+        snprintf(n->members[0].name, sizeof n->members[0].name, "%s", n->name);
+        n->clustered = true;
+        NK_TRY(node_peers_open(n)); /* the others discover us through it */
+        NK_TRY(node_members_bootstrap(n));
+        NK_TRY(node_peers_add_members(n));
+    } else if (n->clustered) {
+        NK_TRY(node_peers_open(n));
+        NK_TRY(node_peers_add_members(n));
+    }
+    int self = node_member_index(n, n->self_id);
+    NK_ASSERT(self >= 0);
+    n->members[self].up = true;
+    snprintf(n->members[self].client_addr, sizeof n->members[self].client_addr, "%s",
+             n->client_addr);
     return NK_OK;
 }
 
 static nk_status open_groups(struct node *n)
 {
-    /* bootstrap groups that have no state yet: a compaction point at 0 whose
-     * membership is this node alone */
-    struct raft_conf_state boot = {.n_voters = 1, .voters = {SELF_ID}};
+    /* bootstrap the groups of the shards this node replicates that have no
+     * state yet: a compaction point at 0 whose membership is the shard's
+     * replicas by placement (every member computes the same) */
+    uint64_t ids[NODE_MAX_MEMBERS];
+    for (uint32_t m = 0; m < n->n_members; m++)
+        ids[m] = n->members[m].id;
+    bool *hosted = nk_calloc(n->nshards, sizeof(bool));
     struct nk_buf cb;
     nk_buf_init(&cb);
-    node_conf_encode(&boot, &cb);
     bool any = false;
     for (uint32_t i = 0; i < n->nshards; i++) {
         uint64_t ci, ct;
@@ -92,9 +122,15 @@ static nk_status open_groups(struct node *n)
         raftlog_get_compacted(n->log, i, &ci, &ct, &n->conf_buf);
         raftlog_get_hardstate(n->log, i, &hs);
         if (n->conf_buf.len == 0 && hs.term == 0 && raftlog_last_index(n->log, i) == 0) {
+            struct raft_conf_state boot = {.n_voters = (uint8_t)n->rf};
+            node_placement_replicas(ids, n->n_members, i, n->rf, boot.voters);
+            if (!raft_conf_is_voter(&boot, n->self_id))
+                continue; /* another node's shard */
+            node_conf_encode(&boot, &cb);
             raftlog_batch_compact(n->batch, i, 0, 0, nk_slice_make(cb.data, cb.len));
             any = true;
         }
+        hosted[i] = true;
     }
     nk_buf_free(&cb);
     if (any) {
@@ -105,26 +141,37 @@ static nk_status open_groups(struct node *n)
         struct group *g = &n->groups[i];
         g->id = i;
         g->node = n;
+        if (!hosted[i])
+            continue; /* g->r stays NULL: not a replica here */
+        n->n_hosted++;
         uint64_t at = 0, ai = 0;
-        NK_TRY(kv_applied(n->kv, (uint16_t)i, &at, &ai));
+        nk_status as = kv_applied(n->kv, (uint16_t)i, &at, &ai);
+        if (!nk_ok(as)) {
+            free(hosted);
+            return as;
+        }
         uint64_t ci, ct;
         raftlog_get_compacted(n->log, i, &ci, &ct, &n->conf_buf);
-        if (ai < ci)
+        if (ai < ci) {
+            free(hosted);
             return nk_status_make(NK_DATA_LOSS,
                                   "shard %u: the database has applied up to %llu but the raft log "
                                   "starts after %llu; entries in between are lost",
                                   i, (unsigned long long)ai, (unsigned long long)ci);
+        }
         struct raft_conf_state conf;
-        if (!node_conf_decode(n->conf_buf.data, n->conf_buf.len, &conf))
+        if (!node_conf_decode(n->conf_buf.data, n->conf_buf.len, &conf)) {
+            free(hosted);
             return nk_status_make(NK_DATA_LOSS, "shard %u: stored membership is malformed", i);
+        }
         g->conf_hist[0] = (struct conf_point){ci, conf};
         g->n_conf = 1;
-        g->single_voter = node_single_voter(&conf);
+        g->single_voter = node_single_voter(n, &conf);
         g->applied = ai;
         g->applied_term = at;
         g->log_first = ci + 1;
         struct raft_config rc = {
-            .id = SELF_ID,
+            .id = n->self_id,
             .applied = ai,
             .election_tick = n->opt.election_ticks,
             .heartbeat_tick = n->opt.heartbeat_ticks,
@@ -132,14 +179,17 @@ static nk_status open_groups(struct node *n)
         };
         node_raft_storage(g, &rc.storage);
         nk_status s = raft_new(&rc, &g->r);
-        if (!nk_ok(s))
+        if (!nk_ok(s)) {
+            free(hosted);
             return nk_status_wrap(s, "shard %u", i);
+        }
         if (g->single_voter) {
             nk_status cs = raft_campaign(g->r); /* nobody to wait for */
             nk_status_free(&cs);
         }
         node_mark_dirty(n, g);
     }
+    free(hosted);
     return NK_OK;
 }
 
@@ -222,6 +272,8 @@ nk_status node_open(const struct node_options *o, struct node **out)
     nk_status s = nk_mkdirs(n->data_dir, 0755);
     if (nk_ok(s))
         s = check_cluster_file(n);
+    if (nk_ok(s))
+        s = open_membership(n);
     if (nk_ok(s)) {
         struct raftlog_options ro;
         raftlog_options_default(&ro);
@@ -284,6 +336,7 @@ void node_close(struct node *n)
     pthread_cond_signal(&n->qcv);
     if (n->loop_started)
         pthread_join(n->loop, NULL);
+    node_peers_close(n); /* no callback runs after it */
     /* everything still waiting learns that we stop */
     const char *bye = "server shutting down";
     for (size_t i = 0; i < n->qlen; i++) {
@@ -370,6 +423,18 @@ void node_get_stats(struct node *n, struct node_stats *o)
     o->round_bytes_max = atomic_load(&n->st_round_bytes_max);
     o->pending_moves = atomic_load(&n->st_pending_moves);
     o->write_holds = atomic_load(&n->st_holds);
+    o->shards_hosted = n->n_hosted;
+    for (uint32_t i = 0; i < n->nshards; i++)
+        if (n->groups[i].r && atomic_load_explicit(&n->pub[i].lead, memory_order_acquire))
+            o->shards_ready++;
+    pthread_mutex_lock(&n->vmu);
+    o->members = n->n_members;
+    for (uint32_t i = 0; i < n->n_members; i++)
+        o->peers_up += n->members[i].id != n->self_id && n->members[i].up;
+    pthread_mutex_unlock(&n->vmu);
+    o->frames_dropped_in = atomic_load(&n->st_in_dropped);
+    o->frames_dropped_out = atomic_load(&n->st_out_dropped);
+    o->frames_bad = atomic_load(&n->st_bad_frames);
     o->damaged_shards = atomic_load(&n->damaged_shards);
     o->degraded = atomic_load(&n->degraded);
     if (o->degraded) {

@@ -59,6 +59,12 @@ struct node_options {
     uint64_t raftlog_cache_bytes; /* default 64 MiB */
     uint64_t compact_log_entries; /* compact a group's log beyond this many; default 10000 */
     uint64_t max_round_bytes; /* proposal bytes taken per round (at least one); default 8 MiB */
+    /* Clusters: the peer listen address, and the peer addresses of the
+     * other initial members (empty: a one-node cluster). Copied. */
+    const char *peer_addr;
+    const char *const *seed_nodes;
+    uint32_t n_seed_nodes;
+    uint32_t replication_factor; /* default 3, at most the member count */
     struct lsm_options lsm;
     struct kv_options kv;
 };
@@ -193,6 +199,10 @@ struct node_stats {
     uint64_t round_bytes_max; /* most proposal bytes one round took */
     uint64_t pending_moves;   /* requests moved compacting pending lists (linear in proposals) */
     uint64_t write_holds;     /* loop iterations that took no requests: the LSM was about to stall */
+    uint32_t shards_hosted;   /* shards this node holds a replica of */
+    uint32_t shards_ready;    /* of those, shards whose leader is known (READY: all of them) */
+    uint32_t members, peers_up;
+    uint64_t frames_dropped_in, frames_dropped_out, frames_bad;
     bool degraded;            /* writes suspended: the log or an apply keeps failing (retried) */
     char degraded_why[512];   /* what fails, naming the path and the error */
     uint32_t damaged_shards;  /* shards refused: their state failed a checksum */

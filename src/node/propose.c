@@ -26,12 +26,18 @@ void node_start_request(struct node *n, struct group *g, struct req *r)
         node_request_done(n);
         return;
     }
+    if (!g->r) {
+        node_fail_req(r, NK_UNAVAILABLE, "NOT_LEADER: the shard has no replica on this node",
+                      node_leader_hint(n, g));
+        node_request_done(n);
+        return;
+    }
     if (raft_is_quiesced(g->r))
         raft_unquiesce(g->r);
     node_mark_dirty(n, g);
     if (raft_role(g->r) != RAFT_LEADER) {
         uint64_t lead = raft_lead(g->r);
-        if (lead != 0 && lead != SELF_ID) {
+        if (lead != 0 && lead != n->self_id) {
             node_fail_req(r, NK_UNAVAILABLE, "NOT_LEADER", node_leader_hint(n, g));
             node_request_done(n);
         } else {

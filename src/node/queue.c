@@ -112,19 +112,27 @@ nk_status node_read_barrier(struct node *n, uint32_t shard, enum node_consistenc
     if (atomic_load_explicit(&n->closed, memory_order_acquire))
         return nk_status_make(NK_UNAVAILABLE, "server shutting down");
     struct shard_pub *p = &n->pub[shard];
+    static __thread char hint_buf[128];
+    if (!n->groups[shard].r) {
+        /* no replica here: the shard's leader (or a replica) has the data */
+        if (hint)
+            *hint = node_hint_for_shard(n, shard, hint_buf, sizeof hint_buf);
+        return nk_status_make(NK_UNAVAILABLE,
+                              "NOT_LEADER: shard %u has no replica on this node", shard);
+    }
     if (c == NODE_READ_STALE) {
         *now = true;
         return NK_OK;
     }
     uint64_t lead = atomic_load_explicit(&p->lead, memory_order_acquire);
-    if (c == NODE_READ_LEASE && lead == SELF_ID &&
+    if (c == NODE_READ_LEASE && lead == n->self_id &&
         atomic_load_explicit(&p->lease_until_ns, memory_order_acquire) > nk_mono_ns()) {
         *now = true;
         return NK_OK;
     }
-    if (lead != 0 && lead != SELF_ID) {
+    if (lead != 0 && lead != n->self_id) {
         if (hint)
-            *hint = NULL; /* peers' client addresses arrive with clusters */
+            *hint = node_hint_for_shard(n, shard, hint_buf, sizeof hint_buf);
         return nk_status_make(NK_UNAVAILABLE, "NOT_LEADER: shard %u is led by another node",
                               shard);
     }

@@ -24,14 +24,32 @@ void node_set_client_addr(struct node *n, const char *addr, const char *name)
     n->client_addr = nk_strdup(addr);
     n->opt.client_addr = n->client_addr;
     free(old);
-    if (name) {
+    if (name && !n->clustered) {
+        /* a cluster member's name is fixed: its raft id was derived from it */
         old = n->name;
         n->name = nk_strdup(name);
         n->opt.node_name = n->name;
         free(old);
     }
+    int self = node_member_index(n, n->self_id);
+    if (self >= 0) {
+        snprintf(n->members[self].client_addr, sizeof n->members[self].client_addr, "%s", addr);
+        snprintf(n->members[self].name, sizeof n->members[self].name, "%s", n->name);
+    }
     n->epoch++; /* the view changed */
     pthread_mutex_unlock(&n->vmu);
+    node_peers_announce(n); /* peers learn where clients reach us */
+}
+
+/* The shard's replicas (raft ids): placement over the members. Groups are
+ * bootstrapped with exactly these and no configuration change exists yet. */
+static uint32_t shard_replicas(struct node *n, uint32_t shard, uint64_t *out)
+{
+    uint64_t ids[NODE_MAX_MEMBERS];
+    for (uint32_t m = 0; m < n->n_members; m++)
+        ids[m] = n->members[m].id;
+    node_placement_replicas(ids, n->n_members, shard, n->rf, out);
+    return n->rf;
 }
 
 void node_view_get(struct node *n, struct node_view *v)
@@ -39,23 +57,53 @@ void node_view_get(struct node *n, struct node_view *v)
     memset(v, 0, sizeof(*v));
     pthread_mutex_lock(&n->vmu);
     v->epoch = n->epoch;
-    snprintf(v->nodes[0].addr, sizeof v->nodes[0].addr, "%s", n->client_addr);
-    pthread_mutex_unlock(&n->vmu);
-    v->n_nodes = 1;
-    pthread_mutex_lock(&n->vmu);
-    snprintf(v->nodes[0].id, sizeof v->nodes[0].id, "%s", n->name);
-    pthread_mutex_unlock(&n->vmu);
-    snprintf(v->nodes[0].role, sizeof v->nodes[0].role, "alive");
+    v->n_nodes = n->n_members;
+    for (uint32_t i = 0; i < n->n_members; i++) {
+        const struct member *m = &n->members[i];
+        snprintf(v->nodes[i].id, sizeof v->nodes[i].id, "%s",
+                 m->id == n->self_id ? n->name : m->name);
+        snprintf(v->nodes[i].addr, sizeof v->nodes[i].addr, "%s",
+                 m->id == n->self_id ? n->client_addr : m->client_addr);
+        snprintf(v->nodes[i].role, sizeof v->nodes[i].role, "%s",
+                 m->id == n->self_id || m->up ? "alive" : "dead");
+    }
     v->total_shards = n->nshards;
     v->n_replicas = nk_malloc(n->nshards);
     v->replicas = nk_malloc(n->nshards * sizeof(*v->replicas));
     v->leader = nk_malloc(n->nshards);
     for (uint32_t i = 0; i < n->nshards; i++) {
-        v->n_replicas[i] = 1;
-        v->replicas[i][0] = 0;
+        uint64_t reps[NODE_MAX_MEMBERS];
+        uint32_t k = shard_replicas(n, i, reps);
+        if (k > NK_ARRAY_LEN(v->replicas[0]))
+            k = NK_ARRAY_LEN(v->replicas[0]);
         uint64_t lead = atomic_load_explicit(&n->pub[i].lead, memory_order_acquire);
-        v->leader[i] = lead == SELF_ID ? 0 : -1;
+        v->n_replicas[i] = (uint8_t)k;
+        v->leader[i] = -1;
+        for (uint32_t r = 0; r < k; r++) {
+            int idx = node_member_index(n, reps[r]);
+            v->replicas[i][r] = (uint8_t)(idx < 0 ? 0 : idx);
+            if (lead != 0 && reps[r] == lead)
+                v->leader[i] = (int8_t)(idx < 0 ? -1 : idx);
+        }
     }
+    pthread_mutex_unlock(&n->vmu);
+}
+
+const char *node_hint_for_shard(struct node *n, uint32_t shard, char *buf, size_t cap)
+{
+    uint64_t lead = atomic_load_explicit(&n->pub[shard].lead, memory_order_acquire);
+    buf[0] = 0;
+    pthread_mutex_lock(&n->vmu);
+    if (lead == 0 && !n->groups[shard].r) {
+        uint64_t reps[NODE_MAX_MEMBERS];
+        shard_replicas(n, shard, reps);
+        lead = reps[0];
+    }
+    int idx = lead && lead != n->self_id ? node_member_index(n, lead) : -1;
+    if (idx >= 0)
+        snprintf(buf, cap, "%s", n->members[idx].client_addr);
+    pthread_mutex_unlock(&n->vmu);
+    return buf[0] ? buf : NULL;
 }
 
 void node_view_free(struct node_view *v)

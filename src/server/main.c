@@ -70,15 +70,19 @@ int main(int argc, char **argv)
     }
     nk_log_set_level(cfg.log_level);
     config_log_warnings(&cfg);
-    /* Running each "member" as a one-node cluster of its own would split the
-     * data silently; refuse until the peer transport and membership exist. */
-    if (cfg.n_seed_nodes > 0) {
+    /* Clusters are on the way (docs/cluster.md): until every part of them is
+     * in (snapshot streaming among others), a configuration with seed nodes
+     * is refused unless NORIKV_EXPERIMENTAL_CLUSTER=1 asks for them. */
+    if (cfg.n_seed_nodes > 0 && !getenv("NORIKV_EXPERIMENTAL_CLUSTER")) {
         fprintf(stderr,
                 "norikv-server: multi-node clusters are not supported by this build yet: "
                 "cluster.seed_nodes must be empty (got %u seed node%s, first %s)\n",
                 cfg.n_seed_nodes, cfg.n_seed_nodes == 1 ? "" : "s", cfg.seed_nodes[0]);
         return 2;
     }
+    const char *seeds[CONFIG_MAX_SEEDS];
+    for (uint32_t i = 0; i < cfg.n_seed_nodes; i++)
+        seeds[i] = cfg.seed_nodes[i];
 
     char data_dir[CONFIG_PATH_MAX + 64];
     if (cfg.ephemeral) {
@@ -110,6 +114,10 @@ int main(int argc, char **argv)
     no.lsm.write_buffer_size = cfg.memtable_size;
     no.lsm.block_cache_bytes = cfg.block_cache_size;
     no.kv.idem_retention_ms = cfg.idempotency_retention_ms;
+    no.peer_addr = cfg.peer_addr;
+    no.seed_nodes = seeds;
+    no.n_seed_nodes = cfg.n_seed_nodes;
+    no.replication_factor = cfg.replication_factor;
 
     uint64_t t0 = nk_mono_ms();
     struct node *node = NULL;
@@ -175,7 +183,7 @@ int main(int argc, char **argv)
     for (int i = 0; i < 15000; i++) {
         struct node_stats ns;
         node_get_stats(node, &ns);
-        if (ns.shards_led == ns.total_shards)
+        if (ns.shards_hosted > 0 && ns.shards_ready == ns.shards_hosted)
             break;
         nk_sleep_us(2000);
     }

@@ -136,6 +136,7 @@ static bool read_key(struct node *n, uint32_t shard, const char *key, size_t *le
 static void small_budget(struct node_options *o)
 {
     o->max_round_bytes = 4u << 20;
+    o->default_deadline_ms = 120000; /* 300 MiB on a busy 2-core machine */
 }
 
 NK_TEST(hundreds_of_max_size_puts_at_once_commit_in_budgeted_rounds_without_a_crash)

@@ -1,0 +1,294 @@
+/*
+ * members.c: who is in the cluster, and the CLUSTER file that records it
+ * (docs/format/cluster-file.md).
+ *
+ * A one-node cluster (no seed nodes) has one member whose raft id is 1, as
+ * every data directory written before clusters existed records. A cluster
+ * bootstrapped from seed nodes learns its members from the peer handshakes:
+ * each node dials the seed addresses of its configuration, and once a
+ * session is up with every seed it knows every member (identity comes from
+ * the handshake, never from an address). Every initial member lists the
+ * others as seeds, so all of them arrive at the same member set; the node
+ * records it, with the replication factor and total_shards, before it
+ * creates a single group, and never bootstraps again.
+ *
+ * The replicas of each shard at bootstrap are the first RF members by
+ * rendezvous hashing of (shard, member id); afterwards a shard's replicas
+ * are its Raft configuration, whatever placement says.
+ */
+#include "node/internal.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <sys/stat.h>
+
+#include "transport/transport.h"
+
+uint64_t node_raft_id_for(const char *name)
+{
+    struct nk_buf b;
+    nk_buf_init(&b);
+    nk_buf_append(&b, "norikv-node:", 12);
+    nk_buf_append(&b, name, strlen(name));
+    uint64_t h = nk_xxhash64(b.data, b.len) & 0x7fffffffffffffffULL;
+    nk_buf_free(&b);
+    return h <= SOLO_ID ? h + 2 : h; /* never 0 (no one) nor the solo id */
+}
+
+int node_member_index(struct node *n, uint64_t id)
+{
+    for (uint32_t i = 0; i < n->n_members; i++)
+        if (n->members[i].id == id)
+            return (int)i;
+    return -1;
+}
+
+/* ------------------------------------------------------------ placement */
+
+static uint64_t rendezvous_weight(uint32_t shard, uint64_t id)
+{
+    uint8_t k[12];
+    nk_enc_fixed32(k, shard);
+    nk_enc_fixed64(k + 4, id);
+    return nk_xxhash64(k, sizeof k);
+}
+
+void node_placement_replicas(const uint64_t *ids, uint32_t n_ids, uint32_t shard, uint32_t rf,
+                             uint64_t *out)
+{
+    NK_ASSERT(rf >= 1 && rf <= n_ids && n_ids <= NODE_MAX_MEMBERS);
+    uint64_t w[NODE_MAX_MEMBERS];
+    uint64_t id[NODE_MAX_MEMBERS];
+    for (uint32_t i = 0; i < n_ids; i++) {
+        w[i] = rendezvous_weight(shard, ids[i]);
+        id[i] = ids[i];
+    }
+    /* the rf highest weights, ties by id (selection: n_ids <= 16) */
+    for (uint32_t r = 0; r < rf; r++) {
+        uint32_t best = r;
+        for (uint32_t i = r + 1; i < n_ids; i++)
+            if (w[i] > w[best] || (w[i] == w[best] && id[i] < id[best]))
+                best = i;
+        uint64_t tw = w[r], ti = id[r];
+        w[r] = w[best];
+        id[r] = id[best];
+        w[best] = tw;
+        id[best] = ti;
+        out[r] = id[r];
+    }
+}
+
+/* ----------------------------------------------------------- the file */
+
+static void cluster_path(struct node *n, char *path, size_t cap)
+{
+    snprintf(path, cap, "%s/CLUSTER", n->data_dir);
+}
+
+nk_status node_members_save(struct node *n)
+{
+    char path[4200];
+    cluster_path(n, path, sizeof path);
+    struct nk_buf b;
+    nk_buf_init(&b);
+    char line[512];
+    int k = snprintf(line, sizeof line,
+                     "total_shards=%u\nformat=2\ncluster_id=%016" PRIx64
+                     "\nreplication_factor=%u\nself=%" PRIu64 "\n",
+                     n->nshards, n->cluster_id, n->rf, n->self_id);
+    nk_buf_append(&b, line, (size_t)k);
+    for (uint32_t i = 0; i < n->n_members; i++) {
+        const struct member *m = &n->members[i];
+        k = snprintf(line, sizeof line, "member=%" PRIu64 " %s %s\n", m->id, m->name,
+                     m->peer_addr[0] ? m->peer_addr : "-");
+        nk_buf_append(&b, line, (size_t)k);
+    }
+    nk_status s = nk_write_file_atomic(path, b.data, b.len);
+    nk_buf_free(&b);
+    return s;
+}
+
+static nk_status malformed(const char *path, unsigned line, const char *why)
+{
+    return nk_status_make(NK_DATA_LOSS, "%s line %u: %s", path, line, why);
+}
+
+/*
+ * Reads CLUSTER. Format 1 (a single "total_shards=N" line, written by
+ * one-node servers before clusters existed) is a one-node cluster whose
+ * member is this node with the solo id.
+ */
+nk_status node_members_load(struct node *n, bool *found)
+{
+    char path[4200];
+    cluster_path(n, path, sizeof path);
+    uint8_t *d;
+    size_t len;
+    nk_status s = nk_read_file(path, 64 * 1024, &d, &len);
+    *found = false;
+    if (s.code == NK_NOT_FOUND) {
+        nk_status_free(&s);
+        return NK_OK;
+    }
+    NK_TRY(s);
+    *found = true;
+    unsigned ts = 0, format = 1, rf = 1, lineno = 0;
+    uint64_t cid = 0, self = 0;
+    n->n_members = 0;
+    char *text = nk_malloc(len + 1);
+    memcpy(text, d, len);
+    text[len] = 0;
+    free(d);
+    char *save = NULL;
+    for (char *l = strtok_r(text, "\n", &save); l; l = strtok_r(NULL, "\n", &save)) {
+        lineno++;
+        if (sscanf(l, "total_shards=%u", &ts) == 1 || sscanf(l, "format=%u", &format) == 1 ||
+            sscanf(l, "cluster_id=%" SCNx64, &cid) == 1 ||
+            sscanf(l, "replication_factor=%u", &rf) == 1 || sscanf(l, "self=%" SCNu64, &self) == 1)
+            continue;
+        uint64_t id;
+        char name[128], addr[256] = "-";
+        if (sscanf(l, "member=%" SCNu64 " %127s %255s", &id, name, addr) >= 2) {
+            if (n->n_members == NODE_MAX_MEMBERS || id == 0) {
+                free(text);
+                return malformed(path, lineno, "too many members or a member id 0");
+            }
+            struct member *m = &n->members[n->n_members++];
+            memset(m, 0, sizeof(*m));
+            m->id = id;
+            snprintf(m->name, sizeof m->name, "%s", name);
+            if (strcmp(addr, "-") != 0)
+                snprintf(m->peer_addr, sizeof m->peer_addr, "%s", addr);
+            continue;
+        }
+        free(text);
+        return malformed(path, lineno, "unknown line");
+    }
+    free(text);
+    if (ts == 0)
+        return malformed(path, lineno, "total_shards is missing");
+    if (ts != n->nshards)
+        return nk_status_make(NK_FAILED_PRECONDITION,
+                              "%s records total_shards=%u but the configuration says %u; "
+                              "total_shards is fixed when a cluster is created",
+                              path, ts, n->nshards);
+    if (format == 1) {
+        n->self_id = SOLO_ID;
+        n->cluster_id = 0;
+        n->rf = 1;
+        n->n_members = 1;
+        memset(&n->members[0], 0, sizeof n->members[0]);
+        n->members[0].id = SOLO_ID;
+        snprintf(n->members[0].name, sizeof n->members[0].name, "%s", n->name);
+    } else {
+        if (self == 0 || node_member_index(n, self) < 0 || rf < 1 || rf > n->n_members)
+            return malformed(path, lineno, "self, members and replication_factor disagree");
+        n->self_id = self;
+        n->cluster_id = cid;
+        n->rf = rf;
+        /* the name is the configuration's: a renamed node keeps its id */
+        snprintf(n->members[node_member_index(n, self)].name, sizeof n->members[0].name, "%s",
+                 n->name);
+    }
+    n->clustered = n->n_members > 1;
+    return NK_OK;
+}
+
+/* -------------------------------------------------------------- bootstrap */
+
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/*
+ * Bootstrap of a static cluster: learn the id and name of the node at every
+ * seed address (discover.c), retrying while seeds are not up yet (a member
+ * that starts late is the normal case), then fix the member set and record
+ * it before any group exists. Blocks the opening thread; logs progress every
+ * 5 s; gives up only when the node is asked to stop, or when a seed is
+ * misconfigured (another total_shards, or this node itself).
+ */
+nk_status node_members_bootstrap(struct node *n)
+{
+    uint32_t want = n->opt.n_seed_nodes + 1;
+    if (want > NODE_MAX_MEMBERS)
+        return nk_status_make(NK_INVALID_ARGUMENT,
+                              "cluster.seed_nodes lists %u nodes; at most %u members are "
+                              "supported",
+                              n->opt.n_seed_nodes, NODE_MAX_MEMBERS - 1);
+    bool *known = nk_calloc(n->opt.n_seed_nodes, sizeof(bool));
+    uint32_t have = 0;
+    uint64_t next_log = nk_mono_ms() + 5000;
+    nk_status s = NK_OK;
+    while (have < n->opt.n_seed_nodes) {
+        if (atomic_load_explicit(&n->closed, memory_order_acquire)) {
+            s = nk_status_make(NK_UNAVAILABLE, "stopped while waiting for the seed nodes");
+            break;
+        }
+        for (uint32_t i = 0; i < n->opt.n_seed_nodes && nk_ok(s); i++) {
+            if (known[i])
+                continue;
+            uint64_t id = 0;
+            char name[128];
+            nk_status d = node_discover(n->opt.seed_nodes[i], n->nshards, 1000, &id, name,
+                                        sizeof name);
+            if (d.code == NK_FAILED_PRECONDITION) {
+                s = d;
+                break;
+            }
+            if (!nk_ok(d)) {
+                nk_status_free(&d);
+                continue;
+            }
+            if (id == n->self_id) {
+                s = nk_status_make(NK_INVALID_ARGUMENT,
+                                   "seed %s is this node itself (node_id %s); list only the "
+                                   "other members",
+                                   n->opt.seed_nodes[i], n->name);
+                break;
+            }
+            pthread_mutex_lock(&n->vmu);
+            if (node_member_index(n, id) >= 0) {
+                pthread_mutex_unlock(&n->vmu);
+                s = nk_status_make(NK_INVALID_ARGUMENT,
+                                   "seeds %s and another address reach the same node %s",
+                                   n->opt.seed_nodes[i], name);
+                break;
+            }
+            struct member *m = &n->members[n->n_members++];
+            memset(m, 0, sizeof(*m));
+            m->id = id;
+            snprintf(m->name, sizeof m->name, "%s", name);
+            snprintf(m->peer_addr, sizeof m->peer_addr, "%s", n->opt.seed_nodes[i]);
+            pthread_mutex_unlock(&n->vmu);
+            known[i] = true;
+            have++;
+            NK_INFO(MODULE, "bootstrap: seed %s is node %s (%016" PRIx64 ")",
+                    n->opt.seed_nodes[i], name, id);
+        }
+        if (!nk_ok(s) || have == n->opt.n_seed_nodes)
+            break;
+        if (nk_mono_ms() >= next_log) {
+            NK_INFO(MODULE, "bootstrap: %u of %u seed nodes answered; waiting for the others",
+                    have, n->opt.n_seed_nodes);
+            next_log = nk_mono_ms() + 5000;
+        }
+        struct timespec ts = {0, 200 * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    free(known);
+    NK_TRY(s);
+    uint64_t ids[NODE_MAX_MEMBERS];
+    for (uint32_t i = 0; i < n->n_members; i++)
+        ids[i] = n->members[i].id;
+    qsort(ids, n->n_members, sizeof ids[0], cmp_u64);
+    n->cluster_id = nk_xxhash64(ids, n->n_members * sizeof ids[0]);
+    n->rf = n->opt.replication_factor ? n->opt.replication_factor : 3;
+    if (n->rf > n->n_members)
+        n->rf = n->n_members;
+    NK_INFO(MODULE, "bootstrap: cluster %016" PRIx64 " of %u members, replication factor %u",
+            n->cluster_id, n->n_members, n->rf);
+    return node_members_save(n);
+}

@@ -1,0 +1,364 @@
+/*
+ * peers.c: the node's side of node-to-node traffic, on src/transport.
+ *
+ * Outgoing: during a round the loop queues every Raft message of every group
+ * into one buffer per peer (node_peers_queue); node_peers_flush sends each
+ * buffer as one frame, so all the groups' heartbeats and appends for a peer
+ * travel together (docs/format/node-frames.md). Messages a leader may send
+ * before its own log is durable (appends, heartbeats: Raft thesis 10.2.1; the
+ * leader counts its own entries only after raft_advance) go in the "early"
+ * buffers, flushed before the round's fdatasync; everything else (votes,
+ * responses: they promise what must be on disk first) after it.
+ *
+ * Incoming: the transport thread hands each frame to on_frame, which copies
+ * it into a bounded ring (frames and bytes; full: the frame is dropped and
+ * counted, as a lossy network would, and Raft retransmits) and wakes the
+ * loop; the loop decodes and steps the messages at the start of its round.
+ * Frames are untrusted: whatever does not decode is dropped with a logged
+ * reason, never a panic.
+ *
+ * INFO frames tell a peer our member identity and client address, for
+ * leader hints and the ClusterView.
+ */
+#include "node/internal.h"
+
+#include <inttypes.h>
+
+#include "transport/transport.h"
+
+#define FRAME_RAFT 1
+#define FRAME_INFO 2
+#define INFO_VERSION 1
+
+#define IN_MAX_FRAMES 4096
+#define IN_MAX_BYTES  (128ULL << 20)
+#define OUT_FLUSH_BYTES (4u << 20) /* a peer's buffer is sent once this big */
+
+/* ------------------------------------------------------------- incoming */
+
+bool node_peers_have_inbound(struct node *n)
+{
+    return n->in_len > 0;
+}
+
+static void push_inbound(struct node *n, uint64_t from, const uint8_t *data, size_t len)
+{
+    pthread_mutex_lock(&n->qmu);
+    if (n->in_len == n->in_cap || n->in_bytes + len > IN_MAX_BYTES) {
+        pthread_mutex_unlock(&n->qmu);
+        atomic_fetch_add_explicit(&n->st_in_dropped, 1, memory_order_relaxed);
+        return;
+    }
+    struct inbound *in = &n->in[(n->in_head + n->in_len) % n->in_cap];
+    in->from = from;
+    in->data = nk_memdup(data, len);
+    in->len = len;
+    n->in_len++;
+    n->in_bytes += len;
+    bool wake = n->loop_sleeping;
+    n->loop_sleeping = false;
+    pthread_mutex_unlock(&n->qmu);
+    if (wake)
+        pthread_cond_signal(&n->qcv);
+}
+
+static void send_info(struct node *n, uint64_t to);
+
+static void on_info(struct node *n, uint64_t from, const uint8_t *p, size_t len)
+{
+    struct nk_reader r;
+    nk_reader_init(&r, p, len);
+    uint8_t kind = 0, ver = 0;
+    uint64_t cid = 0, total = 0;
+    struct nk_slice name, addr;
+    nk_reader_u8(&r, &kind);
+    nk_reader_u8(&r, &ver);
+    nk_reader_varint64(&r, &cid);
+    nk_reader_varint64(&r, &total);
+    nk_reader_lenbytes(&r, 127, &name);
+    nk_reader_lenbytes(&r, 127, &addr);
+    if (r.bad || ver != INFO_VERSION) {
+        atomic_fetch_add_explicit(&n->st_bad_frames, 1, memory_order_relaxed);
+        NK_WARN(MODULE, "peer %016" PRIx64 ": malformed INFO frame dropped", from);
+        return;
+    }
+    if (cid && n->cluster_id && cid != n->cluster_id) {
+        NK_ERROR(MODULE,
+                 "peer %.*s (%016" PRIx64 ") belongs to cluster %016" PRIx64
+                 ", this node to %016" PRIx64 "; its messages are ignored",
+                 (int)name.len, (const char *)name.data, from, cid, n->cluster_id);
+        return;
+    }
+    pthread_mutex_lock(&n->vmu);
+    int i = node_member_index(n, from);
+    if (i >= 0) {
+        struct member *m = &n->members[i];
+        snprintf(m->name, sizeof m->name, "%.*s", (int)name.len, (const char *)name.data);
+        snprintf(m->client_addr, sizeof m->client_addr, "%.*s", (int)addr.len,
+                 (const char *)addr.data);
+        n->view_local++;
+    }
+    pthread_mutex_unlock(&n->vmu);
+}
+
+static void on_frame(void *ctx, uint64_t from, uint8_t cls, const uint8_t *data, size_t len)
+{
+    struct node *n = ctx;
+    (void)cls;
+    if (len == 0) {
+        atomic_fetch_add_explicit(&n->st_bad_frames, 1, memory_order_relaxed);
+        return;
+    }
+    if (data[0] == FRAME_INFO) {
+        on_info(n, from, data, len);
+        return;
+    }
+    if (data[0] != FRAME_RAFT) {
+        atomic_fetch_add_explicit(&n->st_bad_frames, 1, memory_order_relaxed);
+        NK_WARN(MODULE, "peer %016" PRIx64 ": frame of unknown kind %u dropped", from, data[0]);
+        return;
+    }
+    push_inbound(n, from, data, len);
+}
+
+static void on_peer(void *ctx, uint64_t peer, enum transport_peer_event ev, const char *reason)
+{
+    struct node *n = ctx;
+    if (ev == TRANSPORT_PEER_REFUSED) {
+        NK_ERROR(MODULE, "peer %016" PRIx64 " refused: %s", peer, reason ? reason : "");
+        return;
+    }
+    bool up = ev == TRANSPORT_PEER_UP;
+    pthread_mutex_lock(&n->vmu);
+    int i = node_member_index(n, peer);
+    if (i >= 0 && n->members[i].up != up) {
+        n->members[i].up = up;
+        n->view_local++;
+    }
+    pthread_mutex_unlock(&n->vmu);
+    if (up)
+        send_info(n, peer);
+    else
+        NK_WARN(MODULE, "peer %016" PRIx64 " down: %s", peer, reason ? reason : "");
+}
+
+static void send_info(struct node *n, uint64_t to)
+{
+    struct nk_buf b;
+    nk_buf_init(&b);
+    nk_buf_put_u8(&b, FRAME_INFO);
+    nk_buf_put_u8(&b, INFO_VERSION);
+    pthread_mutex_lock(&n->vmu);
+    nk_buf_put_varint64(&b, n->cluster_id);
+    nk_buf_put_varint64(&b, n->nshards);
+    size_t nl = strlen(n->name), al = strlen(n->client_addr);
+    nk_buf_put_lenbytes(&b, n->name, nl > 127 ? 127 : nl);
+    nk_buf_put_lenbytes(&b, n->client_addr, al > 127 ? 127 : al);
+    pthread_mutex_unlock(&n->vmu);
+    nk_status s = transport_send(n->tp, to, TRANSPORT_CLASS_RAFT, b.data, b.len);
+    nk_status_free(&s); /* a lost INFO is sent again at the next session */
+    nk_buf_free(&b);
+}
+
+void node_peers_announce(struct node *n)
+{
+    if (!n->tp)
+        return;
+    for (uint32_t i = 0; i < n->n_members; i++)
+        if (n->members[i].id != n->self_id)
+            send_info(n, n->members[i].id);
+}
+
+/* Steps every message of one RAFT frame into its group. */
+static void step_frame(struct node *n, const struct inbound *in)
+{
+    /* decoded messages' arrays live in one arena per frame (bounded by the
+     * frame's size); raft_step copies what it keeps */
+    struct nk_arena arena_;
+    struct nk_arena *arena = &arena_;
+    nk_arena_init(arena);
+    struct nk_reader r;
+    nk_reader_init(&r, in->data + 1, in->len - 1);
+    uint64_t count = 0;
+    nk_reader_varint64(&r, &count);
+    for (uint64_t k = 0; k < count && !r.bad; k++) {
+        uint64_t shard = 0;
+        struct nk_slice msg;
+        nk_reader_varint64(&r, &shard);
+        nk_reader_lenbytes(&r, RAFT_MSG_MAX_BYTES, &msg);
+        if (r.bad)
+            break;
+        if (shard >= n->nshards)
+            goto bad;
+        struct group *g = &n->groups[shard];
+        if (!g->r || g->damaged)
+            continue; /* not a replica here (any more) */
+        struct raft_msg m;
+        nk_status s = raft_msg_decode(msg.data, msg.len, arena, &m);
+        if (!nk_ok(s)) {
+            NK_WARN(MODULE, "peer %016" PRIx64 ": shard %" PRIu64 ": %s; frame dropped", in->from,
+                    shard, nk_status_msg(s));
+            nk_status_free(&s);
+            goto bad;
+        }
+        if (m.from != in->from || m.to != n->self_id)
+            goto bad; /* a peer speaks only for itself, to us */
+        if (raft_is_quiesced(g->r))
+            raft_unquiesce(g->r);
+        s = raft_step(g->r, &m);
+        if (!nk_ok(s)) {
+            NK_WARN(MODULE, "peer %016" PRIx64 ": shard %" PRIu64 ": %s", in->from, shard,
+                    nk_status_msg(s));
+            nk_status_free(&s);
+        }
+        node_mark_dirty(n, g);
+    }
+    if (!r.bad) {
+        nk_arena_free(arena);
+        return;
+    }
+bad:
+    nk_arena_free(arena);
+    atomic_fetch_add_explicit(&n->st_bad_frames, 1, memory_order_relaxed);
+}
+
+void node_peers_take_inbound(struct node *n)
+{
+    if (!n->tp)
+        return;
+    struct inbound batch[256];
+    for (;;) {
+        size_t k = 0;
+        pthread_mutex_lock(&n->qmu);
+        while (n->in_len && k < NK_ARRAY_LEN(batch)) {
+            batch[k++] = n->in[n->in_head];
+            n->in_bytes -= n->in[n->in_head].len;
+            n->in_head = (n->in_head + 1) % n->in_cap;
+            n->in_len--;
+        }
+        pthread_mutex_unlock(&n->qmu);
+        if (k == 0)
+            break;
+        for (size_t i = 0; i < k; i++) {
+            step_frame(n, &batch[i]);
+            free(batch[i].data);
+        }
+        if (k < NK_ARRAY_LEN(batch))
+            break;
+    }
+}
+
+/* ------------------------------------------------------------- outgoing */
+
+static void send_out(struct node *n, int idx, struct peer_out *o)
+{
+    if (o->count == 0)
+        return;
+    uint8_t hdr[1 + NK_VARINT64_MAX];
+    hdr[0] = FRAME_RAFT;
+    size_t hl = 1 + nk_enc_varint64(hdr + 1, o->count);
+    struct nk_slice parts[2] = {nk_slice_make(hdr, hl), nk_slice_make(o->buf.data, o->buf.len)};
+    nk_status s = transport_sendv(n->tp, n->members[idx].id, TRANSPORT_CLASS_RAFT, parts, 2);
+    if (!nk_ok(s)) {
+        /* down or full: lost, as on a lossy network; Raft retransmits */
+        atomic_fetch_add_explicit(&n->st_out_dropped, o->count, memory_order_relaxed);
+        nk_status_free(&s);
+    }
+    nk_buf_clear(&o->buf);
+    o->count = 0;
+}
+
+void node_peers_queue(struct node *n, uint32_t shard, const struct raft_msg *m)
+{
+    if (!n->tp)
+        return;
+    int idx = node_member_index(n, m->to);
+    if (idx < 0 || m->to == n->self_id)
+        return; /* not a member (any more) */
+    bool early = m->type == RAFT_MSG_APPEND || m->type == RAFT_MSG_HEARTBEAT;
+    struct peer_out *o = early ? &n->out_early[idx] : &n->out_late[idx];
+    struct nk_buf *tmp = &n->msg_buf;
+    nk_buf_clear(tmp);
+    raft_msg_encode(m, tmp);
+    nk_buf_put_varint64(&o->buf, shard);
+    nk_buf_put_lenbytes(&o->buf, tmp->data, tmp->len);
+    o->count++;
+    if (o->buf.len >= OUT_FLUSH_BYTES)
+        send_out(n, idx, o);
+}
+
+void node_peers_flush(struct node *n, bool early)
+{
+    if (!n->tp)
+        return;
+    for (uint32_t i = 0; i < n->n_members; i++)
+        send_out(n, (int)i, early ? &n->out_early[i] : &n->out_late[i]);
+}
+
+/* ------------------------------------------------------------ lifecycle */
+
+nk_status node_peers_open(struct node *n)
+{
+    if (!n->in) {
+        n->in_cap = IN_MAX_FRAMES;
+        n->in = nk_calloc(n->in_cap, sizeof(*n->in));
+        for (uint32_t i = 0; i < NODE_MAX_MEMBERS; i++) {
+            nk_buf_init(&n->out_early[i].buf);
+            nk_buf_init(&n->out_late[i].buf);
+        }
+        nk_buf_init(&n->msg_buf);
+    }
+    if (!n->tp) {
+        /* The transport's HELLO carries cluster id 0: a new member does not
+         * know the cluster's id before it has learned the members through
+         * the HELLOs themselves. The INFO frame carries the real one. */
+        struct transport_options to = {
+            .self_id = n->self_id,
+            .self_name = n->name,
+            .listen_addr = n->opt.peer_addr ? n->opt.peer_addr : "127.0.0.1:9101",
+            .cluster_id = 0,
+            .total_shards = n->nshards,
+            .on_frame = on_frame,
+            .on_peer = on_peer,
+            .ctx = n,
+        };
+        NK_TRY(transport_open(&to, &n->tp));
+        NK_INFO(MODULE, "peer transport on %s (node %s, id %016" PRIx64 ")",
+                transport_listen_addr(n->tp), n->name, n->self_id);
+    }
+    return NK_OK;
+}
+
+nk_status node_peers_add_members(struct node *n)
+{
+    for (uint32_t i = 0; i < n->n_members; i++) {
+        const struct member *m = &n->members[i];
+        if (m->id == n->self_id)
+            continue;
+        nk_status s = transport_add_peer(n->tp, m->id, m->peer_addr[0] ? m->peer_addr : NULL);
+        if (s.code == NK_ALREADY_EXISTS) {
+            nk_status_free(&s);
+            continue;
+        }
+        NK_TRY(s);
+    }
+    return NK_OK;
+}
+
+void node_peers_close(struct node *n)
+{
+    if (n->tp) {
+        transport_close(n->tp);
+        n->tp = NULL;
+    }
+    for (size_t i = 0; i < n->in_len; i++)
+        free(n->in[(n->in_head + i) % n->in_cap].data);
+    free(n->in);
+    n->in = NULL;
+    n->in_len = 0;
+    for (uint32_t i = 0; i < NODE_MAX_MEMBERS; i++) {
+        nk_buf_free(&n->out_early[i].buf);
+        nk_buf_free(&n->out_late[i].buf);
+    }
+    nk_buf_free(&n->msg_buf);
+}
