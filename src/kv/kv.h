@@ -145,6 +145,8 @@ nk_status kv_applied(struct kv_store *s, uint16_t shard, uint64_t *term, uint64_
 /* The shard's replicated time (ms since the epoch; 0 before any command).
  * Apply thread only. */
 nk_status kv_shard_time(struct kv_store *s, uint16_t shard, uint64_t *time_ms);
+/* Forgets what is cached of the shard (its state was replaced: a snapshot). */
+void kv_shard_forget(struct kv_store *s, uint16_t shard);
 /* The shard an LSM key of this state machine belongs to (for key clocks). */
 bool kv_lsm_key_shard(struct nk_slice lsm_key, uint16_t *shard);
 

@@ -63,6 +63,11 @@ void kv_store_close(struct kv_store *s)
     free(s);
 }
 
+void kv_shard_forget(struct kv_store *s, uint16_t shard)
+{
+    s->time_loaded[shard] = 0;
+}
+
 bool kv_lsm_key_shard(struct nk_slice lsm_key, uint16_t *shard)
 {
     if (lsm_key.len < 3)

@@ -118,9 +118,6 @@ struct group {
     bool compact_now; /* Admin.SnapshotShard: compact the log up to compact_target */
     uint64_t compact_target;
     struct node_tick_ring ticks;
-    uint64_t snap_warned_ms;        /* rate limit of the "needs a snapshot" error */
-    uint64_t snap_unreachable[8];   /* MsgSnap not sent this round: told after advance */
-    int n_snap_unreachable;
 };
 
 /* A member of the cluster (members.c). Guarded by the node's vmu. */
@@ -171,6 +168,7 @@ struct node {
     uint64_t in_bytes;
     _Atomic uint64_t st_in_dropped, st_out_dropped, st_bad_frames;
     struct nk_buf msg_buf; /* loop-private encoding scratch */
+    struct node_snap *snap; /* snapshot.c */
     uint64_t view_local;   /* membership/liveness changes seen (vmu) */
     uint32_t n_hosted;     /* shards with a replica here (fixed after open) */
     char hint_loop[128];   /* the loop's leader-hint scratch */
@@ -299,6 +297,18 @@ const char *node_hint_for_shard(struct node *n, uint32_t shard, char *buf, size_
 nk_status node_discover(const char *addr, uint32_t total_shards, int timeout_ms, uint64_t *id,
                         char *name, size_t name_cap);
 
+/* snapshot.c */
+#define NODE_INBOUND_SNAP_READY 0xF0 /* an inbound event of our own, never from the network */
+nk_status node_snap_open(struct node *n);
+void node_snap_stop(struct node *n);  /* the sender thread; before the transport closes */
+void node_snap_close(struct node *n); /* after the transport closed */
+void node_snap_request(struct node *n, struct group *g, const struct raft_msg *m);
+void node_snap_on_chunk(struct node *n, uint64_t from, const uint8_t *p, size_t len);
+void node_snap_ready(struct node *n, uint32_t shard);
+void node_snap_sweep(struct node *n); /* after the gather phase: offered, not taken */
+nk_status node_snap_install(struct node *n, struct group *g, const struct raft_snapshot *rs);
+void node_snap_stats(struct node *n, uint64_t *sent, uint64_t *installed, uint64_t *aborted);
+
 /* peers.c */
 nk_status node_peers_open(struct node *n);
 void node_peers_close(struct node *n);
@@ -307,6 +317,7 @@ void node_peers_flush(struct node *n, bool early);
 void node_peers_take_inbound(struct node *n);
 bool node_peers_have_inbound(struct node *n); /* qmu held */
 void node_peers_announce(struct node *n);
+void node_peers_push_internal(struct node *n, uint64_t from, const uint8_t *data, size_t len);
 nk_status node_peers_add_members(struct node *n);
 
 /* storage.c: the raft storage vtable of a group */

@@ -77,29 +77,17 @@ void node_fail_list(struct node *n, struct req_list *l, enum nk_code code, const
 }
 
 /*
- * Queues the group's outgoing messages for their peers. MsgSnap is not sent:
- * snapshot streaming is not built yet, so a replica that fell behind the
- * leader's compacted log cannot catch up (log compaction keeps what
- * followers still need as long as it can; see compact.c). The leader is told
- * the snapshot did not arrive, and keeps probing.
+ * Queues the group's outgoing messages for their peers. A MsgSnap is not
+ * sent as such: the shard's state is streamed instead (snapshot.c).
  */
 static void queue_messages(struct node *n, struct group *g, const struct raft_ready *rd)
 {
     for (size_t k = 0; k < rd->n_msgs; k++) {
         const struct raft_msg *m = &rd->msgs[k];
-        if (m->type == RAFT_MSG_SNAPSHOT) {
-            uint64_t now = nk_mono_ms();
-            if (now >= g->snap_warned_ms) {
-                NK_ERROR(MODULE,
-                         "shard %u: replica %016llx needs a snapshot (it is behind the "
-                         "compacted log); snapshot streaming is not built yet",
-                         g->id, (unsigned long long)m->to);
-                g->snap_warned_ms = now + 10000;
-            }
-            g->snap_unreachable[g->n_snap_unreachable < 8 ? g->n_snap_unreachable++ : 7] = m->to;
-            continue;
-        }
-        node_peers_queue(n, g->id, m);
+        if (m->type == RAFT_MSG_SNAPSHOT)
+            node_snap_request(n, g, m);
+        else
+            node_peers_queue(n, g->id, m);
     }
 }
 
@@ -145,9 +133,16 @@ static bool run_round(struct node *n, struct req *batch, size_t nbatch, bool tic
         has[i] = true;
         raft_ready(g->r, &rds[i]);
         struct raft_ready *rd = &rds[i];
-        /* a snapshot arrives only through MsgSnap, which no leader sends
-         * until snapshot streaming exists (see queue_messages) */
-        NK_ASSERT(!rd->snapshot);
+        if (rd->snapshot) {
+            nk_status ss = node_snap_install(n, g, rd->snapshot);
+            if (!nk_ok(ss)) {
+                /* the group cannot advance without it: stop that shard */
+                has[i] = false;
+                node_mark_damaged(n, g, ss);
+                nk_status_free(&ss);
+                continue;
+            }
+        }
         queue_messages(n, g, rd);
         if (rd->n_entries) {
             struct raftlog_entry ents[256];
@@ -175,6 +170,7 @@ static bool run_round(struct node *n, struct req *batch, size_t nbatch, bool tic
         if (rd->n_entries)
             must_sync = true;
     }
+    node_snap_sweep(n);
     /* one write, one fdatasync for every group */
     size_t round_entries = 0;
     for (size_t i = 0; i < nd; i++)
@@ -235,9 +231,6 @@ static bool run_round(struct node *n, struct req *batch, size_t nbatch, bool tic
             had_cc |= rd->committed[e].type == RAFT_ENTRY_CONF_CHANGE;
         uint64_t last_committed = rd->n_committed ? rd->committed[rd->n_committed - 1].index : 0;
         raft_advance(g->r, rd);
-        for (int k = 0; k < g->n_snap_unreachable; k++)
-            raft_report_unreachable(g->r, g->snap_unreachable[k]);
-        g->n_snap_unreachable = 0;
         if (had_cc)
             node_note_conf(g, last_committed);
         node_serve_reads(n, g);

@@ -299,6 +299,8 @@ nk_status node_open(const struct node_options *o, struct node **out)
         s = kv_store_open(n->db, &n->opt.kv, &n->kv);
     if (nk_ok(s))
         s = open_groups(n);
+    if (nk_ok(s))
+        s = node_snap_open(n);
     if (nk_ok(s)) {
         if (pthread_create(&n->flusher, NULL, node_flusher_main, n) != 0)
             s = nk_status_errno(errno, "start flusher thread");
@@ -336,7 +338,9 @@ void node_close(struct node *n)
     pthread_cond_signal(&n->qcv);
     if (n->loop_started)
         pthread_join(n->loop, NULL);
+    node_snap_stop(n);   /* it sends through the transport */
     node_peers_close(n); /* no callback runs after it */
+    node_snap_close(n);
     /* everything still waiting learns that we stop */
     const char *bye = "server shutting down";
     for (size_t i = 0; i < n->qlen; i++) {

@@ -28,6 +28,7 @@
 
 #define FRAME_RAFT 1
 #define FRAME_INFO 2
+#define FRAME_SNAP 3
 #define INFO_VERSION 1
 
 #define IN_MAX_FRAMES 4096
@@ -63,6 +64,11 @@ static void push_inbound(struct node *n, uint64_t from, const uint8_t *data, siz
 }
 
 static void send_info(struct node *n, uint64_t to);
+
+void node_peers_push_internal(struct node *n, uint64_t from, const uint8_t *data, size_t len)
+{
+    push_inbound(n, from, data, len);
+}
 
 static void on_info(struct node *n, uint64_t from, const uint8_t *p, size_t len)
 {
@@ -111,6 +117,10 @@ static void on_frame(void *ctx, uint64_t from, uint8_t cls, const uint8_t *data,
     }
     if (data[0] == FRAME_INFO) {
         on_info(n, from, data, len);
+        return;
+    }
+    if (data[0] == FRAME_SNAP) {
+        node_snap_on_chunk(n, from, data, len);
         return;
     }
     if (data[0] != FRAME_RAFT) {
@@ -240,7 +250,14 @@ void node_peers_take_inbound(struct node *n)
         if (k == 0)
             break;
         for (size_t i = 0; i < k; i++) {
-            step_frame(n, &batch[i]);
+            if (batch[i].data[0] == NODE_INBOUND_SNAP_READY) {
+                uint64_t shard = 0;
+                nk_dec_varint64(batch[i].data + 1, batch[i].data + batch[i].len, &shard);
+                if (shard < n->nshards)
+                    node_snap_ready(n, (uint32_t)shard);
+            } else {
+                step_frame(n, &batch[i]);
+            }
             free(batch[i].data);
         }
         if (k < NK_ARRAY_LEN(batch))

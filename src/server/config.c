@@ -113,6 +113,8 @@ static const struct key_def keys[] = {
      "heartbeat interval in ticks (< election_ticks)"},
     {"raft.lease_margin", K_DUR, F(lease_margin_ms), NO_FIELD, 0, 60000, 1000, NULL, "100ms",
      NULL, "lease = election timeout - margin (clock drift allowance). Bare numbers: ms"},
+    {"raft.log_compact_entries", K_U32, F(log_compact_entries), NO_FIELD, 16, 100000000, 0, NULL,
+     "10000", NULL, "compact a shard's Raft log once it holds this many applied entries"},
     {"raft.max_inflight_proposals", K_U32, F(max_inflight_proposals), NO_FIELD, 1, 1000000, 0,
      NULL, "4096", NULL, "proposals queued or uncommitted per node; beyond: RESOURCE_EXHAUSTED"},
     {"kv.idempotency_retention", K_DUR, F(idempotency_retention_ms), NO_FIELD, 1000,
