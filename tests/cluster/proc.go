@@ -204,9 +204,9 @@ func (p *Proc) WaitReady(timeout time.Duration) error {
 	}
 }
 
-// GRPC and HTTP are the addresses the current run printed in READY.
-func (p *Proc) GRPC() string { p.mu.Lock(); defer p.mu.Unlock(); return p.grpc }
-func (p *Proc) HTTP() string { p.mu.Lock(); defer p.mu.Unlock(); return p.http }
+// ReadyGRPC and ReadyHTTP are the addresses the current run printed in READY.
+func (p *Proc) ReadyGRPC() string { p.mu.Lock(); defer p.mu.Unlock(); return p.grpc }
+func (p *Proc) ReadyHTTP() string { p.mu.Lock(); defer p.mu.Unlock(); return p.http }
 
 // PID of the running process, 0 when not running.
 func (p *Proc) PID() int {
