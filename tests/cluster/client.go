@@ -258,3 +258,45 @@ func ParseVersion(s string) (Version, error) {
 	}
 	return Version{Term: t, Index: i}, nil
 }
+
+// ProbeResult is the outcome of one direct call to a chosen node.
+type ProbeResult int
+
+const (
+	ProbeOK        ProbeResult = iota // a definite answer (Output)
+	ProbeNotLeader                    // NOT_LEADER (hint returned)
+	ProbeNotSent                      // the request never left (or a full queue)
+	ProbeUnknown                      // anything else (timeout, QUORUM_UNAVAILABLE, ...)
+)
+
+func (p ProbeResult) String() string {
+	return [...]string{"ok", "NOT_LEADER", "not sent", "unknown"}[p]
+}
+
+// Probe sends one request to node, without routing or retries: what tests
+// use to ask a specific node (a follower, a paused or cut-off leader).
+func (r *Router) Probe(node int, in Input, timeout time.Duration) (Output, ProbeResult, string) {
+	out, att, hint := r.once(node, in, timeout)
+	switch att {
+	case attOK:
+		return out, ProbeOK, ""
+	case attNotLeader:
+		return out, ProbeNotLeader, hint
+	case attNotSent:
+		return out, ProbeNotSent, ""
+	}
+	return Output{Unknown: true}, ProbeUnknown, ""
+}
+
+// KeyForShard finds a key (prefix + a number) that routes to shard s.
+func KeyForShard(prefix string, s uint32, total int, n int) string {
+	for i := 0; ; i++ {
+		k := fmt.Sprintf("%s%d-%d", prefix, s, i)
+		if uint32(hash.GetShardForKey([]byte(k), total)) == s {
+			if n == 0 {
+				return k
+			}
+			n--
+		}
+	}
+}
