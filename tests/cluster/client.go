@@ -46,6 +46,8 @@ type Router struct {
 // RouterStats counts what the clients saw.
 type RouterStats struct {
 	NotLeader, Hinted, BadHint, NotSent, Exhausted, Unknown int
+	// Why outcomes were unknown: gRPC code and the start of the message.
+	UnknownWhy map[string]int
 }
 
 func NewRouter(c *Cluster) *Router { return &Router{C: c, lead: map[uint32]int{}} }
@@ -85,7 +87,9 @@ func (r *Router) count(f func(s *RouterStats)) { r.mu.Lock(); f(&r.Stats); r.mu.
 // LearnView takes every shard's leader from a ClusterView.
 func (r *Router) LearnView(v *pb.ClusterView) {
 	for s, l := range r.C.Leaders(v) {
-		r.learn(s, l)
+		if l >= 0 {
+			r.learn(s, l)
+		}
 	}
 }
 
@@ -228,13 +232,31 @@ func (r *Router) once(node int, in Input, timeout time.Duration) (Output, attemp
 		r.count(func(s *RouterStats) { s.Exhausted++ })
 		return Output{}, attNotSent, ""
 	}
+	why := st.Code().String() + ": " + st.Message()
+	if len(why) > 90 {
+		why = why[:90]
+	}
+	r.count(func(s *RouterStats) {
+		if s.UnknownWhy == nil {
+			s.UnknownWhy = map[string]int{}
+		}
+		if len(s.UnknownWhy) < 20 {
+			s.UnknownWhy[why]++
+		}
+	})
 	return Output{}, attUnknown, ""
 }
 
 // notSent recognises gRPC-Go's fail-fast errors for a connection that never
-// became ready: the request was not written to any socket.
+// became ready: the request was not written to any socket. gRPC-Go reports
+// a failure to establish the transport (dial refused, reset while reading
+// the server's preface) as "connection error: desc = ..." from the picker,
+// before any stream exists; a failure after the request was written reads
+// "error reading from server", "transport is closing" and the like, which
+// stay unknown.
 func notSent(msg string) bool {
-	return strings.Contains(msg, "Error while dialing") ||
+	return strings.HasPrefix(msg, "connection error:") ||
+		strings.Contains(msg, "Error while dialing") ||
 		strings.Contains(msg, "connect: connection refused")
 }
 

@@ -19,6 +19,7 @@ import (
 
 	pb "github.com/norikv/norikv-go/proto"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/credentials/insecure"
 )
 
@@ -54,7 +55,14 @@ func (n *Node) Conn() *grpc.ClientConn {
 	n.connMu.Lock()
 	defer n.connMu.Unlock()
 	if n.conn == nil {
-		c, err := grpc.NewClient(n.RPC, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		// Reconnect quickly: gRPC's default backoff grows to 2 minutes, and
+		// a node the test restarted must be reachable again at once.
+		c, err := grpc.NewClient(n.RPC, grpc.WithTransportCredentials(insecure.NewCredentials()),
+			grpc.WithConnectParams(grpc.ConnectParams{
+				Backoff: backoff.Config{BaseDelay: 50 * time.Millisecond, Multiplier: 1.6,
+					Jitter: 0.2, MaxDelay: 500 * time.Millisecond},
+				MinConnectTimeout: time.Second,
+			}))
 		if err != nil {
 			panic(err) // only malformed targets fail here
 		}
@@ -142,19 +150,7 @@ func New(t testing.TB, o Options) *Cluster {
 		}
 		c.Nodes = append(c.Nodes, n)
 	}
-	for i := range c.Nodes {
-		for j := range c.Nodes {
-			if i == j {
-				continue
-			}
-			l, err := NewLink(i, j, c.Nodes[j].Peer)
-			if err != nil {
-				t.Fatal(err)
-			}
-			c.Links[[2]int{i, j}] = l
-			t.Cleanup(l.Close)
-		}
-	}
+	c.makeLinks()
 	for i, n := range c.Nodes {
 		n.Proc = NewProc(t, n.ID, filepath.Join(c.OutDir, n.ID+".log"), c.args(i)...)
 	}
@@ -168,6 +164,24 @@ func New(t testing.TB, o Options) *Cluster {
 		}
 	})
 	return c
+}
+
+// makeLinks creates the proxy of every directed pair i->j, forwarding to
+// j's peer address.
+func (c *Cluster) makeLinks() {
+	for i := range c.Nodes {
+		for j := range c.Nodes {
+			if i == j {
+				continue
+			}
+			l, err := NewLink(i, j, c.Nodes[j].Peer)
+			if err != nil {
+				c.T.Fatal(err)
+			}
+			c.Links[[2]int{i, j}] = l
+			c.T.Cleanup(l.Close)
+		}
+	}
 }
 
 // args are the node's command line, exactly as issue 10 fixes it.
@@ -374,7 +388,7 @@ func (c *Cluster) View(i int, timeout time.Duration) (*pb.ClusterView, error) {
 }
 
 // Leaders maps each shard to the index of the node the view names as its
-// leader (-1: none). It fails the test when a shard names two leaders.
+// leader: -1 none, -2 more than one (never acceptable in a stable view).
 func (c *Cluster) Leaders(v *pb.ClusterView) map[uint32]int {
 	out := map[uint32]int{}
 	for _, s := range v.Shards {
@@ -382,7 +396,8 @@ func (c *Cluster) Leaders(v *pb.ClusterView) map[uint32]int {
 		for _, r := range s.Replicas {
 			if r.Leader {
 				if out[s.Id] != -1 {
-					c.T.Fatalf("view epoch %d names two leaders of shard %d", v.Epoch, s.Id)
+					out[s.Id] = -2
+					break
 				}
 				out[s.Id] = c.NodeByID(r.NodeId)
 			}
@@ -426,6 +441,9 @@ func (c *Cluster) agreedView() (*pb.ClusterView, string) {
 		}
 		ls := c.Leaders(v)
 		for s, l := range ls {
+			if l == -2 {
+				return nil, fmt.Sprintf("%s's view (epoch %d) names two leaders of shard %d", n.ID, v.Epoch, s)
+			}
 			if l < 0 || !c.Nodes[l].Running() || c.Nodes[l].Paused() {
 				return nil, fmt.Sprintf("%s's view (epoch %d): shard %d has no live leader", n.ID, v.Epoch, s)
 			}

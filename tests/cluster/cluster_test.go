@@ -250,6 +250,21 @@ func TestPausedLeaderStepsDownServesNoStaleReadAndLosesNoWrite(t *testing.T) {
 	CheckAndReport(t, h, c.OutDir, 2*time.Minute)
 }
 
+// writeVia sends in to the given nodes only (following NOT_LEADER hints
+// among them) until one acknowledges it or within passes.
+func writeVia(r *Router, nodes []int, in Input, within time.Duration) bool {
+	deadline := time.Now().Add(within)
+	for time.Now().Before(deadline) {
+		for _, n := range nodes {
+			if _, pr, _ := r.Probe(n, in, time.Second); pr == ProbeOK {
+				return true
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return false
+}
+
 func others(c *Cluster, i int) []int {
 	var out []int
 	for j := range c.Nodes {
@@ -342,10 +357,11 @@ func TestPartitionedMinorityServesNoWriteAndNoLeaseReadAndNothingIsLost(t *testi
 				}
 			}
 		}
-		// The majority serves every shard meanwhile.
+		// The majority serves every shard meanwhile (asked directly, so
+		// that no request waits on the cut node).
 		for s := uint32(0); s < clusterShards; s++ {
-			a := newAcks()
-			if !writeFresh(r, a, "majority-"+strings.Fields(ph.name)[0]+"-", s, 0, 5*time.Second) {
+			k := KeyForShard("majority-"+strings.Fields(ph.name)[0]+"-", s, clusterShards, 0)
+			if !writeVia(r, others(c, m), Input{Kind: OpPut, Key: k, Value: "x"}, 10*time.Second) {
 				t.Errorf("the majority did not take a write to shard %d while %s was %s", s, c.Nodes[m].ID, ph.name)
 			}
 		}
@@ -601,13 +617,25 @@ func TestFollowersAnswerNotLeaderWithTheLeadersAddressAndTheViewNamesOneLeaderPe
 			t.Fatalf("view node %+v: want one of n1..n3 at its client address, alive", n)
 		}
 	}
-	leaders := c.Leaders(v) // fails on two leaders in a shard
+	leaders := c.Leaders(v)
 	for _, s := range v.Shards {
 		if len(s.Replicas) != 3 {
 			t.Fatalf("shard %d has %d replicas, want 3 (RF 3)", s.Id, len(s.Replicas))
 		}
 		if leaders[s.Id] < 0 {
-			t.Fatalf("shard %d has no leader in a stable view", s.Id)
+			t.Fatalf("shard %d has no single leader in a stable view (%d)", s.Id, leaders[s.Id])
+		}
+	}
+	// Once stable, every node names exactly one leader per shard, the same.
+	for i := range c.Nodes {
+		vi, err := c.View(i, 2*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for s, l := range c.Leaders(vi) {
+			if l != leaders[s] {
+				t.Fatalf("%s's view names %d as the leader of shard %d, the stable view %d", c.Nodes[i].ID, l, s, leaders[s])
+			}
 		}
 	}
 	for s := uint32(0); s < clusterShards; s++ {
@@ -643,22 +671,33 @@ func TestFollowersAnswerNotLeaderWithTheLeadersAddressAndTheViewNamesOneLeaderPe
 	if err != nil {
 		t.Fatalf("TransferShard(%d -> %s): %v", s, c.Nodes[to].ID, err)
 	}
+	// Watched on the target's own view, polled often, so that a balancer
+	// moving it on later does not hide that it arrived.
 	deadline := time.Now().Add(10 * time.Second)
-	for c.Leaders(c.StableView(formTimeout))[s] != to {
+	for {
+		if vt, err := c.View(to, time.Second); err == nil && c.Leaders(vt)[s] == to {
+			break
+		}
 		if time.Now().After(deadline) {
 			t.Fatalf("shard %d is not led by %s 10 s after TransferShard", s, c.Nodes[to].ID)
 		}
-		time.Sleep(100 * time.Millisecond)
+		time.Sleep(20 * time.Millisecond)
 	}
-	// A NOT_LEADER answer from the old leader now names the new one.
+	// A NOT_LEADER answer from the old leader now names the new one
+	// (unless leader balancing already moved the shard back).
+	now := c.Leaders(c.StableView(formTimeout))[s]
+	if now == leaders[s] {
+		t.Logf("shard %d is back on %s (leader balancing); hint check skipped", s, c.Nodes[now].ID)
+		return
+	}
 	var md metadata.MD
 	_, err = c.Nodes[leaders[s]].KV().Put(ctx, &pb.PutRequest{Key: []byte(KeyForShard("route-", s, clusterShards, 0)),
 		Value: []byte("y")}, grpc.Trailer(&md))
 	if status.Code(err) != codes.Unavailable || !strings.Contains(status.Convert(err).Message(), "NOT_LEADER") {
 		t.Fatalf("put at the old leader after the transfer: %v, want NOT_LEADER", err)
 	}
-	if h := md.Get("leader-hint"); len(h) != 1 || h[0] != c.Nodes[to].RPC {
-		t.Fatalf("leader-hint after the transfer: %v, want %s", h, c.Nodes[to].RPC)
+	if h := md.Get("leader-hint"); len(h) != 1 || h[0] != c.Nodes[now].RPC {
+		t.Fatalf("leader-hint after the transfer: %v, want %s", h, c.Nodes[now].RPC)
 	}
 }
 
@@ -732,6 +771,9 @@ func TestChaos(t *testing.T) {
 	linRun(t, time.Duration(n)*time.Second)
 }
 
+// linRun: unknown outcomes stay pending to the end of a history, so a long
+// run spreads its operations over more keys (about one per 10 s) to keep
+// the unknowns per key, and so the check, bounded.
 func linRun(t *testing.T, d time.Duration) {
 	c := start3(t)
 	seed := seedFromEnv(t)
@@ -740,6 +782,10 @@ func linRun(t *testing.T, d time.Duration) {
 	h.Schedule = steps
 	r := NewRouter(c)
 	r.LearnView(c.StableView(formTimeout))
-	w := WorkloadOptions{Clients: 5, Keys: 12, Seed: seed, AttemptTimeout: time.Second}
+	keys := 12
+	if k := int(d / (10 * time.Second)); k > keys {
+		keys = k
+	}
+	w := WorkloadOptions{Clients: 5, Keys: keys, Seed: seed, AttemptTimeout: time.Second}
 	runChecked(t, c, r, h, w, steps, d)
 }

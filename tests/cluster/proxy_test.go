@@ -6,6 +6,7 @@ package cluster
 
 import (
 	"bufio"
+	"fmt"
 	"io"
 	"net"
 	"strings"
@@ -247,4 +248,59 @@ func TestLinkFollowsATargetThatRestarts(t *testing.T) {
 func isTimeout(err error) bool {
 	ne, ok := err.(net.Error)
 	return ok && ne.Timeout()
+}
+
+// The cluster-level cuts map onto the right links and directions: three
+// echo servers stand in for three nodes' peer ports.
+func TestClusterCutsMapOntoTheRightLinksAndDirections(t *testing.T) {
+	echoes := make([]*echoServer, 3)
+	c := &Cluster{T: t, Links: map[[2]int]*Link{}}
+	for i := range echoes {
+		echoes[i] = newEcho(t, "127.0.0.1:0")
+		c.Nodes = append(c.Nodes, &Node{Index: i, ID: fmt.Sprintf("n%d", i+1), Peer: echoes[i].ln.Addr().String()})
+	}
+	c.makeLinks()
+	// reach says whether a line sent by `from` over its link to `to`
+	// arrives at `to` (req) and whether the echo gets back (resp).
+	reach := func(from, to int, tag string) (req, resp bool) {
+		lc := dialLine(t, c.Link(from, to).Addr())
+		before := len(echoes[to].received())
+		lc.send(t, tag)
+		got, err := lc.recv(400 * time.Millisecond)
+		resp = err == nil && got == "echo:"+tag
+		req = len(echoes[to].received()) > before
+		lc.c.Close()
+		return req, resp
+	}
+	type want struct {
+		from, to  int
+		req, resp bool
+	}
+	checkAll := func(phase string, ws []want) {
+		t.Helper()
+		for k, w := range ws {
+			req, resp := reach(w.from, w.to, fmt.Sprintf("%s-%d", phase, k))
+			if req != w.req || resp != w.resp {
+				t.Fatalf("%s: n%d->n%d: request arrived %v (want %v), answer came back %v (want %v)",
+					phase, w.from+1, w.to+1, req, w.req, resp, w.resp)
+			}
+		}
+	}
+	checkAll("healthy", []want{{0, 1, true, true}, {1, 0, true, true}, {1, 2, true, true}, {2, 1, true, true}})
+	c.Isolate(0)
+	checkAll("isolate n1", []want{{0, 1, false, false}, {1, 0, false, false}, {0, 2, false, false},
+		{2, 0, false, false}, {1, 2, true, true}, {2, 1, true, true}})
+	c.HealAll()
+	checkAll("healed", []want{{0, 1, true, true}, {2, 0, true, true}})
+	// n1's bytes to n2 are dropped: n1's requests on n1->n2 and n1's
+	// answers on n2->n1; n2's requests to n1 arrive.
+	c.CutOneWay(0, 1)
+	checkAll("one-way n1->n2", []want{{0, 1, false, false}, {1, 0, true, false}, {0, 2, true, true},
+		{2, 1, true, true}})
+	c.HealAll()
+	c.Partition([]int{0, 1})
+	checkAll("partition {n1,n2}|{n3}", []want{{0, 1, true, true}, {1, 0, true, true}, {0, 2, false, false},
+		{2, 1, false, false}})
+	c.HealAll()
+	checkAll("healed again", []want{{0, 2, true, true}, {2, 1, true, true}})
 }

@@ -53,8 +53,13 @@ func TestOneNodeEphemeralReadyPauseResumeAndKill(t *testing.T) {
 	if err := n.Pause(); err != nil {
 		t.Fatal(err)
 	}
-	if st := procState(t, pid); st != "T" && st != "t" {
-		t.Fatalf("after SIGSTOP the process state is %q, want T (stopped)", st)
+	// The signal is delivered asynchronously: wait for the stopped state.
+	deadline := time.Now().Add(5 * time.Second)
+	for st := procState(t, pid); st != "T" && st != "t"; st = procState(t, pid) {
+		if time.Now().After(deadline) {
+			t.Fatalf("5 s after SIGSTOP the process state is %q, want T (stopped)", st)
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
 	_, err := kv.Get(ctx, &pb.GetRequest{Key: []byte("k")})
@@ -216,7 +221,7 @@ func runChecked(t *testing.T, c *Cluster, r *Router, h *History, w WorkloadOptio
 	for _, n := range h.Notes {
 		t.Log(n)
 	}
-	CheckAndReport(t, h, c.OutDir, 2*time.Minute)
+	CheckAndReport(t, h, c.OutDir, 2*time.Minute+dur)
 }
 
 // seedFromEnv: NORIKV_CHAOS_SEED replays a seed; otherwise a new one.
