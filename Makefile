@@ -101,3 +101,13 @@ format:
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD) build-fuzz
+
+# The cluster fault-testing harness's long run (docs/testing-clusters.md):
+# a 3-node cluster under a seeded schedule of kills, pauses and partitions
+# for SECONDS (default 300) while checked clients run; the history is
+# checked with Porcupine. NORIKV_CHAOS_SEED=<seed> replays a schedule.
+.PHONY: chaos
+chaos: build
+	cd tests/cluster && NORIKV_SERVER_BIN=$(CURDIR)/$(BUILD)/src/server/norikv-server \
+	  NORIKV_CHAOS_SECONDS=$(if $(SECONDS),$(SECONDS),300) \
+	  go test -count=1 -v -timeout 0 -run 'TestChaos$$' .
