@@ -488,14 +488,19 @@ static void on_watch_closed(void *ctx, struct rpc_call *stream, bool cancelled)
 static uint8_t *shard_info_pack(struct api *a, uint32_t shard, size_t *len)
 {
     Norikv__V1__ShardInfo si = NORIKV__V1__SHARD_INFO__INIT;
-    Norikv__V1__ShardReplica rep = NORIKV__V1__SHARD_REPLICA__INIT;
-    Norikv__V1__ShardReplica *rp[1] = {&rep};
+    Norikv__V1__ShardReplica rep[8];
+    Norikv__V1__ShardReplica *rp[8];
     si.id = shard;
     struct node_view v;
     node_view_get(a->node, &v);
-    rep.node_id = v.nodes[0].id;
-    rep.leader = v.leader[shard] == 0;
-    si.n_replicas = 1;
+    uint32_t k = v.n_replicas[shard];
+    for (uint32_t r = 0; r < k && r < 8; r++) {
+        norikv__v1__shard_replica__init(&rep[r]);
+        rep[r].node_id = v.nodes[v.replicas[shard][r]].id;
+        rep[r].leader = v.leader[shard] == (int8_t)v.replicas[shard][r];
+        rp[r] = &rep[r];
+    }
+    si.n_replicas = k;
     si.replicas = rp;
     *len = norikv__v1__shard_info__get_packed_size(&si);
     uint8_t *buf = nk_malloc(*len ? *len : 1);
@@ -577,14 +582,40 @@ static void on_snapshot(void *ctx, struct rpc_call *call, struct nk_slice req)
 static void on_transfer(void *ctx, struct rpc_call *call, struct nk_slice req)
 {
     struct api *a = ctx;
-    uint32_t shard;
-    if (!decode_shard(a, call, req, &shard))
+    Norikv__V1__ShardInfo *m = norikv__v1__shard_info__unpack(NULL, req.len, req.data);
+    if (!m) {
+        fail(call, NK_INVALID_ARGUMENT, "request body is not a valid norikv.v1.ShardInfo", NULL);
         return;
-    char msg[160];
-    snprintf(msg, sizeof msg,
-             "shard %u cannot be transferred: this is a one-node cluster with no other node",
-             shard);
-    fail(call, NK_FAILED_PRECONDITION, msg, NULL);
+    }
+    uint32_t shard = m->id;
+    char target[128] = "";
+    /* the replica marked leader is the target (or the only one named) */
+    for (size_t i = 0; i < m->n_replicas; i++)
+        if (m->replicas[i]->leader || m->n_replicas == 1)
+            snprintf(target, sizeof target, "%s", m->replicas[i]->node_id);
+    norikv__v1__shard_info__free_unpacked(m, NULL);
+    if (shard >= a->total_shards) {
+        char msg[128];
+        snprintf(msg, sizeof msg, "shard %u does not exist (the cluster has %u shards)", shard,
+                 a->total_shards);
+        fail(call, NK_INVALID_ARGUMENT, msg, NULL);
+        return;
+    }
+    if (!target[0]) {
+        fail(call, NK_INVALID_ARGUMENT,
+             "name the target node: a replica with leader = true (its node_id)", NULL);
+        return;
+    }
+    char hint[128];
+    nk_status s = node_transfer_shard(a->node, shard, target, hint, sizeof hint);
+    if (!nk_ok(s)) {
+        fail(call, s.code, nk_status_msg(s), hint);
+        nk_status_free(&s);
+        return;
+    }
+    size_t len;
+    uint8_t *buf = shard_info_pack(a, shard, &len);
+    rpc_call_reply_malloced(call, buf, len);
 }
 
 static void on_vector(void *ctx, struct rpc_call *call, struct nk_slice req)

@@ -32,7 +32,7 @@
 
 /* --------------------------------------------------------------- requests */
 
-enum req_kind { REQ_PROPOSE = 1, REQ_READ = 2, REQ_SNAPSHOT = 3 };
+enum req_kind { REQ_PROPOSE = 1, REQ_READ = 2, REQ_SNAPSHOT = 3, REQ_TRANSFER = 4 };
 
 struct req {
     uint8_t kind;
@@ -44,7 +44,8 @@ struct req {
     void *ctx;
     uint64_t index, term; /* once proposed / read index known */
     uint64_t read_id;
-    uint64_t t0; /* nk_mono_ns() when queued */
+    uint64_t t0;     /* nk_mono_ns() when queued */
+    uint64_t target; /* REQ_TRANSFER: the member to lead */
 };
 
 /* A growable array of requests; the loop's private bookkeeping. Bounded by
@@ -86,6 +87,7 @@ struct shard_pub {
     _Atomic uint64_t lease_until_ns; /* lease reads allowed until (mono); 0: no */
     _Atomic uint64_t applied;
     _Atomic uint64_t compacted; /* the log is compacted up to here (snapshot index) */
+    _Atomic uint64_t lead_term; /* the term of the leader in lead (0: none known) */
 };
 
 struct group {
@@ -170,6 +172,7 @@ struct node {
     struct nk_buf msg_buf; /* loop-private encoding scratch */
     struct node_snap *snap; /* snapshot.c */
     uint64_t view_local;   /* membership/liveness changes seen (vmu) */
+    uint64_t view_local_seen; /* view_local when the loop last looked (vmu) */
     uint32_t n_hosted;     /* shards with a replica here (fixed after open) */
     char hint_loop[128];   /* the loop's leader-hint scratch */
 
@@ -278,6 +281,8 @@ void node_expire_list(struct node *n, struct req_list *l, uint64_t now, enum nk_
 void node_fail_list(struct node *n, struct req_list *l, enum nk_code code, const char *msg);
 void *node_loop_main(void *arg);
 void node_notify_watchers(struct node *n, uint64_t epoch);
+/* The view's epoch, a function of what the view shows (view.c). */
+uint64_t node_view_epoch(struct node *n);
 
 /* members.c */
 uint64_t node_raft_id_for(const char *name);
@@ -296,6 +301,10 @@ const char *node_hint_for_shard(struct node *n, uint32_t shard, char *buf, size_
 /* discover.c: the id and name of the node listening at a seed address */
 nk_status node_discover(const char *addr, uint32_t total_shards, int timeout_ms, uint64_t *id,
                         char *name, size_t name_cap);
+
+/* balance.c */
+void node_balance(struct node *n);
+void node_transfer_start(struct node *n, struct group *g, struct req *r);
 
 /* snapshot.c */
 #define NODE_INBOUND_SNAP_READY 0xF0 /* an inbound event of our own, never from the network */

@@ -48,6 +48,8 @@ void node_publish(struct node *n, struct group *g)
         }
     }
     atomic_store_explicit(&p->lease_until_ns, lease, memory_order_release);
+    atomic_store_explicit(&p->lead_term, (leader ? n->self_id : lead) ? raft_term(g->r) : 0,
+                          memory_order_release);
     atomic_store_explicit(&p->lead, leader ? n->self_id : lead, memory_order_release);
     atomic_store_explicit(&p->applied, g->applied, memory_order_release);
 }
@@ -288,11 +290,18 @@ static bool run_round(struct node *n, struct req *batch, size_t nbatch, bool tic
     free(rds);
     free(has);
     atomic_fetch_add_explicit(&n->st_rounds, 1, memory_order_relaxed);
-    if (view_changed) {
+    pthread_mutex_lock(&n->vmu);
+    bool members_changed = n->view_local != n->view_local_seen;
+    n->view_local_seen = n->view_local;
+    pthread_mutex_unlock(&n->vmu);
+    if (view_changed || members_changed) {
+        uint64_t epoch = node_view_epoch(n);
         pthread_mutex_lock(&n->vmu);
-        uint64_t epoch = ++n->epoch;
+        bool newer = epoch != n->epoch;
+        n->epoch = epoch;
         pthread_mutex_unlock(&n->vmu);
-        node_notify_watchers(n, epoch);
+        if (newer)
+            node_notify_watchers(n, epoch);
     }
     return true;
 }
@@ -371,6 +380,7 @@ void *node_loop_main(void *arg)
         if (now >= next_maint) {
             node_maybe_compact_logs(n);
             node_advance_gc_clock(n);
+            node_balance(n);
             next_maint = now + 1000000000ULL;
         }
         if (!run_round(n, batch, nb, tick, now))

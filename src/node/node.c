@@ -22,7 +22,7 @@ void node_options_default(struct node_options *o)
     o->data_dir = "./norikv-data";
     o->raft_sync = WAL_SYNC_ALWAYS;
     o->tick_ms = 100;
-    o->election_ticks = 10;
+    o->election_ticks = 6;
     o->heartbeat_ticks = 1;
     o->max_pending = 65536;
     o->max_batch_entries = 8192;
@@ -222,7 +222,7 @@ nk_status node_open(const struct node_options *o, struct node **out)
      * holding the epoch of the previous run would never hear of the new view
      * (WatchCluster sends only newer views). Start from the wall clock in
      * microseconds; every change adds one. */
-    n->epoch = nk_wall_ms() * 1000ULL;
+    n->epoch = 0; /* node_view_epoch once groups exist */
     pthread_mutex_init(&n->qmu, NULL);
     /* the loop's timed waits are on CLOCK_MONOTONIC (the default clock of a
      * condition variable is CLOCK_REALTIME, which would make every wait

@@ -181,6 +181,15 @@ void node_unwatch(struct node *n, uint32_t id);
  * (not the loop).
  */
 nk_status node_snapshot_shard(struct node *n, uint32_t shard, uint64_t *index);
+/*
+ * Moves the shard's leadership to the member named target (its node id).
+ * Must be asked of the shard's leader: elsewhere NK_UNAVAILABLE NOT_LEADER
+ * with the leader's client address in hint. Returns once the transfer has
+ * started (the view shows the new leader when it completes). Blocks the
+ * caller for about one Ready round.
+ */
+nk_status node_transfer_shard(struct node *n, uint32_t shard, const char *target,
+                              char *hint, size_t hint_cap);
 /* The first index still in the shard's Raft log (tests, /health). */
 uint64_t node_log_first_index(struct node *n, uint32_t shard);
 /* Whether the shard's state was found damaged on this node (its calls are refused). */

@@ -21,6 +21,10 @@ void node_start_request(struct node *n, struct group *g, struct req *r)
         node_request_done(n);
         return;
     }
+    if (r->kind == REQ_TRANSFER) {
+        node_transfer_start(n, g, r);
+        return;
+    }
     if (g->damaged) {
         node_fail_req(r, NK_DATA_LOSS, "shard state is damaged on this node (see /health)", NULL);
         node_request_done(n);

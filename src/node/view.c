@@ -36,7 +36,7 @@ void node_set_client_addr(struct node *n, const char *addr, const char *name)
         snprintf(n->members[self].client_addr, sizeof n->members[self].client_addr, "%s", addr);
         snprintf(n->members[self].name, sizeof n->members[self].name, "%s", n->name);
     }
-    n->epoch++; /* the view changed */
+    n->view_local++; /* the view changed: the loop tells the watchers */
     pthread_mutex_unlock(&n->vmu);
     node_peers_announce(n); /* peers learn where clients reach us */
 }
@@ -52,11 +52,39 @@ static uint32_t shard_replicas(struct node *n, uint32_t shard, uint64_t *out)
     return n->rf;
 }
 
+/*
+ * The epoch is a function of what the view shows, so that every node that
+ * shows the same view numbers it alike: twice the sum, over shards, of the
+ * term of the leader this node knows (a leader change always raises its
+ * shard's term), plus one per member seen dead. It rises with every change
+ * of leader and every member lost, and across restarts (every shard elects
+ * anew, in a higher term). A member coming back lowers it by one unless
+ * leadership moves back to it (leader balancing) — documented in
+ * docs/cluster.md.
+ */
+static uint64_t view_epoch_locked(struct node *n)
+{
+    uint64_t e = 0;
+    for (uint32_t i = 0; i < n->nshards; i++)
+        e += 2 * atomic_load_explicit(&n->pub[i].lead_term, memory_order_acquire);
+    for (uint32_t i = 0; i < n->n_members; i++)
+        e += n->members[i].id != n->self_id && !n->members[i].up;
+    return e;
+}
+
+uint64_t node_view_epoch(struct node *n)
+{
+    pthread_mutex_lock(&n->vmu);
+    uint64_t e = view_epoch_locked(n);
+    pthread_mutex_unlock(&n->vmu);
+    return e;
+}
+
 void node_view_get(struct node *n, struct node_view *v)
 {
     memset(v, 0, sizeof(*v));
     pthread_mutex_lock(&n->vmu);
-    v->epoch = n->epoch;
+    v->epoch = view_epoch_locked(n);
     v->n_nodes = n->n_members;
     for (uint32_t i = 0; i < n->n_members; i++) {
         const struct member *m = &n->members[i];

@@ -107,7 +107,7 @@ static const struct key_def keys[] = {
      NULL, "SSTable block cache (0: none)"},
     {"raft.tick_interval", K_DUR, F(tick_interval_ms), NO_FIELD, 1, 10000, 1000, NULL, "100ms",
      NULL, "Raft logical clock tick. Bare numbers: milliseconds"},
-    {"raft.election_ticks", K_U32, F(election_ticks), NO_FIELD, 2, 1000, 0, NULL, "10", NULL,
+    {"raft.election_ticks", K_U32, F(election_ticks), NO_FIELD, 2, 1000, 0, NULL, "6", NULL,
      "election timeout in ticks (randomized in [n, 2n))"},
     {"raft.heartbeat_ticks", K_U32, F(heartbeat_ticks), NO_FIELD, 1, 999, 0, NULL, "1", NULL,
      "heartbeat interval in ticks (< election_ticks)"},

@@ -142,7 +142,7 @@ NK_TEST(defaults_without_a_file_are_those_of_the_contract)
     NK_CHECK(c.wal_fsync == CONFIG_FSYNC_ALWAYS && c.group_commit_window_us == 0);
     NK_CHECK(c.memtable_size == 64u << 20 && c.block_cache_size == 256u << 20);
     NK_CHECK(c.idempotency_retention_ms == 24ull * 3600 * 1000);
-    NK_CHECK(c.tick_interval_ms == 100 && c.election_ticks == 10 && c.heartbeat_ticks == 1);
+    NK_CHECK(c.tick_interval_ms == 100 && c.election_ticks == 6 && c.heartbeat_ticks == 1);
     NK_CHECK(c.lease_margin_ms == 100 && c.max_inflight_proposals == 4096);
     NK_CHECK(c.request_deadline_ms == 5000);
     NK_CHECK(!c.http_addr_explicit && !c.rpc_addr_explicit && !c.peer_addr_explicit);
