@@ -52,9 +52,10 @@ void node_mark_damaged(struct node *n, struct group *g, nk_status why)
     g->last_lead = 0;
     NK_ERROR(MODULE,
              "shard %u is damaged on this node: %s. Its calls are refused; the other shards go "
-             "on. Repair: on a cluster the replica is rebuilt from a healthy peer; on a one-node "
-             "cluster stop the node and restore %s from a backup",
-             g->id, nk_status_msg(why), n->data_dir);
+             "on. Repair: on a cluster (the other replicas keep serving the shard) stop this "
+             "node, move %s aside and start it again: it rejoins empty and receives every "
+             "shard from its peers; on a one-node cluster restore %s from a backup",
+             g->id, nk_status_msg(why), n->data_dir, n->data_dir);
     const char *msg = "shard state is damaged on this node (see /health)";
     for (size_t i = g->settled; i < g->pending.n; i++) {
         node_fail_req(&g->pending.v[i], NK_DATA_LOSS, msg, NULL);

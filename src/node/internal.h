@@ -328,6 +328,7 @@ bool node_peers_have_inbound(struct node *n); /* qmu held */
 void node_peers_announce(struct node *n);
 void node_peers_push_internal(struct node *n, uint64_t from, const uint8_t *data, size_t len);
 nk_status node_peers_add_members(struct node *n);
+void node_peers_send_leads(struct node *n); /* loop: tell peers the shards we lead */
 
 /* storage.c: the raft storage vtable of a group */
 void node_raft_storage(struct group *g, struct raft_storage *out);

@@ -254,7 +254,16 @@ static bool run_round(struct node *n, struct req *batch, size_t nbatch, bool tic
                 atomic_fetch_add(&n->st_led, 1);
             g->last_lead = lead;
         }
-        if (raft_role(g->r) == RAFT_LEADER && g->parked.n) {
+        if (raft_role(g->r) != RAFT_LEADER && lead != 0 && g->parked.n) {
+            /* another node won the election: send the waiting calls there
+             * (nothing of them was proposed, so they are safe to retry) */
+            const char *hint = node_leader_hint(n, g);
+            for (size_t k = 0; k < g->parked.n; k++) {
+                node_fail_req(&g->parked.v[k], NK_UNAVAILABLE, "NOT_LEADER", hint);
+                node_request_done(n);
+            }
+            g->parked.n = 0;
+        } else if (raft_role(g->r) == RAFT_LEADER && g->parked.n) {
             struct req_list parked = g->parked;
             g->parked = (struct req_list){0};
             for (size_t k = 0; k < parked.n; k++)
@@ -381,6 +390,7 @@ void *node_loop_main(void *arg)
             node_maybe_compact_logs(n);
             node_advance_gc_clock(n);
             node_balance(n);
+            node_peers_send_leads(n);
             next_maint = now + 1000000000ULL;
         }
         if (!run_round(n, batch, nb, tick, now))

@@ -146,6 +146,14 @@ static nk_status open_groups(struct node *n)
         n->n_hosted++;
         uint64_t at = 0, ai = 0;
         nk_status as = kv_applied(n->kv, (uint16_t)i, &at, &ai);
+        if (as.code == NK_DATA_LOSS) {
+            /* this replica's state is damaged: the shard is refused here,
+             * the others serve it; the node itself starts */
+            node_mark_damaged(n, g, as);
+            nk_status_free(&as);
+            n->n_hosted--;
+            continue;
+        }
         if (!nk_ok(as)) {
             free(hosted);
             return as;
@@ -163,6 +171,39 @@ static nk_status open_groups(struct node *n)
         if (!node_conf_decode(n->conf_buf.data, n->conf_buf.len, &conf)) {
             free(hosted);
             return nk_status_make(NK_DATA_LOSS, "shard %u: stored membership is malformed", i);
+        }
+        uint64_t last = raftlog_last_index(n->log, i);
+        if (ai > last) {
+            /* The state holds entries the log no longer has: its tail was
+             * cut (a damaged segment), or a snapshot install was flushed but
+             * its compaction point not yet written. The state is a snapshot
+             * at ai: record it as the log's compaction point, and the log
+             * catches up from the leader. */
+            NK_WARN(MODULE,
+                    "shard %u: the raft log ends at %llu but the state has applied %llu: "
+                    "compacting the log to %llu (the state holds everything up to it)",
+                    i, (unsigned long long)last, (unsigned long long)ai, (unsigned long long)ai);
+            raftlog_batch_compact(n->batch, i, ai, at, nk_slice_make(n->conf_buf.data,
+                                                                     n->conf_buf.len));
+            nk_status ws = raftlog_write(n->log, n->batch);
+            raftlog_batch_clear(n->batch);
+            if (!nk_ok(ws)) {
+                free(hosted);
+                return ws;
+            }
+            ci = ai;
+            struct raftlog_hardstate hs;
+            raftlog_get_hardstate(n->log, i, &hs);
+            if (hs.commit < ai) {
+                hs.commit = ai;
+                raftlog_batch_hardstate(n->batch, i, &hs);
+                ws = raftlog_write(n->log, n->batch);
+                raftlog_batch_clear(n->batch);
+                if (!nk_ok(ws)) {
+                    free(hosted);
+                    return ws;
+                }
+            }
         }
         g->conf_hist[0] = (struct conf_point){ci, conf};
         g->n_conf = 1;

@@ -29,6 +29,7 @@
 #define FRAME_RAFT 1
 #define FRAME_INFO 2
 #define FRAME_SNAP 3
+#define FRAME_LEADS 4
 #define INFO_VERSION 1
 
 #define IN_MAX_FRAMES 4096
@@ -107,6 +108,69 @@ static void on_info(struct node *n, uint64_t from, const uint8_t *p, size_t len)
     pthread_mutex_unlock(&n->vmu);
 }
 
+/*
+ * LEADS: the shards a peer leads, with their terms. Only shards without a
+ * replica here use it (a replica knows its leader from its own group): so
+ * that every node can route every shard, and the view is the same on every
+ * node (docs/format/node-frames.md).
+ */
+static void on_leads(struct node *n, uint64_t from, const uint8_t *p, size_t len)
+{
+    struct nk_reader r;
+    nk_reader_init(&r, p + 1, len - 1);
+    uint64_t count = 0;
+    nk_reader_varint64(&r, &count);
+    for (uint64_t k = 0; k < count && !r.bad; k++) {
+        uint64_t shard = 0, term = 0;
+        nk_reader_varint64(&r, &shard);
+        nk_reader_varint64(&r, &term);
+        if (r.bad || shard >= n->nshards)
+            break;
+        if (n->groups[shard].r)
+            continue;
+        struct shard_pub *sp = &n->pub[shard];
+        if (term >= atomic_load_explicit(&sp->lead_term, memory_order_acquire)) {
+            atomic_store_explicit(&sp->lead_term, term, memory_order_release);
+            atomic_store_explicit(&sp->lead, from, memory_order_release);
+        }
+    }
+    if (r.bad)
+        atomic_fetch_add_explicit(&n->st_bad_frames, 1, memory_order_relaxed);
+    pthread_mutex_lock(&n->vmu);
+    n->view_local++;
+    pthread_mutex_unlock(&n->vmu);
+}
+
+void node_peers_send_leads(struct node *n)
+{
+    if (!n->tp)
+        return;
+    struct nk_buf b;
+    nk_buf_init(&b);
+    uint64_t count = 0;
+    struct nk_buf body;
+    nk_buf_init(&body);
+    for (uint32_t s = 0; s < n->nshards; s++) {
+        struct group *g = &n->groups[s];
+        if (g->r && !g->damaged && raft_role(g->r) == RAFT_LEADER) {
+            nk_buf_put_varint64(&body, s);
+            nk_buf_put_varint64(&body, raft_term(g->r));
+            count++;
+        }
+    }
+    nk_buf_put_u8(&b, FRAME_LEADS);
+    nk_buf_put_varint64(&b, count);
+    nk_buf_append(&b, body.data, body.len);
+    for (uint32_t i = 0; i < n->n_members; i++) {
+        if (n->members[i].id == n->self_id)
+            continue;
+        nk_status s = transport_send(n->tp, n->members[i].id, TRANSPORT_CLASS_RAFT, b.data, b.len);
+        nk_status_free(&s);
+    }
+    nk_buf_free(&body);
+    nk_buf_free(&b);
+}
+
 static void on_frame(void *ctx, uint64_t from, uint8_t cls, const uint8_t *data, size_t len)
 {
     struct node *n = ctx;
@@ -121,6 +185,10 @@ static void on_frame(void *ctx, uint64_t from, uint8_t cls, const uint8_t *data,
     }
     if (data[0] == FRAME_SNAP) {
         node_snap_on_chunk(n, from, data, len);
+        return;
+    }
+    if (data[0] == FRAME_LEADS) {
+        on_leads(n, from, data, len);
         return;
     }
     if (data[0] != FRAME_RAFT) {
@@ -139,6 +207,14 @@ static void on_peer(void *ctx, uint64_t peer, enum transport_peer_event ev, cons
         return;
     }
     bool up = ev == TRANSPORT_PEER_UP;
+    if (!up) {
+        /* what that peer told us it leads is no longer known */
+        for (uint32_t s = 0; s < n->nshards; s++)
+            if (!n->groups[s].r && atomic_load(&n->pub[s].lead) == peer) {
+                atomic_store(&n->pub[s].lead, 0);
+                atomic_store(&n->pub[s].lead_term, 0);
+            }
+    }
     pthread_mutex_lock(&n->vmu);
     int i = node_member_index(n, peer);
     if (i >= 0 && n->members[i].up != up) {

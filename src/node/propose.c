@@ -68,9 +68,11 @@ void node_start_request(struct node *n, struct group *g, struct req *r)
         if (!nk_ok(s)) {
             atomic_fetch_add(&n->st_proposals_failed, 1);
             enum nk_code code = s.code;
+            /* none of these appended anything: every one is safe to retry */
             const char *msg = code == NK_RESOURCE_EXHAUSTED ? "shard log is full; retry later"
-                              : code == NK_FAILED_PRECONDITION ? "NOT_LEADER"
-                                                               : "QUORUM_UNAVAILABLE";
+                              : code == NK_FAILED_PRECONDITION
+                                  ? "NOT_LEADER"
+                                  : "NOT_LEADER: leadership is being transferred; retry";
             if (code != NK_RESOURCE_EXHAUSTED)
                 code = NK_UNAVAILABLE;
             nk_status_free(&s);
