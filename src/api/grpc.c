@@ -602,8 +602,22 @@ static void on_transfer(void *ctx, struct rpc_call *call, struct nk_slice req)
         return;
     }
     if (!target[0]) {
-        fail(call, NK_INVALID_ARGUMENT,
-             "name the target node: a replica with leader = true (its node_id)", NULL);
+        struct node_view v;
+        node_view_get(a->node, &v);
+        uint32_t members = v.n_nodes;
+        node_view_free(&v);
+        char msg[160];
+        if (members == 1)
+            snprintf(msg, sizeof msg,
+                     "shard %u cannot be transferred: this is a one-node cluster with no other "
+                     "node",
+                     shard);
+        else
+            snprintf(msg, sizeof msg,
+                     "name the target node of shard %u: a replica with leader = true (its "
+                     "node_id)",
+                     shard);
+        fail(call, members == 1 ? NK_FAILED_PRECONDITION : NK_INVALID_ARGUMENT, msg, NULL);
         return;
     }
     char hint[128];
