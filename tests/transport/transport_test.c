@@ -385,8 +385,8 @@ NK_TEST(payloads_up_to_max_frame_bytes_arrive_whole_and_larger_are_refused)
     s = transport_send(a, 9, TRANSPORT_CLASS_RAFT, "x", 1);
     NK_CHECK(s.code == NK_NOT_FOUND);
     nk_status_free(&s);
-    NK_CHECK(wait_frames(rb, TRANSPORT_CLASS_BULK, 2, 20000));
-    NK_CHECK(wait_frames(rb, TRANSPORT_CLASS_RAFT, 1, 20000));
+    NK_CHECK(wait_frames(rb, TRANSPORT_CLASS_BULK, 2, 60000));
+    NK_CHECK(wait_frames(rb, TRANSPORT_CLASS_RAFT, 1, 60000));
     NK_CHECK_EQ_U64(rb->bytes[TRANSPORT_CLASS_RAFT], max);
     NK_CHECK_EQ_U64(rb->bytes[TRANSPORT_CLASS_BULK], max);
     NK_CHECK(!rb->content_broken);
@@ -477,12 +477,11 @@ NK_TEST(peer_that_is_down_is_redialed_once_it_comes_up)
     s = send_seq(a, 2, TRANSPORT_CLASS_RAFT, 0, 50, true);
     NK_CHECK(nk_ok(s) || s.code == NK_UNAVAILABLE); /* the old session may just be ending */
     nk_status_free(&s);
-    for (int i = 0; i < 200 && rb->frames[0] == 0; i++) {
+    for (int i = 0; i < 200 && !wait_frames(rb, TRANSPORT_CLASS_RAFT, 1, 10); i++) {
         s = send_seq(a, 2, TRANSPORT_CLASS_RAFT, 0, 50, false);
         nk_status_free(&s);
-        nk_sleep_us(10000);
     }
-    NK_CHECK(rb->frames[0] >= 1);
+    NK_CHECK(wait_frames(rb, TRANSPORT_CLASS_RAFT, 1, 10));
     peer_stats(a, 2, &ps);
     NK_CHECK(ps.sessions >= 2);
     pthread_mutex_lock(&ra->mu);
