@@ -35,6 +35,7 @@ static void fill_defaults(struct transport_options *o)
     DEF(bulk_queue_bytes, 64ull << 20);
     DEF(max_frame_bytes, 16u << 20);
     DEF(bulk_fragment_bytes, 64u << 10);
+    DEF(bulk_window_bytes, 1u << 20);
     DEF(max_peers, 256);
     DEF(max_pending_conns, 64);
     DEF(keepalive_ms, 500);
@@ -308,21 +309,6 @@ struct dial_req {
     char addr[TRANSPORT_ADDR_MAX];
 };
 
-static void enqueue_ping(struct transport *t, struct tp_peer *p)
-{
-    struct tp_item *it = nk_calloc(1, sizeof *it + TRANSPORT_FRAME_HEADER);
-    it->type = TRANSPORT_FRAME_PING;
-    it->internal = true;
-    transport_frame_header(it->buf, TRANSPORT_FRAME_PING, 0, NULL, 0);
-    struct tp_queue *q = &p->q[TRANSPORT_CLASS_RAFT];
-    if (q->tail)
-        q->tail->next = it;
-    else
-        q->head = it;
-    q->tail = it;
-    tp_peer_flush(t, p);
-}
-
 /* Runs with t->mu held. Returns the ms until the next deadline; fills the
  * dials due (done by the caller without the lock). */
 static int run_timers(struct transport *t, struct dial_req **dials, size_t *ndials)
@@ -363,7 +349,7 @@ static int run_timers(struct transport *t, struct dial_req **dials, size_t *ndia
             continue;
         }
         if (!tp_peer_has_output(p) && now - c->last_send_ms >= t->o.keepalive_ms)
-            enqueue_ping(t, p);
+            tp_enqueue_internal(t, p, TRANSPORT_FRAME_PING, NULL, 0);
         next = NK_MIN(next, c->last_recv_ms + t->o.idle_timeout_ms);
         if (tp_peer_has_output(p))
             next = NK_MIN(next, c->last_progress_ms + t->o.idle_timeout_ms);

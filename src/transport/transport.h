@@ -11,8 +11,12 @@
  * Each class has its own bounded queue (frames and bytes). RAFT frames always
  * go out before BULK ones, and a BULK payload is cut on the wire into
  * fragments (bulk_fragment_bytes) so that a RAFT frame never waits behind more
- * than one fragment; TCP_NOTSENT_LOWAT keeps the kernel's unsent backlog
- * small so that this priority is not undone below us. Payloads are delivered
+ * than one fragment in our queue. Below us, bytes already handed to TCP are
+ * ahead of it too: TCP_NOTSENT_LOWAT keeps our kernel's unsent backlog small,
+ * and a window (bulk_window_bytes of BULK payload in flight until the
+ * receiver acknowledges it with BULK_ACK) bounds what sits in the network and
+ * the receiver's socket buffer, so a heartbeat waits for at most about one
+ * window of snapshot data, whatever the socket buffer sizes. Payloads are delivered
  * whole (a BULK payload is reassembled) and in order per class.
  *
  * Sessions: a peer is "up" from a completed handshake (each side sends a
@@ -115,6 +119,7 @@ struct transport_options {
     uint64_t bulk_queue_bytes;    /* 64 MiB per peer */
     uint32_t max_frame_bytes;     /* 16 MiB: largest payload sent or accepted */
     uint32_t bulk_fragment_bytes; /* 64 KiB: wire fragment of a BULK payload */
+    uint32_t bulk_window_bytes;   /* 1 MiB: BULK bytes in flight before the receiver's ack */
     uint32_t max_peers;           /* 256 */
     uint32_t max_pending_conns;   /* 64 connections before their HELLO */
     uint32_t keepalive_ms;        /* 500 */
@@ -223,6 +228,7 @@ enum transport_frame_type {
     TRANSPORT_FRAME_BULK = 4,
     TRANSPORT_FRAME_PING = 5,
     TRANSPORT_FRAME_CLOSE = 6, /* I am closing; payload: the reason (text) */
+    TRANSPORT_FRAME_BULK_ACK = 7, /* BULK flow control: u64 bulk payload bytes received */
 };
 #define TRANSPORT_FRAME_MORE 0x01 /* BULK: more fragments of this payload follow */
 
@@ -266,6 +272,7 @@ struct transport_decoder {
     struct nk_buf body;  /* current payload when it spans reads */
     struct nk_buf bulk;  /* BULK payload being reassembled */
     bool bulk_open;
+    uint64_t bulk_received; /* BULK fragment payload bytes accepted so far */
 };
 
 struct transport_frame {

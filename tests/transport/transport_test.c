@@ -716,6 +716,16 @@ NK_TEST(bad_crc_closes_only_that_connection)
     bad_input_closes_only_that_connection(fr, sizeof fr, true);
 }
 
+NK_TEST(bulk_ack_for_bytes_never_sent_closes_only_that_connection)
+{
+    uint8_t v[8];
+    nk_enc_fixed64(v, 1000); /* a has sent node 3 no BULK byte */
+    uint8_t fr[TRANSPORT_FRAME_HEADER + 8];
+    transport_frame_header(fr, TRANSPORT_FRAME_BULK_ACK, 0, v, 8);
+    memcpy(fr + TRANSPORT_FRAME_HEADER, v, 8);
+    bad_input_closes_only_that_connection(fr, sizeof fr, true);
+}
+
 NK_TEST(simultaneous_dials_keep_the_connection_dialed_by_the_lower_id)
 {
     for (int round = 0; round < 5; round++) {

@@ -29,7 +29,10 @@ static void check_frame(const struct transport_frame *f)
     size_t limit = f->type == TRANSPORT_FRAME_HELLO || f->type == TRANSPORT_FRAME_CLOSE
                        ? TRANSPORT_HELLO_MAX
                    : f->type == TRANSPORT_FRAME_PING || f->type == TRANSPORT_FRAME_ACCEPT ? 0
+                   : f->type == TRANSPORT_FRAME_BULK_ACK                                  ? 8
                                                                                           : MAX_FRAME;
+    if (f->type == TRANSPORT_FRAME_BULK_ACK && f->len != 8)
+        abort();
     if (f->len > limit || !f->data)
         abort();
     if (f->type == TRANSPORT_FRAME_HELLO) {
@@ -146,6 +149,8 @@ size_t LLVMFuzzerSeedCorpus(const uint8_t ***out, const size_t **lens)
             frame(b, TRANSPORT_FRAME_RAFT, 0, payload, 7);
             frame(b, TRANSPORT_FRAME_BULK, 0, payload + 1500, k ? 1500 : 0);
             frame(b, TRANSPORT_FRAME_PING, 0, NULL, 0);
+            uint8_t ack[8] = {0xdc, 0x05};
+            frame(b, TRANSPORT_FRAME_BULK_ACK, 0, ack, 8);
             frame(b, TRANSPORT_FRAME_BULK, 0, payload, 3000);
         }
         ptrs[k] = b->data;
