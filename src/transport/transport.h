@@ -295,4 +295,31 @@ enum transport_decode_result transport_decoder_next(struct transport_decoder *d,
                                                     const uint8_t **p, size_t *n,
                                                     struct transport_frame *f, nk_status *err);
 
+/* ------------------------------------------------------ the RAFT batch */
+
+/*
+ * The suggested content of a RAFT payload: the messages of many Raft groups
+ * for one peer in one frame (docs/format/peer-frames.md, "RAFT batch"):
+ * a version byte, then records (group id, message bytes) up to the end.
+ * The transport does not look inside payloads; the node layer builds one
+ * batch per peer per Ready round and walks it in on_frame. Pure functions.
+ */
+#define TRANSPORT_BATCH_VERSION 1
+
+/* Starts a batch in b (appends the version byte). */
+void transport_batch_init(struct nk_buf *b);
+/* Appends one record (the message's bytes, e.g. raft_msg_encode output). */
+void transport_batch_add(struct nk_buf *b, uint32_t group, const void *msg, size_t len);
+
+struct transport_batch_reader {
+    struct nk_reader r;
+    uint32_t records; /* read so far */
+};
+/* NK_DATA_LOSS when the payload is empty or of another version. */
+nk_status transport_batch_open(struct transport_batch_reader *br, const uint8_t *p, size_t n);
+/* The next record (msg borrowed from the payload): *has = false at the end.
+ * A truncated record or a group id over 32 bits is NK_DATA_LOSS. */
+nk_status transport_batch_next(struct transport_batch_reader *br, bool *has, uint32_t *group,
+                               struct nk_slice *msg);
+
 #endif /* NK_TRANSPORT_H */

@@ -268,6 +268,43 @@ static bool raw_wait_closed(int fd)
 
 /* ------------------------------------------------------------------ tests */
 
+NK_TEST(raft_batch_round_trips_and_rejects_truncation)
+{
+    struct nk_buf b;
+    nk_buf_init(&b);
+    transport_batch_init(&b);
+    transport_batch_add(&b, 0, "a", 1);
+    transport_batch_add(&b, 1023, "hello", 5);
+    transport_batch_add(&b, UINT32_MAX, NULL, 0);
+    struct transport_batch_reader br;
+    NK_REQUIRE_OK(transport_batch_open(&br, b.data, b.len));
+    uint32_t want_g[3] = {0, 1023, UINT32_MAX};
+    size_t want_len[3] = {1, 5, 0};
+    for (int i = 0; i < 3; i++) {
+        bool has;
+        uint32_t g;
+        struct nk_slice m;
+        NK_REQUIRE_OK(transport_batch_next(&br, &has, &g, &m));
+        NK_CHECK(has && g == want_g[i] && m.len == want_len[i]);
+    }
+    bool has = true;
+    uint32_t g;
+    struct nk_slice m;
+    NK_REQUIRE_OK(transport_batch_next(&br, &has, &g, &m));
+    NK_CHECK(!has);
+    /* cut inside the second record's bytes */
+    NK_REQUIRE_OK(transport_batch_open(&br, b.data, 7));
+    NK_REQUIRE_OK(transport_batch_next(&br, &has, &g, &m));
+    nk_status s = transport_batch_next(&br, &has, &g, &m);
+    NK_CHECK(s.code == NK_DATA_LOSS && strstr(nk_status_msg(s), "group 1023"));
+    nk_status_free(&s);
+    uint8_t v2 = 2;
+    s = transport_batch_open(&br, &v2, 1);
+    NK_CHECK(s.code == NK_DATA_LOSS);
+    nk_status_free(&s);
+    nk_buf_free(&b);
+}
+
 NK_TEST(two_transports_deliver_both_classes_whole_and_in_order)
 {
     struct rx *ra = rx_new(), *rb = rx_new();
