@@ -10,6 +10,7 @@
  *      in the BULK class show what one FIFO without priority would give.
  *
  * Usage: bench_transport [--frames-small N] [--frames-large N] [--pings N]
+ *                        [--window BYTES]   (bulk_window_bytes, default 1 MiB)
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -49,6 +50,8 @@ static void on_frame(void *ctx, uint64_t from, uint8_t cls, const uint8_t *d, si
     atomic_fetch_add(&s->bytes, len);
 }
 
+static uint32_t g_window; /* --window: bulk_window_bytes (0 = default) */
+
 static struct transport *open_side(uint64_t id, struct side *s)
 {
     struct transport_options o = {.self_id = id,
@@ -57,6 +60,7 @@ static struct transport *open_side(uint64_t id, struct side *s)
                                   .cluster_id = 1,
                                   .total_shards = 1024,
                                   .on_frame = on_frame,
+                                  .bulk_window_bytes = g_window,
                                   .ctx = s};
     struct transport *t;
     nk_status st = transport_open(&o, &t);
@@ -273,6 +277,8 @@ int main(int argc, char **argv)
             n_large = strtoull(argv[i + 1], NULL, 0);
         else if (!strcmp(argv[i], "--pings"))
             n_pings = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--window"))
+            g_window = (uint32_t)strtoul(argv[i + 1], NULL, 0);
     }
     nk_log_set_level(NK_LOG_WARN);
     static struct side sa, sb;
@@ -283,6 +289,7 @@ int main(int argc, char **argv)
                                    .cluster_id = 1,
                                    .total_shards = 1024,
                                    .on_frame = on_frame_b,
+                                   .bulk_window_bytes = g_window,
                                    .ctx = &sb};
     struct transport *b;
     nk_status st = transport_open(&ob, &b);
@@ -294,7 +301,9 @@ int main(int argc, char **argv)
     while (!transport_peer_up(a, 2) || !transport_peer_up(b, 1))
         nk_sleep_us(1000);
 
-    printf("peer transport over loopback, one process, 2 transports (2 epoll threads)\n\n");
+    printf("peer transport over loopback, one process, 2 transports (2 epoll threads), "
+           "bulk window %u bytes\n\n",
+           g_window ? g_window : (1u << 20));
     printf("| frames | NoriKV transport frames/s | MB/s | plain TCP (write per frame) frames/s | MB/s | ratio |\n");
     printf("|---|---:|---:|---:|---:|---:|\n");
     struct {
