@@ -304,7 +304,8 @@ int main(int argc, char **argv)
     printf("peer transport over loopback, one process, 2 transports (2 epoll threads), "
            "bulk window %u bytes\n\n",
            g_window ? g_window : (1u << 20));
-    printf("| frames | NoriKV transport frames/s | MB/s | plain TCP (write per frame) frames/s | MB/s | ratio |\n");
+    printf("| frames | NoriKV transport frames/s | MB/s | plain TCP (write per frame) frames/s "
+           "| MB/s | ratio |\n");
     printf("|---|---:|---:|---:|---:|---:|\n");
     struct {
         size_t size;
@@ -332,7 +333,8 @@ int main(int argc, char **argv)
     printf("\n| 64 B round trip (µs) | p50 | p99 |\n|---|---:|---:|\n");
     printf("| idle link, RAFT class | %.0f | %.0f |\n", p50, p99);
     printf("| 1 MiB BULK payloads streaming, RAFT class | %.0f | %.0f |\n", q50, q99);
-    printf("| 1 MiB BULK payloads streaming, pings queued as BULK (one FIFO, no priority) | %.0f | %.0f |\n",
+    printf("| 1 MiB BULK payloads streaming, pings queued as BULK (one FIFO, no priority) "
+           "| %.0f | %.0f |\n",
            r50, r99);
     transport_close(a);
     transport_close(b);

@@ -322,7 +322,8 @@ static void on_hello(struct transport *t, struct tp_conn *c, const uint8_t *data
                  (unsigned long long)h.node_id, h.version, TRANSPORT_PROTOCOL_VERSION);
     else if (h.cluster_id != t->o.cluster_id)
         snprintf(why, sizeof why,
-                 "node %llu (%.64s) belongs to cluster id %llu, this node (%llu) to cluster id %llu",
+                 "node %llu (%.64s) belongs to cluster id %llu, this node (%llu) to cluster id "
+                 "%llu",
                  (unsigned long long)h.node_id, h.name, (unsigned long long)h.cluster_id,
                  (unsigned long long)t->o.self_id, (unsigned long long)t->o.cluster_id);
     else if (h.total_shards != t->o.total_shards)
@@ -334,8 +335,8 @@ static void on_hello(struct transport *t, struct tp_conn *c, const uint8_t *data
         snprintf(why, sizeof why, "%s answered with this node's own id %llu", c->remote,
                  (unsigned long long)h.node_id);
     else if (c->outbound && h.node_id != p->id)
-        snprintf(why, sizeof why, "%.100s (dialed as node %llu) says it is node %llu (%.64s)", p->addr,
-                 (unsigned long long)p->id, (unsigned long long)h.node_id, h.name);
+        snprintf(why, sizeof why, "%.100s (dialed as node %llu) says it is node %llu (%.64s)",
+                 p->addr, (unsigned long long)p->id, (unsigned long long)h.node_id, h.name);
     else if (!p)
         snprintf(why, sizeof why, "node %llu (%.64s) is not a known peer of node %llu",
                  (unsigned long long)h.node_id, h.name, (unsigned long long)t->o.self_id);
@@ -483,10 +484,10 @@ void tp_conn_readable(struct transport *t, struct tp_conn *c)
             if (!deliver && c->state != TP_DEAD) {
                 /* the decoder's ordering makes a payload before the session
                  * impossible for a well-behaved peer */
-                tp_conn_close(t, c,
-                              peer && peer->removed ? "peer removed"
-                                                    : "payload frame before the handshake completed",
-                              true);
+                const char *why = peer && peer->removed
+                                  ? "peer removed"
+                                  : "payload frame before the handshake completed";
+            tp_conn_close(t, c, why, true);
             }
             if (deliver) {
                 peer->st.recv_frames[cls]++;
@@ -598,8 +599,9 @@ void tp_peer_flush(struct transport *t, struct tp_peer *p)
         for (; r && n < IOV_N - 2; r = r->next)
             iov[n++] = (struct iovec){r->buf + r->off, TRANSPORT_FRAME_HEADER + r->len - r->off};
         /* a new fragment only while the window has room */
+        uint64_t in_flight = c->bulk_started - c->bulk_acked;
         bool bulk_last = !bulk_first && !r && b &&
-                         (b->frag_started || c->bulk_started - c->bulk_acked < t->o.bulk_window_bytes);
+                         (b->frag_started || in_flight < t->o.bulk_window_bytes);
         if (bulk_last) {
             if (!b->frag_started)
                 bulk_start_fragment(t, c, b);

@@ -96,7 +96,8 @@ static void check_change(size_t n_old, size_t n_new, const uint64_t *old_ids,
     NK_REQUIRE_OK(placement_compute(new_ids, n_new, S, 3, &b));
     struct placement_plan plan;
     NK_REQUIRE_OK(placement_diff(&a, &b, &plan));
-    fprintf(stderr, "  %zu -> %zu nodes: %llu moves, minimum %llu (S*RF/N = %zu), %zu shards change\n",
+    fprintf(stderr,
+            "  %zu -> %zu nodes: %llu moves, minimum %llu (S*RF/N = %zu), %zu shards change\n",
             n_old, n_new, (unsigned long long)plan.moves, (unsigned long long)plan.min_moves,
             (size_t)S * 3 / NK_MAX(n_old, n_new), plan.n_changes);
     /* rendezvous loads vary by about sqrt(S*RF/N) around the fair share, so

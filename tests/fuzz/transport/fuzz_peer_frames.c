@@ -26,11 +26,13 @@ struct seen {
 
 static void check_frame(const struct transport_frame *f)
 {
-    size_t limit = f->type == TRANSPORT_FRAME_HELLO || f->type == TRANSPORT_FRAME_CLOSE
-                       ? TRANSPORT_HELLO_MAX
-                   : f->type == TRANSPORT_FRAME_PING || f->type == TRANSPORT_FRAME_ACCEPT ? 0
-                   : f->type == TRANSPORT_FRAME_BULK_ACK                                  ? 8
-                                                                                          : MAX_FRAME;
+    size_t limit = MAX_FRAME;
+    if (f->type == TRANSPORT_FRAME_HELLO || f->type == TRANSPORT_FRAME_CLOSE)
+        limit = TRANSPORT_HELLO_MAX;
+    else if (f->type == TRANSPORT_FRAME_PING || f->type == TRANSPORT_FRAME_ACCEPT)
+        limit = 0;
+    else if (f->type == TRANSPORT_FRAME_BULK_ACK)
+        limit = 8;
     if (f->type == TRANSPORT_FRAME_BULK_ACK && f->len != 8)
         abort();
     if (f->len > limit || !f->data)
