@@ -270,6 +270,10 @@ static bool conn_wins(const struct tp_conn *a, const struct tp_conn *b)
 static void activate(struct transport *t, struct tp_conn *c)
 {
     struct tp_peer *p = c->peer;
+    if (p->removed) { /* removed while we were dialing or handshaking */
+        tp_conn_close(t, c, "peer removed", true);
+        return;
+    }
     if (p->dialing == c)
         p->dialing = NULL;
     if (p->active) {

@@ -933,6 +933,44 @@ NK_TEST(idle_peer_is_disconnected_and_a_quiet_session_stays_up)
     rx_free(rb);
 }
 
+NK_TEST(silent_connections_time_out_in_the_handshake_both_ways)
+{
+    struct rx *ra = rx_new();
+    struct transport_options oa = opts_for(1, ra);
+    oa.handshake_timeout_ms = 200;
+    oa.backoff_max_ms = 100;
+    struct transport *a = open_t(&oa);
+    NK_REQUIRE(a);
+    /* a listener that accepts (the kernel does) and never answers */
+    int ls = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET};
+    inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
+    NK_REQUIRE(bind(ls, (struct sockaddr *)&sa, sizeof sa) == 0 && listen(ls, 16) == 0);
+    socklen_t sl = sizeof sa;
+    getsockname(ls, (struct sockaddr *)&sa, &sl);
+    char addr[64];
+    snprintf(addr, sizeof addr, "127.0.0.1:%d", ntohs(sa.sin_port));
+    nk_status s = transport_add_peer(a, 2, addr);
+    NK_REQUIRE(nk_ok(s));
+    /* and an inbound connection that never sends its HELLO */
+    int fd = raw_connect(transport_listen_addr(a));
+    NK_REQUIRE(fd >= 0);
+    NK_CHECK(raw_wait_closed(fd));
+    close(fd);
+    nk_sleep_us(700 * 1000);
+    struct transport_peer_stats ps;
+    peer_stats(a, 2, &ps);
+    fprintf(stderr, "  %llu dials; last error: %s\n", (unsigned long long)ps.dials, ps.last_error);
+    NK_CHECK(ps.dials >= 2 && !ps.connected);
+    NK_CHECK(strstr(ps.last_error, "timed out") != NULL);
+    struct transport_stats ts;
+    transport_stats(a, &ts, NULL, 0, NULL);
+    NK_CHECK_EQ_U64(ts.pending_conns, 0);
+    close(ls);
+    transport_close(a);
+    rx_free(ra);
+}
+
 struct blaster {
     struct transport *t;
     atomic_bool stop;
