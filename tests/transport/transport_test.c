@@ -5,6 +5,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <sys/socket.h>
@@ -173,6 +174,27 @@ static void peer_stats(struct transport *t, uint64_t id, struct transport_peer_s
         if (ps[i].id == id)
             *out = ps[i];
 }
+
+/* waits until peer `id` of t has field >= want (a stats counter) */
+struct stat_arg {
+    struct transport *t;
+    uint64_t id;
+    size_t off; /* offsetof the uint64_t counter */
+    uint64_t want;
+};
+static bool stat_cond(void *a)
+{
+    struct stat_arg *s = a;
+    struct transport_peer_stats ps;
+    peer_stats(s->t, s->id, &ps);
+    uint64_t v;
+    memcpy(&v, (const char *)&ps + s->off, sizeof v);
+    return v >= s->want;
+}
+#define WAIT_STAT(t_, id_, field, want_)                                                           \
+    wait_for(stat_cond,                                                                            \
+             &(struct stat_arg){(t_), (id_), offsetof(struct transport_peer_stats, field), (want_)}, \
+             5000)
 
 /* sends a patterned payload with sequence seq; retries while the queue is full */
 static nk_status send_seq(struct transport *t, uint64_t to, uint8_t cls, uint64_t seq, size_t len,
@@ -475,7 +497,7 @@ NK_TEST(peer_that_is_down_is_redialed_once_it_comes_up)
     transport_close(b); /* b is down; its port is free */
     nk_status s = transport_add_peer(a, 2, baddr);
     NK_REQUIRE(nk_ok(s));
-    nk_sleep_us(300 * 1000);
+    NK_CHECK(WAIT_STAT(a, 2, dials, 2));
     s = send_seq(a, 2, TRANSPORT_CLASS_RAFT, 0, 50, false);
     NK_CHECK(s.code == NK_UNAVAILABLE);
     nk_status_free(&s);
@@ -587,6 +609,15 @@ NK_TEST(full_queue_answers_resource_exhausted_and_slow_peer_blocks_no_one)
     rx_free(rb);
 }
 
+static bool refused_cond(void *a)
+{
+    struct rx *r = a;
+    pthread_mutex_lock(&r->mu);
+    bool ok = r->refused > 0;
+    pthread_mutex_unlock(&r->mu);
+    return ok;
+}
+
 static void hello_mismatch(uint64_t cluster_b, uint32_t shards_b, const char *want1,
                            const char *want2)
 {
@@ -601,7 +632,8 @@ static void hello_mismatch(uint64_t cluster_b, uint32_t shards_b, const char *wa
     NK_CHECK(nk_ok(s1) && nk_ok(s2));
     nk_status_free(&s1);
     nk_status_free(&s2);
-    nk_sleep_us(500 * 1000);
+    NK_CHECK(WAIT_STAT(a, 2, refused, 1) && WAIT_STAT(b, 1, refused, 1));
+    NK_CHECK(wait_for(refused_cond, ra, 5000) && wait_for(refused_cond, rb, 5000));
     NK_CHECK(!transport_peer_up(a, 2) && !transport_peer_up(b, 1));
     struct transport_peer_stats ps;
     peer_stats(a, 2, &ps);
@@ -629,15 +661,6 @@ NK_TEST(hello_with_another_cluster_id_is_refused_naming_both_values)
 NK_TEST(hello_with_other_total_shards_is_refused_naming_both_values)
 {
     hello_mismatch(42, 512, "total_shards 512", "total_shards 1024");
-}
-
-static bool refused_cond(void *a)
-{
-    struct rx *r = a;
-    pthread_mutex_lock(&r->mu);
-    bool ok = r->refused > 0;
-    pthread_mutex_unlock(&r->mu);
-    return ok;
 }
 
 NK_TEST(unknown_node_and_wrong_identity_are_refused)
@@ -672,7 +695,7 @@ NK_TEST(unknown_node_and_wrong_identity_are_refused)
     NK_CHECK(nk_ok(s));
     s = transport_add_peer(a, 2, transport_listen_addr(c));
     NK_CHECK(nk_ok(s));
-    nk_sleep_us(400 * 1000);
+    NK_CHECK(WAIT_STAT(a, 2, refused, 1));
     struct transport_peer_stats ps;
     peer_stats(a, 2, &ps);
     fprintf(stderr, "  a's last error about node 2: %s\n", ps.last_error);
@@ -957,7 +980,7 @@ NK_TEST(silent_connections_time_out_in_the_handshake_both_ways)
     NK_REQUIRE(fd >= 0);
     NK_CHECK(raw_wait_closed(fd));
     close(fd);
-    nk_sleep_us(700 * 1000);
+    NK_CHECK(WAIT_STAT(a, 2, dials, 3));
     struct transport_peer_stats ps;
     peer_stats(a, 2, &ps);
     fprintf(stderr, "  %llu dials; last error: %s\n", (unsigned long long)ps.dials, ps.last_error);
