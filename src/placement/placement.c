@@ -140,20 +140,24 @@ nk_status placement_diff(const struct placement *from, const struct placement *t
                          struct placement_plan *out)
 {
     memset(out, 0, sizeof *out);
-    if (from->total_shards != to->total_shards || from->rf != to->rf)
+    if (from->total_shards != to->total_shards)
         return nk_status_make(NK_INVALID_ARGUMENT,
-                              "placement: diff needs the same shards and RF (from %u shards RF "
-                              "%u, to %u shards RF %u)",
-                              from->total_shards, from->rf, to->total_shards, to->rf);
+                              "placement: diff needs the same total_shards (from %u, to %u)",
+                              from->total_shards, to->total_shards);
+    uint64_t need = 0; /* adds no plan can avoid: RF minus what can be kept */
     for (uint32_t s = 0; s < to->total_shards; s++) {
         const uint64_t *a = placement_replicas(from, s), *b = placement_replicas(to, s);
         struct placement_change ch = {.shard = s};
-        for (uint32_t i = 0; i < to->rf; i++) {
+        for (uint32_t i = 0; i < to->rf; i++)
             if (!placement_has_replica(from, s, b[i]))
                 ch.add[ch.n_add++] = b[i];
+        uint32_t keepable = 0;
+        for (uint32_t i = 0; i < from->rf; i++) {
             if (!placement_has_replica(to, s, a[i]))
                 ch.remove[ch.n_remove++] = a[i];
+            keepable += member(to->nodes, to->n_nodes, a[i]);
         }
+        need += to->rf - NK_MIN(keepable, to->rf);
         if (!ch.n_add && !ch.n_remove)
             continue;
         if (out->n_changes % 64 == 0)
@@ -162,16 +166,13 @@ nk_status placement_diff(const struct placement *from, const struct placement *t
         out->changes[out->n_changes++] = ch;
         out->moves += ch.n_add;
     }
-    /* the lower bound (placement.h) */
-    uint64_t departed = 0;
-    for (size_t i = 0; i < (size_t)from->total_shards * from->rf; i++)
-        departed += !member(to->nodes, to->n_nodes, from->replicas[i]);
+    /* the theoretical minimum (placement.h) */
     uint64_t arrived = 0;
     uint64_t share = (uint64_t)to->total_shards * to->rf / to->n_nodes;
     for (size_t i = 0; i < to->n_nodes; i++)
         if (!member(from->nodes, from->n_nodes, to->nodes[i]))
             arrived += share;
-    out->min_moves = NK_MAX(departed, arrived);
+    out->min_moves = NK_MAX(need, arrived);
     return NK_OK;
 }
 

@@ -77,23 +77,27 @@ struct placement_plan {
     size_t n_changes;
     uint64_t moves; /* replicas added (= removed when RF is unchanged) */
     /*
-     * The theoretical minimum: the moves any plan needs to reach a perfectly
-     * balanced placement of the new members. Every replica on a departed node
-     * must move, and every new node must receive its fair share
-     * floor(S*RF/N_new); one move can do both, so it is the larger of the two
-     * counts (0 when the members are unchanged). Rendezvous placement is
-     * balanced only statistically (loads vary by about sqrt(S*RF/N)), so
-     * `moves` lands within a few percent of it, on either side.
+     * The theoretical minimum: the replicas any plan must add to reach a
+     * perfectly balanced placement of the new members. Each shard needs RF
+     * replicas and can keep at most those of its old replicas that are still
+     * members (so every replica on a departed node is replaced, and a larger
+     * RF adds the difference), and every new node must receive its fair
+     * share floor(S*RF/N_new); one add can serve both, so it is the larger of
+     * the two counts (0 when members and RF are unchanged). Rendezvous
+     * placement is balanced only statistically (loads vary by about
+     * sqrt(S*RF/N)), so `moves` lands within a few percent of it, on either
+     * side.
      */
     uint64_t min_moves;
 };
 
 /*
- * The changes that turn placement `from` into `to` (same total_shards and
- * RF, else NK_INVALID_ARGUMENT): per shard, the replicas to add and to
- * remove. Replicas present in both are kept, so with `to` computed by
+ * The changes that turn placement `from` into `to` (same total_shards, else
+ * NK_INVALID_ARGUMENT): per shard, the replicas to add and to remove.
+ * Replicas present in both are kept, so with `to` computed by
  * placement_compute() over the new members, the plan moves only what
- * rendezvous hashing moves.
+ * rendezvous hashing moves. The RFs may differ (a cluster growing from one
+ * node to three goes from RF 1 to RF 3).
  */
 nk_status placement_diff(const struct placement *from, const struct placement *to,
                          struct placement_plan *out);

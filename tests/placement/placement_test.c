@@ -139,11 +139,35 @@ NK_TEST(adding_or_removing_one_node_moves_about_the_minimum)
     NK_CHECK(plan.moves == 0 && plan.min_moves == 0 && plan.n_changes == 0);
     placement_plan_free(&plan);
     placement_free(&b);
-    /* a different RF is refused */
-    NK_REQUIRE_OK(placement_compute(nodes, 4, S, 2, &b));
+    /* other shard counts are refused */
+    NK_REQUIRE_OK(placement_compute(nodes, 4, S / 2, 3, &b));
     nk_status s = placement_diff(&a, &b, &plan);
     NK_CHECK(s.code == NK_INVALID_ARGUMENT);
     nk_status_free(&s);
+    placement_free(&a);
+    placement_free(&b);
+}
+
+NK_TEST(growing_from_one_node_to_three_adds_exactly_the_missing_replicas)
+{
+    uint64_t nodes[3] = {1, 2, 3};
+    struct placement a, b;
+    NK_REQUIRE_OK(placement_compute(nodes, 1, S, 3, &a)); /* effective RF 1 */
+    NK_REQUIRE_OK(placement_compute(nodes, 3, S, 3, &b));
+    NK_CHECK(a.rf == 1 && b.rf == 3);
+    struct placement_plan plan;
+    NK_REQUIRE_OK(placement_diff(&a, &b, &plan));
+    fprintf(stderr, "  1 -> 3 nodes (RF 1 -> 3): %llu adds, minimum %llu\n",
+            (unsigned long long)plan.moves, (unsigned long long)plan.min_moves);
+    NK_CHECK_EQ_U64(plan.moves, 2 * S);
+    NK_CHECK_EQ_U64(plan.min_moves, 2 * S);
+    for (size_t i = 0; i < plan.n_changes; i++)
+        NK_CHECK(plan.changes[i].n_add == 2 && plan.changes[i].n_remove == 0);
+    placement_plan_free(&plan);
+    /* and shrinking RF removes without adding */
+    NK_REQUIRE_OK(placement_diff(&b, &a, &plan));
+    NK_CHECK(plan.moves == 0 && plan.min_moves == 0 && plan.n_changes == S);
+    placement_plan_free(&plan);
     placement_free(&a);
     placement_free(&b);
 }
