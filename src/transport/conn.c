@@ -205,8 +205,9 @@ void tp_conn_close(struct transport *t, struct tp_conn *c, const char *reason, b
         if (p->dialing == c) {
             p->dialing = NULL;
             if (!p->removed && !t->closing && !p->active) {
-                tp_peer_error(t, p, NK_LOG_INFO, "dial node %llu at %s: %s",
-                              (unsigned long long)p->id, p->addr, reason);
+                tp_peer_error(t, p, c->refused ? NK_LOG_WARN : NK_LOG_INFO,
+                              "dial node %llu at %s: %s", (unsigned long long)p->id, p->addr,
+                              reason);
                 tp_schedule_dial(t, p, true);
             }
         }
@@ -241,10 +242,12 @@ void tp_conn_connected(struct transport *t, struct tp_conn *c)
 static void refuse(struct transport *t, struct tp_conn *c, uint64_t claimed, struct tp_peer *p,
                    const char *reason)
 {
+    c->refused = true;
     if (p) {
         p->st.refused++;
-        tp_peer_error(t, p, NK_LOG_WARN, "refused %s connection with %s: %s",
-                      c->outbound ? "outbound" : "inbound", c->remote, reason);
+        if (!c->outbound) /* an outbound one is logged once, as a failed dial */
+            tp_peer_error(t, p, NK_LOG_WARN, "refused an inbound connection of node %llu: %s",
+                          (unsigned long long)p->id, reason);
     } else {
         t->st.refused_unknown++;
         uint64_t now = nk_mono_ms();
@@ -384,8 +387,10 @@ static bool handle_control(struct transport *t, struct tp_conn *c, const struct 
         snprintf(why, sizeof why, "closed by the peer: %s", txt);
         if (c->peer && c->state != TP_ACTIVE && !c->peer->removed) {
             c->peer->st.refused++;
-            tp_peer_error(t, c->peer, NK_LOG_WARN, "node %llu at %s %s",
-                          (unsigned long long)c->peer->id, c->remote, why);
+            c->refused = true;
+            if (!c->outbound) /* an outbound one is logged once, as a failed dial */
+                tp_peer_error(t, c->peer, NK_LOG_WARN, "inbound connection of node %llu %s",
+                              (unsigned long long)c->peer->id, why);
             tp_event(t, c->peer->id, TRANSPORT_PEER_REFUSED, why);
         }
         tp_conn_close(t, c, why, false);

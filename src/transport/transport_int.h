@@ -62,6 +62,7 @@ struct tp_conn {
     bool broken;        /* a write from another thread failed: the thread closes it */
     bool hello_ok;      /* we accepted the peer's HELLO (and sent ACCEPT) */
     bool accept_seen;   /* the peer accepted ours */
+    bool refused;       /* closing because a handshake was refused (log louder) */
     struct tp_peer *peer; /* outbound: the dialed peer; inbound: set by its HELLO */
     uint64_t remote_id;
     uint64_t dialer;      /* node id that dialed this connection */
