@@ -26,15 +26,12 @@ struct rx {
     int ups, downs, refused;
     char reason[512];
     uint64_t event_peer;
-    /* priority test: bulk payloads complete when the first raft frame arrived */
-    int64_t bulk_at_first_raft;
 };
 
 static struct rx *rx_new(void)
 {
     struct rx *r = calloc(1, sizeof *r);
     pthread_mutex_init(&r->mu, NULL);
-    r->bulk_at_first_raft = -1;
     return r;
 }
 
@@ -56,8 +53,6 @@ static void on_frame(void *ctx, uint64_t from, uint8_t cls, const uint8_t *d, si
 {
     struct rx *r = ctx;
     pthread_mutex_lock(&r->mu);
-    if (cls == TRANSPORT_CLASS_RAFT && r->bulk_at_first_raft < 0)
-        r->bulk_at_first_raft = (int64_t)r->frames[TRANSPORT_CLASS_BULK];
     r->frames[cls]++;
     r->bytes[cls] += len;
     if (len >= 8 && from < 8) {
