@@ -46,7 +46,9 @@
  * connection that receives nothing for idle_timeout_ms, or that cannot write
  * any byte of its backlog for idle_timeout_ms, is closed and redialed.
  * Dialing retries with exponential backoff and jitter between backoff_min_ms
- * and backoff_max_ms; both sides dial (the tie-break above settles races).
+ * and backoff_max_ms; both sides dial (the tie-break above settles races),
+ * the higher id 4 x backoff_min_ms later than the lower, so that a pair
+ * coming up together usually makes a single connection.
  *
  * Untrusted input: every frame is checked (length against the limit before
  * any allocation, type, flags, CRC); a malformed frame closes that connection
