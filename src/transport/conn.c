@@ -129,6 +129,33 @@ void tp_queue_discard(struct tp_peer *p, int cls, bool count)
     memset(q, 0, sizeof *q);
 }
 
+void tp_enqueue_internal(struct transport *t, struct tp_peer *p, uint8_t type, const void *payload,
+                         size_t len)
+{
+    struct tp_queue *q = &p->q[TRANSPORT_CLASS_RAFT];
+    struct tp_item *tail = q->tail;
+    if (type == TRANSPORT_FRAME_BULK_ACK && tail && tail->type == type && tail->off == 0) {
+        /* a newer cumulative count replaces one not yet written */
+        memcpy(tail->buf + TRANSPORT_FRAME_HEADER, payload, len);
+        transport_frame_header(tail->buf, type, 0, payload, len);
+        tp_peer_flush(t, p);
+        return;
+    }
+    struct tp_item *it = nk_calloc(1, sizeof *it + TRANSPORT_FRAME_HEADER + len);
+    it->type = type;
+    it->internal = true;
+    it->len = (uint32_t)len;
+    if (len)
+        memcpy(it->buf + TRANSPORT_FRAME_HEADER, payload, len);
+    transport_frame_header(it->buf, type, 0, payload, len);
+    if (q->tail)
+        q->tail->next = it;
+    else
+        q->head = it;
+    q->tail = it;
+    tp_peer_flush(t, p);
+}
+
 /* True when a frame is partly on the wire (nothing else may be written). */
 static bool peer_mid_frame(const struct tp_peer *p)
 {
@@ -178,8 +205,9 @@ void tp_conn_close(struct transport *t, struct tp_conn *c, const char *reason, b
         if (p->dialing == c) {
             p->dialing = NULL;
             if (!p->removed && !t->closing && !p->active) {
-                tp_peer_error(t, p, NK_LOG_INFO, "dial node %llu at %s: %s",
-                              (unsigned long long)p->id, p->addr, reason);
+                tp_peer_error(t, p, c->refused ? NK_LOG_WARN : NK_LOG_INFO,
+                              "dial node %llu at %s: %s", (unsigned long long)p->id, p->addr,
+                              reason);
                 tp_schedule_dial(t, p, true);
             }
         }
@@ -214,10 +242,12 @@ void tp_conn_connected(struct transport *t, struct tp_conn *c)
 static void refuse(struct transport *t, struct tp_conn *c, uint64_t claimed, struct tp_peer *p,
                    const char *reason)
 {
+    c->refused = true;
     if (p) {
         p->st.refused++;
-        tp_peer_error(t, p, NK_LOG_WARN, "refused %s connection with %s: %s",
-                      c->outbound ? "outbound" : "inbound", c->remote, reason);
+        if (!c->outbound) /* an outbound one is logged once, as a failed dial */
+            tp_peer_error(t, p, NK_LOG_WARN, "refused an inbound connection of node %llu: %s",
+                          (unsigned long long)p->id, reason);
     } else {
         t->st.refused_unknown++;
         uint64_t now = nk_mono_ms();
@@ -243,6 +273,10 @@ static bool conn_wins(const struct tp_conn *a, const struct tp_conn *b)
 static void activate(struct transport *t, struct tp_conn *c)
 {
     struct tp_peer *p = c->peer;
+    if (p->removed) { /* removed while we were dialing or handshaking */
+        tp_conn_close(t, c, "peer removed", true);
+        return;
+    }
     if (p->dialing == c)
         p->dialing = NULL;
     if (p->active) {
@@ -295,7 +329,8 @@ static void on_hello(struct transport *t, struct tp_conn *c, const uint8_t *data
                  (unsigned long long)h.node_id, h.version, TRANSPORT_PROTOCOL_VERSION);
     else if (h.cluster_id != t->o.cluster_id)
         snprintf(why, sizeof why,
-                 "node %llu (%.64s) belongs to cluster id %llu, this node (%llu) to cluster id %llu",
+                 "node %llu (%.64s) belongs to cluster id %llu, this node (%llu) to cluster id "
+                 "%llu",
                  (unsigned long long)h.node_id, h.name, (unsigned long long)h.cluster_id,
                  (unsigned long long)t->o.self_id, (unsigned long long)t->o.cluster_id);
     else if (h.total_shards != t->o.total_shards)
@@ -307,8 +342,8 @@ static void on_hello(struct transport *t, struct tp_conn *c, const uint8_t *data
         snprintf(why, sizeof why, "%s answered with this node's own id %llu", c->remote,
                  (unsigned long long)h.node_id);
     else if (c->outbound && h.node_id != p->id)
-        snprintf(why, sizeof why, "%.100s (dialed as node %llu) says it is node %llu (%.64s)", p->addr,
-                 (unsigned long long)p->id, (unsigned long long)h.node_id, h.name);
+        snprintf(why, sizeof why, "%.100s (dialed as node %llu) says it is node %llu (%.64s)",
+                 p->addr, (unsigned long long)p->id, (unsigned long long)h.node_id, h.name);
     else if (!p)
         snprintf(why, sizeof why, "node %llu (%.64s) is not a known peer of node %llu",
                  (unsigned long long)h.node_id, h.name, (unsigned long long)t->o.self_id);
@@ -352,8 +387,10 @@ static bool handle_control(struct transport *t, struct tp_conn *c, const struct 
         snprintf(why, sizeof why, "closed by the peer: %s", txt);
         if (c->peer && c->state != TP_ACTIVE && !c->peer->removed) {
             c->peer->st.refused++;
-            tp_peer_error(t, c->peer, NK_LOG_WARN, "node %llu at %s %s",
-                          (unsigned long long)c->peer->id, c->remote, why);
+            c->refused = true;
+            if (!c->outbound) /* an outbound one is logged once, as a failed dial */
+                tp_peer_error(t, c->peer, NK_LOG_WARN, "inbound connection of node %llu %s",
+                              (unsigned long long)c->peer->id, why);
             tp_event(t, c->peer->id, TRANSPORT_PEER_REFUSED, why);
         }
         tp_conn_close(t, c, why, false);
@@ -413,6 +450,32 @@ void tp_conn_readable(struct transport *t, struct tp_conn *c)
             }
             if (f.type == TRANSPORT_FRAME_PING)
                 continue;
+            if (f.type == TRANSPORT_FRAME_BULK_ACK) {
+                uint64_t v = nk_dec_fixed64(f.data);
+                pthread_mutex_lock(&t->mu);
+                if (v < c->bulk_acked || v > c->bulk_started) {
+                    char why[160];
+                    snprintf(why, sizeof why,
+                             "malformed frame: BULK_ACK of %llu bytes, %llu..%llu possible",
+                             (unsigned long long)v, (unsigned long long)c->bulk_acked,
+                             (unsigned long long)c->bulk_started);
+                    t->st.malformed++;
+                    if (c->peer)
+                        c->peer->st.malformed++;
+                    NK_WARN(TP_MOD, "closing connection with %s: %s", c->remote, why);
+                    tp_conn_close(t, c, why, true);
+                } else {
+                    c->bulk_acked = v;
+                    if (c->state == TP_ACTIVE)
+                        tp_peer_flush(t, c->peer);
+                }
+                pthread_mutex_unlock(&t->mu);
+                if (c->state == TP_DEAD) {
+                    tp_fire_events(t);
+                    return;
+                }
+                continue;
+            }
             if (f.type != TRANSPORT_FRAME_RAFT && f.type != TRANSPORT_FRAME_BULK) {
                 pthread_mutex_lock(&t->mu);
                 bool alive = handle_control(t, c, &f);
@@ -430,10 +493,10 @@ void tp_conn_readable(struct transport *t, struct tp_conn *c)
             if (!deliver && c->state != TP_DEAD) {
                 /* the decoder's ordering makes a payload before the session
                  * impossible for a well-behaved peer */
-                tp_conn_close(t, c,
-                              peer && peer->removed ? "peer removed"
-                                                    : "payload frame before the handshake completed",
-                              true);
+                const char *why = peer && peer->removed
+                                  ? "peer removed"
+                                  : "payload frame before the handshake completed";
+            tp_conn_close(t, c, why, true);
             }
             if (deliver) {
                 peer->st.recv_frames[cls]++;
@@ -449,6 +512,16 @@ void tp_conn_readable(struct transport *t, struct tp_conn *c)
             if (c->state == TP_DEAD) /* the callback removed the peer, say */
                 return;
         }
+        if (c->dec.bulk_received > c->bulk_ack_sent && c->state == TP_ACTIVE) {
+            /* one cumulative ack per read batch re-opens the sender's window */
+            uint8_t v[8];
+            nk_enc_fixed64(v, c->dec.bulk_received);
+            c->bulk_ack_sent = c->dec.bulk_received;
+            pthread_mutex_lock(&t->mu);
+            if (c->state == TP_ACTIVE && c->peer && !c->peer->removed)
+                tp_enqueue_internal(t, c->peer, TRANSPORT_FRAME_BULK_ACK, v, sizeof v);
+            pthread_mutex_unlock(&t->mu);
+        }
         if ((size_t)r < READ_BUF)
             return;
     }
@@ -456,10 +529,11 @@ void tp_conn_readable(struct transport *t, struct tp_conn *c)
 
 /* ----------------------------------------------------------------- writing */
 
-static void bulk_start_fragment(struct transport *t, struct tp_item *b)
+static void bulk_start_fragment(struct transport *t, struct tp_conn *c, struct tp_item *b)
 {
     uint32_t left = b->len - (uint32_t)b->off;
     b->frag_len = NK_MIN(left, t->o.bulk_fragment_bytes);
+    c->bulk_started += b->frag_len;
     uint8_t flags = b->off + b->frag_len < b->len ? TRANSPORT_FRAME_MORE : 0;
     transport_frame_header(b->frag_hdr, TRANSPORT_FRAME_BULK, flags,
                            b->buf + TRANSPORT_FRAME_HEADER + b->off, b->frag_len);
@@ -533,10 +607,13 @@ void tp_peer_flush(struct transport *t, struct tp_peer *p)
         struct tp_item *r = p->q[TRANSPORT_CLASS_RAFT].head;
         for (; r && n < IOV_N - 2; r = r->next)
             iov[n++] = (struct iovec){r->buf + r->off, TRANSPORT_FRAME_HEADER + r->len - r->off};
-        bool bulk_last = !bulk_first && !r && b;
+        /* a new fragment only while the window has room */
+        uint64_t in_flight = c->bulk_started - c->bulk_acked;
+        bool bulk_last = !bulk_first && !r && b &&
+                         (b->frag_started || in_flight < t->o.bulk_window_bytes);
         if (bulk_last) {
             if (!b->frag_started)
-                bulk_start_fragment(t, b);
+                bulk_start_fragment(t, c, b);
             bulk_iov(b, iov, &n);
         }
         if (n == 0)
@@ -572,5 +649,9 @@ void tp_peer_flush(struct transport *t, struct tp_peer *p)
         if ((size_t)w < want)
             break; /* the socket is full */
     }
-    tp_conn_set_out(t, c, c->broken ? false : tp_peer_has_output(p));
+    /* waiting on the peer's BULK_ACK is not waiting on the socket */
+    bool blocked_on_window = !p->q[TRANSPORT_CLASS_RAFT].head && p->q[TRANSPORT_CLASS_BULK].head &&
+                             !p->q[TRANSPORT_CLASS_BULK].head->frag_started &&
+                             c->bulk_started - c->bulk_acked >= t->o.bulk_window_bytes;
+    tp_conn_set_out(t, c, c->broken || blocked_on_window ? false : tp_peer_has_output(p));
 }

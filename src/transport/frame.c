@@ -103,6 +103,8 @@ static const char *type_name(uint8_t t)
         return "HELLO";
     case TRANSPORT_FRAME_ACCEPT:
         return "ACCEPT";
+    case TRANSPORT_FRAME_BULK_ACK:
+        return "BULK_ACK";
     case TRANSPORT_FRAME_RAFT:
         return "RAFT";
     case TRANSPORT_FRAME_BULK:
@@ -132,12 +134,14 @@ static nk_status check_header(struct transport_decoder *d, const uint8_t *h)
     if (reserved != 0)
         return nk_status_make(NK_DATA_LOSS, "transport: frame header reserved bytes 0x%04x",
                               reserved);
-    if (type < TRANSPORT_FRAME_HELLO || type > TRANSPORT_FRAME_CLOSE)
+    if (type < TRANSPORT_FRAME_HELLO || type > TRANSPORT_FRAME_BULK_ACK)
         return nk_status_make(NK_DATA_LOSS, "transport: unknown frame type %u", type);
     if (d->phase == 0 && type != TRANSPORT_FRAME_HELLO)
         return nk_status_make(NK_DATA_LOSS, "transport: %s frame before HELLO", type_name(type));
     if (d->phase == 1 && type != TRANSPORT_FRAME_ACCEPT && type != TRANSPORT_FRAME_CLOSE)
         return nk_status_make(NK_DATA_LOSS, "transport: %s frame before ACCEPT", type_name(type));
+    if (type == TRANSPORT_FRAME_BULK_ACK && len != 8)
+        return nk_status_make(NK_DATA_LOSS, "transport: BULK_ACK of %u bytes, expected 8", len);
     if (d->phase == 2 && (type == TRANSPORT_FRAME_HELLO || type == TRANSPORT_FRAME_ACCEPT))
         return nk_status_make(NK_DATA_LOSS, "transport: second %s on a connection",
                               type_name(type));
@@ -153,6 +157,9 @@ static nk_status check_header(struct transport_decoder *d, const uint8_t *h)
     case TRANSPORT_FRAME_PING:
     case TRANSPORT_FRAME_ACCEPT:
         limit = 0;
+        break;
+    case TRANSPORT_FRAME_BULK_ACK:
+        limit = 8;
         break;
     case TRANSPORT_FRAME_BULK:
         /* the reassembled payload is bounded too */
@@ -185,6 +192,7 @@ static enum transport_decode_result complete(struct transport_decoder *d, const 
                                              nk_status *err)
 {
     if (d->type == TRANSPORT_FRAME_BULK) {
+        d->bulk_received += len;
         bool more = d->flags & TRANSPORT_FRAME_MORE;
         if (more || d->bulk_open) {
             NK_ASSERT(d->bulk.len + len <= d->max_frame_bytes);

@@ -35,6 +35,7 @@ static void fill_defaults(struct transport_options *o)
     DEF(bulk_queue_bytes, 64ull << 20);
     DEF(max_frame_bytes, 16u << 20);
     DEF(bulk_fragment_bytes, 64u << 10);
+    DEF(bulk_window_bytes, 1u << 20);
     DEF(max_peers, 256);
     DEF(max_pending_conns, 64);
     DEF(keepalive_ms, 500);
@@ -308,21 +309,6 @@ struct dial_req {
     char addr[TRANSPORT_ADDR_MAX];
 };
 
-static void enqueue_ping(struct transport *t, struct tp_peer *p)
-{
-    struct tp_item *it = nk_calloc(1, sizeof *it + TRANSPORT_FRAME_HEADER);
-    it->type = TRANSPORT_FRAME_PING;
-    it->internal = true;
-    transport_frame_header(it->buf, TRANSPORT_FRAME_PING, 0, NULL, 0);
-    struct tp_queue *q = &p->q[TRANSPORT_CLASS_RAFT];
-    if (q->tail)
-        q->tail->next = it;
-    else
-        q->head = it;
-    q->tail = it;
-    tp_peer_flush(t, p);
-}
-
 /* Runs with t->mu held. Returns the ms until the next deadline; fills the
  * dials due (done by the caller without the lock). */
 static int run_timers(struct transport *t, struct dial_req **dials, size_t *ndials)
@@ -363,7 +349,7 @@ static int run_timers(struct transport *t, struct dial_req **dials, size_t *ndia
             continue;
         }
         if (!tp_peer_has_output(p) && now - c->last_send_ms >= t->o.keepalive_ms)
-            enqueue_ping(t, p);
+            tp_enqueue_internal(t, p, TRANSPORT_FRAME_PING, NULL, 0);
         next = NK_MIN(next, c->last_recv_ms + t->o.idle_timeout_ms);
         if (tp_peer_has_output(p))
             next = NK_MIN(next, c->last_progress_ms + t->o.idle_timeout_ms);
@@ -677,6 +663,34 @@ bool transport_peer_up(struct transport *t, uint64_t id)
     return up;
 }
 
+/* Whether a payload of len bytes may be queued for `to` now (t->mu held);
+ * counts the refusal. */
+static nk_status admit(struct transport *t, uint64_t to, uint8_t cls, size_t len)
+{
+    struct tp_peer *p = tp_find_peer(t, to);
+    if (!p)
+        return nk_status_make(NK_NOT_FOUND, "transport: unknown peer %llu",
+                              (unsigned long long)to);
+    if (!p->active) {
+        p->st.dropped_down[cls]++;
+        return nk_status_make(NK_UNAVAILABLE, "transport: node %llu is not connected",
+                              (unsigned long long)to);
+    }
+    struct tp_queue *q = &p->q[cls];
+    uint32_t maxf = cls == TRANSPORT_CLASS_RAFT ? t->o.raft_queue_frames : t->o.bulk_queue_frames;
+    uint64_t maxb = cls == TRANSPORT_CLASS_RAFT ? t->o.raft_queue_bytes : t->o.bulk_queue_bytes;
+    if (q->frames + 1 > maxf || q->bytes + len > maxb) {
+        p->st.dropped_full[cls]++;
+        return nk_status_make(NK_RESOURCE_EXHAUSTED,
+                              "transport: %s queue to node %llu is full (%u frames, %llu bytes; "
+                              "limits %u frames, %llu bytes)",
+                              cls == TRANSPORT_CLASS_RAFT ? "raft" : "bulk",
+                              (unsigned long long)to, q->frames, (unsigned long long)q->bytes,
+                              maxf, (unsigned long long)maxb);
+    }
+    return NK_OK;
+}
+
 nk_status transport_sendv(struct transport *t, uint64_t to, uint8_t cls,
                           const struct nk_slice *parts, size_t nparts)
 {
@@ -689,7 +703,14 @@ nk_status transport_sendv(struct transport *t, uint64_t to, uint8_t cls,
         return nk_status_make(NK_INVALID_ARGUMENT,
                               "transport: payload of %zu bytes exceeds max_frame_bytes %u", len,
                               t->o.max_frame_bytes);
-    /* copy (and checksum) before taking the lock */
+    /* refuse cheaply first (a caller retrying on a full queue must not pay
+     * for a copy and a checksum each time), then copy and checksum without
+     * the lock, then enqueue (checking again: things may have changed) */
+    pthread_mutex_lock(&t->mu);
+    nk_status s = admit(t, to, cls, len);
+    pthread_mutex_unlock(&t->mu);
+    if (!nk_ok(s))
+        return s;
     struct tp_item *it = nk_malloc(sizeof *it + TRANSPORT_FRAME_HEADER + len);
     memset(it, 0, sizeof *it);
     it->type = cls == TRANSPORT_CLASS_RAFT ? TRANSPORT_FRAME_RAFT : TRANSPORT_FRAME_BULK;
@@ -705,42 +726,22 @@ nk_status transport_sendv(struct transport *t, uint64_t to, uint8_t cls,
                                len);
 
     pthread_mutex_lock(&t->mu);
-    struct tp_peer *p = tp_find_peer(t, to);
-    nk_status s = NK_OK;
-    if (!p) {
-        s = nk_status_make(NK_NOT_FOUND, "transport: unknown peer %llu", (unsigned long long)to);
-    } else if (!p->active) {
-        p->st.dropped_down[cls]++;
-        s = nk_status_make(NK_UNAVAILABLE, "transport: node %llu is not connected",
-                           (unsigned long long)to);
-    } else {
+    s = admit(t, to, cls, len);
+    if (nk_ok(s)) {
+        struct tp_peer *p = tp_find_peer(t, to);
         struct tp_queue *q = &p->q[cls];
-        uint32_t maxf = cls == TRANSPORT_CLASS_RAFT ? t->o.raft_queue_frames
-                                                    : t->o.bulk_queue_frames;
-        uint64_t maxb = cls == TRANSPORT_CLASS_RAFT ? t->o.raft_queue_bytes
-                                                    : t->o.bulk_queue_bytes;
-        if (q->frames + 1 > maxf || q->bytes + len > maxb) {
-            p->st.dropped_full[cls]++;
-            s = nk_status_make(NK_RESOURCE_EXHAUSTED,
-                               "transport: %s queue to node %llu is full (%u frames, %llu bytes; "
-                               "limits %u frames, %llu bytes)",
-                               cls == TRANSPORT_CLASS_RAFT ? "raft" : "bulk",
-                               (unsigned long long)to, q->frames, (unsigned long long)q->bytes,
-                               maxf, (unsigned long long)maxb);
-        } else {
-            if (q->tail)
-                q->tail->next = it;
-            else
-                q->head = it;
-            q->tail = it;
-            q->frames++;
-            q->bytes += len;
-            it = NULL;
-            /* an idle connection is written at once from this thread; a
-             * busy one is drained by the transport thread on EPOLLOUT */
-            if (!p->active->want_out)
-                tp_peer_flush(t, p);
-        }
+        if (q->tail)
+            q->tail->next = it;
+        else
+            q->head = it;
+        q->tail = it;
+        q->frames++;
+        q->bytes += len;
+        it = NULL;
+        /* an idle connection is written at once from this thread; a busy
+         * one is drained by the transport thread on EPOLLOUT */
+        if (!p->active->want_out)
+            tp_peer_flush(t, p);
     }
     pthread_mutex_unlock(&t->mu);
     free(it);

@@ -11,8 +11,12 @@
  * Each class has its own bounded queue (frames and bytes). RAFT frames always
  * go out before BULK ones, and a BULK payload is cut on the wire into
  * fragments (bulk_fragment_bytes) so that a RAFT frame never waits behind more
- * than one fragment; TCP_NOTSENT_LOWAT keeps the kernel's unsent backlog
- * small so that this priority is not undone below us. Payloads are delivered
+ * than one fragment in our queue. Below us, bytes already handed to TCP are
+ * ahead of it too: TCP_NOTSENT_LOWAT keeps our kernel's unsent backlog small,
+ * and a window (bulk_window_bytes of BULK payload in flight until the
+ * receiver acknowledges it with BULK_ACK) bounds what sits in the network and
+ * the receiver's socket buffer, so a heartbeat waits for at most about one
+ * window of snapshot data, whatever the socket buffer sizes. Payloads are delivered
  * whole (a BULK payload is reassembled) and in order per class.
  *
  * Sessions: a peer is "up" from a completed handshake (each side sends a
@@ -42,7 +46,9 @@
  * connection that receives nothing for idle_timeout_ms, or that cannot write
  * any byte of its backlog for idle_timeout_ms, is closed and redialed.
  * Dialing retries with exponential backoff and jitter between backoff_min_ms
- * and backoff_max_ms; both sides dial (the tie-break above settles races).
+ * and backoff_max_ms; both sides dial (the tie-break above settles races),
+ * the higher id 4 x backoff_min_ms later than the lower, so that a pair
+ * coming up together usually makes a single connection.
  *
  * Untrusted input: every frame is checked (length against the limit before
  * any allocation, type, flags, CRC); a malformed frame closes that connection
@@ -115,6 +121,7 @@ struct transport_options {
     uint64_t bulk_queue_bytes;    /* 64 MiB per peer */
     uint32_t max_frame_bytes;     /* 16 MiB: largest payload sent or accepted */
     uint32_t bulk_fragment_bytes; /* 64 KiB: wire fragment of a BULK payload */
+    uint32_t bulk_window_bytes;   /* 1 MiB: BULK bytes in flight before the receiver's ack */
     uint32_t max_peers;           /* 256 */
     uint32_t max_pending_conns;   /* 64 connections before their HELLO */
     uint32_t keepalive_ms;        /* 500 */
@@ -223,6 +230,7 @@ enum transport_frame_type {
     TRANSPORT_FRAME_BULK = 4,
     TRANSPORT_FRAME_PING = 5,
     TRANSPORT_FRAME_CLOSE = 6, /* I am closing; payload: the reason (text) */
+    TRANSPORT_FRAME_BULK_ACK = 7, /* BULK flow control: u64 bulk payload bytes received */
 };
 #define TRANSPORT_FRAME_MORE 0x01 /* BULK: more fragments of this payload follow */
 
@@ -266,6 +274,7 @@ struct transport_decoder {
     struct nk_buf body;  /* current payload when it spans reads */
     struct nk_buf bulk;  /* BULK payload being reassembled */
     bool bulk_open;
+    uint64_t bulk_received; /* BULK fragment payload bytes accepted so far */
 };
 
 struct transport_frame {
@@ -287,5 +296,32 @@ void transport_decoder_free(struct transport_decoder *d);
 enum transport_decode_result transport_decoder_next(struct transport_decoder *d,
                                                     const uint8_t **p, size_t *n,
                                                     struct transport_frame *f, nk_status *err);
+
+/* ------------------------------------------------------ the RAFT batch */
+
+/*
+ * The suggested content of a RAFT payload: the messages of many Raft groups
+ * for one peer in one frame (docs/format/peer-frames.md, "RAFT batch"):
+ * a version byte, then records (group id, message bytes) up to the end.
+ * The transport does not look inside payloads; the node layer builds one
+ * batch per peer per Ready round and walks it in on_frame. Pure functions.
+ */
+#define TRANSPORT_BATCH_VERSION 1
+
+/* Starts a batch in b (appends the version byte). */
+void transport_batch_init(struct nk_buf *b);
+/* Appends one record (the message's bytes, e.g. raft_msg_encode output). */
+void transport_batch_add(struct nk_buf *b, uint32_t group, const void *msg, size_t len);
+
+struct transport_batch_reader {
+    struct nk_reader r;
+    uint32_t records; /* read so far */
+};
+/* NK_DATA_LOSS when the payload is empty or of another version. */
+nk_status transport_batch_open(struct transport_batch_reader *br, const uint8_t *p, size_t n);
+/* The next record (msg borrowed from the payload): *has = false at the end.
+ * A truncated record or a group id over 32 bits is NK_DATA_LOSS. */
+nk_status transport_batch_next(struct transport_batch_reader *br, bool *has, uint32_t *group,
+                               struct nk_slice *msg);
 
 #endif /* NK_TRANSPORT_H */

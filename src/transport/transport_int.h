@@ -27,8 +27,8 @@
  * made when the fragment starts. */
 struct tp_item {
     struct tp_item *next;
-    uint8_t type; /* TRANSPORT_FRAME_RAFT, _BULK or _PING */
-    bool internal;  /* PING: not counted in the user's queue limits or stats */
+    uint8_t type; /* TRANSPORT_FRAME_RAFT, _BULK, _PING or _BULK_ACK */
+    bool internal;  /* PING, BULK_ACK: not counted in the user's limits or stats */
     bool frag_started;
     uint32_t len;        /* payload bytes */
     size_t off;          /* RAFT/PING: bytes of buf written; BULK: payload bytes sent */
@@ -62,6 +62,7 @@ struct tp_conn {
     bool broken;        /* a write from another thread failed: the thread closes it */
     bool hello_ok;      /* we accepted the peer's HELLO (and sent ACCEPT) */
     bool accept_seen;   /* the peer accepted ours */
+    bool refused;       /* closing because a handshake was refused (log louder) */
     struct tp_peer *peer; /* outbound: the dialed peer; inbound: set by its HELLO */
     uint64_t remote_id;
     uint64_t dialer;      /* node id that dialed this connection */
@@ -69,6 +70,9 @@ struct tp_conn {
     char remote_name[TRANSPORT_NAME_MAX + 1];
     uint64_t deadline_ms; /* CONNECTING/HANDSHAKE: give up at */
     uint64_t last_recv_ms, last_send_ms, last_progress_ms;
+    /* BULK flow control: payload bytes put in fragments / acknowledged by the
+     * peer (sender side), and the count we last acknowledged (receiver) */
+    uint64_t bulk_started, bulk_acked, bulk_ack_sent;
     /* control bytes (HELLO, ACCEPT) written before any queued frame */
     uint8_t ctl[2 * TRANSPORT_FRAME_HEADER + TRANSPORT_HELLO_MAX];
     size_t ctl_len, ctl_off;
@@ -138,6 +142,9 @@ void tp_conn_connected(struct transport *t, struct tp_conn *c);
 void tp_conn_readable(struct transport *t, struct tp_conn *c);
 void tp_peer_flush(struct transport *t, struct tp_peer *p);
 void tp_queue_discard(struct tp_peer *p, int cls, bool count);
+/* Queues a control frame (PING, BULK_ACK) at the end of the RAFT queue. */
+void tp_enqueue_internal(struct transport *t, struct tp_peer *p, uint8_t type, const void *payload,
+                         size_t len);
 bool tp_peer_has_output(const struct tp_peer *p);
 
 /* transport.c */

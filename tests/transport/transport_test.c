@@ -5,6 +5,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <sys/socket.h>
@@ -25,15 +26,12 @@ struct rx {
     int ups, downs, refused;
     char reason[512];
     uint64_t event_peer;
-    /* priority test: bulk payloads complete when the first raft frame arrived */
-    int64_t bulk_at_first_raft;
 };
 
 static struct rx *rx_new(void)
 {
     struct rx *r = calloc(1, sizeof *r);
     pthread_mutex_init(&r->mu, NULL);
-    r->bulk_at_first_raft = -1;
     return r;
 }
 
@@ -55,8 +53,6 @@ static void on_frame(void *ctx, uint64_t from, uint8_t cls, const uint8_t *d, si
 {
     struct rx *r = ctx;
     pthread_mutex_lock(&r->mu);
-    if (cls == TRANSPORT_CLASS_RAFT && r->bulk_at_first_raft < 0)
-        r->bulk_at_first_raft = (int64_t)r->frames[TRANSPORT_CLASS_BULK];
     r->frames[cls]++;
     r->bytes[cls] += len;
     if (len >= 8 && from < 8) {
@@ -174,6 +170,27 @@ static void peer_stats(struct transport *t, uint64_t id, struct transport_peer_s
             *out = ps[i];
 }
 
+/* waits until peer `id` of t has field >= want (a stats counter) */
+struct stat_arg {
+    struct transport *t;
+    uint64_t id;
+    size_t off; /* offsetof the uint64_t counter */
+    uint64_t want;
+};
+static bool stat_cond(void *a)
+{
+    struct stat_arg *s = a;
+    struct transport_peer_stats ps;
+    peer_stats(s->t, s->id, &ps);
+    uint64_t v;
+    memcpy(&v, (const char *)&ps + s->off, sizeof v);
+    return v >= s->want;
+}
+#define WAIT_STAT(t_, id_, field, want_)                                                           \
+    wait_for(stat_cond,                                                                            \
+             &(struct stat_arg){(t_), (id_), offsetof(struct transport_peer_stats, field), (want_)}, \
+             5000)
+
 /* sends a patterned payload with sequence seq; retries while the queue is full */
 static nk_status send_seq(struct transport *t, uint64_t to, uint8_t cls, uint64_t seq, size_t len,
                           bool retry_full)
@@ -267,6 +284,43 @@ static bool raw_wait_closed(int fd)
 }
 
 /* ------------------------------------------------------------------ tests */
+
+NK_TEST(raft_batch_round_trips_and_rejects_truncation)
+{
+    struct nk_buf b;
+    nk_buf_init(&b);
+    transport_batch_init(&b);
+    transport_batch_add(&b, 0, "a", 1);
+    transport_batch_add(&b, 1023, "hello", 5);
+    transport_batch_add(&b, UINT32_MAX, NULL, 0);
+    struct transport_batch_reader br;
+    NK_REQUIRE_OK(transport_batch_open(&br, b.data, b.len));
+    uint32_t want_g[3] = {0, 1023, UINT32_MAX};
+    size_t want_len[3] = {1, 5, 0};
+    for (int i = 0; i < 3; i++) {
+        bool has;
+        uint32_t g;
+        struct nk_slice m;
+        NK_REQUIRE_OK(transport_batch_next(&br, &has, &g, &m));
+        NK_CHECK(has && g == want_g[i] && m.len == want_len[i]);
+    }
+    bool has = true;
+    uint32_t g;
+    struct nk_slice m;
+    NK_REQUIRE_OK(transport_batch_next(&br, &has, &g, &m));
+    NK_CHECK(!has);
+    /* cut inside the second record's bytes */
+    NK_REQUIRE_OK(transport_batch_open(&br, b.data, 7));
+    NK_REQUIRE_OK(transport_batch_next(&br, &has, &g, &m));
+    nk_status s = transport_batch_next(&br, &has, &g, &m);
+    NK_CHECK(s.code == NK_DATA_LOSS && strstr(nk_status_msg(s), "group 1023"));
+    nk_status_free(&s);
+    uint8_t v2 = 2;
+    s = transport_batch_open(&br, &v2, 1);
+    NK_CHECK(s.code == NK_DATA_LOSS);
+    nk_status_free(&s);
+    nk_buf_free(&b);
+}
 
 NK_TEST(two_transports_deliver_both_classes_whole_and_in_order)
 {
@@ -385,8 +439,8 @@ NK_TEST(payloads_up_to_max_frame_bytes_arrive_whole_and_larger_are_refused)
     s = transport_send(a, 9, TRANSPORT_CLASS_RAFT, "x", 1);
     NK_CHECK(s.code == NK_NOT_FOUND);
     nk_status_free(&s);
-    NK_CHECK(wait_frames(rb, TRANSPORT_CLASS_BULK, 2, 20000));
-    NK_CHECK(wait_frames(rb, TRANSPORT_CLASS_RAFT, 1, 20000));
+    NK_CHECK(wait_frames(rb, TRANSPORT_CLASS_BULK, 2, 60000));
+    NK_CHECK(wait_frames(rb, TRANSPORT_CLASS_RAFT, 1, 60000));
     NK_CHECK_EQ_U64(rb->bytes[TRANSPORT_CLASS_RAFT], max);
     NK_CHECK_EQ_U64(rb->bytes[TRANSPORT_CLASS_BULK], max);
     NK_CHECK(!rb->content_broken);
@@ -398,31 +452,68 @@ NK_TEST(payloads_up_to_max_frame_bytes_arrive_whole_and_larger_are_refused)
 
 NK_TEST(raft_frame_overtakes_a_large_bulk_payload)
 {
-    struct rx *ra = rx_new(), *rb = rx_new();
-    struct transport_options oa = opts_for(1, ra), ob = opts_for(2, rb);
-    struct transport *a = open_t(&oa), *b = open_t(&ob);
-    NK_REQUIRE(a && b);
-    NK_REQUIRE(connect_pair(a, 1, b, 2));
-    /* two 16 MiB bulk payloads queued, then one raft frame: it must arrive
-     * before the bulk payloads finish (it is not stuck behind 32 MiB) */
-    for (int i = 0; i < 2; i++) {
-        nk_status s = send_seq(a, 2, TRANSPORT_CLASS_BULK, (uint64_t)i, 16u << 20, false);
-        NK_CHECK(nk_ok(s));
-        nk_status_free(&s);
-    }
-    nk_status s = send_seq(a, 2, TRANSPORT_CLASS_RAFT, 0, 100, false);
+    /* node 3 is a raw socket that reads the stream itself, only after both
+     * sends returned: the RAFT frame sent after a 16 MiB BULK payload must
+     * come before that payload's last fragment, with at most one window of
+     * bulk bytes ahead of it (node 3 sends no BULK_ACK) */
+    struct rx *ra = rx_new();
+    struct transport_options oa = opts_for(1, ra);
+    struct transport *a = open_t(&oa);
+    NK_REQUIRE(a);
+    nk_status s = transport_add_peer(a, 3, "127.0.0.1:1");
+    NK_REQUIRE(nk_ok(s));
+    int fd = raw_connect(transport_listen_addr(a));
+    NK_REQUIRE(fd >= 0);
+    struct nk_buf hb;
+    nk_buf_init(&hb);
+    raw_handshake(&hb, 3, 42, 1024);
+    NK_REQUIRE(raw_write(fd, &hb));
+    nk_buf_free(&hb);
+    NK_REQUIRE(wait_up(a, 3, 5000));
+    s = send_seq(a, 3, TRANSPORT_CLASS_BULK, 0, 16u << 20, false);
     NK_CHECK(nk_ok(s));
     nk_status_free(&s);
-    NK_CHECK(wait_frames(rb, TRANSPORT_CLASS_BULK, 2, 20000));
-    NK_CHECK(wait_frames(rb, TRANSPORT_CLASS_RAFT, 1, 20000));
-    fprintf(stderr, "  bulk payloads complete when the raft frame arrived: %lld of 2\n",
-            (long long)rb->bulk_at_first_raft);
-    NK_CHECK(rb->bulk_at_first_raft >= 0 && rb->bulk_at_first_raft < 2);
-    NK_CHECK(!rb->content_broken && !rb->order_broken);
+    s = send_seq(a, 3, TRANSPORT_CLASS_RAFT, 0, 100, false);
+    NK_CHECK(nk_ok(s));
+    nk_status_free(&s);
+
+    struct transport_decoder d;
+    transport_decoder_init(&d, 16u << 20);
+    uint8_t *buf = malloc(1u << 16);
+    bool raft_seen = false, bulk_done_first = false;
+    uint64_t bulk_before = 0;
+    while (!raft_seen) {
+        ssize_t r = recv(fd, buf, 1u << 16, 0);
+        if (r <= 0)
+            break;
+        const uint8_t *p = buf;
+        size_t n = (size_t)r;
+        for (;;) {
+            struct transport_frame f;
+            nk_status err;
+            enum transport_decode_result res = transport_decoder_next(&d, &p, &n, &f, &err);
+            if (res != TRANSPORT_DECODE_FRAME) {
+                NK_CHECK(res == TRANSPORT_DECODE_MORE);
+                nk_status_free(&err);
+                break;
+            }
+            if (f.type == TRANSPORT_FRAME_BULK)
+                bulk_done_first = true;
+            if (f.type == TRANSPORT_FRAME_RAFT && !raft_seen) {
+                raft_seen = true;
+                bulk_before = d.bulk_received;
+            }
+        }
+    }
+    fprintf(stderr, "  raft frame arrived after %llu bulk bytes of 16 MiB\n",
+            (unsigned long long)bulk_before);
+    NK_CHECK(raft_seen && !bulk_done_first);
+    NK_CHECK(bulk_before <= (1u << 20) + (64u << 10)); /* one window (+ one fragment) */
+    transport_decoder_free(&d);
+    free(buf);
+    close(fd);
     transport_close(a);
-    transport_close(b);
     rx_free(ra);
-    rx_free(rb);
 }
 
 NK_TEST(peer_that_is_down_is_redialed_once_it_comes_up)
@@ -438,7 +529,7 @@ NK_TEST(peer_that_is_down_is_redialed_once_it_comes_up)
     transport_close(b); /* b is down; its port is free */
     nk_status s = transport_add_peer(a, 2, baddr);
     NK_REQUIRE(nk_ok(s));
-    nk_sleep_us(300 * 1000);
+    NK_CHECK(WAIT_STAT(a, 2, dials, 2));
     s = send_seq(a, 2, TRANSPORT_CLASS_RAFT, 0, 50, false);
     NK_CHECK(s.code == NK_UNAVAILABLE);
     nk_status_free(&s);
@@ -477,12 +568,11 @@ NK_TEST(peer_that_is_down_is_redialed_once_it_comes_up)
     s = send_seq(a, 2, TRANSPORT_CLASS_RAFT, 0, 50, true);
     NK_CHECK(nk_ok(s) || s.code == NK_UNAVAILABLE); /* the old session may just be ending */
     nk_status_free(&s);
-    for (int i = 0; i < 200 && rb->frames[0] == 0; i++) {
+    for (int i = 0; i < 200 && !wait_frames(rb, TRANSPORT_CLASS_RAFT, 1, 10); i++) {
         s = send_seq(a, 2, TRANSPORT_CLASS_RAFT, 0, 50, false);
         nk_status_free(&s);
-        nk_sleep_us(10000);
     }
-    NK_CHECK(rb->frames[0] >= 1);
+    NK_CHECK(wait_frames(rb, TRANSPORT_CLASS_RAFT, 1, 10));
     peer_stats(a, 2, &ps);
     NK_CHECK(ps.sessions >= 2);
     pthread_mutex_lock(&ra->mu);
@@ -551,6 +641,15 @@ NK_TEST(full_queue_answers_resource_exhausted_and_slow_peer_blocks_no_one)
     rx_free(rb);
 }
 
+static bool refused_cond(void *a)
+{
+    struct rx *r = a;
+    pthread_mutex_lock(&r->mu);
+    bool ok = r->refused > 0;
+    pthread_mutex_unlock(&r->mu);
+    return ok;
+}
+
 static void hello_mismatch(uint64_t cluster_b, uint32_t shards_b, const char *want1,
                            const char *want2)
 {
@@ -565,7 +664,8 @@ static void hello_mismatch(uint64_t cluster_b, uint32_t shards_b, const char *wa
     NK_CHECK(nk_ok(s1) && nk_ok(s2));
     nk_status_free(&s1);
     nk_status_free(&s2);
-    nk_sleep_us(500 * 1000);
+    NK_CHECK(WAIT_STAT(a, 2, refused, 1) && WAIT_STAT(b, 1, refused, 1));
+    NK_CHECK(wait_for(refused_cond, ra, 5000) && wait_for(refused_cond, rb, 5000));
     NK_CHECK(!transport_peer_up(a, 2) && !transport_peer_up(b, 1));
     struct transport_peer_stats ps;
     peer_stats(a, 2, &ps);
@@ -593,15 +693,6 @@ NK_TEST(hello_with_another_cluster_id_is_refused_naming_both_values)
 NK_TEST(hello_with_other_total_shards_is_refused_naming_both_values)
 {
     hello_mismatch(42, 512, "total_shards 512", "total_shards 1024");
-}
-
-static bool refused_cond(void *a)
-{
-    struct rx *r = a;
-    pthread_mutex_lock(&r->mu);
-    bool ok = r->refused > 0;
-    pthread_mutex_unlock(&r->mu);
-    return ok;
 }
 
 NK_TEST(unknown_node_and_wrong_identity_are_refused)
@@ -636,7 +727,7 @@ NK_TEST(unknown_node_and_wrong_identity_are_refused)
     NK_CHECK(nk_ok(s));
     s = transport_add_peer(a, 2, transport_listen_addr(c));
     NK_CHECK(nk_ok(s));
-    nk_sleep_us(400 * 1000);
+    NK_CHECK(WAIT_STAT(a, 2, refused, 1));
     struct transport_peer_stats ps;
     peer_stats(a, 2, &ps);
     fprintf(stderr, "  a's last error about node 2: %s\n", ps.last_error);
@@ -714,6 +805,16 @@ NK_TEST(bad_crc_closes_only_that_connection)
     uint8_t fr[TRANSPORT_FRAME_HEADER + 5];
     transport_frame_header(fr, TRANSPORT_FRAME_RAFT, 0, "hello", 5);
     memcpy(fr + TRANSPORT_FRAME_HEADER, "hellp", 5);
+    bad_input_closes_only_that_connection(fr, sizeof fr, true);
+}
+
+NK_TEST(bulk_ack_for_bytes_never_sent_closes_only_that_connection)
+{
+    uint8_t v[8];
+    nk_enc_fixed64(v, 1000); /* a has sent node 3 no BULK byte */
+    uint8_t fr[TRANSPORT_FRAME_HEADER + 8];
+    transport_frame_header(fr, TRANSPORT_FRAME_BULK_ACK, 0, v, 8);
+    memcpy(fr + TRANSPORT_FRAME_HEADER, v, 8);
     bad_input_closes_only_that_connection(fr, sizeof fr, true);
 }
 
@@ -885,6 +986,44 @@ NK_TEST(idle_peer_is_disconnected_and_a_quiet_session_stays_up)
     transport_close(b);
     rx_free(ra);
     rx_free(rb);
+}
+
+NK_TEST(silent_connections_time_out_in_the_handshake_both_ways)
+{
+    struct rx *ra = rx_new();
+    struct transport_options oa = opts_for(1, ra);
+    oa.handshake_timeout_ms = 200;
+    oa.backoff_max_ms = 100;
+    struct transport *a = open_t(&oa);
+    NK_REQUIRE(a);
+    /* a listener that accepts (the kernel does) and never answers */
+    int ls = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET};
+    inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
+    NK_REQUIRE(bind(ls, (struct sockaddr *)&sa, sizeof sa) == 0 && listen(ls, 16) == 0);
+    socklen_t sl = sizeof sa;
+    getsockname(ls, (struct sockaddr *)&sa, &sl);
+    char addr[64];
+    snprintf(addr, sizeof addr, "127.0.0.1:%d", ntohs(sa.sin_port));
+    nk_status s = transport_add_peer(a, 2, addr);
+    NK_REQUIRE(nk_ok(s));
+    /* and an inbound connection that never sends its HELLO */
+    int fd = raw_connect(transport_listen_addr(a));
+    NK_REQUIRE(fd >= 0);
+    NK_CHECK(raw_wait_closed(fd));
+    close(fd);
+    NK_CHECK(WAIT_STAT(a, 2, dials, 3));
+    struct transport_peer_stats ps;
+    peer_stats(a, 2, &ps);
+    fprintf(stderr, "  %llu dials; last error: %s\n", (unsigned long long)ps.dials, ps.last_error);
+    NK_CHECK(ps.dials >= 2 && !ps.connected);
+    NK_CHECK(strstr(ps.last_error, "timed out") != NULL);
+    struct transport_stats ts;
+    transport_stats(a, &ts, NULL, 0, NULL);
+    NK_CHECK_EQ_U64(ts.pending_conns, 0);
+    close(ls);
+    transport_close(a);
+    rx_free(ra);
 }
 
 struct blaster {
