@@ -227,7 +227,7 @@ static nk_status write_all(int fd, const void *p, size_t n, const char *what)
 {
     const uint8_t *b = p;
     while (n) {
-        ssize_t w = write(fd, b, n);
+        ssize_t w = nk_fs_write(fd, b, n);
         if (w < 0) {
             if (errno == EINTR)
                 continue;
@@ -269,12 +269,12 @@ static nk_status new_manifest(struct lsm_db *db, const struct lsm_version *v, ui
 
     char *path = path_join(db->dir, "MANIFEST-%06" PRIu64, number);
     nk_status s = NK_OK;
-    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    int fd = nk_fs_open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0)
         s = nk_status_errno(errno, "create manifest %s", path);
     if (nk_ok(s))
         s = write_all(fd, rec.data, rec.len, path);
-    if (nk_ok(s) && fdatasync(fd) != 0)
+    if (nk_ok(s) && nk_fs_fdatasync(fd) != 0)
         s = nk_status_errno(errno, "fdatasync manifest %s", path);
     if (nk_ok(s)) {
         char cur[64];
@@ -285,16 +285,16 @@ static nk_status new_manifest(struct lsm_db *db, const struct lsm_version *v, ui
     }
     if (!nk_ok(s)) {
         if (fd >= 0)
-            close(fd);
-        unlink(path);
+            nk_fs_close(fd);
+        nk_fs_unlink(path);
         free(path);
         nk_buf_free(&rec);
         return s;
     }
     if (db->manifest_fd >= 0) {
-        close(db->manifest_fd);
+        nk_fs_close(db->manifest_fd);
         char *old = path_join(db->dir, "MANIFEST-%06" PRIu64, db->manifest_number);
-        unlink(old);
+        nk_fs_unlink(old);
         free(old);
     }
     db->manifest_fd = fd;
@@ -330,7 +330,7 @@ static nk_status log_and_apply(struct lsm_db *db, struct lsm_edit *e)
         edit_encode(e, &payload);
         manifest_frame(nk_slice_make(payload.data, payload.len), &rec);
         s = write_all(db->manifest_fd, rec.data, rec.len, "manifest");
-        if (nk_ok(s) && fdatasync(db->manifest_fd) != 0)
+        if (nk_ok(s) && nk_fs_fdatasync(db->manifest_fd) != 0)
             s = nk_status_errno(errno, "fdatasync manifest");
         if (nk_ok(s))
             db->manifest_size += rec.len;
@@ -420,7 +420,7 @@ static nk_status out_finish(struct merge_out *mo)
     nk_status s = sst_builder_finish(mo->b, &info);
     mo->b = NULL;
     if (!nk_ok(s)) {
-        unlink(mo->b_path);
+        nk_fs_unlink(mo->b_path);
         free(mo->b_path);
         return s;
     }
@@ -978,7 +978,7 @@ static void remove_garbage(struct lsm_db *db)
         if (garbage) {
             char *p = path_join(db->dir, "%s", de->d_name);
             NK_DEBUG(LOG_MODULE, "removing unreferenced %s", p);
-            unlink(p);
+            nk_fs_unlink(p);
             free(p);
         }
     }
@@ -1018,9 +1018,9 @@ static void db_free(struct lsm_db *db)
     if (db->cache)
         sst_cache_free(db->cache);
     if (db->manifest_fd >= 0)
-        close(db->manifest_fd);
+        nk_fs_close(db->manifest_fd);
     if (db->lock_fd >= 0)
-        close(db->lock_fd); /* releases the flock */
+        nk_fs_close(db->lock_fd); /* releases the flock */
     nk_status_free(&db->bg_error);
     nk_status_free(&db->manual_status);
     nk_buf_free(&db->manual_lo);
@@ -1043,7 +1043,7 @@ static nk_status db_open(struct lsm_db *db)
     else if (access(db->dir, F_OK) != 0)
         return nk_status_make(NK_NOT_FOUND, "database %s does not exist", db->dir);
     char *lock_path = path_join(db->dir, "LOCK");
-    db->lock_fd = open(lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    db->lock_fd = nk_fs_open(lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
     if (db->lock_fd < 0) {
         nk_status s = nk_status_errno(errno, "open %s", lock_path);
         free(lock_path);

@@ -53,7 +53,7 @@ void lsm_file_unref(struct lsm_file *f)
     if (f->reader)
         sst_reader_close(f->reader);
     if (atomic_load(&f->obsolete) && f->path) {
-        if (unlink(f->path) != 0)
+        if (nk_fs_unlink(f->path) != 0)
             NK_WARN("lsm", "cannot remove obsolete table %s", f->path);
     }
     free(f->path);
