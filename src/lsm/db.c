@@ -422,6 +422,7 @@ static nk_status out_finish(struct merge_out *mo)
     if (!nk_ok(s)) {
         nk_fs_unlink(mo->b_path);
         free(mo->b_path);
+        mo->b_path = NULL; /* out_abandon must not free it again */
         return s;
     }
     struct lsm_file *f = lsm_file_new(mo->b_number, info.file_size,
@@ -1120,6 +1121,26 @@ static nk_status db_open(struct lsm_db *db)
     free(wal_dir);
     NK_TRY(s);
 
+    /*
+     * With the WAL synced by the OS only, a power cut can take WAL bytes
+     * that a flush had already put in tables: the manifest's replay point
+     * then lies past the end of the log. Nothing is missing (everything
+     * before that point is in tables), but new records must not land below
+     * the point, where the next recovery would skip them: start a new
+     * segment (segments themselves are created durably, so only the tail
+     * of the point's segment can be short).
+     */
+    struct wal_pos log_end = wal_end(db->wal);
+    if (wal_pos_cmp(log_end, (struct wal_pos){db->log_number, db->log_offset}) < 0) {
+        NK_WARN(LOG_MODULE,
+                "%s: the WAL ends at %" PRIu64 ":%" PRIu64 ", before the replay point %" PRIu64
+                ":%" PRIu64 " (its tail was lost, already in tables); starting a new segment",
+                db->dir, log_end.segment, log_end.offset, db->log_number, db->log_offset);
+        uint64_t next;
+        NK_TRY(wal_rotate(db->wal, &next));
+        db->log_number = next;
+        db->log_offset = 0;
+    }
     uint64_t max_seq = last_seq;
     struct memtable *recovered = NULL;
     NK_TRY(replay_wal(db, &recovered, &max_seq));
