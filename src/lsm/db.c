@@ -580,9 +580,15 @@ static void flush_one_locked(struct lsm_db *db)
     mo.edit = &e;
     pthread_mutex_unlock(&db->mu);
 
-    struct lsm_iiter *it = mem_iter_new(m);
-    nk_status s = merge_to_tables(&mo, it);
-    it->ops->free(it);
+    /* whoever logged these writes elsewhere makes that log durable first */
+    nk_status s = db->opt.before_flush ? db->opt.before_flush(db->opt.before_flush_arg) : NK_OK;
+    if (!nk_ok(s))
+        s = nk_status_wrap(s, "before_flush hook");
+    if (nk_ok(s)) {
+        struct lsm_iiter *it = mem_iter_new(m);
+        s = merge_to_tables(&mo, it);
+        it->ops->free(it);
+    }
     if (nk_ok(s) && e.nadds)
         s = nk_fsync_dir(db->dir);
 

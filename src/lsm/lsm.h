@@ -84,6 +84,19 @@ struct lsm_options {
     int compression;                /* enum sst_compression; default none */
     enum lsm_wal_sync wal_sync;     /* default LSM_WAL_SYNC_ALWAYS */
     uint32_t wal_batch_window_us;   /* LSM_WAL_SYNC_BATCH only; default 2000 */
+    /*
+     * Called by the background thread before a flush writes a memtable to a
+     * table, that is before writes that skipped the WAL become durable in
+     * tables (also for the final flush of lsm_close). The server applies
+     * Raft entries with skip_wal and keeps the shard's applied index in the
+     * same batches, so it must make its Raft log durable up to what it has
+     * applied before the LSM persists that index: pass a function that syncs
+     * the log (raftlog_sync). A non-OK status fails the flush (a background
+     * error that is retried). NULL: nothing to do. Called without engine
+     * locks held; it must not call into this database.
+     */
+    nk_status (*before_flush)(void *arg);
+    void *before_flush_arg;
     /* Clock for expiry, ms since the epoch; NULL: nk_wall_ms. Tests inject one. */
     uint64_t (*clock_ms)(void *ctx);
     void *clock_ctx;
