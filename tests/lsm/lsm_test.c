@@ -1098,6 +1098,64 @@ NK_TEST(manifest_naming_a_missing_table_fails_open_naming_it)
     free(sst);
 }
 
+static size_t count_tables(const char *dir)
+{
+    size_t n = 0;
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    while (d && (e = readdir(d)) != NULL)
+        n += strstr(e->d_name, ".sst") != NULL;
+    if (d)
+        closedir(d);
+    return n;
+}
+
+NK_TEST(manifest_damaged_in_the_middle_fails_open_with_data_loss_and_deletes_nothing)
+{
+    const char *dir = nk_test_tmpdir();
+    struct lsm_options o;
+    small_options(&o);
+    o.l0_compaction_trigger = 20; /* keep every flushed table */
+    struct lsm_db *db;
+    NK_REQUIRE_OK(lsm_open(dir, &o, &db));
+    for (int i = 0; i < 4; i++) {
+        char k[16];
+        snprintf(k, sizeof k, "k%d", i);
+        NK_REQUIRE_OK(lsm_put(db, NULL, S(k), S("v"), 0));
+        NK_REQUIRE_OK(lsm_flush(db)); /* one manifest record per flush */
+    }
+    lsm_close(db);
+    size_t tables = count_tables(dir);
+    NK_REQUIRE(tables >= 4);
+    char cur_path[1200], man[1300];
+    snprintf(cur_path, sizeof cur_path, "%s/CURRENT", dir);
+    uint8_t *data;
+    size_t n;
+    NK_REQUIRE_OK(nk_read_file(cur_path, 256, &data, &n));
+    while (n && data[n - 1] == '\n')
+        n--;
+    snprintf(man, sizeof man, "%s/%.*s", dir, (int)n, (const char *)data);
+    free(data);
+    NK_REQUIRE_OK(nk_read_file(man, 1 << 20, &data, &n));
+    /* the second record's length: past the first (snapshot) record */
+    size_t second = 8 + nk_dec_fixed32(data + 4);
+    NK_REQUIRE(second + 8 < n);
+    nk_enc_fixed32(data + second + 4, 0x00ffffffu);
+    FILE *f = fopen(man, "wb");
+    NK_REQUIRE(f && fwrite(data, 1, n, f) == n);
+    fclose(f);
+    free(data);
+    nk_status s = lsm_open(dir, &o, &db);
+    fprintf(stderr, "  open said: %s\n", nk_status_msg(s));
+    NK_CHECK(s.code == NK_DATA_LOSS);
+    NK_CHECK(strstr(nk_status_msg(s), strrchr(man, '/') + 1) != NULL);
+    NK_CHECK(strstr(nk_status_msg(s), "offset") != NULL);
+    if (nk_ok(s))
+        lsm_close(db);
+    nk_status_free(&s);
+    NK_CHECK_EQ_U64(count_tables(dir), tables); /* nothing deleted */
+}
+
 NK_TEST(torn_wal_tail_is_truncated_on_open_keeping_earlier_writes)
 {
     const char *dir = nk_test_tmpdir();
