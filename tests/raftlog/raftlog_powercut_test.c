@@ -13,6 +13,8 @@
  * written with its last entry. The power goes at a random operation (seeded,
  * printed), also during GC and during recovery of the previous cut.
  */
+#include <errno.h>
+
 #include "raftlog/raftlog.h"
 #include "testlib.h"
 
@@ -230,4 +232,57 @@ NK_TEST(power_cut_with_periodic_sync_keeps_everything_before_the_last_sync)
 NK_TEST(power_cut_without_sync_leaves_a_consistent_prefix_that_opens)
 {
     run_mode(M_OS, "os");
+}
+
+NK_TEST(disk_full_at_segment_rotation_fails_the_write_and_a_later_write_succeeds)
+{
+    const char *dir = nk_test_tmpdir();
+    char stash[1100], path[1100];
+    snprintf(stash, sizeof stash, "%s/stash", dir);
+    snprintf(path, sizeof path, "%s/raft", dir);
+    nk_faultfs_install(stash, 1);
+    struct raftlog_options o;
+    open_opts(&o, M_ALWAYS);
+    struct raftlog *l;
+    NK_REQUIRE_OK(raftlog_open(path, &o, &l));
+    struct raftlog_batch *b = raftlog_batch_new();
+    uint64_t last = 0;
+    int failed = 0;
+    for (int w = 0; w < 400; w++) {
+        if (w == 100) /* the disk fills: no new segment can be created */
+            nk_faultfs_fail(NK_FAULT_OPEN_CREATE | NK_FAULT_FALLOCATE, path,
+                            ENOSPC, -1);
+        if (w == 200)
+            nk_faultfs_fail(NK_FAULT_OPEN_CREATE | NK_FAULT_FALLOCATE, path,
+                            ENOSPC, 0);
+        uint8_t buf[256];
+        size_t n = payload(0, last + 1, buf);
+        struct raftlog_entry e = {last + 1, term_of(last + 1), 0, nk_slice_make(buf, n)};
+        raftlog_batch_clear(b);
+        raftlog_batch_entries(b, 0, &e, 1);
+        struct raftlog_hardstate hs = {term_of(last + 1), 1, last + 1};
+        raftlog_batch_hardstate(b, 0, &hs);
+        nk_status s = raftlog_write(l, b);
+        if (nk_ok(s)) {
+            last++;
+        } else {
+            if (!failed++)
+                fprintf(stderr, "  write said: %s\n", nk_status_msg(s));
+            NK_CHECK(s.code == NK_RESOURCE_EXHAUSTED);
+            NK_CHECK(w >= 100 && w < 200);
+            NK_CHECK_EQ_U64(raftlog_last_index(l, 0), last); /* nothing changed */
+        }
+        nk_status_free(&s);
+    }
+    raftlog_batch_free(b);
+    raftlog_close(l);
+    NK_CHECK(failed > 0);
+    NK_CHECK(last >= 300);
+    NK_REQUIRE_OK(raftlog_open(path, &o, &l));
+    NK_CHECK_EQ_U64(raftlog_last_index(l, 0), last);
+    struct model m = {{0}}, tried = {{0}};
+    m.last[0] = tried.last[0] = last;
+    NK_CHECK(check_log(l, &m, &tried, &m, true, "enospc", 0));
+    raftlog_close(l);
+    nk_faultfs_uninstall();
 }
