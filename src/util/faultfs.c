@@ -521,6 +521,22 @@ static int f_rename(const char *from, const char *to)
     return rc;
 }
 
+/* A new name for an existing file: reverts like a create of that name. */
+static int f_link(const char *from, const char *to)
+{
+    pthread_mutex_lock(&mu);
+    int rc = -1;
+    if (admit(NK_FAULT_RENAME, to)) {
+        rc = link(from, to);
+        if (rc == 0)
+            dirop_push(D_CREATE, dir_of(to), abs_path(to), NULL, NULL);
+    }
+    int e = errno;
+    pthread_mutex_unlock(&mu);
+    errno = e;
+    return rc;
+}
+
 static int f_unlink(const char *path)
 {
     pthread_mutex_lock(&mu);
@@ -574,6 +590,7 @@ static const struct nk_fs_ops fault_ops = {
     .ftruncate = f_ftruncate,
     .fallocate = f_fallocate,
     .rename = f_rename,
+    .link = f_link,
     .unlink = f_unlink,
     .mkdir = f_mkdir,
     .rmdir = f_rmdir,

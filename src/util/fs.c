@@ -62,6 +62,7 @@ static const struct nk_fs_ops sys_ops = {
     .ftruncate = sys_ftruncate,
     .fallocate = sys_fallocate,
     .rename = rename,
+    .link = link,
     .unlink = unlink,
     .mkdir = sys_mkdir,
     .rmdir = rmdir,

@@ -392,6 +392,7 @@ struct nk_fs_ops {
     int (*ftruncate)(int fd, int64_t len);
     int (*fallocate)(int fd, int mode, int64_t off, int64_t len);
     int (*rename)(const char *from, const char *to);
+    int (*link)(const char *from, const char *to);
     int (*unlink)(const char *path);
     int (*mkdir)(const char *path, int mode);
     int (*rmdir)(const char *path);
@@ -444,6 +445,10 @@ static inline int nk_fs_rename(const char *from, const char *to)
 {
     return nk_fs->rename(from, to);
 }
+static inline int nk_fs_link(const char *from, const char *to)
+{
+    return nk_fs->link(from, to);
+}
 static inline int nk_fs_unlink(const char *path)
 {
     return nk_fs->unlink(path);
@@ -467,7 +472,7 @@ static inline void *nk_fs_mmap(size_t len, int prot, int flags, int fd, int64_t 
  * nk_faultfs_install(), it performs every operation on the real file system
  * (which then plays the OS page cache) and remembers, per file, every change
  * not yet made durable by fsync/fdatasync, and per directory every create,
- * mkdir, rename and unlink not yet made durable by an fsync of that directory.
+ * link, mkdir, rename and unlink not yet made durable by an fsync of that directory.
  * fsync itself does no real I/O (the durable state is simulated), so tests
  * run fast.
  *
@@ -493,7 +498,7 @@ enum {
     NK_FAULT_SYNC = 1 << 2,        /* fsync, fdatasync (files and directories) */
     NK_FAULT_TRUNCATE = 1 << 3,
     NK_FAULT_FALLOCATE = 1 << 4,
-    NK_FAULT_RENAME = 1 << 5,
+    NK_FAULT_RENAME = 1 << 5, /* rename, link */
     NK_FAULT_UNLINK = 1 << 6,
     NK_FAULT_MKDIR = 1 << 7,
     NK_FAULT_READ = 1 << 8, /* pread, read, mmap */
