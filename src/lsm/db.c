@@ -368,9 +368,16 @@ static nk_status log_and_apply(struct lsm_db *db, struct lsm_edit *e)
     struct lsm_version *v;
     nk_status s = version_apply(db->current, e, &v);
     if (!nk_ok(s)) {
-        /* never logged: the tables the edit adds can go */
-        for (uint32_t i = 0; i < e->nadds; i++)
-            atomic_store(&e->adds[i].file->obsolete, true);
+        /* never logged: new tables the edit adds can go (not a table that a
+         * trivial move re-adds: that one is live in the current version) */
+        for (uint32_t i = 0; i < e->nadds; i++) {
+            bool live = false;
+            for (int l = 0; l < LSM_NUM_LEVELS && !live; l++)
+                for (uint32_t k = 0; k < db->current->nfiles[l] && !live; k++)
+                    live = db->current->files[l][k] == e->adds[i].file;
+            if (!live)
+                atomic_store(&e->adds[i].file->obsolete, true);
+        }
         return s;
     }
     pthread_mutex_unlock(&db->mu);
