@@ -21,7 +21,18 @@
  * nori, ...) and each figure is the best of its R runs: on a shared machine
  * this filters out moments when other processes took the CPU.
  *
- * Usage: bench_engine [--num=N] [--dir=PATH] [--engines=nori,rocksdb,leveldb]
+ * Read paths are compared like with like: every engine runs in each table
+ * read mode it offers. nori-lsm and RocksDB run twice, with tables read
+ * through a read-only mapping (nori use_mmap_reads, RocksDB allow_mmap_reads)
+ * and with pread through the block cache; LevelDB 1.23 maps tables itself (up
+ * to 1000 files on 64-bit) and its C API has no switch, so it runs once, in
+ * its mmap mode. The ratio columns pair nori's mmap run with the faster of
+ * the other mmap runs and nori's pread run with RocksDB's pread run. Each
+ * engine prints the options it actually runs with (read back from the engine
+ * where its API allows) before the table.
+ *
+ * Usage: bench_engine [--num=N] [--dir=PATH]
+ *                     [--engines=nori,nori-pread,rocksdb,rocksdb-mmap,leveldb]
  *                     [--write_buffer=BYTES] [--cache=BYTES] [--repeat=R]
  */
 #define _GNU_SOURCE
@@ -53,7 +64,9 @@ static const char *base_dir = "/tmp/nk-bench-engine";
 /* ----------------------------------------------------------- engine shim */
 
 struct engine {
-    const char *name;
+    const char *key;  /* --engines name */
+    const char *name; /* column title */
+    bool mmap;        /* tables read through a mapping */
     void *(*open)(const char *dir);
     void (*close)(void *db);
     void (*put)(void *db, const char *k, const char *v);
@@ -66,7 +79,10 @@ struct engine {
     void (*next)(void *it);
     size_t (*key_len)(void *it); /* touches the key */
     void (*describe)(void *db);  /* optional: level summary to stderr */
+    void (*print_options)(bool mmap);
 };
+
+static bool use_mmap; /* the variant the child process runs */
 
 static void die(const char *what, const char *err)
 {
@@ -84,12 +100,26 @@ static void *nori_open(const char *dir)
     o.bloom_bits_per_key = 10;
     o.compression = 0;
     o.wal_sync = LSM_WAL_SYNC_OS;
+    o.use_mmap_reads = use_mmap;
     struct lsm_db *db;
     nk_status s = lsm_open(dir, &o, &db);
     if (!nk_ok(s))
         die("nori open", nk_status_msg(s));
     return db;
 }
+static void nori_print_options(bool mmap)
+{
+    struct lsm_options o;
+    lsm_options_default(&o);
+    printf("  nori-lsm%s: use_mmap_reads=%d write_buffer_size=%" PRIu64 " max_immutable=%u "
+           "block_cache_bytes=%" PRIu64 " block_size=%u bloom_bits_per_key=10 compression=none "
+           "wal_sync=os l0_compaction_trigger=%u l0_stop_trigger=%u max_bytes_base=%" PRIu64
+           " level_ratio=%u target_file_size=%" PRIu64 "\n",
+           mmap ? " (mmap)" : " (pread)", mmap, write_buffer, o.max_immutable, cache_bytes,
+           o.block_size, o.l0_compaction_trigger, o.l0_stop_trigger, o.max_bytes_base,
+           o.level_ratio, o.target_file_size);
+}
+
 static void nori_close(void *db)
 {
     lsm_close(db);
@@ -172,6 +202,7 @@ static void *rocks_open(const char *dir)
     rocksdb_options_set_create_if_missing(r->o, 1);
     rocksdb_options_set_compression(r->o, rocksdb_no_compression);
     rocksdb_options_set_write_buffer_size(r->o, write_buffer);
+    rocksdb_options_set_allow_mmap_reads(r->o, use_mmap);
     r->t = rocksdb_block_based_options_create();
     rocksdb_block_based_options_set_filter_policy(r->t, rocksdb_filterpolicy_create_bloom(10));
     r->cache = rocksdb_cache_create_lru(cache_bytes);
@@ -185,6 +216,35 @@ static void *rocks_open(const char *dir)
         die("rocksdb open", err);
     return r;
 }
+static void rocks_print_options(bool mmap)
+{
+    /* the options as the bench sets them, read back from RocksDB */
+    bool saved = use_mmap;
+    use_mmap = mmap;
+    struct rdb r;
+    memset(&r, 0, sizeof r);
+    r.o = rocksdb_options_create();
+    rocksdb_options_set_compression(r.o, rocksdb_no_compression);
+    rocksdb_options_set_write_buffer_size(r.o, write_buffer);
+    rocksdb_options_set_allow_mmap_reads(r.o, use_mmap);
+    printf("  RocksDB%s: allow_mmap_reads=%d write_buffer_size=%zu max_write_buffer_number=%d "
+           "block_cache=%" PRIu64 " (LRU) block_size=4096 (default) bloom=10 bits/key "
+           "compression=%d (none) WAL on, sync=false level0_file_num_compaction_trigger=%d "
+           "level0_stop_writes_trigger=%d max_bytes_for_level_base=%" PRIu64
+           " max_bytes_for_level_multiplier=%.0f max_open_files=%d max_background_jobs=%d\n",
+           mmap ? " (mmap)" : " (pread)", rocksdb_options_get_allow_mmap_reads(r.o),
+           rocksdb_options_get_write_buffer_size(r.o),
+           rocksdb_options_get_max_write_buffer_number(r.o), cache_bytes,
+           rocksdb_options_get_compression(r.o),
+           rocksdb_options_get_level0_file_num_compaction_trigger(r.o),
+           rocksdb_options_get_level0_stop_writes_trigger(r.o),
+           (uint64_t)rocksdb_options_get_max_bytes_for_level_base(r.o),
+           rocksdb_options_get_max_bytes_for_level_multiplier(r.o),
+           rocksdb_options_get_max_open_files(r.o), rocksdb_options_get_max_background_jobs(r.o));
+    rocksdb_options_destroy(r.o);
+    use_mmap = saved;
+}
+
 static void rocks_close(void *p)
 {
     struct rdb *r = p;
@@ -281,6 +341,17 @@ static void *level_open(const char *dir)
         die("leveldb open", err);
     return l;
 }
+static void level_print_options(bool mmap)
+{
+    (void)mmap;
+    printf("  LevelDB (mmap): tables mapped by LevelDB itself (up to 1000 files on 64-bit; no "
+           "switch in its C API) write_buffer_size=%" PRIu64 " block_cache=%" PRIu64
+           " (LRU) bloom=10 bits/key compression=none WAL on, sync=false; defaults: "
+           "block_size=4096 max_file_size=2 MiB max_open_files=1000 L0 compaction at 4 files, "
+           "stop at 12\n",
+           write_buffer, cache_bytes);
+}
+
 static void level_close(void *p)
 {
     struct ldb *l = p;
@@ -346,14 +417,42 @@ static size_t level_key_len(void *it)
 }
 
 static const struct engine engines[] = {
-    {"nori-lsm", nori_open, nori_close, nori_put, nori_get, nori_iter, nori_iter_free,
-     nori_seek_first, nori_seek, nori_valid, nori_next, nori_key_len, nori_describe},
-    {"RocksDB", rocks_open, rocks_close, rocks_put, rocks_get, rocks_iter, rocks_iter_free,
-     rocks_seek_first, rocks_seek, rocks_valid, rocks_next, rocks_key_len, NULL},
-    {"LevelDB", level_open, level_close, level_put, level_get, level_iter, level_iter_free,
-     level_seek_first, level_seek, level_valid, level_next, level_key_len, NULL},
+    {"nori", "nori-lsm mmap", true, nori_open, nori_close, nori_put, nori_get, nori_iter,
+     nori_iter_free, nori_seek_first, nori_seek, nori_valid, nori_next, nori_key_len,
+     nori_describe, nori_print_options},
+    {"nori-pread", "nori-lsm pread", false, nori_open, nori_close, nori_put, nori_get, nori_iter,
+     nori_iter_free, nori_seek_first, nori_seek, nori_valid, nori_next, nori_key_len,
+     nori_describe, nori_print_options},
+    {"rocksdb", "RocksDB pread", false, rocks_open, rocks_close, rocks_put, rocks_get, rocks_iter,
+     rocks_iter_free, rocks_seek_first, rocks_seek, rocks_valid, rocks_next, rocks_key_len, NULL,
+     rocks_print_options},
+    {"rocksdb-mmap", "RocksDB mmap", true, rocks_open, rocks_close, rocks_put, rocks_get,
+     rocks_iter, rocks_iter_free, rocks_seek_first, rocks_seek, rocks_valid, rocks_next,
+     rocks_key_len, NULL, rocks_print_options},
+    {"leveldb", "LevelDB mmap", true, level_open, level_close, level_put, level_get, level_iter,
+     level_iter_free, level_seek_first, level_seek, level_valid, level_next, level_key_len, NULL,
+     level_print_options},
 };
-#define NENGINES 3
+#define NENGINES 5
+#define E_NORI 0
+#define E_NORI_PREAD 1
+#define E_ROCKS_PREAD 2
+
+/* Whether name is one of the comma-separated words of list. */
+static bool listed(const char *list, const char *name)
+{
+    size_t n = strlen(name);
+    for (const char *p = list; *p;) {
+        const char *end = strchr(p, ',');
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+        if (len == n && strncmp(p, name, n) == 0)
+            return true;
+        if (!end)
+            break;
+        p = end + 1;
+    }
+    return false;
+}
 
 /* ----------------------------------------------------------------- runner */
 
@@ -550,7 +649,7 @@ static void run_engine(const struct engine *e, const char *dir, struct result *r
 
 int main(int argc, char **argv)
 {
-    const char *which = "nori,rocksdb,leveldb";
+    const char *which = "nori,nori-pread,rocksdb,rocksdb-mmap,leveldb";
     int repeat = 1;
     for (int i = 1; i < argc; i++) {
         if (!strncmp(argv[i], "--num=", 6))
@@ -566,13 +665,13 @@ int main(int argc, char **argv)
         else if (!strncmp(argv[i], "--cache=", 8))
             cache_bytes = strtoull(argv[i] + 8, NULL, 10);
         else {
-            fprintf(stderr, "usage: %s [--num=N] [--dir=PATH] [--engines=nori,rocksdb,leveldb] "
+            fprintf(stderr, "usage: %s [--num=N] [--dir=PATH] "
+                            "[--engines=nori,nori-pread,rocksdb,rocksdb-mmap,leveldb] "
                             "[--write_buffer=BYTES] [--cache=BYTES] [--repeat=R]\n",
                     argv[0]);
             return 2;
         }
     }
-    const char *keys[NENGINES] = {"nori", "rocksdb", "leveldb"};
     struct result res[NENGINES];
     bool ran[NENGINES] = {0};
     nk_mkdirs(base_dir, 0755);
@@ -580,10 +679,14 @@ int main(int argc, char **argv)
            "without fsync, write buffer %" PRIu64 " MiB, bloom 10 bits/key, block cache %" PRIu64
            " MiB; dir %s\n",
            num, KEY_LEN, VALUE_LEN, write_buffer >> 20, cache_bytes >> 20, base_dir);
+    printf("options of each engine:\n");
+    for (int e = 0; e < NENGINES; e++)
+        if (listed(which, engines[e].key))
+            engines[e].print_options(engines[e].mmap);
     fflush(stdout);
     for (int round = 0; round < repeat * NENGINES; round++) {
         int e = round % NENGINES;
-        if (!strstr(which, keys[e]))
+        if (!listed(which, engines[e].key))
             continue;
         int fds[2];
         if (pipe(fds) != 0)
@@ -592,7 +695,8 @@ int main(int argc, char **argv)
         if (pid == 0) {
             close(fds[0]);
             char dir[4096];
-            snprintf(dir, sizeof dir, "%s/%s", base_dir, keys[e]);
+            snprintf(dir, sizeof dir, "%s/%s", base_dir, engines[e].key);
+            use_mmap = engines[e].mmap;
             struct result r;
             memset(&r, 0, sizeof r);
             run_engine(&engines[e], dir, &r);
@@ -624,32 +728,38 @@ int main(int argc, char **argv)
         fprintf(stderr, "  %s run %d done (misses %" PRIu64 ")\n", engines[e].name,
                 round / NENGINES + 1, one.found_misses);
     }
+    /* the pairings: nori mmap vs the faster other mmap engine, nori pread vs RocksDB pread */
+    bool mmap_pair = ran[E_NORI] && (ran[3] || ran[4]);
+    bool pread_pair = ran[E_NORI_PREAD] && ran[E_ROCKS_PREAD];
+    int ratio_cols = mmap_pair + pread_pair;
     printf("\n| benchmark |");
     for (int e = 0; e < NENGINES; e++)
         if (ran[e])
             printf(" %s ops/s (µs/op) |", engines[e].name);
-    if (ran[0] && (ran[1] || ran[2]))
-        printf(" nori / faster other |");
+    if (mmap_pair)
+        printf(" nori mmap / faster other mmap |");
+    if (pread_pair)
+        printf(" nori pread / RocksDB pread |");
     printf("\n|---|");
     for (int e = 0; e < NENGINES; e++)
         if (ran[e])
             printf("---:|");
-    if (ran[0] && (ran[1] || ran[2]))
+    for (int c = 0; c < ratio_cols; c++)
         printf("---:|");
     printf("\n");
     for (int b = 0; b < NBENCH; b++) {
         printf("| %s |", bench_names[b]);
-        double best_other = 0;
+        double ops[NENGINES] = {0};
         for (int e = 0; e < NENGINES; e++) {
             if (!ran[e])
                 continue;
-            double ops = (double)res[e].ops[b] / res[e].secs[b];
-            printf(" %.0f (%.2f) |", ops, 1e6 / ops);
-            if (e > 0 && ops > best_other)
-                best_other = ops;
+            ops[e] = (double)res[e].ops[b] / res[e].secs[b];
+            printf(" %.0f (%.2f) |", ops[e], 1e6 / ops[e]);
         }
-        if (ran[0] && best_other > 0)
-            printf(" %.2f |", (double)res[0].ops[b] / res[0].secs[b] / best_other);
+        if (mmap_pair)
+            printf(" %.2f |", ops[E_NORI] / (ops[3] > ops[4] ? ops[3] : ops[4]));
+        if (pread_pair)
+            printf(" %.2f |", ops[E_NORI_PREAD] / ops[E_ROCKS_PREAD]);
         printf("\n");
     }
     printf("| cpu µs/op, all threads (the six benchmarks in order) |");
@@ -659,19 +769,19 @@ int main(int argc, char **argv)
                    1e6 * res[e].cpu[1] / res[e].ops[1], 1e6 * res[e].cpu[2] / res[e].ops[2],
                    1e6 * res[e].cpu[3] / res[e].ops[3], 1e6 * res[e].cpu[4] / res[e].ops[4],
                    1e6 * res[e].cpu[5] / res[e].ops[5]);
-    if (ran[0] && (ran[1] || ran[2]))
+    for (int c = 0; c < ratio_cols; c++)
         printf(" |");
     printf("\n| write amplification |");
     for (int e = 0; e < NENGINES; e++)
         if (ran[e])
             printf(" %.2f |", res[e].write_amp);
-    if (ran[0] && (ran[1] || ran[2]))
+    for (int c = 0; c < ratio_cols; c++)
         printf(" |");
     printf("\n| size on disk (MiB) |");
     for (int e = 0; e < NENGINES; e++)
         if (ran[e])
             printf(" %.1f |", (double)res[e].disk_bytes / 1048576.0);
-    if (ran[0] && (ran[1] || ran[2]))
+    for (int c = 0; c < ratio_cols; c++)
         printf(" |");
     printf("\n");
     return 0;

@@ -53,7 +53,7 @@ void lsm_file_unref(struct lsm_file *f)
     if (f->reader)
         sst_reader_close(f->reader);
     if (atomic_load(&f->obsolete) && f->path) {
-        if (unlink(f->path) != 0)
+        if (nk_fs_unlink(f->path) != 0)
             NK_WARN("lsm", "cannot remove obsolete table %s", f->path);
     }
     free(f->path);
@@ -415,6 +415,41 @@ void manifest_frame(struct nk_slice payload, struct nk_buf *out)
     nk_buf_append(out, payload.data, payload.len);
 }
 
+/* Whether a whole, valid record starts at off. */
+static bool manifest_record_at(struct nk_slice file, size_t off)
+{
+    if (file.len - off < 8)
+        return false;
+    uint32_t len = nk_dec_fixed32(file.data + off + 4);
+    if ((uint64_t)len > file.len - off - 8)
+        return false;
+    uint32_t crc = nk_crc32c_unmask(nk_dec_fixed32(file.data + off));
+    return nk_crc32c_extend(nk_crc32c(file.data + off + 4, 4), file.data + off + 8, len) == crc;
+}
+
+/*
+ * Damage at off: a torn tail when no valid record follows anywhere after it
+ * (the crash cut the last append; what follows is its remains or zeros);
+ * otherwise records written after the damage exist, and skipping them would
+ * lose their edits (and let garbage collection delete the tables they
+ * added): NK_DATA_LOSS naming the file and both offsets. The scan is linear
+ * in the bytes after the damage times the (rejected early) candidates:
+ * recovery only, on a file of at most a few MiB.
+ */
+static nk_status manifest_damage(struct nk_slice file, const char *name, size_t off,
+                                 const char *what, bool *torn)
+{
+    for (size_t next = off + 1; next + 8 <= file.len; next++) {
+        if (manifest_record_at(file, next))
+            return nk_status_make(NK_DATA_LOSS,
+                                  "%s: record at offset %zu %s, but a valid record follows at "
+                                  "offset %zu: the manifest is damaged, not torn (%zu bytes)",
+                                  name, off, what, next, file.len);
+    }
+    *torn = true;
+    return NK_OK;
+}
+
 nk_status manifest_parse(struct nk_slice file, const char *name,
                          nk_status (*fn)(void *ctx, struct nk_slice payload), void *ctx,
                          bool *torn)
@@ -423,25 +458,15 @@ nk_status manifest_parse(struct nk_slice file, const char *name,
     size_t off = 0;
     while (off < file.len) {
         size_t left = file.len - off;
-        if (left < 8) {
-            *torn = true;
-            return NK_OK;
-        }
+        if (left < 8)
+            return manifest_damage(file, name, off, "is cut short", torn);
         uint32_t crc = nk_crc32c_unmask(nk_dec_fixed32(file.data + off));
         uint32_t len = nk_dec_fixed32(file.data + off + 4);
-        if ((uint64_t)len > left - 8) {
-            *torn = true; /* cut short by a crash during the append */
-            return NK_OK;
-        }
+        if ((uint64_t)len > left - 8)
+            return manifest_damage(file, name, off, "claims more bytes than the file holds", torn);
         uint32_t got = nk_crc32c_extend(nk_crc32c(file.data + off + 4, 4), file.data + off + 8, len);
-        if (got != crc) {
-            if (off + 8 + len == file.len) {
-                *torn = true;
-                return NK_OK;
-            }
-            return nk_status_make(NK_DATA_LOSS, "%s: record at offset %zu fails its checksum",
-                                  name, off);
-        }
+        if (got != crc)
+            return manifest_damage(file, name, off, "fails its checksum", torn);
         nk_status s = fn(ctx, nk_slice_make(file.data + off + 8, len));
         if (!nk_ok(s))
             return nk_status_wrap(s, "%s: record at offset %zu", name, off);

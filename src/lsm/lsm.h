@@ -84,6 +84,19 @@ struct lsm_options {
     int compression;                /* enum sst_compression; default none */
     enum lsm_wal_sync wal_sync;     /* default LSM_WAL_SYNC_ALWAYS */
     uint32_t wal_batch_window_us;   /* LSM_WAL_SYNC_BATCH only; default 2000 */
+    /*
+     * Called by the background thread before a flush writes a memtable to a
+     * table, that is before writes that skipped the WAL become durable in
+     * tables (also for the final flush of lsm_close). The server applies
+     * Raft entries with skip_wal and keeps the shard's applied index in the
+     * same batches, so it must make its Raft log durable up to what it has
+     * applied before the LSM persists that index: pass a function that syncs
+     * the log (raftlog_sync). A non-OK status fails the flush (a background
+     * error that is retried). NULL: nothing to do. Called without engine
+     * locks held; it must not call into this database.
+     */
+    nk_status (*before_flush)(void *arg);
+    void *before_flush_arg;
     /* Clock for expiry, ms since the epoch; NULL: nk_wall_ms. Tests inject one. */
     uint64_t (*clock_ms)(void *ctx);
     void *clock_ctx;
@@ -162,6 +175,11 @@ nk_status lsm_open(const char *dir, const struct lsm_options *opt, struct lsm_db
  * the WAL, and frees everything. Outstanding snapshots and iterators must be
  * released first. NULL is fine. */
 void lsm_close(struct lsm_db *db);
+/* The same, but says whether the final flush failed (after one more attempt,
+ * whatever the background retry schedule): then writes that skipped the WAL
+ * since the last flush are not on disk, and the status says why (the server
+ * then exits non-zero). The database is closed and freed either way. */
+nk_status lsm_close_checked(struct lsm_db *db);
 
 /*
  * True when a write now would soon have to wait for room (level 0 one table
@@ -241,6 +259,49 @@ uint64_t lsm_last_sequence(struct lsm_db *db);
 /* Every write with a sequence number <= this is in tables: it survives a
  * crash even if it skipped the WAL. */
 uint64_t lsm_persisted_sequence(struct lsm_db *db);
+
+/* ------------------------------------------------------------------ health */
+
+/*
+ * Degraded operation. A flush or compaction that fails (disk full, I/O
+ * error) is retried by the background thread, after 50 ms doubling to 2 s;
+ * until one succeeds, writes fail with the failure's code
+ * (NK_RESOURCE_EXHAUSTED for a full disk) and a message naming the
+ * database and the file, and reads go on. A table found damaged by a
+ * compaction (checksum) is quarantined: kept as quarantine/<number>.sst
+ * (never deleted), dropped from the database, and reported here with its key
+ * range; point reads that would need it fail with NK_DATA_LOSS naming it
+ * (iterators do not check: a scan over the range misses its keys), the rest
+ * of the database is read and written as usual. The owner restores the range
+ * (a server: from a healthy replica) and then calls lsm_quarantine_resolve.
+ */
+struct lsm_quarantined_table {
+    uint64_t number;
+    int level;      /* -1 when found at open (quarantined in an earlier run) */
+    char *path;     /* where the table is kept */
+    bool range_known;
+    struct nk_buf smallest, largest; /* user keys of the affected range, inclusive */
+    char *reason;
+};
+
+struct lsm_health {
+    bool writable;           /* false while a background failure stands */
+    enum nk_code error_code; /* NK_CODE_OK when none */
+    char *error;             /* the failure (names the file); NULL when none */
+    uint64_t error_since_ms; /* nk_mono_ms() when it first happened */
+    uint64_t retries;        /* background retries since */
+    size_t nquarantined;
+    struct lsm_quarantined_table *quarantined;
+};
+
+/* A snapshot of the database's health; free with lsm_health_free. */
+void lsm_health(struct lsm_db *db, struct lsm_health *out);
+void lsm_health_free(struct lsm_health *h);
+/* The caller has rewritten the user keys [lo, hi] (for instance installed a
+ * shard snapshot from a replica): quarantined tables whose whole range lies
+ * inside stop being reported and refused (their files are renamed to
+ * *.resolved and kept). Returns how many. */
+uint32_t lsm_quarantine_resolve(struct lsm_db *db, struct nk_slice lo, struct nk_slice hi);
 
 struct lsm_level_stats {
     uint32_t files;

@@ -195,6 +195,7 @@ struct node {
     bool stopping;
     _Atomic uint64_t inflight; /* queued + pending requests, bounded by max_pending */
     _Atomic bool closed;       /* refuse new work */
+    bool close_failed;         /* the final flush failed: the server exits non-zero */
 
     pthread_t loop;
     bool loop_started;

@@ -104,6 +104,12 @@ static nk_status open_membership(struct node *n)
     return NK_OK;
 }
 
+static nk_status sync_log_before_flush(void *arg)
+{
+    struct node *n = arg;
+    return n->log ? raftlog_sync(n->log) : NK_OK;
+}
+
 static nk_status open_groups(struct node *n)
 {
     /* bootstrap the groups of the shards this node replicates that have no
@@ -333,6 +339,10 @@ nk_status node_open(const struct node_options *o, struct node **out)
             lo.wal_sync = LSM_WAL_SYNC_OS;
         lo.key_clock_ms = node_key_clock;
         lo.key_clock_ctx = n;
+        /* every flush (the flusher's, a full memtable's, the last one at
+         * close) makes applies durable: their log entries go first */
+        lo.before_flush = sync_log_before_flush;
+        lo.before_flush_arg = n;
         snprintf(path, sizeof path, "%s/lsm", n->data_dir);
         s = lsm_open(path, &lo, &n->db);
     }
@@ -368,10 +378,10 @@ nk_status node_open(const struct node_options *o, struct node **out)
     return NK_OK;
 }
 
-void node_close(struct node *n)
+bool node_close(struct node *n)
 {
     if (!n)
-        return;
+        return true;
     atomic_store(&n->closed, true);
     pthread_mutex_lock(&n->qmu);
     n->stopping = true;
@@ -427,7 +437,12 @@ void node_close(struct node *n)
             nk_status_free(&s);
         }
     }
-    lsm_close(n->db); /* flushes what skipped the WAL */
+    nk_status cs = lsm_close_checked(n->db); /* flushes what skipped the WAL */
+    if (!nk_ok(cs)) {
+        NK_ERROR(MODULE, "closing the database: %s", nk_status_msg(cs));
+        nk_status_free(&cs);
+        n->close_failed = true;
+    }
     raftlog_close(n->log);
     raftlog_batch_free(n->batch);
     nk_buf_free(&n->conf_buf);
@@ -448,7 +463,9 @@ void node_close(struct node *n)
     free(n->name);
     free(n->client_addr);
     free(n->data_dir);
+    bool ok = !n->close_failed;
     free(n);
+    return ok;
 }
 
 void node_get_stats(struct node *n, struct node_stats *o)

@@ -78,7 +78,7 @@ nk_status node_open(const struct node_options *o, struct node **out);
  * UNAVAILABLE "server shutting down" (their callbacks run before this
  * returns), the loop ends, the LSM flushes, files close. NULL is fine.
  */
-void node_close(struct node *n);
+bool node_close(struct node *n); /* false: the final flush failed (exit non-zero) */
 
 /* ------------------------------------------------------------------ writes */
 

@@ -200,8 +200,16 @@ static void g_truncate_suffix(struct raftlog *l, struct rl_group *g, uint64_t fr
 /* Removes entries with index <= upto and moves the compaction point there. */
 static void g_compact(struct raftlog *l, struct rl_group *g, uint64_t upto, uint64_t term)
 {
-    if (upto <= g->snap_index)
+    if (upto < g->snap_index)
         return;
+    if (upto == g->snap_index) {
+        /* Recovery learned the point from a gap (GC removed the segments
+         * before this group's first live entry) without its term; this
+         * record, later in the log, supplies it. */
+        if (g->snap_term == 0)
+            g->snap_term = term;
+        return;
+    }
     /* Raft's snapshot rule: keep the entries after the point only when the
      * log holds the point's own entry with the same term; otherwise the log
      * diverged from the snapshot and all of it goes. */
@@ -757,8 +765,19 @@ nk_status raftlog_gc(struct raftlog *l)
             s = apply_batch(l, nk_slice_make(b->buf.data, b->buf.len), pos, false, false);
     }
     raftlog_batch_free(b);
-    if (nk_ok(s) && keep > wal_first_segment(l->wal))
-        s = wal_remove_before(l->wal, keep);
+    /*
+     * Before a segment goes, everything that replaces it must be on disk:
+     * the checkpoint just written and the compaction points that let the
+     * group entries in old segments go (with an unsynced log, WAL_SYNC_OS,
+     * they may exist only in the page cache). Otherwise a power cut after
+     * the (durable) unlink leaves groups without their compaction point or
+     * hard state. One fdatasync per GC that removes something.
+     */
+    if (nk_ok(s) && keep > wal_first_segment(l->wal)) {
+        s = wal_sync(l->wal);
+        if (nk_ok(s))
+            s = wal_remove_before(l->wal, keep);
+    }
     pthread_mutex_unlock(&l->mu);
     return s;
 }

@@ -193,7 +193,7 @@ static void flush_out(struct sst_builder *b)
 {
     size_t done = 0;
     while (nk_ok(b->err) && done < b->out.len) {
-        ssize_t w = write(b->fd, b->out.data + done, b->out.len - done);
+        ssize_t w = nk_fs_write(b->fd, b->out.data + done, b->out.len - done);
         if (w < 0) {
             if (errno == EINTR)
                 continue;
@@ -304,7 +304,7 @@ nk_status sst_builder_open(const char *path, const struct sst_options *o, struct
         return nk_status_make(NK_INVALID_ARGUMENT,
                               "sstable %s: comparator needs cmp and a name of at most 255 bytes",
                               path);
-    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    int fd = nk_fs_open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0)
         return nk_status_errno(errno, "sstable %s: create", path);
     struct sst_builder *b = nk_calloc(1, sizeof *b);
@@ -385,7 +385,7 @@ uint64_t sst_builder_num_entries(struct sst_builder *b)
 static void builder_free(struct sst_builder *b)
 {
     if (b->fd >= 0)
-        close(b->fd);
+        nk_fs_close(b->fd);
     nk_status_free(&b->err);
     free(b->path);
     nk_buf_free(&b->out);
@@ -405,7 +405,7 @@ void sst_builder_abandon(struct sst_builder *b)
 {
     if (!b)
         return;
-    unlink(b->path);
+    nk_fs_unlink(b->path);
     builder_free(b);
 }
 
@@ -460,16 +460,16 @@ nk_status sst_builder_finish(struct sst_builder *b, struct sst_file_info *info)
     sst_footer_encode(&f, foot);
     emit(b, foot, sizeof foot);
     flush_out(b);
-    if (nk_ok(b->err) && fdatasync(b->fd) != 0)
+    if (nk_ok(b->err) && nk_fs_fdatasync(b->fd) != 0)
         b->err = nk_status_errno(errno, "sstable %s: fdatasync", b->path);
-    int rc = close(b->fd);
+    int rc = nk_fs_close(b->fd);
     b->fd = -1;
     if (nk_ok(b->err) && rc != 0)
         b->err = nk_status_errno(errno, "sstable %s: close", b->path);
     if (!nk_ok(b->err)) {
         nk_status s = b->err;
         b->err = NK_OK;
-        unlink(b->path);
+        nk_fs_unlink(b->path);
         builder_free(b);
         return s;
     }

@@ -90,7 +90,7 @@ static nk_status pread_full(const struct sst_reader *r, void *buf, size_t n, uin
     uint8_t *p = buf;
     size_t done = 0;
     while (done < n) {
-        ssize_t got = pread(r->fd, p + done, n - done, (off_t)(off + done));
+        ssize_t got = nk_fs_pread(r->fd, p + done, n - done, (int64_t)(off + done));
         if (got < 0) {
             if (errno == EINTR)
                 continue;
@@ -406,7 +406,7 @@ nk_status sst_reader_open(const char *path, const struct sst_read_options *o,
     else
         sst_read_options_default(&opt);
     const struct sst_comparator *cmp = opt.cmp ? opt.cmp : &sst_bytewise;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    int fd = nk_fs_open(path, O_RDONLY | O_CLOEXEC, 0);
     if (fd < 0)
         return nk_status_errno(errno, "sstable %s: open", path);
     struct sst_reader *r = nk_calloc(1, sizeof *r);
@@ -419,7 +419,7 @@ nk_status sst_reader_open(const char *path, const struct sst_read_options *o,
     r->verify = opt.verify_checksums;
     nk_status s = load(r, cmp);
     if (nk_ok(s) && opt.use_mmap) {
-        void *m = mmap(NULL, (size_t)r->file_size, PROT_READ, MAP_SHARED, fd, 0);
+        void *m = nk_fs_mmap((size_t)r->file_size, PROT_READ, MAP_SHARED, fd, 0);
         if (m == MAP_FAILED) {
             s = nk_status_errno(errno, "sstable %s: mmap", path);
         } else {
@@ -443,7 +443,7 @@ void sst_reader_close(struct sst_reader *r)
         munmap((void *)r->map, (size_t)r->file_size);
     free((void *)r->verified);
     if (r->fd >= 0)
-        close(r->fd);
+        nk_fs_close(r->fd);
     free(r->path);
     free(r->idx);
     free(r->idx_keys);

@@ -82,18 +82,23 @@ void nk_log(enum nk_log_level level, const char *module, const char *fmt, ...)
 
 nk_status nk_fsync_dir(const char *dir)
 {
-    int fd = open(dir, O_RDONLY | O_DIRECTORY);
+    int fd = nk_fs_open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
     if (fd < 0)
         return nk_status_errno(errno, "open directory %s", dir);
-    if (fsync(fd) != 0) {
+    if (nk_fs_fsync(fd) != 0) {
         int e = errno;
-        close(fd);
+        nk_fs_close(fd);
         return nk_status_errno(e, "fsync directory %s", dir);
     }
-    close(fd);
+    nk_fs_close(fd);
     return NK_OK;
 }
 
+/*
+ * mkdir -p. A directory it creates is made durable in its parent (fsync of
+ * the parent), so that what is later created inside it cannot vanish with
+ * it at a power cut.
+ */
 nk_status nk_mkdirs(const char *path, int mode)
 {
     char buf[4096];
@@ -105,8 +110,20 @@ nk_status nk_mkdirs(const char *path, int mode)
         if (buf[i] == '/' || buf[i] == '\0') {
             char c = buf[i];
             buf[i] = '\0';
-            if (mkdir(buf, (mode_t)mode) != 0 && errno != EEXIST)
+            if (nk_fs_mkdir(buf, mode) == 0) {
+                char parent[4096];
+                memcpy(parent, buf, i + 1);
+                char *slash = strrchr(parent, '/');
+                if (!slash)
+                    strcpy(parent, ".");
+                else if (slash == parent)
+                    parent[1] = '\0';
+                else
+                    *slash = '\0';
+                NK_TRY(nk_fsync_dir(parent));
+            } else if (errno != EEXIST) {
                 return nk_status_errno(errno, "mkdir %s", buf);
+            }
             buf[i] = c;
         }
     }
@@ -122,7 +139,7 @@ static nk_status write_all(int fd, const char *path, const void *data, size_t n)
 {
     const uint8_t *p = data;
     while (n) {
-        ssize_t w = write(fd, p, n);
+        ssize_t w = nk_fs_write(fd, p, n);
         if (w < 0) {
             if (errno == EINTR)
                 continue;
@@ -139,17 +156,17 @@ nk_status nk_write_file_atomic(const char *path, const void *data, size_t n)
     char tmp[4200];
     if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp)
         return nk_status_make(NK_INVALID_ARGUMENT, "path too long: %s", path);
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    int fd = nk_fs_open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0)
         return nk_status_errno(errno, "create %s", tmp);
     nk_status s = write_all(fd, tmp, data, n);
-    if (nk_ok(s) && fdatasync(fd) != 0)
+    if (nk_ok(s) && nk_fs_fdatasync(fd) != 0)
         s = nk_status_errno(errno, "fdatasync %s", tmp);
-    close(fd);
-    if (nk_ok(s) && rename(tmp, path) != 0)
+    nk_fs_close(fd);
+    if (nk_ok(s) && nk_fs_rename(tmp, path) != 0)
         s = nk_status_errno(errno, "rename %s to %s", tmp, path);
     if (!nk_ok(s)) {
-        unlink(tmp);
+        nk_fs_unlink(tmp);
         return s;
     }
     char dir[4200];
@@ -166,17 +183,17 @@ nk_status nk_write_file_atomic(const char *path, const void *data, size_t n)
 
 nk_status nk_read_file(const char *path, size_t max, uint8_t **out, size_t *n)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    int fd = nk_fs_open(path, O_RDONLY | O_CLOEXEC, 0);
     if (fd < 0)
         return nk_status_errno(errno, "open %s", path);
     struct stat st;
     if (fstat(fd, &st) != 0) {
         int e = errno;
-        close(fd);
+        nk_fs_close(fd);
         return nk_status_errno(e, "stat %s", path);
     }
     if ((uint64_t)st.st_size > max) {
-        close(fd);
+        nk_fs_close(fd);
         return nk_status_make(NK_OUT_OF_RANGE, "%s is %lld bytes, more than the limit of %zu",
                               path, (long long)st.st_size, max);
     }
@@ -184,18 +201,18 @@ nk_status nk_read_file(const char *path, size_t max, uint8_t **out, size_t *n)
     uint8_t *buf = nk_malloc(size + 1);
     size_t got = 0;
     while (got < size) {
-        ssize_t r = read(fd, buf + got, size - got);
+        ssize_t r = nk_fs_read(fd, buf + got, size - got);
         if (r < 0 && errno == EINTR)
             continue;
         if (r <= 0) {
             int e = r < 0 ? errno : EIO;
             free(buf);
-            close(fd);
+            nk_fs_close(fd);
             return nk_status_errno(e, "read %s", path);
         }
         got += (size_t)r;
     }
-    close(fd);
+    nk_fs_close(fd);
     buf[size] = 0; /* convenient for text files; not counted in *n */
     *out = buf;
     *n = size;
@@ -224,11 +241,11 @@ nk_status nk_remove_tree(const char *path)
             }
         }
         closedir(d);
-        if (rmdir(path) != 0)
+        if (nk_fs_rmdir(path) != 0)
             return nk_status_errno(errno, "rmdir %s", path);
         return NK_OK;
     }
-    if (unlink(path) != 0)
+    if (nk_fs_unlink(path) != 0)
         return nk_status_errno(errno, "unlink %s", path);
     return NK_OK;
 }

@@ -365,6 +365,158 @@ nk_status nk_read_file(const char *path, size_t max, uint8_t **out, size_t *n);
 /* rm -rf; missing is fine. */
 nk_status nk_remove_tree(const char *path);
 
+/* ------------------------------------------------------------ file layer */
+
+/*
+ * Every file operation of wal/, sstable/, lsm/ and raftlog/ (and the file
+ * helpers above) goes through this table, so that a test can put a
+ * fault-injecting layer (nk_faultfs_*, below) between the engine and the
+ * disk. The default table is the plain system calls; calling through one
+ * pointer costs nothing next to a system call. Functions follow the system
+ * calls' conventions: -1 (or MAP_FAILED) with errno set on failure.
+ *
+ * nk_fs_install must run before any file is opened through the layer and
+ * not concurrently with file operations (tests install at start-up);
+ * NULL restores the system calls.
+ */
+struct iovec;
+struct nk_fs_ops {
+    int (*open)(const char *path, int flags, int mode);
+    int (*close)(int fd);
+    long (*write)(int fd, const void *buf, size_t n);
+    long (*pwritev)(int fd, const struct iovec *iov, int cnt, int64_t off);
+    long (*pread)(int fd, void *buf, size_t n, int64_t off);
+    long (*read)(int fd, void *buf, size_t n);
+    int (*fsync)(int fd);
+    int (*fdatasync)(int fd);
+    int (*ftruncate)(int fd, int64_t len);
+    int (*fallocate)(int fd, int mode, int64_t off, int64_t len);
+    int (*rename)(const char *from, const char *to);
+    int (*link)(const char *from, const char *to);
+    int (*unlink)(const char *path);
+    int (*mkdir)(const char *path, int mode);
+    int (*rmdir)(const char *path);
+    void *(*mmap)(size_t len, int prot, int flags, int fd, int64_t off);
+};
+extern const struct nk_fs_ops *nk_fs;
+void nk_fs_install(const struct nk_fs_ops *ops);
+
+static inline int nk_fs_open(const char *path, int flags, int mode)
+{
+    return nk_fs->open(path, flags, mode);
+}
+static inline int nk_fs_close(int fd)
+{
+    return nk_fs->close(fd);
+}
+static inline long nk_fs_write(int fd, const void *buf, size_t n)
+{
+    return nk_fs->write(fd, buf, n);
+}
+static inline long nk_fs_pwritev(int fd, const struct iovec *iov, int cnt, int64_t off)
+{
+    return nk_fs->pwritev(fd, iov, cnt, off);
+}
+static inline long nk_fs_pread(int fd, void *buf, size_t n, int64_t off)
+{
+    return nk_fs->pread(fd, buf, n, off);
+}
+static inline long nk_fs_read(int fd, void *buf, size_t n)
+{
+    return nk_fs->read(fd, buf, n);
+}
+static inline int nk_fs_fsync(int fd)
+{
+    return nk_fs->fsync(fd);
+}
+static inline int nk_fs_fdatasync(int fd)
+{
+    return nk_fs->fdatasync(fd);
+}
+static inline int nk_fs_ftruncate(int fd, int64_t len)
+{
+    return nk_fs->ftruncate(fd, len);
+}
+static inline int nk_fs_fallocate(int fd, int mode, int64_t off, int64_t len)
+{
+    return nk_fs->fallocate(fd, mode, off, len);
+}
+static inline int nk_fs_rename(const char *from, const char *to)
+{
+    return nk_fs->rename(from, to);
+}
+static inline int nk_fs_link(const char *from, const char *to)
+{
+    return nk_fs->link(from, to);
+}
+static inline int nk_fs_unlink(const char *path)
+{
+    return nk_fs->unlink(path);
+}
+static inline int nk_fs_mkdir(const char *path, int mode)
+{
+    return nk_fs->mkdir(path, mode);
+}
+static inline int nk_fs_rmdir(const char *path)
+{
+    return nk_fs->rmdir(path);
+}
+static inline void *nk_fs_mmap(size_t len, int prot, int flags, int fd, int64_t off)
+{
+    return nk_fs->mmap(len, prot, flags, fd, off);
+}
+
+/*
+ * The fault-injecting layer (tests only; in the spirit of LevelDB's
+ * fault_injection_test and SQLite's crash tests). Installed with
+ * nk_faultfs_install(), it performs every operation on the real file system
+ * (which then plays the OS page cache) and remembers, per file, every change
+ * not yet made durable by fsync/fdatasync, and per directory every create,
+ * link, mkdir, rename and unlink not yet made durable by an fsync of that directory.
+ * fsync itself does no real I/O (the durable state is simulated), so tests
+ * run fast.
+ *
+ * A power cut (nk_faultfs_power_cut) first makes every later operation fail
+ * with EIO (the machine is off: nothing more reaches the disk), and once the
+ * caller has closed what it had open, nk_faultfs_power_restore() rolls the
+ * files back to what a disk would hold: each file keeps its synced state
+ * plus, chosen at random, a prefix of its unsynced writes (possibly torn
+ * inside the last kept write), and directory changes since the directory's
+ * last fsync revert (created files disappear, unlinked ones come back,
+ * renames undo). Then all state counts as durable and operations work again.
+ *
+ * nk_faultfs_cut_after(n) arms a cut that fires on the n-th mutating
+ * operation from now (that operation does not happen). Errors can be
+ * injected: nk_faultfs_fail(ops, path_part, err, count) makes the next
+ * `count` (-1: every) operations of kinds `ops` on paths containing
+ * path_part (NULL: any) fail with errno err; count 0 clears the rule.
+ * Thread-safe: one lock orders every operation, so a cut is atomic.
+ */
+enum {
+    NK_FAULT_OPEN_CREATE = 1 << 0, /* open with O_CREAT of a file that does not exist */
+    NK_FAULT_WRITE = 1 << 1,       /* write, pwritev */
+    NK_FAULT_SYNC = 1 << 2,        /* fsync, fdatasync (files and directories) */
+    NK_FAULT_TRUNCATE = 1 << 3,
+    NK_FAULT_FALLOCATE = 1 << 4,
+    NK_FAULT_RENAME = 1 << 5, /* rename, link */
+    NK_FAULT_UNLINK = 1 << 6,
+    NK_FAULT_MKDIR = 1 << 7,
+    NK_FAULT_READ = 1 << 8, /* pread, read, mmap */
+    NK_FAULT_ALL = 0x1ff,
+};
+/* stash_dir: an empty directory on the same file system as the tested files,
+ * where unlinked or replaced files are kept until their removal is durable. */
+void nk_faultfs_install(const char *stash_dir, uint64_t seed);
+void nk_faultfs_uninstall(void);
+void nk_faultfs_cut_after(uint64_t n_mutating_ops);
+void nk_faultfs_power_cut(void);
+bool nk_faultfs_is_cut(void);
+void nk_faultfs_power_restore(void);
+void nk_faultfs_fail(unsigned ops, const char *path_part, int err, int count);
+/* Mutating operations performed so far, and injected failures so far. */
+uint64_t nk_faultfs_ops(void);
+uint64_t nk_faultfs_injected(void);
+
 /* ---------------------------------------------------------------- random */
 
 /* xorshift-family PRNG for tests and jitter; not for cryptography. */

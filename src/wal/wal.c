@@ -76,6 +76,7 @@ struct wal {
     size_t nsegs, segs_cap;
     int fd;           /* current segment, O_RDWR */
     uint64_t cur_cap; /* the current segment's size limit */
+    bool cur_prealloc; /* the current segment is preallocated to cur_cap */
     uint64_t written_lsn, synced_lsn;
     uint64_t cur_base_lsn; /* the LSN of the current segment's first record offset */
     bool syncing;
@@ -173,7 +174,7 @@ static nk_status write_full(int fd, struct iovec *iov, int iovcnt, uint64_t off,
     uint64_t start = off;
     while (iovcnt > 0) {
         int cnt = iovcnt > IOV_MAX ? IOV_MAX : iovcnt;
-        ssize_t k = pwritev(fd, iov, cnt, (off_t)off);
+        ssize_t k = nk_fs_pwritev(fd, iov, cnt, (int64_t)off);
         if (k < 0) {
             if (errno == EINTR)
                 continue;
@@ -204,7 +205,7 @@ static nk_status prealloc(int fd, uint64_t size, const char *what)
 {
     if (size == 0)
         return NK_OK;
-    if (fallocate(fd, 0, 0, (off_t)size) != 0) {
+    if (nk_fs_fallocate(fd, 0, 0, (int64_t)size) != 0) {
         if (errno == EOPNOTSUPP || errno == ENOSYS)
             return NK_OK;
         return nk_status_errno(errno, "wal: fallocate %s to %" PRIu64 " bytes", what, size);
@@ -215,39 +216,65 @@ static nk_status prealloc(int fd, uint64_t size, const char *what)
 /*
  * Creates segment num atomically: it appears under its name only with a
  * durable, valid header, so a crash never leaves a headerless newest segment.
- * On success w->fd, w->cur_cap and the segment list describe it.
+ * It is not preallocated here: that happens when the first record goes into
+ * it (append_locked), so a log that is opened but never written (the LSM's,
+ * when every write skips it) costs one header, not a segment of disk.
+ * Nothing in w changes; *out_fd receives the open segment.
  */
-static nk_status create_segment(struct wal *w, uint64_t num, uint64_t cap)
+static nk_status create_segment_file(struct wal *w, uint64_t num, int *out_fd)
 {
     char tmp[PATH_MAX], final[PATH_MAX];
     seg_path(w, num, ".tmp", tmp, sizeof tmp);
     seg_path(w, num, "", final, sizeof final);
-    int fd = open(tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    int fd = nk_fs_open(tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0)
         return nk_status_errno(errno, "wal: create %s", tmp);
     uint8_t hdr[WAL_SEGMENT_HEADER_SIZE];
     wal_encode_segment_header(hdr, num);
     struct iovec iov = {hdr, sizeof hdr};
     nk_status s = write_full(fd, &iov, 1, 0, tmp);
-    if (nk_ok(s) && w->opt.preallocate)
-        s = prealloc(fd, cap, tmp);
-    if (nk_ok(s) && fdatasync(fd) != 0)
+    if (nk_ok(s) && nk_fs_fdatasync(fd) != 0)
         s = nk_status_errno(errno, "wal: fdatasync %s", tmp);
-    if (nk_ok(s) && rename(tmp, final) != 0)
+    bool renamed = false;
+    if (nk_ok(s) && nk_fs_rename(tmp, final) != 0)
         s = nk_status_errno(errno, "wal: rename %s to %s", tmp, final);
+    else if (nk_ok(s))
+        renamed = true;
     if (nk_ok(s))
         s = nk_fsync_dir(w->dir);
     if (!nk_ok(s)) {
-        close(fd);
-        unlink(tmp);
+        nk_fs_close(fd);
+        /* under whichever name it has now, it is not part of the log */
+        nk_fs_unlink(renamed ? final : tmp);
         return s;
     }
     w->stats.syncs++;
+    *out_fd = fd;
+    return NK_OK;
+}
+
+/* Makes the new segment num (open as fd) the current one. */
+static void install_segment(struct wal *w, uint64_t num, int fd, uint64_t cap)
+{
     w->fd = fd;
     w->cur_cap = cap;
+    w->cur_prealloc = false;
     w->cur_base_lsn = w->written_lsn;
     segs_push(w, num, WAL_SEGMENT_HEADER_SIZE);
+}
+
+static nk_status create_segment(struct wal *w, uint64_t num, uint64_t cap)
+{
+    int fd;
+    NK_TRY(create_segment_file(w, num, &fd));
+    install_segment(w, num, fd, cap);
     return NK_OK;
+}
+
+/* Out of space (or quota): the operation failed whole and may be retried. */
+static bool is_no_space(nk_status s)
+{
+    return s.code == NK_RESOURCE_EXHAUSTED;
 }
 
 /* ------------------------------------------------------------- durability */
@@ -305,12 +332,12 @@ static nk_status wait_durable(struct wal *w, uint64_t target)
         w->pending_appends = 0;
         pthread_mutex_unlock(&w->mu);
         uint64_t t0 = nk_mono_ns();
-        int rc = fdatasync(fd);
+        int rc = nk_fs_fdatasync(fd);
         int err = errno;
         uint64_t took = nk_mono_ns() - t0;
         pthread_mutex_lock(&w->mu);
         if (w->sync_fd_retired) {
-            close(fd);
+            nk_fs_close(fd);
             w->sync_fd_retired = false;
         }
         w->sync_fd = -1;
@@ -346,28 +373,34 @@ static nk_status rotate_locked(struct wal *w, uint64_t cap)
     struct wal_seg *cur = cur_seg(w);
     char path[PATH_MAX];
     seg_path(w, cur->num, "", path, sizeof path);
-    /*
-     * Give back the unused preallocation. Whether the shorter size reaches
-     * the disk does not matter (a zero tail reads as the end of data), so
-     * when every byte is already synced there is no fdatasync here.
-     */
-    if (ftruncate(w->fd, (off_t)cur->end) != 0)
-        return poison(w, nk_status_errno(errno, "wal: truncate %s to %" PRIu64, path, cur->end));
     if (w->synced_lsn < w->written_lsn) {
-        if (fdatasync(w->fd) != 0)
+        if (nk_fs_fdatasync(w->fd) != 0)
             return poison(w, nk_status_errno(errno, "wal: fdatasync %s", path));
         w->stats.syncs++;
         w->synced_lsn = w->written_lsn;
         pthread_cond_broadcast(&w->synced_cv);
     }
+    /*
+     * The next segment first: when it cannot be created (disk full), the
+     * current one stays current and intact, nothing is poisoned, and the
+     * append that wanted the rotation fails and may be retried.
+     */
+    int fd;
+    nk_status s = create_segment_file(w, cur->num + 1, &fd);
+    if (!nk_ok(s))
+        return s;
+    /*
+     * Give back the unused preallocation. Whether the shorter size reaches
+     * the disk does not matter (a zero tail reads as the end of data), and
+     * a failure only wastes space.
+     */
+    if (nk_fs_ftruncate(w->fd, (int64_t)cur->end) != 0)
+        NK_WARN("wal", "truncate %s to %" PRIu64 ": %s", path, cur->end, strerror(errno));
     if (w->syncing && w->sync_fd == w->fd)
         w->sync_fd_retired = true;
     else
-        close(w->fd);
-    w->fd = -1;
-    nk_status s = create_segment(w, cur->num + 1, cap);
-    if (!nk_ok(s))
-        return poison(w, s);
+        nk_fs_close(w->fd);
+    install_segment(w, cur->num + 1, fd, cap);
     return NK_OK;
 }
 
@@ -398,7 +431,18 @@ static nk_status write_run(struct wal *w, const struct wal_record *recs, const u
         /* name the file only on failure: formatting it costs on every append */
         char path[PATH_MAX];
         seg_path(w, cur->num, "", path, sizeof path);
-        return poison(w, nk_status_wrap(s, "%s", path));
+        s = nk_status_wrap(s, "%s", path);
+        /*
+         * Disk full: cut what part of the append reached the file, so that
+         * nothing of it can be read back (or resurface under a later record
+         * of another length), and report the error without poisoning: the
+         * log is exactly as before the call and a later append may succeed.
+         */
+        if (is_no_space(s) && nk_fs_ftruncate(w->fd, (int64_t)cur->end) == 0) {
+            w->cur_prealloc = false;
+            return s;
+        }
+        return poison(w, s);
     }
     uint64_t bytes = off - cur->end;
     cur->end = off;
@@ -438,14 +482,15 @@ static nk_status append_locked(struct wal *w, const struct wal_record *recs, con
             }
             /* An empty segment grows to hold a record larger than a segment. */
             w->cur_cap = WAL_SEGMENT_HEADER_SIZE + need;
-            if (w->opt.preallocate) {
-                char path[PATH_MAX];
-                seg_path(w, cur->num, "", path, sizeof path);
-                nk_status s = prealloc(w->fd, w->cur_cap, path);
-                if (!nk_ok(s))
-                    return poison(w, s);
-            }
+            w->cur_prealloc = false;
             room = w->cur_cap - cur->end;
+        }
+        if (w->opt.preallocate && !w->cur_prealloc) {
+            /* nothing written yet: a failure (disk full) leaves the log as it was */
+            char path[PATH_MAX];
+            seg_path(w, cur->num, "", path, sizeof path);
+            NK_TRY(prealloc(w->fd, w->cur_cap, path));
+            w->cur_prealloc = true;
         }
         size_t j = i;
         uint64_t run = 0;
@@ -582,7 +627,7 @@ nk_status wal_remove_before(struct wal *w, uint64_t segment)
     while (w->nsegs > 1 && w->segs[0].num < segment) {
         char path[PATH_MAX];
         seg_path(w, w->segs[0].num, "", path, sizeof path);
-        if (unlink(path) != 0 && errno != ENOENT) {
+        if (nk_fs_unlink(path) != 0 && errno != ENOENT) {
             s = nk_status_errno(errno, "wal: remove %s", path);
             break;
         }
@@ -649,7 +694,7 @@ static nk_status list_segments(struct wal *w, uint64_t **out, size_t *count)
             if (wal_parse_segment_name(base, &num)) {
                 char path[PATH_MAX];
                 snprintf(path, sizeof path, "%s/%s", w->dir, e->d_name);
-                unlink(path);
+                nk_fs_unlink(path);
             }
             continue;
         }
@@ -683,7 +728,7 @@ static nk_status recover_segment(struct wal *w, uint64_t num, bool newest, int f
     size_t n = (size_t)st.st_size;
     const uint8_t *p = NULL;
     if (n > 0) {
-        p = mmap(NULL, n, PROT_READ, MAP_SHARED, fd, 0);
+        p = nk_fs_mmap(n, PROT_READ, MAP_SHARED, fd, 0);
         if (p == MAP_FAILED)
             return nk_status_errno(errno, "wal: mmap %s", path);
         madvise((void *)p, n, MADV_SEQUENTIAL);
@@ -706,9 +751,9 @@ static nk_status recover_segment(struct wal *w, uint64_t num, bool newest, int f
     if (r.dirty_end > r.end) {
         NK_WARN("wal", "%s: torn tail at offset %" PRIu64 " (%" PRIu64 " bytes) truncated", path,
                 r.end, r.dirty_end - r.end);
-        if (ftruncate(fd, (off_t)r.end) != 0)
+        if (nk_fs_ftruncate(fd, (int64_t)r.end) != 0)
             return nk_status_errno(errno, "wal: truncate %s to %" PRIu64, path, r.end);
-        if (fdatasync(fd) != 0)
+        if (nk_fs_fdatasync(fd) != 0)
             return nk_status_errno(errno, "wal: fdatasync %s", path);
         w->stats.syncs++;
         w->stats.torn_bytes_truncated += r.dirty_end - r.end;
@@ -755,7 +800,7 @@ static nk_status recover(struct wal *w)
         bool newest = i + 1 == count;
         char path[PATH_MAX];
         seg_path(w, nums[i], "", path, sizeof path);
-        int fd = open(path, (newest ? O_RDWR : O_RDONLY) | O_CLOEXEC);
+        int fd = nk_fs_open(path, (newest ? O_RDWR : O_RDONLY) | O_CLOEXEC, 0);
         if (fd < 0) {
             s = nk_status_errno(errno, "wal: open %s", path);
             break;
@@ -763,25 +808,33 @@ static nk_status recover(struct wal *w)
         uint64_t end = 0;
         s = recover_segment(w, nums[i], newest, fd, &end);
         if (!nk_ok(s)) {
-            close(fd);
+            nk_fs_close(fd);
             break;
         }
         segs_push(w, nums[i], end);
         if (!newest) {
-            close(fd);
+            nk_fs_close(fd);
             continue;
         }
         w->fd = fd;
         w->cur_cap = NK_MAX(w->opt.segment_size, end);
-        if (w->opt.preallocate)
+        /* an empty newest segment is preallocated by its first append */
+        if (w->opt.preallocate && end > WAL_SEGMENT_HEADER_SIZE) {
             s = prealloc(fd, w->cur_cap, path);
+            w->cur_prealloc = nk_ok(s);
+            if (is_no_space(s)) {
+                /* the log is readable; appends will retry (and report) it */
+                nk_status_free(&s);
+                s = NK_OK;
+            }
+        }
         /*
          * What a crashed process wrote may still be only in the page cache;
          * it is part of the log now, so make it durable before anything
          * later is acknowledged (and before a rotation could seal it).
          */
         if (nk_ok(s)) {
-            if (fdatasync(fd) != 0)
+            if (nk_fs_fdatasync(fd) != 0)
                 s = nk_status_errno(errno, "wal: fdatasync %s", path);
             w->stats.syncs++;
         }
@@ -833,12 +886,12 @@ nk_status wal_open(const char *dir, const struct wal_options *opt, struct wal **
 
     char lock_path[PATH_MAX];
     snprintf(lock_path, sizeof lock_path, "%s/LOCK", dir);
-    int lock_fd = open(lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    int lock_fd = nk_fs_open(lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
     if (lock_fd < 0)
         return nk_status_errno(errno, "wal: open %s", lock_path);
     if (flock(lock_fd, LOCK_EX | LOCK_NB) != 0) {
         int err = errno;
-        close(lock_fd);
+        nk_fs_close(lock_fd);
         if (err == EWOULDBLOCK)
             return nk_status_make(NK_FAILED_PRECONDITION,
                                   "wal: %s is in use (locked by another open log)", dir);
@@ -883,10 +936,10 @@ void wal_close(struct wal *w)
             }
         }
         pthread_mutex_unlock(&w->mu);
-        close(w->fd);
+        nk_fs_close(w->fd);
     }
     nk_status_free(&w->error);
-    close(w->lock_fd);
+    nk_fs_close(w->lock_fd);
     pthread_mutex_destroy(&w->mu);
     pthread_cond_destroy(&w->synced_cv);
     pthread_cond_destroy(&w->arrive_cv);
@@ -914,14 +967,14 @@ static nk_status iter_open_seg(struct wal_iter *it, uint64_t num)
 {
     char path[PATH_MAX];
     seg_path(it->w, num, "", path, sizeof path);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    int fd = nk_fs_open(path, O_RDONLY | O_CLOEXEC, 0);
     if (fd < 0) {
         if (errno == ENOENT)
             return nk_status_make(NK_OUT_OF_RANGE, "wal: segment %s was removed", path);
         return nk_status_errno(errno, "wal: open %s", path);
     }
     if (it->fd >= 0)
-        close(it->fd);
+        nk_fs_close(it->fd);
     it->fd = fd;
     it->seg = num;
     it->buf_len = 0;
@@ -1012,7 +1065,7 @@ static nk_status iter_fill(struct wal_iter *it, uint64_t off, size_t n, const ui
     }
     size_t got = 0;
     while (got < want) {
-        ssize_t k = pread(it->fd, it->buf + got, want - got, (off_t)(off + got));
+        ssize_t k = nk_fs_pread(it->fd, it->buf + got, want - got, (int64_t)(off + got));
         if (k < 0 && errno == EINTR)
             continue;
         if (k < 0) {
@@ -1094,7 +1147,7 @@ void wal_iter_close(struct wal_iter *it)
     if (!it)
         return;
     if (it->fd >= 0)
-        close(it->fd);
+        nk_fs_close(it->fd);
     free(it->buf);
     free(it);
 }
