@@ -1,0 +1,691 @@
+/**
+ * NoriKVClient: routes each request to the leader of its key's shard
+ * (shard = jump(xxhash64(key), totalShards)) as the cluster view says,
+ * follows NOT_LEADER + leader-hint at once, retries transient failures with
+ * exponential backoff and jitter where CONTRACT.md allows (retry.ts), and
+ * keeps a Meta.WatchCluster stream open (reconnecting with backoff) to
+ * follow the cluster's layout. One client is meant to be shared by the
+ * whole process: it owns one gRPC channel per node.
+ *
+ * `createClient(config)` returns at once and starts connecting; the first
+ * call waits for the connection. `await client.connect()` connects
+ * explicitly and surfaces its errors (no node answered: ConnectionError;
+ * config.totalShards differs from the cluster's: ShardCountMismatchError).
+ */
+import * as grpc from '@grpc/grpc-js';
+import { normalizeConfig, type ClientConfig, type NormalizedConfig } from './config.js';
+import {
+  ClientClosedError,
+  ConnectionError,
+  DeadlineExceededError,
+  InvalidArgumentError,
+  NoriKVError,
+  ResourceExhaustedError,
+  ShardCountMismatchError,
+  errorFromStatus,
+} from './errors.js';
+import type * as wire from './gen/norikv.js';
+import { keyBytes, loadHasher, shardForKey } from './hash.js';
+import { NodeConn, Pool } from './pool.js';
+import { Router, ViewIndex, cloneView, diffViews, viewFromWire, viewsEqual } from './topology.js';
+import type {
+  ClientStats,
+  ClusterView,
+  ConsistencyLevel,
+  DeleteOptions,
+  GetOptions,
+  GetResult,
+  Key,
+  PutOptions,
+  TopologyChangeEvent,
+  Value,
+} from './types.js';
+import { Version } from './types.js';
+import { classify, backoffMs, mayRetry, nodeDown } from './retry.js';
+import { codecOf, fromBigInt, methods, toBigInt, type Method } from './wire.js';
+
+/** How many NOT_LEADER hints one call follows, so two nodes naming each other cannot bounce it forever. */
+const MAX_REDIRECTS = 8;
+const WATCH_BACKOFF_BASE_MS = 100;
+const WATCH_BACKOFF_MAX_MS = 5000;
+/** Bound on one node's answer to a view fetch (leader discovery). */
+const DISCOVERY_PER_NODE_MS = 2000;
+/** Bound on topology events waiting for listeners; beyond it the newest absorbs the next. */
+const MAX_PENDING_EVENTS = 256;
+/** Bound on calls waiting for an in-flight slot; beyond it calls fail with ResourceExhaustedError. */
+const MAX_QUEUED = 100_000;
+
+export type TopologyListener = (event: TopologyChangeEvent) => void;
+
+interface RpcFailure {
+  code: number;
+  details: string;
+  metadata: grpc.Metadata | undefined;
+}
+
+function isRpcFailure(e: unknown): e is RpcFailure {
+  return typeof e === 'object' && e !== null && typeof (e as { code?: unknown }).code === 'number' && 'details' in e;
+}
+
+const ANY_REPLICA: ReadonlySet<string> = new Set(['stale_ok', 'eventual', 'bounded_staleness']);
+const NO_META: Record<string, string> = Object.freeze({}) as Record<string, string>;
+
+function valueBytes(v: Value): Uint8Array {
+  if (typeof v === 'string') return Buffer.from(v, 'utf8');
+  if (v instanceof Uint8Array) return v;
+  throw new TypeError(`norikv: value must be a string or Uint8Array, not ${typeof v}`);
+}
+
+function checkKey(k: Key): Uint8Array {
+  if (typeof k !== 'string' && !(k instanceof Uint8Array)) {
+    throw new TypeError(`norikv: key must be a string or Uint8Array, not ${typeof k}`);
+  }
+  return keyBytes(k);
+}
+
+function versionFromWire(v: wire.Version | null | undefined): Version {
+  return new Version(toBigInt(v?.term), toBigInt(v?.index));
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+class GetResultImpl implements GetResult {
+  constructor(
+    readonly value: Buffer,
+    readonly version: Version,
+    readonly metadata: Record<string, string>,
+  ) {}
+  text(): string {
+    return this.value.toString('utf8');
+  }
+}
+
+/** A counting semaphore with a FIFO wait queue bounded in length. */
+class Slots {
+  inUse = 0;
+  private waiters: Array<() => void> = [];
+  constructor(private readonly limit: number) {}
+
+  get queued(): number {
+    return this.waiters.length;
+  }
+
+  /** Resolves once a slot is held; rejects when the deadline passes first. */
+  acquire(deadline: number): Promise<void> | null {
+    if (this.inUse < this.limit) {
+      this.inUse++;
+      return null;
+    }
+    if (this.waiters.length >= MAX_QUEUED) {
+      return Promise.reject(
+        new ResourceExhaustedError(`norikv: ${MAX_QUEUED} calls already wait for one of ${this.limit} in-flight slots`, {
+          code: 'RESOURCE_EXHAUSTED',
+        }),
+      );
+    }
+    return new Promise<void>((resolve, reject) => {
+      const grant = (): void => {
+        clearTimeout(timer);
+        resolve();
+      };
+      const timer = setTimeout(() => {
+        const i = this.waiters.indexOf(grant);
+        if (i >= 0) this.waiters.splice(i, 1);
+        reject(new DeadlineExceededError('norikv: deadline exceeded waiting for an in-flight slot', { code: 'DEADLINE_EXCEEDED' }));
+      }, Math.max(0, deadline - Date.now()));
+      this.waiters.push(grant);
+    });
+  }
+
+  release(): void {
+    const next = this.waiters.shift();
+    if (next !== undefined) next(); // the slot passes straight to the next waiter
+    else this.inUse--;
+  }
+}
+
+export class NoriKVClient {
+  readonly config: NormalizedConfig;
+  private readonly pool = new Pool();
+  private readonly router: Router;
+  private readonly slots: Slots;
+  private closed = false;
+  private connecting: Promise<void> | null = null;
+  private connected = false;
+  private readyResolve: ((err: Error | null) => void) | null = null;
+  private readonly ready: Promise<Error | null>;
+  private lastWatchError: string = '';
+
+  private view: ClusterView | null = null;
+  private viewSrc = '';
+  private viewSeq = 0;
+  private srcEpoch = new Map<string, bigint>();
+  private watching = false;
+  private watchCall: grpc.ClientReadableStream<wire.ClusterView> | null = null;
+  private watchWake: (() => void) | null = null;
+  private watchLoopDone: Promise<void> | null = null;
+
+  private listeners = new Map<number, TopologyListener>();
+  private nextListener = 0;
+  private pending: Array<{ prev: ClusterView | null; cur: ClusterView }> = [];
+  private dispatchScheduled = false;
+
+  private nRequests = 0;
+  private nAttempts = 0;
+  private nRetries = 0;
+  private nFailures = 0;
+
+  constructor(config: ClientConfig) {
+    this.config = normalizeConfig(config);
+    this.router = new Router(this.config.totalShards, this.pool, this.config.nodes, () => this.fetchView());
+    this.slots = new Slots(this.config.maxInFlight);
+    this.ready = new Promise<Error | null>((resolve) => {
+      this.readyResolve = resolve;
+    });
+  }
+
+  // ------------------------------------------------------------------ life
+
+  /** True once connect() succeeded and until close(). */
+  get isConnected(): boolean {
+    return this.connected && !this.closed;
+  }
+
+  /**
+   * Learns the cluster view from one of config.nodes and checks the shard
+   * count. Idempotent: every caller shares the one attempt. Rejects with
+   * ConnectionError when no node sent a view within connectTimeoutMs and
+   * with ShardCountMismatchError when config.totalShards differs from the
+   * cluster's; the client is then closed.
+   */
+  connect(): Promise<void> {
+    if (this.connecting === null) this.connecting = this.doConnect();
+    return this.connecting;
+  }
+
+  private async doConnect(): Promise<void> {
+    if (this.closed) throw new ClientClosedError();
+    await loadHasher();
+    this.watchLoopDone = this.watchLoop();
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<'timeout'>((resolve) => {
+      timer = setTimeout(() => resolve('timeout'), this.config.connectTimeoutMs);
+    });
+    const r = await Promise.race([this.ready, timeout]);
+    clearTimeout(timer);
+    if (r === null) {
+      this.connected = true;
+      return;
+    }
+    await this.close();
+    if (r === 'timeout') {
+      throw new ConnectionError(
+        `norikv: no node of ${this.config.nodes.join(', ')} sent the cluster view within ${this.config.connectTimeoutMs} ms` +
+          (this.lastWatchError ? ` (last error: ${this.lastWatchError})` : ''),
+        { code: 'UNAVAILABLE' },
+      );
+    }
+    throw r;
+  }
+
+  private markReady(err: Error | null): void {
+    const r = this.readyResolve;
+    if (r !== null) {
+      this.readyResolve = null;
+      r(err);
+    }
+  }
+
+  /**
+   * Stops following the cluster and closes every connection. Calls in
+   * progress fail; later calls reject with ClientClosedError. Idempotent.
+   */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.connected = false;
+    this.markReady(new ClientClosedError('norikv: the client was closed while connecting'));
+    this.watchCall?.cancel();
+    this.watchWake?.();
+    this.pool.close();
+    this.listeners.clear();
+    this.pending = [];
+    if (this.watchLoopDone !== null) await this.watchLoopDone;
+  }
+
+  // ------------------------------------------------------------- requests
+
+  /** Writes value under key; resolves to the new value's version. */
+  async put(key: Key, value: Value, options: PutOptions = {}): Promise<Version> {
+    const req: wire.PutRequest = { key: checkKey(key), value: valueBytes(value) };
+    if (options.ttlMs !== undefined) {
+      if (!Number.isInteger(options.ttlMs) || options.ttlMs < 0) {
+        throw new InvalidArgumentError(`norikv: ttlMs must be a non-negative integer, got ${options.ttlMs}`, {
+          code: 'INVALID_ARGUMENT',
+        });
+      }
+      req.ttl_ms = options.ttlMs;
+    }
+    if (options.idempotencyKey) req.idempotency_key = options.idempotencyKey;
+    if (options.ifMatch !== undefined) req.if_match = { term: fromBigInt(options.ifMatch.term), index: fromBigInt(options.ifMatch.index) };
+    if (options.ifNotExists) req.if_not_exists = true;
+    const safe = !!options.idempotencyKey || (options.ifMatch === undefined && !options.ifNotExists);
+    const resp = await this.invoke<wire.PutRequest, wire.PutResponse>('put', methods.Kv.Put, req, req.key!, safe, false, options.timeoutMs);
+    return versionFromWire(resp.version);
+  }
+
+  /** Reads key; rejects with KeyNotFoundError when it is missing or expired. */
+  async get(key: Key, options: GetOptions = {}): Promise<GetResult> {
+    const req: wire.GetRequest = { key: checkKey(key) };
+    const c: ConsistencyLevel | undefined = options.consistency;
+    if (c !== undefined) req.consistency = c;
+    const resp = await this.invoke<wire.GetRequest, wire.GetResponse>(
+      'get',
+      methods.Kv.Get,
+      req,
+      req.key!,
+      true,
+      c !== undefined && ANY_REPLICA.has(c),
+      options.timeoutMs,
+    );
+    const v = resp.value ?? new Uint8Array(0);
+    const buf = Buffer.isBuffer(v) ? v : Buffer.from(v.buffer, v.byteOffset, v.byteLength);
+    const meta = resp.meta && Object.keys(resp.meta).length > 0 ? { ...resp.meta } : NO_META;
+    return new GetResultImpl(buf, versionFromWire(resp.version), meta);
+  }
+
+  /** Removes key; resolves to true when a live value was removed, false when it was absent. */
+  async delete(key: Key, options: DeleteOptions = {}): Promise<boolean> {
+    const req: wire.DeleteRequest = { key: checkKey(key) };
+    if (options.idempotencyKey) req.idempotency_key = options.idempotencyKey;
+    if (options.ifMatch !== undefined) req.if_match = { term: fromBigInt(options.ifMatch.term), index: fromBigInt(options.ifMatch.index) };
+    const safe = !!options.idempotencyKey || options.ifMatch === undefined;
+    const resp = await this.invoke<wire.DeleteRequest, wire.DeleteResponse>('delete', methods.Kv.Delete, req, req.key!, safe, false, options.timeoutMs);
+    return resp.tombstoned ?? false;
+  }
+
+  /** The shard a key routes to. */
+  shardForKey(key: Key): number {
+    return shardForKey(checkKey(key), this.config.totalShards);
+  }
+
+  private unary<Req, Resp>(nc: NodeConn, m: Method, req: Req, deadline: number): Promise<Resp> {
+    const reqCodec = codecOf<Req>(m.request);
+    const respCodec = codecOf<Resp>(m.response);
+    return new Promise<Resp>((resolve, reject) => {
+      nc.client.makeUnaryRequest<Req, Resp>(
+        m.path,
+        reqCodec.serialize,
+        respCodec.deserialize,
+        req,
+        new grpc.Metadata(),
+        { deadline },
+        (err, resp) => {
+          if (err) reject(err);
+          else resolve(resp as Resp);
+        },
+      );
+    });
+  }
+
+  private async invoke<Req, Resp>(
+    op: string,
+    m: Method,
+    req: Req,
+    key: Uint8Array,
+    writeSafe: boolean,
+    anyReplica: boolean,
+    timeoutMs: number | undefined,
+  ): Promise<Resp> {
+    if (this.closed) throw new ClientClosedError();
+    const deadline = Date.now() + (timeoutMs ?? this.config.timeoutMs);
+    if (!this.connected) await this.connect();
+    this.nRequests++;
+    const router = this.router;
+    const shard = shardForKey(key, this.config.totalShards);
+    const retry = this.config.retry;
+    let last: NoriKVError | null = null;
+    let avoid = '';
+    let redirects = 0;
+    let attempts = 0;
+    for (;;) {
+      if (this.closed) throw new ClientClosedError('norikv: the client was closed during the call');
+      if (Date.now() >= deadline) throw this.deadlineError(op, last, attempts);
+      let nc: NodeConn | null = null;
+      if (anyReplica && attempts === 0 && redirects === 0) nc = router.replica(shard);
+      if (nc === null) nc = router.leaders[shard] ?? null;
+      if (nc === null || nc.addr === avoid) nc = await router.target(shard, avoid);
+      if (this.closed) throw new ClientClosedError('norikv: the client was closed during the call');
+      const wait = this.slots.acquire(deadline);
+      if (wait !== null) {
+        try {
+          await wait;
+        } catch (e) {
+          this.nFailures++;
+          throw e instanceof DeadlineExceededError ? this.deadlineError(op, last, attempts) : e;
+        }
+      }
+      attempts++;
+      this.nAttempts++;
+      if (attempts > 1 || redirects > 0) this.nRetries++;
+      let failure: RpcFailure;
+      try {
+        return await this.unary<Req, Resp>(nc, m, req, deadline);
+      } catch (e) {
+        if (!isRpcFailure(e)) {
+          this.nFailures++;
+          throw e;
+        }
+        failure = e;
+      } finally {
+        this.slots.release();
+      }
+      const { code, details, metadata } = failure;
+      const err = errorFromStatus(code, details, metadata, op, { node: nc.addr, attempts });
+      last = err;
+      if (this.closed) throw new ClientClosedError('norikv: the client was closed during the call');
+      const f = classify(code, details);
+      if (f === 'notLeader') {
+        const hint = err.leaderHint;
+        if (hint !== undefined && hint !== '' && hint !== nc.addr && redirects < MAX_REDIRECTS) {
+          redirects++;
+          router.setLeader(shard, hint);
+          attempts--; // following a hint is routing, not a retry
+          continue;
+        }
+        router.forget(shard, nc);
+      }
+      if (code === grpc.status.DEADLINE_EXCEEDED && Date.now() >= deadline - 1) {
+        this.nFailures++;
+        throw this.deadlineError(op, last, attempts);
+      }
+      if (!mayRetry(f, writeSafe) || attempts >= retry.maxAttempts) {
+        this.nFailures++;
+        throw err;
+      }
+      avoid = '';
+      if (nodeDown(code, details, f)) {
+        router.nodeFailed(nc);
+        avoid = nc.addr;
+      }
+      const delay = Math.min(backoffMs(retry, attempts), Math.max(0, deadline - Date.now()));
+      await sleep(delay);
+    }
+  }
+
+  private deadlineError(op: string, last: NoriKVError | null, attempts: number): DeadlineExceededError {
+    let msg = `norikv: ${op}: deadline exceeded after ${attempts} attempt${attempts === 1 ? '' : 's'}`;
+    if (last !== null) msg += ` (last answer: ${last.message})`;
+    const e = new DeadlineExceededError(msg, { code: 'DEADLINE_EXCEEDED', attempts, cause: last ?? undefined });
+    if (last !== null) {
+      e.node = last.node;
+      e.leaderHint = last.leaderHint;
+    }
+    return e;
+  }
+
+  // ------------------------------------------------------------- topology
+
+  /** A copy of the view the client routes by, or null before one is known. */
+  getClusterView(): ClusterView | null {
+    return this.view === null ? null : cloneView(this.view);
+  }
+
+  /**
+   * Calls listener after each change of the cluster view, in order, on a
+   * later turn of the event loop (it may call the client). Returns a
+   * function that unregisters it.
+   */
+  onTopologyChange(listener: TopologyListener): () => void {
+    const id = this.nextListener++;
+    this.listeners.set(id, listener);
+    return () => {
+      this.listeners.delete(id);
+    };
+  }
+
+  /** A snapshot of the client's pool, router, topology and request counters. */
+  getStats(): ClientStats {
+    return {
+      pool: this.pool.stats(),
+      router: {
+        totalNodes: this.router.index?.view.nodes.length ?? this.config.nodes.length,
+        totalShards: this.config.totalShards,
+        redirects: this.router.redirects,
+        discoveries: this.router.discoveries,
+      },
+      topology: {
+        epoch: this.view?.epoch ?? 0n,
+        cachedLeaders: this.router.cachedLeaders(),
+        watching: this.watching,
+      },
+      requests: {
+        total: this.nRequests,
+        attempts: this.nAttempts,
+        retries: this.nRetries,
+        failures: this.nFailures,
+        inFlight: this.slots.inUse,
+        queued: this.slots.queued,
+      },
+    };
+  }
+
+  /**
+   * Follows the view through one WatchCluster stream at a time; when it
+   * breaks, moves to the next known node, trying each once before backing
+   * off (100 ms doubling to 5 s, with jitter).
+   */
+  private async watchLoop(): Promise<void> {
+    let failures = 0;
+    while (!this.closed) {
+      const addrs = this.router.viewAddrs();
+      const addr = addrs[failures % addrs.length]!;
+      const { got, err } = await this.watchOnce(addr);
+      this.watching = false;
+      if (this.closed) return;
+      if (err !== null) {
+        this.lastWatchError = `WatchCluster on ${addr}: ${err.details}`;
+        if (err.code === grpc.status.UNIMPLEMENTED) {
+          // A server without Meta: route by the seeds and NOT_LEADER hints alone.
+          this.markReady(null);
+        }
+      }
+      if (got) failures = 0;
+      failures++;
+      const round = Math.floor(failures / addrs.length);
+      if (failures % addrs.length === 0 && round > 0) {
+        let delay = Math.min(WATCH_BACKOFF_BASE_MS * 2 ** Math.min(round - 1, 6), WATCH_BACKOFF_MAX_MS);
+        delay += Math.random() * (delay / 2);
+        await new Promise<void>((resolve) => {
+          const t = setTimeout(() => {
+            this.watchWake = null;
+            resolve();
+          }, delay);
+          this.watchWake = () => {
+            clearTimeout(t);
+            this.watchWake = null;
+            resolve();
+          };
+        });
+      }
+    }
+  }
+
+  private openWatch(nc: NodeConn, deadline?: number): grpc.ClientReadableStream<wire.ClusterView> {
+    const m = methods.Meta.WatchCluster;
+    const opts: grpc.CallOptions = deadline === undefined ? {} : { deadline };
+    // Epoch 0: the node answers at once with its current view. Epochs are
+    // counted by each node (and restart with it), so the client's own
+    // epoch says nothing to a node it has not been watching.
+    return nc.client.makeServerStreamRequest<wire.ClusterView, wire.ClusterView>(
+      m.path,
+      codecOf<wire.ClusterView>(m.request).serialize,
+      codecOf<wire.ClusterView>(m.response).deserialize,
+      {},
+      new grpc.Metadata(),
+      opts,
+    );
+  }
+
+  private watchOnce(addr: string): Promise<{ got: boolean; err: RpcFailure | null }> {
+    return new Promise((resolve) => {
+      let nc: NodeConn;
+      try {
+        nc = this.pool.get(addr);
+      } catch {
+        resolve({ got: false, err: null });
+        return;
+      }
+      const asked = this.viewSeq;
+      const call = this.openWatch(nc);
+      this.watchCall = call;
+      let got = false;
+      let done = false;
+      const finish = (err: RpcFailure | null): void => {
+        if (done) return;
+        done = true;
+        if (this.watchCall === call) this.watchCall = null;
+        resolve({ got, err });
+      };
+      call.on('data', (msg: wire.ClusterView) => {
+        this.watching = true;
+        const fresh = !got;
+        got = true;
+        const err = this.applyView(msg, addr, fresh, asked);
+        if (err !== null) {
+          call.cancel();
+          finish(null);
+        }
+      });
+      call.on('error', (e: unknown) => finish(isRpcFailure(e) ? e : { code: grpc.status.UNKNOWN, details: String(e), metadata: undefined }));
+      call.on('end', () => finish({ code: grpc.status.UNAVAILABLE, details: 'stream ended', metadata: undefined }));
+    });
+  }
+
+  /** Asks the known nodes in turn for the current view and applies it (leader discovery). */
+  private async fetchView(): Promise<void> {
+    const addrs = this.router.viewAddrs();
+    let last = 'no node address known';
+    for (const addr of addrs) {
+      if (this.closed) throw new ClientClosedError();
+      const nc = this.pool.get(addr);
+      const asked = this.viewSeq;
+      try {
+        const v = await new Promise<wire.ClusterView>((resolve, reject) => {
+          const call = this.openWatch(nc, Date.now() + DISCOVERY_PER_NODE_MS);
+          call.once('data', (msg: wire.ClusterView) => {
+            resolve(msg);
+            call.cancel();
+          });
+          call.on('error', reject);
+          call.on('end', () => reject(new Error('stream ended without a view')));
+        });
+        const err = this.applyView(v, addr, true, asked);
+        if (err !== null) throw err;
+        return;
+      } catch (e) {
+        if (e instanceof ShardCountMismatchError) throw e;
+        last = `WatchCluster on ${addr}: ${isRpcFailure(e) ? e.details : String(e)}`;
+      }
+    }
+    throw new ConnectionError(`norikv: no node sent the cluster view (${last})`, { code: 'UNAVAILABLE' });
+  }
+
+  /**
+   * Installs a view from node src and queues the topology event.
+   *
+   * Epochs are comparable only between views of one node: each node counts
+   * its own, and a restarted node counts again. So a view is taken when it
+   * is newer than the last one seen from the same node, or when it is the
+   * first answer of a new stream or fetch (fresh) and no other view was
+   * applied since it was asked for (asked), which covers a restarted node
+   * without letting a slow answer undo a newer view. A fresh view equal in
+   * content to the current one only lends its epoch and sends no event.
+   * A view whose shard count differs from config.totalShards is refused.
+   */
+  private applyView(p: wire.ClusterView, src: string, fresh: boolean, asked: number): Error | null {
+    if (this.closed) return null;
+    const cur = this.view;
+    const v = viewFromWire(p);
+    if (cur !== null) {
+      const last = this.srcEpoch.get(src);
+      const newer = last !== undefined && v.epoch > last;
+      if (!newer && !(fresh && this.viewSeq === asked)) return null;
+      this.noteSrcEpoch(src, v.epoch);
+      if (!(newer && src === this.viewSrc) && viewsEqual(cur, v)) {
+        if (v.epoch !== cur.epoch) this.view = { ...cur, epoch: v.epoch };
+        this.viewSrc = src;
+        return null;
+      }
+    }
+    const n = v.shards.length;
+    if (n !== 0 && n !== this.config.totalShards) {
+      const err = new ShardCountMismatchError(
+        `norikv: config.totalShards is ${this.config.totalShards} but the cluster has ${n} shards ` +
+          `(view epoch ${v.epoch} from ${src}); set totalShards: ${n}`,
+        { code: 'FAILED_PRECONDITION', node: src },
+      );
+      this.markReady(err);
+      return err;
+    }
+    this.router.applyIndex(new ViewIndex(v, this.config.totalShards));
+    this.view = v;
+    this.viewSrc = src;
+    this.viewSeq++;
+    this.noteSrcEpoch(src, v.epoch);
+    this.queueEvent(cur, v);
+
+    const keep = new Set<string>(this.config.nodes);
+    for (const node of v.nodes) if (node.role !== 'left') keep.add(node.addr);
+    // A leader learned from a hint may not be in the view yet.
+    for (const l of this.router.leaders) if (l !== null) keep.add(l.addr);
+    this.pool.prune(keep);
+    this.markReady(null);
+    return null;
+  }
+
+  private noteSrcEpoch(src: string, epoch: bigint): void {
+    if (this.srcEpoch.size >= 256) this.srcEpoch.clear();
+    this.srcEpoch.set(src, epoch);
+  }
+
+  private queueEvent(prev: ClusterView | null, cur: ClusterView): void {
+    if (this.pending.length >= MAX_PENDING_EVENTS) this.pending[this.pending.length - 1]!.cur = cur;
+    else this.pending.push({ prev, cur });
+    if (!this.dispatchScheduled) {
+      this.dispatchScheduled = true;
+      setImmediate(() => this.dispatch());
+    }
+  }
+
+  private dispatch(): void {
+    this.dispatchScheduled = false;
+    const items = this.pending;
+    this.pending = [];
+    for (const it of items) {
+      if (this.listeners.size === 0) continue;
+      const ev = diffViews(it.prev, it.cur);
+      for (const fn of [...this.listeners.values()]) {
+        try {
+          fn(ev);
+        } catch (e) {
+          process.emitWarning(`norikv: a topology listener threw: ${String(e)}`);
+        }
+      }
+    }
+  }
+}
+
+/**
+ * Creates a client and starts connecting in the background; calls wait for
+ * the connection. `await client.connect()` to surface connection errors
+ * early (the first call surfaces them too).
+ */
+export function createClient(config: ClientConfig): NoriKVClient {
+  const c = new NoriKVClient(config);
+  // Errors reach whoever awaits connect() or a call; none goes unhandled here.
+  c.connect().catch(() => undefined);
+  return c;
+}
