@@ -157,6 +157,8 @@ export class NoriKVClient {
   private readyResolve: ((err: Error | null) => void) | null = null;
   private readonly ready: Promise<Error | null>;
   private lastWatchError: string = '';
+  /** Why connect() failed; later calls fail with it too. */
+  private connectError: Error | null = null;
 
   private view: ClusterView | null = null;
   private viewSrc = '';
@@ -219,15 +221,16 @@ export class NoriKVClient {
       this.connected = true;
       return;
     }
-    await this.close();
-    if (r === 'timeout') {
-      throw new ConnectionError(
+    this.connectError =
+      r === 'timeout'
+        ? new ConnectionError(
         `norikv: no node of ${this.config.nodes.join(', ')} sent the cluster view within ${this.config.connectTimeoutMs} ms` +
           (this.lastWatchError ? ` (last error: ${this.lastWatchError})` : ''),
-        { code: 'UNAVAILABLE' },
-      );
-    }
-    throw r;
+            { code: 'UNAVAILABLE' },
+          )
+        : r;
+    await this.close();
+    throw this.connectError;
   }
 
   private markReady(err: Error | null): void {
@@ -339,7 +342,7 @@ export class NoriKVClient {
     anyReplica: boolean,
     timeoutMs: number | undefined,
   ): Promise<Resp> {
-    if (this.closed) throw new ClientClosedError();
+    if (this.closed) throw this.connectError ?? new ClientClosedError();
     const deadline = Date.now() + (timeoutMs ?? this.config.timeoutMs);
     if (!this.connected) await this.connect();
     this.nRequests++;
