@@ -219,6 +219,9 @@ export class NoriKVClient {
     clearTimeout(timer);
     if (r === null) {
       this.connected = true;
+      // Listeners registered before connect() hear of the first view by
+      // the time it resolves.
+      if (this.pending.length > 0) this.dispatch();
       return;
     }
     this.connectError =
@@ -659,12 +662,14 @@ export class NoriKVClient {
     else this.pending.push({ prev, cur });
     if (!this.dispatchScheduled) {
       this.dispatchScheduled = true;
-      setImmediate(() => this.dispatch());
+      setImmediate(() => {
+        this.dispatchScheduled = false;
+        this.dispatch();
+      });
     }
   }
 
   private dispatch(): void {
-    this.dispatchScheduled = false;
     const items = this.pending;
     this.pending = [];
     for (const it of items) {

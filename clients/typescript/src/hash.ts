@@ -13,8 +13,10 @@
 import xxhashWasm from 'xxhash-wasm';
 
 type H64Raw = (input: Uint8Array, seed?: bigint) => bigint;
+type H64Str = (input: string, seed?: bigint) => bigint;
 
 let h64Raw: H64Raw | null = null;
+let h64Str: H64Str | null = null;
 let loading: Promise<void> | null = null;
 
 /** Instantiates the WebAssembly xxhash64 once; later calls return at once. */
@@ -23,6 +25,7 @@ export function loadHasher(): Promise<void> {
   if (loading === null) {
     loading = xxhashWasm().then((api) => {
       h64Raw = api.h64Raw;
+      h64Str = api.h64;
     });
   }
   return loading;
@@ -35,17 +38,21 @@ function hasher(): H64Raw {
   return h64Raw;
 }
 
-const encoder = new TextEncoder();
-
-/** Strings are routed by their UTF-8 bytes. */
+/** Strings are routed by their UTF-8 bytes. (Buffer.from is several times faster than TextEncoder for short strings.) */
 export function keyBytes(key: string | Uint8Array): Uint8Array {
-  return typeof key === 'string' ? encoder.encode(key) : key;
+  return typeof key === 'string' ? Buffer.from(key, 'utf8') : key;
 }
 
-/** xxhash64 of the key's bytes with seed 0, as an unsigned 64-bit bigint. */
+/** xxhash64 of the key's bytes (a string's UTF-8 bytes) with seed 0, as an unsigned 64-bit bigint. */
 export function xxhash64(key: string | Uint8Array): bigint {
-  return hasher()(keyBytes(key), 0n);
+  const h = hasher();
+  // A string is encoded straight into the WebAssembly memory (encodeInto).
+  return typeof key === 'string' ? h64Str!(key, 0n) : h(key, 0n);
 }
+
+// Splits a 64-bit bigint into 32-bit halves without the allocations of
+// bigint shifts and masks.
+const split = new DataView(new ArrayBuffer(8));
 
 const TWO31 = 2147483648; // (double)(1 << 31)
 // 2862933555777941757 = 0x27BB2EE6_87B0B0FD
@@ -91,12 +98,12 @@ export function jumpHash32(hi: number, lo: number, numBuckets: number): number {
 
 /** Jump Consistent Hash of an unsigned 64-bit key. */
 export function jumpConsistentHash(key: bigint, numBuckets: number): number {
-  const k = BigInt.asUintN(64, key);
-  return jumpHash32(Number(k >> 32n), Number(k & 0xffffffffn), numBuckets);
+  split.setBigUint64(0, BigInt.asUintN(64, key));
+  return jumpHash32(split.getUint32(0), split.getUint32(4), numBuckets);
 }
 
 /** The shard of a key: jump(xxhash64(key), totalShards). */
 export function shardForKey(key: string | Uint8Array, totalShards: number): number {
-  const h = hasher()(keyBytes(key), 0n);
-  return jumpHash32(Number(h >> 32n), Number(BigInt.asUintN(32, h)), totalShards);
+  split.setBigUint64(0, xxhash64(key));
+  return jumpHash32(split.getUint32(0), split.getUint32(4), totalShards);
 }
