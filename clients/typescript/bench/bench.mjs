@@ -79,6 +79,11 @@ await client.connect();
 const value = Buffer.alloc(valueSize, 0x61);
 const keyspace = 100000;
 
+// Puts write keys 0, 1, 2, ... (up to keyspace); gets read the keys written.
+let next = 0;
+let written = 0;
+let nextKey = () => next++ % keyspace;
+
 async function phase(label, op) {
   let done = 0;
   let failed = 0;
@@ -86,22 +91,20 @@ async function phase(label, op) {
   const end = Date.now() + seconds * 1000;
   const c0 = process.cpuUsage();
   const t0 = process.hrtime.bigint();
-  async function worker(w) {
-    let i = w;
+  async function worker() {
     while (Date.now() < end) {
       const s = process.hrtime.bigint();
       try {
-        await op(i % keyspace);
+        await op(nextKey());
         done++;
         if ((done & 15) === 0) lat.push(Number(process.hrtime.bigint() - s) / 1e6);
       } catch (e) {
         failed++;
         if (failed === 1) console.error(`  ${label}: first failure: ${e.message}`);
       }
-      i += concurrency;
     }
   }
-  await Promise.all(Array.from({ length: concurrency }, (_, w) => worker(w)));
+  await Promise.all(Array.from({ length: concurrency }, () => worker()));
   const secs = Number(process.hrtime.bigint() - t0) / 1e9;
   const cpu = process.cpuUsage(c0);
   const cpuUsPerOp = done > 0 ? (cpu.user + cpu.system) / done : 0;
@@ -114,6 +117,9 @@ async function phase(label, op) {
 
 console.log(`end to end against one ephemeral norikv-server (${concurrency} concurrent callers, ${valueSize}-byte values, ${seconds} s per phase)`);
 await phase('put (unconditional)', (i) => client.put(`bench:${i}`, value));
+written = Math.min(next, keyspace);
+next = 0;
+nextKey = () => next++ % written;
 await phase('get (lease)', (i) => client.get(`bench:${i}`));
 await phase('get (linearizable)', (i) => client.get(`bench:${i}`, { consistency: 'linearizable' }));
 await client.close();

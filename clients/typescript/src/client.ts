@@ -321,6 +321,11 @@ export class NoriKVClient {
     const reqCodec = codecOf<Req>(m.request);
     const respCodec = codecOf<Resp>(m.response);
     return new Promise<Resp>((resolve, reject) => {
+      if (nc.closed) {
+        // The view dropped this node after the request picked it: nothing was sent.
+        reject({ code: grpc.status.UNAVAILABLE, details: 'channel closed before the call was sent', metadata: undefined });
+        return;
+      }
       nc.client.makeUnaryRequest<Req, Resp>(
         m.path,
         reqCodec.serialize,

@@ -27,6 +27,7 @@ export class NodeConn {
   readonly client: grpc.Client;
   /** When a call last found the node unreachable (ms since epoch), 0 never. */
   failedAt = 0;
+  closed = false;
 
   constructor(addr: string) {
     this.addr = addr;
@@ -43,6 +44,7 @@ export class NodeConn {
   }
 
   close(): void {
+    this.closed = true;
     this.client.close();
   }
 }

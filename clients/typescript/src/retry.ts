@@ -33,6 +33,7 @@ const NOT_SENT_MARKERS = [
   'ENETUNREACH',
   'Name resolution failed',
   'Waiting for LB pick',
+  'channel closed before the call was sent',
 ];
 
 export function classify(code: number, details: string): Failure {
