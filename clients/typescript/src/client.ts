@@ -30,6 +30,11 @@ import { NodeConn, Pool } from './pool.js';
 import { Router, ViewIndex, cloneView, diffViews, viewFromWire, viewsEqual } from './topology.js';
 import type {
   ClientStats,
+  DistanceFunction,
+  VectorIndexType,
+  VectorSearchOptions,
+  VectorSearchResult,
+  VectorWriteOptions,
   ClusterView,
   ConsistencyLevel,
   DeleteOptions,
@@ -66,6 +71,9 @@ interface RpcFailure {
 function isRpcFailure(e: unknown): e is RpcFailure {
   return typeof e === 'object' && e !== null && typeof (e as { code?: unknown }).code === 'number' && 'details' in e;
 }
+
+const DISTANCES: Record<DistanceFunction, number> = { euclidean: 1, cosine: 2, inner_product: 3 };
+const INDEX_TYPES: Record<VectorIndexType, number> = { brute_force: 1, hnsw: 2 };
 
 const ANY_REPLICA: ReadonlySet<string> = new Set(['stale_ok', 'eventual', 'bounded_staleness']);
 const NO_META: Record<string, string> = Object.freeze({}) as Record<string, string>;
@@ -310,6 +318,81 @@ export class NoriKVClient {
     const safe = !!options.idempotencyKey || options.ifMatch === undefined;
     const resp = await this.invoke<wire.DeleteRequest, wire.DeleteResponse>('delete', methods.Kv.Delete, req, req.key!, safe, false, options.timeoutMs);
     return resp.tombstoned ?? false;
+  }
+
+  // --------------------------------------------------------------- vectors
+  //
+  // The server answers UNIMPLEMENTED to every Vector call today: these
+  // methods then reject with UnimplementedError at the first attempt (never
+  // retried). Calls are routed by the shard of the namespace name.
+
+  /** Creates a vector index; false when one with the same parameters exists. */
+  async vectorCreateIndex(
+    namespace: string,
+    dimensions: number,
+    distance: DistanceFunction,
+    indexType: VectorIndexType,
+    options: VectorWriteOptions = {},
+  ): Promise<boolean> {
+    const req: wire.CreateVectorIndexRequest = {
+      namespace,
+      dimensions,
+      distance: DISTANCES[distance],
+      index_type: INDEX_TYPES[indexType],
+    };
+    if (options.idempotencyKey) req.idempotency_key = options.idempotencyKey;
+    const resp = await this.invokeVector<wire.CreateVectorIndexRequest, wire.CreateVectorIndexResponse>('vectorCreateIndex', methods.Vector.CreateIndex, req, namespace, options.timeoutMs);
+    return resp.created ?? false;
+  }
+
+  /** Drops a vector index; false when there was none. */
+  async vectorDropIndex(namespace: string, options: VectorWriteOptions = {}): Promise<boolean> {
+    const req: wire.DropVectorIndexRequest = { namespace };
+    if (options.idempotencyKey) req.idempotency_key = options.idempotencyKey;
+    const resp = await this.invokeVector<wire.DropVectorIndexRequest, wire.DropVectorIndexResponse>('vectorDropIndex', methods.Vector.DropIndex, req, namespace, options.timeoutMs);
+    return resp.dropped ?? false;
+  }
+
+  /** Inserts (or replaces) the vector with this id; resolves to the write's version. */
+  async vectorInsert(namespace: string, id: string, vector: ArrayLike<number>, options: VectorWriteOptions = {}): Promise<Version> {
+    const req: wire.VectorInsertRequest = { namespace, id, vector: Array.from(vector) };
+    if (options.idempotencyKey) req.idempotency_key = options.idempotencyKey;
+    const resp = await this.invokeVector<wire.VectorInsertRequest, wire.VectorInsertResponse>('vectorInsert', methods.Vector.Insert, req, namespace, options.timeoutMs);
+    return versionFromWire(resp.version);
+  }
+
+  /** Deletes the vector with this id; false when there was none. */
+  async vectorDelete(namespace: string, id: string, options: VectorWriteOptions = {}): Promise<boolean> {
+    const req: wire.VectorDeleteRequest = { namespace, id };
+    if (options.idempotencyKey) req.idempotency_key = options.idempotencyKey;
+    const resp = await this.invokeVector<wire.VectorDeleteRequest, wire.VectorDeleteResponse>('vectorDelete', methods.Vector.Delete, req, namespace, options.timeoutMs);
+    return resp.deleted ?? false;
+  }
+
+  /** The k nearest vectors to query, by ascending distance. */
+  async vectorSearch(namespace: string, query: ArrayLike<number>, k: number, options: VectorSearchOptions = {}): Promise<VectorSearchResult> {
+    const req: wire.VectorSearchRequest = { namespace, query: Array.from(query), k };
+    if (options.includeVectors) req.include_vectors = true;
+    if (options.consistency !== undefined) req.consistency = options.consistency;
+    const resp = await this.invokeVector<wire.VectorSearchRequest, wire.VectorSearchResponse>('vectorSearch', methods.Vector.Search, req, namespace, options.timeoutMs);
+    return {
+      matches: (resp.matches ?? []).map((m) => ({ id: m.id ?? '', distance: m.distance ?? 0, vector: m.vector ?? [] })),
+      searchTimeUs: Number(toBigInt(resp.search_time_us)),
+    };
+  }
+
+  /** The vector with this id, or null when there is none. */
+  async vectorGet(namespace: string, id: string, options: { consistency?: ConsistencyLevel; timeoutMs?: number } = {}): Promise<number[] | null> {
+    const req: wire.VectorGetRequest = { namespace, id };
+    if (options.consistency !== undefined) req.consistency = options.consistency;
+    const resp = await this.invokeVector<wire.VectorGetRequest, wire.VectorGetResponse>('vectorGet', methods.Vector.Get, req, namespace, options.timeoutMs);
+    return resp.found ? (resp.vector ?? []) : null;
+  }
+
+  private invokeVector<Req, Resp>(op: string, m: Method, req: Req, namespace: string, timeoutMs: number | undefined): Promise<Resp> {
+    // Every vector write is safe to repeat: create and drop are idempotent
+    // by parameters, insert replaces, delete of a deleted id is a no-op.
+    return this.invoke<Req, Resp>(op, m, req, keyBytes(namespace), true, false, timeoutMs);
   }
 
   /** The shard a key routes to. */

@@ -39,4 +39,10 @@ export {
   type ShardReplica,
   type TopologyChangeEvent,
   type Value,
+  type DistanceFunction,
+  type VectorIndexType,
+  type VectorMatch,
+  type VectorSearchOptions,
+  type VectorSearchResult,
+  type VectorWriteOptions,
 } from './types.js';

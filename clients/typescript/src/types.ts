@@ -172,3 +172,31 @@ export interface ClientStats {
     queued: number;
   };
 }
+
+/** Vector distance: L2, 1 - cosine similarity, or -(a.b). */
+export type DistanceFunction = 'euclidean' | 'cosine' | 'inner_product';
+export type VectorIndexType = 'brute_force' | 'hnsw';
+
+export interface VectorWriteOptions {
+  idempotencyKey?: string;
+  timeoutMs?: number;
+}
+
+export interface VectorSearchOptions {
+  includeVectors?: boolean;
+  consistency?: ConsistencyLevel;
+  timeoutMs?: number;
+}
+
+export interface VectorMatch {
+  id: string;
+  distance: number;
+  /** Empty unless includeVectors was set. */
+  vector: number[];
+}
+
+export interface VectorSearchResult {
+  matches: VectorMatch[];
+  /** Server-side search time in microseconds. */
+  searchTimeUs: number;
+}

@@ -19,6 +19,7 @@ import {
   ShardCountMismatchError,
   ClientClosedError,
   NoriKVError,
+  UnimplementedError,
 } from '@norikv/client';
 import { EphemeralServer, freeAddr } from '@norikv/client/testing';
 import { serverBinary, startServer, waitFor, uniqueKey, sleep } from './helpers.mjs';
@@ -365,4 +366,21 @@ test('a client can be built from the class as well as from createClient', async 
   assert.ok(v instanceof Version);
   await c.close();
   assert.equal(c.isConnected, false);
+});
+
+test('vector calls reach the server and its UNIMPLEMENTED answer is an UnimplementedError, not retried', async (t) => {
+  if (!needServer(t)) return;
+  const before = client.getStats().requests.attempts;
+  const calls = [
+    () => client.vectorCreateIndex('emb', 3, 'cosine', 'hnsw'),
+    () => client.vectorInsert('emb', 'doc-1', [0.1, 0.2, 0.3]),
+    () => client.vectorSearch('emb', [0.1, 0.2, 0.3], 5, { includeVectors: true }),
+    () => client.vectorGet('emb', 'doc-1'),
+    () => client.vectorDelete('emb', 'doc-1'),
+    () => client.vectorDropIndex('emb'),
+  ];
+  for (const call of calls) {
+    await assert.rejects(call(), (e) => e instanceof UnimplementedError && e.code === 'UNIMPLEMENTED' && e.attempts === 1);
+  }
+  assert.equal(client.getStats().requests.attempts - before, calls.length, 'one attempt each');
 });
