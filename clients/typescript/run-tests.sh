@@ -36,5 +36,10 @@ npm run --silent build
 
 echo "== node --test"
 node -e 'try { console.log("   norikv-server:", require("@norikv/client/testing").findServerBinary()) } catch (e) { console.log("   norikv-server not found: the tests that need it will skip (" + e.message + ")") }'
-# One file at a time: each starts its own servers, and the machine is small.
-exec node --test --test-reporter=tap --test-concurrency=1 test/*.test.mjs
+# One file at a time: each starts its own servers, and the machine is small
+# (--test-concurrency exists from Node 20.10; older runners get the default).
+flags=(--test --test-reporter=tap)
+if node -e 'const [a, b] = process.versions.node.split(".").map(Number); process.exit(a > 20 || (a === 20 && b >= 10) ? 0 : 1)'; then
+  flags+=(--test-concurrency=1)
+fi
+exec node "${flags[@]}" test/*.test.mjs

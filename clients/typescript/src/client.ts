@@ -95,9 +95,6 @@ function versionFromWire(v: wire.Version | null | undefined): Version {
   return new Version(toBigInt(v?.term), toBigInt(v?.index));
 }
 
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
 
 class GetResultImpl implements GetResult {
   constructor(
@@ -182,6 +179,9 @@ export class NoriKVClient {
   private pending: Array<{ prev: ClusterView | null; cur: ClusterView }> = [];
   private dispatchScheduled = false;
 
+  /** Wakes the calls sleeping between attempts (close() uses it). */
+  private sleepers = new Set<() => void>();
+
   private nRequests = 0;
   private nAttempts = 0;
   private nRetries = 0;
@@ -263,6 +263,7 @@ export class NoriKVClient {
     this.markReady(new ClientClosedError('norikv: the client was closed while connecting'));
     this.watchCall?.cancel();
     this.watchWake?.();
+    for (const wake of this.sleepers) wake();
     this.pool.close();
     this.listeners.clear();
     this.pending = [];
@@ -505,8 +506,21 @@ export class NoriKVClient {
         avoid = nc.addr;
       }
       const delay = Math.min(backoffMs(retry, attempts), Math.max(0, deadline - Date.now()));
-      await sleep(delay);
+      await this.sleep(delay);
     }
+  }
+
+  /** Waits ms between attempts; close() cuts the wait short. */
+  private sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const wake = (): void => {
+        clearTimeout(timer);
+        this.sleepers.delete(wake);
+        resolve();
+      };
+      const timer = setTimeout(wake, ms);
+      this.sleepers.add(wake);
+    });
   }
 
   private deadlineError(op: string, last: NoriKVError | null, attempts: number): DeadlineExceededError {

@@ -384,3 +384,18 @@ test('vector calls reach the server and its UNIMPLEMENTED answer is an Unimpleme
   }
   assert.equal(client.getStats().requests.attempts - before, calls.length, 'one attempt each');
 });
+
+test('close() ends a call that is waiting between retries at once, with ClientClosedError', async (t) => {
+  if (bin === null) return t.skip(`no norikv-server to test against: ${why}`);
+  const s = await EphemeralServer.start({ binary: bin });
+  const c = createClient({ nodes: [s.grpcAddr], timeoutMs: 60000, retry: { maxAttempts: 100, initialDelayMs: 2000, maxDelayMs: 5000 } });
+  await c.connect();
+  await s.kill();
+  const pending = c.put('k', 'v').catch((e) => e);
+  await waitFor(() => c.getStats().requests.attempts >= 2, 10000);
+  const t0 = Date.now();
+  await c.close();
+  const e = await pending;
+  assert.ok(e instanceof ClientClosedError, `${e.name}: ${e.message}`);
+  assert.ok(Date.now() - t0 < 1000, `the call ended ${Date.now() - t0} ms after close()`);
+});
