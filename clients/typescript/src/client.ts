@@ -3,8 +3,8 @@
  * (shard = jump(xxhash64(key), totalShards)) as the cluster view says,
  * follows NOT_LEADER + leader-hint at once, retries transient failures with
  * exponential backoff and jitter where CONTRACT.md allows (retry.ts), and
- * keeps a Meta.WatchCluster stream open (reconnecting with backoff) to
- * follow the cluster's layout. One client is meant to be shared by the
+ * bounds the attempts on the wire; a ClusterWatcher (watcher.ts) follows
+ * the cluster's layout. One client is meant to be shared by the
  * whole process: it owns one gRPC channel per node.
  *
  * `createClient(config)` returns at once and starts connecting; the first
@@ -21,13 +21,15 @@ import {
   InvalidArgumentError,
   NoriKVError,
   ResourceExhaustedError,
-  ShardCountMismatchError,
   errorFromStatus,
+  isRpcFailure,
+  type RpcFailure,
 } from './errors.js';
 import type * as wire from './gen/norikv.js';
 import { keyBytes, loadHasher, shardForKey } from './hash.js';
 import { NodeConn, Pool } from './pool.js';
-import { Router, ViewIndex, cloneView, diffViews, viewFromWire, viewsEqual } from './topology.js';
+import { Router } from './topology.js';
+import { ClusterWatcher, type TopologyListener } from './watcher.js';
 import type {
   ClientStats,
   DistanceFunction,
@@ -42,7 +44,6 @@ import type {
   GetResult,
   Key,
   PutOptions,
-  TopologyChangeEvent,
   Value,
 } from './types.js';
 import { Version } from './types.js';
@@ -51,26 +52,9 @@ import { codecOf, fromBigInt, methods, toBigInt, type Method } from './wire.js';
 
 /** How many NOT_LEADER hints one call follows, so two nodes naming each other cannot bounce it forever. */
 const MAX_REDIRECTS = 8;
-const WATCH_BACKOFF_BASE_MS = 100;
-const WATCH_BACKOFF_MAX_MS = 5000;
-/** Bound on one node's answer to a view fetch (leader discovery). */
-const DISCOVERY_PER_NODE_MS = 2000;
-/** Bound on topology events waiting for listeners; beyond it the newest absorbs the next. */
-const MAX_PENDING_EVENTS = 256;
 /** Bound on calls waiting for an in-flight slot; beyond it calls fail with ResourceExhaustedError. */
 const MAX_QUEUED = 100_000;
 
-export type TopologyListener = (event: TopologyChangeEvent) => void;
-
-interface RpcFailure {
-  code: number;
-  details: string;
-  metadata: grpc.Metadata | undefined;
-}
-
-function isRpcFailure(e: unknown): e is RpcFailure {
-  return typeof e === 'object' && e !== null && typeof (e as { code?: unknown }).code === 'number' && 'details' in e;
-}
 
 const DISTANCES: Record<DistanceFunction, number> = { euclidean: 1, cosine: 2, inner_product: 3 };
 const INDEX_TYPES: Record<VectorIndexType, number> = { brute_force: 1, hnsw: 2 };
@@ -151,6 +135,8 @@ class Slots {
   }
 }
 
+export type { TopologyListener };
+
 export class NoriKVClient {
   readonly config: NormalizedConfig;
   private readonly pool = new Pool();
@@ -161,23 +147,9 @@ export class NoriKVClient {
   private connected = false;
   private readyResolve: ((err: Error | null) => void) | null = null;
   private readonly ready: Promise<Error | null>;
-  private lastWatchError: string = '';
   /** Why connect() failed; later calls fail with it too. */
   private connectError: Error | null = null;
-
-  private view: ClusterView | null = null;
-  private viewSrc = '';
-  private viewSeq = 0;
-  private srcEpoch = new Map<string, bigint>();
-  private watching = false;
-  private watchCall: grpc.ClientReadableStream<wire.ClusterView> | null = null;
-  private watchWake: (() => void) | null = null;
-  private watchLoopDone: Promise<void> | null = null;
-
-  private listeners = new Map<number, TopologyListener>();
-  private nextListener = 0;
-  private pending: Array<{ prev: ClusterView | null; cur: ClusterView }> = [];
-  private dispatchScheduled = false;
+  private readonly watcher: ClusterWatcher;
 
   /** Wakes the calls sleeping between attempts (close() uses it). */
   private sleepers = new Set<() => void>();
@@ -189,7 +161,8 @@ export class NoriKVClient {
 
   constructor(config: ClientConfig) {
     this.config = normalizeConfig(config);
-    this.router = new Router(this.config.totalShards, this.pool, this.config.nodes, () => this.fetchView());
+    this.router = new Router(this.config.totalShards, this.pool, this.config.nodes, () => this.watcher.fetchView());
+    this.watcher = new ClusterWatcher(this.config, this.pool, this.router, (err) => this.markReady(err));
     this.slots = new Slots(this.config.maxInFlight);
     this.ready = new Promise<Error | null>((resolve) => {
       this.readyResolve = resolve;
@@ -218,7 +191,7 @@ export class NoriKVClient {
   private async doConnect(): Promise<void> {
     if (this.closed) throw new ClientClosedError();
     await loadHasher();
-    this.watchLoopDone = this.watchLoop();
+    this.watcher.start();
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<'timeout'>((resolve) => {
       timer = setTimeout(() => resolve('timeout'), this.config.connectTimeoutMs);
@@ -229,14 +202,14 @@ export class NoriKVClient {
       this.connected = true;
       // Listeners registered before connect() hear of the first view by
       // the time it resolves.
-      if (this.pending.length > 0) this.dispatch();
+      this.watcher.flushEvents();
       return;
     }
     this.connectError =
       r === 'timeout'
         ? new ConnectionError(
         `norikv: no node of ${this.config.nodes.join(', ')} sent the cluster view within ${this.config.connectTimeoutMs} ms` +
-          (this.lastWatchError ? ` (last error: ${this.lastWatchError})` : ''),
+          (this.watcher.lastWatchError ? ` (last error: ${this.watcher.lastWatchError})` : ''),
             { code: 'UNAVAILABLE' },
           )
         : r;
@@ -261,13 +234,9 @@ export class NoriKVClient {
     this.closed = true;
     this.connected = false;
     this.markReady(new ClientClosedError('norikv: the client was closed while connecting'));
-    this.watchCall?.cancel();
-    this.watchWake?.();
     for (const wake of this.sleepers) wake();
     this.pool.close();
-    this.listeners.clear();
-    this.pending = [];
-    if (this.watchLoopDone !== null) await this.watchLoopDone;
+    await this.watcher.stop();
   }
 
   // ------------------------------------------------------------- requests
@@ -538,20 +507,17 @@ export class NoriKVClient {
 
   /** A copy of the view the client routes by, or null before one is known. */
   getClusterView(): ClusterView | null {
-    return this.view === null ? null : cloneView(this.view);
+    return this.watcher.getClusterView();
   }
 
   /**
    * Calls listener after each change of the cluster view, in order, on a
-   * later turn of the event loop (it may call the client). Returns a
-   * function that unregisters it.
+   * later turn of the event loop (it may call the client); listeners
+   * registered before connect() hear of the first view by the time it
+   * resolves. Returns a function that unregisters the listener.
    */
   onTopologyChange(listener: TopologyListener): () => void {
-    const id = this.nextListener++;
-    this.listeners.set(id, listener);
-    return () => {
-      this.listeners.delete(id);
-    };
+    return this.watcher.onTopologyChange(listener);
   }
 
   /** A snapshot of the client's pool, router, topology and request counters. */
@@ -565,9 +531,9 @@ export class NoriKVClient {
         discoveries: this.router.discoveries,
       },
       topology: {
-        epoch: this.view?.epoch ?? 0n,
+        epoch: this.watcher.view?.epoch ?? 0n,
         cachedLeaders: this.router.cachedLeaders(),
-        watching: this.watching,
+        watching: this.watcher.watching,
       },
       requests: {
         total: this.nRequests,
@@ -580,212 +546,6 @@ export class NoriKVClient {
     };
   }
 
-  /**
-   * Follows the view through one WatchCluster stream at a time; when it
-   * breaks, moves to the next known node, trying each once before backing
-   * off (100 ms doubling to 5 s, with jitter).
-   */
-  private async watchLoop(): Promise<void> {
-    let failures = 0;
-    while (!this.closed) {
-      const addrs = this.router.viewAddrs();
-      const addr = addrs[failures % addrs.length]!;
-      const { got, err } = await this.watchOnce(addr);
-      this.watching = false;
-      if (this.closed) return;
-      if (err !== null) {
-        this.lastWatchError = `WatchCluster on ${addr}: ${err.details}`;
-        if (err.code === grpc.status.UNIMPLEMENTED) {
-          // A server without Meta: route by the seeds and NOT_LEADER hints alone.
-          this.markReady(null);
-        }
-      }
-      if (got) failures = 0;
-      failures++;
-      const round = Math.floor(failures / addrs.length);
-      if (failures % addrs.length === 0 && round > 0) {
-        let delay = Math.min(WATCH_BACKOFF_BASE_MS * 2 ** Math.min(round - 1, 6), WATCH_BACKOFF_MAX_MS);
-        delay += Math.random() * (delay / 2);
-        await new Promise<void>((resolve) => {
-          const t = setTimeout(() => {
-            this.watchWake = null;
-            resolve();
-          }, delay);
-          this.watchWake = () => {
-            clearTimeout(t);
-            this.watchWake = null;
-            resolve();
-          };
-        });
-      }
-    }
-  }
-
-  private openWatch(nc: NodeConn, deadline?: number): grpc.ClientReadableStream<wire.ClusterView> {
-    const m = methods.Meta.WatchCluster;
-    const opts: grpc.CallOptions = deadline === undefined ? {} : { deadline };
-    // Epoch 0: the node answers at once with its current view. Epochs are
-    // counted by each node (and restart with it), so the client's own
-    // epoch says nothing to a node it has not been watching.
-    return nc.client.makeServerStreamRequest<wire.ClusterView, wire.ClusterView>(
-      m.path,
-      codecOf<wire.ClusterView>(m.request).serialize,
-      codecOf<wire.ClusterView>(m.response).deserialize,
-      {},
-      new grpc.Metadata(),
-      opts,
-    );
-  }
-
-  private watchOnce(addr: string): Promise<{ got: boolean; err: RpcFailure | null }> {
-    return new Promise((resolve) => {
-      let nc: NodeConn;
-      try {
-        nc = this.pool.get(addr);
-      } catch {
-        resolve({ got: false, err: null });
-        return;
-      }
-      const asked = this.viewSeq;
-      const call = this.openWatch(nc);
-      this.watchCall = call;
-      let got = false;
-      let done = false;
-      const finish = (err: RpcFailure | null): void => {
-        if (done) return;
-        done = true;
-        if (this.watchCall === call) this.watchCall = null;
-        resolve({ got, err });
-      };
-      call.on('data', (msg: wire.ClusterView) => {
-        this.watching = true;
-        const fresh = !got;
-        got = true;
-        const err = this.applyView(msg, addr, fresh, asked);
-        if (err !== null) {
-          call.cancel();
-          finish(null);
-        }
-      });
-      call.on('error', (e: unknown) => finish(isRpcFailure(e) ? e : { code: grpc.status.UNKNOWN, details: String(e), metadata: undefined }));
-      call.on('end', () => finish({ code: grpc.status.UNAVAILABLE, details: 'stream ended', metadata: undefined }));
-    });
-  }
-
-  /** Asks the known nodes in turn for the current view and applies it (leader discovery). */
-  private async fetchView(): Promise<void> {
-    const addrs = this.router.viewAddrs();
-    let last = 'no node address known';
-    for (const addr of addrs) {
-      if (this.closed) throw new ClientClosedError();
-      const nc = this.pool.get(addr);
-      const asked = this.viewSeq;
-      try {
-        const v = await new Promise<wire.ClusterView>((resolve, reject) => {
-          const call = this.openWatch(nc, Date.now() + DISCOVERY_PER_NODE_MS);
-          call.once('data', (msg: wire.ClusterView) => {
-            resolve(msg);
-            call.cancel();
-          });
-          call.on('error', reject);
-          call.on('end', () => reject(new Error('stream ended without a view')));
-        });
-        const err = this.applyView(v, addr, true, asked);
-        if (err !== null) throw err;
-        return;
-      } catch (e) {
-        if (e instanceof ShardCountMismatchError) throw e;
-        last = `WatchCluster on ${addr}: ${isRpcFailure(e) ? e.details : String(e)}`;
-      }
-    }
-    throw new ConnectionError(`norikv: no node sent the cluster view (${last})`, { code: 'UNAVAILABLE' });
-  }
-
-  /**
-   * Installs a view from node src and queues the topology event.
-   *
-   * Epochs are comparable only between views of one node: each node counts
-   * its own, and a restarted node counts again. So a view is taken when it
-   * is newer than the last one seen from the same node, or when it is the
-   * first answer of a new stream or fetch (fresh) and no other view was
-   * applied since it was asked for (asked), which covers a restarted node
-   * without letting a slow answer undo a newer view. A fresh view equal in
-   * content to the current one only lends its epoch and sends no event.
-   * A view whose shard count differs from config.totalShards is refused.
-   */
-  private applyView(p: wire.ClusterView, src: string, fresh: boolean, asked: number): Error | null {
-    if (this.closed) return null;
-    const cur = this.view;
-    const v = viewFromWire(p);
-    if (cur !== null) {
-      const last = this.srcEpoch.get(src);
-      const newer = last !== undefined && v.epoch > last;
-      if (!newer && !(fresh && this.viewSeq === asked)) return null;
-      this.noteSrcEpoch(src, v.epoch);
-      if (!(newer && src === this.viewSrc) && viewsEqual(cur, v)) {
-        if (v.epoch !== cur.epoch) this.view = { ...cur, epoch: v.epoch };
-        this.viewSrc = src;
-        return null;
-      }
-    }
-    const n = v.shards.length;
-    if (n !== 0 && n !== this.config.totalShards) {
-      const err = new ShardCountMismatchError(
-        `norikv: config.totalShards is ${this.config.totalShards} but the cluster has ${n} shards ` +
-          `(view epoch ${v.epoch} from ${src}); set totalShards: ${n}`,
-        { code: 'FAILED_PRECONDITION', node: src },
-      );
-      this.markReady(err);
-      return err;
-    }
-    this.router.applyIndex(new ViewIndex(v, this.config.totalShards));
-    this.view = v;
-    this.viewSrc = src;
-    this.viewSeq++;
-    this.noteSrcEpoch(src, v.epoch);
-    this.queueEvent(cur, v);
-
-    const keep = new Set<string>(this.config.nodes);
-    for (const node of v.nodes) if (node.role !== 'left') keep.add(node.addr);
-    // A leader learned from a hint may not be in the view yet.
-    for (const l of this.router.leaders) if (l !== null) keep.add(l.addr);
-    this.pool.prune(keep);
-    this.markReady(null);
-    return null;
-  }
-
-  private noteSrcEpoch(src: string, epoch: bigint): void {
-    if (this.srcEpoch.size >= 256) this.srcEpoch.clear();
-    this.srcEpoch.set(src, epoch);
-  }
-
-  private queueEvent(prev: ClusterView | null, cur: ClusterView): void {
-    if (this.pending.length >= MAX_PENDING_EVENTS) this.pending[this.pending.length - 1]!.cur = cur;
-    else this.pending.push({ prev, cur });
-    if (!this.dispatchScheduled) {
-      this.dispatchScheduled = true;
-      setImmediate(() => {
-        this.dispatchScheduled = false;
-        this.dispatch();
-      });
-    }
-  }
-
-  private dispatch(): void {
-    const items = this.pending;
-    this.pending = [];
-    for (const it of items) {
-      if (this.listeners.size === 0) continue;
-      const ev = diffViews(it.prev, it.cur);
-      for (const fn of [...this.listeners.values()]) {
-        try {
-          fn(ev);
-        } catch (e) {
-          process.emitWarning(`norikv: a topology listener threw: ${String(e)}`);
-        }
-      }
-    }
-  }
 }
 
 /**

@@ -139,3 +139,14 @@ export function errorFromStatus(
   }
   return new NoriKVError(msg, d);
 }
+
+/** A failed gRPC call as grpc-js reports it (a ServiceError, or the same shape). */
+export interface RpcFailure {
+  code: number;
+  details: string;
+  metadata: Metadata | undefined;
+}
+
+export function isRpcFailure(e: unknown): e is RpcFailure {
+  return typeof e === 'object' && e !== null && typeof (e as { code?: unknown }).code === 'number' && 'details' in e;
+}
