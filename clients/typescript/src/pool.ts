@@ -16,9 +16,11 @@ const CHANNEL_OPTIONS: grpc.ChannelOptions = {
   // client, is the one to judge a request's size and name the limit.
   'grpc.max_send_message_length': 8 * 1024 * 1024,
   'grpc.max_receive_message_length': 8 * 1024 * 1024,
-  // A dead peer behind an open socket is noticed within seconds.
-  'grpc.keepalive_time_ms': 10000,
-  'grpc.keepalive_timeout_ms': 5000,
+  // A dead peer behind an open socket (the watch stream is always open) is
+  // noticed within 40 s. The server refuses pings more often than every
+  // 10 s (too_many_pings), so stay well above that.
+  'grpc.keepalive_time_ms': 30000,
+  'grpc.keepalive_timeout_ms': 10000,
   'grpc.keepalive_permit_without_calls': 0,
 };
 
