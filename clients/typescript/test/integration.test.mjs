@@ -399,3 +399,14 @@ test('close() ends a call that is waiting between retries at once, with ClientCl
   assert.ok(e instanceof ClientClosedError, `${e.name}: ${e.message}`);
   assert.ok(Date.now() - t0 < 1000, `the call ended ${Date.now() - t0} ms after close()`);
 });
+
+test('a dead first seed is passed over: the client connects through the next one', async (t) => {
+  if (!needServer(t)) return;
+  const dead = await freeAddr();
+  const c = createClient({ nodes: [dead, server.grpcAddr], timeoutMs: 10000 });
+  t.after(() => c.close());
+  await c.connect();
+  assert.equal(c.getClusterView().nodes[0].addr, server.grpcAddr);
+  const v = await c.put(uniqueKey('dead-seed'), 'x');
+  assert.ok(v.index >= 1n);
+});
