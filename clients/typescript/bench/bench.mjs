@@ -1,5 +1,5 @@
-// Benchmarks of the TypeScript SDK (run by hand: `npm run bench` or
-// `make bench-typescript`; never a timed test):
+// Benchmarks of the TypeScript SDK (run by hand: `npm run bench`, or
+// `node bench/bench.mjs` after a build; never a timed test):
 //   1. routing cost: xxhash64, jump hash and the whole key -> shard step,
 //      in ns per key, against the seed README's "<100 ns" figure;
 //   2. end-to-end ops/s of puts and gets with C concurrent callers against
