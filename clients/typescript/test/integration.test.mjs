@@ -410,3 +410,31 @@ test('a dead first seed is passed over: the client connects through the next one
   const v = await c.put(uniqueKey('dead-seed'), 'x');
   assert.ok(v.index >= 1n);
 });
+
+test('a hung server (SIGSTOP): calls on the wire and calls queued for a slot all end at their timeout', async (t) => {
+  if (bin === null) return t.skip(`no norikv-server to test against: ${why}`);
+  const s = await EphemeralServer.start({ binary: bin });
+  t.after(async () => {
+    if (!s.hasExited) {
+      process.kill(s.pid, 'SIGCONT');
+      await s.stop();
+    }
+  });
+  const c = createClient({ nodes: [s.grpcAddr], maxInFlight: 1 });
+  t.after(() => c.close());
+  await c.connect();
+  process.kill(s.pid, 'SIGSTOP');
+  const t0 = Date.now();
+  const calls = [1, 2, 3].map((i) => c.put(`hung-${i}`, 'v', { timeoutMs: 600 }).catch((e) => e));
+  await waitFor(() => c.getStats().requests.queued === 2, 2000, 5);
+  assert.equal(c.getStats().requests.inFlight, 1);
+  const errs = await Promise.all(calls);
+  const took = Date.now() - t0;
+  for (const e of errs) assert.ok(e instanceof DeadlineExceededError, `${e.name}: ${e.message}`);
+  assert.ok(took < 3000, `the calls ended ${took} ms after they started`);
+  assert.equal(c.getStats().requests.queued, 0);
+  assert.equal(c.getStats().requests.inFlight, 0);
+  process.kill(s.pid, 'SIGCONT');
+  const v = await c.put('hung-after', 'v', { timeoutMs: 10000 });
+  assert.ok((await c.get('hung-after')).version.equals(v));
+});
