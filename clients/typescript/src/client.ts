@@ -75,6 +75,11 @@ function checkKey(k: Key): Uint8Array {
   return keyBytes(k);
 }
 
+/** Accepts a Version or any { term, index } of bigints or integers. */
+function versionToWire(v: Version): wire.Version {
+  return { term: fromBigInt(BigInt(v.term)), index: fromBigInt(BigInt(v.index)) };
+}
+
 function versionFromWire(v: wire.Version | null | undefined): Version {
   return new Version(toBigInt(v?.term), toBigInt(v?.index));
 }
@@ -205,14 +210,15 @@ export class NoriKVClient {
       this.watcher.flushEvents();
       return;
     }
-    this.connectError =
-      r === 'timeout'
-        ? new ConnectionError(
-        `norikv: no node of ${this.config.nodes.join(', ')} sent the cluster view within ${this.config.connectTimeoutMs} ms` +
-          (this.watcher.lastWatchError ? ` (last error: ${this.watcher.lastWatchError})` : ''),
-            { code: 'UNAVAILABLE' },
-          )
-        : r;
+    if (r === 'timeout') {
+      const last = this.watcher.lastWatchError ? ` (last error: ${this.watcher.lastWatchError})` : '';
+      this.connectError = new ConnectionError(
+        `norikv: no node of ${this.config.nodes.join(', ')} sent the cluster view within ${this.config.connectTimeoutMs} ms${last}`,
+        { code: 'UNAVAILABLE' },
+      );
+    } else {
+      this.connectError = r;
+    }
     await this.close();
     throw this.connectError;
   }
@@ -243,6 +249,7 @@ export class NoriKVClient {
 
   /** Writes value under key; resolves to the new value's version. */
   async put(key: Key, value: Value, options: PutOptions = {}): Promise<Version> {
+    options = options ?? {}; // JavaScript callers may pass null, as Go's nil options
     const req: wire.PutRequest = { key: checkKey(key), value: valueBytes(value) };
     if (options.ttlMs !== undefined) {
       if (!Number.isInteger(options.ttlMs) || options.ttlMs < 0) {
@@ -253,15 +260,16 @@ export class NoriKVClient {
       req.ttl_ms = options.ttlMs;
     }
     if (options.idempotencyKey) req.idempotency_key = options.idempotencyKey;
-    if (options.ifMatch !== undefined) req.if_match = { term: fromBigInt(options.ifMatch.term), index: fromBigInt(options.ifMatch.index) };
+    if (options.ifMatch != null) req.if_match = versionToWire(options.ifMatch);
     if (options.ifNotExists) req.if_not_exists = true;
-    const safe = !!options.idempotencyKey || (options.ifMatch === undefined && !options.ifNotExists);
+    const safe = !!options.idempotencyKey || (options.ifMatch == null && !options.ifNotExists);
     const resp = await this.invoke<wire.PutRequest, wire.PutResponse>('put', methods.Kv.Put, req, req.key!, safe, false, options.timeoutMs);
     return versionFromWire(resp.version);
   }
 
   /** Reads key; rejects with KeyNotFoundError when it is missing or expired. */
   async get(key: Key, options: GetOptions = {}): Promise<GetResult> {
+    options = options ?? {}; // JavaScript callers may pass null, as Go's nil options
     const req: wire.GetRequest = { key: checkKey(key) };
     const c: ConsistencyLevel | undefined = options.consistency;
     if (c !== undefined) req.consistency = c;
@@ -282,10 +290,11 @@ export class NoriKVClient {
 
   /** Removes key; resolves to true when a live value was removed, false when it was absent. */
   async delete(key: Key, options: DeleteOptions = {}): Promise<boolean> {
+    options = options ?? {}; // JavaScript callers may pass null, as Go's nil options
     const req: wire.DeleteRequest = { key: checkKey(key) };
     if (options.idempotencyKey) req.idempotency_key = options.idempotencyKey;
-    if (options.ifMatch !== undefined) req.if_match = { term: fromBigInt(options.ifMatch.term), index: fromBigInt(options.ifMatch.index) };
-    const safe = !!options.idempotencyKey || options.ifMatch === undefined;
+    if (options.ifMatch != null) req.if_match = versionToWire(options.ifMatch);
+    const safe = !!options.idempotencyKey || options.ifMatch == null;
     const resp = await this.invoke<wire.DeleteRequest, wire.DeleteResponse>('delete', methods.Kv.Delete, req, req.key!, safe, false, options.timeoutMs);
     return resp.tombstoned ?? false;
   }

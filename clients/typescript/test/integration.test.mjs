@@ -439,3 +439,14 @@ test('a hung server (SIGSTOP): calls on the wire and calls queued for a slot all
   const v = await c.put('hung-after', 'v', { timeoutMs: 10000 });
   assert.ok((await c.get('hung-after')).version.equals(v));
 });
+
+test('JavaScript callers may pass null options and a plain { term, index } as ifMatch', async (t) => {
+  if (!needServer(t)) return;
+  const key = uniqueKey('plain');
+  const v = await client.put(key, 'a', null);
+  assert.equal((await client.get(key, null)).text(), 'a');
+  const v2 = await client.put(key, 'b', { ifMatch: { term: Number(v.term), index: Number(v.index) } });
+  await assert.rejects(client.delete(key, { ifMatch: { term: v.term, index: v.index } }), VersionMismatchError);
+  assert.equal(await client.delete(key, { ifMatch: v2 }), true);
+  assert.equal(await client.delete(key, null), false);
+});
