@@ -416,6 +416,29 @@ export class NoriKVClient {
     const deadline = Date.now() + (timeoutMs ?? this.config.timeoutMs);
     if (!this.connected) await this.connect();
     this.nRequests++;
+    try {
+      return await this.attemptUntilDone<Req, Resp>(op, m, req, key, writeSafe, anyReplica, deadline);
+    } catch (e) {
+      this.nFailures++;
+      throw e;
+    }
+  }
+
+  /**
+   * Sends one request to its shard's leader, following NOT_LEADER hints at
+   * once and retrying transient failures with backoff as far as the retry
+   * policy, the request's retry safety and its deadline allow. With
+   * anyReplica the first attempt goes to one of the shard's replicas.
+   */
+  private async attemptUntilDone<Req, Resp>(
+    op: string,
+    m: Method,
+    req: Req,
+    key: Uint8Array,
+    writeSafe: boolean,
+    anyReplica: boolean,
+    deadline: number,
+  ): Promise<Resp> {
     const router = this.router;
     const shard = shardForKey(key, this.config.totalShards);
     const retry = this.config.retry;
@@ -429,14 +452,18 @@ export class NoriKVClient {
       let nc: NodeConn | null = null;
       if (anyReplica && attempts === 0 && redirects === 0) nc = router.replica(shard);
       if (nc === null) nc = router.leaders[shard] ?? null;
-      if (nc === null || nc.addr === avoid) nc = await router.target(shard, avoid);
+      if (nc === null || nc.addr === avoid) {
+        // A leader look-up may wait on unresponsive nodes: bound it by the call's deadline.
+        const found = await this.beforeDeadline(router.target(shard, avoid), deadline);
+        if (found === null) throw this.deadlineError(op, last, attempts);
+        nc = found;
+      }
       if (this.closed) throw new ClientClosedError('norikv: the client was closed during the call');
       const wait = this.slots.acquire(deadline);
       if (wait !== null) {
         try {
           await wait;
         } catch (e) {
-          this.nFailures++;
           throw e instanceof DeadlineExceededError ? this.deadlineError(op, last, attempts) : e;
         }
       }
@@ -447,10 +474,7 @@ export class NoriKVClient {
       try {
         return await this.unary<Req, Resp>(nc, m, req, deadline);
       } catch (e) {
-        if (!isRpcFailure(e)) {
-          this.nFailures++;
-          throw e;
-        }
+        if (!isRpcFailure(e)) throw e;
         failure = e;
       } finally {
         this.slots.release();
@@ -470,14 +494,9 @@ export class NoriKVClient {
         }
         router.forget(shard, nc);
       }
-      if (code === grpc.status.DEADLINE_EXCEEDED && Date.now() >= deadline - 1) {
-        this.nFailures++;
-        throw this.deadlineError(op, last, attempts);
-      }
-      if (!mayRetry(f, writeSafe) || attempts >= retry.maxAttempts) {
-        this.nFailures++;
-        throw err;
-      }
+      // The call's own deadline (not a server's COMMIT_TIMEOUT) ran out.
+      if (code === grpc.status.DEADLINE_EXCEEDED && deadline - Date.now() < 20) throw this.deadlineError(op, last, attempts);
+      if (!mayRetry(f, writeSafe) || attempts >= retry.maxAttempts) throw err;
       avoid = '';
       if (nodeDown(code, details, f)) {
         router.nodeFailed(nc);
@@ -486,6 +505,15 @@ export class NoriKVClient {
       const delay = Math.min(backoffMs(retry, attempts), Math.max(0, deadline - Date.now()));
       await this.sleep(delay);
     }
+  }
+
+  /** p's value, or null when the deadline passes first. */
+  private beforeDeadline<T>(p: Promise<T>, deadline: number): Promise<T | null> {
+    let timer: NodeJS.Timeout | undefined;
+    const expiry = new Promise<null>((resolve) => {
+      timer = setTimeout(() => resolve(null), Math.max(0, deadline - Date.now()));
+    });
+    return Promise.race([p, expiry]).finally(() => clearTimeout(timer));
   }
 
   /** Waits ms between attempts; close() cuts the wait short. */
