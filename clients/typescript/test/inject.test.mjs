@@ -58,13 +58,25 @@ function definition(service) {
  */
 async function injector(t, script, then = 'hint') {
   const srv = new grpc.Server();
-  const calls = { Put: 0, Get: 0, Delete: 0, Watch: 0 };
+  const calls = { Put: 0, Get: 0, Delete: 0, Watch: 0, forwarded: [] };
   let addr = '';
-  const answer = (method) => (_call, cb) => {
+  const upstream = new grpc.Client(real.grpcAddr, grpc.credentials.createInsecure());
+  t.after(() => upstream.close());
+  const answer = (method) => (call, cb) => {
     calls[method]++;
     const what = script.length > 0 ? script.shift() : then;
     const md = new grpc.Metadata();
     switch (what) {
+      case 'forward_then_fail': {
+        // The real server executes the request; its answer is lost on the
+        // way back, as when a connection breaks after the write committed.
+        const m = methods.Kv[method];
+        upstream.makeUnaryRequest(m.path, codecOf(m.request).serialize, codecOf(m.response).deserialize, call.request, (err) => {
+          calls.forwarded.push(err ? err.details : 'ok');
+          cb({ code: grpc.status.UNAVAILABLE, details: 'Connection dropped', metadata: md });
+        });
+        return;
+      }
       case 'hint':
         md.set('leader-hint', real.grpcAddr);
         return cb({ code: grpc.status.UNAVAILABLE, details: 'NOT_LEADER: not the leader of this shard', metadata: md });
@@ -190,4 +202,27 @@ test('RESOURCE_EXHAUSTED that outlasts the retries surfaces as ResourceExhausted
   const e = await client.get('k').catch((x) => x);
   assert.ok(e instanceof ResourceExhaustedError, `${e.name}: ${e.message}`);
   assert.equal(calls.Get, 5);
+});
+
+test('a keyed conditional write whose answer was lost is retried and returns the first execution\'s result', async (t) => {
+  if (!needServer(t)) return;
+  const { calls, client } = await injector(t, ['forward_then_fail']);
+  const key = uniqueKey('lost');
+  const v = await client.put(key, 'once', { ifNotExists: true, idempotencyKey: uniqueKey('lost-ik') });
+  assert.deepEqual(calls.forwarded, ['ok'], 'the first attempt executed on the real server');
+  assert.equal(calls.Put, 2, 'then the client retried (and was redirected to the real server)');
+  const r = await direct.get(key);
+  assert.ok(r.version.equals(v), `the retry returned ${v}, the first execution's version is ${r.version}`);
+  assert.equal(r.text(), 'once');
+});
+
+test('an unkeyed conditional write whose answer was lost is not retried: the caller learns the outcome is unknown', async (t) => {
+  if (!needServer(t)) return;
+  const { calls, client } = await injector(t, ['forward_then_fail']);
+  const key = uniqueKey('lost-nokey');
+  const e = await client.put(key, 'once', { ifNotExists: true }).catch((x) => x);
+  assert.ok(e instanceof ConnectionError, `${e.name}: ${e.message}`);
+  assert.equal(calls.Put, 1);
+  // It did execute: a blind retry would have reported AlreadyExists for the client's own write.
+  assert.equal((await direct.get(key)).text(), 'once');
 });
