@@ -10,7 +10,7 @@ JOBS       ?= $(shell nproc)
 CTEST_ARGS ?=
 CMAKE_GEN  := -G Ninja
 
-.PHONY: all deps build run test test-c test-asan test-sdk test-go test-python \
+.PHONY: all deps build run test test-c test-asan test-sdk test-go test-python test-typescript \
         bench bench-engine bench-server bench-raft bench-wal fuzz hash-vectors format clean
 
 all: build
@@ -46,7 +46,7 @@ test-asan: deps $(ASAN_BUILD)/build.ninja
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	  ctest --test-dir $(ASAN_BUILD) --output-on-failure -j $(JOBS) -L "unit|asan"
 
-test-sdk: test-go test-python
+test-sdk: test-go test-python test-typescript
 
 test-go: build
 	@if [ -f clients/go/go.mod ]; then \
@@ -57,6 +57,13 @@ test-python: build
 	@if [ -f clients/python/pyproject.toml ]; then \
 	  NORIKV_SERVER_BIN=$(CURDIR)/$(BUILD)/src/server/norikv-server ./clients/python/run-tests.sh; \
 	else echo "test-python: no Python SDK yet"; fi
+
+# npm ci runs only when clients/typescript/package-lock.json changed since the
+# last install (run-tests.sh keeps a stamp in node_modules/).
+test-typescript: build
+	@if [ -f clients/typescript/package.json ]; then \
+	  NORIKV_SERVER_BIN=$(CURDIR)/$(BUILD)/src/server/norikv-server ./clients/typescript/run-tests.sh; \
+	else echo "test-typescript: no TypeScript SDK yet"; fi
 
 bench: bench-engine bench-raft bench-server bench-wal
 
