@@ -59,7 +59,13 @@ struct quarantined {
     bool range_known;
     struct nk_buf lo, hi; /* user keys, inclusive */
     char *reason;
+    /* sub-ranges [lo, hi) the owner restored since (reads there are
+     * served); bounded: beyond QUAR_MAX_RESOLVED the oldest is forgotten,
+     * so a read there fails again (safe, merely cautious) */
+    struct nk_buf *res_lo, *res_hi;
+    uint32_t nres;
 };
+#define QUAR_MAX_RESOLVED 4096
 
 struct lsm_db {
     char *dir;
@@ -883,7 +889,13 @@ static nk_status check_quarantine(struct lsm_db *db, struct nk_slice key)
     pthread_mutex_lock(&db->mu);
     for (uint32_t i = 0; i < db->nquar && nk_ok(s); i++) {
         const struct quarantined *q = &db->quar[i];
-        if (q->range_known && lsm_user_cmp(key, nk_slice_make(q->lo.data, q->lo.len)) >= 0 &&
+        bool restored = false;
+        for (uint32_t r = 0; r < q->nres && !restored; r++)
+            restored =
+                lsm_user_cmp(key, nk_slice_make(q->res_lo[r].data, q->res_lo[r].len)) >= 0 &&
+                lsm_user_cmp(key, nk_slice_make(q->res_hi[r].data, q->res_hi[r].len)) < 0;
+        if (!restored && q->range_known &&
+            lsm_user_cmp(key, nk_slice_make(q->lo.data, q->lo.len)) >= 0 &&
             lsm_user_cmp(key, nk_slice_make(q->hi.data, q->hi.len)) <= 0)
             s = nk_status_make(NK_DATA_LOSS,
                                "database %s: the key lies in the range of damaged table %s "
@@ -1334,6 +1346,12 @@ static void db_free(struct lsm_db *db)
         free(db->quar[i].reason);
         nk_buf_free(&db->quar[i].lo);
         nk_buf_free(&db->quar[i].hi);
+        for (uint32_t r = 0; r < db->quar[i].nres; r++) {
+            nk_buf_free(&db->quar[i].res_lo[r]);
+            nk_buf_free(&db->quar[i].res_hi[r]);
+        }
+        free(db->quar[i].res_lo);
+        free(db->quar[i].res_hi);
     }
     free(db->quar);
     nk_status_free(&db->manual_status);
@@ -2335,9 +2353,33 @@ uint32_t lsm_quarantine_resolve(struct lsm_db *db, struct nk_slice lo, struct nk
             free(q->reason);
             nk_buf_free(&q->lo);
             nk_buf_free(&q->hi);
+            for (uint32_t r = 0; r < q->nres; r++) {
+                nk_buf_free(&q->res_lo[r]);
+                nk_buf_free(&q->res_hi[r]);
+            }
+            free(q->res_lo);
+            free(q->res_hi);
             db->quar[i] = db->quar[--db->nquar];
             n++;
         } else {
+            if (q->range_known && lsm_user_cmp(lo, nk_slice_make(q->hi.data, q->hi.len)) <= 0 &&
+                lsm_user_cmp(hi, nk_slice_make(q->lo.data, q->lo.len)) > 0) {
+                /* part of its range restored: reads there are served again */
+                if (q->nres == QUAR_MAX_RESOLVED) {
+                    nk_buf_free(&q->res_lo[0]);
+                    nk_buf_free(&q->res_hi[0]);
+                    memmove(q->res_lo, q->res_lo + 1, (q->nres - 1) * sizeof(*q->res_lo));
+                    memmove(q->res_hi, q->res_hi + 1, (q->nres - 1) * sizeof(*q->res_hi));
+                    q->nres--;
+                }
+                q->res_lo = nk_realloc(q->res_lo, (q->nres + 1) * sizeof(*q->res_lo));
+                q->res_hi = nk_realloc(q->res_hi, (q->nres + 1) * sizeof(*q->res_hi));
+                nk_buf_init(&q->res_lo[q->nres]);
+                nk_buf_init(&q->res_hi[q->nres]);
+                nk_buf_append(&q->res_lo[q->nres], lo.data, lo.len);
+                nk_buf_append(&q->res_hi[q->nres], hi.data, hi.len);
+                q->nres++;
+            }
             i++;
         }
     }

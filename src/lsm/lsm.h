@@ -297,10 +297,12 @@ struct lsm_health {
 /* A snapshot of the database's health; free with lsm_health_free. */
 void lsm_health(struct lsm_db *db, struct lsm_health *out);
 void lsm_health_free(struct lsm_health *h);
-/* The caller has rewritten the user keys [lo, hi] (for instance installed a
+/* The caller has rewritten the user keys [lo, hi) (for instance installed a
  * shard snapshot from a replica): quarantined tables whose whole range lies
  * inside stop being reported and refused (their files are renamed to
- * *.resolved and kept). Returns how many. */
+ * *.resolved and kept). Returns how many. A table whose range only overlaps
+ * keeps being reported, but point reads in [lo, hi) are served again (in
+ * this run: after a restart the owner restores and resolves again). */
 uint32_t lsm_quarantine_resolve(struct lsm_db *db, struct nk_slice lo, struct nk_slice hi);
 
 struct lsm_level_stats {

@@ -52,10 +52,12 @@ void node_mark_damaged(struct node *n, struct group *g, nk_status why)
     g->last_lead = 0;
     NK_ERROR(MODULE,
              "shard %u is damaged on this node: %s. Its calls are refused; the other shards go "
-             "on. Repair: on a cluster (the other replicas keep serving the shard) stop this "
-             "node, move %s aside and start it again: it rejoins empty and receives every "
-             "shard from its peers; on a one-node cluster restore %s from a backup",
-             g->id, nk_status_msg(why), n->data_dir, n->data_dir);
+             "on. %s",
+             g->id, nk_status_msg(why),
+             n->clustered ? "The replica is rebuilt from the shard's leader by itself (the "
+                            "other replicas serve the shard meanwhile)."
+                          : "Repair: stop the node and restore its data directory from a "
+                            "backup (a one-node cluster has no replica to rebuild from).");
     const char *msg = "shard state is damaged on this node (see /health)";
     for (size_t i = g->settled; i < g->pending.n; i++) {
         node_fail_req(&g->pending.v[i], NK_DATA_LOSS, msg, NULL);

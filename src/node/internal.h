@@ -83,6 +83,7 @@ struct conf_point {
 
 struct shard_pub {
     _Atomic bool damaged;            /* its state failed a checksum: refused until repaired */
+    _Atomic bool rebuilding;         /* a new state is being fetched from a peer */
     _Atomic uint64_t lead;           /* raft id of the leader; 0: unknown */
     _Atomic uint64_t lease_until_ns; /* lease reads allowed until (mono); 0: no */
     _Atomic uint64_t applied;
@@ -117,6 +118,8 @@ struct group {
      * key-clock time once the LSM has persisted gc_seq. */
     uint64_t stamp_ms, time_ms, gc_seq, gc_time;
     bool damaged; /* apply found its state damaged: the group is stopped */
+    bool rebuilding; /* damaged, raft stopped, state asked of the leader (rebuild.c) */
+    uint64_t rebuild_asked_ms;
     bool compact_now; /* Admin.SnapshotShard: compact the log up to compact_target */
     uint64_t compact_target;
     struct node_tick_ring ticks;
@@ -303,12 +306,24 @@ const char *node_hint_for_shard(struct node *n, uint32_t shard, char *buf, size_
 nk_status node_discover(const char *addr, uint32_t total_shards, int timeout_ms, uint64_t *id,
                         char *name, size_t name_cap);
 
+/* node.c: starts a hosted group whose state is at (at, ai) */
+nk_status node_group_start(struct node *n, struct group *g, uint64_t at, uint64_t ai);
+
+/* rebuild.c */
+void node_rebuild_tick(struct node *n);
+void node_rebuild_on_request(struct node *n, uint64_t from, const uint8_t *p, size_t len);
+void node_rebuild_serve(struct node *n, uint64_t from, uint32_t shard);
+nk_status node_rebuild_install(struct node *n, struct group *g, const struct raft_snapshot *rs,
+                               struct nk_buf *data);
+
 /* balance.c */
 void node_balance(struct node *n);
 void node_transfer_start(struct node *n, struct group *g, struct req *r);
 
 /* snapshot.c */
-#define NODE_INBOUND_SNAP_READY 0xF0 /* an inbound event of our own, never from the network */
+#define NODE_INBOUND_SNAP_READY  0xF0 /* inbound events of our own, never from the network */
+#define NODE_INBOUND_SNAP_WANTED 0xF1
+nk_status node_snap_replace_state(struct node *n, struct group *g, const struct nk_buf *data);
 nk_status node_snap_open(struct node *n);
 void node_snap_stop(struct node *n);  /* the sender thread; before the transport closes */
 void node_snap_close(struct node *n); /* after the transport closed */

@@ -391,6 +391,7 @@ void *node_loop_main(void *arg)
             node_advance_gc_clock(n);
             node_balance(n);
             node_peers_send_leads(n);
+            node_rebuild_tick(n);
             next_maint = now + 1000000000ULL;
         }
         if (!run_round(n, batch, nb, tick, now))

@@ -110,6 +110,83 @@ static nk_status sync_log_before_flush(void *arg)
     return n->log ? raftlog_sync(n->log) : NK_OK;
 }
 
+/*
+ * Starts a hosted group whose state machine is at (at, ai): reconciles the
+ * log with the state (a log cut short behind it is compacted to it) and
+ * creates its raft. Used at open and when a rebuilt replica comes back.
+ */
+nk_status node_group_start(struct node *n, struct group *g, uint64_t at, uint64_t ai)
+{
+    uint64_t ci, ct;
+    raftlog_get_compacted(n->log, g->id, &ci, &ct, &n->conf_buf);
+    if (ai < ci) {
+        return nk_status_make(NK_DATA_LOSS,
+                              "shard %u: the database has applied up to %llu but the raft log "
+                              "starts after %llu; entries in between are lost",
+                              g->id, (unsigned long long)ai, (unsigned long long)ci);
+    }
+    struct raft_conf_state conf;
+    if (!node_conf_decode(n->conf_buf.data, n->conf_buf.len, &conf)) {
+        return nk_status_make(NK_DATA_LOSS, "shard %u: stored membership is malformed",
+                              g->id);
+    }
+    uint64_t last = raftlog_last_index(n->log, g->id);
+    if (ai > last) {
+        /* The state holds entries the log no longer has: its tail was
+         * cut (a damaged segment), or a snapshot install was flushed but
+         * its compaction point not yet written. The state is a snapshot
+         * at ai: record it as the log's compaction point, and the log
+         * catches up from the leader. */
+        NK_WARN(MODULE,
+                "shard %u: the raft log ends at %llu but the state has applied %llu: "
+                "compacting the log to %llu (the state holds everything up to it)",
+                g->id, (unsigned long long)last, (unsigned long long)ai, (unsigned long long)ai);
+        raftlog_batch_compact(n->batch, g->id, ai, at, nk_slice_make(n->conf_buf.data,
+                                                                 n->conf_buf.len));
+        nk_status ws = raftlog_write(n->log, n->batch);
+        raftlog_batch_clear(n->batch);
+        if (!nk_ok(ws)) {
+                return ws;
+        }
+        ci = ai;
+        struct raftlog_hardstate hs;
+        raftlog_get_hardstate(n->log, g->id, &hs);
+        if (hs.commit < ai) {
+            hs.commit = ai;
+            raftlog_batch_hardstate(n->batch, g->id, &hs);
+            ws = raftlog_write(n->log, n->batch);
+            raftlog_batch_clear(n->batch);
+            if (!nk_ok(ws)) {
+                        return ws;
+            }
+        }
+    }
+    g->conf_hist[0] = (struct conf_point){ci, conf};
+    g->n_conf = 1;
+    g->single_voter = node_single_voter(n, &conf);
+    g->applied = ai;
+    g->applied_term = at;
+    g->log_first = ci + 1;
+    struct raft_config rc = {
+        .id = n->self_id,
+        .applied = ai,
+        .election_tick = n->opt.election_ticks,
+        .heartbeat_tick = n->opt.heartbeat_ticks,
+        .rand_seed = nk_wall_ms() ^ g->id,
+    };
+    node_raft_storage(g, &rc.storage);
+    nk_status s = raft_new(&rc, &g->r);
+    if (!nk_ok(s)) {
+        return nk_status_wrap(s, "shard %u", g->id);
+    }
+    if (g->single_voter) {
+        nk_status cs = raft_campaign(g->r); /* nobody to wait for */
+        nk_status_free(&cs);
+    }
+    node_mark_dirty(n, g);
+    return NK_OK;
+}
+
 static nk_status open_groups(struct node *n)
 {
     /* bootstrap the groups of the shards this node replicates that have no
@@ -164,77 +241,11 @@ static nk_status open_groups(struct node *n)
             free(hosted);
             return as;
         }
-        uint64_t ci, ct;
-        raftlog_get_compacted(n->log, i, &ci, &ct, &n->conf_buf);
-        if (ai < ci) {
+        nk_status gs = node_group_start(n, g, at, ai);
+        if (!nk_ok(gs)) {
             free(hosted);
-            return nk_status_make(NK_DATA_LOSS,
-                                  "shard %u: the database has applied up to %llu but the raft log "
-                                  "starts after %llu; entries in between are lost",
-                                  i, (unsigned long long)ai, (unsigned long long)ci);
+            return gs;
         }
-        struct raft_conf_state conf;
-        if (!node_conf_decode(n->conf_buf.data, n->conf_buf.len, &conf)) {
-            free(hosted);
-            return nk_status_make(NK_DATA_LOSS, "shard %u: stored membership is malformed", i);
-        }
-        uint64_t last = raftlog_last_index(n->log, i);
-        if (ai > last) {
-            /* The state holds entries the log no longer has: its tail was
-             * cut (a damaged segment), or a snapshot install was flushed but
-             * its compaction point not yet written. The state is a snapshot
-             * at ai: record it as the log's compaction point, and the log
-             * catches up from the leader. */
-            NK_WARN(MODULE,
-                    "shard %u: the raft log ends at %llu but the state has applied %llu: "
-                    "compacting the log to %llu (the state holds everything up to it)",
-                    i, (unsigned long long)last, (unsigned long long)ai, (unsigned long long)ai);
-            raftlog_batch_compact(n->batch, i, ai, at, nk_slice_make(n->conf_buf.data,
-                                                                     n->conf_buf.len));
-            nk_status ws = raftlog_write(n->log, n->batch);
-            raftlog_batch_clear(n->batch);
-            if (!nk_ok(ws)) {
-                free(hosted);
-                return ws;
-            }
-            ci = ai;
-            struct raftlog_hardstate hs;
-            raftlog_get_hardstate(n->log, i, &hs);
-            if (hs.commit < ai) {
-                hs.commit = ai;
-                raftlog_batch_hardstate(n->batch, i, &hs);
-                ws = raftlog_write(n->log, n->batch);
-                raftlog_batch_clear(n->batch);
-                if (!nk_ok(ws)) {
-                    free(hosted);
-                    return ws;
-                }
-            }
-        }
-        g->conf_hist[0] = (struct conf_point){ci, conf};
-        g->n_conf = 1;
-        g->single_voter = node_single_voter(n, &conf);
-        g->applied = ai;
-        g->applied_term = at;
-        g->log_first = ci + 1;
-        struct raft_config rc = {
-            .id = n->self_id,
-            .applied = ai,
-            .election_tick = n->opt.election_ticks,
-            .heartbeat_tick = n->opt.heartbeat_ticks,
-            .rand_seed = nk_wall_ms() ^ i,
-        };
-        node_raft_storage(g, &rc.storage);
-        nk_status s = raft_new(&rc, &g->r);
-        if (!nk_ok(s)) {
-            free(hosted);
-            return nk_status_wrap(s, "shard %u", i);
-        }
-        if (g->single_voter) {
-            nk_status cs = raft_campaign(g->r); /* nobody to wait for */
-            nk_status_free(&cs);
-        }
-        node_mark_dirty(n, g);
     }
     free(hosted);
     return NK_OK;

@@ -30,6 +30,7 @@
 #define FRAME_INFO 2
 #define FRAME_SNAP 3
 #define FRAME_LEADS 4
+#define FRAME_SNAP_REQUEST 5
 #define INFO_VERSION 1
 
 #define IN_MAX_FRAMES 4096
@@ -191,6 +192,10 @@ static void on_frame(void *ctx, uint64_t from, uint8_t cls, const uint8_t *data,
         on_leads(n, from, data, len);
         return;
     }
+    if (data[0] == FRAME_SNAP_REQUEST) {
+        node_rebuild_on_request(n, from, data, len);
+        return;
+    }
     if (data[0] != FRAME_RAFT) {
         atomic_fetch_add_explicit(&n->st_bad_frames, 1, memory_order_relaxed);
         NK_WARN(MODULE, "peer %016" PRIx64 ": frame of unknown kind %u dropped", from, data[0]);
@@ -326,11 +331,14 @@ void node_peers_take_inbound(struct node *n)
         if (k == 0)
             break;
         for (size_t i = 0; i < k; i++) {
-            if (batch[i].data[0] == NODE_INBOUND_SNAP_READY) {
+            uint8_t kind = batch[i].data[0];
+            if (kind == NODE_INBOUND_SNAP_READY || kind == NODE_INBOUND_SNAP_WANTED) {
                 uint64_t shard = 0;
                 nk_dec_varint64(batch[i].data + 1, batch[i].data + batch[i].len, &shard);
-                if (shard < n->nshards)
+                if (shard < n->nshards && kind == NODE_INBOUND_SNAP_READY)
                     node_snap_ready(n, (uint32_t)shard);
+                else if (shard < n->nshards)
+                    node_rebuild_serve(n, batch[i].from, (uint32_t)shard);
             } else {
                 step_frame(n, &batch[i]);
             }

@@ -310,7 +310,9 @@ void node_snap_on_chunk(struct node *n, uint64_t from, const uint8_t *p, size_t 
     nk_reader_fixed64(&r, &id);
     nk_reader_varint64(&r, &seq);
     nk_reader_u8(&r, &flags);
-    if (r.bad || shard >= n->nshards || !n->groups[shard].r || (flags & ~SNAP_FLAG_LAST)) {
+    if (r.bad || shard >= n->nshards || (flags & ~SNAP_FLAG_LAST) ||
+        (!n->groups[shard].r &&
+         !atomic_load_explicit(&n->pub[shard].rebuilding, memory_order_acquire))) {
         atomic_fetch_add(&n->st_bad_frames, 1);
         return;
     }
@@ -372,6 +374,24 @@ void node_snap_ready(struct node *n, uint32_t shard)
     struct group *g = &n->groups[shard];
     pthread_mutex_lock(&ns->mu);
     struct snap_recv *rv = recv_slot(ns, shard, false);
+    if (rv && rv->complete && g->rebuilding) {
+        /* a damaged replica's new state: installed directly (rebuild.c) */
+        struct raft_snapshot rs = {.index = rv->index, .term = rv->term, .conf = rv->conf};
+        struct nk_buf data = rv->data;
+        nk_buf_init(&rv->data);
+        recv_drop(rv);
+        pthread_mutex_unlock(&ns->mu);
+        nk_status s = node_rebuild_install(n, g, &rs, &data);
+        nk_buf_free(&data);
+        if (!nk_ok(s)) {
+            NK_ERROR(MODULE, "shard %u: installing the rebuilt state: %s; asking again", shard,
+                     nk_status_msg(s));
+            nk_status_free(&s);
+        } else {
+            atomic_fetch_add(&ns->installed, 1);
+        }
+        return;
+    }
     if (!rv || !rv->complete || !g->r || g->damaged) {
         pthread_mutex_unlock(&ns->mu);
         return;
@@ -411,26 +431,12 @@ void node_snap_sweep(struct node *n)
 }
 
 /*
- * Loop, gather phase: the group's Ready carries a snapshot raft accepted.
- * Replaces the shard's state with the staged one, durably, and compacts the
- * log to it in this round's batch.
+ * Replaces the shard's state with the staged records, durably: one batch
+ * deletes every key of the range and writes the staged ones, then the LSM
+ * is flushed (before the log forgets what the state replaces).
  */
-nk_status node_snap_install(struct node *n, struct group *g, const struct raft_snapshot *rs)
+nk_status node_snap_replace_state(struct node *n, struct group *g, const struct nk_buf *data)
 {
-    struct node_snap *ns = n->snap;
-    pthread_mutex_lock(&ns->mu);
-    struct snap_recv *rv = recv_slot(ns, g->id, false);
-    if (!rv || !rv->complete || rv->index != rs->index || rv->term != rs->term) {
-        pthread_mutex_unlock(&ns->mu);
-        return nk_status_make(NK_INTERNAL, "shard %u: raft accepted a snapshot at %" PRIu64
-                                           " that is not staged",
-                              g->id, rs->index);
-    }
-    struct nk_buf data = rv->data; /* taken */
-    nk_buf_init(&rv->data);
-    recv_drop(rv);
-    pthread_mutex_unlock(&ns->mu);
-
     uint8_t lo[2], hi[3];
     size_t hi_len;
     shard_bounds(g->id, lo, hi, &hi_len);
@@ -451,7 +457,7 @@ nk_status node_snap_install(struct node *n, struct group *g, const struct raft_s
     }
     /* ... and the leader's state at the snapshot's index replaces it */
     struct nk_reader r;
-    nk_reader_init(&r, data.data, data.len);
+    nk_reader_init(&r, data->data, data->len);
     uint64_t keys = 0;
     while (nk_ok(s) && nk_reader_left(&r)) {
         struct nk_slice k, v;
@@ -467,7 +473,6 @@ nk_status node_snap_install(struct node *n, struct group *g, const struct raft_s
         s = lsm_batch_put(&b, k, v, exp);
         keys++;
     }
-    nk_buf_free(&data);
     static const struct lsm_write_options wo = {.skip_wal = true};
     if (nk_ok(s))
         s = lsm_write(n->db, &wo, &b);
@@ -476,6 +481,32 @@ nk_status node_snap_install(struct node *n, struct group *g, const struct raft_s
      * point goes into this round's raft log write) */
     if (nk_ok(s))
         s = lsm_flush(n->db);
+    return s;
+}
+
+/*
+ * Loop, gather phase: the group's Ready carries a snapshot raft accepted.
+ * Replaces the shard's state with the staged one, durably, and compacts the
+ * log to it in this round's batch.
+ */
+nk_status node_snap_install(struct node *n, struct group *g, const struct raft_snapshot *rs)
+{
+    struct node_snap *ns = n->snap;
+    pthread_mutex_lock(&ns->mu);
+    struct snap_recv *rv = recv_slot(ns, g->id, false);
+    if (!rv || !rv->complete || rv->index != rs->index || rv->term != rs->term) {
+        pthread_mutex_unlock(&ns->mu);
+        return nk_status_make(NK_INTERNAL, "shard %u: raft accepted a snapshot at %" PRIu64
+                                           " that is not staged",
+                              g->id, rs->index);
+    }
+    struct nk_buf data = rv->data; /* taken */
+    nk_buf_init(&rv->data);
+    recv_drop(rv);
+    pthread_mutex_unlock(&ns->mu);
+
+    nk_status s = node_snap_replace_state(n, g, &data);
+    nk_buf_free(&data);
     NK_TRY(s);
     kv_shard_forget(n->kv, (uint16_t)g->id);
     uint64_t at = 0, ai = 0;
@@ -497,8 +528,7 @@ nk_status node_snap_install(struct node *n, struct group *g, const struct raft_s
     g->n_conf = 1;
     g->single_voter = node_single_voter(n, &rs->conf);
     atomic_fetch_add(&ns->installed, 1);
-    NK_INFO(MODULE, "shard %u: installed the snapshot at %" PRIu64 " (%" PRIu64 " keys)", g->id,
-            rs->index, keys);
+    NK_INFO(MODULE, "shard %u: installed the snapshot at %" PRIu64, g->id, rs->index);
     return NK_OK;
 }
 
