@@ -192,7 +192,10 @@ func TestOneNodeLinearizableUnderKillsAndPauses(t *testing.T) {
 	bad := &History{Seed: h.Seed, Ops: append([]Op(nil), h.Ops...)}
 	for i := len(bad.Ops) - 1; i >= 0; i-- {
 		if op := bad.Ops[i]; op.Input.Kind == OpGet && op.Output.Found {
+			// a value and a version no write ever produced: an unknown-outcome
+			// put may explain any version of its own value, never this
 			bad.Ops[i].Output.Version.Index += 1000000
+			bad.Ops[i].Output.Value += "-never-written"
 			break
 		}
 	}
