@@ -515,7 +515,14 @@ public final class NoriKVClient implements AutoCloseable {
         topology.discover().whenComplete((v, t) -> afterDiscovery());
       } catch (NoriKVException e) {
         fail(e);
+      } catch (RuntimeException e) {
+        fail(internal(e));
       }
+    }
+
+    /** An unexpected exception inside the client: the call fails with it rather than never completing. */
+    private NoriKVException internal(RuntimeException e) {
+      return new NoriKVException(op + ": internal error in the client: " + e, Status.Code.INTERNAL, null, attempts, e);
     }
 
     private void afterDiscovery() {
@@ -531,6 +538,8 @@ public final class NoriKVClient implements AutoCloseable {
         send(n);
       } catch (NoriKVException e) {
         fail(e);
+      } catch (RuntimeException e) {
+        fail(internal(e));
       }
     }
 
@@ -556,7 +565,11 @@ public final class NoriKVClient implements AutoCloseable {
 
         @Override
         public void onError(Throwable t) {
-          onFailure(n, t);
+          try {
+            onFailure(n, t);
+          } catch (RuntimeException e) {
+            fail(internal(e));
+          }
         }
 
         @Override

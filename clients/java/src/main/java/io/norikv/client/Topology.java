@@ -245,15 +245,17 @@ final class Topology {
     String addr = addrs.get((start + i) % addrs.size());
     long asked = viewSeqNow();
     fetchOne(addr).whenComplete((v, t) -> {
-      if (t == null) {
-        try {
+      try {
+        if (t == null) {
           applyView(v, addr, true, asked);
-        } catch (RuntimeException e) {
-          // a mismatching view: already reported through ready
+          done.complete(null);
+        } else {
+          fetchFrom(addrs, start, i + 1, done);
         }
+      } catch (RuntimeException e) {
+        // a mismatching view (reported through ready), or a closed client:
+        // the waiting calls go on and see it
         done.complete(null);
-      } else {
-        fetchFrom(addrs, start, i + 1, done);
       }
     });
   }
@@ -271,7 +273,12 @@ final class Topology {
     ClientCall<com.norikv.proto.v1.ClusterView, com.norikv.proto.v1.ClusterView> call = n.channel.newCall(
         MetaGrpc.getWatchClusterMethod(),
         CallOptions.DEFAULT.withDeadlineAfter(DISCOVERY_PER_NODE_MS, TimeUnit.MILLISECONDS));
-    ClientCalls.asyncServerStreamingCall(call, com.norikv.proto.v1.ClusterView.getDefaultInstance(),
+    // The node sends its view as soon as it has the request, so onNext (which
+    // cancels the call) can run on a gRPC thread before this one has
+    // half-closed; halfClose then throws. That is the success path: the view
+    // is in f. Any other synchronous failure fails the fetch.
+    try {
+      ClientCalls.asyncServerStreamingCall(call, com.norikv.proto.v1.ClusterView.getDefaultInstance(),
         new ClientResponseObserver<com.norikv.proto.v1.ClusterView, com.norikv.proto.v1.ClusterView>() {
           private ClientCallStreamObserver<com.norikv.proto.v1.ClusterView> stream;
 
@@ -297,6 +304,9 @@ final class Topology {
             f.completeExceptionally(Status.UNAVAILABLE.withDescription("stream ended without a view").asException());
           }
         });
+    } catch (RuntimeException e) {
+      f.completeExceptionally(e);
+    }
     return f;
   }
 

@@ -64,7 +64,17 @@ class RestartTest {
       Thread.sleep(500);
       assertTrue(!during.isDone(), "the put during the outage waits for the server");
       second = EphemeralServer.builder().binary(bin).args(diskArgs(rpc, dir)).readyAddr(rpc).build().start();
-      Version dv = during.get(30, TimeUnit.SECONDS);
+      Version dv;
+      try {
+        dv = during.get(40, TimeUnit.SECONDS);
+      } catch (java.util.concurrent.TimeoutException e) {
+        StringBuilder dump = new StringBuilder();
+        for (java.lang.management.ThreadInfo ti : java.lang.management.ManagementFactory.getThreadMXBean()
+            .dumpAllThreads(false, false)) {
+          dump.append(ti);
+        }
+        throw new AssertionError("the put issued during the outage never completed; " + c.stats() + "\n" + dump);
+      }
       assertTrue(dv.getIndex() >= 1);
 
       for (Map.Entry<String, Version> e : acked.entrySet()) {
