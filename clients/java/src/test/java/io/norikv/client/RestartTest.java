@@ -95,6 +95,40 @@ class RestartTest {
   }
 
   @Test
+  void topologyListenerHearsTheNodeReplacedOnTheSameAddress() throws Exception {
+    String bin = EphemeralServerExtension.requireBinary();
+    String rpc = EphemeralServer.freeAddress();
+    EphemeralServer first = EphemeralServer.builder().binary(bin)
+        .args("--ephemeral", "--node-id=old", "--rpc-addr=" + rpc, "--http-addr=127.0.0.1:0", "--peer-addr=127.0.0.1:0")
+        .build().start();
+    EphemeralServer second = null;
+    try (NoriKVClient c = NoriKVClient.builder().nodes(rpc).timeout(Duration.ofSeconds(20)).build()) {
+      assertEquals("old", c.getClusterView().getNodes().get(0).getId());
+      java.util.concurrent.LinkedBlockingQueue<TopologyChangeEvent> events = new java.util.concurrent.LinkedBlockingQueue<>();
+      Subscription sub = c.onTopologyChange(events::add);
+      assertEquals(0, first.stop(), "SIGTERM stops the server cleanly");
+      second = EphemeralServer.builder().binary(bin)
+          .args("--ephemeral", "--node-id=new", "--rpc-addr=" + rpc, "--http-addr=127.0.0.1:0", "--peer-addr=127.0.0.1:0")
+          .build().start();
+      TopologyChangeEvent ev = events.poll(20, TimeUnit.SECONDS);
+      assertTrue(ev != null, "no topology event after the node was replaced; " + c.stats());
+      assertEquals(java.util.Collections.singletonList("new"), ev.getAddedNodes());
+      assertEquals(java.util.Collections.singletonList("old"), ev.getRemovedNodes());
+      assertEquals(1024, ev.getLeaderChanges().size(), "every shard's leader moved to the new node");
+      assertTrue(ev.getLeaderChanges().values().stream().allMatch("new"::equals));
+      assertEquals("new", c.getClusterView().getNodes().get(0).getId());
+      sub.close();
+      c.put(key("after-replace"), "v");
+      assertEquals(1024, c.stats().cachedLeaders);
+    } finally {
+      first.stop();
+      if (second != null) {
+        second.stop();
+      }
+    }
+  }
+
+  @Test
   void callsToAStoppedServerEndAtTheirTimeoutWithDeadlineExceeded() throws Exception {
     String bin = EphemeralServerExtension.requireBinary();
     try (EphemeralServer s = EphemeralServer.builder().binary(bin).build().start();

@@ -54,7 +54,7 @@ public final class LoadBench {
     long t0 = System.nanoTime();
     long end = t0 + (long) (seconds * 1e9);
     for (int w = 0; w < concurrency; w++) {
-      lat[w] = new long[1 << 20];
+      lat[w] = new long[1 << 16]; // per worker; beyond that latencies are not sampled
       int worker = w;
       new Object() {
         void next() {
