@@ -388,11 +388,58 @@ public final class EphemeralServer implements AutoCloseable {
     cleanupFiles();
   }
 
-  /** Sends a signal by name (e.g. "STOP", "CONT") with kill(1). */
+  /**
+   * Sends a signal by name (e.g. "STOP", "CONT") with kill(1). For STOP and
+   * CONT it returns once /proc shows the process stopped or running again
+   * (up to 5 s): a stop takes effect when every thread of the process has
+   * reached it, which is not yet so when kill returns.
+   */
   public void signal(String name) throws IOException, InterruptedException {
-    if (proc != null && proc.isAlive()) {
-      new ProcessBuilder("kill", "-" + name, Long.toString(proc.pid())).inheritIO().start().waitFor();
+    if (proc == null || !proc.isAlive()) {
+      return;
     }
+    int rc = new ProcessBuilder("kill", "-" + name, Long.toString(proc.pid())).inheritIO().start().waitFor();
+    if (rc != 0) {
+      throw new IOException("kill -" + name + " " + proc.pid() + " exited with status " + rc);
+    }
+    if (!name.equals("STOP") && !name.equals("CONT")) {
+      return;
+    }
+    boolean wantStopped = name.equals("STOP");
+    long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(5);
+    while (System.nanoTime() < deadline) {
+      if (stopped(proc.pid()) == wantStopped) {
+        return;
+      }
+      Thread.sleep(2);
+    }
+    throw new IOException("process " + proc.pid() + " is not " + (wantStopped ? "stopped" : "running") + " 5 s after kill -"
+        + name);
+  }
+
+  /** Whether every thread of the process is stopped (state T in /proc/PID/task/TID/stat). */
+  private static boolean stopped(long pid) throws IOException {
+    Path tasks = Paths.get("/proc", Long.toString(pid), "task");
+    if (!Files.isDirectory(tasks)) {
+      return false;
+    }
+    try (java.util.stream.Stream<Path> ts = Files.list(tasks)) {
+      for (Path t : (Iterable<Path>) ts::iterator) {
+        String stat;
+        try {
+          stat = new String(Files.readAllBytes(t.resolve("stat")), StandardCharsets.UTF_8);
+        } catch (IOException e) {
+          continue; // the thread ended
+        }
+        // pid (comm) state ...: comm may hold spaces and parentheses
+        int close = stat.lastIndexOf(')');
+        char state = close >= 0 && close + 2 < stat.length() ? stat.charAt(close + 2) : '?';
+        if (state != 'T' && state != 't') {
+          return false;
+        }
+      }
+    }
+    return true;
   }
 
   /**
