@@ -337,9 +337,10 @@ public final class NoriKVClient implements AutoCloseable {
   }
 
   /**
-   * Registers a listener called after each change of the cluster view, in
-   * order, on a thread of the client (it may call the client, and should not
-   * block for long). Close the returned subscription to unregister.
+   * Registers a listener called after each change of the cluster view made
+   * from now on, in order, on a thread of the client (it may call the client,
+   * and should not block for long). Close the returned subscription to
+   * unregister.
    */
   public Subscription onTopologyChange(Consumer<TopologyChangeEvent> listener) {
     return topology.addListener(Objects.requireNonNull(listener, "listener"));

@@ -70,8 +70,33 @@ final class Topology {
   private final Thread watcher;
   private final Thread dispatcher;
 
-  private final ArrayDeque<ClusterView[]> events = new ArrayDeque<>(); // {prev, cur}; guarded by itself
-  private final Map<Long, Consumer<TopologyChangeEvent>> listeners = new LinkedHashMap<>(); // guarded by itself
+  /** A view change waiting for the listeners; seq orders it against listener registrations. */
+  private static final class Change {
+    final ClusterView prev;
+    ClusterView cur;
+    long seq;
+
+    Change(ClusterView prev, ClusterView cur, long seq) {
+      this.prev = prev;
+      this.cur = cur;
+      this.seq = seq;
+    }
+  }
+
+  /** A registered listener; it hears only changes made after it registered (seq > since). */
+  private static final class Listener {
+    final Consumer<TopologyChangeEvent> fn;
+    final long since;
+
+    Listener(Consumer<TopologyChangeEvent> fn, long since) {
+      this.fn = fn;
+      this.since = since;
+    }
+  }
+
+  private final ArrayDeque<Change> events = new ArrayDeque<>(); // guarded by itself
+  private final AtomicLong changeSeq = new AtomicLong();
+  private final Map<Long, Listener> listeners = new LinkedHashMap<>(); // guarded by itself
   private long nextListenerId;
 
   Topology(int totalShards, List<String> seeds, ChannelPool pool, Router router) {
@@ -408,7 +433,7 @@ final class Topology {
     long id;
     synchronized (listeners) {
       id = nextListenerId++;
-      listeners.put(id, fn);
+      listeners.put(id, new Listener(fn, changeSeq.get()));
     }
     AtomicBoolean done = new AtomicBoolean();
     return () -> {
@@ -422,10 +447,13 @@ final class Topology {
 
   private void pushEvent(ClusterView prev, ClusterView cur) {
     synchronized (events) {
+      long seq = changeSeq.incrementAndGet();
       if (events.size() >= MAX_PENDING_EVENTS) {
-        events.peekLast()[1] = cur;
+        Change last = events.peekLast();
+        last.cur = cur;
+        last.seq = seq;
       } else {
-        events.addLast(new ClusterView[] {prev, cur});
+        events.addLast(new Change(prev, cur, seq));
       }
       events.notifyAll();
     }
@@ -433,7 +461,7 @@ final class Topology {
 
   private void dispatchLoop() {
     while (true) {
-      ClusterView[] ch;
+      Change ch;
       synchronized (events) {
         while (events.isEmpty() && !closed) {
           try {
@@ -449,14 +477,17 @@ final class Topology {
         }
         ch = events.pollFirst();
       }
-      TopologyChangeEvent ev = TopologyChangeEvent.diff(ch[0], ch[1]);
-      List<Consumer<TopologyChangeEvent>> fns;
+      TopologyChangeEvent ev = TopologyChangeEvent.diff(ch.prev, ch.cur);
+      List<Listener> fns;
       synchronized (listeners) {
         fns = new ArrayList<>(listeners.values());
       }
-      for (Consumer<TopologyChangeEvent> fn : fns) {
+      for (Listener l : fns) {
+        if (ch.seq <= l.since) {
+          continue; // the change was made before the listener registered
+        }
         try {
-          fn.accept(ev);
+          l.fn.accept(ev);
         } catch (RuntimeException e) {
           LOG.log(Level.WARNING, "norikv: a topology listener threw", e);
         }

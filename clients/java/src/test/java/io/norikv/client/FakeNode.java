@@ -61,6 +61,21 @@ final class FakeNode implements AutoCloseable {
   final AtomicLong index = new AtomicLong();
   volatile ClusterView view;
   volatile boolean metaUnimplemented;
+  final java.util.List<StreamObserver<ClusterView>> watchers = new java.util.concurrent.CopyOnWriteArrayList<>();
+
+  /** Installs a new view and sends it on every open WatchCluster stream. */
+  void push(ClusterView v) {
+    view = v;
+    for (StreamObserver<ClusterView> w : watchers) {
+      synchronized (w) {
+        try {
+          w.onNext(v);
+        } catch (RuntimeException e) {
+          watchers.remove(w); // the stream was cancelled
+        }
+      }
+    }
+  }
 
   FakeNode(String id) throws IOException {
     this.id = id;
@@ -74,7 +89,11 @@ final class FakeNode implements AutoCloseable {
 
   /** A view of these nodes with every one of totalShards shards led by leader (followers: the others). */
   static ClusterView viewOf(int totalShards, FakeNode leader, FakeNode... nodes) {
-    ClusterView.Builder v = ClusterView.newBuilder().setEpoch(1);
+    return viewOf(1, totalShards, leader, nodes);
+  }
+
+  static ClusterView viewOf(long epoch, int totalShards, FakeNode leader, FakeNode... nodes) {
+    ClusterView.Builder v = ClusterView.newBuilder().setEpoch(epoch);
     for (FakeNode n : nodes) {
       v.addNodes(ClusterNode.newBuilder().setId(n.id).setAddr(n.addr).setRole("alive"));
     }
@@ -139,7 +158,10 @@ final class FakeNode implements AutoCloseable {
         obs.onError(Status.UNIMPLEMENTED.withDescription("no Meta here").asRuntimeException());
         return;
       }
-      obs.onNext(view); // and keep the stream open
+      synchronized (obs) {
+        obs.onNext(view); // and keep the stream open
+      }
+      watchers.add(obs);
     }
   }
 

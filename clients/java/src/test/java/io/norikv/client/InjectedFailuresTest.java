@@ -183,6 +183,31 @@ class InjectedFailuresTest {
   }
 
   @Test
+  void aPushedViewMovesRoutingAndOnlyLaterChangesReachANewListener() throws Exception {
+    try (NoriKVClient c = client(fast(3))) {
+      java.util.concurrent.LinkedBlockingQueue<TopologyChangeEvent> events = new java.util.concurrent.LinkedBlockingQueue<>();
+      c.onTopologyChange(events::add); // right after connect: the initial view is not a change it hears
+      c.put("k", "v");
+      assertEquals(1, a.calls.get());
+      com.norikv.proto.v1.ClusterView moved = FakeNode.viewOf(2, SHARDS, b, a, b);
+      b.view = moved;
+      a.push(moved);
+      TopologyChangeEvent ev = events.poll(10, java.util.concurrent.TimeUnit.SECONDS);
+      assertTrue(ev != null, "no event for the pushed view");
+      assertEquals(1, ev.getPreviousEpoch());
+      assertEquals(2, ev.getCurrentEpoch());
+      assertEquals(SHARDS, ev.getLeaderChanges().size());
+      assertTrue(ev.getAddedNodes().isEmpty() && ev.getRemovedNodes().isEmpty());
+      assertEquals(2, c.stats().epoch);
+      c.put("k", "v2");
+      assertEquals(1, a.calls.get(), "requests follow the new view's leader");
+      assertEquals(1, b.calls.get());
+      assertEquals(0, c.stats().redirects);
+      assertEquals(null, events.poll(200, java.util.concurrent.TimeUnit.MILLISECONDS), "one change, one event");
+    }
+  }
+
+  @Test
   void aServerWithoutMetaIsServedThroughItsSeedAddress() {
     a.metaUnimplemented = true;
     try (NoriKVClient c = client(fast(3))) {
