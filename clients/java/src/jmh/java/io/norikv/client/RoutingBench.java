@@ -61,7 +61,7 @@ public class RoutingBench {
     hash = KeyRouting.xxhash64(userKey);
     // A router holding a view in which one node leads all 1024 shards (its
     // channel is created but never used: routing does not touch the network).
-    pool = new ChannelPool();
+    pool = new ChannelPool(false);
     router = new Router(1024, pool, Collections.singletonList("127.0.0.1:9001"));
     java.util.List<ClusterView.Shard> shards = new java.util.ArrayList<>();
     for (int s = 0; s < 1024; s++) {

@@ -62,6 +62,16 @@ final class ChannelPool {
 
   private final Map<String, Node> nodes = new ConcurrentHashMap<>();
   private volatile boolean closed;
+  private final boolean direct;
+
+  /**
+   * direct: run call callbacks on gRPC's network threads (directExecutor)
+   * instead of handing each to gRPC's shared executor; see
+   * NoriKVClient.Builder#directExecutor.
+   */
+  ChannelPool(boolean direct) {
+    this.direct = direct;
+  }
 
   /** The channel to addr, created (connecting lazily) when there is none yet. */
   Node get(String addr) {
@@ -76,10 +86,15 @@ final class ChannelPool {
       if (closed) {
         throw new ClientClosedException("the client is closed");
       }
-      return nodes.computeIfAbsent(addr, a -> new Node(a, Grpc.newChannelBuilder(a, InsecureChannelCredentials.create())
-          // values are up to 1 MiB; leave room for the envelope
-          .maxInboundMessageSize(4 << 20)
-          .build()));
+      return nodes.computeIfAbsent(addr, a -> {
+        io.grpc.ManagedChannelBuilder<?> b = Grpc.newChannelBuilder(a, InsecureChannelCredentials.create())
+            // values are up to 1 MiB; leave room for the envelope
+            .maxInboundMessageSize(4 << 20);
+        if (direct) {
+          b.directExecutor();
+        }
+        return new Node(a, b.build());
+      });
     }
   }
 

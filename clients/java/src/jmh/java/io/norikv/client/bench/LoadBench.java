@@ -24,10 +24,12 @@ import java.util.concurrent.atomic.AtomicLong;
  * <pre>
  * mvn -q -B -P jmh package -DskipTests
  * NORIKV_SERVER_BIN=../../build/src/server/norikv-server \
- *   java -cp target/benchmarks.jar io.norikv.client.bench.LoadBench [seconds=5] [concurrency=64] [addr]
+ *   java -cp target/benchmarks.jar io.norikv.client.bench.LoadBench [seconds=5] [concurrency=64] [direct] [addr]
  * </pre>
  *
- * With an address, runs against that server instead of starting one.
+ * "direct" builds the client with directExecutor(true) ("pooled" or anything
+ * else: the default). With an address, runs against that server instead of
+ * starting one.
  */
 public final class LoadBench {
   private LoadBench() {}
@@ -64,8 +66,8 @@ public final class LoadBench {
             return;
           }
           op.run(seq.getAndIncrement()).whenComplete((v, t) -> {
-            if (t != null) {
-              errors.incrementAndGet();
+            if (t != null && errors.incrementAndGet() <= 3) {
+              System.err.println("error: " + t);
             }
             long[] l = lat[worker];
             if (counts[worker] < l.length) {
@@ -123,10 +125,11 @@ public final class LoadBench {
   public static void main(String[] args) throws Exception {
     double seconds = args.length > 0 ? Double.parseDouble(args[0]) : 5;
     int conc = args.length > 1 ? Integer.parseInt(args[1]) : 64;
+    boolean direct = args.length > 2 && args[2].equals("direct");
     EphemeralServer server = null;
     String addr;
-    if (args.length > 2) {
-      addr = args[2];
+    if (args.length > 3) {
+      addr = args[3];
     } else {
       server = EphemeralServer.builder().build().start();
       addr = server.address();
@@ -135,15 +138,15 @@ public final class LoadBench {
     byte[] value = new byte[256];
     Arrays.fill(value, (byte) 'v');
     try (NoriKVClient c = NoriKVClient.builder().nodes(addr).timeout(Duration.ofSeconds(30))
-        .maxInFlight(Math.max(512, conc)).build()) {
+        .maxInFlight(Math.max(512, conc)).directExecutor(direct).build()) {
       // warm-up: JIT, connections
-      phase(i -> c.putAsync(key(i % 4096), value, PutOptions.NONE), conc, 2);
-      phase(i -> c.getAsync(key(i % 4096), GetOptions.NONE), conc, 1);
+      long warm = Math.min(4096, phase(i -> c.putAsync(key(i % 4096), value, PutOptions.NONE), conc, 2).ops);
+      phase(i -> c.getAsync(key(i % Math.max(1, warm)), GetOptions.NONE), conc, 1);
       Result put = phase(i -> c.putAsync(key(i), value, PutOptions.NONE), conc, seconds);
       long written = put.ops;
       Result get = phase(i -> c.getAsync(key(i % Math.max(1, written)), GetOptions.NONE), conc, seconds);
-      System.out.printf("Java %s, %d s per phase, 16-byte keys, 256-byte values%n",
-          System.getProperty("java.version"), (int) seconds);
+      System.out.printf("Java %s, %d s per phase, 16-byte keys, 256-byte values, directExecutor %s%n",
+          System.getProperty("java.version"), (int) seconds, direct);
       System.out.println("| op | concurrency | ops/s | p50 ms | p99 ms | client CPU µs/op | errors |");
       System.out.println("|---|---:|---:|---:|---:|---:|---:|");
       print("put", conc, put);
