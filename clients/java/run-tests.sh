@@ -22,7 +22,7 @@ set +e
 mvn "${MVN_FLAGS[@]}" verify "$@" >"$LOG" 2>&1
 rc=$?
 set -e
-grep -E "Tests run:|Tests in error|FAIL|BUILD (SUCCESS|FAILURE)|^\[ERROR\]" "$LOG" | grep -v "^\[ERROR\] *$" | head -200 || true
+grep -E "Tests run:|Tests in error|FAIL|BUILD (SUCCESS|FAILURE)|^\[ERROR\]" "$LOG" | grep -v "^\[ERROR\] *$" | tail -300 || true
 if [ "$rc" -ne 0 ]; then
   echo "== mvn verify failed (exit $rc); last lines of $LOG:" >&2
   tail -60 "$LOG" >&2
