@@ -10,7 +10,7 @@ JOBS       ?= $(shell nproc)
 CTEST_ARGS ?=
 CMAKE_GEN  := -G Ninja
 
-.PHONY: all deps build run test test-c test-asan test-sdk test-go test-python test-typescript \
+.PHONY: all deps build run test test-c test-asan test-sdk test-go test-python test-typescript test-java \
         bench bench-engine bench-server bench-raft bench-wal fuzz hash-vectors format clean
 
 all: build
@@ -46,7 +46,7 @@ test-asan: deps $(ASAN_BUILD)/build.ninja
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	  ctest --test-dir $(ASAN_BUILD) --output-on-failure -j $(JOBS) -L "unit|asan"
 
-test-sdk: test-go test-python test-typescript
+test-sdk: test-go test-python test-typescript test-java
 
 test-go: build
 	@if [ -f clients/go/go.mod ]; then \
@@ -64,6 +64,14 @@ test-typescript: build
 	@if [ -f clients/typescript/package.json ]; then \
 	  NORIKV_SERVER_BIN=$(CURDIR)/$(BUILD)/src/server/norikv-server ./clients/typescript/run-tests.sh; \
 	else echo "test-typescript: no TypeScript SDK yet"; fi
+
+# Java SDK: Maven verify (gRPC code generated from the proto, unit tests, tests
+# against the real server). Prints Surefire's summary; Maven's log stays in
+# clients/java/target/mvn-test.log.
+test-java: build
+	@if [ -f clients/java/pom.xml ]; then \
+	  NORIKV_SERVER_BIN=$(CURDIR)/$(BUILD)/src/server/norikv-server NORIKV_REQUIRE_SERVER=1 ./clients/java/run-tests.sh; \
+	else echo "test-java: no Java SDK yet"; fi
 
 bench: bench-engine bench-raft bench-server bench-wal
 

@@ -16,9 +16,16 @@ PACKAGES=(
   librocksdb-dev libleveldb-dev etcd-server
   # SDK toolchains' helpers (Python virtual environments)
   python3-venv
+  # Java SDK build tool (the JDK: below)
+  maven
   # tests
   procps curl
 )
+
+# Java SDK: any JDK 11+ will do; Debian's default one only when none is there.
+if ! command -v javac >/dev/null 2>&1; then
+  PACKAGES+=(default-jdk-headless)
+fi
 
 missing=()
 for p in "${PACKAGES[@]}"; do
