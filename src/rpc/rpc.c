@@ -832,11 +832,16 @@ static void on_generic_call(struct worker *w, struct rpc_call *c, bool ok)
     atomic_fetch_add(&s->n_unimpl, 1);
     if (!atomic_load(&s->shutting_down))
         post_request(w, NULL);
-    char msg[300];
+    /* the client's method name, printable: a NUL would cut the message and
+     * other bytes could make it invalid UTF-8 */
+    char msg[1100];
     grpc_slice meth = c->details.method;
-    int mlen = (int)NK_MIN(GRPC_SLICE_LENGTH(meth), (size_t)200);
-    snprintf(msg, sizeof msg, "unknown method %.*s", mlen,
-             (const char *)GRPC_SLICE_START_PTR(meth));
+    size_t mlen = NK_MIN(GRPC_SLICE_LENGTH(meth), (size_t)200), o;
+    const uint8_t *mp = GRPC_SLICE_START_PTR(meth);
+    o = (size_t)snprintf(msg, sizeof msg, "unknown method ");
+    for (size_t i = 0; i < mlen; i++)
+        o += (size_t)snprintf(msg + o, sizeof msg - o, mp[i] >= 0x20 && mp[i] < 0x7f ? "%c" : "\\x%02x",
+                              mp[i]);
     answer_internal(c, NK_UNIMPLEMENTED, msg);
 }
 
