@@ -655,7 +655,9 @@ nk_status api_new(const struct api_options *o, struct api **out)
     a->node = o->node;
     a->node_id = nk_strdup(o->node_id ? o->node_id : "node-1");
     a->prometheus = o->prometheus_enabled;
-    a->http_max_conn = o->http_max_connections ? o->http_max_connections : 64;
+    a->http_max_conn = o->http_max_connections ? o->http_max_connections : 512;
+    a->http_max_per_ip = o->http_max_per_ip ? o->http_max_per_ip : 128;
+    a->http_request_timeout_ms = o->http_request_timeout_ms ? o->http_request_timeout_ms : 10000;
     a->total_shards = node_total_shards(o->node);
     a->start_ms = nk_mono_ms();
     pthread_mutex_init(&a->wmu, NULL);

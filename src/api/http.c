@@ -1,8 +1,9 @@
 /*
  * http.c: the HTTP endpoints on libmicrohttpd (docs/http.md).
  *
- * One thread per connection, at most http_max_connections of them, so a
- * handler may simply wait for the node's answer; HTTP is for operators and
+ * One thread per connection, at most http_max_connections of them (and
+ * http_max_per_ip from one address), so a handler may simply wait for the
+ * node's answer; http_guard.c bounds the time to receive each request; HTTP is for operators and
  * scripts, the fast path is gRPC. Request bodies are bounded (1 MiB value +
  * slack): larger ones get 413 without being buffered.
  */
@@ -403,6 +404,7 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
         *upload_size = 0;
         return MHD_YES;
     }
+    http_guard_request_received(c);
 
     struct nk_buf b;
     nk_buf_init(&b);
@@ -475,8 +477,8 @@ static void request_completed(void *cls, struct MHD_Connection *c, void **con_cl
                               enum MHD_RequestTerminationCode toe)
 {
     (void)cls;
-    (void)c;
     (void)toe;
+    http_guard_request_done(c);
     struct conn_state *st = *con_cls;
     if (st) {
         nk_buf_free(&st->body);
@@ -537,14 +539,29 @@ nk_status api_http_start(struct api *a, const char *addr, bool fallback, char *b
     if (fd < 0)
         return nk_status_make(err == EADDRINUSE ? NK_ALREADY_EXISTS : NK_UNAVAILABLE,
                               "cannot listen for HTTP on %s: %s", addr, strerror(err));
+    nk_status gs = http_guard_start(a->http_request_timeout_ms, &a->http_guard);
+    if (!nk_ok(gs)) {
+        close(fd);
+        return gs;
+    }
+    /*
+     * Slow clients (issue 9): the guard bounds the time to receive a whole
+     * request; the per-address limit keeps one client from taking every
+     * slot; the idle timeout (reset by each byte) only ends silent
+     * connections sooner.
+     */
     struct MHD_Daemon *d = MHD_start_daemon(
         MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG, 0,
         NULL, NULL, handle, a, MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_CONNECTION_LIMIT,
-        (unsigned int)a->http_max_conn, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)30,
-        MHD_OPTION_NOTIFY_COMPLETED, request_completed, a, MHD_OPTION_UNESCAPE_CALLBACK,
-        no_unescape, NULL, MHD_OPTION_END);
+        (unsigned int)a->http_max_conn, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+        (unsigned int)a->http_max_per_ip, MHD_OPTION_CONNECTION_TIMEOUT,
+        (unsigned int)((a->http_request_timeout_ms + 999) / 1000),
+        MHD_OPTION_NOTIFY_COMPLETED, request_completed, a, MHD_OPTION_NOTIFY_CONNECTION,
+        http_guard_notify, a, MHD_OPTION_UNESCAPE_CALLBACK, no_unescape, NULL, MHD_OPTION_END);
     if (!d) {
         close(fd);
+        http_guard_stop(a->http_guard);
+        a->http_guard = NULL;
         return nk_status_make(NK_UNAVAILABLE, "cannot start the HTTP server on %s", addr);
     }
     a->httpd = d;
@@ -561,6 +578,8 @@ void api_shutdown(struct api *a)
         MHD_stop_daemon(a->httpd);
         a->httpd = NULL;
     }
+    http_guard_stop(a->http_guard);
+    a->http_guard = NULL;
     pthread_mutex_lock(&a->wmu);
     a->shut = true;
     pthread_mutex_unlock(&a->wmu);
