@@ -379,26 +379,67 @@ static size_t no_unescape(void *cls, struct MHD_Connection *c, char *s)
 struct conn_state {
     struct nk_buf body;
     bool too_big;
+    bool started;      /* the handler has seen the request's headers */
+    bool nul_in_line;  /* a raw NUL byte in the request line */
+    size_t uri_len;    /* of the request target, from uri_logged; SIZE_MAX: unknown */
 };
+
+/*
+ * libmicrohttpd hands over the method and the request target as C strings,
+ * so a raw NUL byte in the request line ("PUT /kv/a\0b HTTP/1.1") would cut
+ * them: the write would go to key "a". HTTP forbids control bytes there;
+ * such requests are refused with 400. The URI log callback sees the whole
+ * target (libmicrohttpd has ended it at the space before the version and
+ * not yet split off the query); its length, compared with where the version
+ * starts, shows a NUL inside. The method is checked against where the target
+ * starts. Both rely only on the three being consecutive in the request line.
+ */
+static void *uri_logged(void *cls, const char *uri, struct MHD_Connection *c)
+{
+    (void)cls;
+    (void)c;
+    struct conn_state *st = nk_calloc(1, sizeof(*st));
+    nk_buf_init(&st->body);
+    st->uri_len = strlen(uri);
+    return st;
+}
+
+static bool nul_in_request_line(const char *method, const char *url, const char *version,
+                                size_t uri_len)
+{
+    if (uri_len != SIZE_MAX && version > url && (size_t)(version - url) < (64u << 10) &&
+        url + uri_len + 1 < version)
+        return true;
+    if (url > method && (size_t)(url - method) < 64) {
+        for (const char *p = method + strlen(method) + 1; p < url; p++)
+            if (*p != ' ')
+                return true;
+    }
+    return false;
+}
 
 static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *url,
                               const char *method, const char *version, const char *upload,
                               size_t *upload_size, void **con_cls)
 {
     struct api *a = cls;
-    (void)version;
     bool is_get = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
     bool is_put = strcmp(method, "PUT") == 0 || strcmp(method, "POST") == 0;
     bool is_del = strcmp(method, "DELETE") == 0;
     bool is_kv = strncmp(url, "/kv/", 4) == 0;
 
-    if (*con_cls == NULL) {
+    if (*con_cls == NULL) { /* not seen by uri_logged */
         struct conn_state *st = nk_calloc(1, sizeof(*st));
         nk_buf_init(&st->body);
+        st->uri_len = SIZE_MAX;
         *con_cls = st;
-        return MHD_YES;
     }
     struct conn_state *st = *con_cls;
+    if (!st->started) {
+        st->started = true;
+        st->nul_in_line = nul_in_request_line(method, url, version, st->uri_len);
+        return MHD_YES;
+    }
     if (*upload_size) {
         api_http_body_append(&st->body, &st->too_big, upload, *upload_size);
         *upload_size = 0;
@@ -409,7 +450,11 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
     struct nk_buf b;
     nk_buf_init(&b);
     enum MHD_Result ret;
-    if (st->too_big) {
+    if (st->nul_in_line) {
+        ret = respond_error(c, NK_INVALID_ARGUMENT,
+                            "the request line contains a NUL byte (percent-encode it as %00)",
+                            NULL);
+    } else if (st->too_big) {
         char msg[128];
         snprintf(msg, sizeof msg, "request body is larger than the %u-byte value limit",
                  KV_MAX_VALUE);
@@ -556,7 +601,8 @@ nk_status api_http_start(struct api *a, const char *addr, bool fallback, char *b
         (unsigned int)a->http_max_conn, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
         (unsigned int)a->http_max_per_ip, MHD_OPTION_CONNECTION_TIMEOUT,
         (unsigned int)((a->http_request_timeout_ms + 999) / 1000),
-        MHD_OPTION_NOTIFY_COMPLETED, request_completed, a, MHD_OPTION_NOTIFY_CONNECTION,
+        MHD_OPTION_NOTIFY_COMPLETED, request_completed, a, MHD_OPTION_URI_LOG_CALLBACK,
+        uri_logged, NULL, MHD_OPTION_NOTIFY_CONNECTION,
         http_guard_notify, a, MHD_OPTION_UNESCAPE_CALLBACK, no_unescape, NULL, MHD_OPTION_END);
     if (!d) {
         close(fd);

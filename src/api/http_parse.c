@@ -147,6 +147,8 @@ nk_status api_http_parse_kv(enum api_http_method m, const char *path, size_t pat
     nk_buf_init(&val);
     nk_status s = NK_OK;
     for (size_t i = 0; i < nargs && nk_ok(s); i++) {
+        if (args[i].name_len == 0 && !args[i].value)
+            continue; /* an empty segment ("a=1&&b=2") */
         name.len = 0;
         val.len = 0;
         char q[160];

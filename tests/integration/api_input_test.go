@@ -84,6 +84,16 @@ func TestHTTPKeysArePercentDecodedWithTheirNULBytes(t *testing.T) {
 	if c, _ := httpDo(t, "GET", base+"/kv/a", ""); c != 200 {
 		t.Fatalf("DELETE of a\\0b removed a: %d", c)
 	}
+	// a raw NUL in the request line (illegal in HTTP) is refused, never cut
+	for _, line := range []string{"PUT /kv/a\x00b HTTP/1.1", "PUT /kv/a?if_not_exists=true\x00x HTTP/1.1", "PUT\x00X /kv/a HTTP/1.1"} {
+		c, b := rawHTTP(t, s.http, line+"\r\nHost: x\r\nContent-Length: 3\r\nConnection: close\r\n\r\nraw")
+		if c != 400 || !strings.Contains(b, "NUL") {
+			t.Errorf("%q: %d %s; want 400 naming the NUL byte", line, c, b)
+		}
+	}
+	if g, err := s.kv.Get(ctxT(t), &pb.GetRequest{Key: []byte("a")}); err != nil || string(g.Value) != "just a" {
+		t.Fatalf("key a after requests with a raw NUL: %v %v", g, err)
+	}
 	// malformed escapes are refused, not guessed at
 	for _, path := range []string{"/kv/bad%zzescape", "/kv/bad%4", "/kv/bad%"} {
 		if c, b := rawHTTP(t, s.http, "PUT "+path+" HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nConnection: close\r\n\r\nv"); c != 400 || !strings.Contains(b, "percent") {
