@@ -85,7 +85,7 @@ bool api_parse_bool(const uint8_t *s, size_t n, bool *out)
 
 bool api_parse_version(const uint8_t *s, size_t n, uint64_t *term, uint64_t *index)
 {
-    const uint8_t *dot = memchr(s, '.', n);
+    const uint8_t *dot = n ? memchr(s, '.', n) : NULL;
     if (!dot)
         return false;
     size_t tl = (size_t)(dot - s);
@@ -212,7 +212,7 @@ nk_status api_http_parse_kv(enum api_http_method m, const char *path, size_t pat
         case P_IDEM:
             if (!api_utf8_valid(val.data, val.len))
                 s = bad("idempotency_key", &val, "idempotency_key must be valid UTF-8");
-            else
+            else if (val.len)
                 nk_buf_append(&out->idem, val.data, val.len);
             break;
         }
