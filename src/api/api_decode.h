@@ -56,6 +56,10 @@ nk_status api_decode(const ProtobufCMessageDescriptor *d, struct nk_slice req, s
  * api_decode() accepted.
  */
 bool api_wire_string(struct nk_slice req, uint32_t field, struct nk_slice *out);
+/* The same, naming the field as the .proto does (its number is looked up in
+ * the descriptor; a name the message lacks is a bug and asserts). */
+bool api_wire_field(const ProtobufCMessageDescriptor *d, struct nk_slice req, const char *name,
+                    struct nk_slice *out);
 
 /* True when s[0..n) is valid UTF-8 (no overlongs, surrogates or > U+10FFFF). */
 bool api_utf8_valid(const uint8_t *s, size_t n);

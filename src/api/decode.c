@@ -266,6 +266,14 @@ bool api_wire_string(struct nk_slice req, uint32_t field, struct nk_slice *out)
     return found;
 }
 
+bool api_wire_field(const ProtobufCMessageDescriptor *d, struct nk_slice req, const char *name,
+                    struct nk_slice *out)
+{
+    const ProtobufCFieldDescriptor *f = protobuf_c_message_descriptor_get_field_by_name(d, name);
+    NK_ASSERT(f);
+    return api_wire_string(req, f->id, out);
+}
+
 void api_quote(char *dst, size_t cap, const uint8_t *s, size_t n, size_t max)
 {
     if (!cap)

@@ -213,7 +213,7 @@ static void on_put(void *ctx, struct rpc_call *call, struct nk_slice req)
     /* the idempotency key from the wire with its exact length: protobuf-c's
      * C string would end at an embedded NUL */
     struct nk_slice idem;
-    api_wire_string(req, 4, &idem);
+    api_wire_field(&norikv__v1__put_request__descriptor, req, "idempotency_key", &idem);
     struct kv_cmd c = {.op = KV_OP_PUT,
                        .timestamp_ms = nk_wall_ms(),
                        .key = nk_slice_make(m->key.data, m->key.len),
@@ -239,7 +239,7 @@ static void on_delete(void *ctx, struct rpc_call *call, struct nk_slice req)
     if (!m)
         return;
     struct nk_slice idem;
-    api_wire_string(req, 2, &idem);
+    api_wire_field(&norikv__v1__delete_request__descriptor, req, "idempotency_key", &idem);
     struct kv_cmd c = {.op = KV_OP_DELETE,
                        .timestamp_ms = nk_wall_ms(),
                        .key = nk_slice_make(m->key.data, m->key.len),
@@ -320,7 +320,7 @@ static void on_get(void *ctx, struct rpc_call *call, struct nk_slice req)
     enum node_consistency cons;
     /* compared with its exact length: "lease\0junk" is not "lease" */
     struct nk_slice cs;
-    api_wire_string(req, 2, &cs);
+    api_wire_field(&norikv__v1__get_request__descriptor, req, "consistency", &cs);
     if (m->key.len == 0 || m->key.len > KV_MAX_KEY) {
         if (m->key.len == 0)
             snprintf(msg, sizeof msg, "key is empty; keys are 1 to %u bytes", KV_MAX_KEY);

@@ -225,7 +225,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
      * result even if the key has changed since */
     struct nk_slice idem = {0};
     if (p)
-        api_wire_string(nk_slice_make(data + 2, size - 2), 4, &idem);
+        api_wire_field(&norikv__v1__put_request__descriptor, nk_slice_make(data + 2, size - 2),
+                       "idempotency_key", &idem);
     if (p && idem.len == 0) {
         Norikv__V1__GetRequest g = NORIKV__V1__GET_REQUEST__INIT;
         g.key = p->key;
