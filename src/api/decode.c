@@ -9,10 +9,16 @@
 
 /*
  * What protobuf-c's unpack (1.x) spends besides the message structs: a
- * 32-byte "scanned member" record per field occurrence while it scans (kept
- * in doubling slabs), and malloc's own header on every allocation.
+ * 32-byte "scanned member" record per field occurrence while it scans, the
+ * first 16 on the stack and the rest in heap slabs of 32, 64, 128, ...
+ * records (so at most about twice the records needed, plus one 32-record
+ * slab: 64 bytes per occurrence and SCAN_SLAB_BYTES once), and malloc's own
+ * header on every allocation. fuzz_api_decode checks the estimate is never
+ * below what unpack allocates.
  */
-#define SCAN_RECORD_BYTES 40
+#define SCAN_RECORD_BYTES 72
+#define SCAN_SLAB_BYTES 2048
+#define SCAN_STACK_RECORDS 16
 #define ALLOC_OVERHEAD 16
 #define MAX_DEPTH 64
 
@@ -146,8 +152,11 @@ static size_t estimate(const ProtobufCMessageDescriptor *d, const uint8_t *data,
     const uint8_t *pl;
     size_t pl_len;
     bool repeated_seen = false;
+    size_t occurrences = 0;
     while (total <= stop_at && next_field(&w, &num, &wt, &pl, &pl_len)) {
         total += SCAN_RECORD_BYTES;
+        if (++occurrences == SCAN_STACK_RECORDS + 1)
+            total += SCAN_SLAB_BYTES;
         const ProtobufCFieldDescriptor *f = protobuf_c_message_descriptor_get_field(d, num);
         if (!f) { /* kept as an unknown field: a record and a copy of its bytes */
             total += sizeof(ProtobufCMessageUnknownField) + ALLOC_OVERHEAD + pl_len + 10;
