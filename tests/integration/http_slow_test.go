@@ -78,7 +78,7 @@ func TestSlowHTTPClientsDoNotStarveHealthChecksAndWrites(t *testing.T) {
 	}
 	// meanwhile: health checks and KV writes and reads from fresh
 	// connections, each answered promptly
-	client := &http.Client{Timeout: 3 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
 	var failures []string
 	end := time.Now().Add(runFor)
 	time.Sleep(500 * time.Millisecond) // let the slow connections open first
@@ -123,12 +123,12 @@ func TestSlowHTTPClientsDoNotStarveHealthChecksAndWrites(t *testing.T) {
 	t.Logf("%d slow connections opened, %d cut by the server, longest open %v; %d fast rounds",
 		opened.Load(), cut.Load(), time.Duration(longest.Load()).Round(time.Millisecond), rounds)
 	// the deadline counts from the start of the request, not from the last
-	// byte: every slow connection is cut, within 10 s + the 3 s trickle
-	// period + scheduling slack
+	// byte: every slow connection is cut, within the 10 s deadline plus the
+	// watchdog's tick and generous slack for a loaded machine
 	if cut.Load() < slow {
 		t.Errorf("only %d slow connections were cut by the server; want every one of the %d", cut.Load(), slow)
 	}
-	if l := time.Duration(longest.Load()); l > 18*time.Second {
+	if l := time.Duration(longest.Load()); l > 20*time.Second {
 		t.Errorf("a slow connection stayed open %v; the receive deadline is 10 s", l)
 	}
 }
