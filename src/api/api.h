@@ -39,6 +39,9 @@ struct api_options {
      * connection's accept or the end of the previous response (default
      * 10000 ms); a slower client is disconnected (docs/http.md). */
     uint32_t http_request_timeout_ms;
+    /* Request bodies all HTTP connections may hold at once (default 64 MiB);
+     * beyond it a request is answered 429 RESOURCE_EXHAUSTED. */
+    uint64_t http_max_body_bytes;
 };
 
 nk_status api_new(const struct api_options *o, struct api **out);

@@ -30,6 +30,8 @@ struct api {
     char *node_id;
     bool prometheus;
     uint32_t http_max_conn, http_max_per_ip, http_request_timeout_ms;
+    uint64_t http_max_body_bytes;
+    _Atomic uint64_t http_body_bytes; /* request bodies buffered now */
     uint32_t total_shards;
     uint64_t start_ms;
 

@@ -658,6 +658,7 @@ nk_status api_new(const struct api_options *o, struct api **out)
     a->http_max_conn = o->http_max_connections ? o->http_max_connections : 512;
     a->http_max_per_ip = o->http_max_per_ip ? o->http_max_per_ip : 128;
     a->http_request_timeout_ms = o->http_request_timeout_ms ? o->http_request_timeout_ms : 10000;
+    a->http_max_body_bytes = o->http_max_body_bytes ? o->http_max_body_bytes : 64u << 20;
     a->total_shards = node_total_shards(o->node);
     a->start_ms = nk_mono_ms();
     pthread_mutex_init(&a->wmu, NULL);

@@ -379,6 +379,8 @@ static size_t no_unescape(void *cls, struct MHD_Connection *c, char *s)
 struct conn_state {
     struct nk_buf body;
     bool too_big;
+    bool over_budget;  /* bodies of all connections passed http_max_body_bytes */
+    uint64_t charged;  /* bytes of this body counted in api.http_body_bytes */
     bool started;      /* the handler has seen the request's headers */
     bool nul_in_line;  /* a raw NUL byte in the request line */
     size_t uri_len;    /* of the request target, from uri_logged; SIZE_MAX: unknown */
@@ -441,8 +443,23 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
         return MHD_YES;
     }
     if (*upload_size) {
-        api_http_body_append(&st->body, &st->too_big, upload, *upload_size);
+        size_t n = *upload_size;
         *upload_size = 0;
+        if (st->too_big || st->over_budget)
+            return MHD_YES; /* drained, not kept */
+        /* every connection's body counts against one budget: 512
+         * connections of 1 MiB each must not all be buffered at once */
+        uint64_t total = atomic_fetch_add(&a->http_body_bytes, n) + n;
+        if (total > a->http_max_body_bytes) {
+            atomic_fetch_sub(&a->http_body_bytes, n + st->charged);
+            st->charged = 0;
+            st->over_budget = true;
+            nk_buf_free(&st->body);
+            nk_buf_init(&st->body);
+            return MHD_YES;
+        }
+        st->charged += n;
+        api_http_body_append(&st->body, &st->too_big, upload, n);
         return MHD_YES;
     }
     http_guard_request_received(c);
@@ -454,6 +471,13 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
         ret = respond_error(c, NK_INVALID_ARGUMENT,
                             "the request line contains a NUL byte (percent-encode it as %00)",
                             NULL);
+    } else if (st->over_budget) {
+        char msg[160];
+        snprintf(msg, sizeof msg,
+                 "HTTP request bodies being received exceed the server's %" PRIu64
+                 "-byte budget; retry later",
+                 a->http_max_body_bytes);
+        ret = respond_error(c, NK_RESOURCE_EXHAUSTED, msg, NULL);
     } else if (st->too_big) {
         char msg[128];
         snprintf(msg, sizeof msg, "request body is larger than the %u-byte value limit",
@@ -521,11 +545,12 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
 static void request_completed(void *cls, struct MHD_Connection *c, void **con_cls,
                               enum MHD_RequestTerminationCode toe)
 {
-    (void)cls;
+    struct api *a = cls;
     (void)toe;
     http_guard_request_done(c);
     struct conn_state *st = *con_cls;
     if (st) {
+        atomic_fetch_sub(&a->http_body_bytes, st->charged);
         nk_buf_free(&st->body);
         free(st);
         *con_cls = NULL;

@@ -132,3 +132,63 @@ func TestSlowHTTPClientsDoNotStarveHealthChecksAndWrites(t *testing.T) {
 		t.Errorf("a slow connection stayed open %v; the receive deadline is 10 s", l)
 	}
 }
+
+// Request bodies are bounded in bytes across all connections, not only per
+// connection: 512 connections of 1 MiB each must not all be buffered.
+func TestHTTPBodiesInFlightAreBoundedAndOverflowGets429(t *testing.T) {
+	s := ephemeral(t)
+	const holders = 70 // x 1 MiB: past the 64 MiB budget
+	const size = 1 << 20
+	body := strings.Repeat("h", size)
+	conns := make([]net.Conn, holders)
+	var wg sync.WaitGroup
+	for i := range conns {
+		c, err := net.DialTimeout("tcp", s.http, 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns[i] = c
+		wg.Add(1)
+		go func(i int, c net.Conn) { // all of the body but its last byte
+			defer wg.Done()
+			c.SetWriteDeadline(time.Now().Add(5 * time.Second))
+			fmt.Fprintf(c, "PUT /kv/hold-%d HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n", i, size)
+			c.Write([]byte(body[:size-1]))
+		}(i, c)
+	}
+	wg.Wait()
+	time.Sleep(300 * time.Millisecond) // let the server read what was sent
+	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	put := func(key string) (int, string, error) {
+		req, _ := http.NewRequest("PUT", "http://"+s.http+"/kv/"+key, strings.NewReader(body))
+		r, err := client.Do(req)
+		if err != nil {
+			return 0, "", err
+		}
+		defer r.Body.Close()
+		b, _ := io.ReadAll(r.Body)
+		return r.StatusCode, string(b), nil
+	}
+	c, b, err := put("fresh")
+	if err != nil || c != 429 || !strings.Contains(b, "67108864") {
+		t.Fatalf("a 1 MiB PUT while %d MiB of bodies are held: %d %s %v; want 429 naming the 67108864-byte budget", holders, c, b, err)
+	}
+	if r, err := client.Get("http://" + s.http + "/healthz"); err != nil || r.StatusCode != 200 {
+		t.Fatalf("/healthz while bodies are held: %v %v", r, err)
+	}
+	for _, c := range conns {
+		c.Close()
+	}
+	// the holders' bytes are released as their connections end
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		c, b, err := put("after")
+		if err == nil && c == 200 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("PUT after the holders left: %d %s %v", c, b, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
