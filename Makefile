@@ -102,7 +102,7 @@ FUZZ_SECONDS ?= 30
 fuzz: deps
 	CC=clang cmake -S . -B build-fuzz $(CMAKE_GEN) -DNK_FUZZ=ON -DNK_BENCH=OFF -DCMAKE_BUILD_TYPE=RelWithDebInfo
 	cmake --build build-fuzz -j $(JOBS)
-	@for f in build-fuzz/tests/fuzz/fuzz_*; do \
+	@for f in build-fuzz/tests/fuzz/*/fuzz_*; do \
 	  [ -x "$$f" ] || continue; echo "== $$f"; \
 	  mkdir -p build-fuzz/corpus/$$(basename $$f); \
 	  $$f -max_total_time=$(FUZZ_SECONDS) build-fuzz/corpus/$$(basename $$f) || exit 1; \

@@ -31,7 +31,17 @@ struct api_options {
     struct node *node;
     const char *node_id;     /* copied */
     bool prometheus_enabled; /* serve /metrics */
-    uint32_t http_max_connections; /* default 64 */
+    /* HTTP connections in total (default 512) and from one client address
+     * (default 128); beyond them new connections are closed at once. */
+    uint32_t http_max_connections;
+    uint32_t http_max_per_ip;
+    /* Time to receive one whole HTTP request, headers and body, from the
+     * connection's accept or the end of the previous response (default
+     * 10000 ms); a slower client is disconnected (docs/http.md). */
+    uint32_t http_request_timeout_ms;
+    /* Request bodies all HTTP connections may hold at once (default 64 MiB);
+     * beyond it a request is answered 429 RESOURCE_EXHAUSTED. */
+    uint64_t http_max_body_bytes;
 };
 
 nk_status api_new(const struct api_options *o, struct api **out);

@@ -29,7 +29,9 @@ struct api {
     struct node *node;
     char *node_id;
     bool prometheus;
-    uint32_t http_max_conn;
+    uint32_t http_max_conn, http_max_per_ip, http_request_timeout_ms;
+    uint64_t http_max_body_bytes;
+    _Atomic uint64_t http_body_bytes; /* request bodies buffered now */
     uint32_t total_shards;
     uint64_t start_ms;
 
@@ -52,6 +54,7 @@ struct api {
     _Atomic int snapshot_running;
 
     void *httpd; /* struct MHD_Daemon */
+    struct http_guard *http_guard;
 };
 
 /* Records a finished request. */
@@ -68,5 +71,17 @@ void api_update_gauges(struct api *a);
 /* Appends s (UTF-8 text) as a JSON string literal, quoted and escaped. */
 void api_json_string(struct nk_buf *b, const uint8_t *s, size_t n);
 void api_buf_printf(struct nk_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* http_guard.c: the per-request receive deadline (see there). */
+struct http_guard;
+struct MHD_Connection;
+nk_status http_guard_start(uint32_t deadline_ms, struct http_guard **out);
+void http_guard_stop(struct http_guard *g);
+/* MHD_OPTION_NOTIFY_CONNECTION callback; cls is the struct api. */
+void http_guard_notify(void *cls, struct MHD_Connection *mc, void **socket_ctx, int toe);
+/* The request has fully arrived (the deadline stops counting). */
+void http_guard_request_received(struct MHD_Connection *mc);
+/* Its response is done: the next request's reception starts now. */
+void http_guard_request_done(struct MHD_Connection *mc);
 
 #endif /* NK_API_INTERNAL_H */

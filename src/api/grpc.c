@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "api/api_decode.h"
 #include "api/api_internal.h"
 #include "kv/kv.h"
 #include "norikv/v1/norikv.pb-c.h"
@@ -183,23 +184,43 @@ static void propose(struct api *a, struct rpc_call *call, enum api_op op, struct
     }
 }
 
+/*
+ * Decodes a request with api_decode (bounded, strings checked); on failure
+ * answers the call (recording the outcome for Kv methods) and returns NULL.
+ */
+static ProtobufCMessage *decode_or_fail(struct api *a, struct rpc_call *call, int op,
+                                        const ProtobufCMessageDescriptor *d, struct nk_slice req,
+                                        uint64_t t0)
+{
+    ProtobufCMessage *m = NULL;
+    nk_status s = api_decode(d, req, 0, &m);
+    if (nk_ok(s))
+        return m;
+    if (op >= 0)
+        api_record(a, (enum api_op)op, OUT_INVALID_ARGUMENT, t0);
+    rpc_call_fail_status(call, &s);
+    return NULL;
+}
+
 static void on_put(void *ctx, struct rpc_call *call, struct nk_slice req)
 {
     struct api *a = ctx;
     uint64_t t0 = nk_mono_ns();
-    Norikv__V1__PutRequest *m = norikv__v1__put_request__unpack(NULL, req.len, req.data);
-    if (!m) {
-        api_record(a, API_PUT, OUT_INVALID_ARGUMENT, t0);
-        fail(call, NK_INVALID_ARGUMENT, "request body is not a valid norikv.v1.PutRequest", NULL);
+    Norikv__V1__PutRequest *m = (Norikv__V1__PutRequest *)decode_or_fail(
+        a, call, API_PUT, &norikv__v1__put_request__descriptor, req, t0);
+    if (!m)
         return;
-    }
+    /* the idempotency key from the wire with its exact length: protobuf-c's
+     * C string would end at an embedded NUL */
+    struct nk_slice idem;
+    api_wire_field(&norikv__v1__put_request__descriptor, req, "idempotency_key", &idem);
     struct kv_cmd c = {.op = KV_OP_PUT,
                        .timestamp_ms = nk_wall_ms(),
                        .key = nk_slice_make(m->key.data, m->key.len),
                        .value = nk_slice_make(m->value.data, m->value.len),
                        .ttl_ms = m->ttl_ms,
                        .if_not_exists = m->if_not_exists,
-                       .idem_key = nk_slice_str(m->idempotency_key ? m->idempotency_key : "")};
+                       .idem_key = idem};
     if (m->if_match) {
         c.has_if_match = true;
         c.if_match_term = m->if_match->term;
@@ -213,17 +234,16 @@ static void on_delete(void *ctx, struct rpc_call *call, struct nk_slice req)
 {
     struct api *a = ctx;
     uint64_t t0 = nk_mono_ns();
-    Norikv__V1__DeleteRequest *m = norikv__v1__delete_request__unpack(NULL, req.len, req.data);
-    if (!m) {
-        api_record(a, API_DELETE, OUT_INVALID_ARGUMENT, t0);
-        fail(call, NK_INVALID_ARGUMENT, "request body is not a valid norikv.v1.DeleteRequest",
-             NULL);
+    Norikv__V1__DeleteRequest *m = (Norikv__V1__DeleteRequest *)decode_or_fail(
+        a, call, API_DELETE, &norikv__v1__delete_request__descriptor, req, t0);
+    if (!m)
         return;
-    }
+    struct nk_slice idem;
+    api_wire_field(&norikv__v1__delete_request__descriptor, req, "idempotency_key", &idem);
     struct kv_cmd c = {.op = KV_OP_DELETE,
                        .timestamp_ms = nk_wall_ms(),
                        .key = nk_slice_make(m->key.data, m->key.len),
-                       .idem_key = nk_slice_str(m->idempotency_key ? m->idempotency_key : "")};
+                       .idem_key = idem};
     if (m->if_match) {
         c.has_if_match = true;
         c.if_match_term = m->if_match->term;
@@ -292,15 +312,15 @@ static void on_get(void *ctx, struct rpc_call *call, struct nk_slice req)
 {
     struct api *a = ctx;
     uint64_t t0 = nk_mono_ns();
-    Norikv__V1__GetRequest *m = norikv__v1__get_request__unpack(NULL, req.len, req.data);
-    if (!m) {
-        api_record(a, API_GET, OUT_INVALID_ARGUMENT, t0);
-        fail(call, NK_INVALID_ARGUMENT, "request body is not a valid norikv.v1.GetRequest", NULL);
+    Norikv__V1__GetRequest *m = (Norikv__V1__GetRequest *)decode_or_fail(
+        a, call, API_GET, &norikv__v1__get_request__descriptor, req, t0);
+    if (!m)
         return;
-    }
-    char msg[200];
+    char msg[400];
     enum node_consistency cons;
-    const char *cs = m->consistency ? m->consistency : "";
+    /* compared with its exact length: "lease\0junk" is not "lease" */
+    struct nk_slice cs;
+    api_wire_field(&norikv__v1__get_request__descriptor, req, "consistency", &cs);
     if (m->key.len == 0 || m->key.len > KV_MAX_KEY) {
         if (m->key.len == 0)
             snprintf(msg, sizeof msg, "key is empty; keys are 1 to %u bytes", KV_MAX_KEY);
@@ -309,9 +329,11 @@ static void on_get(void *ctx, struct rpc_call *call, struct nk_slice req)
                      KV_MAX_KEY);
         api_record(a, API_GET, OUT_INVALID_ARGUMENT, t0);
         fail(call, NK_INVALID_ARGUMENT, msg, NULL);
-    } else if (!node_parse_consistency(cs, strlen(cs), &cons)) {
+    } else if (!node_parse_consistency((const char *)cs.data, cs.len, &cons)) {
+        char q[300];
+        api_quote(q, sizeof q, cs.data, cs.len, 64);
         snprintf(msg, sizeof msg,
-                 "unknown consistency level '%.64s'; use lease, linearizable or stale_ok", cs);
+                 "unknown consistency level '%s'; use lease, linearizable or stale_ok", q);
         api_record(a, API_GET, OUT_INVALID_ARGUMENT, t0);
         fail(call, NK_INVALID_ARGUMENT, msg, NULL);
     } else {
@@ -424,13 +446,15 @@ static void on_view_change(void *ctx, uint64_t epoch)
 static void on_watch(void *ctx, struct rpc_call *call, struct nk_slice req)
 {
     struct api *a = ctx;
-    Norikv__V1__ClusterView *m = norikv__v1__cluster_view__unpack(NULL, req.len, req.data);
-    if (!m) {
-        rpc_stream_finish(call, NK_INVALID_ARGUMENT,
-                          "request body is not a valid norikv.v1.ClusterView");
+    ProtobufCMessage *pm = NULL;
+    nk_status ds = api_decode(&norikv__v1__cluster_view__descriptor, req, 0, &pm);
+    if (!nk_ok(ds)) {
+        rpc_stream_finish(call, ds.code, nk_status_msg(ds));
+        nk_status_free(&ds);
         rpc_stream_release(call);
         return;
     }
+    Norikv__V1__ClusterView *m = (Norikv__V1__ClusterView *)pm;
     uint64_t client_epoch = m->epoch;
     norikv__v1__cluster_view__free_unpacked(m, NULL);
     pthread_mutex_lock(&a->wmu);
@@ -536,11 +560,10 @@ static void *snapshot_thread(void *arg)
 static bool decode_shard(struct api *a, struct rpc_call *call, struct nk_slice req,
                          uint32_t *shard)
 {
-    Norikv__V1__ShardInfo *m = norikv__v1__shard_info__unpack(NULL, req.len, req.data);
-    if (!m) {
-        fail(call, NK_INVALID_ARGUMENT, "request body is not a valid norikv.v1.ShardInfo", NULL);
+    Norikv__V1__ShardInfo *m = (Norikv__V1__ShardInfo *)decode_or_fail(
+        a, call, -1, &norikv__v1__shard_info__descriptor, req, 0);
+    if (!m)
         return false;
-    }
     *shard = m->id;
     norikv__v1__shard_info__free_unpacked(m, NULL);
     if (*shard >= a->total_shards) {
@@ -677,7 +700,10 @@ nk_status api_new(const struct api_options *o, struct api **out)
     a->node = o->node;
     a->node_id = nk_strdup(o->node_id ? o->node_id : "node-1");
     a->prometheus = o->prometheus_enabled;
-    a->http_max_conn = o->http_max_connections ? o->http_max_connections : 64;
+    a->http_max_conn = o->http_max_connections ? o->http_max_connections : 512;
+    a->http_max_per_ip = o->http_max_per_ip ? o->http_max_per_ip : 128;
+    a->http_request_timeout_ms = o->http_request_timeout_ms ? o->http_request_timeout_ms : 10000;
+    a->http_max_body_bytes = o->http_max_body_bytes ? o->http_max_body_bytes : 64u << 20;
     a->total_shards = node_total_shards(o->node);
     a->start_ms = nk_mono_ms();
     pthread_mutex_init(&a->wmu, NULL);

@@ -1,8 +1,9 @@
 /*
  * http.c: the HTTP endpoints on libmicrohttpd (docs/http.md).
  *
- * One thread per connection, at most http_max_connections of them, so a
- * handler may simply wait for the node's answer; HTTP is for operators and
+ * One thread per connection, at most http_max_connections of them (and
+ * http_max_per_ip from one address), so a handler may simply wait for the
+ * node's answer; http_guard.c bounds the time to receive each request; HTTP is for operators and
  * scripts, the fast path is gRPC. Request bodies are bounded (1 MiB value +
  * slack): larger ones get 413 without being buffered.
  */
@@ -17,40 +18,15 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "api/api_decode.h"
 #include "api/api_internal.h"
+#include "api/http_parse.h"
 #include "kv/kv.h"
 #include "server/config.h"
 
 #define MODULE "http"
-#define MAX_BODY (KV_MAX_VALUE + 4096)
 
 /* ------------------------------------------------------------------- json */
-
-static bool utf8_valid(const uint8_t *s, size_t n)
-{
-    size_t i = 0;
-    while (i < n) {
-        uint8_t c = s[i];
-        size_t k;
-        if (c < 0x80)
-            k = 0;
-        else if ((c & 0xe0) == 0xc0 && c >= 0xc2)
-            k = 1;
-        else if ((c & 0xf0) == 0xe0)
-            k = 2;
-        else if ((c & 0xf8) == 0xf0 && c <= 0xf4)
-            k = 3;
-        else
-            return false;
-        if (n - i - 1 < k)
-            return false;
-        for (size_t j = 1; j <= k; j++)
-            if ((s[i + j] & 0xc0) != 0x80)
-                return false;
-        i += k + 1;
-    }
-    return true;
-}
 
 void api_json_string(struct nk_buf *b, const uint8_t *s, size_t n)
 {
@@ -90,7 +66,7 @@ static void base64(struct nk_buf *b, const uint8_t *s, size_t n)
 /* "value": "..." for UTF-8 text, "value_base64": "..." otherwise */
 static void json_value(struct nk_buf *b, const char *name, const uint8_t *s, size_t n)
 {
-    if (utf8_valid(s, n)) {
+    if (api_utf8_valid(s, n)) {
         api_buf_printf(b, "\"%s\":", name);
         api_json_string(b, s, n);
     } else {
@@ -218,31 +194,11 @@ static void waiter_wait(struct waiter *w)
 
 /* ------------------------------------------------------------------ /kv */
 
-static bool parse_u64(const char *s, uint64_t *out)
+static enum MHD_Result kv_get_http(struct api *a, struct MHD_Connection *c,
+                                   const struct api_http_kv_req *req)
 {
-    if (!s || !*s)
-        return false;
-    char *end;
-    errno = 0;
-    unsigned long long v = strtoull(s, &end, 10);
-    if (errno || *end || s[0] == '-')
-        return false;
-    *out = v;
-    return true;
-}
-
-static enum MHD_Result kv_get_http(struct api *a, struct MHD_Connection *c, struct nk_slice key)
-{
-    const char *cs = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "consistency");
-    if (!cs)
-        cs = "";
-    enum node_consistency cons;
-    if (!node_parse_consistency(cs, strlen(cs), &cons)) {
-        char msg[160];
-        snprintf(msg, sizeof msg,
-                 "unknown consistency level '%.64s'; use lease, linearizable or stale_ok", cs);
-        return respond_error(c, NK_INVALID_ARGUMENT, msg, NULL);
-    }
+    struct nk_slice key = nk_slice_make(req->key.data, req->key.len);
+    enum node_consistency cons = req->consistency;
     uint32_t shard = nk_shard_for_key(key.data, key.len, a->total_shards);
     struct waiter w;
     waiter_init(&w);
@@ -290,35 +246,23 @@ static enum MHD_Result kv_get_http(struct api *a, struct MHD_Connection *c, stru
     return ret;
 }
 
-static enum MHD_Result kv_write_http(struct api *a, struct MHD_Connection *c, struct nk_slice key,
-                                     bool put, const struct nk_buf *value)
+static enum MHD_Result kv_write_http(struct api *a, struct MHD_Connection *c,
+                                     const struct api_http_kv_req *req, bool put,
+                                     const struct nk_buf *value)
 {
+    struct nk_slice key = nk_slice_make(req->key.data, req->key.len);
     struct kv_cmd cmd = {.op = put ? KV_OP_PUT : KV_OP_DELETE,
                          .timestamp_ms = nk_wall_ms(),
-                         .key = key};
-    if (put)
+                         .key = key,
+                         .idem_key = nk_slice_make(req->idem.data, req->idem.len),
+                         .has_if_match = req->has_if_match,
+                         .if_match_term = req->if_match_term,
+                         .if_match_index = req->if_match_index};
+    if (put) {
         cmd.value = nk_slice_make(value->data, value->len);
-    const char *ttl = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "ttl_ms");
-    if (ttl && put && !parse_u64(ttl, &cmd.ttl_ms))
-        return respond_error(c, NK_INVALID_ARGUMENT, "ttl_ms must be a non-negative integer",
-                             NULL);
-    const char *idem = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "idempotency_key");
-    if (idem)
-        cmd.idem_key = nk_slice_str(idem);
-    const char *ifm = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "if_match");
-    if (ifm) {
-        unsigned long long t, i;
-        char tail;
-        if (sscanf(ifm, "%llu.%llu%c", &t, &i, &tail) != 2)
-            return respond_error(c, NK_INVALID_ARGUMENT,
-                                 "if_match must be a version written as <term>.<index>", NULL);
-        cmd.has_if_match = true;
-        cmd.if_match_term = t;
-        cmd.if_match_index = i;
+        cmd.ttl_ms = req->ttl_ms;
+        cmd.if_not_exists = req->if_not_exists;
     }
-    const char *ine = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "if_not_exists");
-    if (ine && put)
-        cmd.if_not_exists = strcmp(ine, "true") == 0 || strcmp(ine, "1") == 0;
     nk_status s = kv_cmd_validate(&cmd);
     enum MHD_Result ret;
     if (!nk_ok(s)) {
@@ -372,42 +316,169 @@ static enum MHD_Result kv_write_http(struct api *a, struct MHD_Connection *c, st
 
 /* --------------------------------------------------------------- dispatch */
 
+#define MAX_ARGS 16
+
+struct args {
+    struct api_http_arg a[MAX_ARGS];
+    size_t n;
+    bool too_many;
+};
+
+static enum MHD_Result collect_arg(void *cls, enum MHD_ValueKind kind, const char *key,
+                                   size_t key_size, const char *value, size_t value_size)
+{
+    (void)kind;
+    struct args *as = cls;
+    if (as->n == MAX_ARGS) {
+        as->too_many = true;
+        return MHD_NO;
+    }
+    as->a[as->n++] = (struct api_http_arg){key, key_size, value, value ? value_size : 0};
+    return MHD_YES;
+}
+
+/* /kv/{key}: raw path and raw query parameters, decoded by http_parse.c */
+static enum MHD_Result kv_http(struct api *a, struct MHD_Connection *c, const char *path,
+                               enum api_http_method m, const struct nk_buf *body)
+{
+    struct args as = {.n = 0};
+    MHD_get_connection_values_n(c, MHD_GET_ARGUMENT_KIND, collect_arg, &as);
+    if (as.too_many) {
+        char msg[96];
+        snprintf(msg, sizeof msg, "more than %d query parameters", MAX_ARGS);
+        return respond_error(c, NK_INVALID_ARGUMENT, msg, NULL);
+    }
+    struct api_http_kv_req req;
+    api_http_kv_init(&req);
+    nk_status s = api_http_parse_kv(m, path, strlen(path), as.a, as.n, &req);
+    enum MHD_Result ret;
+    if (!nk_ok(s)) {
+        ret = respond_error(c, s.code, nk_status_msg(s), NULL);
+        nk_status_free(&s);
+    } else if (m == API_HTTP_GET) {
+        ret = kv_get_http(a, c, &req);
+    } else {
+        ret = kv_write_http(a, c, &req, m == API_HTTP_PUT, body);
+    }
+    api_http_kv_free(&req);
+    return ret;
+}
+
+/*
+ * libmicrohttpd's unescaping would write "%00" as a NUL into a C string and
+ * cut the key there; leave the URL and query raw and decode with lengths in
+ * http_parse.c instead.
+ */
+static size_t no_unescape(void *cls, struct MHD_Connection *c, char *s)
+{
+    (void)cls;
+    (void)c;
+    return strlen(s);
+}
+
 struct conn_state {
     struct nk_buf body;
     bool too_big;
+    bool over_budget;  /* bodies of all connections passed http_max_body_bytes */
+    uint64_t charged;  /* bytes of this body counted in api.http_body_bytes */
+    bool started;      /* the handler has seen the request's headers */
+    bool nul_in_line;  /* a raw NUL byte in the request line */
+    size_t uri_len;    /* of the request target, from uri_logged; SIZE_MAX: unknown */
 };
+
+/*
+ * libmicrohttpd hands over the method and the request target as C strings,
+ * so a raw NUL byte in the request line ("PUT /kv/a\0b HTTP/1.1") would cut
+ * them: the write would go to key "a". HTTP forbids control bytes there;
+ * such requests are refused with 400. The URI log callback sees the whole
+ * target (libmicrohttpd has ended it at the space before the version and
+ * not yet split off the query); its length, compared with where the version
+ * starts, shows a NUL inside. The method is checked against where the target
+ * starts. Both rely only on the three being consecutive in the request line.
+ */
+static void *uri_logged(void *cls, const char *uri, struct MHD_Connection *c)
+{
+    (void)cls;
+    (void)c;
+    struct conn_state *st = nk_calloc(1, sizeof(*st));
+    nk_buf_init(&st->body);
+    st->uri_len = strlen(uri);
+    return st;
+}
+
+static bool nul_in_request_line(const char *method, const char *url, const char *version,
+                                size_t uri_len)
+{
+    if (uri_len != SIZE_MAX && version > url && (size_t)(version - url) < (64u << 10) &&
+        url + uri_len + 1 < version)
+        return true;
+    if (url > method && (size_t)(url - method) < 64) {
+        for (const char *p = method + strlen(method) + 1; p < url; p++)
+            if (*p != ' ')
+                return true;
+    }
+    return false;
+}
 
 static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *url,
                               const char *method, const char *version, const char *upload,
                               size_t *upload_size, void **con_cls)
 {
     struct api *a = cls;
-    (void)version;
     bool is_get = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
     bool is_put = strcmp(method, "PUT") == 0 || strcmp(method, "POST") == 0;
     bool is_del = strcmp(method, "DELETE") == 0;
     bool is_kv = strncmp(url, "/kv/", 4) == 0;
 
-    if (*con_cls == NULL) {
+    if (*con_cls == NULL) { /* not seen by uri_logged */
         struct conn_state *st = nk_calloc(1, sizeof(*st));
         nk_buf_init(&st->body);
+        st->uri_len = SIZE_MAX;
         *con_cls = st;
-        return MHD_YES;
     }
     struct conn_state *st = *con_cls;
-    if (*upload_size) {
-        if (st->body.len + *upload_size > MAX_BODY)
-            st->too_big = true;
-        else
-            nk_buf_append(&st->body, upload, *upload_size);
-        *upload_size = 0;
+    if (!st->started) {
+        st->started = true;
+        st->nul_in_line = nul_in_request_line(method, url, version, st->uri_len);
         return MHD_YES;
     }
+    if (*upload_size) {
+        size_t n = *upload_size;
+        *upload_size = 0;
+        if (st->too_big || st->over_budget)
+            return MHD_YES; /* drained, not kept */
+        /* every connection's body counts against one budget: 512
+         * connections of 1 MiB each must not all be buffered at once */
+        uint64_t total = atomic_fetch_add(&a->http_body_bytes, n) + n;
+        if (total > a->http_max_body_bytes) {
+            atomic_fetch_sub(&a->http_body_bytes, n + st->charged);
+            st->charged = 0;
+            st->over_budget = true;
+            nk_buf_free(&st->body);
+            nk_buf_init(&st->body);
+            return MHD_YES;
+        }
+        st->charged += n;
+        api_http_body_append(&st->body, &st->too_big, upload, n);
+        return MHD_YES;
+    }
+    http_guard_request_received(c);
 
     struct nk_buf b;
     nk_buf_init(&b);
     enum MHD_Result ret;
-    if (st->too_big) {
+    if (st->nul_in_line) {
+        ret = respond_error(c, NK_INVALID_ARGUMENT,
+                            "the request line contains a NUL byte (percent-encode it as %00)",
+                            NULL);
+    } else if (st->over_budget) {
+        char msg[160];
+        snprintf(msg, sizeof msg,
+                 "HTTP request bodies being received exceed the server's %" PRIu64
+                 "-byte budget; retry later",
+                 a->http_max_body_bytes);
+        ret = respond_error(c, NK_RESOURCE_EXHAUSTED, msg, NULL);
+    } else if (st->too_big) {
         char msg[128];
         snprintf(msg, sizeof msg, "request body is larger than the %u-byte value limit",
                  KV_MAX_VALUE);
@@ -454,13 +525,8 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
         api_view_json(a, &b);
         ret = respond(c, 200, "application/json", &b);
     } else if (is_kv && (is_get || is_put || is_del)) {
-        struct nk_slice key = nk_slice_str(url + 4);
-        if (key.len == 0)
-            ret = respond_error(c, NK_INVALID_ARGUMENT, "key is empty; use /kv/{key}", NULL);
-        else if (is_get)
-            ret = kv_get_http(a, c, key);
-        else
-            ret = kv_write_http(a, c, key, is_put, &st->body);
+        ret = kv_http(a, c, url + 4, is_get ? API_HTTP_GET : is_put ? API_HTTP_PUT : API_HTTP_DELETE,
+                      &st->body);
     } else if (is_kv || !strcmp(url, "/healthz") || !strcmp(url, "/readyz") ||
                !strcmp(url, "/health") || !strcmp(url, "/metrics") ||
                !strcmp(url, "/meta/cluster")) {
@@ -479,11 +545,12 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
 static void request_completed(void *cls, struct MHD_Connection *c, void **con_cls,
                               enum MHD_RequestTerminationCode toe)
 {
-    (void)cls;
-    (void)c;
+    struct api *a = cls;
     (void)toe;
+    http_guard_request_done(c);
     struct conn_state *st = *con_cls;
     if (st) {
+        atomic_fetch_sub(&a->http_body_bytes, st->charged);
         nk_buf_free(&st->body);
         free(st);
         *con_cls = NULL;
@@ -542,13 +609,30 @@ nk_status api_http_start(struct api *a, const char *addr, bool fallback, char *b
     if (fd < 0)
         return nk_status_make(err == EADDRINUSE ? NK_ALREADY_EXISTS : NK_UNAVAILABLE,
                               "cannot listen for HTTP on %s: %s", addr, strerror(err));
+    nk_status gs = http_guard_start(a->http_request_timeout_ms, &a->http_guard);
+    if (!nk_ok(gs)) {
+        close(fd);
+        return gs;
+    }
+    /*
+     * Slow clients (issue 9): the guard bounds the time to receive a whole
+     * request; the per-address limit keeps one client from taking every
+     * slot; the idle timeout (reset by each byte) only ends silent
+     * connections sooner.
+     */
     struct MHD_Daemon *d = MHD_start_daemon(
         MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG, 0,
         NULL, NULL, handle, a, MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_CONNECTION_LIMIT,
-        (unsigned int)a->http_max_conn, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)30,
-        MHD_OPTION_NOTIFY_COMPLETED, request_completed, a, MHD_OPTION_END);
+        (unsigned int)a->http_max_conn, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+        (unsigned int)a->http_max_per_ip, MHD_OPTION_CONNECTION_TIMEOUT,
+        (unsigned int)((a->http_request_timeout_ms + 999) / 1000),
+        MHD_OPTION_NOTIFY_COMPLETED, request_completed, a, MHD_OPTION_URI_LOG_CALLBACK,
+        uri_logged, NULL, MHD_OPTION_NOTIFY_CONNECTION,
+        http_guard_notify, a, MHD_OPTION_UNESCAPE_CALLBACK, no_unescape, NULL, MHD_OPTION_END);
     if (!d) {
         close(fd);
+        http_guard_stop(a->http_guard);
+        a->http_guard = NULL;
         return nk_status_make(NK_UNAVAILABLE, "cannot start the HTTP server on %s", addr);
     }
     a->httpd = d;
@@ -565,6 +649,8 @@ void api_shutdown(struct api *a)
         MHD_stop_daemon(a->httpd);
         a->httpd = NULL;
     }
+    http_guard_stop(a->http_guard);
+    a->http_guard = NULL;
     pthread_mutex_lock(&a->wmu);
     a->shut = true;
     pthread_mutex_unlock(&a->wmu);

@@ -52,108 +52,8 @@
 
 #define MOD "rpc"
 #define GENERIC_REQUESTS_PER_WORKER 2
-#define MAX_WORKERS 2
 
-enum tag_kind {
-    TAG_NEW = 1,     /* a registered call arrived (or its request failed) */
-    TAG_GENERIC,     /* an unregistered call arrived */
-    TAG_FINAL,       /* a unary call's final batch completed */
-    TAG_SEND,        /* a stream's send (initial metadata, message or status) */
-    TAG_CLOSE,       /* a stream's RECV_CLOSE_ON_SERVER completed */
-    TAG_SHUTDOWN,    /* grpc_server_shutdown_and_notify completed */
-};
-
-struct rpc_tag {
-    uint8_t kind;
-    struct rpc_call *call;
-};
-
-enum call_state { CS_OWNED = 0, CS_DONE = 1, CS_FORCED = 2 };
-
-struct reg_method {
-    struct rpc_method m; /* m.name points at the copied name */
-    void *handle;        /* grpc_server_register_method's */
-};
-
-struct worker {
-    struct rpc_server *srv;
-    int idx;
-    grpc_completion_queue *cq;
-    pthread_t thread;
-    bool running;
-};
-
-struct rpc_call {
-    struct rpc_tag t_new, t_final, t_send, t_close;
-    struct rpc_server *srv; /* gRPC side only: never used through the owner ref */
-    struct worker *w;
-    const struct reg_method *m; /* NULL: generic (unregistered) call */
-    grpc_call *call;
-    gpr_timespec deadline_ts;
-    uint64_t deadline_ns; /* nk_mono_ns clock; UINT64_MAX: none */
-    uint64_t arrival_ns;
-    grpc_metadata_array md;
-    grpc_call_details details; /* generic calls only */
-    grpc_byte_buffer *payload;
-
-    uint8_t *req; /* copied request bytes, owned; NULL when empty */
-    size_t req_len;
-    bool counted; /* holds a slot of max_inflight / max_inflight_bytes */
-
-    _Atomic int state; /* enum call_state, unary calls */
-    _Atomic int refs;
-    struct rpc_call *prev, *next; /* owned-unary list or open-stream list */
-    bool in_list;
-
-    /* final batch / status storage, alive until the batch completes */
-    int close_cancelled;
-    grpc_slice status_msg;
-    bool have_status_msg;
-    grpc_metadata trailers[RPC_MAX_TRAILERS];
-    size_t ntrailers;
-    grpc_byte_buffer *reply;
-
-    /* streams */
-    bool is_stream;
-    pthread_mutex_t mu;
-    grpc_byte_buffer **q; /* ring of queued messages */
-    uint32_t qcap, qhead, qlen;
-    grpc_byte_buffer *sending;
-    bool send_busy, finishing, status_started, close_done, forced;
-    bool close_reported; /* on_closed has returned (or was skipped) */
-    bool released;       /* the owner has let go: no on_closed any more */
-    bool side_claimed;   /* grpc_side_done is (being) called: exactly once */
-    _Atomic bool closed;
-    int outstanding; /* gRPC batches in flight on this call */
-    enum nk_code fin_code;
-    char *fin_msg;
-};
-
-struct rpc_server {
-    struct rpc_server_options opt;
-    char *addr;
-    grpc_server *server;
-    struct reg_method *methods;
-    size_t nmethods, methods_cap;
-    struct worker workers[MAX_WORKERS];
-    int nworkers;
-    int port;
-    bool started, stopped;
-
-    _Atomic bool shutting_down;
-    struct rpc_tag t_shutdown;
-
-    pthread_mutex_t mu; /* the two lists, the shutdown handshake */
-    pthread_cond_t cv;
-    struct rpc_call *owned;   /* unary calls held by handlers */
-    struct rpc_call *streams; /* streams whose gRPC side is alive */
-    bool shutdown_notified;
-
-    _Atomic uint64_t live; /* grpc_calls accepted and not yet unref'd */
-    _Atomic uint64_t inflight;
-    _Atomic uint64_t inflight_bytes;
-    _Atomic uint64_t n_calls, n_overload, n_size, n_unimpl, n_forced;
-};
+#include "rpc/rpc_internal.h"
 
 static const uint8_t empty_bytes[1];
 
@@ -416,11 +316,20 @@ static void reply_bb(struct rpc_call *c, grpc_byte_buffer *bb)
 
 void rpc_call_reply(struct rpc_call *c, const void *msg, size_t len)
 {
+    if (c->local) {
+        rpc_local_reply(c, msg, len);
+        return;
+    }
     reply_bb(c, bb_copy(msg, len));
 }
 
 void rpc_call_reply_malloced(struct rpc_call *c, void *buf, size_t len)
 {
+    if (c->local) {
+        rpc_local_reply(c, buf, len);
+        free(buf);
+        return;
+    }
     grpc_slice sl = len ? grpc_slice_new(buf, len, free) : grpc_empty_slice();
     if (!len)
         free(buf);
@@ -431,6 +340,13 @@ void rpc_call_reply_malloced(struct rpc_call *c, void *buf, size_t len)
 
 void rpc_call_reply_msg(struct rpc_call *c, const struct ProtobufCMessage *msg)
 {
+    if (c->local) {
+        size_t len;
+        uint8_t *buf = rpc_local_pack(msg, &len);
+        rpc_local_reply(c, buf, len);
+        free(buf);
+        return;
+    }
     reply_bb(c, bb_pack(msg));
 }
 
@@ -439,6 +355,10 @@ static void stream_finish(struct rpc_call *c, enum nk_code code, const char *msg
 void rpc_call_fail(struct rpc_call *c, enum nk_code code, const char *msg,
                    const struct rpc_kv *trailers, size_t ntrailers)
 {
+    if (c->local) {
+        rpc_local_fail(c, code, msg, trailers, ntrailers);
+        return;
+    }
     if (c->is_stream) {
         stream_finish(c, code, msg, false);
         return;
@@ -534,12 +454,21 @@ static nk_status stream_write_bb(struct rpc_call *c, grpc_byte_buffer *bb);
 nk_status rpc_stream_write(struct rpc_call *c, const void *msg, size_t len)
 {
     NK_ASSERT(c->is_stream);
+    if (c->local)
+        return rpc_local_stream_write(c, msg, len);
     return stream_write_bb(c, bb_copy(msg, len));
 }
 
 nk_status rpc_stream_write_msg(struct rpc_call *c, const struct ProtobufCMessage *msg)
 {
     NK_ASSERT(c->is_stream);
+    if (c->local) {
+        size_t len;
+        uint8_t *buf = rpc_local_pack(msg, &len);
+        nk_status st = rpc_local_stream_write(c, buf, len);
+        free(buf);
+        return st;
+    }
     return stream_write_bb(c, bb_pack(msg));
 }
 
@@ -595,6 +524,10 @@ static void stream_finish(struct rpc_call *c, enum nk_code code, const char *msg
 void rpc_stream_finish(struct rpc_call *c, enum nk_code code, const char *msg)
 {
     NK_ASSERT(c->is_stream);
+    if (c->local) {
+        rpc_local_stream_finish(c, code, msg);
+        return;
+    }
     stream_finish(c, code, msg, false);
 }
 
@@ -606,6 +539,10 @@ bool rpc_stream_closed(const struct rpc_call *c)
 void rpc_stream_release(struct rpc_call *c)
 {
     NK_ASSERT(c->is_stream);
+    if (c->local) {
+        rpc_local_stream_release(c);
+        return;
+    }
     pthread_mutex_lock(&c->mu);
     NK_ASSERT(!c->released); /* released twice */
     c->released = true;
@@ -832,11 +769,16 @@ static void on_generic_call(struct worker *w, struct rpc_call *c, bool ok)
     atomic_fetch_add(&s->n_unimpl, 1);
     if (!atomic_load(&s->shutting_down))
         post_request(w, NULL);
-    char msg[300];
+    /* the client's method name, printable: a NUL would cut the message and
+     * other bytes could make it invalid UTF-8 */
+    char msg[1100];
     grpc_slice meth = c->details.method;
-    int mlen = (int)NK_MIN(GRPC_SLICE_LENGTH(meth), (size_t)200);
-    snprintf(msg, sizeof msg, "unknown method %.*s", mlen,
-             (const char *)GRPC_SLICE_START_PTR(meth));
+    size_t mlen = NK_MIN(GRPC_SLICE_LENGTH(meth), (size_t)200), o;
+    const uint8_t *mp = GRPC_SLICE_START_PTR(meth);
+    o = (size_t)snprintf(msg, sizeof msg, "unknown method ");
+    for (size_t i = 0; i < mlen; i++)
+        o += (size_t)snprintf(msg + o, sizeof msg - o, mp[i] >= 0x20 && mp[i] < 0x7f ? "%c" : "\\x%02x",
+                              mp[i]);
     answer_internal(c, NK_UNIMPLEMENTED, msg);
 }
 

@@ -225,4 +225,37 @@ bool rpc_stream_closed(const struct rpc_call *c);
 /* The owner lets go of the stream; an open stream is finished with OK. */
 void rpc_stream_release(struct rpc_call *c);
 
+/* ------------------------------------------------------ in-process calls */
+
+/*
+ * What an in-process call delivers: a stream message (final false), or the
+ * end of the call (final true) with its status, and for a unary call
+ * answered OK its reply. Pointers are valid during the callback only.
+ */
+struct rpc_local_event {
+    bool final;
+    enum nk_code code;
+    const char *msg;       /* status message; NULL: none */
+    const uint8_t *data;   /* reply or stream message */
+    size_t len;
+    const struct rpc_kv *trailers;
+    size_t ntrailers;
+};
+typedef void (*rpc_local_fn)(void *ctx, const struct rpc_local_event *ev);
+
+/*
+ * Runs the method registered as `name` on `request` without the network,
+ * for tests and fuzzing: the same request-size check and the same handler a
+ * gRPC call gets, on the calling thread. The server need not be started.
+ * `fn` receives every stream message and, exactly once, the end of the call,
+ * from whichever thread completes it (possibly later, possibly before this
+ * returns). Unknown methods end UNIMPLEMENTED, oversized requests
+ * INVALID_ARGUMENT, exactly as over gRPC. A stream is treated as cancelled
+ * by its client as soon as the handler returns (its on_closed runs then, on
+ * this thread), so a stream handler's first messages are what the caller
+ * sees. deadline_ns: on nk_mono_ns()'s clock, UINT64_MAX for none.
+ */
+void rpc_server_call_local(struct rpc_server *s, const char *name, struct nk_slice request,
+                           uint64_t deadline_ns, rpc_local_fn fn, void *ctx);
+
 #endif /* NK_RPC_H */

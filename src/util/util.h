@@ -242,7 +242,7 @@ struct nk_reader {
 static inline void nk_reader_init(struct nk_reader *r, const void *p, size_t n)
 {
     r->p = (const uint8_t *)p;
-    r->end = r->p + n;
+    r->end = n ? r->p + n : r->p; /* NULL + 0 is undefined behaviour in C */
     r->bad = false;
 }
 static inline size_t nk_reader_left(const struct nk_reader *r)
