@@ -403,6 +403,12 @@ static nk_status decide(struct vec_store *s, uint16_t shard, uint64_t term, uint
                     (int)o->type);
             break;
         }
+        if (s->shards[shard] && s->shards[shard]->n >= VEC_MAX_INDEXES_PER_SHARD) {
+            set_msg(res, NK_RESOURCE_EXHAUSTED,
+                    "shard %u already holds %u vector indexes, the limit per shard", shard,
+                    VEC_MAX_INDEXES_PER_SHARD);
+            break;
+        }
         encode_index_rec(&rec, term, index, &c->opt);
         key_simple(key, shard, TAG_INDEX, c->ns);
         st = lsm_batch_put(b, nk_slice_make(key, 3 + c->ns.len), nk_slice_make(rec.data, rec.len),

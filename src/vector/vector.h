@@ -38,6 +38,7 @@
 #define VEC_MAX_NAMESPACE     255u    /* bytes, >= 1 (one length byte in LSM keys) */
 #define VEC_MAX_ID            1024u   /* bytes, >= 1 (as a KV key) */
 #define VEC_MAX_IDEM_KEY      512u    /* as KV */
+#define VEC_MAX_INDEXES_PER_SHARD 1024u /* namespaces living on one shard */
 #define VEC_MIN_M             2u
 #define VEC_MAX_M             128u
 #define VEC_DEFAULT_M         16u

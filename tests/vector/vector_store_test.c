@@ -331,6 +331,26 @@ NK_TEST(memory_bound_of_an_index_is_replicated_and_enforced_in_apply)
     env_close(&e);
 }
 
+NK_TEST(a_shard_holds_a_bounded_number_of_indexes)
+{
+    struct env e = {0};
+    NK_REQUIRE(env_open(&e, "db"));
+    char ns[16];
+    for (unsigned i = 0; i < VEC_MAX_INDEXES_PER_SHARD; i++) {
+        snprintf(ns, sizeof ns, "ns%u", i);
+        struct vec_cmd c = create_cmd(ns, 2, VEC_METRIC_L2, VEC_INDEX_FLAT);
+        NK_REQUIRE(apply(&e, 4, &c).created);
+    }
+    struct vec_cmd c = create_cmd("one-too-many", 2, VEC_METRIC_L2, VEC_INDEX_FLAT);
+    struct vec_result r = apply(&e, 4, &c);
+    NK_CHECK(r.code == NK_RESOURCE_EXHAUSTED && strstr(r.msg, "1024 vector indexes"));
+    NK_CHECK(apply(&e, 5, &c).created); /* another shard has room */
+    struct vec_cmd drop = simple_cmd(VEC_OP_DROP_INDEX, "ns0", NULL);
+    NK_CHECK(apply(&e, 4, &drop).dropped);
+    NK_CHECK(apply(&e, 4, &c).created);
+    env_close(&e);
+}
+
 NK_TEST(idempotency_key_returns_the_first_result_without_executing_again)
 {
     struct env e = {0};
