@@ -170,6 +170,7 @@ static void connect(struct vec_index *ix, uint32_t nb, uint32_t add, float d, in
     for (uint32_t j = 1; j <= n; j++)
         if (l[j] == add)
             return;
+    vec_mark_dirty(ix, nb);
     if (n < max) {
         l[n + 1] = add;
         l[0] = n + 1;
@@ -199,9 +200,11 @@ static uint32_t drain_sorted(struct vec_scratch *s)
 void vec_hnsw_insert(struct vec_index *ix, uint32_t slot, struct vec_scratch *s)
 {
     int level = ix->slots[slot].level;
+    vec_mark_dirty(ix, slot);
     if (ix->entry < 0) {
         ix->entry = slot;
         ix->max_level = level;
+        ix->meta_dirty = true;
         return;
     }
     const float *q = vec_slot_vector(ix, slot);
@@ -227,6 +230,7 @@ void vec_hnsw_insert(struct vec_index *ix, uint32_t slot, struct vec_scratch *s)
     if (level > ix->max_level) {
         ix->entry = slot;
         ix->max_level = level;
+        ix->meta_dirty = true;
     }
 }
 
@@ -285,11 +289,13 @@ void vec_hnsw_purge(struct vec_index *ix, struct vec_scratch *s)
             for (uint32_t j = 0; j < kept; j++)
                 links[j + 1] = s->tmp[j].slot;
             links[0] = kept;
+            vec_mark_dirty(ix, slot);
         }
     }
     /* 2. a new entry point when the old one is going: the live node of the
      *    highest level, the lowest slot among equals */
     if (ix->entry >= 0 && is_deleted(ix, (uint32_t)ix->entry)) {
+        ix->meta_dirty = true;
         ix->entry = -1;
         ix->max_level = 0;
         for (uint32_t slot = 0; slot < ix->n_slots; slot++) {

@@ -17,7 +17,7 @@
 #include "vector/internal.h"
 
 /* bytes of per-index fixed state, counted in vec_index_memory */
-#define INDEX_OVERHEAD 4096u
+#define INDEX_OVERHEAD VEC_INDEX_OVERHEAD
 /* bookkeeping bytes per vector: slot record, id allocation header, map */
 #define PER_VECTOR_OVERHEAD (sizeof(struct vec_slot) + 16u + 8u)
 
@@ -284,6 +284,27 @@ static void map_erase(struct vec_index *ix, uint64_t i)
     }
 }
 
+uint64_t vec_map_lookup(const struct vec_index *ix, struct nk_slice id, bool *found)
+{
+    return map_find(ix, id, found);
+}
+
+/* Adds id -> slot (the slot's id is set); false when id is there already. */
+bool vec_map_add(struct vec_index *ix, uint32_t slot)
+{
+    struct nk_slice id = nk_slice_make(ix->slots[slot].id, ix->slots[slot].id_len);
+    bool found;
+    if (ix->map_used + 1 > ix->map_cap / 2)
+        map_grow(ix);
+    uint64_t pos = map_find(ix, id, &found);
+    if (found)
+        return false;
+    ix->map[pos] = slot + 1;
+    ix->map_used++;
+    return true;
+}
+
+
 /* ------------------------------------------------------------------ slots */
 
 static uint32_t slot_alloc(struct vec_index *ix)
@@ -305,17 +326,28 @@ static uint32_t slot_alloc(struct vec_index *ix)
         ix->slots_cap = ix->slots_cap ? ix->slots_cap + ix->slots_cap / 2 : 64;
         ix->slots = nk_realloc(ix->slots, (size_t)ix->slots_cap * sizeof(*ix->slots));
     }
+    memset(&ix->slots[slot], 0, sizeof(ix->slots[slot]));
+    ix->slots[slot].flags = SLOT_FREE;
     ix->n_slots++;
+    ix->meta_dirty = true; /* the persisted slot count grew */
     return slot;
+}
+
+uint32_t vec_slot_new(struct vec_index *ix)
+{
+    return slot_alloc(ix);
 }
 
 static void slot_release(struct vec_index *ix, uint32_t slot)
 {
     struct vec_slot *s = &ix->slots[slot];
+    vec_mark_dirty(ix, slot); /* its node record goes */
     free(s->id);
     free(s->upper);
+    uint8_t dirty = s->dirty;
     memset(s, 0, sizeof(*s));
     s->flags = SLOT_FREE;
+    s->dirty = dirty;
     if (ix->n_free == ix->free_cap) {
         ix->free_cap = ix->free_cap ? ix->free_cap * 2 : 64;
         ix->free_slots = nk_realloc(ix->free_slots, ix->free_cap * sizeof(uint32_t));
@@ -327,7 +359,9 @@ static void slot_release(struct vec_index *ix, uint32_t slot)
 static void slot_fill(struct vec_index *ix, uint32_t slot, struct nk_slice id, const float *v)
 {
     struct vec_slot *s = &ix->slots[slot];
+    uint8_t dirty = slot < ix->n_slots ? s->dirty : 0;
     memset(s, 0, sizeof(*s));
+    s->dirty = dirty;
     s->id = nk_malloc(id.len + 1);
     memcpy(s->id, id.data, id.len);
     s->id[id.len] = 0;
@@ -377,6 +411,7 @@ void vec_index_destroy(struct vec_index *ix)
     free(ix->slots);
     free(ix->free_slots);
     free(ix->map);
+    free(ix->dirty);
     while (ix->pool) {
         struct vec_scratch *s = ix->pool;
         ix->pool = s->next;
@@ -406,6 +441,31 @@ static struct vec_scratch *writer_scratch(struct vec_index *ix)
     return ix->writer_scratch;
 }
 
+static int desc_u32(const void *a, const void *b)
+{
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return x < y ? 1 : (x > y ? -1 : 0);
+}
+
+/* Descending, so that the lowest free slot is handed out first: the slot
+ * numbers (and so the persisted graph) depend only on the set of free slots,
+ * also after a restart rebuilt the list. */
+void vec_sort_free_list(struct vec_index *ix)
+{
+    if (ix->n_free)
+        qsort(ix->free_slots, ix->n_free, sizeof(uint32_t), desc_u32);
+}
+#define sort_free_list vec_sort_free_list
+
+void vec_free_push(struct vec_index *ix, uint32_t slot)
+{
+    if (ix->n_free == ix->free_cap) {
+        ix->free_cap = ix->free_cap ? ix->free_cap * 2 : 64;
+        ix->free_slots = nk_realloc(ix->free_slots, ix->free_cap * sizeof(uint32_t));
+    }
+    ix->free_slots[ix->n_free++] = slot;
+}
+
 /* Reconnects around the tombstones, then frees them; the free list hands
  * out the lowest slot first. */
 static void purge(struct vec_index *ix)
@@ -415,6 +475,7 @@ static void purge(struct vec_index *ix)
         if (ix->slots[i - 1].flags & SLOT_DELETED)
             slot_release(ix, i - 1);
     ix->tombstones = 0;
+    sort_free_list(ix);
 }
 
 /* Removes the live slot at map position pos (write lock held). */
@@ -429,6 +490,7 @@ static void remove_at(struct vec_index *ix, uint64_t pos)
         slot_release(ix, slot);
     } else {
         s->flags = SLOT_DELETED;
+        vec_mark_dirty(ix, slot);
         ix->tombstones++;
     }
 }

@@ -19,6 +19,7 @@
 
 #define VEC_CHUNK_SLOTS 4096u
 #define VEC_MAX_LEVEL   16
+#define VEC_INDEX_OVERHEAD 4096u /* accounted bytes of an empty index */
 
 float vec_cosine_from(float dot, float inv_na, float inv_nb);
 float vec_inv_norm(const float *a, size_t n);
@@ -66,6 +67,7 @@ struct vec_slot {
     uint32_t id_len;
     uint8_t level;
     uint8_t flags;
+    uint8_t dirty;   /* HNSW: node record changed since the last take */
     float inv_norm;  /* cosine only */
     uint32_t *upper; /* level x (1 + M) u32: per level [count][M links] */
 };
@@ -91,6 +93,11 @@ struct vec_index {
     int64_t entry; /* -1: empty graph */
     int max_level;
     struct vec_scratch *writer_scratch;
+    /* HNSW persistence: slots whose node record changed, and whether the
+     * entry point did, since vec_graph_take_dirty */
+    uint32_t *dirty;
+    uint32_t n_dirty, dirty_cap;
+    bool meta_dirty;
     pthread_mutex_t pool_mu;
     struct vec_scratch *pool;
     uint32_t pool_n;
@@ -131,6 +138,43 @@ static inline float vec_qdist(const struct vec_index *ix, const float *q, float 
         return -vec_dot(q, v, ix->o.dims);
     }
 }
+
+static inline void vec_mark_dirty(struct vec_index *ix, uint32_t slot)
+{
+    if (ix->o.type != VEC_INDEX_HNSW || ix->slots[slot].dirty)
+        return;
+    ix->slots[slot].dirty = 1;
+    if (ix->n_dirty == ix->dirty_cap) {
+        ix->dirty_cap = ix->dirty_cap ? ix->dirty_cap * 2 : 64;
+        ix->dirty = nk_realloc(ix->dirty, (size_t)ix->dirty_cap * sizeof(uint32_t));
+    }
+    ix->dirty[ix->n_dirty++] = slot;
+}
+
+/* ---- graph persistence (graph.c); called by store.c with no concurrent
+ * mutation (the apply thread is the only writer) ---- */
+
+/* The slots whose node record must be rewritten (or deleted, when the slot
+ * is now free) since the last call, ascending; *meta: the entry point
+ * changed. The list stays valid until the next mutation. */
+uint32_t vec_graph_take_dirty(struct vec_index *ix, const uint32_t **slots, bool *meta);
+/* Node record of slot (docs/format/vector-state.md); false when the slot is
+ * free (its record is to be deleted). */
+bool vec_graph_encode_node(struct vec_index *ix, uint32_t slot, struct nk_buf *out);
+void vec_graph_encode_meta(struct vec_index *ix, struct nk_buf *out);
+/* Loading, in this order: meta, every node record (any order), every live
+ * vector, finish (checks the graph and derives the counts). */
+nk_status vec_graph_load_meta(struct vec_index *ix, struct nk_slice rec);
+nk_status vec_graph_load_node(struct vec_index *ix, uint32_t slot, struct nk_slice rec);
+nk_status vec_graph_load_vector(struct vec_index *ix, struct nk_slice id, const float *v);
+nk_status vec_graph_load_finish(struct vec_index *ix);
+
+/* index.c helpers for graph.c */
+uint32_t vec_slot_new(struct vec_index *ix);
+uint64_t vec_map_lookup(const struct vec_index *ix, struct nk_slice id, bool *found);
+bool vec_map_add(struct vec_index *ix, uint32_t slot);
+void vec_free_push(struct vec_index *ix, uint32_t slot);
+void vec_sort_free_list(struct vec_index *ix);
 
 struct vec_scratch *vec_scratch_get(struct vec_index *ix);
 void vec_scratch_put(struct vec_index *ix, struct vec_scratch *s);

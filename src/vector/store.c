@@ -7,15 +7,19 @@
  *   [shard be16][0x03][namespace]          -> index record (parameters)
  *   [shard be16][0x04][u8 ns len][ns][id]  -> vector record
  *   [shard be16][0x05][idempotency key]    -> vector idempotency record
+ *   [shard be16][0x06][u8 ns len][ns]      -> HNSW graph meta (entry point)
+ *   [shard be16][0x06][u8 ns len][ns][be32 slot] -> HNSW node record (links)
  *
- * The LSM is the source of truth; the in-memory index is derived from it.
- * Apply decides the outcome from the in-memory registry (which mirrors the
- * LSM exactly), writes one LSM batch (data + idempotency + applied index,
- * skip_wal), and only then changes the in-memory index, so a failed write
- * leaves both unchanged. Every decision depends on the set of live ids and
- * the command only (memory accounting included), never on the graph's shape,
- * so the LSM state of every replica is identical even when their graphs
- * differ after a restart (docs/vector.md).
+ * The LSM is the source of truth, the HNSW graph included (graph.c). Apply
+ * decides the outcome from the in-memory registry (which mirrors the LSM
+ * exactly); for an insert or delete it then changes the in-memory index and
+ * collects the node records that changed; and it writes one LSM batch (data,
+ * graph records, idempotency record, applied index; skip_wal). A failed
+ * write is a storage failure after which the replica stops (kv does the
+ * same), so memory running ahead of the LSM is never observed across a
+ * restart. Create and drop change the registry after the write. Every
+ * decision depends on the set of live ids and the command only (memory
+ * accounting included), never on the graph's shape.
  *
  * Locking: a readers-writer lock guards the registry (which shards and
  * namespaces exist). The apply thread takes it for writing to create, drop
@@ -33,6 +37,7 @@
 #define TAG_INDEX 0x03
 #define TAG_DATA  0x04
 #define TAG_IDEM  0x05
+#define TAG_GRAPH 0x06
 #define REC_V1    1
 #define DROP_CHUNK 4096u /* deletes per LSM batch when dropping an index */
 
@@ -204,6 +209,16 @@ static size_t key_data(uint8_t *out, uint16_t shard, struct nk_slice ns, struct 
 
 #define MAX_DATA_KEY (4 + VEC_MAX_NAMESPACE + VEC_MAX_ID)
 
+/* [shard][0x06][ns len][ns]: graph meta, and the prefix of the node records */
+static size_t key_graph(uint8_t *out, uint16_t shard, struct nk_slice ns)
+{
+    nk_enc_be16(out, shard);
+    out[2] = TAG_GRAPH;
+    out[3] = (uint8_t)ns.len;
+    memcpy(out + 4, ns.data, ns.len);
+    return 4 + ns.len;
+}
+
 /* --------------------------------------------------------------- records */
 
 static void encode_index_rec(struct nk_buf *b, uint64_t term, uint64_t index,
@@ -349,10 +364,19 @@ static bool same_params(const struct vec_index_options *a, const struct vec_inde
 /* Deletes every vector record of ns, DROP_CHUNK keys per batch. These
  * batches do not move the applied index: after a crash the drop is applied
  * again from the log and deletes what is left. */
+static nk_status delete_prefix(struct vec_store *s, const uint8_t *prefix, size_t pn);
+
 static nk_status delete_vectors(struct vec_store *s, uint16_t shard, struct nk_slice ns)
 {
     uint8_t prefix[4 + VEC_MAX_NAMESPACE];
     size_t pn = key_data_prefix(prefix, shard, ns);
+    NK_TRY(delete_prefix(s, prefix, pn));
+    pn = key_graph(prefix, shard, ns);
+    return delete_prefix(s, prefix, pn);
+}
+
+static nk_status delete_prefix(struct vec_store *s, const uint8_t *prefix, size_t pn)
+{
     struct lsm_iter_options io = {.prefix = nk_slice_make(prefix, pn)};
     struct lsm_iter *it;
     NK_TRY(lsm_iter_new(s->db, &io, &it));
@@ -375,10 +399,43 @@ static nk_status delete_vectors(struct vec_store *s, uint16_t shard, struct nk_s
     return st;
 }
 
+/* Adds the graph records an index mutation changed to the batch. */
+static nk_status put_graph(struct lsm_batch *b, uint16_t shard, struct nk_slice ns,
+                           struct vec_index *ix)
+{
+    if (vec_index_get_options(ix)->type != VEC_INDEX_HNSW)
+        return NK_OK;
+    const uint32_t *slots;
+    bool meta;
+    uint32_t n = vec_graph_take_dirty(ix, &slots, &meta);
+    uint8_t key[4 + VEC_MAX_NAMESPACE + 4];
+    size_t pn = key_graph(key, shard, ns);
+    struct nk_buf rec;
+    nk_buf_init(&rec);
+    nk_status st = NK_OK;
+    if (meta) {
+        vec_graph_encode_meta(ix, &rec);
+        st = lsm_batch_put(b, nk_slice_make(key, pn), nk_slice_make(rec.data, rec.len), 0);
+    }
+    for (uint32_t i = 0; i < n && nk_ok(st); i++) {
+        key[pn] = (uint8_t)(slots[i] >> 24);
+        key[pn + 1] = (uint8_t)(slots[i] >> 16);
+        key[pn + 2] = (uint8_t)(slots[i] >> 8);
+        key[pn + 3] = (uint8_t)slots[i];
+        nk_buf_clear(&rec);
+        if (vec_graph_encode_node(ix, slots[i], &rec))
+            st = lsm_batch_put(b, nk_slice_make(key, pn + 4), nk_slice_make(rec.data, rec.len),
+                               0);
+        else
+            st = lsm_batch_delete(b, nk_slice_make(key, pn + 4));
+    }
+    nk_buf_free(&rec);
+    return st;
+}
+
 /* What a command does to the in-memory state once its batch is written. */
 struct pending {
-    enum { P_NONE, P_CREATE, P_DROP, P_INSERT, P_DELETE } what;
-    struct vec_index *ix;
+    enum { P_NONE, P_CREATE, P_DROP } what;
 };
 
 static nk_status decide(struct vec_store *s, uint16_t shard, uint64_t term, uint64_t index,
@@ -458,8 +515,19 @@ static nk_status decide(struct vec_store *s, uint16_t shard, uint64_t term, uint
         size_t kn = key_data(key, shard, c->ns, c->id);
         st = lsm_batch_put(b, nk_slice_make(key, kn), nk_slice_make(rec.data, rec.len), 0);
         res->replaced = exists;
-        p->what = P_INSERT;
-        p->ix = ix;
+        if (nk_ok(st)) {
+            /* the command's floats may be unaligned in the entry */
+            float *v = nk_malloc(4 * (size_t)c->dims);
+            memcpy(v, c->vector, 4 * (size_t)c->dims);
+            bool replaced;
+            nk_status is = vec_index_insert(ix, c->id, v, &replaced);
+            if (!nk_ok(is))
+                nk_panic("vector insert accepted by apply failed in memory: %s",
+                         nk_status_msg(is));
+            NK_ASSERT(replaced == exists);
+            free(v);
+            st = put_graph(b, shard, c->ns, ix);
+        }
         break;
     }
     case VEC_OP_DELETE:
@@ -472,8 +540,12 @@ static nk_status decide(struct vec_store *s, uint16_t shard, uint64_t term, uint
             size_t kn = key_data(key, shard, c->ns, c->id);
             st = lsm_batch_delete(b, nk_slice_make(key, kn));
             res->deleted = true;
-            p->what = P_DELETE;
-            p->ix = ix;
+            if (nk_ok(st)) {
+                bool deleted;
+                vec_index_delete(ix, c->id, &deleted);
+                NK_ASSERT(deleted);
+                st = put_graph(b, shard, c->ns, ix);
+            }
         }
         break;
     }
@@ -501,23 +573,6 @@ static void commit_memory(struct vec_store *s, uint16_t shard, const struct vec_
         reg_remove(s, shard, c->ns);
         pthread_rwlock_unlock(&s->lock);
         break;
-    case P_INSERT: {
-        /* the command's floats may be unaligned in the entry */
-        float *v = nk_malloc(4 * (size_t)c->dims);
-        memcpy(v, c->vector, 4 * (size_t)c->dims);
-        bool replaced;
-        nk_status st = vec_index_insert(p->ix, c->id, v, &replaced);
-        if (!nk_ok(st))
-            nk_panic("vector insert accepted by apply failed in memory: %s", nk_status_msg(st));
-        free(v);
-        break;
-    }
-    case P_DELETE: {
-        bool deleted;
-        vec_index_delete(p->ix, c->id, &deleted);
-        NK_ASSERT(deleted);
-        break;
-    }
     }
 }
 
@@ -550,7 +605,7 @@ nk_status vec_apply(struct vec_store *s, uint16_t shard, uint64_t term, uint64_t
 
     struct lsm_batch b;
     lsm_batch_init(&b);
-    struct pending p = {P_NONE, NULL};
+    struct pending p = {P_NONE};
     uint64_t fp = 0;
     bool write_idem = false;
     if (c.idem_key.len) {
@@ -599,8 +654,44 @@ out:
 
 /* ------------------------------------------------------------------ load */
 
+/* Installs the persisted HNSW graph of ns; *has false when it has none (no
+ * vector was ever inserted). */
+static nk_status load_graph(struct vec_store *s, uint16_t shard, struct nk_slice ns,
+                            struct vec_index *ix, bool *has)
+{
+    *has = false;
+    if (vec_index_get_options(ix)->type != VEC_INDEX_HNSW)
+        return NK_OK;
+    uint8_t prefix[4 + VEC_MAX_NAMESPACE];
+    size_t pn = key_graph(prefix, shard, ns);
+    struct lsm_iter_options io = {.prefix = nk_slice_make(prefix, pn)};
+    struct lsm_iter *it;
+    NK_TRY(lsm_iter_new(s->db, &io, &it));
+    nk_status st = NK_OK;
+    for (lsm_iter_seek_first(it); lsm_iter_valid(it) && nk_ok(st); lsm_iter_next(it)) {
+        struct nk_slice key = lsm_iter_key(it), val = lsm_iter_value(it);
+        if (key.len == pn && !*has) {
+            st = vec_graph_load_meta(ix, val);
+            *has = true;
+        } else if (key.len == pn + 4 && *has) {
+            const uint8_t *k = key.data + pn;
+            uint32_t slot = (uint32_t)k[0] << 24 | (uint32_t)k[1] << 16 | (uint32_t)k[2] << 8 | k[3];
+            st = vec_graph_load_node(ix, slot, val);
+        } else {
+            st = nk_status_make(NK_DATA_LOSS, "unexpected HNSW graph key");
+        }
+    }
+    if (nk_ok(st))
+        st = lsm_iter_status(it);
+    lsm_iter_free(it);
+    if (!nk_ok(st))
+        st = nk_status_wrap(st, "shard %u: loading the graph of index '%.*s'", shard,
+                            (int)ns.len, (const char *)ns.data);
+    return st;
+}
+
 static nk_status load_vectors(struct vec_store *s, uint16_t shard, struct nk_slice ns,
-                              struct vec_index *ix)
+                              struct vec_index *ix, bool graph)
 {
     uint8_t prefix[4 + VEC_MAX_NAMESPACE];
     size_t pn = key_data_prefix(prefix, shard, ns);
@@ -630,7 +721,10 @@ static nk_status load_vectors(struct vec_store *s, uint16_t shard, struct nk_sli
         }
         memcpy(v, r.p, 4 * (size_t)dims);
         bool replaced;
-        st = vec_index_insert(ix, id, v, &replaced);
+        if (graph)
+            st = vec_graph_load_vector(ix, id, v);
+        else
+            st = vec_index_insert(ix, id, v, &replaced);
         if (!nk_ok(st))
             st = nk_status_wrap(st, "shard %u: loading index '%.*s'", shard, (int)ns.len,
                                 (const char *)ns.data);
@@ -665,7 +759,17 @@ nk_status vec_store_load_shard(struct vec_store *s, uint16_t shard)
         st = vec_index_create(&o, &ix);
         if (!nk_ok(st))
             break;
-        st = load_vectors(s, shard, ns, ix);
+        bool graph = false;
+        st = load_graph(s, shard, ns, ix, &graph);
+        if (nk_ok(st))
+            st = load_vectors(s, shard, ns, ix, graph);
+        if (nk_ok(st) && graph)
+            st = vec_graph_load_finish(ix);
+        if (nk_ok(st) && !graph) {
+            const uint32_t *slots; /* a rebuilt graph is already in the LSM's terms */
+            bool meta;
+            vec_graph_take_dirty(ix, &slots, &meta);
+        }
         if (!nk_ok(st)) {
             vec_index_destroy(ix);
             break;

@@ -100,31 +100,6 @@ NK_TEST(flat_search_is_exact_for_every_metric)
     free(q);
 }
 
-NK_TEST(hnsw_recall_at_10_is_at_least_0_95_on_clustered_data_at_defaults)
-{
-    struct vg_rng r = {nk_test_seed()};
-    const size_t n = 10000, d = 64, nq = 200;
-    float *v = vg_clustered(&r, n + nq, d, 40, 0.25);
-    const float *q = v + n * d; /* queries from the same distribution */
-    for (int m = VEC_METRIC_L2; m <= VEC_METRIC_IP; m++) {
-        struct vec_index *h = make(VEC_INDEX_HNSW, (enum vec_metric)m, d);
-        struct vec_index *f = make(VEC_INDEX_FLAT, (enum vec_metric)m, d);
-        uint64_t t0 = nk_mono_ns();
-        insert_all(h, v, n, d);
-        uint64_t t1 = nk_mono_ns();
-        insert_all(f, v, n, d);
-        double rc = recall(h, f, q, nq, d, 10, 0);
-        fprintf(stderr, "  metric %d: recall@10 %.4f (build %.2f s, memory %llu accounted, %llu "
-                        "allocated)\n",
-                m, rc, (double)(t1 - t0) / 1e9, (unsigned long long)vec_index_memory(h),
-                (unsigned long long)vec_index_allocated(h));
-        NK_CHECK(rc >= 0.95);
-        vec_index_destroy(h);
-        vec_index_destroy(f);
-    }
-    free(v);
-}
-
 NK_TEST(hnsw_stays_navigable_after_deletes_and_replaces)
 {
     struct vg_rng r = {nk_test_seed()};
