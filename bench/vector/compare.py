@@ -26,7 +26,7 @@ def main():
         with open(path) as f:
             for line in f:
                 line = line.strip()
-                if line.startswith("{"):
+                if line.startswith("{") and "\"lib\"" in line:
                     r = json.loads(line)
                     sets[(r["n"], r["dims"])][r["lib"]].append(r)
     for (n, dims), libs in sorted(sets.items()):

@@ -7,8 +7,8 @@
  * Deletes: a flat index frees the slot at once. An HNSW index turns the slot
  * into a tombstone: it stays in the graph as a stepping stone (searches walk
  * through it but never return it), and once tombstones reach a quarter of
- * the live count, vec_hnsw_purge reconnects their neighbours and frees them
- * all. A replace is a delete and an insert. Both are deterministic functions
+ * the live count (at most 16384/m), vec_hnsw_purge reconnects their
+ * neighbours and frees them all. A replace is a delete and an insert. Both are deterministic functions
  * of the sequence of operations, so replicas agree.
  */
 #include <math.h>
@@ -425,10 +425,15 @@ void vec_index_destroy(struct vec_index *ix)
 
 /* -------------------------------------------------------------- mutation */
 
+/* A clean-up runs when tombstones reach a quarter of the live count, but at
+ * most 16384/m of them: that bounds the node records one clean-up rewrites
+ * (about the tombstones' in-links, ~2m each), which go into one LSM batch. */
 static bool wants_purge(const struct vec_index *ix)
 {
-    return ix->tombstones &&
-           (ix->live == 0 || (ix->tombstones >= 16 && ix->tombstones * 4 >= ix->live));
+    if (!ix->tombstones)
+        return false;
+    uint64_t at = NK_MIN(ix->live / 4, 16384u / ix->o.m);
+    return ix->live == 0 || ix->tombstones >= NK_MAX(at, 16u);
 }
 
 static struct vec_scratch *writer_scratch(struct vec_index *ix)

@@ -143,7 +143,7 @@ uint64_t vec_index_count(struct vec_index *ix);
  * Accounted bytes of the live vectors: a pure function of the set of live
  * ids and the options (so every replica judges max_bytes alike, also after a
  * restart). Real allocations exceed it by at most the tombstones awaiting
- * clean-up (<= 1/4 of the live count) and one allocation chunk.
+ * clean-up (<= 1/4 of the live count, <= 16384/m) and one allocation chunk.
  */
 uint64_t vec_index_memory(struct vec_index *ix);
 /* Bytes actually allocated (for metrics). */
