@@ -8,8 +8,9 @@
  * into a tombstone: it stays in the graph as a stepping stone (searches walk
  * through it but never return it), and once tombstones reach a quarter of
  * the live count (at most 16384/m), vec_hnsw_purge reconnects their
- * neighbours and frees them all. A replace is a delete and an insert. Both are deterministic functions
- * of the sequence of operations, so replicas agree.
+ * neighbours and frees them all. A replace is a delete and an insert. Both
+ * are deterministic functions of the sequence of operations, so replicas
+ * agree.
  */
 #include <math.h>
 #include <stdlib.h>

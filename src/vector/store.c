@@ -675,7 +675,8 @@ static nk_status load_graph(struct vec_store *s, uint16_t shard, struct nk_slice
             *has = true;
         } else if (key.len == pn + 4 && *has) {
             const uint8_t *k = key.data + pn;
-            uint32_t slot = (uint32_t)k[0] << 24 | (uint32_t)k[1] << 16 | (uint32_t)k[2] << 8 | k[3];
+            uint32_t slot =
+                (uint32_t)k[0] << 24 | (uint32_t)k[1] << 16 | (uint32_t)k[2] << 8 | k[3];
             st = vec_graph_load_node(ix, slot, val);
         } else {
             st = nk_status_make(NK_DATA_LOSS, "unexpected HNSW graph key");

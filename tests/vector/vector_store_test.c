@@ -182,7 +182,8 @@ NK_TEST(validation_helpers_name_the_problem)
         const char *want;
     } cases[] = {
         {vec_validate_namespace(nk_slice_make(NULL, 0)), "namespace is empty"},
-        {vec_validate_namespace(nk_slice_make(big, 256)), "namespace is 256 bytes; the limit is 255"},
+        {vec_validate_namespace(nk_slice_make(big, 256)),
+         "namespace is 256 bytes; the limit is 255"},
         {vec_validate_id(nk_slice_make(big, 0)), "vector id is empty"},
         {vec_validate_id(nk_slice_make(big, 1025)), "vector id is 1025 bytes; the limit is 1024"},
         {vec_validate_dims(0), "dimensions is 0; it must be 1 to 4096"},
@@ -421,6 +422,40 @@ NK_TEST(drop_removes_every_vector_also_across_many_batches)
     NK_CHECK(found && count == 0);
     NK_REQUIRE_OK(vec_index_info(e.vs, 2, nk_slice_str("keep"), NULL, &count, NULL, &found));
     NK_CHECK(found && count == 900);
+    env_close(&e);
+}
+
+NK_TEST(a_damaged_graph_record_fails_the_load_naming_it)
+{
+    struct env e = {0};
+    NK_REQUIRE(env_open(&e, "db"));
+    struct vec_cmd c = create_cmd("g", 4, VEC_METRIC_L2, VEC_INDEX_HNSW);
+    NK_REQUIRE(apply(&e, 9, &c).created);
+    float v[4] = {1, 2, 3, 4};
+    for (int i = 0; i < 50; i++) {
+        char id[16];
+        snprintf(id, sizeof id, "n%d", i);
+        v[0] = (float)i;
+        struct vec_cmd ins = insert_cmd("g", id, v, 4);
+        NK_REQUIRE(apply(&e, 9, &ins).code == NK_CODE_OK);
+    }
+    /* node record of slot 3: [shard][0x06][len]["g"][be32 3], a link past the slots */
+    uint8_t key[] = {0, 9, 0x06, 1, 'g', 0, 0, 0, 3};
+    uint8_t rec[] = {1, 2, 'n', '3', 0, 0, 1, 200};
+    NK_REQUIRE_OK(
+        lsm_put(e.db, NULL, nk_slice_make(key, sizeof key), nk_slice_make(rec, sizeof rec), 0));
+    char dir[1200];
+    snprintf(dir, sizeof dir, "%s", e.dir);
+    env_close(&e);
+    NK_REQUIRE(env_open_at(&e, dir));
+    nk_status s = vec_store_load_shard(e.vs, 9);
+    NK_CHECK(s.code == NK_DATA_LOSS && strstr(nk_status_msg(s), "index 'g'") &&
+             strstr(nk_status_msg(s), "node link"));
+    fprintf(stderr, "  %s\n", nk_status_msg(s));
+    nk_status_free(&s);
+    bool found;
+    NK_REQUIRE_OK(vec_index_info(e.vs, 9, nk_slice_str("g"), NULL, NULL, NULL, &found));
+    NK_CHECK(!found); /* nothing half-loaded */
     env_close(&e);
 }
 
