@@ -38,8 +38,10 @@ def main():
             if lib in libs:
                 r = libs[lib][0]
                 print(f"| {lib} | {r['build_s']:.1f} | {r['rss_bytes'] / 1048576:.1f} |")
-        print("\n| recall@10 >= | index | QPS 1 thread (ef) | QPS all cores (ef) |")
-        print("|---|---|---|---|")
+        cpu = all("cpu_qps" in r for rows in libs.values() for r in rows)
+        print("\n| recall@10 >= | index | QPS 1 thread (ef) | QPS all cores (ef) |"
+              + (" queries per CPU-second, 1 thread (ef) |" if cpu else ""))
+        print("|---|---|---|---|" + ("---|" if cpu else ""))
         for t in TARGETS:
             ratios = {}
             for lib in LIBS:
@@ -47,12 +49,15 @@ def main():
                     continue
                 q1, e1 = best(libs[lib], t, "qps_1")
                 qa, ea = best(libs[lib], t, "qps_all")
-                ratios[lib] = (q1, qa)
-                print(f"| {t:.2f} | {lib} | {fmt(q1)} ({e1}) | {fmt(qa)} ({ea}) |")
+                qc, ec = best(libs[lib], t, "cpu_qps") if cpu else (None, None)
+                ratios[lib] = (q1, qa) + ((qc,) if cpu else ())
+                print(f"| {t:.2f} | {lib} | {fmt(q1)} ({e1}) | {fmt(qa)} ({ea}) |"
+                      + (f" {fmt(qc)} ({ec}) |" if cpu else ""))
             a, b = ratios.get("norikv-hnsw"), ratios.get("hnswlib")
             if a and b and None not in a and None not in b:
                 print(f"| {t:.2f} | **NoriKV / hnswlib** | **{a[0] / b[0]:.2f}x** | "
-                      f"**{a[1] / b[1]:.2f}x** |")
+                      f"**{a[1] / b[1]:.2f}x** |"
+                      + (f" **{a[2] / b[2]:.2f}x** |" if cpu else ""))
         a, b = libs.get("norikv-hnsw"), libs.get("hnswlib")
         if a and b:
             print(f"\nmemory NoriKV / hnswlib: {a[0]['rss_bytes'] / max(b[0]['rss_bytes'], 1):.2f}x; "
