@@ -11,7 +11,7 @@ CTEST_ARGS ?=
 CMAKE_GEN  := -G Ninja
 
 .PHONY: all deps build run test test-c test-asan test-sdk test-go test-python test-typescript test-java \
-        bench bench-engine bench-server bench-raft bench-wal fuzz hash-vectors format clean
+        bench bench-engine bench-server bench-raft bench-wal fuzz hash-vectors format clean bench-vector \
 
 all: build
 
@@ -87,6 +87,12 @@ bench-wal: build
 	@if [ -x $(BUILD)/bench/wal/bench_wal ]; then \
 	  $(BUILD)/bench/wal/bench_wal --dir $(BUILD)/bench-wal-data $(ARGS); \
 	else echo "bench-wal: not built yet"; fi
+
+# Vector indexes against hnswlib and FAISS (Python venv under bench/vector/.venv,
+# installed from PyPI on first use). VECTOR_SETS="N:DIMS ..." picks the data sets.
+bench-vector: build
+	@if [ -x bench/vector/run.sh ]; then bench/vector/run.sh $(BUILD); \
+	else echo "bench-vector: not built yet"; fi
 
 # The Raft simulator over random seeds for SECONDS (default 60); every run
 # prints its seed, a failure prints the seed to replay with --seed.
