@@ -11,7 +11,7 @@ CTEST_ARGS ?=
 CMAKE_GEN  := -G Ninja
 
 .PHONY: all deps build run test test-c test-asan test-sdk test-go test-python test-typescript test-java \
-        bench bench-engine bench-server bench-raft bench-wal fuzz hash-vectors format clean bench-vector \
+        bench bench-engine bench-server bench-raft bench-wal fuzz hash-vectors format clean bench-vector
 
 all: build
 
