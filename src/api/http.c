@@ -489,18 +489,22 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
     } else if (strcmp(url, "/readyz") == 0 && is_get) {
         struct node_stats ns;
         node_get_stats(a->node, &ns);
-        bool ready = ns.shards_led == ns.total_shards;
+        bool ready = ns.shards_hosted > 0 && ns.shards_ready == ns.shards_hosted;
         if (ready)
             api_buf_printf(&b, "ready\n");
         else
-            api_buf_printf(&b, "not ready: %u of %u shards have a leader\n", ns.shards_led,
-                           ns.total_shards);
+            api_buf_printf(&b, "not ready: %u of %u shards have a leader\n", ns.shards_ready,
+                           ns.shards_hosted);
         ret = respond(c, ready ? 200 : 503, "text/plain", &b);
     } else if (strcmp(url, "/health") == 0 && is_get) {
         struct node_stats ns;
         node_get_stats(a->node, &ns);
+        struct lsm_health lh;
+        lsm_health(node_lsm(a->node), &lh);
+        bool ready = ns.shards_hosted > 0 && ns.shards_ready == ns.shards_hosted;
+        bool degraded = ns.degraded || ns.damaged_shards > 0 || !lh.writable || lh.nquarantined;
         api_buf_printf(&b, "{\"status\":\"%s\",\"node\":",
-                       ns.shards_led == ns.total_shards ? "ok" : "starting");
+                       degraded ? "degraded" : ready ? "ok" : "starting");
         struct node_view v;
         node_view_get(a->node, &v);
         api_json_string(&b, (const uint8_t *)v.nodes[0].id, strlen(v.nodes[0].id));
@@ -508,9 +512,20 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
         api_buf_printf(&b,
                        ",\"uptime_ms\":%" PRIu64 ",\"shards_total\":%u,\"shards_led\":%u,"
                        "\"last_applied\":%" PRIu64 ",\"applied_entries\":%" PRIu64
-                       ",\"pending\":%" PRIu64 "}\n",
+                       ",\"pending\":%" PRIu64 ",\"shards_hosted\":%u,\"shards_ready\":%u"
+                       ",\"damaged_shards\":%u,\"writes_suspended\":%s,\"storage_writable\":%s"
+                       ",\"quarantined_tables\":%zu",
                        nk_mono_ms() - a->start_ms, ns.total_shards, ns.shards_led,
-                       ns.last_applied, ns.applied_entries, ns.pending);
+                       ns.last_applied, ns.applied_entries, ns.pending, ns.shards_hosted,
+                       ns.shards_ready, ns.damaged_shards, ns.degraded ? "true" : "false",
+                       lh.writable ? "true" : "false", lh.nquarantined);
+        const char *why = ns.degraded ? ns.degraded_why : lh.error;
+        if (why) {
+            api_buf_printf(&b, ",\"problem\":");
+            api_json_string(&b, (const uint8_t *)why, strlen(why));
+        }
+        api_buf_printf(&b, "}\n");
+        lsm_health_free(&lh);
         ret = respond(c, 200, "application/json", &b);
     } else if (strcmp(url, "/metrics") == 0 && is_get) {
         if (!a->prometheus) {
