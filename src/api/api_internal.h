@@ -52,6 +52,9 @@ struct api {
 
     /* admin snapshots run one at a time, off the rpc workers */
     _Atomic int snapshot_running;
+    pthread_mutex_t snap_mu; /* guards snap_thread/snap_started */
+    pthread_t snap_thread;
+    bool snap_started;
 
     void *httpd; /* struct MHD_Daemon */
     struct http_guard *http_guard;

@@ -590,16 +590,20 @@ static void on_snapshot(void *ctx, struct rpc_call *call, struct nk_slice req)
     }
     struct snap_job *j = nk_malloc(sizeof(*j));
     *j = (struct snap_job){a, call, shard};
-    pthread_t t;
-    pthread_attr_t attr;
-    pthread_attr_init(&attr);
-    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-    if (pthread_create(&t, &attr, snapshot_thread, j) != 0) {
+    /* joinable: the previous one has ended (snapshot_running was 0), and
+     * api_shutdown joins the last one before the node and the rpc server
+     * it uses are destroyed */
+    pthread_mutex_lock(&a->snap_mu);
+    if (a->snap_started)
+        pthread_join(a->snap_thread, NULL);
+    a->snap_started = pthread_create(&a->snap_thread, NULL, snapshot_thread, j) == 0;
+    bool started = a->snap_started;
+    pthread_mutex_unlock(&a->snap_mu);
+    if (!started) {
         atomic_store(&a->snapshot_running, 0);
         free(j);
         fail(call, NK_RESOURCE_EXHAUSTED, "cannot start a snapshot thread", NULL);
     }
-    pthread_attr_destroy(&attr);
 }
 
 static void on_transfer(void *ctx, struct rpc_call *call, struct nk_slice req)
@@ -707,6 +711,7 @@ nk_status api_new(const struct api_options *o, struct api **out)
     a->total_shards = node_total_shards(o->node);
     a->start_ms = nk_mono_ms();
     pthread_mutex_init(&a->wmu, NULL);
+    pthread_mutex_init(&a->snap_mu, NULL);
     struct obs_registry *reg = obs_default();
     static const char *const op_label[] = {"op", "outcome"};
     static const char *const op_only[] = {"op"};
@@ -776,6 +781,7 @@ void api_free(struct api *a)
         return;
     api_shutdown(a);
     pthread_mutex_destroy(&a->wmu);
+    pthread_mutex_destroy(&a->snap_mu);
     free(a->node_id);
     free(a);
 }

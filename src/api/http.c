@@ -666,6 +666,12 @@ void api_shutdown(struct api *a)
     }
     http_guard_stop(a->http_guard);
     a->http_guard = NULL;
+    pthread_mutex_lock(&a->snap_mu);
+    if (a->snap_started) {
+        pthread_join(a->snap_thread, NULL); /* a snapshot in progress ends first */
+        a->snap_started = false;
+    }
+    pthread_mutex_unlock(&a->snap_mu);
     pthread_mutex_lock(&a->wmu);
     a->shut = true;
     pthread_mutex_unlock(&a->wmu);
