@@ -309,6 +309,9 @@ nk_status node_discover(const char *addr, uint32_t total_shards, int timeout_ms,
 /* node.c: starts a hosted group whose state is at (at, ai) */
 nk_status node_group_start(struct node *n, struct group *g, uint64_t at, uint64_t ai);
 
+/* snapshot.c: the LSM key range [lo, hi) of a shard's state */
+void node_shard_range(uint32_t shard, uint8_t lo[2], uint8_t hi[3], size_t *hi_len);
+
 /* rebuild.c */
 void node_rebuild_tick(struct node *n);
 void node_rebuild_on_request(struct node *n, uint64_t from, const uint8_t *p, size_t len);

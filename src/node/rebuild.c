@@ -28,18 +28,6 @@
 #define FRAME_SNAP_REQUEST 5
 #define ASK_EVERY_MS       5000
 
-static void shard_range(uint32_t shard, uint8_t lo[2], uint8_t hi[3], size_t *hi_len)
-{
-    nk_enc_be16(lo, (uint16_t)shard);
-    if (shard < 0xffff) {
-        nk_enc_be16(hi, (uint16_t)(shard + 1));
-        *hi_len = 2;
-    } else {
-        hi[0] = hi[1] = hi[2] = 0xff;
-        *hi_len = 3;
-    }
-}
-
 /* Marks every hosted shard a quarantined table's range touches as damaged. */
 static void damage_quarantined(struct node *n)
 {
@@ -125,7 +113,7 @@ void node_rebuild_tick(struct node *n)
             }
             uint8_t lo[2], hi[3];
             size_t hl;
-            shard_range(s, lo, hi, &hl);
+            node_shard_range(s, lo, hi, &hl);
             struct nk_slice a = nk_slice_make(lo, 2), b = nk_slice_make(hi, hl);
             nk_status cs = lsm_compact_range(n->db, &a, &b);
             if (!nk_ok(cs)) {
@@ -178,7 +166,7 @@ nk_status node_rebuild_install(struct node *n, struct group *g, const struct raf
     NK_TRY(s);
     uint8_t lo[2], hi[3];
     size_t hl;
-    shard_range(g->id, lo, hi, &hl);
+    node_shard_range(g->id, lo, hi, &hl);
     /* the shard's range is rewritten: reads there are served again */
     lsm_quarantine_resolve(n->db, nk_slice_make(lo, 2), nk_slice_make(hi, hl));
     kv_shard_forget(n->kv, (uint16_t)g->id);

@@ -82,7 +82,7 @@ static void put_conf(struct nk_buf *b, const struct raft_conf_state *c)
 
 /* ------------------------------------------------------------- sender */
 
-static void shard_bounds(uint32_t shard, uint8_t lo[2], uint8_t hi[3], size_t *hi_len)
+void node_shard_range(uint32_t shard, uint8_t lo[2], uint8_t hi[3], size_t *hi_len)
 {
     nk_enc_be16(lo, (uint16_t)shard);
     if (shard < 0xffff) {
@@ -135,7 +135,7 @@ static bool run_job(struct node *n, struct snap_job *j)
 {
     uint8_t lo[2], hi[3];
     size_t hi_len;
-    shard_bounds(j->shard, lo, hi, &hi_len);
+    node_shard_range(j->shard, lo, hi, &hi_len);
     struct lsm_iter_options io = {.snapshot = j->snap,
                                   .lower = nk_slice_make(lo, 2),
                                   .upper = nk_slice_make(hi, hi_len)};
@@ -439,7 +439,7 @@ nk_status node_snap_replace_state(struct node *n, struct group *g, const struct 
 {
     uint8_t lo[2], hi[3];
     size_t hi_len;
-    shard_bounds(g->id, lo, hi, &hi_len);
+    node_shard_range(g->id, lo, hi, &hi_len);
     struct lsm_batch b;
     lsm_batch_init(&b);
     nk_status s = NK_OK;
