@@ -609,11 +609,10 @@ static void on_snapshot(void *ctx, struct rpc_call *call, struct nk_slice req)
 static void on_transfer(void *ctx, struct rpc_call *call, struct nk_slice req)
 {
     struct api *a = ctx;
-    Norikv__V1__ShardInfo *m = norikv__v1__shard_info__unpack(NULL, req.len, req.data);
-    if (!m) {
-        fail(call, NK_INVALID_ARGUMENT, "request body is not a valid norikv.v1.ShardInfo", NULL);
+    Norikv__V1__ShardInfo *m = (Norikv__V1__ShardInfo *)decode_or_fail(
+        a, call, -1, &norikv__v1__shard_info__descriptor, req, 0);
+    if (!m)
         return;
-    }
     uint32_t shard = m->id;
     char target[128] = "";
     /* the replica marked leader is the target (or the only one named) */
@@ -628,11 +627,11 @@ static void on_transfer(void *ctx, struct rpc_call *call, struct nk_slice req)
         fail(call, NK_INVALID_ARGUMENT, msg, NULL);
         return;
     }
-    if (!target[0]) {
-        struct node_view v;
-        node_view_get(a->node, &v);
-        uint32_t members = v.n_nodes;
-        node_view_free(&v);
+    struct node_view v;
+    node_view_get(a->node, &v);
+    uint32_t members = v.n_nodes;
+    node_view_free(&v);
+    if (!target[0] || members == 1) {
         char msg[160];
         if (members == 1)
             snprintf(msg, sizeof msg,
