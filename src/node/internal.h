@@ -160,6 +160,7 @@ struct node {
 
     /* membership (members.c): fixed at bootstrap, recorded in CLUSTER */
     uint64_t self_id, cluster_id;
+    uint64_t created_ms; /* one-node clusters: when the data directory was created (epoch base) */
     uint32_t rf;
     bool clustered; /* more than one member: the transport runs */
     struct member members[NODE_MAX_MEMBERS];

@@ -97,6 +97,10 @@ nk_status node_members_save(struct node *n)
                      "\nreplication_factor=%u\nself=%" PRIu64 "\n",
                      n->nshards, n->cluster_id, n->rf, n->self_id);
     nk_buf_append(&b, line, (size_t)k);
+    if (n->created_ms) {
+        k = snprintf(line, sizeof line, "created_ms=%" PRIu64 "\n", n->created_ms);
+        nk_buf_append(&b, line, (size_t)k);
+    }
     for (uint32_t i = 0; i < n->n_members; i++) {
         const struct member *m = &n->members[i];
         k = snprintf(line, sizeof line, "member=%" PRIu64 " %s %s\n", m->id, m->name,
@@ -144,7 +148,8 @@ nk_status node_members_load(struct node *n, bool *found)
         lineno++;
         if (sscanf(l, "total_shards=%u", &ts) == 1 || sscanf(l, "format=%u", &format) == 1 ||
             sscanf(l, "cluster_id=%" SCNx64, &cid) == 1 ||
-            sscanf(l, "replication_factor=%u", &rf) == 1 || sscanf(l, "self=%" SCNu64, &self) == 1)
+            sscanf(l, "replication_factor=%u", &rf) == 1 || sscanf(l, "self=%" SCNu64, &self) == 1 ||
+            sscanf(l, "created_ms=%" SCNu64, &n->created_ms) == 1)
             continue;
         uint64_t id;
         char name[128], addr[256] = "-";

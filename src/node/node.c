@@ -76,6 +76,7 @@ static nk_status open_membership(struct node *n)
     bool found;
     NK_TRY(node_members_load(n, &found));
     if (!found && n->opt.n_seed_nodes == 0) {
+        n->created_ms = nk_wall_ms();
         n->self_id = SOLO_ID;
         n->rf = 1;
         n->n_members = 1;

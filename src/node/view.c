@@ -64,7 +64,11 @@ static uint32_t shard_replicas(struct node *n, uint32_t shard, uint64_t *out)
  */
 static uint64_t view_epoch_locked(struct node *n)
 {
-    uint64_t e = 0;
+    /* a one-node cluster adds when its data directory was created (in us),
+     * so that a new server at the same address (an ephemeral one restarted)
+     * shows a newer view than the old one did; a cluster's members do not
+     * share such a time, and their epochs must agree */
+    uint64_t e = n->clustered ? 0 : n->created_ms * 1000;
     for (uint32_t i = 0; i < n->nshards; i++)
         e += 2 * atomic_load_explicit(&n->pub[i].lead_term, memory_order_acquire);
     for (uint32_t i = 0; i < n->n_members; i++)
