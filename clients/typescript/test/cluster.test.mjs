@@ -27,11 +27,13 @@ async function startCluster(t, n) {
     return null;
   }
   const dir = mkdtempSync(join(tmpdir(), 'norikv-ts-cluster-'));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
   const nodes = [];
   for (let i = 0; i < n; i++) nodes.push({ id: `n${i + 1}`, rpc: await freeAddr(), peer: await freeAddr(), srv: null });
+  // Hooks run first-registered first: stop every server, then remove the
+  // directory they write to.
   t.after(async () => {
     for (const nd of nodes) if (nd.srv !== null && !nd.srv.hasExited) await nd.srv.stop().catch(() => undefined);
+    rmSync(dir, { recursive: true, force: true });
   });
   const results = await Promise.allSettled(
     nodes.map(async (nd) => {

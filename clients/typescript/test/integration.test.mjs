@@ -301,7 +301,6 @@ test('totalShards different from the cluster fails at connect with both counts n
 test('after SIGKILL and restart of the server the client recovers and every acknowledged write is there', async (t) => {
   if (bin === null) return t.skip(`no norikv-server to test against: ${why}`);
   const dir = mkdtempSync(join(tmpdir(), 'norikv-ts-restart-'));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
   const rpc = await freeAddr();
   const opts = {
     binary: bin,
@@ -310,11 +309,19 @@ test('after SIGKILL and restart of the server the client recovers and every ackn
     args: [`--rpc-addr=${rpc}`, '--http-addr=127.0.0.1:0', '--peer-addr=127.0.0.1:0', `--data-dir=${dir}`],
   };
   let s = await EphemeralServer.start(opts);
-  t.after(async () => {
-    if (!s.hasExited) await s.stop();
-  });
   const c = createClient({ nodes: [rpc], timeoutMs: 20000, retry: { initialDelayMs: 20, maxDelayMs: 500 } });
-  t.after(() => c.close());
+  // One hook, in this order: the test runner runs hooks first-registered
+  // first and skips the rest when one throws, so a failed stop must neither
+  // leave the client open (its reconnects would keep the process alive) nor
+  // remove the data directory under a server that is still flushing.
+  t.after(async () => {
+    try {
+      await c.close();
+      if (!s.hasExited) await s.stop();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
   const events = [];
   c.onTopologyChange((ev) => events.push(ev));
   const written = new Map();
@@ -415,14 +422,17 @@ test('a dead first seed is passed over: the client connects through the next one
 test('a hung server (SIGSTOP): calls on the wire and calls queued for a slot all end at their timeout', async (t) => {
   if (bin === null) return t.skip(`no norikv-server to test against: ${why}`);
   const s = await EphemeralServer.start({ binary: bin });
+  const c = createClient({ nodes: [s.grpcAddr], maxInFlight: 1 });
   t.after(async () => {
-    if (!s.hasExited) {
-      process.kill(s.pid, 'SIGCONT');
-      await s.stop();
+    try {
+      await c.close();
+    } finally {
+      if (!s.hasExited) {
+        process.kill(s.pid, 'SIGCONT');
+        await s.stop();
+      }
     }
   });
-  const c = createClient({ nodes: [s.grpcAddr], maxInFlight: 1 });
-  t.after(() => c.close());
   await c.connect();
   process.kill(s.pid, 'SIGSTOP');
   const t0 = Date.now();
