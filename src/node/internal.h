@@ -91,6 +91,11 @@ struct shard_pub {
     _Atomic uint64_t lead_term; /* the term of the leader in lead (0: none known) */
 };
 
+struct node_fetch_req {
+    uint32_t group;
+    uint64_t lo;
+};
+
 struct group {
     uint32_t id;
     struct raft *r;
@@ -214,6 +219,22 @@ struct node {
     struct req *rq;
     size_t rqhead, rqlen;
     bool reader_stop;
+
+    /* the fetcher (fetch.c): reads entries lagging followers need off the
+     * loop. xq/xdone/xlen/nxdone under xmu; xqueued is loop-private;
+     * fetched_ready (under qmu) wakes the loop. */
+    pthread_t fetcher;
+    bool fetcher_started;
+    pthread_mutex_t xmu;
+    pthread_cond_t xcv;
+    struct node_fetch_req *xq;
+    size_t xhead, xlen;
+    uint32_t *xdone;
+    size_t nxdone;
+    bool *xqueued;
+    bool xstop;
+    bool fetched_ready;
+    _Atomic uint64_t st_fetches, st_fetch_failed;
 
     /* the flusher */
     pthread_t flusher;
@@ -345,6 +366,11 @@ void node_peers_queue(struct node *n, uint32_t shard, const struct raft_msg *m);
 void node_peers_flush(struct node *n, bool early);
 void node_peers_take_inbound(struct node *n);
 bool node_peers_have_inbound(struct node *n); /* qmu held */
+/* fetch.c */
+nk_status node_fetch_open(struct node *n);
+void node_fetch_close(struct node *n);
+void node_fetch_request(struct node *n, uint32_t group, uint64_t lo);
+void node_fetch_deliver(struct node *n);
 void node_peers_announce(struct node *n);
 void node_peers_push_internal(struct node *n, uint64_t from, const uint8_t *data, size_t len);
 nk_status node_peers_add_members(struct node *n);

@@ -338,7 +338,7 @@ void *node_loop_main(void *arg)
             atomic_fetch_add_explicit(&n->st_holds, 1, memory_order_relaxed);
         pthread_mutex_lock(&n->qmu);
         while ((n->qlen == 0 || hold) && !node_peers_have_inbound(n) && !n->stopping &&
-               n->ndirty == 0) {
+               n->ndirty == 0 && !n->fetched_ready) {
             uint64_t now = nk_mono_ns();
             if (now >= next_tick)
                 break;
@@ -363,6 +363,8 @@ void *node_loop_main(void *arg)
             pthread_mutex_unlock(&n->qmu);
             break;
         }
+        bool fetched = n->fetched_ready;
+        n->fetched_ready = false;
         /* A round takes at most max_batch_entries requests and
          * max_round_bytes of proposal data (at least one request): the rest
          * waits in the queue for the next round, so one round's log write
@@ -394,6 +396,8 @@ void *node_loop_main(void *arg)
             node_rebuild_tick(n);
             next_maint = now + 1000000000ULL;
         }
+        if (fetched)
+            node_fetch_deliver(n);
         if (!run_round(n, batch, nb, tick, now))
             break;
         if (sync_ns && now >= next_sync) {

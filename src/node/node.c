@@ -376,6 +376,8 @@ nk_status node_open(const struct node_options *o, struct node **out)
         else
             n->reader_started = true;
     }
+    if (nk_ok(s) && n->clustered)
+        s = node_fetch_open(n); /* only leaders of multi-voter groups send */
     if (nk_ok(s)) {
         if (pthread_create(&n->loop, NULL, node_loop_main, n) != 0)
             s = nk_status_errno(errno, "start ready loop thread");
@@ -401,6 +403,7 @@ bool node_close(struct node *n)
     pthread_cond_signal(&n->qcv);
     if (n->loop_started)
         pthread_join(n->loop, NULL);
+    node_fetch_close(n); /* before the raft log closes */
     node_snap_stop(n);   /* it sends through the transport */
     node_peers_close(n); /* no callback runs after it */
     node_snap_close(n);
@@ -497,6 +500,12 @@ void node_get_stats(struct node *n, struct node_stats *o)
     o->round_bytes_max = atomic_load(&n->st_round_bytes_max);
     o->pending_moves = atomic_load(&n->st_pending_moves);
     o->write_holds = atomic_load(&n->st_holds);
+    o->log_fetches = atomic_load(&n->st_fetches);
+    if (n->log) {
+        struct raftlog_stats rs;
+        raftlog_get_stats(n->log, &rs);
+        o->log_disk_reads = rs.cache_misses;
+    }
     o->shards_hosted = n->n_hosted;
     for (uint32_t i = 0; i < n->nshards; i++)
         if (n->groups[i].r && atomic_load_explicit(&n->pub[i].lead, memory_order_acquire))

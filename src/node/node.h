@@ -215,6 +215,8 @@ struct node_stats {
     bool degraded;            /* writes suspended: the log or an apply keeps failing (retried) */
     char degraded_why[512];   /* what fails, naming the path and the error */
     uint32_t damaged_shards;  /* shards refused: their state failed a checksum */
+    uint64_t log_fetches;     /* runs of entries read from disk off the loop for followers */
+    uint64_t log_disk_reads;  /* entries whose payload was read back from the raft log's disk */
 };
 void node_get_stats(struct node *n, struct node_stats *out);
 uint32_t node_total_shards(struct node *n);

@@ -107,6 +107,29 @@ static nk_status st_entries(void *ctx, uint64_t lo, uint64_t hi, uint64_t max_by
     return s;
 }
 
+/* Sending to followers: what is in memory, or NK_UNAVAILABLE and a fetch
+ * queued (fetch.c), never a disk read on the loop. */
+static nk_status st_entries_nowait(void *ctx, uint64_t lo, uint64_t hi, uint64_t max_bytes,
+                                   struct nk_arena *arena, struct raft_entry *out, size_t *n)
+{
+    struct group *g = ctx;
+    if (!g->node->fetcher_started) /* one node: nobody to send to */
+        return st_entries(ctx, lo, hi, max_bytes, arena, out, n);
+    struct raftlog_entry *tmp = nk_malloc((hi - lo) * sizeof(*tmp));
+    nk_status s = raftlog_entries_nowait(g->node->log, g->id, lo, hi, max_bytes, arena, tmp, n);
+    if (nk_ok(s))
+        for (size_t i = 0; i < *n; i++)
+            out[i] = (struct raft_entry){.term = tmp[i].term,
+                                         .index = tmp[i].index,
+                                         .type = tmp[i].type,
+                                         .len = (uint32_t)tmp[i].data.len,
+                                         .data = (uint8_t *)tmp[i].data.data};
+    else if (s.code == NK_UNAVAILABLE)
+        node_fetch_request(g->node, g->id, lo);
+    free(tmp);
+    return s;
+}
+
 static nk_status st_snapshot(void *ctx, struct nk_arena *arena, struct raft_snapshot *out)
 {
     struct group *g = ctx;
@@ -131,5 +154,6 @@ void node_raft_storage(struct group *g, struct raft_storage *out)
                                  .last_index = st_last_index,
                                  .term = st_term,
                                  .entries = st_entries,
-                                 .snapshot = st_snapshot};
+                                 .snapshot = st_snapshot,
+                                 .entries_nowait = st_entries_nowait};
 }

@@ -482,8 +482,13 @@ static void send_append(struct raft *r, struct progress *pr, bool send_if_empty)
     if (nk_ok(s)) {
             uint64_t last = raft_log_last(&r->log);
         size_t max_n = 4096;
-        s = raft_log_slice(&r->log, pr->next, last + 1, r->max_msg_bytes, max_n, &r->arena, &ents,
-                           &n);
+        s = raft_log_slice_ex(&r->log, pr->next, last + 1, r->max_msg_bytes, max_n, &r->arena,
+                              &ents, &n, true);
+    }
+    if (!nk_ok(s) && s.code == NK_UNAVAILABLE) {
+        /* being fetched off the loop; raft_entries_fetched() sends again */
+        nk_status_free(&s);
+        return;
     }
     if (!nk_ok(s)) {
         NK_ASSERT(s.code == NK_OUT_OF_RANGE);
@@ -1499,6 +1504,14 @@ static bool hs_changed(const struct raft *r)
 {
     return r->term != r->prev_hs.term || r->vote != r->prev_hs.vote ||
            r->log.committed != r->prev_hs.commit;
+}
+
+void raft_entries_fetched(struct raft *r)
+{
+    if (r->role != RAFT_LEADER)
+        return;
+    for (uint32_t i = 0; i < r->n_prs; i++)
+        flush_append(r, &r->prs[i]);
 }
 
 bool raft_has_ready(const struct raft *r)

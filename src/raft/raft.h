@@ -128,6 +128,13 @@ struct raft_snapshot {
  *              returning at least one; out has room for hi - lo entries and
  *              each entry's data is copied into `arena`. NK_OUT_OF_RANGE when
  *              lo was compacted meanwhile.
+ *   entries_nowait(): optional. As entries(), but it may answer
+ *              NK_UNAVAILABLE when the first entry is not in memory: the
+ *              leader then sends nothing to that follower now, the host
+ *              fetches the entries off its Ready loop and calls
+ *              raft_entries_fetched(), which sends again. Used only to send
+ *              entries to followers, so a lagging follower's disk reads never
+ *              stall the loop that makes new entries durable.
  *   snapshot(): the latest snapshot, data copied into `arena`;
  *              NK_UNAVAILABLE when it is being produced (raft retries later).
  *   initial_state(): the hard state and the conf state of the latest
@@ -145,6 +152,8 @@ struct raft_storage {
     nk_status (*entries)(void *ctx, uint64_t lo, uint64_t hi, uint64_t max_bytes,
                          struct nk_arena *arena, struct raft_entry *out, size_t *n);
     nk_status (*snapshot)(void *ctx, struct nk_arena *arena, struct raft_snapshot *out);
+    nk_status (*entries_nowait)(void *ctx, uint64_t lo, uint64_t hi, uint64_t max_bytes,
+                                struct nk_arena *arena, struct raft_entry *out, size_t *n);
 };
 
 /* ------------------------------------------------------------------ messages */
@@ -336,6 +345,9 @@ nk_status raft_transfer_leader(struct raft *r, uint64_t to);
 nk_status raft_campaign(struct raft *r);
 /* The transport failed to deliver a snapshot to `to`: probe again. */
 void raft_report_unreachable(struct raft *r, uint64_t to);
+/* Entries that storage.entries_nowait answered NK_UNAVAILABLE for are in
+ * memory now: send to every follower that is waiting for entries. */
+void raft_entries_fetched(struct raft *r);
 
 bool raft_has_ready(const struct raft *r);
 void raft_ready(struct raft *r, struct raft_ready *rd);

@@ -52,6 +52,11 @@ bool raft_log_maybe_append(struct raft_log *l, uint64_t prev, uint64_t prev_term
 void raft_log_commit_to(struct raft_log *l, uint64_t c);
 /* Entries [lo, hi), at most max_n of them and max_bytes of data (at least
  * one), copied into arena. NK_OUT_OF_RANGE when lo is compacted. */
+/* nowait: read stable entries through storage.entries_nowait when it is set;
+ * NK_UNAVAILABLE then means "not in memory yet" (see raft.h). */
+nk_status raft_log_slice_ex(const struct raft_log *l, uint64_t lo, uint64_t hi, uint64_t max_bytes,
+                            size_t max_n, struct nk_arena *arena, struct raft_entry **out,
+                            size_t *n, bool nowait);
 nk_status raft_log_slice(const struct raft_log *l, uint64_t lo, uint64_t hi, uint64_t max_bytes,
                          size_t max_n, struct nk_arena *arena, struct raft_entry **out, size_t *n);
 /* Highest index that is committed and durable (may be applied). */

@@ -262,6 +262,13 @@ void raft_log_commit_to(struct raft_log *l, uint64_t c)
 nk_status raft_log_slice(const struct raft_log *l, uint64_t lo, uint64_t hi, uint64_t max_bytes,
                          size_t max_n, struct nk_arena *arena, struct raft_entry **out, size_t *n)
 {
+    return raft_log_slice_ex(l, lo, hi, max_bytes, max_n, arena, out, n, false);
+}
+
+nk_status raft_log_slice_ex(const struct raft_log *l, uint64_t lo, uint64_t hi, uint64_t max_bytes,
+                            size_t max_n, struct nk_arena *arena, struct raft_entry **out,
+                            size_t *n, bool nowait)
+{
     *n = 0;
     *out = NULL;
     if (lo < raft_log_first(l))
@@ -279,8 +286,12 @@ nk_status raft_log_slice(const struct raft_log *l, uint64_t lo, uint64_t hi, uin
     if (lo < split) {
         uint64_t shi = NK_MIN(hi, split);
         size_t got = 0;
-        nk_status s = l->st.entries(l->st.ctx, lo, shi, max_bytes, arena, ents, &got);
+        nk_status s = nowait && l->st.entries_nowait
+                          ? l->st.entries_nowait(l->st.ctx, lo, shi, max_bytes, arena, ents, &got)
+                          : l->st.entries(l->st.ctx, lo, shi, max_bytes, arena, ents, &got);
         if (!nk_ok(s)) {
+            if (nowait && s.code == NK_UNAVAILABLE)
+                return s;
             if (s.code != NK_OUT_OF_RANGE)
                 nk_panic("raft log: storage entries(%" PRIu64 ", %" PRIu64 "): %s", lo, shi,
                          nk_status_msg(s));

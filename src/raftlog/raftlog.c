@@ -31,7 +31,8 @@ struct rl_ent {
     uint32_t ordinal;   /* entry number within that record */
     uint32_t len;
     uint8_t type;
-    uint8_t *data; /* cached payload, or NULL */
+    bool fetched;  /* data came from raftlog_prefetch (not in the FIFO) */
+    uint8_t *data; /* cached or fetched payload, or NULL */
 };
 
 struct rl_group {
@@ -43,6 +44,7 @@ struct rl_group {
     uint64_t hs_segment, compact_segment; /* where the latest record of each lives */
     uint8_t *conf; /* conf blob of the compaction point */
     size_t conf_len;
+    uint64_t f_lo, f_hi; /* [f_lo, f_hi): entries holding prefetched payloads */
 };
 
 struct cache_slot {
@@ -60,6 +62,8 @@ struct raftlog {
     struct cache_slot *fifo;
     size_t fifo_cap, fifo_head, fifo_len;
     size_t cache_bytes;
+    size_t fetched_bytes;  /* payloads held for senders (raftlog_prefetch) */
+    uint32_t disk_readers; /* reads from segments in progress without mu: GC keeps them */
     struct raftlog_stats stats;
 };
 
@@ -74,6 +78,7 @@ void raftlog_options_default(struct raftlog_options *o)
     wal_options_default(&o->wal);
     o->wal.sync = WAL_SYNC_ALWAYS;
     o->cache_bytes = 64u << 20;
+    o->fetch_bytes = 64u << 20;
     o->max_groups = 65536;
     o->max_batch_bytes = 32u << 20;
 }
@@ -181,15 +186,33 @@ static inline struct rl_ent *g_ent(struct rl_group *g, uint64_t index)
 static void drop_payload(struct raftlog *l, struct rl_ent *e)
 {
     if (e->data) {
-        l->cache_bytes -= e->len;
+        if (e->fetched)
+            l->fetched_bytes -= e->len;
+        else
+            l->cache_bytes -= e->len;
         free(e->data);
         e->data = NULL;
+        e->fetched = false;
     }
+}
+
+/* Releases the group's prefetched payloads that are still live. */
+static void drop_fetched(struct raftlog *l, struct rl_group *g)
+{
+    uint64_t lo = NK_MAX(g->f_lo, g->snap_index + 1), hi = NK_MIN(g->f_hi, g_last(g) + 1);
+    for (uint64_t i = lo; i < hi; i++) {
+        struct rl_ent *e = g_ent(g, i);
+        if (e->fetched)
+            drop_payload(l, e);
+    }
+    g->f_lo = g->f_hi = 0;
 }
 
 /* Removes entries with index >= from. */
 static void g_truncate_suffix(struct raftlog *l, struct rl_group *g, uint64_t from)
 {
+    if (g->f_hi > from)
+        g->f_hi = NK_MAX(from, g->f_lo);
     while (g->n && g_last(g) >= from) {
         drop_payload(l, g_ent(g, g_last(g)));
         g->n--;
@@ -220,6 +243,8 @@ static void g_compact(struct raftlog *l, struct rl_group *g, uint64_t upto, uint
         uint64_t k = upto - g->snap_index;
         for (uint64_t i = 0; i < k; i++)
             drop_payload(l, &g->ents[g->head + i]);
+        if (g->f_lo <= upto)
+            g->f_lo = NK_MIN(upto + 1, g->f_hi);
         g->head += k;
         g->n -= k;
         l->stats.live_entries -= k;
@@ -387,69 +412,102 @@ static nk_status apply_batch(struct raftlog *l, struct nk_slice payload, struct 
     return NK_OK;
 }
 
-/* Reads the payload of entry `ordinal` of the batch record at pos into arena. */
-static nk_status read_entry_from_disk(struct raftlog *l, struct wal_pos pos, uint32_t ordinal,
-                                      struct nk_arena *arena, struct nk_slice *out)
+/* An entry whose payload is in neither the cache nor the fetched set. */
+struct rl_miss {
+    uint64_t index;
+    struct wal_pos pos;
+    uint32_t ordinal;
+    uint32_t len;
+    size_t slot; /* where its payload goes in the caller's output */
+};
+
+/*
+ * Reads the payloads of misses[0..nm) (ascending index) from the WAL into
+ * arena, outs[misses[i].slot] receiving each. A run of misses in one batch
+ * record (the usual case: a round writes many entries of a group in one
+ * record) is read and decoded once. Called without l->mu: the caller has
+ * raised l->disk_readers, so GC keeps every segment, and WAL iterators may
+ * read while the writer appends.
+ */
+static nk_status read_misses(struct raftlog *l, const struct rl_miss *m, size_t nm,
+                             struct nk_arena *arena, struct nk_slice *outs)
 {
-    struct wal_iter *it;
-    NK_TRY(wal_iter_open(l->wal, pos, &it));
-    bool has;
-    uint8_t type;
-    struct nk_slice payload;
-    struct wal_pos at;
-    nk_status s = wal_iter_next(it, &has, &type, &payload, &at);
-    if (nk_ok(s) && (!has || type != REC_BATCH || wal_pos_cmp(at, pos) != 0))
-        s = nk_status_make(NK_DATA_LOSS, "raftlog: no batch record at %llu:%llu",
-                           (unsigned long long)pos.segment, (unsigned long long)pos.offset);
-    if (!nk_ok(s)) {
-        wal_iter_close(it);
-        return s;
-    }
-    struct nk_reader r;
-    nk_reader_init(&r, payload.data, payload.len);
-    uint32_t ord = 0;
-    bool found = false;
-    while (!r.bad && nk_reader_left(&r) > 0 && !found) {
-        uint8_t kind;
-        uint32_t gid;
-        uint64_t a, b, c;
-        nk_reader_u8(&r, &kind);
-        nk_reader_varint32(&r, &gid);
-        if (kind == SUB_ENTRIES) {
-            nk_reader_varint64(&r, &a);
-            nk_reader_varint64(&r, &b);
-            for (uint64_t i = 0; i < b && !r.bad; i++) {
-                struct nk_slice data;
-                uint8_t t;
-                nk_reader_varint64(&r, &c);
-                nk_reader_u8(&r, &t);
-                nk_reader_lenbytes(&r, MAX_ENTRY_DATA, &data);
-                if (!r.bad && ord++ == ordinal) {
-                    uint8_t *p = nk_arena_alloc(arena, data.len ? data.len : 1);
-                    memcpy(p, data.data, data.len);
-                    *out = nk_slice_make(p, data.len);
-                    found = true;
-                    break;
-                }
-            }
-        } else if (kind == SUB_HARDSTATE) {
-            nk_reader_varint64(&r, &a);
-            nk_reader_varint64(&r, &b);
-            nk_reader_varint64(&r, &c);
-        } else if (kind == SUB_COMPACT) {
-            struct nk_slice conf;
-            nk_reader_varint64(&r, &a);
-            nk_reader_varint64(&r, &b);
-            nk_reader_lenbytes(&r, MAX_CONF, &conf);
-        } else {
-            r.bad = true;
+    if (l->opt.before_disk_read)
+        l->opt.before_disk_read(l->opt.before_disk_read_arg);
+    size_t i = 0;
+    while (i < nm) {
+        struct wal_pos pos = m[i].pos;
+        size_t end = i;
+        while (end < nm && wal_pos_cmp(m[end].pos, pos) == 0)
+            end++;
+        struct wal_iter *it;
+        NK_TRY(wal_iter_open(l->wal, pos, &it));
+        bool has;
+        uint8_t type;
+        struct nk_slice payload;
+        struct wal_pos at;
+        nk_status s = wal_iter_next(it, &has, &type, &payload, &at);
+        if (nk_ok(s) && (!has || type != REC_BATCH || wal_pos_cmp(at, pos) != 0))
+            s = nk_status_make(NK_DATA_LOSS, "raftlog: no batch record at %llu:%llu",
+                               (unsigned long long)pos.segment, (unsigned long long)pos.offset);
+        if (!nk_ok(s)) {
+            wal_iter_close(it);
+            return s;
         }
+        struct nk_reader r;
+        nk_reader_init(&r, payload.data, payload.len);
+        uint32_t ord = 0;
+        size_t j = i; /* next miss of this run to fill; ordinals ascend with indexes */
+        while (!r.bad && nk_reader_left(&r) > 0 && j < end) {
+            uint8_t kind;
+            uint32_t gid;
+            uint64_t a, b, c;
+            nk_reader_u8(&r, &kind);
+            nk_reader_varint32(&r, &gid);
+            if (kind == SUB_ENTRIES) {
+                nk_reader_varint64(&r, &a);
+                nk_reader_varint64(&r, &b);
+                for (uint64_t k = 0; k < b && !r.bad && j < end; k++) {
+                    struct nk_slice data;
+                    uint8_t t;
+                    nk_reader_varint64(&r, &c);
+                    nk_reader_u8(&r, &t);
+                    nk_reader_lenbytes(&r, MAX_ENTRY_DATA, &data);
+                    if (!r.bad && ord++ == m[j].ordinal) {
+                        if (data.len != m[j].len) {
+                            wal_iter_close(it);
+                            return nk_status_make(NK_DATA_LOSS,
+                                                  "raftlog entry %llu: %zu bytes on disk, %u "
+                                                  "expected",
+                                                  (unsigned long long)m[j].index, data.len,
+                                                  m[j].len);
+                        }
+                        uint8_t *p = nk_arena_alloc(arena, data.len ? data.len : 1);
+                        memcpy(p, data.data, data.len);
+                        outs[m[j].slot] = nk_slice_make(p, data.len);
+                        j++;
+                    }
+                }
+            } else if (kind == SUB_HARDSTATE) {
+                nk_reader_varint64(&r, &a);
+                nk_reader_varint64(&r, &b);
+                nk_reader_varint64(&r, &c);
+            } else if (kind == SUB_COMPACT) {
+                struct nk_slice conf;
+                nk_reader_varint64(&r, &a);
+                nk_reader_varint64(&r, &b);
+                nk_reader_lenbytes(&r, MAX_CONF, &conf);
+            } else {
+                r.bad = true;
+            }
+        }
+        wal_iter_close(it);
+        if (j < end)
+            return nk_status_make(NK_DATA_LOSS, "raftlog: entry %u missing from record at %llu:%llu",
+                                  m[j].ordinal, (unsigned long long)pos.segment,
+                                  (unsigned long long)pos.offset);
+        i = end;
     }
-    wal_iter_close(it);
-    if (!found)
-        return nk_status_make(NK_DATA_LOSS, "raftlog: entry %u missing from record at %llu:%llu",
-                              ordinal, (unsigned long long)pos.segment,
-                              (unsigned long long)pos.offset);
     return NK_OK;
 }
 
@@ -681,54 +739,181 @@ nk_status raftlog_term(struct raftlog *l, uint32_t group, uint64_t index, uint64
     return s;
 }
 
+/*
+ * Under l->mu: fills out[] with entries [lo, hi) of the group up to
+ * max_bytes (at least one), payloads in memory copied into arena. An entry
+ * whose payload is only on disk is appended to *miss (allocated here) with
+ * its slot, or, with stop_at_miss, ends the list there.
+ */
+static nk_status collect_entries(struct raftlog *l, uint32_t group, uint64_t lo, uint64_t hi,
+                                 uint64_t max_bytes, struct nk_arena *arena,
+                                 struct raftlog_entry *out, size_t *n, bool stop_at_miss,
+                                 struct rl_miss **miss, size_t *nm)
+{
+    *n = 0;
+    *nm = 0;
+    *miss = NULL;
+    struct rl_group *g = group_get(l, group, false);
+    uint64_t first = g ? g->snap_index + 1 : 1, last = g ? g_last(g) : 0;
+    if (lo < first)
+        return nk_status_make(NK_OUT_OF_RANGE, "group %u: entries from %llu are compacted (first %llu)",
+                              group, (unsigned long long)lo, (unsigned long long)first);
+    if (hi > last + 1 || lo > hi)
+        return nk_status_make(NK_INVALID_ARGUMENT, "group %u: range [%llu, %llu) beyond last %llu",
+                              group, (unsigned long long)lo, (unsigned long long)hi,
+                              (unsigned long long)last);
+    uint64_t bytes = 0;
+    for (uint64_t i = lo; i < hi; i++) {
+        struct rl_ent *e = g_ent(g, i);
+        if (*n > 0 && bytes + e->len > max_bytes)
+            break;
+        struct nk_slice data = nk_slice_make(NULL, 0);
+        if (e->len > 0 && e->data) {
+            uint8_t *p = nk_arena_alloc(arena, e->len);
+            memcpy(p, e->data, e->len);
+            data = nk_slice_make(p, e->len);
+            l->stats.cache_hits++;
+        } else if (e->len > 0) {
+            if (stop_at_miss)
+                break;
+            if (*miss == NULL)
+                *miss = nk_malloc((hi - i) * sizeof(**miss));
+            (*miss)[(*nm)++] = (struct rl_miss){i, e->pos, e->ordinal, e->len, *n};
+        }
+        out[*n] = (struct raftlog_entry){i, e->term, e->type, data};
+        (*n)++;
+        bytes += e->len;
+    }
+    return NK_OK;
+}
+
 nk_status raftlog_entries(struct raftlog *l, uint32_t group, uint64_t lo, uint64_t hi,
                           uint64_t max_bytes, struct nk_arena *arena,
                           struct raftlog_entry *out, size_t *n)
 {
-    *n = 0;
-    nk_status s = NK_OK;
+    struct rl_miss *miss;
+    size_t nm;
+    pthread_mutex_lock(&l->mu);
+    nk_status s = collect_entries(l, group, lo, hi, max_bytes, arena, out, n, false, &miss, &nm);
+    if (nk_ok(s) && nm)
+        l->disk_readers++;
+    pthread_mutex_unlock(&l->mu);
+    if (nk_ok(s) && nm) {
+        /* the disk reads run without the mutex: a writer never queues
+         * behind them */
+        struct nk_slice *datas = nk_malloc(*n * sizeof(*datas));
+        s = read_misses(l, miss, nm, arena, datas);
+        if (nk_ok(s))
+            for (size_t k = 0; k < nm; k++)
+                out[miss[k].slot].data = datas[miss[k].slot];
+        free(datas);
+        pthread_mutex_lock(&l->mu);
+        l->disk_readers--;
+        l->stats.cache_misses += nm;
+        pthread_mutex_unlock(&l->mu);
+    }
+    free(miss);
+    if (!nk_ok(s))
+        *n = 0;
+    return s;
+}
+
+nk_status raftlog_entries_nowait(struct raftlog *l, uint32_t group, uint64_t lo, uint64_t hi,
+                                 uint64_t max_bytes, struct nk_arena *arena,
+                                 struct raftlog_entry *out, size_t *n)
+{
+    struct rl_miss *miss;
+    size_t nm;
+    pthread_mutex_lock(&l->mu);
+    nk_status s = collect_entries(l, group, lo, hi, max_bytes, arena, out, n, true, &miss, &nm);
+    if (nk_ok(s) && *n == 0 && lo < hi) {
+        l->stats.fetch_waits++;
+        s = nk_status_make(NK_UNAVAILABLE, "group %u: entry %llu is on disk only", group,
+                           (unsigned long long)lo);
+    }
+    pthread_mutex_unlock(&l->mu);
+    NK_ASSERT(miss == NULL);
+    return s;
+}
+
+nk_status raftlog_prefetch(struct raftlog *l, uint32_t group, uint64_t lo, uint64_t max_bytes)
+{
     pthread_mutex_lock(&l->mu);
     struct rl_group *g = group_get(l, group, false);
-    uint64_t first = g ? g->snap_index + 1 : 1, last = g ? g_last(g) : 0;
-    if (lo < first) {
-        s = nk_status_make(NK_OUT_OF_RANGE, "group %u: entries from %llu are compacted (first %llu)",
-                           group, (unsigned long long)lo, (unsigned long long)first);
-    } else if (hi > last + 1 || lo > hi) {
-        s = nk_status_make(NK_INVALID_ARGUMENT, "group %u: range [%llu, %llu) beyond last %llu",
-                           group, (unsigned long long)lo, (unsigned long long)hi,
-                           (unsigned long long)last);
-    } else {
-        uint64_t bytes = 0;
-        for (uint64_t i = lo; i < hi; i++) {
-            struct rl_ent *e = g_ent(g, i);
-            if (*n > 0 && bytes + e->len > max_bytes)
-                break;
-            struct nk_slice data;
-            if (e->len == 0) {
-                data = nk_slice_make(NULL, 0);
-            } else if (e->data) {
-                uint8_t *p = nk_arena_alloc(arena, e->len);
-                memcpy(p, e->data, e->len);
-                data = nk_slice_make(p, e->len);
-                l->stats.cache_hits++;
-            } else {
-                l->stats.cache_misses++;
-                s = read_entry_from_disk(l, e->pos, e->ordinal, arena, &data);
-                if (!nk_ok(s))
-                    break;
-                if (data.len != e->len) {
-                    s = nk_status_make(NK_DATA_LOSS, "group %u entry %llu: %zu bytes on disk, "
-                                       "%u expected", group, (unsigned long long)i, data.len,
-                                       e->len);
-                    break;
-                }
-            }
-            out[*n] = (struct raftlog_entry){i, e->term, e->type, data};
-            (*n)++;
+    if (!g || lo <= g->snap_index || lo > g_last(g)) {
+        pthread_mutex_unlock(&l->mu);
+        return NK_OK; /* compacted or truncated meanwhile: the sender sees it */
+    }
+    uint64_t hi = g_last(g) + 1;
+    struct rl_miss *miss = nk_malloc((hi - lo) * sizeof(*miss));
+    size_t nm = 0;
+    uint64_t bytes = 0;
+    for (uint64_t i = lo; i < hi; i++) {
+        struct rl_ent *e = g_ent(g, i);
+        if (nm > 0 && bytes + e->len > max_bytes)
+            break;
+        if (e->len > 0 && !e->data) {
+            miss[nm] = (struct rl_miss){i, e->pos, e->ordinal, e->len, nm};
+            nm++;
             bytes += e->len;
         }
     }
+    /* this group's previous fetch has been sent, or is superseded */
+    drop_fetched(l, g);
+    if (nm == 0 || l->fetched_bytes + bytes > l->opt.fetch_bytes) {
+        size_t held = l->fetched_bytes;
+        pthread_mutex_unlock(&l->mu);
+        free(miss);
+        if (nm == 0)
+            return NK_OK;
+        return nk_status_make(NK_RESOURCE_EXHAUSTED,
+                              "raftlog: %zu bytes of entries are held for senders; %llu more "
+                              "would pass the limit of %zu",
+                              held, (unsigned long long)bytes, l->opt.fetch_bytes);
+    }
+    l->disk_readers++;
     pthread_mutex_unlock(&l->mu);
+
+    struct nk_arena arena;
+    nk_arena_init(&arena);
+    struct nk_slice *datas = nk_malloc(nm * sizeof(*datas));
+    nk_status s = read_misses(l, miss, nm, &arena, datas);
+
+    pthread_mutex_lock(&l->mu);
+    l->disk_readers--;
+    l->stats.cache_misses += nm;
+    g = group_get(l, group, false);
+    if (nk_ok(s) && g) {
+        uint64_t f_lo = 0, f_hi = 0;
+        for (size_t k = 0; k < nm; k++) {
+            uint64_t i = miss[k].index;
+            if (i <= g->snap_index || i > g_last(g))
+                continue;
+            struct rl_ent *e = g_ent(g, i);
+            /* still the same entry: not truncated and rewritten meanwhile */
+            if (e->data || e->ordinal != miss[k].ordinal ||
+                wal_pos_cmp(e->pos, miss[k].pos) != 0)
+                continue;
+            if (l->fetched_bytes + e->len > l->opt.fetch_bytes)
+                break;
+            e->data = nk_memdup(datas[k].data, e->len);
+            e->fetched = true;
+            l->fetched_bytes += e->len;
+            if (f_lo == 0)
+                f_lo = i;
+            f_hi = i + 1;
+        }
+        if (f_lo != 0) {
+            /* entries fetched before this call and outside [f_lo, f_hi) */
+            g->f_lo = NK_MIN(g->f_lo ? g->f_lo : f_lo, f_lo);
+            g->f_hi = NK_MAX(g->f_hi, f_hi);
+        }
+        l->stats.fetches++;
+    }
+    pthread_mutex_unlock(&l->mu);
+    free(datas);
+    nk_arena_free(&arena);
+    free(miss);
     return s;
 }
 
@@ -773,7 +958,9 @@ nk_status raftlog_gc(struct raftlog *l)
      * the (durable) unlink leaves groups without their compaction point or
      * hard state. One fdatasync per GC that removes something.
      */
-    if (nk_ok(s) && keep > wal_first_segment(l->wal)) {
+    /* a reader outside the mutex may be in an old segment: keep them all
+     * until the next GC */
+    if (nk_ok(s) && keep > wal_first_segment(l->wal) && l->disk_readers == 0) {
         s = wal_sync(l->wal);
         if (nk_ok(s))
             s = wal_remove_before(l->wal, keep);
@@ -787,6 +974,7 @@ void raftlog_get_stats(struct raftlog *l, struct raftlog_stats *out)
     pthread_mutex_lock(&l->mu);
     *out = l->stats;
     out->cache_bytes = l->cache_bytes;
+    out->fetched_bytes = l->fetched_bytes;
     struct wal_stats ws;
     wal_get_stats(l->wal, &ws);
     out->segments = ws.segments;

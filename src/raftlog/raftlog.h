@@ -31,6 +31,8 @@
  *
  * Thread-safety: all functions are thread-safe (one internal mutex); the
  * design expects one writer (the node's Ready loop) and occasional readers.
+ * Reads of payloads from disk run outside the mutex (GC keeps the segments
+ * they read), so a lagging reader never holds up raftlog_write.
  */
 #ifndef NK_RAFTLOG_H
 #define NK_RAFTLOG_H
@@ -46,6 +48,11 @@ struct raftlog_options {
      * ephemeral server, whose "disk" is memory). */
     struct wal_options wal;
     size_t cache_bytes;  /* payload cache bound; default 64 MiB */
+    size_t fetch_bytes;  /* bound of payloads held by raftlog_prefetch; default 64 MiB */
+    /* Instrumentation: called (no lock held) just before payloads are read
+     * from disk; tests use it to hold a read in flight. NULL by default. */
+    void (*before_disk_read)(void *arg);
+    void *before_disk_read_arg;
     uint32_t max_groups; /* group ids are < max_groups; default 65536 */
     uint32_t max_batch_bytes; /* a larger batch is refused (RESOURCE_EXHAUSTED); default 32 MiB */
 };
@@ -148,6 +155,21 @@ nk_status raftlog_entries(struct raftlog *l, uint32_t group, uint64_t lo, uint64
                           struct raftlog_entry *out, size_t *n);
 
 /*
+ * For senders that must not wait for the disk (the Ready loop sending
+ * entries to a lagging follower): as raftlog_entries, but it stops at the
+ * first entry whose payload is not in memory, and answers NK_UNAVAILABLE
+ * when that is the first one. raftlog_prefetch (from another thread) then
+ * reads up to max_bytes of payloads from lo on from disk and holds them in
+ * memory (bounded by fetch_bytes; one held run per group, released when the
+ * group's next prefetch starts or the entries are compacted or truncated).
+ * A prefetch over the bound answers NK_RESOURCE_EXHAUSTED (try later).
+ */
+nk_status raftlog_entries_nowait(struct raftlog *l, uint32_t group, uint64_t lo, uint64_t hi,
+                                 uint64_t max_bytes, struct nk_arena *arena,
+                                 struct raftlog_entry *out, size_t *n);
+nk_status raftlog_prefetch(struct raftlog *l, uint32_t group, uint64_t lo, uint64_t max_bytes);
+
+/*
  * Decodes one batch record as recovery would, into a scratch log with no
  * files (group ids < 4096), and reports whether it is well-formed. For the
  * fuzz target and tools; records on disk are untrusted input.
@@ -163,6 +185,7 @@ struct raftlog_stats {
     uint64_t writes, fsyncs, bytes_written;
     uint64_t live_entries;
     uint64_t cache_bytes, cache_hits, cache_misses;
+    uint64_t fetched_bytes, fetches, fetch_waits; /* raftlog_prefetch / _nowait */
     uint64_t segments;
     uint64_t last_fsync_us;
 };

@@ -115,6 +115,8 @@ static const struct key_def keys[] = {
      NULL, "lease = election timeout - margin (clock drift allowance). Bare numbers: ms"},
     {"raft.log_compact_entries", K_U32, F(log_compact_entries), NO_FIELD, 16, 100000000, 0, NULL,
      "10000", NULL, "compact a shard's Raft log once it holds this many applied entries"},
+    {"raft.log_cache_size", K_SIZE, F(log_cache_size), NO_FIELD, 64 * 1024, TIB, 0, NULL, "64MiB",
+     NULL, "raft log entries kept in memory (older ones are read back from disk)"},
     {"raft.max_inflight_proposals", K_U32, F(max_inflight_proposals), NO_FIELD, 1, 1000000, 0,
      NULL, "4096", NULL, "proposals queued or uncommitted per node; beyond: RESOURCE_EXHAUSTED"},
     {"kv.idempotency_retention", K_DUR, F(idempotency_retention_ms), NO_FIELD, 1000,

@@ -116,6 +116,7 @@ int main(int argc, char **argv)
     no.kv.idem_retention_ms = cfg.idempotency_retention_ms;
     no.peer_addr = cfg.peer_addr;
     no.compact_log_entries = cfg.log_compact_entries;
+    no.raftlog_cache_bytes = cfg.log_cache_size;
     no.seed_nodes = seeds;
     no.n_seed_nodes = cfg.n_seed_nodes;
     no.replication_factor = cfg.replication_factor;

@@ -9,7 +9,9 @@ package cluster
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"sort"
@@ -467,6 +469,116 @@ func TestLaggingNodeCatchesUpBySnapshotAfterTheLogWasCompacted(t *testing.T) {
 		time.Sleep(500 * time.Millisecond)
 	}
 	verifyAcked(t, r, a, 10*time.Second)
+}
+
+// A follower that was down while the leaders wrote more than their raft
+// log cache holds catches up from the log on disk (no snapshot: the logs are
+// not compacted), those reads run on the leaders' fetcher threads, not their
+// Ready loops, and writes go on meanwhile.
+func TestLaggingFollowerCatchesUpFromTheLogOnDiskWhileWritesGoOn(t *testing.T) {
+	args := append(clusterArgs(), "--raft-log-cache-size", "64KiB", "--raft-log-compact-entries", "100000")
+	c := Start(t, Options{Nodes: 3, TotalShards: clusterShards, ExtraArgs: args})
+	r := NewRouter(c)
+	r.LearnView(c.StableView(formTimeout))
+	lag := 2
+	c.Nodes[lag].Kill()
+	a := newAcks()
+	pad := strings.Repeat("x", 2000)
+	var wg sync.WaitGroup
+	for s := uint32(0); s < clusterShards; s++ {
+		wg.Add(1)
+		go func(s uint32) {
+			defer wg.Done()
+			for i := 0; i < 60; i++ {
+				k := KeyForShard("disk-", s, r.C.Opts.TotalShards, i)
+				out, res, _ := r.Do(Input{Kind: OpPut, Key: k, Value: pad + k}, 3*time.Second, 3*time.Second)
+				if res != Definite {
+					t.Errorf("write %d to shard %d failed with one node down", i, s)
+					return
+				}
+				a.add(k, Output{Found: true, Value: pad + k, Version: out.Version})
+			}
+		}(s)
+	}
+	wg.Wait()
+	if t.Failed() {
+		return
+	}
+	c.Restart(lag)
+	// Writes during the catch-up keep being acknowledged.
+	stop := make(chan struct{})
+	var during sync.WaitGroup
+	during.Add(1)
+	go func() {
+		defer during.Done()
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if !writeFresh(r, a, "during-", uint32(i)%clusterShards, i, 5*time.Second) {
+				t.Errorf("a write failed while %s caught up", c.Nodes[lag].ID)
+				return
+			}
+		}
+	}()
+	want := a.snapshot()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		missing := 0
+		var example string
+		for k, o := range want {
+			if !strings.HasPrefix(k, "disk-") {
+				continue
+			}
+			out, pr, _ := r.Probe(lag, Input{Kind: OpGet, Key: k, Consistency: "stale_ok"}, time.Second)
+			if pr != ProbeOK || out != o {
+				missing++
+				example = k
+			}
+		}
+		if missing == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			close(stop)
+			during.Wait()
+			t.Fatalf("%s still misses %d keys 60 s after restart (e.g. %s)", c.Nodes[lag].ID, missing, example)
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
+	close(stop)
+	during.Wait()
+	// The entries came from disk, through the fetchers.
+	var fetches uint64
+	for i := range c.Nodes {
+		if i == lag {
+			continue
+		}
+		h := nodeHealth(t, c.Nodes[i])
+		fetches += uint64(h["raft_log_fetches"].(float64))
+	}
+	if fetches == 0 {
+		t.Fatalf("the leaders fetched no entries from disk: the follower caught up some other way")
+	}
+	t.Logf("leaders fetched %d runs of entries from disk", fetches)
+	verifyAcked(t, r, a, 10*time.Second)
+}
+
+// nodeHealth reads the node's /health document.
+func nodeHealth(t *testing.T, n *Node) map[string]any {
+	t.Helper()
+	resp, err := http.Get("http://" + n.HTTP + "/health")
+	if err != nil {
+		t.Fatalf("GET /health of %s: %v", n.ID, err)
+	}
+	defer resp.Body.Close()
+	var h map[string]any
+	if err := json.NewDecoder(resp.Body).Decode(&h); err != nil {
+		t.Fatalf("/health of %s: %v", n.ID, err)
+	}
+	return h
 }
 
 // snapshotShard calls Admin.SnapshotShard on node for shard s (retrying

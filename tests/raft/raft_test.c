@@ -1164,3 +1164,58 @@ NK_TEST(joint_configuration_committed_during_a_transfer_is_left_once_the_transfe
     NK_CHECK_EQ_U64(raft_conf(r)->n_voters, 5);
     tn_free(t);
 }
+
+/* entries_nowait over memstorage that has "not fetched yet" entries <= g_cold_upto */
+static uint64_t g_cold_upto;
+static bool g_fetched;
+static int g_nowait_unavailable;
+static nk_status cold_entries_nowait(void *ctx, uint64_t lo, uint64_t hi, uint64_t max_bytes,
+                                     struct nk_arena *a, struct raft_entry *out, size_t *n)
+{
+    if (!g_fetched && lo <= g_cold_upto) {
+        g_nowait_unavailable++;
+        return nk_status_make(NK_UNAVAILABLE, "being fetched");
+    }
+    return g_inner.entries(ctx, lo, hi, max_bytes, a, out, n);
+}
+
+NK_TEST(entries_not_in_memory_are_sent_once_fetched_without_stalling_the_others)
+{
+    struct tnet *t = tn_new(3, 3, 0, NULL);
+    tn_elect(t, 1);
+    tn_isolate(t, 3, true);
+    for (int i = 0; i < 10; i++)
+        NK_REQUIRE_OK(tn_propose(t, 1, (uint8_t)i));
+    tn_settle(t);
+    g_cold_upto = t->nodes[1].last_applied;
+    g_fetched = false;
+    g_nowait_unavailable = 0;
+    /* restart the leader over storage whose old entries are "on disk" */
+    g_inner = raft_memstorage_storage(t->nodes[1].ms);
+    tn_crash(t, 1);
+    t->nodes[1].cfg.storage = g_inner;
+    t->nodes[1].cfg.storage.entries_nowait = cold_entries_nowait;
+    t->nodes[1].cfg.applied = t->nodes[1].last_applied;
+    NK_REQUIRE_OK(raft_new(&t->nodes[1].cfg, &t->nodes[1].r));
+    int ld = tn_wait_leader(t, 0);
+    NK_REQUIRE(ld != 0);
+    if (ld != 1) {
+        NK_REQUIRE_OK(raft_transfer_leader(tn_r(t, ld), 1));
+        tn_settle(t);
+    }
+    NK_REQUIRE(raft_role(tn_r(t, 1)) == RAFT_LEADER);
+    tn_isolate(t, 3, false);
+    /* new writes commit with node 2 while node 3's entries are being fetched */
+    uint64_t c0 = raft_commit_index(tn_r(t, 1));
+    NK_REQUIRE_OK(tn_propose(t, 1, 42));
+    tn_tick_all(t, 3);
+    NK_CHECK(raft_commit_index(tn_r(t, 1)) > c0);
+    NK_CHECK(g_nowait_unavailable > 0);
+    NK_CHECK(t->nodes[3].last_applied < g_cold_upto);
+    /* the fetch completes: node 3 is sent its entries at once, with no tick */
+    g_fetched = true;
+    raft_entries_fetched(tn_r(t, 1));
+    tn_settle(t);
+    NK_CHECK_EQ_U64(t->nodes[3].last_applied, t->nodes[1].last_applied);
+    tn_free(t);
+}
