@@ -9,7 +9,9 @@
 
 #include <pthread.h>
 #include <stdatomic.h>
+#include <errno.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 /* ------------------------------------------------------------ harness */
 
@@ -533,4 +535,180 @@ NK_TEST(a_shard_whose_state_fails_a_checksum_is_refused_while_the_others_keep_se
     size_t len = 0;
     NK_CHECK(read_key(n, 1, "after", &len) && len == 1);
     node_close(n);
+}
+
+/* ---------------------------------------------------------- full disk */
+
+static bool wait_ok_count(int want, int ms)
+{
+    for (int i = 0; i < ms / 10; i++) {
+        pthread_mutex_lock(&W.mu);
+        bool done = W.ok >= want;
+        pthread_mutex_unlock(&W.mu);
+        if (done)
+            return true;
+        usleep(10000);
+    }
+    return false;
+}
+
+static bool wait_degraded(struct node *n, bool want, int ms, struct node_stats *st)
+{
+    for (int i = 0; i < ms / 10; i++) {
+        node_get_stats(n, st);
+        if (st->degraded == want)
+            return true;
+        usleep(10000);
+    }
+    return false;
+}
+
+static void put_one(struct node *n, const char *key)
+{
+    struct nk_buf cmd;
+    nk_buf_init(&cmd);
+    encode_put(&cmd, key, 100, 0, 0);
+    propose(n, 0, &cmd);
+    nk_buf_free(&cmd);
+}
+
+NK_TEST(a_full_disk_under_the_raft_log_suspends_writes_naming_it_keeps_reads_and_recovers_alone)
+{
+    char dir[1200], stash[1300];
+    snprintf(dir, sizeof dir, "%s/n", nk_test_tmpdir());
+    snprintf(stash, sizeof stash, "%s/stash", nk_test_tmpdir());
+    NK_REQUIRE(mkdir(stash, 0755) == 0);
+    nk_faultfs_install(stash, 7);
+    struct node *n = open_node(dir, 1, NULL);
+    NK_REQUIRE(n);
+    waiter_reset();
+    put_one(n, "before");
+    waiter_wait();
+    NK_REQUIRE(W.ok == 1);
+
+    /* the disk is full: the raft log can neither append nor rotate */
+    unsigned ops = NK_FAULT_WRITE | NK_FAULT_OPEN_CREATE | NK_FAULT_FALLOCATE;
+    nk_faultfs_fail(ops, "/raft/", ENOSPC, -1);
+    put_one(n, "during"); /* taken into a round whose write fails: retried, not lost */
+    struct node_stats st;
+    NK_CHECK(wait_degraded(n, true, 5000, &st));
+    fprintf(stderr, "  degraded: %s\n", st.degraded_why);
+    NK_CHECK(strstr(st.degraded_why, "No space left") != NULL);
+    NK_CHECK(strstr(st.degraded_why, "/raft/") != NULL);
+    /* new writes are refused at once with the reason, and queue nothing */
+    struct nk_buf cmd;
+    nk_buf_init(&cmd);
+    encode_put(&cmd, "refused", 10, 0, 0);
+    nk_status s = node_propose(n, 0, nk_slice_make(cmd.data, cmd.len), UINT64_MAX, on_done, NULL);
+    NK_CHECK(s.code == NK_RESOURCE_EXHAUSTED);
+    NK_CHECK(strstr(nk_status_msg(s), "No space left") != NULL);
+    nk_status_free(&s);
+    nk_buf_free(&cmd);
+    /* reads go on */
+    size_t len;
+    NK_CHECK(read_key(n, 0, "before", &len) && len == 100);
+    usleep(300000);
+    pthread_mutex_lock(&W.mu);
+    NK_CHECK(W.ok == 1 && W.outstanding == 1); /* "during" waits, unacknowledged */
+    pthread_mutex_unlock(&W.mu);
+
+    /* space is back: the retried write lands and writes resume by themselves */
+    nk_faultfs_fail(ops, "/raft/", ENOSPC, 0);
+    NK_CHECK(wait_ok_count(2, 10000));
+    NK_CHECK(wait_degraded(n, false, 5000, &st));
+    waiter_reset();
+    put_one(n, "after");
+    waiter_wait();
+    NK_CHECK(W.ok == 1);
+    NK_CHECK(node_close(n));
+    n = open_node(dir, 1, NULL);
+    NK_REQUIRE(n);
+    NK_CHECK(read_key(n, 0, "before", &len));
+    NK_CHECK(read_key(n, 0, "during", &len));
+    NK_CHECK(read_key(n, 0, "after", &len));
+    NK_CHECK(!read_key(n, 0, "refused", &len));
+    node_close(n);
+    nk_faultfs_uninstall();
+}
+
+static void small_memtable(struct node_options *o)
+{
+    o->lsm.write_buffer_size = 1u << 20;
+}
+
+NK_TEST(a_full_disk_under_the_lsm_degrades_the_node_instead_of_aborting_and_loses_nothing)
+{
+    char dir[1200], stash[1300];
+    snprintf(dir, sizeof dir, "%s/n", nk_test_tmpdir());
+    snprintf(stash, sizeof stash, "%s/stash", nk_test_tmpdir());
+    NK_REQUIRE(mkdir(stash, 0755) == 0);
+    nk_faultfs_install(stash, 8);
+    struct node *n = open_node(dir, 1, small_memtable);
+    NK_REQUIRE(n);
+    waiter_reset();
+    unsigned ops = NK_FAULT_WRITE | NK_FAULT_OPEN_CREATE | NK_FAULT_FALLOCATE;
+    nk_faultfs_fail(ops, "/lsm/", ENOSPC, -1);
+    /* enough to fill memtables whose flushes fail; each put is proposed
+     * alone until the node refuses (writes suspended) */
+    struct nk_buf cmd;
+    nk_buf_init(&cmd);
+    int proposed = 0, refused = 0;
+    for (int i = 0; i < 20000 && refused == 0; i++) {
+        char key[32];
+        snprintf(key, sizeof key, "fill-%05d", i);
+        encode_put(&cmd, key, 1000, 0, 0);
+        pthread_mutex_lock(&W.mu);
+        W.outstanding++;
+        pthread_mutex_unlock(&W.mu);
+        nk_status s = node_propose(n, 0, nk_slice_make(cmd.data, cmd.len), UINT64_MAX, on_done,
+                                   NULL);
+        if (nk_ok(s)) {
+            proposed++;
+        } else {
+            pthread_mutex_lock(&W.mu);
+            W.outstanding--;
+            pthread_mutex_unlock(&W.mu);
+            NK_CHECK(s.code == NK_RESOURCE_EXHAUSTED);
+            refused++;
+            nk_status_free(&s);
+        }
+        if (i % 64 == 63)
+            usleep(2000);
+    }
+    struct node_stats st;
+    NK_CHECK(refused > 0 || wait_degraded(n, true, 5000, &st));
+    node_get_stats(n, &st);
+    fprintf(stderr, "  %d proposed, %d refused; degraded=%d: %s\n", proposed, refused,
+            st.degraded, st.degraded_why);
+    size_t len;
+    NK_CHECK(read_key(n, 0, "fill-00000", &len)); /* reads go on */
+
+    nk_faultfs_fail(ops, "/lsm/", ENOSPC, 0); /* space is back */
+    waiter_wait();
+    NK_CHECK(wait_degraded(n, false, 10000, &st));
+    pthread_mutex_lock(&W.mu);
+    int acked = W.ok;
+    pthread_mutex_unlock(&W.mu);
+    fprintf(stderr, "  %d acknowledged\n", acked);
+    NK_CHECK(acked > 0);
+    waiter_reset();
+    put_one(n, "after");
+    waiter_wait();
+    NK_CHECK(W.ok == 1);
+    NK_CHECK(node_close(n));
+    n = open_node(dir, 1, small_memtable);
+    NK_REQUIRE(n);
+    /* every acknowledged put is there (they are acknowledged in order) */
+    for (int i = 0; i < acked; i++) {
+        char key[32];
+        snprintf(key, sizeof key, "fill-%05d", i);
+        if (!read_key(n, 0, key, &len)) {
+            NK_CHECK(!"an acknowledged put is missing");
+            fprintf(stderr, "  missing %s\n", key);
+            break;
+        }
+    }
+    node_close(n);
+    nk_buf_free(&cmd);
+    nk_faultfs_uninstall();
 }
