@@ -50,19 +50,19 @@ test-sdk: test-go test-python test-typescript test-java
 
 test-go: build
 	@if [ -f clients/go/go.mod ]; then \
-	  cd clients/go && NORIKV_SERVER_BIN=$(CURDIR)/$(BUILD)/src/server/norikv-server go test -race -count=1 ./...; \
+	  cd clients/go && NORIKV_SERVER_BIN=$(CURDIR)/$(BUILD)/src/server/norikv-server NORIKV_REQUIRE_CLUSTER=1 go test -race -count=1 ./...; \
 	else echo "test-go: no Go SDK yet"; fi
 
 test-python: build
 	@if [ -f clients/python/pyproject.toml ]; then \
-	  NORIKV_SERVER_BIN=$(CURDIR)/$(BUILD)/src/server/norikv-server ./clients/python/run-tests.sh; \
+	  NORIKV_SERVER_BIN=$(CURDIR)/$(BUILD)/src/server/norikv-server NORIKV_REQUIRE_CLUSTER=1 ./clients/python/run-tests.sh; \
 	else echo "test-python: no Python SDK yet"; fi
 
 # npm ci runs only when clients/typescript/package-lock.json changed since the
 # last install (run-tests.sh keeps a stamp in node_modules/).
 test-typescript: build
 	@if [ -f clients/typescript/package.json ]; then \
-	  NORIKV_SERVER_BIN=$(CURDIR)/$(BUILD)/src/server/norikv-server ./clients/typescript/run-tests.sh; \
+	  NORIKV_SERVER_BIN=$(CURDIR)/$(BUILD)/src/server/norikv-server NORIKV_REQUIRE_CLUSTER=1 ./clients/typescript/run-tests.sh; \
 	else echo "test-typescript: no TypeScript SDK yet"; fi
 
 # Java SDK: Maven verify (gRPC code generated from the proto, unit tests, tests
@@ -70,7 +70,7 @@ test-typescript: build
 # clients/java/target/mvn-test.log.
 test-java: build
 	@if [ -f clients/java/pom.xml ]; then \
-	  NORIKV_SERVER_BIN=$(CURDIR)/$(BUILD)/src/server/norikv-server NORIKV_REQUIRE_SERVER=1 ./clients/java/run-tests.sh; \
+	  NORIKV_SERVER_BIN=$(CURDIR)/$(BUILD)/src/server/norikv-server NORIKV_REQUIRE_SERVER=1 NORIKV_REQUIRE_CLUSTER=1 ./clients/java/run-tests.sh; \
 	else echo "test-java: no Java SDK yet"; fi
 
 bench: bench-engine bench-raft bench-server bench-wal

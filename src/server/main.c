@@ -70,16 +70,6 @@ int main(int argc, char **argv)
     }
     nk_log_set_level(cfg.log_level);
     config_log_warnings(&cfg);
-    /* Clusters are on the way (docs/cluster.md): until every part of them is
-     * in (snapshot streaming among others), a configuration with seed nodes
-     * is refused unless NORIKV_EXPERIMENTAL_CLUSTER=1 asks for them. */
-    if (cfg.n_seed_nodes > 0 && !getenv("NORIKV_EXPERIMENTAL_CLUSTER")) {
-        fprintf(stderr,
-                "norikv-server: multi-node clusters are not supported by this build yet: "
-                "cluster.seed_nodes must be empty (got %u seed node%s, first %s)\n",
-                cfg.n_seed_nodes, cfg.n_seed_nodes == 1 ? "" : "s", cfg.seed_nodes[0]);
-        return 2;
-    }
     const char *seeds[CONFIG_MAX_SEEDS];
     for (uint32_t i = 0; i < cfg.n_seed_nodes; i++)
         seeds[i] = cfg.seed_nodes[i];

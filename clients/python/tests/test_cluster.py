@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+import threading
 import time
 from pathlib import Path
 from typing import Iterator, List, Optional, Tuple
@@ -51,12 +52,21 @@ class Node:
         self.srv: Optional[EphemeralServer] = None
 
 
+def _collect(errors: List[BaseException], fn, arg) -> None:
+    try:
+        fn(arg)
+    except BaseException as e:  # noqa: BLE001 - reported by the fixture
+        errors.append(e)
+
+
 @pytest.fixture
 def cluster(tmp_path: Path) -> Iterator[List[Node]]:
     binary = server_binary_or_skip()
     nodes = [Node("n%d" % (i + 1)) for i in range(3)]
     try:
-        for nd in nodes:
+        # Every member must be running before any of them can be READY (a
+        # member waits for all its seeds), so the three start concurrently.
+        def start(nd: Node) -> None:
             seeds = ",".join(o.peer for o in nodes if o is not nd)
             args = [
                 "--node-id=" + nd.id,
@@ -66,13 +76,28 @@ def cluster(tmp_path: Path) -> Iterator[List[Node]]:
                 "--data-dir=" + str(tmp_path / nd.id),
                 "--cluster-seed-nodes=" + seeds,
             ]
-            try:
-                nd.srv = EphemeralServer(binary, args=args, ready_addr=nd.rpc, startup_timeout=60).start()
-            except ServerStartError as e:
-                # the server refuses seed nodes until clustering lands on main
-                if "not supported by this build" in str(e) and os.environ.get("NORIKV_REQUIRE_CLUSTER") != "1":
-                    pytest.skip("the server refuses multi-node clusters (not on main yet): %s" % e)
-                raise
+            srv = EphemeralServer(binary, args=args, ready_addr=nd.rpc, startup_timeout=60)
+            nd.srv = srv
+            srv.start()
+
+        errors: List[BaseException] = []
+        threads = []
+        for nd in nodes:
+            th = threading.Thread(target=lambda nd=nd: _collect(errors, start, nd))
+            th.start()
+            threads.append(th)
+        for th in threads:
+            th.join()
+        for e in errors:
+            # the server refuses seed nodes until clustering lands on main
+            if (
+                isinstance(e, ServerStartError)
+                and "not supported by this build" in str(e)
+                and os.environ.get("NORIKV_REQUIRE_CLUSTER") != "1"
+            ):
+                pytest.skip("the server refuses multi-node clusters (not on main yet): %s" % e)
+        if errors:
+            raise errors[0]
         yield nodes
     finally:
         for nd in nodes:

@@ -15,6 +15,8 @@ import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Set;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.CompletionException;
 import java.util.concurrent.LinkedBlockingQueue;
 import java.util.concurrent.TimeUnit;
 import org.junit.jupiter.api.Assumptions;
@@ -58,6 +60,9 @@ class ClusterTest {
     for (int i = 0; i < n; i++) {
       nodes.add(new Node("n" + (i + 1)));
     }
+    // Every member must be running before any can be READY (a member waits
+    // for all its seeds), so they start concurrently.
+    List<CompletableFuture<EphemeralServer>> starts = new ArrayList<>();
     for (Node nd : nodes) {
       StringBuilder seeds = new StringBuilder();
       for (Node o : nodes) {
@@ -65,18 +70,30 @@ class ClusterTest {
           seeds.append(seeds.length() == 0 ? "" : ",").append(o.peer);
         }
       }
+      EphemeralServer srv = EphemeralServer.builder().binary(bin).readyAddr(nd.rpc)
+          .startupTimeout(Duration.ofSeconds(60))
+          .args("--node-id=" + nd.id, "--rpc-addr=" + nd.rpc, "--peer-addr=" + nd.peer, "--http-addr=127.0.0.1:0",
+              "--data-dir=" + dir.resolve(nd.id), "--cluster-seed-nodes=" + seeds)
+          .build();
+      nd.srv = srv;
+      starts.add(CompletableFuture.supplyAsync(srv::start));
+    }
+    RuntimeException failure = null;
+    for (CompletableFuture<EphemeralServer> f : starts) {
       try {
-        nd.srv = EphemeralServer.builder().binary(bin).readyAddr(nd.rpc).startupTimeout(Duration.ofSeconds(60))
-            .args("--node-id=" + nd.id, "--rpc-addr=" + nd.rpc, "--peer-addr=" + nd.peer, "--http-addr=127.0.0.1:0",
-                "--data-dir=" + dir.resolve(nd.id), "--cluster-seed-nodes=" + seeds)
-            .build().start();
-      } catch (EphemeralServer.StartException e) {
-        stopAll(nodes);
-        if (e.getMessage().contains("not supported by this build")) {
-          skipOrFail("the server refuses multi-node clusters (not on main yet): " + firstLine(e.getMessage()));
+        f.join();
+      } catch (CompletionException e) {
+        if (failure == null) {
+          failure = e.getCause() instanceof RuntimeException ? (RuntimeException) e.getCause() : e;
         }
-        throw e;
       }
+    }
+    if (failure != null) {
+      stopAll(nodes);
+      if (failure.getMessage() != null && failure.getMessage().contains("not supported by this build")) {
+        skipOrFail("the server refuses multi-node clusters (not on main yet): " + firstLine(failure.getMessage()));
+      }
+      throw failure;
     }
     return nodes;
   }
