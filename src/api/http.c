@@ -515,12 +515,12 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
                        ",\"pending\":%" PRIu64 ",\"shards_hosted\":%u,\"shards_ready\":%u"
                        ",\"damaged_shards\":%u,\"writes_suspended\":%s,\"storage_writable\":%s"
                        ",\"quarantined_tables\":%zu,\"raft_log_fetches\":%" PRIu64
-                       ",\"raft_log_disk_reads\":%" PRIu64,
+                       ",\"raft_log_disk_reads\":%" PRIu64 ",\"shards_quiet\":%" PRIu64,
                        nk_mono_ms() - a->start_ms, ns.total_shards, ns.shards_led,
                        ns.last_applied, ns.applied_entries, ns.pending, ns.shards_hosted,
                        ns.shards_ready, ns.damaged_shards, ns.degraded ? "true" : "false",
                        lh.writable ? "true" : "false", lh.nquarantined, ns.log_fetches,
-                       ns.log_disk_reads);
+                       ns.log_disk_reads, ns.shards_quiet);
         const char *why = ns.degraded ? ns.degraded_why : lh.error;
         if (why) {
             api_buf_printf(&b, ",\"problem\":");

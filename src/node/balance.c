@@ -84,6 +84,7 @@ void node_balance(struct node *n)
         /* only to a replica that has the log: a transfer to a laggard waits */
         if (raft_progress_match(g->r, ids[to]) + 16 < raft_last_index(g->r))
             continue;
+        node_quiesce_wake(n, g); /* the transfer runs on ticks */
         nk_status st = raft_transfer_leader(g->r, ids[to]);
         if (nk_ok(st)) {
             led[self]--;
@@ -131,6 +132,7 @@ void node_transfer_start(struct node *n, struct group *g, struct req *r)
             wr.code = NK_FAILED_PRECONDITION;
             wr.msg = "the target node holds no voting replica of the shard";
         } else {
+            node_quiesce_wake(n, g);
             nk_status s = raft_transfer_leader(g->r, r->target);
             if (!nk_ok(s)) {
                 wr.code = NK_FAILED_PRECONDITION;

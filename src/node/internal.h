@@ -89,6 +89,7 @@ struct shard_pub {
     _Atomic uint64_t applied;
     _Atomic uint64_t compacted; /* the log is compacted up to here (snapshot index) */
     _Atomic uint64_t lead_term; /* the term of the leader in lead (0: none known) */
+    _Atomic uint64_t read_ns;   /* last lease read served (mono, ~50 ms grain): keeps the group awake */
 };
 
 struct node_fetch_req {
@@ -128,6 +129,9 @@ struct group {
     bool compact_now; /* Admin.SnapshotShard: compact the log up to compact_target */
     uint64_t compact_target;
     struct node_tick_ring ticks;
+    /* quiescence of multi-voter groups (quiesce.c): ticks without work (a
+     * leader) or without a message from the leader (a follower) */
+    uint32_t idle_ticks, quiet_ticks;
 };
 
 /* A member of the cluster (members.c). Guarded by the node's vmu. */
@@ -170,6 +174,12 @@ struct node {
     bool clustered; /* more than one member: the transport runs */
     struct member members[NODE_MAX_MEMBERS];
     uint32_t n_members;
+
+    /* liveness of peers (quiesce.c): when the last frame of each member
+     * arrived (mono ns, written by the transport thread), and the shards
+     * each member last said it leads (LEADS; under vmu) */
+    _Atomic uint64_t heard_ns[NODE_MAX_MEMBERS];
+    uint8_t *leads_of[NODE_MAX_MEMBERS]; /* bitmaps of nshards bits */
 
     /* peers (peers.c) */
     struct transport *tp;
@@ -270,7 +280,7 @@ struct node {
 
     /* stats */
     _Atomic uint64_t st_applied_entries, st_proposals, st_proposals_failed, st_rounds, st_fsyncs,
-        st_quiesced, st_last_applied, st_round_bytes_max, st_pending_moves, st_holds;
+        st_quiesced, st_quiet_now, st_last_applied, st_round_bytes_max, st_pending_moves, st_holds;
     _Atomic uint32_t st_led;
 };
 
@@ -366,6 +376,16 @@ void node_peers_queue(struct node *n, uint32_t shard, const struct raft_msg *m);
 void node_peers_flush(struct node *n, bool early);
 void node_peers_take_inbound(struct node *n);
 bool node_peers_have_inbound(struct node *n); /* qmu held */
+void node_peers_send_alive(struct node *n); /* peers.c */
+/* quiesce.c */
+void node_quiesce_note_frame(struct node *n, uint64_t from);
+void node_quiesce_note_leads(struct node *n, uint64_t from, const uint32_t *shards, size_t count);
+void node_quiesce_tick(struct node *n, uint64_t now_ns);
+void node_quiesce_maybe(struct node *n, struct group *g);
+void node_quiesce_wake(struct node *n, struct group *g);
+void node_group_quiesce(struct node *n, struct group *g);
+void node_group_unquiesce(struct node *n, struct group *g);
+void node_quiesce_free(struct node *n);
 /* fetch.c */
 nk_status node_fetch_open(struct node *n);
 void node_fetch_close(struct node *n);

@@ -104,6 +104,7 @@ static bool run_round(struct node *n, struct req *batch, size_t nbatch, bool tic
         node_start_request(n, g, &batch[i]);
     }
     if (tick) {
+        node_quiesce_tick(n, now);
         for (uint32_t i = 0; i < n->nshards; i++) {
             struct group *g = &n->groups[i];
             if (!g->r || g->damaged || raft_is_quiesced(g->r))
@@ -290,9 +291,10 @@ static bool run_round(struct node *n, struct req *batch, size_t nbatch, bool tic
             raft_role(g->r) == RAFT_LEADER) {
             /* A single-voter leader has nobody to heartbeat and nobody to
              * lose its lease to: ticking it is pure cost. Groups with peers
-             * quiesce once the transport can wake them (clusters). */
-            raft_quiesce(g->r);
-            atomic_fetch_add_explicit(&n->st_quiesced, 1, memory_order_relaxed);
+             * follow the rules of quiesce.c. */
+            node_group_quiesce(n, g);
+        } else if (!g->single_voter) {
+            node_quiesce_maybe(n, g);
         }
     }
     n->ndirty = w;

@@ -24,6 +24,7 @@ void node_options_default(struct node_options *o)
     o->tick_ms = 100;
     o->election_ticks = 6;
     o->heartbeat_ticks = 1;
+    o->quiesce_ticks = UINT32_MAX; /* resolved at open: 2 * election_ticks */
     o->max_pending = 65536;
     o->max_batch_entries = 8192;
     o->default_deadline_ms = 5000;
@@ -256,6 +257,8 @@ nk_status node_open(const struct node_options *o, struct node **out)
 {
     struct node *n = nk_calloc(1, sizeof(*n));
     n->opt = *o;
+    if (n->opt.quiesce_ticks == UINT32_MAX)
+        n->opt.quiesce_ticks = 2 * n->opt.election_ticks;
     n->name = nk_strdup(o->node_name ? o->node_name : "node-1");
     n->client_addr = nk_strdup(o->client_addr ? o->client_addr : "");
     n->data_dir = nk_strdup(o->data_dir);
@@ -459,6 +462,7 @@ bool node_close(struct node *n)
         n->close_failed = true;
     }
     raftlog_close(n->log);
+    node_quiesce_free(n);
     raftlog_batch_free(n->batch);
     nk_buf_free(&n->conf_buf);
     free(n->groups);
@@ -496,6 +500,7 @@ void node_get_stats(struct node *n, struct node_stats *o)
     o->fsyncs = atomic_load(&n->st_fsyncs);
     o->pending = atomic_load(&n->inflight);
     o->quiesced = atomic_load(&n->st_quiesced);
+    o->shards_quiet = atomic_load(&n->st_quiet_now);
     o->uptime_ms = nk_mono_ms() - n->start_ms;
     o->round_bytes_max = atomic_load(&n->st_round_bytes_max);
     o->pending_moves = atomic_load(&n->st_pending_moves);

@@ -53,6 +53,11 @@ struct node_options {
     uint32_t tick_ms;        /* default 100 */
     uint32_t election_ticks; /* default 10 */
     uint32_t heartbeat_ticks; /* default 1 */
+    /* A group of several voters whose leader saw no work (no proposal, read
+     * or lagging follower) for this many ticks goes quiet: no heartbeats,
+     * no ticks, on the leader and its followers (docs/cluster.md
+     * "Quiescence"). 0: never. Default 2 * election_ticks. */
+    uint32_t quiesce_ticks;
     uint32_t max_pending;    /* queued + in-flight proposals and reads; default 65536 */
     uint32_t max_batch_entries; /* proposals taken per round; default 8192 */
     uint64_t default_deadline_ms; /* for calls without a deadline; default 5000 */
@@ -203,7 +208,8 @@ struct node_stats {
     uint64_t proposals, proposals_failed;
     uint64_t rounds, fsyncs;
     uint64_t pending;       /* proposals and reads waiting */
-    uint64_t quiesced;
+    uint64_t quiesced;        /* times a group went quiet */
+    uint64_t shards_quiet;    /* replicas quiet now (no ticks, no heartbeats) */
     uint64_t uptime_ms;
     uint64_t round_bytes_max; /* most proposal bytes one round took */
     uint64_t pending_moves;   /* requests moved compacting pending lists (linear in proposals) */

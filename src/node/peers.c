@@ -31,6 +31,7 @@
 #define FRAME_SNAP 3
 #define FRAME_LEADS 4
 #define FRAME_SNAP_REQUEST 5
+#define FRAME_ALIVE 6
 #define INFO_VERSION 1
 
 #define IN_MAX_FRAMES 4096
@@ -121,12 +122,16 @@ static void on_leads(struct node *n, uint64_t from, const uint8_t *p, size_t len
     nk_reader_init(&r, p + 1, len - 1);
     uint64_t count = 0;
     nk_reader_varint64(&r, &count);
+    uint32_t *listed = nk_malloc(n->nshards * sizeof(*listed));
+    size_t nlisted = 0;
     for (uint64_t k = 0; k < count && !r.bad; k++) {
         uint64_t shard = 0, term = 0;
         nk_reader_varint64(&r, &shard);
         nk_reader_varint64(&r, &term);
         if (r.bad || shard >= n->nshards)
             break;
+        if (nlisted < n->nshards)
+            listed[nlisted++] = (uint32_t)shard;
         if (n->groups[shard].r)
             continue;
         struct shard_pub *sp = &n->pub[shard];
@@ -137,9 +142,26 @@ static void on_leads(struct node *n, uint64_t from, const uint8_t *p, size_t len
     }
     if (r.bad)
         atomic_fetch_add_explicit(&n->st_bad_frames, 1, memory_order_relaxed);
+    else
+        node_quiesce_note_leads(n, from, listed, nlisted);
+    free(listed);
     pthread_mutex_lock(&n->vmu);
     n->view_local++;
     pthread_mutex_unlock(&n->vmu);
+}
+
+/* ALIVE: one byte, sent by the loop to every peer each tick (quiesce.c). */
+void node_peers_send_alive(struct node *n)
+{
+    if (!n->tp)
+        return;
+    uint8_t b = FRAME_ALIVE;
+    for (uint32_t i = 0; i < n->n_members; i++) {
+        if (n->members[i].id == n->self_id)
+            continue;
+        nk_status s = transport_send(n->tp, n->members[i].id, TRANSPORT_CLASS_RAFT, &b, 1);
+        nk_status_free(&s);
+    }
 }
 
 void node_peers_send_leads(struct node *n)
@@ -176,6 +198,9 @@ static void on_frame(void *ctx, uint64_t from, uint8_t cls, const uint8_t *data,
 {
     struct node *n = ctx;
     (void)cls;
+    node_quiesce_note_frame(n, from); /* any frame: the peer's node runs */
+    if (len == 1 && data[0] == FRAME_ALIVE)
+        return;
     if (len == 0) {
         atomic_fetch_add_explicit(&n->st_bad_frames, 1, memory_order_relaxed);
         return;
@@ -294,8 +319,14 @@ static void step_frame(struct node *n, const struct inbound *in)
         }
         if (m.from != in->from || m.to != n->self_id)
             goto bad; /* a peer speaks only for itself, to us */
-        if (raft_is_quiesced(g->r))
-            raft_unquiesce(g->r);
+        /* a message wakes a quiet group, except a heartbeat response to a
+         * quiet leader (the late answer to its last heartbeat) */
+        g->quiet_ticks = 0;
+        if (raft_is_quiesced(g->r) &&
+            !(m.type == RAFT_MSG_HEARTBEAT_RESP && raft_role(g->r) == RAFT_LEADER)) {
+            node_group_unquiesce(n, g);
+            g->idle_ticks = 0;
+        }
         s = raft_step(g->r, &m);
         if (!nk_ok(s)) {
             NK_WARN(MODULE, "peer %016" PRIx64 ": shard %" PRIu64 ": %s", in->from, shard,

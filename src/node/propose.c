@@ -36,8 +36,7 @@ void node_start_request(struct node *n, struct group *g, struct req *r)
         node_request_done(n);
         return;
     }
-    if (raft_is_quiesced(g->r))
-        raft_unquiesce(g->r);
+    node_quiesce_wake(n, g);
     node_mark_dirty(n, g);
     if (raft_role(g->r) != RAFT_LEADER) {
         uint64_t lead = raft_lead(g->r);

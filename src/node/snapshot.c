@@ -403,8 +403,7 @@ void node_snap_ready(struct node *n, uint32_t shard)
                          .term = rv->leader_term,
                          .snapshot = &snap};
     pthread_mutex_unlock(&ns->mu);
-    if (raft_is_quiesced(g->r))
-        raft_unquiesce(g->r);
+    node_group_unquiesce(n, g);
     nk_status s = raft_step(g->r, &m);
     if (!nk_ok(s)) {
         NK_WARN(MODULE, "shard %u: snapshot not taken: %s", shard, nk_status_msg(s));

@@ -566,6 +566,101 @@ func TestLaggingFollowerCatchesUpFromTheLogOnDiskWhileWritesGoOn(t *testing.T) {
 	verifyAcked(t, r, a, 10*time.Second)
 }
 
+// waitQuiet waits until every running node reports at least want replicas
+// quiet (no ticks, no heartbeats) on /health.
+func waitQuiet(t *testing.T, c *Cluster, skip int, want int, within time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		ok := true
+		var got []int
+		for i, n := range c.Nodes {
+			if i == skip {
+				continue
+			}
+			q := int(nodeHealth(t, n)["shards_quiet"].(float64))
+			got = append(got, q)
+			if q < want {
+				ok = false
+			}
+		}
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("replicas quiet per node %v after %v; want at least %d each", got, within, want)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// An idle cluster goes quiet (leaders stop heartbeating, followers stop
+// their election timers); a write to every shard wakes them and succeeds;
+// a quiet leader's node killed or paused is noticed through node liveness,
+// and its shards elect new leaders that take writes.
+func TestQuietGroupsWakeForWritesAndElectNewLeadersWhenTheirLeaderDiesOrPauses(t *testing.T) {
+	c := start3(t)
+	r := NewRouter(c)
+	r.LearnView(c.StableView(formTimeout))
+	waitQuiet(t, c, -1, clusterShards, 20*time.Second)
+	a := newAcks()
+	for s := uint32(0); s < clusterShards; s++ {
+		if !writeFresh(r, a, "wake-", s, 0, 5*time.Second) {
+			t.Fatalf("a write to quiet shard %d failed", s)
+		}
+	}
+	for _, how := range []string{"SIGKILL", "SIGSTOP"} {
+		waitQuiet(t, c, -1, clusterShards, 20*time.Second)
+		v := c.StableView(formTimeout)
+		r.LearnView(v)
+		victim := c.MostLeader(v)
+		led := c.ShardsLedBy(v, victim)
+		t0 := time.Now()
+		if how == "SIGKILL" {
+			c.Nodes[victim].Kill()
+		} else {
+			c.Nodes[victim].Pause()
+		}
+		// Writes to each of its shards (in parallel) succeed again once the
+		// others noticed.
+		var mu sync.Mutex
+		var worst time.Duration
+		var wg sync.WaitGroup
+		for _, s := range led {
+			wg.Add(1)
+			go func(s uint32) {
+				defer wg.Done()
+				for i := 1; ; i++ {
+					if writeFresh(r, a, "after-"+how+"-", s, i, 500*time.Millisecond) {
+						break
+					}
+					if time.Since(t0) > 15*time.Second {
+						t.Errorf("%s of quiet leader %s: shard %d takes no write after 15 s", how, c.Nodes[victim].ID, s)
+						return
+					}
+				}
+				mu.Lock()
+				if d := time.Since(t0); d > worst {
+					worst = d
+				}
+				mu.Unlock()
+			}(s)
+		}
+		wg.Wait()
+		if t.Failed() {
+			return
+		}
+		t.Logf("%s of %s (led %d quiet shards): all took writes again after %v", how, c.Nodes[victim].ID, len(led), worst)
+		if how == "SIGKILL" {
+			c.Restart(victim)
+		} else {
+			c.Nodes[victim].Resume()
+		}
+		c.StableView(formTimeout)
+	}
+	verifyAcked(t, r, a, 10*time.Second)
+}
+
 // nodeHealth reads the node's /health document.
 func nodeHealth(t *testing.T, n *Node) map[string]any {
 	t.Helper()
