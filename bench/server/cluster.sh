@@ -11,7 +11,9 @@
 #   --clients N          concurrent clients, one thread each (default 64)
 #   --value-size B       value bytes (default 256; keys are 16 bytes)
 #   --kills N            failover rounds (SIGKILL of the busiest leader; default 10, 0: none)
-#   --balance-seconds N  wait after a killed node is back, before the next kill (default 5)
+#   --balance-seconds N  at most this long for leadership to even out (no node leading
+#                        more than 110% of its share) after start-up and after a
+#                        killed node is back, before the next measurement (default 30)
 #   --only norikv|etcd   run one system only
 #   --keep               keep the temporary directory (data, logs)
 #
@@ -29,7 +31,7 @@ set -euo pipefail
 usage() { sed -n '2,/^set /p' "$0" | grep '^#' | sed 's/^# \{0,1\}//'; exit 2; }
 [ $# -ge 1 ] || usage
 BUILD=$1; shift
-SECONDS_PER_PHASE=10 IDLE_SECONDS=10 CLIENTS=64 VALUE_SIZE=256 KILLS=10 BALANCE=5 ONLY= KEEP=0
+SECONDS_PER_PHASE=10 IDLE_SECONDS=10 CLIENTS=64 VALUE_SIZE=256 KILLS=10 BALANCE=30 ONLY= KEEP=0
 SHARDS=1024 N=3
 while [ $# -gt 0 ]; do
   case $1 in
@@ -164,6 +166,30 @@ wait_ready() {
   done
 }
 
+# wait_balanced WHAT: polls the shard leaders every second until no node
+# leads more than 110% of its share, for at most BALANCE seconds (BALANCED
+# line: how long it took, or -1).
+wait_balanced() {
+  local what=$1 t0 line
+  t0=$(now)
+  while :; do
+    line=$("$LOADGEN" leaders --target "$TARGETS" --shards "$SHARDS" 2>/dev/null) || true
+    if echo "$line" | awk -v s="$SHARDS" -v n="$N" '$1 == "LEADERS" {
+         m = 0; for (i = 2; i <= n + 1; i++) if ($i > m) m = $i
+         ok = $NF == 0 && m <= 1.1 * s / n }
+         END { exit !ok }'; then
+      echo "BALANCED $what $(awk -v a="$t0" -v b="$(now)" 'BEGIN{printf "%.1f", b - a}') $line" >> "$RESULTS"
+      return 0
+    fi
+    if awk -v a="$t0" -v b="$(now)" -v m="$BALANCE" 'BEGIN{exit !(b - a > m)}'; then
+      echo "BALANCED $what -1 $line" >> "$RESULTS"
+      echo "cluster.sh: leadership not even after $BALANCE s: $line" >&2
+      return 0
+    fi
+    sleep 1
+  done
+}
+
 if [ -z "$ONLY" ] || [ "$ONLY" = norikv ]; then
   echo "== norikv-server: $N nodes, RF 3, $SHARDS shards, fsync always" >&2
   read -r -a PORTS <<< "$("$LOADGEN" freeport $((3 * N)))"
@@ -182,8 +208,9 @@ if [ -z "$ONLY" ] || [ "$ONLY" = norikv ]; then
   wait_ready $(seq 0 $((N - 1)))
   TARGETS=$(IFS=,; echo "${RPC[*]}")
   echo "   READY (all $N) after $(awk -v a="$T0" -v b="$(now)" 'BEGIN{printf "%.1f", b - a}') s: $TARGETS" >&2
-  sleep 2 # start-up work (first elections, files) is not idle time
   "$LOADGEN" leaders --target "$TARGETS" --shards "$SHARDS" >> "$RESULTS" || true
+  wait_balanced start
+  sleep 2 # start-up work (first elections, leadership transfers) is not idle time
   idle_cpu norikv fresh "${NODE_PID[@]}"
   rss norikv fresh "${NODE_PID[@]}"
   phase norikv "$TARGETS" put "${NODE_PID[@]}"
@@ -205,7 +232,7 @@ if [ -z "$ONLY" ] || [ "$ONLY" = norikv ]; then
     wait "${NODE_PID[$victim]}" 2>/dev/null || true
     start_node "$victim"
     wait_ready "$victim"
-    sleep "$BALANCE"
+    wait_balanced "restart-$k"
   done
   [ "$KILLS" -gt 0 ] && { "$LOADGEN" leaders --target "$TARGETS" --shards "$SHARDS" | sed 's/^LEADERS/LEADERS-END/' >> "$RESULTS" || true; }
   for p in "${NODE_PID[@]}"; do stop_pid "$p"; done
@@ -257,11 +284,14 @@ awk -v idle_goal=5 -v rss_goal=300 '
     for (i = 4; i <= NF; i++) { s = s sprintf(" %.0f", $i); if ($i > max) max = $i }
     printf "VmRSS  %-6s %-10s per process (MB):%s%s\n", $2, $3 ":", s,
       $2 == "norikv" ? sprintf(" (goal < %d MB each): %s", rss_goal, max < rss_goal ? "MET" : "MISSED") : "" }
-  $1 == "LEADERS" { printf "shards led per node at the start:%s\n", substr($0, 8) }
-  $1 == "LEADERS-END" { printf "shards led per node at the end:  %s\n", substr($0, 12) }
+  $1 == "LEADERS" { printf "shards led per node when READY: %s (%d without a leader)\n", $2 " " $3 " " $4, $5 }
+  $1 == "LEADERS-END" { printf "shards led per node at the end:  %s (%d without a leader)\n", $2 " " $3 " " $4, $5 }
+  $1 == "BALANCED" {
+    if ($3 >= 0) { nb++; bt += $3; if ($3 > bmax) bmax = $3 } else bfail++
+    if ($2 == "start") printf "leadership even (no node > 110%% of its share) %s s after READY: %s %s %s\n", $3, $5, $6, $7 }
   $1 == "FAILOVER" {
     n++; printf "failover %2d: killed node %d (leading %4d shards): all writable again after %8.1f ms (median shard %.1f ms)%s\n",
-      n, $2, $3, $5, $6, $7 > 0 ? sprintf(", %d shards had no write in the 0.5 s before", $7) : ""
+      n, $2, $3, $5, $6, ($7 > 0 ? sprintf(", %d shards had no write in the 0.5 s before", $7) : "")
     if ($5 >= 0) t[++m] = $5; else failed++ }
   END {
     if (n) {
@@ -269,7 +299,10 @@ awk -v idle_goal=5 -v rss_goal=300 '
       for (i = 2; i <= m; i++) { v = t[i]; for (j = i - 1; j >= 1 && t[j] > v; j--) t[j + 1] = t[j]; t[j + 1] = v }
       med = m ? (m % 2 ? t[(m + 1) / 2] : (t[m / 2] + t[m / 2 + 1]) / 2) : -1
       printf "failover over %d kills: median %.0f ms, max %.0f ms%s\n", n, med, m ? t[m] : -1,
-        failed ? sprintf(", %d kills not recovered within 30 s", failed) : ""
+        (failed ? sprintf(", %d kills not recovered within 30 s", failed) : "")
     }
+    if (nb || bfail)
+      printf "leadership even again after a start or restart: mean %.1f s, max %.1f s over %d%s\n",
+        nb ? bt / nb : -1, bmax, nb, (bfail ? sprintf(", %d times not within the limit", bfail) : "")
   }' "$RESULTS"
 echo "load average after the run: $(cut -d' ' -f1-3 /proc/loadavg)"
