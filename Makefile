@@ -103,6 +103,12 @@ bench-server: build
 	@if [ -x bench/server/run.sh ]; then bench/server/run.sh $(BUILD) $(ARGS); \
 	else echo "bench-server: not built yet"; fi
 
+# 3-node NoriKV cluster vs 3-member etcd, failover, idle CPU, memory (by hand).
+.PHONY: bench-cluster
+bench-cluster: build
+	@if [ -x bench/server/cluster.sh ]; then bench/server/cluster.sh $(BUILD) $(ARGS); \
+	else echo "bench-cluster: not built yet"; fi
+
 # libFuzzer targets (clang); FUZZ_SECONDS per target.
 FUZZ_SECONDS ?= 30
 fuzz: deps

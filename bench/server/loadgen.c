@@ -1,8 +1,10 @@
 /*
- * norikv_loadgen: the load generator of the server benchmark (run.sh).
+ * norikv_loadgen: the load generator of the server benchmarks (run.sh, one
+ * node each; cluster.sh, three nodes each).
  *
- * Drives one server, NoriKV (norikv.v1 Kv over gRPC) or etcd (etcdserverpb.KV
- * over gRPC, encoded by hand below), with the same closed-loop workload:
+ * Drives one server or the nodes of one cluster, NoriKV (norikv.v1 Kv over
+ * gRPC) or etcd (etcdserverpb.KV over gRPC, encoded by hand below), with the
+ * same closed-loop workload:
  * N client threads, each with at most one request in flight, 16-byte keys,
  * fixed-size values, one phase after another for a fixed duration. Each
  * phase prints one machine-readable line
@@ -19,10 +21,16 @@
  * phases) reads them.
  *
  * Subcommands:
- *   run      --system norikv|etcd --target HOST:PORT [--clients 64] [--seconds 10]
- *            [--value-size 256] [--phases put,get-lease,...]
- *            [--keys-file FILE]
+ *   run      --system norikv|etcd --target HOST:PORT[,HOST:PORT...] [--clients 64]
+ *            [--seconds 10] [--value-size 256] [--phases put,get-lease,...]
+ *            [--keys-file FILE] [--shards 1024]
+ *            Several targets are the nodes of one cluster: NoriKV calls go to
+ *            the shard's leader (routed_unary), etcd clients spread over them.
  *   wait     --system S --target T [--timeout 30]   until one read succeeds
+ *   failover --target A,B,C --pids P,Q,R [--clients 64] [--shards 1024] [--timeout 30]
+ *            SIGKILLs the node leading the most shards under a put load and
+ *            prints FAILOVER (see cmd_failover)
+ *   leaders  --target A,B,C [--shards 1024]         LEADERS: shards led per node
  *   freeport [N]                                    N free loopback TCP ports
  *   table    FILE                                   the report
  *
@@ -36,6 +44,7 @@
 #include <math.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -229,15 +238,26 @@ static const struct {
     {"get-serializable", PH_GET_SER},          /* etcd serializable = true */
 };
 
+#define MAX_TARGETS 8
+
 struct run_cfg {
     enum sys sys;
     const char *sys_name;
-    const char *target;
+    const char *target; /* "host:port" or a comma-separated list (a cluster) */
     int clients, seconds, value_size;
-    /* One channel for all clients: rpc_client channels to one target share
-     * one TCP connection anyway (gRPC's global subchannel pool), and the same
-     * holds for both systems. */
+    /* One channel per target (node) for all clients: rpc_client channels to
+     * one target share one TCP connection anyway (gRPC's global subchannel
+     * pool), and the same holds for both systems. ch is chs[0]. */
     struct rpc_client *ch;
+    int n_targets;
+    char *targets[MAX_TARGETS];
+    struct rpc_client *chs[MAX_TARGETS];
+    /* NoriKV cluster routing: key -> shard (xxhash64 + jump hash, as the
+     * SDKs) -> the target believed to lead it, learned from NOT_LEADER
+     * leader-hint trailers (and from the discovery pass before a phase). */
+    uint32_t total_shards;
+    _Atomic int *leader;          /* per shard: index into targets */
+    _Atomic uint64_t redirects;   /* calls that had to be sent again elsewhere */
     uint64_t *written; /* keys written per client by the put phase (gets read them) */
 };
 
@@ -336,6 +356,52 @@ static const char *check_reply(const struct run_cfg *cfg, enum phase_kind kind,
     return NULL;
 }
 
+/* The index of the target whose address is `addr`, or -1. */
+static int target_index(const struct run_cfg *cfg, const char *addr)
+{
+    for (int i = 0; addr && i < cfg->n_targets; i++)
+        if (!strcmp(cfg->targets[i], addr))
+            return i;
+    return -1;
+}
+
+/*
+ * One call to the right server. One target: that one. etcd: client i keeps
+ * to member i % n (followers forward to the leader, as etcd clients rely
+ * on). NoriKV: the node cached as the leader of the key's shard; an
+ * UNAVAILABLE answer sends the call again (at most max_attempts in all) to
+ * the node named by the NOT_LEADER leader-hint, or, without a usable hint
+ * (an election under way, a dead node), to the next node after a short
+ * pause, and the cache follows.
+ */
+static void routed_unary(struct run_cfg *cfg, int client_id, const char *key, const char *method,
+                         const uint8_t *buf, size_t len, int64_t timeout_ms, int max_attempts,
+                         struct rpc_client_result *res)
+{
+    if (cfg->n_targets == 1 || cfg->sys == SYS_ETCD) {
+        rpc_client_unary(cfg->chs[client_id % cfg->n_targets], method, buf, len, timeout_ms, res);
+        return;
+    }
+    uint32_t shard = nk_shard_for_key(key, KEY_LEN, cfg->total_shards);
+    int idx = atomic_load(&cfg->leader[shard]);
+    for (int attempt = 1;; attempt++) {
+        rpc_client_unary(cfg->chs[idx], method, buf, len, timeout_ms, res);
+        if (res->code != NK_UNAVAILABLE || attempt >= max_attempts)
+            return;
+        int next = -1;
+        if (res->message && strstr(res->message, "NOT_LEADER"))
+            next = target_index(cfg, rpc_client_trailer(res, "leader-hint"));
+        if (next < 0 || next == idx) {
+            next = (idx + 1) % cfg->n_targets;
+            usleep(2000); /* no leader known yet: do not spin */
+        }
+        atomic_fetch_add(&cfg->redirects, 1);
+        atomic_store(&cfg->leader[shard], next);
+        idx = next;
+        rpc_client_result_free(res);
+    }
+}
+
 /* One request: true when it succeeded; else counts it and keeps the first error. */
 static bool do_call(struct client *cl, enum phase_kind kind, const char *key, const uint8_t *val,
                     uint8_t *buf)
@@ -344,7 +410,7 @@ static bool do_call(struct client *cl, enum phase_kind kind, const char *key, co
     const char *method;
     size_t len = encode(cfg, kind, key, val, buf, &method);
     struct rpc_client_result res;
-    rpc_client_unary(cfg->ch, method, buf, len, CALL_TIMEOUT_MS, &res);
+    routed_unary(cfg, cl->id, key, method, buf, len, CALL_TIMEOUT_MS, 8, &res);
     const char *bad = NULL;
     if (res.code == NK_CODE_OK)
         bad = check_reply(cfg, kind, &res.body);
@@ -476,6 +542,7 @@ static int run_phase(struct run_cfg *cfg, const char *name, enum phase_kind kind
         hist_merge(all, &cl[i].h);
     }
     double cpu = process_cpu_seconds() - cpu0;
+    uint64_t redirects = atomic_exchange(&cfg->redirects, 0);
     double secs = (double)(last - start) / 1e9;
     if (secs <= 0)
         secs = 1e-9;
@@ -485,9 +552,9 @@ static int run_phase(struct run_cfg *cfg, const char *name, enum phase_kind kind
     fflush(stdout);
     fprintf(stderr,
             "loadgen: %s %s: %" PRIu64 " ok in %.2f s = %.0f ops/s, p50 %.0f us, p99 %.0f us, "
-            "%" PRIu64 " errors%s%s\n",
+            "%" PRIu64 " errors%s%s, %" PRIu64 " calls sent again (NOT_LEADER)\n",
             cfg->sys_name, name, ok, secs, (double)ok / secs, p50, p99, errors,
-            errors ? ", first: " : "", errors ? first : "");
+            errors ? ", first: " : "", errors ? first : "", redirects);
     free(all);
     free(cl);
     pthread_barrier_destroy(&ph.ready);
@@ -552,9 +619,119 @@ static bool parse_sys(const char *s, struct run_cfg *cfg)
     return true;
 }
 
+/* Splits cfg->target at commas and opens one channel per target. */
+static int open_targets(struct run_cfg *cfg)
+{
+    char *list = strdup(cfg->target), *save = NULL;
+    for (char *t = strtok_r(list, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+        if (cfg->n_targets == MAX_TARGETS) {
+            fprintf(stderr, "loadgen: at most %d targets\n", MAX_TARGETS);
+            free(list);
+            return 2;
+        }
+        cfg->targets[cfg->n_targets] = strdup(t);
+        nk_status s = rpc_client_new(t, &cfg->chs[cfg->n_targets]);
+        if (!nk_ok(s)) {
+            fprintf(stderr, "loadgen: %s: %s\n", t, nk_status_msg(s));
+            free(list);
+            return 3;
+        }
+        cfg->n_targets++;
+    }
+    free(list);
+    if (cfg->n_targets == 0) {
+        fprintf(stderr, "loadgen: --target is empty\n");
+        return 2;
+    }
+    cfg->ch = cfg->chs[0];
+    cfg->leader = nk_calloc(cfg->total_shards, sizeof(*cfg->leader));
+    for (uint32_t i = 0; i < cfg->total_shards; i++)
+        atomic_init(&cfg->leader[i], (int)(i % (uint32_t)cfg->n_targets));
+    return 0;
+}
+
+static void close_targets(struct run_cfg *cfg)
+{
+    for (int i = 0; i < cfg->n_targets; i++) {
+        rpc_client_free(cfg->chs[i]);
+        free(cfg->targets[i]);
+    }
+    free(cfg->leader);
+}
+
+/* One key of every shard, found by counting up (about total * ln(total)
+ * hashes); the array holds total_shards keys of KEY_LEN bytes + NUL. */
+static char *shard_keys(uint32_t total)
+{
+    char *k = nk_calloc(total, KEY_LEN + 1);
+    uint32_t left = total;
+    char key[KEY_LEN + 1];
+    for (uint64_t c = 0; left; c++) {
+        snprintf(key, sizeof key, "s%015" PRIx64, c);
+        uint32_t s = nk_shard_for_key(key, KEY_LEN, total);
+        if (!k[(size_t)s * (KEY_LEN + 1)]) {
+            memcpy(k + (size_t)s * (KEY_LEN + 1), key, KEY_LEN + 1);
+            left--;
+        }
+    }
+    return k;
+}
+
+/* Asks who leads every shard (a lease read of the shard's key, following
+ * NOT_LEADER hints; NOT_FOUND from a node means it leads) and fills
+ * cfg->leader and counts[target]. Returns the number of shards whose leader
+ * was not found. */
+static uint32_t discover_leaders(struct run_cfg *cfg, const char *keys, uint32_t *counts)
+{
+    uint32_t unknown = 0;
+    uint8_t buf[256];
+    memset(counts, 0, sizeof(*counts) * (size_t)cfg->n_targets);
+    for (uint32_t s = 0; s < cfg->total_shards; s++) {
+        const char *key = keys + (size_t)s * (KEY_LEN + 1);
+        const char *method;
+        size_t len = encode(cfg, PH_GET_LEASE, key, NULL, buf, &method);
+        int idx = atomic_load(&cfg->leader[s]), found = -1;
+        for (int attempt = 0; attempt < 20 && found < 0; attempt++) {
+            struct rpc_client_result res;
+            rpc_client_unary(cfg->chs[idx], method, buf, len, 2000, &res);
+            if (res.code == NK_CODE_OK || res.code == NK_NOT_FOUND) {
+                found = idx;
+            } else {
+                int next = res.code == NK_UNAVAILABLE
+                               ? target_index(cfg, rpc_client_trailer(&res, "leader-hint"))
+                               : -1;
+                if (next < 0 || next == idx) {
+                    next = (idx + 1) % cfg->n_targets;
+                    usleep(20 * 1000);
+                }
+                idx = next;
+            }
+            rpc_client_result_free(&res);
+        }
+        if (found < 0) {
+            unknown++;
+            continue;
+        }
+        atomic_store(&cfg->leader[s], found);
+        counts[found]++;
+    }
+    return unknown;
+}
+
+/* Prints "LEADERS <count per target>" to stderr and returns the unknown count. */
+static uint32_t report_leaders(struct run_cfg *cfg, const char *keys, uint32_t *counts)
+{
+    uint32_t unknown = discover_leaders(cfg, keys, counts);
+    fprintf(stderr, "loadgen: shard leaders per node:");
+    for (int i = 0; i < cfg->n_targets; i++)
+        fprintf(stderr, " %s=%u", cfg->targets[i], counts[i]);
+    fprintf(stderr, ", %u unknown\n", unknown);
+    return unknown;
+}
+
 static int cmd_run(int argc, char **argv)
 {
-    struct run_cfg cfg = {.clients = 64, .seconds = 10, .value_size = 256};
+    struct run_cfg cfg = {.clients = 64, .seconds = 10, .value_size = 256, .total_shards = 1024};
     const char *phases = NULL, *keys_file = NULL;
     bool have_sys = false;
     for (int i = 0; i < argc; i++) {
@@ -582,6 +759,8 @@ static int cmd_run(int argc, char **argv)
             phases = v;
         else if (!strcmp(a, "--keys-file"))
             keys_file = v;
+        else if (!strcmp(a, "--shards"))
+            cfg.total_shards = (uint32_t)parse_int(v, 1, 65536, "--shards");
         else {
             fprintf(stderr, "loadgen: run: unknown option '%s'\n", a);
             return 2;
@@ -593,10 +772,14 @@ static int cmd_run(int argc, char **argv)
     }
     if (!phases)
         phases = cfg.sys == SYS_NORIKV ? "put,get-lease" : "put,get-serializable,get-linearizable";
-    nk_status s = rpc_client_new(cfg.target, &cfg.ch);
-    if (!nk_ok(s)) {
-        fprintf(stderr, "loadgen: %s\n", nk_status_msg(s));
-        return 3;
+    int orc = open_targets(&cfg);
+    if (orc)
+        return orc;
+    if (cfg.sys == SYS_NORIKV && cfg.n_targets > 1) {
+        char *keys = shard_keys(cfg.total_shards);
+        uint32_t counts[MAX_TARGETS];
+        report_leaders(&cfg, keys, counts);
+        free(keys);
     }
     cfg.written = nk_calloc((size_t)cfg.clients, sizeof(uint64_t));
     int rc = keys_file ? load_keys(&cfg, keys_file) : 0;
@@ -618,8 +801,241 @@ static int cmd_run(int argc, char **argv)
     }
     free(list);
     free(cfg.written);
-    rpc_client_free(cfg.ch);
+    close_targets(&cfg);
     return rc;
+}
+
+/* ------------------------------------------------------------ failover */
+
+/*
+ * One failover measurement on a NoriKV cluster: writer threads put to every
+ * shard's key in turn (thread t owns shards t, t + N, ...), routed as in
+ * run; after a second of that load the node leading the most shards gets
+ * SIGKILL, and the time from the kill until a put started after it
+ * succeeds on every shard that node led is the failover time (its
+ * resolution is one pass of a writer over its shards).
+ */
+struct fo_shared {
+    struct run_cfg *cfg;
+    const char *keys;
+    int nthreads;
+    _Atomic uint64_t kill_ns; /* 0 until the kill */
+    atomic_bool stop;
+    _Atomic uint64_t *recovered_ns; /* per shard: first success of a put started after the kill */
+    _Atomic uint64_t *last_ok_ns;   /* per shard: the last success */
+    _Atomic uint64_t puts, errors;
+};
+
+struct fo_writer {
+    struct fo_shared *fo;
+    int id;
+    pthread_t t;
+};
+
+static void *fo_writer_main(void *arg)
+{
+    struct fo_writer *w = arg;
+    struct fo_shared *fo = w->fo;
+    struct run_cfg *cfg = fo->cfg;
+    uint8_t *val = nk_malloc((size_t)cfg->value_size);
+    memset(val, 'f', (size_t)cfg->value_size);
+    uint8_t *buf = nk_malloc(REQ_CAP);
+    while (!atomic_load(&fo->stop)) {
+        for (uint32_t s = (uint32_t)w->id; s < cfg->total_shards && !atomic_load(&fo->stop);
+             s += (uint32_t)fo->nthreads) {
+            const char *key = fo->keys + (size_t)s * (KEY_LEN + 1), *method;
+            size_t len = encode(cfg, PH_PUT, key, val, buf, &method);
+            uint64_t t0 = nk_mono_ns();
+            struct rpc_client_result res;
+            routed_unary(cfg, w->id, key, method, buf, len, 1000, 4, &res);
+            uint64_t t1 = nk_mono_ns(), k = atomic_load(&fo->kill_ns);
+            if (res.code == NK_CODE_OK) {
+                atomic_fetch_add(&fo->puts, 1);
+                atomic_store(&fo->last_ok_ns[s], t1);
+                if (k && t0 > k && atomic_load(&fo->recovered_ns[s]) == 0)
+                    atomic_store(&fo->recovered_ns[s], t1);
+            } else {
+                atomic_fetch_add(&fo->errors, 1);
+            }
+            rpc_client_result_free(&res);
+        }
+    }
+    free(buf);
+    free(val);
+    return NULL;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+static int cmd_failover(int argc, char **argv)
+{
+    struct run_cfg cfg = {.clients = 64, .value_size = 256, .total_shards = 1024};
+    const char *pids_arg = NULL;
+    int timeout_s = 30;
+    cfg.sys = SYS_NORIKV;
+    cfg.sys_name = "norikv";
+    for (int i = 0; i + 1 < argc; i += 2) {
+        const char *a = argv[i], *v = argv[i + 1];
+        if (!strcmp(a, "--target"))
+            cfg.target = v;
+        else if (!strcmp(a, "--pids"))
+            pids_arg = v;
+        else if (!strcmp(a, "--clients"))
+            cfg.clients = parse_int(v, 1, MAX_CLIENTS, "--clients");
+        else if (!strcmp(a, "--shards"))
+            cfg.total_shards = (uint32_t)parse_int(v, 1, 65536, "--shards");
+        else if (!strcmp(a, "--value-size"))
+            cfg.value_size = parse_int(v, 1, MAX_VALUE, "--value-size");
+        else if (!strcmp(a, "--timeout"))
+            timeout_s = parse_int(v, 1, 600, "--timeout");
+        else {
+            fprintf(stderr, "loadgen: failover: unknown option '%s'\n", a);
+            return 2;
+        }
+    }
+    if (!cfg.target || !pids_arg) {
+        fprintf(stderr, "loadgen: failover needs --target A,B,C and --pids P,Q,R (same order)\n");
+        return 2;
+    }
+    int rc = open_targets(&cfg);
+    if (rc)
+        return rc;
+    long pids[MAX_TARGETS];
+    int npids = 0;
+    char *list = strdup(pids_arg), *save = NULL;
+    for (char *t = strtok_r(list, ",", &save); t && npids < MAX_TARGETS;
+         t = strtok_r(NULL, ",", &save))
+        pids[npids++] = strtol(t, NULL, 10);
+    free(list);
+    if (npids != cfg.n_targets || cfg.n_targets < 2) {
+        fprintf(stderr, "loadgen: failover: %d pids for %d targets (need one per target, >= 2)\n",
+                npids, cfg.n_targets);
+        return 2;
+    }
+    char *keys = shard_keys(cfg.total_shards);
+    uint32_t counts[MAX_TARGETS];
+    if (report_leaders(&cfg, keys, counts) != 0) {
+        fprintf(stderr, "loadgen: failover: not every shard has a leader; not killing\n");
+        return 1;
+    }
+    int victim = 0;
+    for (int i = 1; i < cfg.n_targets; i++)
+        if (counts[i] > counts[victim])
+            victim = i;
+    uint32_t *led = nk_calloc(cfg.total_shards, sizeof(*led));
+    uint32_t nled = 0;
+    for (uint32_t s = 0; s < cfg.total_shards; s++)
+        if (atomic_load(&cfg.leader[s]) == victim)
+            led[nled++] = s;
+
+    struct fo_shared fo = {.cfg = &cfg, .keys = keys, .nthreads = cfg.clients};
+    fo.recovered_ns = nk_calloc(cfg.total_shards, sizeof(*fo.recovered_ns));
+    fo.last_ok_ns = nk_calloc(cfg.total_shards, sizeof(*fo.last_ok_ns));
+    struct fo_writer *w = nk_calloc((size_t)cfg.clients, sizeof(*w));
+    for (int i = 0; i < cfg.clients; i++) {
+        w[i] = (struct fo_writer){.fo = &fo, .id = i};
+        if (pthread_create(&w[i].t, NULL, fo_writer_main, &w[i]) != 0) {
+            fprintf(stderr, "loadgen: cannot start writer %d\n", i);
+            exit(1);
+        }
+    }
+    usleep(1000 * 1000); /* the load runs on every shard before the kill */
+    uint64_t warm = nk_mono_ns();
+    usleep(500 * 1000);
+    uint32_t idle_shards = 0;
+    for (uint32_t s = 0; s < cfg.total_shards; s++)
+        if (atomic_load(&fo.last_ok_ns[s]) < warm)
+            idle_shards++;
+    uint64_t puts_before = atomic_load(&fo.puts);
+    uint64_t kill_ns = nk_mono_ns();
+    atomic_store(&fo.kill_ns, kill_ns);
+    if (kill((pid_t)pids[victim], SIGKILL) != 0) {
+        perror("loadgen: failover: kill");
+        atomic_store(&fo.stop, true);
+        rc = 1;
+    }
+    uint64_t deadline = kill_ns + (uint64_t)timeout_s * 1000000000ULL;
+    uint32_t pending = nled;
+    while (rc == 0 && pending && nk_mono_ns() < deadline) {
+        usleep(1000);
+        pending = 0;
+        for (uint32_t i = 0; i < nled; i++)
+            if (atomic_load(&fo.recovered_ns[led[i]]) == 0)
+                pending++;
+    }
+    atomic_store(&fo.stop, true);
+    for (int i = 0; i < cfg.clients; i++)
+        pthread_join(w[i].t, NULL);
+    uint64_t *d = nk_calloc(nled ? nled : 1, sizeof(*d));
+    uint32_t nd = 0;
+    for (uint32_t i = 0; i < nled; i++) {
+        uint64_t r = atomic_load(&fo.recovered_ns[led[i]]);
+        if (r)
+            d[nd++] = r - kill_ns;
+    }
+    qsort(d, nd, sizeof(*d), cmp_u64);
+    /* FAILOVER <victim index> <shards it led> <shards recovered> <ms until all
+     * recovered (or -1)> <median shard ms> <shards without a success in the
+     * 0.5 s before the kill> <puts before the kill> */
+    printf("FAILOVER %d %u %u %.1f %.1f %u %" PRIu64 "\n", victim, nled, nd,
+           nd == nled && nd ? (double)d[nd - 1] / 1e6 : -1.0,
+           nd ? (double)d[nd / 2] / 1e6 : -1.0, idle_shards, puts_before);
+    fflush(stdout);
+    fprintf(stderr,
+            "loadgen: killed %s (pid %ld, leading %u shards): writes to all of them succeed "
+            "again after %.1f ms (median shard %.1f ms), %u/%u recovered, %" PRIu64
+            " failed puts\n",
+            cfg.targets[victim], pids[victim], nled, nd ? (double)d[nd - 1] / 1e6 : -1.0,
+            nd ? (double)d[nd / 2] / 1e6 : -1.0, nd, nled, atomic_load(&fo.errors));
+    if (nd != nled)
+        rc = 1;
+    free(d);
+    free(w);
+    free(fo.recovered_ns);
+    free(fo.last_ok_ns);
+    free(led);
+    free(keys);
+    close_targets(&cfg);
+    return rc;
+}
+
+/* `leaders --target A,B,C [--shards N]`: the shard leaders per node. */
+static int cmd_leaders(int argc, char **argv)
+{
+    struct run_cfg cfg = {.value_size = 1, .total_shards = 1024};
+    cfg.sys = SYS_NORIKV;
+    cfg.sys_name = "norikv";
+    for (int i = 0; i + 1 < argc; i += 2) {
+        if (!strcmp(argv[i], "--target"))
+            cfg.target = argv[i + 1];
+        else if (!strcmp(argv[i], "--shards"))
+            cfg.total_shards = (uint32_t)parse_int(argv[i + 1], 1, 65536, "--shards");
+        else {
+            fprintf(stderr, "loadgen: leaders: unknown option '%s'\n", argv[i]);
+            return 2;
+        }
+    }
+    if (!cfg.target) {
+        fprintf(stderr, "loadgen: leaders needs --target\n");
+        return 2;
+    }
+    int rc = open_targets(&cfg);
+    if (rc)
+        return rc;
+    char *keys = shard_keys(cfg.total_shards);
+    uint32_t counts[MAX_TARGETS];
+    uint32_t unknown = report_leaders(&cfg, keys, counts);
+    printf("LEADERS");
+    for (int i = 0; i < cfg.n_targets; i++)
+        printf(" %u", counts[i]);
+    printf(" %u\n", unknown);
+    free(keys);
+    close_targets(&cfg);
+    return unknown ? 1 : 0;
 }
 
 /* True when a TCP connection to "127.0.0.1:port" opens (loopback only). */
@@ -842,13 +1258,18 @@ static int cmd_table(int argc, char **argv)
 int main(int argc, char **argv)
 {
     if (argc < 2) {
-        fprintf(stderr, "usage: %s run|wait|freeport|table ... (see loadgen.c)\n", argv[0]);
+        fprintf(stderr, "usage: %s run|wait|failover|leaders|freeport|table ... (see loadgen.c)\n",
+                argv[0]);
         return 2;
     }
     if (!strcmp(argv[1], "run"))
         return cmd_run(argc - 2, argv + 2);
     if (!strcmp(argv[1], "wait"))
         return cmd_wait(argc - 2, argv + 2);
+    if (!strcmp(argv[1], "failover"))
+        return cmd_failover(argc - 2, argv + 2);
+    if (!strcmp(argv[1], "leaders"))
+        return cmd_leaders(argc - 2, argv + 2);
     if (!strcmp(argv[1], "freeport"))
         return cmd_freeport(argc - 2, argv + 2);
     if (!strcmp(argv[1], "table"))
