@@ -170,23 +170,26 @@ int main(int argc, char **argv)
         return rc;
     }
 
-    /* READY means ready: on a one-node cluster every shard elects this node
-     * within a round or two; wait for that (bounded) before saying so. */
-    for (int i = 0; i < 15000; i++) {
+    /* READY means ready: every shard has a leader (on a one-node cluster
+     * within a round or two; on a cluster once its peers answer). Bounded,
+     * and a SIGTERM meanwhile stops the server at once. */
+    int sig = 0;
+    for (int i = 0; i < 15000 && sig <= 0; i++) {
         struct node_stats ns;
         node_get_stats(node, &ns);
         if (ns.shards_hosted > 0 && ns.shards_ready == ns.shards_hosted)
             break;
-        nk_sleep_us(2000);
+        struct timespec wait = {0, 2000000};
+        sig = sigtimedwait(&sigs, NULL, &wait);
     }
-    NK_INFO(MODULE, "node %s serving %u shards: gRPC on %s, HTTP on %s, data in %s%s (%llu ms)",
-            cfg.node_id, cfg.total_shards, grpc_addr, http_addr, data_dir,
-            cfg.ephemeral ? " (ephemeral)" : "", (unsigned long long)(nk_mono_ms() - t0));
-    printf("READY grpc=%s http=%s\n", grpc_addr, http_addr);
-    fflush(stdout);
-
-    int sig = 0;
-    sigwait(&sigs, &sig);
+    if (sig <= 0) {
+        NK_INFO(MODULE, "node %s serving %u shards: gRPC on %s, HTTP on %s, data in %s%s (%llu ms)",
+                cfg.node_id, cfg.total_shards, grpc_addr, http_addr, data_dir,
+                cfg.ephemeral ? " (ephemeral)" : "", (unsigned long long)(nk_mono_ms() - t0));
+        printf("READY grpc=%s http=%s\n", grpc_addr, http_addr);
+        fflush(stdout);
+        sigwait(&sigs, &sig);
+    }
     NK_INFO(MODULE, "%s: stopping (finishing in-flight calls)",
             sig == SIGTERM ? "SIGTERM" : "SIGINT");
 

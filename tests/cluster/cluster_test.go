@@ -566,6 +566,28 @@ func TestLaggingFollowerCatchesUpFromTheLogOnDiskWhileWritesGoOn(t *testing.T) {
 	verifyAcked(t, r, a, 10*time.Second)
 }
 
+// A member restarted while its peers are down waits for them without
+// claiming READY, and a SIGTERM meanwhile stops it at once, cleanly.
+func TestAMemberWaitingForItsPeersStopsPromptlyOnSIGTERM(t *testing.T) {
+	c := start3(t)
+	c.KillAll()
+	n := c.Nodes[0]
+	if err := n.Launch(); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.WaitReady(2 * time.Second); err == nil {
+		t.Fatalf("%s printed READY with both its peers down", n.ID)
+	}
+	t0 := time.Now()
+	if err := n.Stop(10 * time.Second); err != nil {
+		t.Fatalf("SIGTERM while waiting for peers: %v", err)
+	}
+	if d := time.Since(t0); d > 5*time.Second {
+		t.Fatalf("stopping took %v", d)
+	}
+	t.Logf("stopped %v after SIGTERM", time.Since(t0))
+}
+
 // waitQuiet waits until every running node reports at least want replicas
 // quiet (no ticks, no heartbeats) on /health.
 func waitQuiet(t *testing.T, c *Cluster, skip int, want int, within time.Duration) {
