@@ -60,6 +60,9 @@ struct api {
     struct http_guard *http_guard;
 };
 
+/* vector.c: registers the norikv.v1.Vector methods. */
+nk_status api_vector_register(struct api *a, struct rpc_server *s);
+
 /* Records a finished request. */
 void api_record(struct api *a, enum api_op op, enum api_outcome out, uint64_t start_ns);
 enum api_outcome api_outcome_of(enum nk_code code, const char *msg);

@@ -10,7 +10,7 @@
  * epoch), then one message per change.
  * Admin.SnapshotShard: flushes the shard's state (on a helper thread, one at
  * a time); Admin.TransferShard: FAILED_PRECONDITION on a one-node cluster.
- * Vector.*: UNIMPLEMENTED until vector search lands.
+ * Vector.*: vector.c.
  */
 #include <inttypes.h>
 #include <stdarg.h>
@@ -658,16 +658,6 @@ static void on_transfer(void *ctx, struct rpc_call *call, struct nk_slice req)
     rpc_call_reply_malloced(call, buf, len);
 }
 
-static void on_vector(void *ctx, struct rpc_call *call, struct nk_slice req)
-{
-    (void)ctx;
-    (void)req;
-    char msg[200];
-    snprintf(msg, sizeof msg, "%s: vector search is not implemented by this server yet",
-             rpc_call_method(call));
-    fail(call, NK_UNIMPLEMENTED, msg, NULL);
-}
-
 /* ---------------------------------------------------------------- register */
 
 nk_status api_register(struct api *a, struct rpc_server *s)
@@ -679,15 +669,10 @@ nk_status api_register(struct api *a, struct rpc_server *s)
         {"/norikv.v1.Meta/WatchCluster", RPC_SERVER_STREAM, on_watch, on_watch_closed, a},
         {"/norikv.v1.Admin/TransferShard", RPC_UNARY, on_transfer, NULL, a},
         {"/norikv.v1.Admin/SnapshotShard", RPC_UNARY, on_snapshot, NULL, a},
-        {"/norikv.v1.Vector/CreateIndex", RPC_UNARY, on_vector, NULL, a},
-        {"/norikv.v1.Vector/DropIndex", RPC_UNARY, on_vector, NULL, a},
-        {"/norikv.v1.Vector/Insert", RPC_UNARY, on_vector, NULL, a},
-        {"/norikv.v1.Vector/Delete", RPC_UNARY, on_vector, NULL, a},
-        {"/norikv.v1.Vector/Search", RPC_UNARY, on_vector, NULL, a},
-        {"/norikv.v1.Vector/Get", RPC_UNARY, on_vector, NULL, a},
     };
     for (size_t i = 0; i < NK_ARRAY_LEN(ms); i++)
         NK_TRY(rpc_server_add_method(s, &ms[i]));
+    NK_TRY(api_vector_register(a, s)); /* vector.c */
     if (!a->watching) {
         NK_TRY(node_watch(a->node, on_view_change, a, &a->node_watch_id));
         a->watching = true;

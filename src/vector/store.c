@@ -305,13 +305,17 @@ static bool decode_idem(struct nk_slice v, uint64_t *fp, uint64_t *ts, struct ve
     return true;
 }
 
-static nk_status put_applied(struct lsm_batch *b, uint16_t shard, uint64_t term, uint64_t index)
+/* KV's applied record (kv-state.md): term, index and the shard's replicated
+ * time, which a vector command carries over unchanged (KV owns that clock). */
+static nk_status put_applied(struct lsm_batch *b, uint16_t shard, uint64_t term, uint64_t index,
+                             uint64_t time_ms)
 {
     uint8_t k[4];
     key_simple(k, shard, TAG_META, nk_slice_str("A"));
-    uint8_t v[2 * NK_VARINT64_MAX];
+    uint8_t v[3 * NK_VARINT64_MAX];
     size_t n = nk_enc_varint64(v, term);
     n += nk_enc_varint64(v + n, index);
+    n += nk_enc_varint64(v + n, time_ms);
     return lsm_batch_put(b, nk_slice_make(k, 4), nk_slice_make(v, n), 0);
 }
 
@@ -576,11 +580,12 @@ static void commit_memory(struct vec_store *s, uint16_t shard, const struct vec_
     }
 }
 
-static nk_status apply_noop(struct vec_store *s, uint16_t shard, uint64_t term, uint64_t index)
+static nk_status apply_noop(struct vec_store *s, uint16_t shard, uint64_t term, uint64_t index,
+                            uint64_t time_ms)
 {
     struct lsm_batch b;
     lsm_batch_init(&b);
-    nk_status st = put_applied(&b, shard, term, index);
+    nk_status st = put_applied(&b, shard, term, index, time_ms);
     if (nk_ok(st))
         st = lsm_write(s->db, &APPLY_WO, &b);
     lsm_batch_free(&b);
@@ -588,7 +593,7 @@ static nk_status apply_noop(struct vec_store *s, uint16_t shard, uint64_t term, 
 }
 
 nk_status vec_apply(struct vec_store *s, uint16_t shard, uint64_t term, uint64_t index,
-                    const uint8_t *data, size_t n, struct vec_result *res)
+                    uint64_t time_ms, const uint8_t *data, size_t n, struct vec_result *res)
 {
     memset(res, 0, sizeof(*res));
     res->term = term;
@@ -600,7 +605,7 @@ nk_status vec_apply(struct vec_store *s, uint16_t shard, uint64_t term, uint64_t
                  (unsigned long long)term, (unsigned long long)index, nk_status_msg(st));
         set_msg(res, NK_DATA_LOSS, "%s", nk_status_msg(st));
         nk_status_free(&st);
-        return apply_noop(s, shard, term, index);
+        return apply_noop(s, shard, term, index, time_ms);
     }
 
     struct lsm_batch b;
@@ -621,7 +626,7 @@ nk_status vec_apply(struct vec_store *s, uint16_t shard, uint64_t term, uint64_t
             else
                 set_msg(res, NK_INVALID_ARGUMENT,
                         "idempotency key was used by another request with other parameters");
-            st = put_applied(&b, shard, term, index);
+            st = put_applied(&b, shard, term, index, time_ms);
             goto write;
         }
         write_idem = true;
@@ -641,7 +646,7 @@ nk_status vec_apply(struct vec_store *s, uint16_t shard, uint64_t term, uint64_t
         if (!nk_ok(st))
             goto out;
     }
-    st = put_applied(&b, shard, term, index);
+    st = put_applied(&b, shard, term, index, time_ms);
 write:
     if (nk_ok(st))
         st = lsm_write(s->db, &APPLY_WO, &b);

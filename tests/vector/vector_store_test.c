@@ -83,7 +83,7 @@ static struct vec_result apply_at(struct env *e, uint16_t shard, uint64_t index,
     nk_buf_init(&b);
     vec_cmd_encode(c, &b);
     struct vec_result r;
-    nk_status s = vec_apply(e->vs, shard, 1, index, b.data, b.len, &r);
+    nk_status s = vec_apply(e->vs, shard, 1, index, 0, b.data, b.len, &r);
     if (!nk_ok(s))
         nk_panic("vec_apply: %s", nk_status_msg(s));
     nk_buf_free(&b);
@@ -289,7 +289,7 @@ NK_TEST(apply_follows_the_contract_vector_semantics)
 
     /* an undecodable entry is a no-op that still advances the applied index */
     uint8_t junk[] = {VEC_CMD_TAG, 9, 9};
-    NK_REQUIRE_OK(vec_apply(e.vs, 7, 2, 100, junk, sizeof junk, &r));
+    NK_REQUIRE_OK(vec_apply(e.vs, 7, 2, 100, 0, junk, sizeof junk, &r));
     NK_CHECK(r.code == NK_DATA_LOSS);
     NK_REQUIRE_OK(kv_store_open(e.db, NULL, &kv));
     NK_REQUIRE_OK(kv_applied(kv, 7, &term, &index));
@@ -703,8 +703,8 @@ NK_TEST(applying_the_same_log_twice_gives_identical_state_and_results)
     bool same = true;
     for (int i = 0; i < N && same; i++) {
         struct vec_result ra, rb;
-        NK_REQUIRE_OK(vec_apply(e[0].vs, 11, 1, (uint64_t)i + 1, log[i].data, log[i].len, &ra));
-        NK_REQUIRE_OK(vec_apply(e[1].vs, 11, 1, (uint64_t)i + 1, log[i].data, log[i].len, &rb));
+        NK_REQUIRE_OK(vec_apply(e[0].vs, 11, 1, (uint64_t)i + 1, 0, log[i].data, log[i].len, &ra));
+        NK_REQUIRE_OK(vec_apply(e[1].vs, 11, 1, (uint64_t)i + 1, 0, log[i].data, log[i].len, &rb));
         same = !memcmp(&ra, &rb, sizeof ra);
         if (i == N / 3 || i == 2 * N / 3) {
             uint16_t sh = 11;
