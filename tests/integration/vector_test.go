@@ -7,9 +7,12 @@ package integration
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"io"
 	"math"
 	"math/rand"
+	"net/http"
 	"sort"
 	"strings"
 	"sync"
@@ -541,4 +544,81 @@ func TestVectorSIGKILLKeepsEveryAcknowledgedInsert(t *testing.T) {
 	}
 	t.Logf("%d inserts acknowledged before SIGKILL; the index holds %d after restart (cap 1000 shown)", len(acked), len(sr.Matches))
 	s.stop()
+}
+
+// vecHTTP sends one request to the HTTP façade and decodes its JSON answer.
+func vecHTTP(t *testing.T, s *server, method, path, body string) (int, map[string]any) {
+	t.Helper()
+	req, err := http.NewRequest(method, "http://"+s.http+path, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	var out map[string]any
+	if err := json.Unmarshal(raw, &out); err != nil {
+		t.Fatalf("%s %s: answer %q is not JSON: %v", method, path, raw, err)
+	}
+	return resp.StatusCode, out
+}
+
+func TestVectorHTTPFacade(t *testing.T) {
+	s := ephemeral(t)
+	expect := func(method, path, body string, status int, check func(map[string]any) bool) map[string]any {
+		t.Helper()
+		code, out := vecHTTP(t, s, method, path, body)
+		if code != status || (check != nil && !check(out)) {
+			t.Fatalf("%s %s %s: %d %v; want %d", method, path, body, code, out, status)
+		}
+		return out
+	}
+	expect("PUT", "/vector/web", `{"dimensions":2,"distance":"euclidean","index_type":"brute_force"}`, 200,
+		func(o map[string]any) bool { return o["created"] == true })
+	expect("PUT", "/vector/web", `{"dimensions":3,"distance":"euclidean","index_type":"brute_force"}`, 409, nil)
+	expect("PUT", "/vector/web/a%2Fb?idempotency_key=i1", `{"vector":[1,0]}`, 200,
+		func(o map[string]any) bool { return o["version"] != nil })
+	expect("PUT", "/vector/web/c", `{"vector":[0, 2.5e0]}`, 200, nil)
+	expect("GET", "/vector/web/a%2Fb?consistency=linearizable", "", 200, func(o map[string]any) bool {
+		v, _ := o["vector"].([]any)
+		return o["found"] == true && o["id"] == "a/b" && len(v) == 2 && v[0] == 1.0
+	})
+	expect("GET", "/vector/web/zz", "", 200, func(o map[string]any) bool { return o["found"] == false })
+	out := expect("POST", "/vector/web/search", `{"query":[1,0.1],"k":5,"include_vectors":true}`, 200, nil)
+	ms, _ := out["matches"].([]any)
+	if len(ms) != 2 || ms[0].(map[string]any)["id"] != "a/b" || ms[1].(map[string]any)["id"] != "c" {
+		t.Fatalf("search: %v", out)
+	}
+	if d := ms[0].(map[string]any)["distance"].(float64); math.Abs(d-0.1) > 1e-6 {
+		t.Fatalf("distance %v, want 0.1", d)
+	}
+	// bad input: 400 naming the problem; a missing index 404; a wrong method 501
+	for _, c := range []struct {
+		method, path, body, msg string
+		status                  int
+	}{
+		{"PUT", "/vector/web/x", `{"vector":[1]}`, "dimensions", 400},
+		{"PUT", "/vector/web/x", `{"vector":[1, 1e39]}`, "infinite", 400},
+		{"PUT", "/vector/web/x", `{"vector":[1,2],"k":1}`, "does not apply", 400},
+		{"PUT", "/vector/web/x", `{"vector":[1,2]`, "expected", 400},
+		{"POST", "/vector/web/search", `{"query":[1,2],"k":0}`, "k is 0", 400},
+		{"POST", "/vector/web/search", `{"query":[1,2]}`, "'k' is missing", 400},
+		{"POST", "/vector/web/search?consistency=sometimes", `{"query":[1,2],"k":1}`, "consistency", 400},
+		{"PUT", "/vector/web2", `{"dimensions":5000,"distance":"cosine","index_type":"hnsw"}`, "dimensions", 400},
+		{"PUT", "/vector/web2", `{"dimensions":5,"distance":"manhattan","index_type":"hnsw"}`, "distance", 400},
+		{"GET", "/vector/nope/x", "", "does not exist", 404},
+		{"POST", "/vector/web", "", "not allowed", 501},
+	} {
+		code, o := vecHTTP(t, s, c.method, c.path, c.body)
+		if code != c.status || !strings.Contains(fmt.Sprint(o["error"]), c.msg) {
+			t.Errorf("%s %s %s: %d %v; want %d naming %q", c.method, c.path, c.body, code, o, c.status, c.msg)
+		}
+	}
+	expect("DELETE", "/vector/web/c", "", 200, func(o map[string]any) bool { return o["deleted"] == true })
+	expect("DELETE", "/vector/web/c", "", 200, func(o map[string]any) bool { return o["deleted"] == false })
+	expect("DELETE", "/vector/web", "", 200, func(o map[string]any) bool { return o["dropped"] == true })
+	expect("POST", "/vector/web/search", `{"query":[1,2],"k":1}`, 404, nil)
 }
