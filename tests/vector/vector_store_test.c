@@ -741,3 +741,34 @@ NK_TEST(applying_the_same_log_twice_gives_identical_state_and_results)
     env_close(&e[0]);
     env_close(&e[1]);
 }
+
+/* The applied record is KV's: a vector entry keeps the shard's replicated
+ * time in it (KV's expiry runs on that clock; a record without it would
+ * read as time 0 after a restart). */
+NK_TEST(a_vector_apply_keeps_the_shards_replicated_time_in_the_applied_record)
+{
+    struct env e = {0};
+    NK_REQUIRE(env_open(&e, "db"));
+    struct vec_cmd c = create_cmd("t", 2, VEC_METRIC_L2, VEC_INDEX_HNSW);
+    struct nk_buf b;
+    nk_buf_init(&b);
+    vec_cmd_encode(&c, &b);
+    struct vec_result r;
+    NK_REQUIRE_OK(vec_apply(e.vs, 3, 4, 77, 1234567, b.data, b.len, &r));
+    NK_CHECK(r.code == NK_CODE_OK && r.created);
+    uint8_t junk[] = {VEC_CMD_TAG, 9};
+    NK_REQUIRE_OK(vec_apply(e.vs, 4, 4, 78, 7654321, junk, sizeof junk, &r)); /* a no-op */
+    NK_CHECK(r.code == NK_DATA_LOSS);
+    nk_buf_free(&b);
+    struct kv_store *kv;
+    NK_REQUIRE_OK(kv_store_open(e.db, NULL, &kv));
+    uint64_t t = 0, term = 0, index = 0;
+    NK_REQUIRE_OK(kv_applied(kv, 3, &term, &index));
+    NK_REQUIRE_OK(kv_shard_time(kv, 3, &t));
+    NK_CHECK(term == 4 && index == 77 && t == 1234567);
+    NK_REQUIRE_OK(kv_applied(kv, 4, &term, &index));
+    NK_REQUIRE_OK(kv_shard_time(kv, 4, &t));
+    NK_CHECK(term == 4 && index == 78 && t == 7654321);
+    kv_store_close(kv);
+    env_close(&e);
+}
