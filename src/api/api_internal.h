@@ -32,6 +32,7 @@ struct api {
     uint32_t http_max_conn, http_max_per_ip, http_request_timeout_ms;
     uint64_t http_max_body_bytes;
     _Atomic uint64_t http_body_bytes; /* request bodies buffered now */
+    uint64_t vector_budget; /* vector.c: node-wide bound of vec_store_memory */
     uint32_t total_shards;
     uint64_t start_ms;
 
@@ -62,6 +63,9 @@ struct api {
 
 /* vector.c: registers the norikv.v1.Vector methods. */
 nk_status api_vector_register(struct api *a, struct rpc_server *s);
+/* vector.c: RESOURCE_EXHAUSTED when the node's vector indexes have reached
+ * the budget (checked before an insert or a create is proposed). */
+nk_status api_vector_admit(struct api *a);
 
 /* Records a finished request. */
 void api_record(struct api *a, enum api_op op, enum api_outcome out, uint64_t start_ns);

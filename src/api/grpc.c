@@ -16,6 +16,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 #include "api/api_decode.h"
 #include "api/api_internal.h"
@@ -692,6 +693,11 @@ nk_status api_new(const struct api_options *o, struct api **out)
     a->http_max_per_ip = o->http_max_per_ip ? o->http_max_per_ip : 128;
     a->http_request_timeout_ms = o->http_request_timeout_ms ? o->http_request_timeout_ms : 10000;
     a->http_max_body_bytes = o->http_max_body_bytes ? o->http_max_body_bytes : 64u << 20;
+    a->vector_budget = o->vector_memory_budget;
+    if (!a->vector_budget) {
+        long pages = sysconf(_SC_PHYS_PAGES), psz = sysconf(_SC_PAGESIZE);
+        a->vector_budget = pages > 0 && psz > 0 ? (uint64_t)pages * (uint64_t)psz / 2 : 1ULL << 32;
+    }
     a->total_shards = node_total_shards(o->node);
     a->start_ms = nk_mono_ms();
     pthread_mutex_init(&a->wmu, NULL);

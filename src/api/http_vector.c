@@ -131,6 +131,8 @@ static int write_http(struct api *a, struct MHD_Connection *c, const struct api_
         break;
     }
     nk_status s = vec_cmd_validate(&cmd);
+    if (nk_ok(s) && (r->op == API_HV_CREATE || r->op == API_HV_INSERT))
+        s = api_vector_admit(a);
     if (!nk_ok(s))
         return verror_status(c, s);
     struct nk_buf enc;

@@ -72,6 +72,17 @@ static nk_status check_idem(struct nk_slice k)
     return NK_OK;
 }
 
+nk_status api_vector_admit(struct api *a)
+{
+    uint64_t used = vec_store_memory(node_vec(a->node));
+    if (used >= a->vector_budget)
+        return nk_status_make(NK_RESOURCE_EXHAUSTED,
+                              "the vector indexes of this node use %llu bytes, its budget is "
+                              "%llu bytes; drop indexes or delete vectors",
+                              (unsigned long long)used, (unsigned long long)a->vector_budget);
+    return NK_OK;
+}
+
 static uint32_t ns_shard(struct api *a, struct nk_slice ns)
 {
     return vec_shard_for_namespace(ns, a->total_shards);
@@ -193,6 +204,8 @@ static void on_create(void *ctx, struct rpc_call *call, struct nk_slice req)
     if (nk_ok(s))
         s = check_idem(c.idem_key);
     if (nk_ok(s))
+        s = api_vector_admit(a);
+    if (nk_ok(s))
         propose(a, call, V_CREATE, &c);
     else
         fail_status(call, s, NULL);
@@ -239,6 +252,8 @@ static void on_insert(void *ctx, struct rpc_call *call, struct nk_slice req)
         s = vec_validate_vector(m->vector, m->n_vector, 0);
     if (nk_ok(s))
         s = check_idem(c.idem_key);
+    if (nk_ok(s))
+        s = api_vector_admit(a);
     if (nk_ok(s)) {
         c.vector = (const uint8_t *)m->vector;
         c.dims = (uint32_t)m->n_vector;

@@ -27,6 +27,7 @@
  * inside. Inserts and deletes change an index under its own write lock only.
  */
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -60,6 +61,7 @@ struct vshard {
 struct vec_store {
     struct lsm_db *db;
     struct vec_store_options opt;
+    _Atomic uint64_t memory; /* sum of vec_index_memory over the registry */
     pthread_rwlock_t lock;
     struct vshard *shards[65536];
 };
@@ -171,9 +173,26 @@ static void reg_remove(struct vec_store *s, uint16_t shard, struct nk_slice ns)
     sh->n--;
 }
 
+uint64_t vec_store_memory(struct vec_store *s)
+{
+    return atomic_load_explicit(&s->memory, memory_order_relaxed);
+}
+
+/* Adds (or, with a negative delta, takes) the accounted bytes of a change. */
+static void mem_add(struct vec_store *s, uint64_t before, uint64_t after)
+{
+    if (after >= before)
+        atomic_fetch_add_explicit(&s->memory, after - before, memory_order_relaxed);
+    else
+        atomic_fetch_sub_explicit(&s->memory, before - after, memory_order_relaxed);
+}
+
 void vec_store_unload_shard(struct vec_store *s, uint16_t shard)
 {
     pthread_rwlock_wrlock(&s->lock);
+    struct vshard *sh = s->shards[shard];
+    for (uint32_t i = 0; sh && i < sh->n; i++)
+        mem_add(s, vec_index_memory(sh->v[i].ix), 0);
     shard_free(s->shards[shard]);
     s->shards[shard] = NULL;
     pthread_rwlock_unlock(&s->lock);
@@ -524,7 +543,9 @@ static nk_status decide(struct vec_store *s, uint16_t shard, uint64_t term, uint
             float *v = nk_malloc(4 * (size_t)c->dims);
             memcpy(v, c->vector, 4 * (size_t)c->dims);
             bool replaced;
+            uint64_t before = vec_index_memory(ix);
             nk_status is = vec_index_insert(ix, c->id, v, &replaced);
+            mem_add(s, before, vec_index_memory(ix));
             if (!nk_ok(is))
                 nk_panic("vector insert accepted by apply failed in memory: %s",
                          nk_status_msg(is));
@@ -546,7 +567,9 @@ static nk_status decide(struct vec_store *s, uint16_t shard, uint64_t term, uint
             res->deleted = true;
             if (nk_ok(st)) {
                 bool deleted;
+                uint64_t before = vec_index_memory(ix);
                 vec_index_delete(ix, c->id, &deleted);
+                mem_add(s, before, vec_index_memory(ix));
                 NK_ASSERT(deleted);
                 st = put_graph(b, shard, c->ns, ix);
             }
@@ -569,11 +592,14 @@ static void commit_memory(struct vec_store *s, uint16_t shard, const struct vec_
         NK_ASSERT(nk_ok(st)); /* options were validated by the decoder */
         pthread_rwlock_wrlock(&s->lock);
         reg_add(s, shard, c->ns, ix);
+        mem_add(s, 0, vec_index_memory(ix));
         pthread_rwlock_unlock(&s->lock);
         break;
     }
     case P_DROP:
         pthread_rwlock_wrlock(&s->lock);
+        if (lookup(s, shard, c->ns))
+            mem_add(s, vec_index_memory(lookup(s, shard, c->ns)), 0);
         reg_remove(s, shard, c->ns);
         pthread_rwlock_unlock(&s->lock);
         break;
@@ -782,6 +808,7 @@ nk_status vec_store_load_shard(struct vec_store *s, uint16_t shard)
         }
         pthread_rwlock_wrlock(&s->lock);
         reg_add(s, shard, ns, ix);
+        mem_add(s, 0, vec_index_memory(ix));
         pthread_rwlock_unlock(&s->lock);
     }
     if (nk_ok(st))

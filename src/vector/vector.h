@@ -251,6 +251,11 @@ void vec_store_close(struct vec_store *s);
  * indexes of that shard already in memory are dropped first.
  */
 nk_status vec_store_load_shard(struct vec_store *s, uint16_t shard);
+/* The accounted bytes (vec_index_memory) of every index in memory, all
+ * shards together: what a node-wide budget is judged by (the API refuses
+ * inserts and creates beyond it before proposing: docs/vector.md). Any thread. */
+uint64_t vec_store_memory(struct vec_store *s);
+
 /* Forgets a shard's in-memory indexes (replica removed, or before a snapshot
  * install rewrites its key range). The LSM is not touched. */
 void vec_store_unload_shard(struct vec_store *s, uint16_t shard);

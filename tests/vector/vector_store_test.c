@@ -481,13 +481,15 @@ static bool check_model(struct env *e, const struct model *m, struct vg_rng *r)
     bool ok = true;
     struct vec_results res;
     vec_results_init(&res);
+    uint64_t mem_sum = 0; /* vec_store_memory is the sum over every index */
     for (int s = 0; s < 2; s++) {
         for (int n = 0; n < M_NS; n++) {
             struct nk_slice ns = nk_slice_str(NS_NAMES[n]);
-            uint64_t count;
+            uint64_t count, mem = 0;
             bool found;
             struct vec_index_options o;
-            NK_ASSERT(nk_ok(vec_index_info(e->vs, SHARDS[s], ns, &o, &count, NULL, &found)));
+            NK_ASSERT(nk_ok(vec_index_info(e->vs, SHARDS[s], ns, &o, &count, &mem, &found)));
+            mem_sum += mem;
             if (found != m->exists[s][n]) {
                 fprintf(stderr, "  shard %u %s: exists %d, model %d\n", SHARDS[s], NS_NAMES[n],
                         found, m->exists[s][n]);
@@ -546,6 +548,11 @@ static bool check_model(struct env *e, const struct model *m, struct vg_rng *r)
         }
     }
     vec_results_free(&res);
+    if (vec_store_memory(e->vs) != mem_sum) {
+        fprintf(stderr, "  vec_store_memory %llu, the indexes' sum %llu\n",
+                (unsigned long long)vec_store_memory(e->vs), (unsigned long long)mem_sum);
+        ok = false;
+    }
     return ok;
 }
 

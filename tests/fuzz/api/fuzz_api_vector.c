@@ -117,7 +117,8 @@ static void on_event(void *ctx, const struct rpc_local_event *ev)
             NK_ASSERT(p && (p->found || p->n_vector == 0));
             o->found = p->found;
             o->n_got = p->n_vector;
-            memcpy(o->got, p->vector, (p->n_vector < 8 ? p->n_vector : 8) * sizeof(float));
+            if (p->n_vector)
+                memcpy(o->got, p->vector, (p->n_vector < 8 ? p->n_vector : 8) * sizeof(float));
             r = &p->base;
             break;
         }
@@ -281,8 +282,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
          * then the get may name another (missing) namespace */
         if (!memchr(ns.data, 0, ns.len)) {
             NK_ASSERT(gc == NK_CODE_OK && go.found && go.n_got == p->n_vector);
-            NK_ASSERT(!memcmp(go.got, p->vector,
-                              (p->n_vector < 8 ? p->n_vector : 8) * sizeof(float)));
+            NK_ASSERT(p->n_vector && !memcmp(go.got, p->vector,
+                                             (p->n_vector < 8 ? p->n_vector : 8) * sizeof(float)));
         }
         free(gb);
         free(nsz);
