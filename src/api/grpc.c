@@ -763,6 +763,7 @@ void api_update_gauges(struct api *a)
     node_get_stats(a->node, &ns);
     obs_gauge_set(a->shards_led, ns.shards_led);
     obs_gauge_set(a->last_applied, (int64_t)ns.last_applied);
+    api_vector_update_gauges(a);
 }
 
 void api_free(struct api *a)

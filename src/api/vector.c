@@ -26,31 +26,61 @@
 _Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
                "vector commands carry little-endian f32 copied from host floats");
 
-enum vop { V_CREATE, V_DROP, V_INSERT, V_DELETE };
+enum vop { V_CREATE, V_DROP, V_INSERT, V_DELETE, V_SEARCH, V_GET };
 
-static void vfail(struct rpc_call *call, enum nk_code code, const char *msg, const char *hint)
+static const char *const VOP_NAMES[API_VOP_COUNT] = {"create_index", "drop_index", "insert",
+                                                      "delete",       "search",     "get"};
+static const char *const VOUT_NAMES[OUT_COUNT] = {
+    "ok",         "not_found",   "version_mismatch",  "already_exists",     "invalid_argument",
+    "not_leader", "unavailable", "deadline_exceeded", "resource_exhausted", "internal"};
+
+/* One Vector call: where its answer goes and what it is recorded as. */
+struct vc {
+    struct api *a;
+    struct rpc_call *call;
+    enum vop op;
+    uint64_t t0;
+};
+
+static void record(const struct vc *v, enum nk_code code, const char *msg)
 {
+    struct api *a = v->a;
+    if (!a->vreq[v->op][0])
+        return; /* metrics not registered (cannot happen after api_register) */
+    obs_counter_inc(a->vreq[v->op][api_outcome_of(code, msg)]);
+    obs_hist_observe_since(a->vlat[v->op], v->t0);
+}
+
+static void vfail(const struct vc *v, enum nk_code code, const char *msg, const char *hint)
+{
+    record(v, code, msg);
     struct rpc_kv tr[1] = {{NULL, NULL}};
     size_t nt = 0;
     if (hint && *hint)
         tr[nt++] = (struct rpc_kv){"leader-hint", hint};
-    rpc_call_fail(call, code, msg, tr, nt);
+    rpc_call_fail(v->call, code, msg, tr, nt);
 }
 
-static void fail_status(struct rpc_call *call, nk_status s, const char *hint)
+static void fail_status(const struct vc *v, nk_status s, const char *hint)
 {
-    vfail(call, s.code, nk_status_msg(s), hint);
+    vfail(v, s.code, nk_status_msg(s), hint);
     nk_status_free(&s);
 }
 
-static ProtobufCMessage *decode(struct rpc_call *call, const ProtobufCMessageDescriptor *d,
+static void vreply(const struct vc *v, uint8_t *buf, size_t len)
+{
+    record(v, NK_CODE_OK, NULL);
+    rpc_call_reply_malloced(v->call, buf, len);
+}
+
+static ProtobufCMessage *decode(const struct vc *v, const ProtobufCMessageDescriptor *d,
                                 struct nk_slice req)
 {
     ProtobufCMessage *m = NULL;
     nk_status s = api_decode(d, req, 0, &m);
     if (nk_ok(s))
         return m;
-    fail_status(call, s, NULL);
+    fail_status(v, s, NULL);
     return NULL;
 }
 
@@ -91,15 +121,14 @@ static uint32_t ns_shard(struct api *a, struct nk_slice ns)
 /* ----------------------------------------------------------------- writes */
 
 struct vwrite {
-    struct rpc_call *call;
-    enum vop op;
+    struct vc v;
 };
 
 static void write_done(void *vctx, const struct node_write_result *r)
 {
     struct vwrite *w = vctx;
     if (r->code != NK_CODE_OK) {
-        vfail(w->call, r->code, r->msg ? r->msg : nk_code_name(r->code), r->leader_hint);
+        vfail(&w->v, r->code, r->msg ? r->msg : nk_code_name(r->code), r->leader_hint);
         free(w);
         return;
     }
@@ -107,16 +136,16 @@ static void write_done(void *vctx, const struct node_write_result *r)
     NK_ASSERT(v); /* a vector command's entry applies as one */
     if (v->code != NK_CODE_OK) {
         if (v->code == NK_DATA_LOSS)
-            vfail(w->call, NK_INTERNAL, "the command could not be applied (damaged log entry)",
+            vfail(&w->v, NK_INTERNAL, "the command could not be applied (damaged log entry)",
                   NULL);
         else
-            vfail(w->call, v->code, v->msg[0] ? v->msg : nk_code_name(v->code), NULL);
+            vfail(&w->v, v->code, v->msg[0] ? v->msg : nk_code_name(v->code), NULL);
         free(w);
         return;
     }
     size_t len = 0;
     uint8_t *buf = NULL;
-    switch (w->op) {
+    switch (w->v.op) {
     case V_CREATE: {
         Norikv__V1__CreateVectorIndexResponse resp = NORIKV__V1__CREATE_VECTOR_INDEX_RESPONSE__INIT;
         resp.created = v->created;
@@ -153,30 +182,34 @@ static void write_done(void *vctx, const struct node_write_result *r)
         norikv__v1__vector_delete_response__pack(&resp, buf);
         break;
     }
+    case V_SEARCH:
+    case V_GET:
+        NK_ASSERT(!"a read is never proposed");
     }
-    rpc_call_reply_malloced(w->call, buf, len);
+    vreply(&w->v, buf, len);
     free(w);
 }
 
 /* Validates, encodes and proposes c; answers the call on any failure. */
-static void propose(struct api *a, struct rpc_call *call, enum vop op, struct vec_cmd *c)
+static void propose(const struct vc *v, struct vec_cmd *c)
 {
+    struct api *a = v->a;
     c->timestamp_ms = nk_wall_ms();
     nk_status s = vec_cmd_validate(c);
     if (!nk_ok(s)) {
-        fail_status(call, s, NULL);
+        fail_status(v, s, NULL);
         return;
     }
     struct nk_buf enc;
     nk_buf_init(&enc);
     vec_cmd_encode(c, &enc);
     struct vwrite *w = nk_malloc(sizeof(*w));
-    *w = (struct vwrite){call, op};
+    w->v = *v;
     s = node_propose(a->node, ns_shard(a, c->ns), nk_slice_make(enc.data, enc.len),
-                     rpc_call_deadline_mono_ns(call), write_done, w);
+                     rpc_call_deadline_mono_ns(v->call), write_done, w);
     nk_buf_free(&enc);
     if (!nk_ok(s)) {
-        fail_status(call, s, NULL);
+        fail_status(v, s, NULL);
         free(w);
     }
 }
@@ -184,9 +217,10 @@ static void propose(struct api *a, struct rpc_call *call, enum vop op, struct ve
 static void on_create(void *ctx, struct rpc_call *call, struct nk_slice req)
 {
     struct api *a = ctx;
+    const struct vc v = {a, call, V_CREATE, nk_mono_ns()};
     const ProtobufCMessageDescriptor *d = &norikv__v1__create_vector_index_request__descriptor;
     Norikv__V1__CreateVectorIndexRequest *m =
-        (Norikv__V1__CreateVectorIndexRequest *)decode(call, d, req);
+        (Norikv__V1__CreateVectorIndexRequest *)decode(&v, d, req);
     if (!m)
         return;
     struct vec_cmd c = {.op = VEC_OP_CREATE_INDEX};
@@ -206,17 +240,18 @@ static void on_create(void *ctx, struct rpc_call *call, struct nk_slice req)
     if (nk_ok(s))
         s = api_vector_admit(a);
     if (nk_ok(s))
-        propose(a, call, V_CREATE, &c);
+        propose(&v, &c);
     else
-        fail_status(call, s, NULL);
+        fail_status(&v, s, NULL);
     protobuf_c_message_free_unpacked(&m->base, NULL);
 }
 
 static void on_drop(void *ctx, struct rpc_call *call, struct nk_slice req)
 {
     struct api *a = ctx;
+    const struct vc v = {a, call, V_DROP, nk_mono_ns()};
     const ProtobufCMessageDescriptor *d = &norikv__v1__drop_vector_index_request__descriptor;
-    ProtobufCMessage *m = decode(call, d, req);
+    ProtobufCMessage *m = decode(&v, d, req);
     if (!m)
         return;
     struct vec_cmd c = {.op = VEC_OP_DROP_INDEX};
@@ -226,17 +261,18 @@ static void on_drop(void *ctx, struct rpc_call *call, struct nk_slice req)
     if (nk_ok(s))
         s = check_idem(c.idem_key);
     if (nk_ok(s))
-        propose(a, call, V_DROP, &c);
+        propose(&v, &c);
     else
-        fail_status(call, s, NULL);
+        fail_status(&v, s, NULL);
     protobuf_c_message_free_unpacked(m, NULL);
 }
 
 static void on_insert(void *ctx, struct rpc_call *call, struct nk_slice req)
 {
     struct api *a = ctx;
+    const struct vc v = {a, call, V_INSERT, nk_mono_ns()};
     const ProtobufCMessageDescriptor *d = &norikv__v1__vector_insert_request__descriptor;
-    Norikv__V1__VectorInsertRequest *m = (Norikv__V1__VectorInsertRequest *)decode(call, d, req);
+    Norikv__V1__VectorInsertRequest *m = (Norikv__V1__VectorInsertRequest *)decode(&v, d, req);
     if (!m)
         return;
     struct vec_cmd c = {.op = VEC_OP_INSERT};
@@ -257,9 +293,9 @@ static void on_insert(void *ctx, struct rpc_call *call, struct nk_slice req)
     if (nk_ok(s)) {
         c.vector = (const uint8_t *)m->vector;
         c.dims = (uint32_t)m->n_vector;
-        propose(a, call, V_INSERT, &c);
+        propose(&v, &c);
     } else {
-        fail_status(call, s, NULL);
+        fail_status(&v, s, NULL);
     }
     protobuf_c_message_free_unpacked(&m->base, NULL);
 }
@@ -267,8 +303,9 @@ static void on_insert(void *ctx, struct rpc_call *call, struct nk_slice req)
 static void on_delete(void *ctx, struct rpc_call *call, struct nk_slice req)
 {
     struct api *a = ctx;
+    const struct vc v = {a, call, V_DELETE, nk_mono_ns()};
     const ProtobufCMessageDescriptor *d = &norikv__v1__vector_delete_request__descriptor;
-    ProtobufCMessage *m = decode(call, d, req);
+    ProtobufCMessage *m = decode(&v, d, req);
     if (!m)
         return;
     struct vec_cmd c = {.op = VEC_OP_DELETE};
@@ -281,9 +318,9 @@ static void on_delete(void *ctx, struct rpc_call *call, struct nk_slice req)
     if (nk_ok(s))
         s = check_idem(c.idem_key);
     if (nk_ok(s))
-        propose(a, call, V_DELETE, &c);
+        propose(&v, &c);
     else
-        fail_status(call, s, NULL);
+        fail_status(&v, s, NULL);
     protobuf_c_message_free_unpacked(m, NULL);
 }
 
@@ -291,8 +328,8 @@ static void on_delete(void *ctx, struct rpc_call *call, struct nk_slice req)
 
 /* A search or get waiting for its read barrier; owns copies of its inputs. */
 struct vread {
+    struct vc v;
     struct api *a;
-    struct rpc_call *call;
     bool search;
     uint32_t shard;
     uint32_t k;
@@ -321,7 +358,7 @@ static void do_search(struct vread *r)
                              r->include_vectors, &res);
     uint64_t us = (nk_mono_ns() - t0) / 1000;
     if (!nk_ok(s)) {
-        fail_status(r->call, s, NULL);
+        fail_status(&r->v, s, NULL);
         vec_results_free(&res);
         return;
     }
@@ -350,7 +387,7 @@ static void do_search(struct vread *r)
     free(ms);
     free(mp);
     vec_results_free(&res);
-    rpc_call_reply_malloced(r->call, buf, len);
+    vreply(&r->v, buf, len);
 }
 
 static void do_get(struct vread *r)
@@ -363,7 +400,7 @@ static void do_get(struct vread *r)
                           &dims, &found);
     if (!nk_ok(s)) {
         free(out);
-        fail_status(r->call, s, NULL);
+        fail_status(&r->v, s, NULL);
         return;
     }
     Norikv__V1__VectorGetResponse resp = NORIKV__V1__VECTOR_GET_RESPONSE__INIT;
@@ -376,7 +413,7 @@ static void do_get(struct vread *r)
     uint8_t *buf = nk_malloc(len ? len : 1);
     norikv__v1__vector_get_response__pack(&resp, buf);
     free(out);
-    rpc_call_reply_malloced(r->call, buf, len);
+    vreply(&r->v, buf, len);
 }
 
 static void do_vread(struct vread *r)
@@ -393,7 +430,7 @@ static void read_ready(void *vctx, const struct node_write_result *res)
     if (res->code == NK_CODE_OK)
         do_vread(r);
     else
-        vfail(r->call, res->code, res->msg ? res->msg : nk_code_name(res->code),
+        vfail(&r->v, res->code, res->msg ? res->msg : nk_code_name(res->code),
               res->leader_hint);
     vread_free(r);
 }
@@ -407,16 +444,16 @@ static void start_read(struct api *a, struct vread *r, struct nk_slice cs)
         api_quote(q, sizeof q, cs.data, cs.len, 64);
         snprintf(msg, sizeof msg,
                  "unknown consistency level '%s'; use lease, linearizable or stale_ok", q);
-        vfail(r->call, NK_INVALID_ARGUMENT, msg, NULL);
+        vfail(&r->v, NK_INVALID_ARGUMENT, msg, NULL);
         vread_free(r);
         return;
     }
     bool now = false;
     const char *hint = NULL;
-    nk_status s = node_read_barrier(a->node, r->shard, cons, rpc_call_deadline_mono_ns(r->call),
+    nk_status s = node_read_barrier(a->node, r->shard, cons, rpc_call_deadline_mono_ns(r->v.call),
                                     read_ready, r, &now, &hint);
     if (!nk_ok(s)) {
-        fail_status(r->call, s, hint);
+        fail_status(&r->v, s, hint);
         vread_free(r);
     } else if (now) {
         do_vread(r);
@@ -427,8 +464,9 @@ static void start_read(struct api *a, struct vread *r, struct nk_slice cs)
 static void on_search(void *ctx, struct rpc_call *call, struct nk_slice req)
 {
     struct api *a = ctx;
+    const struct vc v = {a, call, V_SEARCH, nk_mono_ns()};
     const ProtobufCMessageDescriptor *d = &norikv__v1__vector_search_request__descriptor;
-    Norikv__V1__VectorSearchRequest *m = (Norikv__V1__VectorSearchRequest *)decode(call, d, req);
+    Norikv__V1__VectorSearchRequest *m = (Norikv__V1__VectorSearchRequest *)decode(&v, d, req);
     if (!m)
         return;
     struct nk_slice ns, cs;
@@ -440,13 +478,13 @@ static void on_search(void *ctx, struct rpc_call *call, struct nk_slice req)
     if (nk_ok(s))
         s = vec_validate_vector(m->query, m->n_query, 0);
     if (!nk_ok(s)) {
-        fail_status(call, s, NULL);
+        fail_status(&v, s, NULL);
         protobuf_c_message_free_unpacked(&m->base, NULL);
         return;
     }
     struct vread *r = nk_calloc(1, sizeof(*r));
+    r->v = v;
     r->a = a;
-    r->call = call;
     r->search = true;
     r->shard = ns_shard(a, ns);
     r->k = m->k;
@@ -462,8 +500,9 @@ static void on_search(void *ctx, struct rpc_call *call, struct nk_slice req)
 static void on_get(void *ctx, struct rpc_call *call, struct nk_slice req)
 {
     struct api *a = ctx;
+    const struct vc v = {a, call, V_GET, nk_mono_ns()};
     const ProtobufCMessageDescriptor *d = &norikv__v1__vector_get_request__descriptor;
-    ProtobufCMessage *m = decode(call, d, req);
+    ProtobufCMessage *m = decode(&v, d, req);
     if (!m)
         return;
     struct nk_slice ns, id, cs;
@@ -474,13 +513,13 @@ static void on_get(void *ctx, struct rpc_call *call, struct nk_slice req)
     if (nk_ok(s))
         s = check_id(id);
     if (!nk_ok(s)) {
-        fail_status(call, s, NULL);
+        fail_status(&v, s, NULL);
         protobuf_c_message_free_unpacked(m, NULL);
         return;
     }
     struct vread *r = nk_calloc(1, sizeof(*r));
+    r->v = v;
     r->a = a;
-    r->call = call;
     r->shard = ns_shard(a, ns);
     r->ns = nk_memdup(ns.data, ns.len);
     r->ns_len = ns.len;
@@ -492,8 +531,39 @@ static void on_get(void *ctx, struct rpc_call *call, struct nk_slice req)
 
 /* --------------------------------------------------------------- register */
 
+static nk_status register_metrics(struct api *a)
+{
+    struct obs_registry *reg = obs_default();
+    static const char *const op_outcome[] = {"op", "outcome"};
+    static const char *const op_only[] = {"op"};
+    struct obs_family *freq, *flat;
+    NK_TRY(obs_family_register(reg, OBS_COUNTER, OBS_UNIT_NONE, "norikv_vector_requests_total",
+                               "Vector requests by operation and outcome", op_outcome, 2, &freq));
+    NK_TRY(obs_family_register(reg, OBS_HISTOGRAM, OBS_UNIT_MICROS,
+                               "norikv_vector_request_duration_seconds",
+                               "Vector request latency by operation", op_only, 1, &flat));
+    for (int op = 0; op < API_VOP_COUNT; op++) {
+        for (int oc = 0; oc < OUT_COUNT; oc++) {
+            const char *lv[] = {VOP_NAMES[op], VOUT_NAMES[oc]};
+            NK_TRY(obs_family_counter(freq, lv, &a->vreq[op][oc]));
+        }
+        const char *lv[] = {VOP_NAMES[op]};
+        NK_TRY(obs_family_histogram(flat, lv, &a->vlat[op]));
+    }
+    return obs_gauge_register(reg, "norikv_vector_memory_bytes",
+                              "Accounted bytes of the node's vector indexes (vec_store_memory)",
+                              &a->vmem);
+}
+
+void api_vector_update_gauges(struct api *a)
+{
+    if (a->vmem && node_vec(a->node))
+        obs_gauge_set(a->vmem, (int64_t)vec_store_memory(node_vec(a->node)));
+}
+
 nk_status api_vector_register(struct api *a, struct rpc_server *s)
 {
+    NK_TRY(register_metrics(a));
     struct rpc_method ms[] = {
         {"/norikv.v1.Vector/CreateIndex", RPC_UNARY, on_create, NULL, a},
         {"/norikv.v1.Vector/DropIndex", RPC_UNARY, on_drop, NULL, a},

@@ -383,6 +383,29 @@ func TestVectorContractSemanticsAndErrors(t *testing.T) {
 	if sr, err := vc.Search(ctx, &pb.VectorSearchRequest{Namespace: "c", Query: []float32{1, 1, 1}, K: 5}); err != nil || len(sr.Matches) != 2 {
 		t.Fatalf("search after bad input: %v %v", sr, err)
 	}
+	// and counts them in /metrics
+	resp, err := http.Get("http://" + s.http + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	metrics := string(raw)
+	for _, want := range []string{
+		`norikv_vector_requests_total{op="search",outcome="ok"} 5`,
+		`norikv_vector_requests_total{op="insert",outcome="invalid_argument"} `,
+		`norikv_vector_requests_total{op="search",outcome="not_found"} 1`,
+		`norikv_vector_requests_total{op="create_index",outcome="already_exists"} 1`,
+		`norikv_vector_request_duration_seconds_count{op="insert"} `,
+		"norikv_vector_memory_bytes ",
+	} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
+	if strings.Contains(metrics, "norikv_vector_memory_bytes 0\n") {
+		t.Errorf("norikv_vector_memory_bytes is 0 with an index holding vectors")
+	}
 }
 
 func TestVectorDeleteAndDrop(t *testing.T) {
