@@ -11,7 +11,7 @@ CTEST_ARGS ?=
 CMAKE_GEN  := -G Ninja
 
 .PHONY: all deps build run test test-c test-asan test-sdk test-go test-python test-typescript test-java \
-        bench bench-engine bench-server bench-raft bench-wal fuzz hash-vectors format clean bench-vector
+        bench bench-engine bench-server bench-raft bench-wal fuzz hash-vectors format clean bench-vector bench-vector-server
 
 all: build
 
@@ -93,6 +93,10 @@ bench-wal: build
 bench-vector: build
 	@if [ -x bench/vector/run.sh ]; then bench/vector/run.sh $(BUILD); \
 	else echo "bench-vector: not built yet"; fi
+
+# End-to-end vector search through norikv-server vs the same index in-process.
+bench-vector-server: build
+	bench/vector/run_server.sh $(BUILD) $(ARGS)
 
 # The Raft simulator over random seeds for SECONDS (default 60); every run
 # prints its seed, a failure prints the seed to replay with --seed.

@@ -339,7 +339,7 @@ static int cmd_rebuild(const char *path, const char *dir, bool flat)
     nk_buf_init(&b);
     struct vec_result r;
     vec_cmd_encode(&c, &b);
-    NK_ASSERT(nk_ok(vec_apply(vs, 1, 1, index++, b.data, b.len, &r)) && r.created);
+    NK_ASSERT(nk_ok(vec_apply(vs, 1, 1, index++, 0, b.data, b.len, &r)) && r.created);
     uint64_t t0 = nk_mono_ns();
     char id[16];
     for (uint32_t i = 0; i < d.n; i++) {
@@ -350,7 +350,7 @@ static int cmd_rebuild(const char *path, const char *dir, bool flat)
                               .dims = d.dims};
         nk_buf_clear(&b);
         vec_cmd_encode(&ins, &b);
-        NK_ASSERT(nk_ok(vec_apply(vs, 1, 1, index++, b.data, b.len, &r)) && r.code == 0);
+        NK_ASSERT(nk_ok(vec_apply(vs, 1, 1, index++, 0, b.data, b.len, &r)) && r.code == 0);
     }
     double apply_s = (double)(nk_mono_ns() - t0) / 1e9;
     vec_store_close(vs);

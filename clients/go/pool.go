@@ -19,6 +19,7 @@ type nodeConn struct {
 	cc   *grpc.ClientConn
 	kv   pb.KvClient
 	meta pb.MetaClient
+	vec  pb.VectorClient
 	// failedAt is when a call last found the node unreachable (unix ns);
 	// optional routing (stale reads) avoids it for a while.
 	failedAt atomic.Int64
@@ -75,7 +76,7 @@ func (p *pool) get(addr string) (*nodeConn, error) {
 	if err != nil {
 		return nil, err
 	}
-	nc := &nodeConn{addr: addr, cc: cc, kv: pb.NewKvClient(cc), meta: pb.NewMetaClient(cc)}
+	nc := &nodeConn{addr: addr, cc: cc, kv: pb.NewKvClient(cc), meta: pb.NewMetaClient(cc), vec: pb.NewVectorClient(cc)}
 	p.conns[addr] = nc
 	return nc, nil
 }

@@ -42,6 +42,11 @@ struct api_options {
     /* Request bodies all HTTP connections may hold at once (default 64 MiB);
      * beyond it a request is answered 429 RESOURCE_EXHAUSTED. */
     uint64_t http_max_body_bytes;
+    /* Accounted bytes all vector indexes of the node may hold (vec_store_memory;
+     * default 0: half the machine's physical memory). Beyond it, vector
+     * inserts and index creations are refused with RESOURCE_EXHAUSTED before
+     * they are proposed (docs/vector.md "Node memory budget"). */
+    uint64_t vector_memory_budget;
 };
 
 nk_status api_new(const struct api_options *o, struct api **out);

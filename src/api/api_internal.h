@@ -8,6 +8,7 @@
 #include "observe/observe.h"
 
 enum api_op { API_PUT = 0, API_GET = 1, API_DELETE = 2, API_OP_COUNT = 3 };
+#define API_VOP_COUNT 6 /* vector.c: create_index drop_index insert delete search get */
 
 enum api_outcome {
     OUT_OK = 0,
@@ -32,6 +33,10 @@ struct api {
     uint32_t http_max_conn, http_max_per_ip, http_request_timeout_ms;
     uint64_t http_max_body_bytes;
     _Atomic uint64_t http_body_bytes; /* request bodies buffered now */
+    uint64_t vector_budget; /* vector.c: node-wide bound of vec_store_memory */
+    struct obs_counter *vreq[API_VOP_COUNT][OUT_COUNT]; /* vector.c's metrics */
+    struct obs_histogram *vlat[API_VOP_COUNT];
+    struct obs_gauge *vmem;
     uint32_t total_shards;
     uint64_t start_ms;
 
@@ -59,6 +64,14 @@ struct api {
     void *httpd; /* struct MHD_Daemon */
     struct http_guard *http_guard;
 };
+
+/* vector.c: registers the norikv.v1.Vector methods. */
+nk_status api_vector_register(struct api *a, struct rpc_server *s);
+/* vector.c: RESOURCE_EXHAUSTED when the node's vector indexes have reached
+ * the budget (checked before an insert or a create is proposed). */
+nk_status api_vector_admit(struct api *a);
+/* vector.c: refreshes norikv_vector_memory_bytes (api_update_gauges). */
+void api_vector_update_gauges(struct api *a);
 
 /* Records a finished request. */
 void api_record(struct api *a, enum api_op op, enum api_outcome out, uint64_t start_ns);

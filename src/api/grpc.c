@@ -10,12 +10,13 @@
  * epoch), then one message per change.
  * Admin.SnapshotShard: flushes the shard's state (on a helper thread, one at
  * a time); Admin.TransferShard: FAILED_PRECONDITION on a one-node cluster.
- * Vector.*: UNIMPLEMENTED until vector search lands.
+ * Vector.*: vector.c.
  */
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 #include "api/api_decode.h"
 #include "api/api_internal.h"
@@ -658,16 +659,6 @@ static void on_transfer(void *ctx, struct rpc_call *call, struct nk_slice req)
     rpc_call_reply_malloced(call, buf, len);
 }
 
-static void on_vector(void *ctx, struct rpc_call *call, struct nk_slice req)
-{
-    (void)ctx;
-    (void)req;
-    char msg[200];
-    snprintf(msg, sizeof msg, "%s: vector search is not implemented by this server yet",
-             rpc_call_method(call));
-    fail(call, NK_UNIMPLEMENTED, msg, NULL);
-}
-
 /* ---------------------------------------------------------------- register */
 
 nk_status api_register(struct api *a, struct rpc_server *s)
@@ -679,15 +670,10 @@ nk_status api_register(struct api *a, struct rpc_server *s)
         {"/norikv.v1.Meta/WatchCluster", RPC_SERVER_STREAM, on_watch, on_watch_closed, a},
         {"/norikv.v1.Admin/TransferShard", RPC_UNARY, on_transfer, NULL, a},
         {"/norikv.v1.Admin/SnapshotShard", RPC_UNARY, on_snapshot, NULL, a},
-        {"/norikv.v1.Vector/CreateIndex", RPC_UNARY, on_vector, NULL, a},
-        {"/norikv.v1.Vector/DropIndex", RPC_UNARY, on_vector, NULL, a},
-        {"/norikv.v1.Vector/Insert", RPC_UNARY, on_vector, NULL, a},
-        {"/norikv.v1.Vector/Delete", RPC_UNARY, on_vector, NULL, a},
-        {"/norikv.v1.Vector/Search", RPC_UNARY, on_vector, NULL, a},
-        {"/norikv.v1.Vector/Get", RPC_UNARY, on_vector, NULL, a},
     };
     for (size_t i = 0; i < NK_ARRAY_LEN(ms); i++)
         NK_TRY(rpc_server_add_method(s, &ms[i]));
+    NK_TRY(api_vector_register(a, s)); /* vector.c */
     if (!a->watching) {
         NK_TRY(node_watch(a->node, on_view_change, a, &a->node_watch_id));
         a->watching = true;
@@ -707,6 +693,11 @@ nk_status api_new(const struct api_options *o, struct api **out)
     a->http_max_per_ip = o->http_max_per_ip ? o->http_max_per_ip : 128;
     a->http_request_timeout_ms = o->http_request_timeout_ms ? o->http_request_timeout_ms : 10000;
     a->http_max_body_bytes = o->http_max_body_bytes ? o->http_max_body_bytes : 64u << 20;
+    a->vector_budget = o->vector_memory_budget;
+    if (!a->vector_budget) {
+        long pages = sysconf(_SC_PHYS_PAGES), psz = sysconf(_SC_PAGESIZE);
+        a->vector_budget = pages > 0 && psz > 0 ? (uint64_t)pages * (uint64_t)psz / 2 : 1ULL << 32;
+    }
     a->total_shards = node_total_shards(o->node);
     a->start_ms = nk_mono_ms();
     pthread_mutex_init(&a->wmu, NULL);
@@ -772,6 +763,7 @@ void api_update_gauges(struct api *a)
     node_get_stats(a->node, &ns);
     obs_gauge_set(a->shards_led, ns.shards_led);
     obs_gauge_set(a->last_applied, (int64_t)ns.last_applied);
+    api_vector_update_gauges(a);
 }
 
 void api_free(struct api *a)

@@ -21,6 +21,7 @@
 #include "api/api_decode.h"
 #include "api/api_internal.h"
 #include "api/http_parse.h"
+#include "api/http_vector.h"
 #include "kv/kv.h"
 #include "server/config.h"
 
@@ -544,6 +545,8 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
     } else if (is_kv && (is_get || is_put || is_del)) {
         ret = kv_http(a, c, url + 4, is_get ? API_HTTP_GET : is_put ? API_HTTP_PUT : API_HTTP_DELETE,
                       &st->body);
+    } else if (strncmp(url, "/vector/", 8) == 0) { /* http_vector.c */
+        ret = (enum MHD_Result)api_http_vector(a, c, method, url + 8, &st->body);
     } else if (is_kv || !strcmp(url, "/healthz") || !strcmp(url, "/readyz") ||
                !strcmp(url, "/health") || !strcmp(url, "/metrics") ||
                !strcmp(url, "/meta/cluster")) {

@@ -1,9 +1,11 @@
 /*
- * apply.c: applying committed entries to the KV state machine, and the
+ * apply.c: applying committed entries to the KV state machine (vector
+ * commands to the vector state machine, node/vector.c), and the
  * membership history that log compaction points carry. A storage failure is
  * retried (degraded); damaged state stops only its shard (health.c).
  */
 #include "node/internal.h"
+#include "vector/vector.h"
 
 /*
  * Applies one committed entry. A storage failure is retried (the node is
@@ -13,10 +15,19 @@
 bool node_apply_entry(struct node *n, struct group *g, const struct raft_entry *e)
 {
     struct kv_result res;
+    struct vec_result vres;
     nk_status s;
     bool is_cmd = e->type == RAFT_ENTRY_NORMAL && e->len > 0;
+    bool is_vec = is_cmd && vec_cmd_is_vector(e->data, e->len);
+    if (is_vec) {
+        memset(&res, 0, sizeof(res));
+        res.term = e->term;
+        res.index = e->index;
+    }
     for (int attempt = 0;; attempt++) {
-        if (is_cmd)
+        if (is_vec)
+            s = node_vec_apply(n, g, e, &vres);
+        else if (is_cmd)
             s = kv_apply(n->kv, (uint16_t)g->id, e->term, e->index, e->data, e->len, &res);
         else
             s = kv_apply_noop(n->kv, (uint16_t)g->id, e->term, e->index);
@@ -41,7 +52,7 @@ bool node_apply_entry(struct node *n, struct group *g, const struct raft_entry *
     nk_status ts = kv_shard_time(n->kv, (uint16_t)g->id, &g->time_ms);
     NK_ASSERT(nk_ok(ts)); /* loaded by the apply just made */
     atomic_fetch_add_explicit(&n->st_applied_entries, 1, memory_order_relaxed);
-    node_settle_proposals(n, g, e->index, e->term, is_cmd ? &res : NULL);
+    node_settle_proposals(n, g, e->index, e->term, is_cmd ? &res : NULL, is_vec ? &vres : NULL);
     return true;
 }
 

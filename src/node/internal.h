@@ -198,6 +198,7 @@ struct node {
     struct raftlog *log;
     struct lsm_db *db;
     struct kv_store *kv;
+    struct vec_store *vs; /* vector indexes of the hosted shards (vector.c) */
     uint32_t nshards;
     struct group *groups;
     struct shard_pub *pub;
@@ -297,7 +298,7 @@ nk_status node_enqueue(struct node *n, const struct req *r);
 void node_request_done(struct node *n);
 void node_start_request(struct node *n, struct group *g, struct req *r);
 void node_settle_proposals(struct node *n, struct group *g, uint64_t index, uint64_t term,
-                             const struct kv_result *res);
+                             const struct kv_result *res, const struct vec_result *vres);
 void node_settle_done(struct node *n, struct group *g);
 void node_match_reads(struct node *n, struct group *g, const struct raft_ready *rd);
 void node_serve_reads(struct node *n, struct group *g);
@@ -395,6 +396,14 @@ void node_peers_announce(struct node *n);
 void node_peers_push_internal(struct node *n, uint64_t from, const uint8_t *data, size_t len);
 nk_status node_peers_add_members(struct node *n);
 void node_peers_send_leads(struct node *n); /* loop: tell peers the shards we lead */
+
+/* vector.c: the vector state machine beside KV */
+nk_status node_vec_open(struct node *n);  /* after the groups opened: loads hosted shards */
+void node_vec_close(struct node *n);      /* before the LSM closes */
+nk_status node_vec_reload(struct node *n, uint32_t shard); /* after its state was replaced */
+/* Applies a vector entry (vec_cmd_is_vector) with the shard's time kept. */
+nk_status node_vec_apply(struct node *n, struct group *g, const struct raft_entry *e,
+                         struct vec_result *res);
 
 /* storage.c: the raft storage vtable of a group */
 void node_raft_storage(struct group *g, struct raft_storage *out);

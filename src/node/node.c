@@ -366,6 +366,8 @@ nk_status node_open(const struct node_options *o, struct node **out)
     if (nk_ok(s))
         s = open_groups(n);
     if (nk_ok(s))
+        s = node_vec_open(n);
+    if (nk_ok(s))
         s = node_snap_open(n);
     if (nk_ok(s)) {
         if (pthread_create(&n->flusher, NULL, node_flusher_main, n) != 0)
@@ -446,6 +448,7 @@ bool node_close(struct node *n)
         pthread_join(n->flusher, NULL);
     }
     kv_store_close(n->kv);
+    node_vec_close(n);
     if (n->log) {
         /* lsm_close flushes the applies that skipped its WAL: the log
          * entries they came from go to disk first (see the flusher) */

@@ -2,7 +2,7 @@
  * node: the multi-Raft host. One node runs one Raft group per shard it
  * replicates (all `total_shards` of them on a one-node cluster), one shared
  * Raft log (src/raftlog) and one LSM (src/lsm) under the KV state machine
- * (src/kv).
+ * (src/kv), with the vector state machine (src/vector) beside it.
  *
  * The Ready loop (one thread) owns every `struct raft`. Each round it takes
  * the queued proposals and read requests, ticks the groups when a tick is
@@ -95,11 +95,16 @@ bool node_close(struct node *n); /* false: the final flush failed (exit non-zero
  * down", or QUORUM_UNAVAILABLE), NK_DEADLINE_EXCEEDED ("COMMIT_TIMEOUT"),
  * NK_RESOURCE_EXHAUSTED.
  */
+struct vec_result;
+
 struct node_write_result {
     enum nk_code code;
     const char *msg;
     const char *leader_hint;
     struct kv_result res;
+    /* a vector command's applied result (vector.h); NULL for KV commands.
+     * Valid only during the callback. */
+    const struct vec_result *vres;
 };
 
 typedef void (*node_write_fn)(void *ctx, const struct node_write_result *r);
@@ -143,6 +148,12 @@ nk_status node_read_barrier(struct node *n, uint32_t shard, enum node_consistenc
 
 /* The KV state machine, for reads (kv_get) and idempotency lookups. */
 struct kv_store *node_kv(struct node *n);
+
+/* The vector state machine (vector.h), for searches, gets and index info.
+ * Vector commands are proposed with node_propose like KV commands; their
+ * completion carries node_write_result.vres (node/vector.c). */
+struct vec_store;
+struct vec_store *node_vec(struct node *n);
 
 /* ----------------------------------------------------------- cluster view */
 

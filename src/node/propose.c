@@ -104,13 +104,13 @@ void node_start_request(struct node *n, struct group *g, struct req *r)
 /* Completes the pending proposals that entry (index, term) settles. The
  * settled prefix is dropped once per round (settle_done), not per entry. */
 void node_settle_proposals(struct node *n, struct group *g, uint64_t index, uint64_t term,
-                             const struct kv_result *res)
+                             const struct kv_result *res, const struct vec_result *vres)
 {
     size_t k = g->settled;
     while (k < g->pending.n && g->pending.v[k].index <= index) {
         struct req *r = &g->pending.v[k];
         if (r->index == index && r->term == term && res) {
-            struct node_write_result wr = {.code = NK_CODE_OK, .res = *res};
+            struct node_write_result wr = {.code = NK_CODE_OK, .res = *res, .vres = vres};
             obs_hist_observe_since(n->m_commit, r->t0);
             r->done(r->ctx, &wr);
         } else {

@@ -480,6 +480,9 @@ nk_status node_snap_replace_state(struct node *n, struct group *g, const struct 
      * point goes into this round's raft log write) */
     if (nk_ok(s))
         s = lsm_flush(n->db);
+    /* the shard's vector indexes come from its new state */
+    if (nk_ok(s))
+        s = node_vec_reload(n, g->id);
     return s;
 }
 

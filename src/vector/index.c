@@ -664,7 +664,12 @@ nk_status vec_index_search(struct vec_index *ix, const float *q, uint32_t k, uin
     pthread_rwlock_rdlock(&ix->lock);
     struct vec_scratch *s = vec_scratch_get(ix);
     if (ix->live) {
-        if (ix->o.type == VEC_INDEX_FLAT)
+        /* An ef that covers every live vector asks for the exact
+         * answer, and a walk cannot promise it: re-selecting the links of a
+         * full neighbour (connect() in hnsw.c) can drop the last link into a
+         * node, which no walk then reaches. Scanning costs no more than
+         * walking the whole graph would. */
+        if (ix->o.type == VEC_INDEX_FLAT || (uint64_t)ef >= ix->live)
             flat_search(ix, q, q_inv, k, s);
         else
             vec_hnsw_search(ix, q, q_inv, ef, s);

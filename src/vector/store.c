@@ -27,6 +27,7 @@
  * inside. Inserts and deletes change an index under its own write lock only.
  */
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -60,6 +61,7 @@ struct vshard {
 struct vec_store {
     struct lsm_db *db;
     struct vec_store_options opt;
+    _Atomic uint64_t memory; /* sum of vec_index_memory over the registry */
     pthread_rwlock_t lock;
     struct vshard *shards[65536];
 };
@@ -171,9 +173,26 @@ static void reg_remove(struct vec_store *s, uint16_t shard, struct nk_slice ns)
     sh->n--;
 }
 
+uint64_t vec_store_memory(struct vec_store *s)
+{
+    return atomic_load_explicit(&s->memory, memory_order_relaxed);
+}
+
+/* Adds (or, with a negative delta, takes) the accounted bytes of a change. */
+static void mem_add(struct vec_store *s, uint64_t before, uint64_t after)
+{
+    if (after >= before)
+        atomic_fetch_add_explicit(&s->memory, after - before, memory_order_relaxed);
+    else
+        atomic_fetch_sub_explicit(&s->memory, before - after, memory_order_relaxed);
+}
+
 void vec_store_unload_shard(struct vec_store *s, uint16_t shard)
 {
     pthread_rwlock_wrlock(&s->lock);
+    struct vshard *sh = s->shards[shard];
+    for (uint32_t i = 0; sh && i < sh->n; i++)
+        mem_add(s, vec_index_memory(sh->v[i].ix), 0);
     shard_free(s->shards[shard]);
     s->shards[shard] = NULL;
     pthread_rwlock_unlock(&s->lock);
@@ -305,13 +324,17 @@ static bool decode_idem(struct nk_slice v, uint64_t *fp, uint64_t *ts, struct ve
     return true;
 }
 
-static nk_status put_applied(struct lsm_batch *b, uint16_t shard, uint64_t term, uint64_t index)
+/* KV's applied record (kv-state.md): term, index and the shard's replicated
+ * time, which a vector command carries over unchanged (KV owns that clock). */
+static nk_status put_applied(struct lsm_batch *b, uint16_t shard, uint64_t term, uint64_t index,
+                             uint64_t time_ms)
 {
     uint8_t k[4];
     key_simple(k, shard, TAG_META, nk_slice_str("A"));
-    uint8_t v[2 * NK_VARINT64_MAX];
+    uint8_t v[3 * NK_VARINT64_MAX];
     size_t n = nk_enc_varint64(v, term);
     n += nk_enc_varint64(v + n, index);
+    n += nk_enc_varint64(v + n, time_ms);
     return lsm_batch_put(b, nk_slice_make(k, 4), nk_slice_make(v, n), 0);
 }
 
@@ -520,7 +543,9 @@ static nk_status decide(struct vec_store *s, uint16_t shard, uint64_t term, uint
             float *v = nk_malloc(4 * (size_t)c->dims);
             memcpy(v, c->vector, 4 * (size_t)c->dims);
             bool replaced;
+            uint64_t before = vec_index_memory(ix);
             nk_status is = vec_index_insert(ix, c->id, v, &replaced);
+            mem_add(s, before, vec_index_memory(ix));
             if (!nk_ok(is))
                 nk_panic("vector insert accepted by apply failed in memory: %s",
                          nk_status_msg(is));
@@ -542,7 +567,9 @@ static nk_status decide(struct vec_store *s, uint16_t shard, uint64_t term, uint
             res->deleted = true;
             if (nk_ok(st)) {
                 bool deleted;
+                uint64_t before = vec_index_memory(ix);
                 vec_index_delete(ix, c->id, &deleted);
+                mem_add(s, before, vec_index_memory(ix));
                 NK_ASSERT(deleted);
                 st = put_graph(b, shard, c->ns, ix);
             }
@@ -565,22 +592,26 @@ static void commit_memory(struct vec_store *s, uint16_t shard, const struct vec_
         NK_ASSERT(nk_ok(st)); /* options were validated by the decoder */
         pthread_rwlock_wrlock(&s->lock);
         reg_add(s, shard, c->ns, ix);
+        mem_add(s, 0, vec_index_memory(ix));
         pthread_rwlock_unlock(&s->lock);
         break;
     }
     case P_DROP:
         pthread_rwlock_wrlock(&s->lock);
+        if (lookup(s, shard, c->ns))
+            mem_add(s, vec_index_memory(lookup(s, shard, c->ns)), 0);
         reg_remove(s, shard, c->ns);
         pthread_rwlock_unlock(&s->lock);
         break;
     }
 }
 
-static nk_status apply_noop(struct vec_store *s, uint16_t shard, uint64_t term, uint64_t index)
+static nk_status apply_noop(struct vec_store *s, uint16_t shard, uint64_t term, uint64_t index,
+                            uint64_t time_ms)
 {
     struct lsm_batch b;
     lsm_batch_init(&b);
-    nk_status st = put_applied(&b, shard, term, index);
+    nk_status st = put_applied(&b, shard, term, index, time_ms);
     if (nk_ok(st))
         st = lsm_write(s->db, &APPLY_WO, &b);
     lsm_batch_free(&b);
@@ -588,7 +619,7 @@ static nk_status apply_noop(struct vec_store *s, uint16_t shard, uint64_t term, 
 }
 
 nk_status vec_apply(struct vec_store *s, uint16_t shard, uint64_t term, uint64_t index,
-                    const uint8_t *data, size_t n, struct vec_result *res)
+                    uint64_t time_ms, const uint8_t *data, size_t n, struct vec_result *res)
 {
     memset(res, 0, sizeof(*res));
     res->term = term;
@@ -600,7 +631,7 @@ nk_status vec_apply(struct vec_store *s, uint16_t shard, uint64_t term, uint64_t
                  (unsigned long long)term, (unsigned long long)index, nk_status_msg(st));
         set_msg(res, NK_DATA_LOSS, "%s", nk_status_msg(st));
         nk_status_free(&st);
-        return apply_noop(s, shard, term, index);
+        return apply_noop(s, shard, term, index, time_ms);
     }
 
     struct lsm_batch b;
@@ -621,7 +652,7 @@ nk_status vec_apply(struct vec_store *s, uint16_t shard, uint64_t term, uint64_t
             else
                 set_msg(res, NK_INVALID_ARGUMENT,
                         "idempotency key was used by another request with other parameters");
-            st = put_applied(&b, shard, term, index);
+            st = put_applied(&b, shard, term, index, time_ms);
             goto write;
         }
         write_idem = true;
@@ -641,7 +672,7 @@ nk_status vec_apply(struct vec_store *s, uint16_t shard, uint64_t term, uint64_t
         if (!nk_ok(st))
             goto out;
     }
-    st = put_applied(&b, shard, term, index);
+    st = put_applied(&b, shard, term, index, time_ms);
 write:
     if (nk_ok(st))
         st = lsm_write(s->db, &APPLY_WO, &b);
@@ -777,6 +808,7 @@ nk_status vec_store_load_shard(struct vec_store *s, uint16_t shard)
         }
         pthread_rwlock_wrlock(&s->lock);
         reg_add(s, shard, ns, ix);
+        mem_add(s, 0, vec_index_memory(ix));
         pthread_rwlock_unlock(&s->lock);
     }
     if (nk_ok(st))

@@ -251,6 +251,11 @@ void vec_store_close(struct vec_store *s);
  * indexes of that shard already in memory are dropped first.
  */
 nk_status vec_store_load_shard(struct vec_store *s, uint16_t shard);
+/* The accounted bytes (vec_index_memory) of every index in memory, all
+ * shards together: what a node-wide budget is judged by (the API refuses
+ * inserts and creates beyond it before proposing: docs/vector.md). Any thread. */
+uint64_t vec_store_memory(struct vec_store *s);
+
 /* Forgets a shard's in-memory indexes (replica removed, or before a snapshot
  * install rewrites its key range). The LSM is not touched. */
 void vec_store_unload_shard(struct vec_store *s, uint16_t shard);
@@ -259,14 +264,15 @@ void vec_store_unload_shard(struct vec_store *s, uint16_t shard);
  * Applies the committed vector command in data (vec_cmd_is_vector) to
  * shard: the in-memory index and one LSM write batch (skip_wal) holding the
  * data, the HNSW graph records that changed, the idempotency record and the
- * shard's applied (term, index) in KV's applied-index record (kv-state.md).
+ * shard's applied (term, index) in KV's applied-index record (kv-state.md),
+ * with time_ms, the shard's replicated time (kv_shard_time), kept as it is.
  * *res is what the client is told. An entry that does not decode is applied
  * as a no-op with res->code DATA_LOSS. The return status reports storage
  * failures only: the replica must stop (memory may be ahead of the LSM; a
  * restart reloads from the LSM).
  */
 nk_status vec_apply(struct vec_store *s, uint16_t shard, uint64_t term, uint64_t index,
-                    const uint8_t *data, size_t n, struct vec_result *res);
+                    uint64_t time_ms, const uint8_t *data, size_t n, struct vec_result *res);
 
 /* What the API needs to validate an insert or search before proposing. */
 nk_status vec_index_info(struct vec_store *s, uint16_t shard, struct nk_slice ns,

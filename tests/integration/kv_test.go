@@ -436,11 +436,21 @@ func TestConfigErrorsNameTheProblem(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "total_shards=1024") || !strings.Contains(err.Error(), "256") {
 		t.Fatalf("reopening with another total_shards: %v; want an error naming both values", err)
 	}
-	// seed nodes: clusters are not built yet, so refuse rather than run a
-	// silent one-node cluster that would split the data
-	_, err = tryStart(t, "--ephemeral", "--cluster-seed-nodes=127.0.0.1:9102")
-	if err == nil || !strings.Contains(err.Error(), "cluster.seed_nodes") {
-		t.Fatalf("seed nodes: %v; want an error naming cluster.seed_nodes", err)
+	// seed nodes: a malformed address, one listed twice, and this node's own
+	// peer address are refused at start, each named
+	_, err = tryStart(t, "--ephemeral", "--cluster-seed-nodes=127.0.0.1:99999")
+	if err == nil || !strings.Contains(err.Error(), "cluster.seed_nodes") || !strings.Contains(err.Error(), "99999") {
+		t.Fatalf("bad seed address: %v; want an error naming cluster.seed_nodes and the address", err)
+	}
+	_, err = tryStart(t, "--ephemeral", "--cluster-seed-nodes=127.0.0.1:9102,127.0.0.1:9102")
+	if err == nil || !strings.Contains(err.Error(), "listed twice") {
+		t.Fatalf("seed listed twice: %v; want an error saying so", err)
+	}
+	self := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	_, err = tryStart(t, "--ephemeral", "--rpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0",
+		"--peer-addr", self, "--cluster-seed-nodes="+self)
+	if err == nil || !strings.Contains(err.Error(), "is this node itself") {
+		t.Fatalf("seed that is this node: %v; want an error saying so", err)
 	}
 	// an explicitly configured address that is taken
 	s := ephemeral(t)
@@ -548,7 +558,8 @@ func TestAdminAndVectorAnswers(t *testing.T) {
 	if _, err := adm.SnapshotShard(ctx, &pb.ShardInfo{Id: 5000}); code(err) != codes.InvalidArgument {
 		t.Fatalf("snapshot of a missing shard: %v", err)
 	}
-	if _, err := pb.NewVectorClient(s.conn).Search(ctx, &pb.VectorSearchRequest{Namespace: "x"}); code(err) != codes.Unimplemented {
+	// the Vector service is served (vector_test.go): a missing index is NOT_FOUND
+	if _, err := pb.NewVectorClient(s.conn).Search(ctx, &pb.VectorSearchRequest{Namespace: "x", Query: []float32{1}, K: 1}); code(err) != codes.NotFound {
 		t.Fatalf("vector search: %v", err)
 	}
 }

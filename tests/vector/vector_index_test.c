@@ -341,3 +341,67 @@ NK_TEST(concurrent_searches_run_beside_a_writer)
     vec_index_destroy(ix);
     free(v);
 }
+
+/* Regression (model test seed 9958595684): re-selecting the links of a full
+ * neighbour can drop the last link into a node, which the beam search then
+ * never reaches. A search whose ef covers the whole graph must still be
+ * exact: it scans instead of walking. Small m, few coarse values (many exact
+ * duplicates and zero vectors) make such unreachable nodes common. */
+NK_TEST(hnsw_search_with_ef_covering_the_index_finds_every_unreachable_node)
+{
+    enum { IDS = 60, D = 8, OPS = 3000 };
+    struct vg_rng r = {nk_test_seed()};
+    static float model[IDS][D];
+    static bool has[IDS];
+    struct vec_results res;
+    vec_results_init(&res);
+    int mismatches = 0;
+    for (int run = 0; run < 8 && !mismatches; run++) {
+        struct vec_index_options o;
+        vec_index_options_default(&o);
+        o.dims = D;
+        o.m = 4 + (uint32_t)(vg_next(&r) % 8);
+        o.metric = (enum vec_metric)(1 + vg_next(&r) % 3);
+        struct vec_index *ix = NULL;
+        NK_REQUIRE_OK(vec_index_create(&o, &ix));
+        memset(has, 0, sizeof has);
+        for (int op = 0; op < OPS && !mismatches; op++) {
+            int i = (int)(vg_next(&r) % IDS);
+            char buf[32];
+            struct nk_slice id = idof(buf, (size_t)i);
+            if (vg_unif(&r) < 0.7) {
+                float v[D];
+                for (int j = 0; j < D; j++)
+                    v[j] = vg_unif(&r) < 0.05 ? 0.0f : (float)((int)(vg_unif(&r) * 8) - 4) / 4;
+                bool rep;
+                NK_REQUIRE_OK(vec_index_insert(ix, id, v, &rep));
+                memcpy(model[i], v, sizeof v);
+                has[i] = true;
+            } else {
+                bool del;
+                vec_index_delete(ix, id, &del);
+                has[i] = false;
+            }
+            uint32_t live = (uint32_t)vec_index_count(ix);
+            if (!live)
+                continue;
+            float q[D];
+            for (int j = 0; j < D; j++)
+                q[j] = (float)(vg_unif(&r) * 2 - 1);
+            /* every live id comes back when k (and so ef) covers the index */
+            NK_REQUIRE_OK(vec_index_search(ix, q, live, live, false, &res));
+            bool seen[IDS] = {0};
+            for (uint32_t x = 0; x < res.n; x++)
+                seen[atoi(res.m[x].id + 3)] = true;
+            for (int x = 0; x < IDS; x++)
+                if (seen[x] != has[x]) {
+                    fprintf(stderr, "  run %d op %d m %u: id-%d returned %d, live %d\n", run, op,
+                            o.m, x, seen[x], has[x]);
+                    mismatches++;
+                }
+        }
+        vec_index_destroy(ix);
+    }
+    vec_results_free(&res);
+    NK_CHECK_EQ_U64(mismatches, 0);
+}

@@ -83,7 +83,7 @@ static struct vec_result apply_at(struct env *e, uint16_t shard, uint64_t index,
     nk_buf_init(&b);
     vec_cmd_encode(c, &b);
     struct vec_result r;
-    nk_status s = vec_apply(e->vs, shard, 1, index, b.data, b.len, &r);
+    nk_status s = vec_apply(e->vs, shard, 1, index, 0, b.data, b.len, &r);
     if (!nk_ok(s))
         nk_panic("vec_apply: %s", nk_status_msg(s));
     nk_buf_free(&b);
@@ -289,7 +289,7 @@ NK_TEST(apply_follows_the_contract_vector_semantics)
 
     /* an undecodable entry is a no-op that still advances the applied index */
     uint8_t junk[] = {VEC_CMD_TAG, 9, 9};
-    NK_REQUIRE_OK(vec_apply(e.vs, 7, 2, 100, junk, sizeof junk, &r));
+    NK_REQUIRE_OK(vec_apply(e.vs, 7, 2, 100, 0, junk, sizeof junk, &r));
     NK_CHECK(r.code == NK_DATA_LOSS);
     NK_REQUIRE_OK(kv_store_open(e.db, NULL, &kv));
     NK_REQUIRE_OK(kv_applied(kv, 7, &term, &index));
@@ -481,13 +481,15 @@ static bool check_model(struct env *e, const struct model *m, struct vg_rng *r)
     bool ok = true;
     struct vec_results res;
     vec_results_init(&res);
+    uint64_t mem_sum = 0; /* vec_store_memory is the sum over every index */
     for (int s = 0; s < 2; s++) {
         for (int n = 0; n < M_NS; n++) {
             struct nk_slice ns = nk_slice_str(NS_NAMES[n]);
-            uint64_t count;
+            uint64_t count, mem = 0;
             bool found;
             struct vec_index_options o;
-            NK_ASSERT(nk_ok(vec_index_info(e->vs, SHARDS[s], ns, &o, &count, NULL, &found)));
+            NK_ASSERT(nk_ok(vec_index_info(e->vs, SHARDS[s], ns, &o, &count, &mem, &found)));
+            mem_sum += mem;
             if (found != m->exists[s][n]) {
                 fprintf(stderr, "  shard %u %s: exists %d, model %d\n", SHARDS[s], NS_NAMES[n],
                         found, m->exists[s][n]);
@@ -546,21 +548,30 @@ static bool check_model(struct env *e, const struct model *m, struct vg_rng *r)
         }
     }
     vec_results_free(&res);
+    if (vec_store_memory(e->vs) != mem_sum) {
+        fprintf(stderr, "  vec_store_memory %llu, the indexes' sum %llu\n",
+                (unsigned long long)vec_store_memory(e->vs), (unsigned long long)mem_sum);
+        ok = false;
+    }
     return ok;
 }
 
-NK_TEST(random_operations_match_a_brute_force_model_across_restarts)
+/* One model run of 15000 random operations from seed, in directory name. */
+/* NK_REQUIRE for a function that returns bool */
+#define MODEL_REQUIRE(cond)                                                                        \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            fprintf(stderr, "  %s:%d: required: %s\n", __FILE__, __LINE__, #cond);                 \
+            nk_test_failed_ = 1;                                                                   \
+            return false;                                                                          \
+        }                                                                                          \
+    } while (0)
+
+static bool model_run(uint64_t seed, const char *name)
 {
-    /* make test runs a fixed seed; NK_SEED=<n> runs another. Seed
-     * 9958595684 fails (a search misses the 5th nearest after restarts and a
-     * graph record reads as malformed): an open bug of the vector library,
-     * which the server does not serve yet (issue 11, docs/vector.md). */
-    uint64_t seed = getenv("NK_SEED") ? nk_test_seed() : 1;
-    if (!getenv("NK_SEED"))
-        fprintf(stderr, "  seed 1 (fixed; NK_SEED=<n> for another)\n");
     struct vg_rng r = {seed};
     struct env e = {0};
-    NK_REQUIRE(env_open(&e, "db"));
+    MODEL_REQUIRE(env_open(&e, name));
     struct model *m = calloc(1, sizeof(*m));
     const int OPS = 15000;
     for (int op = 0; op < OPS; op++) {
@@ -614,15 +625,34 @@ NK_TEST(random_operations_match_a_brute_force_model_across_restarts)
             }
         }
         if (op % 500 == 499) {
-            NK_REQUIRE(check_model(&e, m, &r));
+            MODEL_REQUIRE(check_model(&e, m, &r));
             if (op % 2500 == 2499) {
-                NK_REQUIRE(env_restart(&e, SHARDS, 2));
-                NK_REQUIRE(check_model(&e, m, &r));
+                MODEL_REQUIRE(env_restart(&e, SHARDS, 2));
+                MODEL_REQUIRE(check_model(&e, m, &r));
             }
         }
     }
     free(m);
     env_close(&e);
+    return true;
+}
+
+NK_TEST(random_operations_match_a_brute_force_model_across_restarts)
+{
+    /* Seed 9958595684 once made an HNSW node unreachable, so an exact
+     * search (ef above the count) missed a neighbour (docs/vector.md); it
+     * runs every time, beside three fresh seeds (NK_SEED fixes them). */
+    NK_CHECK(model_run(9958595684ULL, "db-regression"));
+    uint64_t seed = nk_test_seed();
+    for (uint64_t i = 0; i < 3; i++) {
+        char name[32];
+        snprintf(name, sizeof name, "db%llu", (unsigned long long)i);
+        if (!model_run(seed + i * 0x9e3779b97f4a7c15ULL, name)) {
+            fprintf(stderr, "  failed run: seed %llu (+%llu x golden)\n",
+                    (unsigned long long)seed, (unsigned long long)i);
+            NK_CHECK(false);
+        }
+    }
 }
 
 /* --------------------------------------------------------- determinism */
@@ -680,8 +710,8 @@ NK_TEST(applying_the_same_log_twice_gives_identical_state_and_results)
     bool same = true;
     for (int i = 0; i < N && same; i++) {
         struct vec_result ra, rb;
-        NK_REQUIRE_OK(vec_apply(e[0].vs, 11, 1, (uint64_t)i + 1, log[i].data, log[i].len, &ra));
-        NK_REQUIRE_OK(vec_apply(e[1].vs, 11, 1, (uint64_t)i + 1, log[i].data, log[i].len, &rb));
+        NK_REQUIRE_OK(vec_apply(e[0].vs, 11, 1, (uint64_t)i + 1, 0, log[i].data, log[i].len, &ra));
+        NK_REQUIRE_OK(vec_apply(e[1].vs, 11, 1, (uint64_t)i + 1, 0, log[i].data, log[i].len, &rb));
         same = !memcmp(&ra, &rb, sizeof ra);
         if (i == N / 3 || i == 2 * N / 3) {
             uint16_t sh = 11;
@@ -717,4 +747,35 @@ NK_TEST(applying_the_same_log_twice_gives_identical_state_and_results)
     free(data);
     env_close(&e[0]);
     env_close(&e[1]);
+}
+
+/* The applied record is KV's: a vector entry keeps the shard's replicated
+ * time in it (KV's expiry runs on that clock; a record without it would
+ * read as time 0 after a restart). */
+NK_TEST(a_vector_apply_keeps_the_shards_replicated_time_in_the_applied_record)
+{
+    struct env e = {0};
+    NK_REQUIRE(env_open(&e, "db"));
+    struct vec_cmd c = create_cmd("t", 2, VEC_METRIC_L2, VEC_INDEX_HNSW);
+    struct nk_buf b;
+    nk_buf_init(&b);
+    vec_cmd_encode(&c, &b);
+    struct vec_result r;
+    NK_REQUIRE_OK(vec_apply(e.vs, 3, 4, 77, 1234567, b.data, b.len, &r));
+    NK_CHECK(r.code == NK_CODE_OK && r.created);
+    uint8_t junk[] = {VEC_CMD_TAG, 9};
+    NK_REQUIRE_OK(vec_apply(e.vs, 4, 4, 78, 7654321, junk, sizeof junk, &r)); /* a no-op */
+    NK_CHECK(r.code == NK_DATA_LOSS);
+    nk_buf_free(&b);
+    struct kv_store *kv;
+    NK_REQUIRE_OK(kv_store_open(e.db, NULL, &kv));
+    uint64_t t = 0, term = 0, index = 0;
+    NK_REQUIRE_OK(kv_applied(kv, 3, &term, &index));
+    NK_REQUIRE_OK(kv_shard_time(kv, 3, &t));
+    NK_CHECK(term == 4 && index == 77 && t == 1234567);
+    NK_REQUIRE_OK(kv_applied(kv, 4, &term, &index));
+    NK_REQUIRE_OK(kv_shard_time(kv, 4, &t));
+    NK_CHECK(term == 4 && index == 78 && t == 7654321);
+    kv_store_close(kv);
+    env_close(&e);
 }

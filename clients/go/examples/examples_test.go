@@ -36,6 +36,10 @@ var samples = []sample{
 	{"bestpractices", []string{"Read with a 5 s timeout: hello", "Version conflict loop: updated", "Goroutines: 100 keys written", "Concurrent access: 50 keys written"}},
 	{"health", []string{"Healthy: "}},
 	{"complete", []string{"Written: ", `Read: {"user_id":42}`, "Stats: {Pool:{ActiveConnections:"}},
+	{"vector", []string{"Index created", "Create with options: created=false", "Inserted at version: ",
+		"Search took ", "ID: doc-123, Distance: ", "Vector dims: 1536", "Vector has 1536 dimensions",
+		"Vector deleted", "Delete with options: deleted=false", "Index dropped", "Index did not exist",
+		"Similar products:", " prod-001 (distance: 1.0000)", "vector samples: ok"}},
 }
 
 // The TTL sample sleeps 61 s; it runs beside the others.

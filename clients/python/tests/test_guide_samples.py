@@ -1,4 +1,4 @@
-"""Every code sample of the NoriKV Python API guide (except the vector ones) and
+"""Every code sample of the NoriKV Python API guide (the vector ones: test_vector_guide_samples.py) and
 the README's short form, run against a real norikv-server --ephemeral.
 
 The samples are copied as the guide shows them. The only changes: node

@@ -19,7 +19,6 @@ import {
   ShardCountMismatchError,
   ClientClosedError,
   NoriKVError,
-  UnimplementedError,
 } from '@norikv/client';
 import { EphemeralServer, freeAddr } from '@norikv/client/testing';
 import { serverBinary, startServer, waitFor, uniqueKey, sleep } from './helpers.mjs';
@@ -375,21 +374,30 @@ test('a client can be built from the class as well as from createClient', async 
   assert.equal(c.isConnected, false);
 });
 
-test('vector calls reach the server and its UNIMPLEMENTED answer is an UnimplementedError, not retried', async (t) => {
+test('vector calls are served: create, insert, search, get, delete and drop round-trip through the server', async (t) => {
   if (!needServer(t)) return;
-  const before = client.getStats().requests.attempts;
-  const calls = [
-    () => client.vectorCreateIndex('emb', 3, 'cosine', 'hnsw'),
-    () => client.vectorInsert('emb', 'doc-1', [0.1, 0.2, 0.3]),
-    () => client.vectorSearch('emb', [0.1, 0.2, 0.3], 5, { includeVectors: true }),
-    () => client.vectorGet('emb', 'doc-1'),
-    () => client.vectorDelete('emb', 'doc-1'),
-    () => client.vectorDropIndex('emb'),
-  ];
-  for (const call of calls) {
-    await assert.rejects(call(), (e) => e instanceof UnimplementedError && e.code === 'UNIMPLEMENTED' && e.attempts === 1);
-  }
-  assert.equal(client.getStats().requests.attempts - before, calls.length, 'one attempt each');
+  const ns = `emb-${uniqueKey('vec')}`;
+  assert.equal(await client.vectorCreateIndex(ns, 3, 'euclidean', 'hnsw'), true);
+  assert.equal(await client.vectorCreateIndex(ns, 3, 'euclidean', 'hnsw'), false, 'same parameters: exists');
+  await assert.rejects(client.vectorCreateIndex(ns, 4, 'euclidean', 'hnsw'), AlreadyExistsError);
+  const v1 = await client.vectorInsert(ns, 'doc-1', [0.1, 0.2, 0.3]);
+  assert.ok(v1 instanceof Version);
+  await client.vectorInsert(ns, 'doc-2', [1, 1, 1]);
+  const r = await client.vectorSearch(ns, [0.1, 0.2, 0.3], 5, { includeVectors: true });
+  assert.deepEqual(r.matches.map((m) => m.id), ['doc-1', 'doc-2']);
+  assert.equal(r.matches[0].distance, 0);
+  assert.equal(r.matches[1].vector.length, 3);
+  const g = await client.vectorGet(ns, 'doc-1');
+  assert.equal(g.length, 3);
+  assert.ok(Math.abs(g[2] - 0.3) < 1e-6);
+  assert.equal(await client.vectorGet(ns, 'absent'), null);
+  await assert.rejects(client.vectorInsert(ns, 'bad', [1, 2]), InvalidArgumentError, 'wrong dimensions');
+  await assert.rejects(client.vectorSearch(ns, [1, 2, 3], 0), InvalidArgumentError, 'k = 0');
+  assert.equal(await client.vectorDelete(ns, 'doc-1'), true);
+  assert.equal(await client.vectorDelete(ns, 'doc-1'), false);
+  assert.equal(await client.vectorDropIndex(ns), true);
+  assert.equal(await client.vectorDropIndex(ns), false);
+  await assert.rejects(client.vectorSearch(ns, [1, 2, 3], 1), KeyNotFoundError, 'a dropped index');
 });
 
 test('close() ends a call that is waiting between retries at once, with ClientClosedError', async (t) => {

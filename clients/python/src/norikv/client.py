@@ -41,7 +41,9 @@ from .types import (
     ClientStats,
     ClusterView,
     ConsistencyLevel,
+    CreateVectorIndexOptions,
     DeleteOptions,
+    DistanceFunction,
     GetOptions,
     GetResult,
     PoolStats,
@@ -50,6 +52,14 @@ from .types import (
     RouterStats,
     TopologyChangeEvent,
     TopologyStats,
+    VectorDeleteOptions,
+    VectorDropIndexOptions,
+    VectorGetOptions,
+    VectorIndexType,
+    VectorInsertOptions,
+    VectorMatch,
+    VectorSearchOptions,
+    VectorSearchResult,
     Version,
 )
 from .v1 import norikv_pb2 as pb
@@ -307,6 +317,131 @@ class NoriKVClient:
             return bool(resp.tombstoned)
 
         return await self._invoke(kb, attempt, repeat_safe)
+
+    # -------------------------------------------------------------- vectors
+    # A namespace lives whole on the shard its name hashes to, like a key, so
+    # vector calls route by namespace. Writes are safe to repeat after an
+    # unknown outcome (applying one twice leaves the same state). A missing
+    # index raises KeyNotFoundError; bad input InvalidArgumentError naming
+    # the problem.
+
+    async def vector_create_index(
+        self,
+        namespace: str,
+        dimensions: int,
+        distance: DistanceFunction,
+        index_type: VectorIndexType,
+        options: Optional[CreateVectorIndexOptions] = None,
+    ) -> bool:
+        """Create the index; False when it exists with the same dimensions,
+        distance and type (other parameters: AlreadyExistsError)."""
+        kb = key_bytes(namespace)
+        req = pb.CreateVectorIndexRequest(
+            namespace=namespace,
+            dimensions=dimensions,
+            distance=cast(Any, int(distance)),
+            index_type=cast(Any, int(index_type)),
+        )
+        if options is not None and options.idempotency_key:
+            req.idempotency_key = options.idempotency_key
+
+        async def attempt(conn: NodeConnection, timeout: float) -> bool:
+            resp = await conn.vector_create_index(req, timeout=timeout)
+            return bool(resp.created)
+
+        return await self._invoke(kb, attempt, True)
+
+    async def vector_drop_index(self, namespace: str, options: Optional[VectorDropIndexOptions] = None) -> bool:
+        """Drop the index and its vectors; False when it did not exist."""
+        kb = key_bytes(namespace)
+        req = pb.DropVectorIndexRequest(namespace=namespace)
+        if options is not None and options.idempotency_key:
+            req.idempotency_key = options.idempotency_key
+
+        async def attempt(conn: NodeConnection, timeout: float) -> bool:
+            resp = await conn.vector_drop_index(req, timeout=timeout)
+            return bool(resp.dropped)
+
+        return await self._invoke(kb, attempt, True)
+
+    async def vector_insert(
+        self,
+        namespace: str,
+        id: str,
+        vector: Sequence[float],
+        options: Optional[VectorInsertOptions] = None,
+    ) -> Version:
+        """Store vector under id (replacing its vector if any); returns the
+        write's Version."""
+        kb = key_bytes(namespace)
+        req = pb.VectorInsertRequest(namespace=namespace, id=id, vector=vector)
+        if options is not None and options.idempotency_key:
+            req.idempotency_key = options.idempotency_key
+
+        async def attempt(conn: NodeConnection, timeout: float) -> Version:
+            resp = await conn.vector_insert(req, timeout=timeout)
+            return _version(resp.version)
+
+        return await self._invoke(kb, attempt, True)
+
+    async def vector_delete(self, namespace: str, id: str, options: Optional[VectorDeleteOptions] = None) -> bool:
+        """Remove id; False when it was not there."""
+        kb = key_bytes(namespace)
+        req = pb.VectorDeleteRequest(namespace=namespace, id=id)
+        if options is not None and options.idempotency_key:
+            req.idempotency_key = options.idempotency_key
+
+        async def attempt(conn: NodeConnection, timeout: float) -> bool:
+            resp = await conn.vector_delete(req, timeout=timeout)
+            return bool(resp.deleted)
+
+        return await self._invoke(kb, attempt, True)
+
+    async def vector_search(
+        self,
+        namespace: str,
+        query: Sequence[float],
+        k: int,
+        options: Optional[VectorSearchOptions] = None,
+    ) -> VectorSearchResult:
+        """The k vectors of namespace nearest to query."""
+        kb = key_bytes(namespace)
+        opts = options if options is not None else VectorSearchOptions()
+        req = pb.VectorSearchRequest(
+            namespace=namespace,
+            query=query,
+            k=k,
+            include_vectors=opts.include_vectors,
+            consistency=ConsistencyLevel(opts.consistency).value,
+        )
+
+        async def attempt(conn: NodeConnection, timeout: float) -> VectorSearchResult:
+            resp = await conn.vector_search(req, timeout=timeout)
+            return VectorSearchResult(
+                matches=[
+                    VectorMatch(id=m.id, distance=m.distance, vector=list(m.vector) if len(m.vector) else None)
+                    for m in resp.matches
+                ],
+                search_time_us=resp.search_time_us,
+            )
+
+        any_replica = ConsistencyLevel(opts.consistency) is ConsistencyLevel.STALE_OK
+        return await self._invoke(kb, attempt, True, any_replica)
+
+    async def vector_get(
+        self, namespace: str, id: str, options: Optional[VectorGetOptions] = None
+    ) -> Optional[List[float]]:
+        """The vector stored under id, or None when the id is absent."""
+        kb = key_bytes(namespace)
+        opts = options if options is not None else VectorGetOptions()
+        req = pb.VectorGetRequest(namespace=namespace, id=id, consistency=ConsistencyLevel(opts.consistency).value)
+
+        async def attempt(conn: NodeConnection, timeout: float) -> Optional[List[float]]:
+            resp = await conn.vector_get(req, timeout=timeout)
+            return list(resp.vector) if resp.found else None
+
+        any_replica = ConsistencyLevel(opts.consistency) is ConsistencyLevel.STALE_OK
+        return await self._invoke(kb, attempt, True, any_replica)
 
     # --------------------------------------------------------------- engine
     async def _invoke(

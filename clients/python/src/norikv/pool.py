@@ -57,6 +57,36 @@ class NodeConnection:
             request_serializer=pb.DeleteRequest.SerializeToString,
             response_deserializer=pb.DeleteResponse.FromString,
         )
+        self.vector_create_index = ch.unary_unary(
+            "/norikv.v1.Vector/CreateIndex",
+            request_serializer=pb.CreateVectorIndexRequest.SerializeToString,
+            response_deserializer=pb.CreateVectorIndexResponse.FromString,
+        )
+        self.vector_drop_index = ch.unary_unary(
+            "/norikv.v1.Vector/DropIndex",
+            request_serializer=pb.DropVectorIndexRequest.SerializeToString,
+            response_deserializer=pb.DropVectorIndexResponse.FromString,
+        )
+        self.vector_insert = ch.unary_unary(
+            "/norikv.v1.Vector/Insert",
+            request_serializer=pb.VectorInsertRequest.SerializeToString,
+            response_deserializer=pb.VectorInsertResponse.FromString,
+        )
+        self.vector_delete = ch.unary_unary(
+            "/norikv.v1.Vector/Delete",
+            request_serializer=pb.VectorDeleteRequest.SerializeToString,
+            response_deserializer=pb.VectorDeleteResponse.FromString,
+        )
+        self.vector_search = ch.unary_unary(
+            "/norikv.v1.Vector/Search",
+            request_serializer=pb.VectorSearchRequest.SerializeToString,
+            response_deserializer=pb.VectorSearchResponse.FromString,
+        )
+        self.vector_get = ch.unary_unary(
+            "/norikv.v1.Vector/Get",
+            request_serializer=pb.VectorGetRequest.SerializeToString,
+            response_deserializer=pb.VectorGetResponse.FromString,
+        )
         self.watch_cluster = ch.unary_stream(
             "/norikv.v1.Meta/WatchCluster",
             request_serializer=pb.ClusterView.SerializeToString,

@@ -195,3 +195,75 @@ class ClientStats:
     router: RouterStats
     topology: TopologyStats
     requests: RequestStats
+
+
+# ------------------------------------------------------------------ vectors
+
+
+class DistanceFunction(enum.IntEnum):
+    """How a vector index measures distance (matches sort ascending)."""
+
+    EUCLIDEAN = 1
+    """L2 distance."""
+    COSINE = 2
+    """1 - cosine similarity (1 when either vector is zero)."""
+    INNER_PRODUCT = 3
+    """Negative inner product, -(a.b)."""
+
+
+class VectorIndexType(enum.IntEnum):
+    """The structure of a vector index."""
+
+    BRUTE_FORCE = 1
+    """Exact linear scan."""
+    HNSW = 2
+    """Hierarchical Navigable Small World graph: approximate, logarithmic."""
+
+
+@dataclass
+class CreateVectorIndexOptions:
+    idempotency_key: Optional[str] = None
+    """A retry with the same key and parameters returns the first result."""
+
+
+@dataclass
+class VectorDropIndexOptions:
+    idempotency_key: Optional[str] = None
+
+
+@dataclass
+class VectorInsertOptions:
+    idempotency_key: Optional[str] = None
+
+
+@dataclass
+class VectorDeleteOptions:
+    idempotency_key: Optional[str] = None
+
+
+@dataclass
+class VectorSearchOptions:
+    include_vectors: bool = False
+    """Return each match's vector too."""
+    consistency: ConsistencyLevel = ConsistencyLevel.LEASE
+
+
+@dataclass
+class VectorGetOptions:
+    consistency: ConsistencyLevel = ConsistencyLevel.LEASE
+
+
+@dataclass(frozen=True)
+class VectorMatch:
+    id: str
+    distance: float
+    vector: Optional[List[float]] = None
+    """Only with VectorSearchOptions.include_vectors."""
+
+
+@dataclass(frozen=True)
+class VectorSearchResult:
+    matches: List[VectorMatch]
+    """Ascending distance, at most k."""
+    search_time_us: int
+    """The server's search time."""
