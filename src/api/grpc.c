@@ -63,6 +63,7 @@ void api_record(struct api *a, enum api_op op, enum api_outcome out, uint64_t st
 {
     obs_counter_inc(a->requests[op][out]);
     obs_hist_observe_since(a->latency[op], start_ns);
+    api_note_slow(a, op, out, start_ns);
 }
 
 /* ------------------------------------------------------------------ helpers */

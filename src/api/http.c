@@ -467,6 +467,7 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
     struct nk_buf b;
     nk_buf_init(&b);
     enum MHD_Result ret;
+    int oret = MHD_NO;
     if (st->nul_in_line) {
         ret = respond_error(c, NK_INVALID_ARGUMENT,
                             "the request line contains a NUL byte (percent-encode it as %00)",
@@ -533,12 +534,15 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
                                 "metrics are disabled (telemetry.prometheus.enabled: false)", NULL);
         } else {
             api_update_gauges(a);
+            api_observe_update(a);
             obs_render_prometheus(obs_default(), &b);
             ret = respond(c, 200, "text/plain; version=0.0.4", &b);
         }
     } else if (strcmp(url, "/meta/cluster") == 0 && is_get) {
         api_view_json(a, &b);
         ret = respond(c, 200, "application/json", &b);
+    } else if (api_observe_http(a, c, url, method, &oret)) {
+        ret = (enum MHD_Result)oret; /* /events, /dashboard (observe_http.c) */
     } else if (is_kv && (is_get || is_put || is_del)) {
         ret = kv_http(a, c, url + 4, is_get ? API_HTTP_GET : is_put ? API_HTTP_PUT : API_HTTP_DELETE,
                       &st->body);
@@ -661,6 +665,7 @@ nk_status api_http_start(struct api *a, const char *addr, bool fallback, char *b
 void api_shutdown(struct api *a)
 {
     if (a->httpd) {
+        atomic_store(&a->http_stopping, true); /* /events streams end */
         MHD_stop_daemon(a->httpd);
         a->httpd = NULL;
     }

@@ -123,6 +123,8 @@ struct group {
     bool compact_now; /* Admin.SnapshotShard: compact the log up to compact_target */
     uint64_t compact_target;
     struct node_tick_ring ticks;
+    int ev_role;      /* role and term last reported to the event ring (loop.c) */
+    uint64_t ev_term;
 };
 
 /* A member of the cluster (members.c). Guarded by the node's vmu. */
@@ -230,6 +232,8 @@ struct node {
     char degraded_why[512];
     _Atomic uint32_t damaged_shards;
     struct obs_gauge *m_degraded, *m_damaged;
+    struct obs_counter *m_leader_changes, *m_snap_sent, *m_snap_installed, *m_log_compactions;
+    struct obs_gauge *m_log_entries;
 
     /* view */
     pthread_mutex_t vmu;

@@ -300,6 +300,18 @@ void obs_render_prometheus(struct obs_registry *r, struct nk_buf *out);
 /* The Content-Type of that text, for the HTTP layer. */
 #define OBS_PROMETHEUS_CONTENT_TYPE "text/plain; version=0.0.4; charset=utf-8"
 
+/* ------------------------------------------------------- process metrics */
+
+struct obs_process_sample {
+    uint64_t rss_bytes, open_fds, max_fds, threads, cpu_us;
+};
+/*
+ * Reads /proc/self and getrusage into the norikv_process_* series of
+ * obs_default() (registered on first call) and into *out (may be NULL).
+ * Called before /metrics renders; a few system calls.
+ */
+void obs_process_collect(struct obs_process_sample *out);
+
 /* ------------------------------------------------------------------ events */
 
 enum obs_event_kind {
@@ -314,21 +326,63 @@ enum obs_event_kind {
     OBS_EV_FLUSH,         /* a memtable was flushed */
     OBS_EV_COMPACTION,    /* a compaction finished */
     OBS_EV_LIFECYCLE,     /* the server started, became ready or is stopping */
+    OBS_EV_TERM_CHANGE,   /* a shard's Raft term moved on this node */
+    OBS_EV_ROLE_CHANGE,   /* this node's role in a shard changed (follower/candidate/leader) */
+    OBS_EV_LOG_COMPACTION, /* Raft logs were truncated behind persisted state */
+    OBS_EV_WRITE_STALL,   /* writes waited for the LSM's flush or compaction */
+    OBS_EV_SLOW_REQUEST,  /* a client request took longer than the slow threshold */
+    OBS_EV_GAP,           /* never stored: a /events reader fell behind the ring */
     OBS_EV_KIND_COUNT
 };
 /* "info", "warning", "error", "leader_change", ... */
 const char *obs_event_kind_name(enum obs_event_kind k);
+/* The kind named name[0..len) (exact, case-sensitive); false when none is. */
+bool obs_event_kind_parse(const char *name, size_t len, enum obs_event_kind *out);
 
 #define OBS_EVENT_MSG_MAX 200 /* bytes incl. NUL; longer messages are cut */
 #define OBS_NO_SHARD      UINT32_MAX
 #define OBS_EVENTS_MAX_CAPACITY (1u << 20)
 #define OBS_EVENTS_DEFAULT_CAPACITY 4096
 
+/*
+ * Typed fields of an event (the VizEvent of docs/observability.md): which
+ * ones are meaningful is said by the OBS_ATTR_* bits of `set`; JSON carries
+ * only those. Every field has a fixed size, so a ring of N events holds
+ * N * sizeof(struct obs_event) bytes whatever is emitted.
+ */
+enum {
+    OBS_ATTR_TERM = 1u << 0,
+    OBS_ATTR_LEVEL = 1u << 1,       /* level: LSM input level */
+    OBS_ATTR_OUT_LEVEL = 1u << 2,   /* out_level: LSM output level */
+    OBS_ATTR_BYTES_IN = 1u << 3,
+    OBS_ATTR_BYTES_OUT = 1u << 4,
+    OBS_ATTR_FILES_IN = 1u << 5,
+    OBS_ATTR_FILES_OUT = 1u << 6,
+    OBS_ATTR_DURATION = 1u << 7,    /* duration_us */
+    OBS_ATTR_COUNT = 1u << 8,       /* count: shards, entries or events concerned */
+    OBS_ATTR_NODE = 1u << 9,        /* node: a node id (leader, peer) */
+    OBS_ATTR_ROLE = 1u << 10,       /* role: "leader", "follower", "candidate", ... */
+};
+#define OBS_ATTR_NAME_MAX 48
+
+struct obs_event_attrs {
+    uint32_t set;
+    int32_t level, out_level;
+    uint64_t term;
+    uint64_t bytes_in, bytes_out;
+    uint64_t files_in, files_out;
+    uint64_t duration_us;
+    uint64_t count;
+    char node[OBS_ATTR_NAME_MAX];
+    char role[16];
+};
+
 struct obs_event {
     uint64_t seq;     /* 1, 2, 3 ... in emission order, per ring */
     uint64_t wall_ms; /* ms since the Unix epoch */
     enum obs_event_kind kind;
     uint32_t shard; /* OBS_NO_SHARD when not about one shard */
+    struct obs_event_attrs attrs;
     char msg[OBS_EVENT_MSG_MAX];
 };
 
@@ -343,6 +397,15 @@ struct obs_events *obs_events_default(void);
 /* Records an event, overwriting the oldest when full; returns its seq. */
 uint64_t obs_event_emit(struct obs_events *ev, enum obs_event_kind kind, uint32_t shard,
                         const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+/* The same with typed fields (attrs may be NULL: none). */
+uint64_t obs_event_emit_attrs(struct obs_events *ev, enum obs_event_kind kind, uint32_t shard,
+                              const struct obs_event_attrs *attrs, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+/* Sets a's node / role text (cut to fit) and its bit. */
+void obs_attrs_set_node(struct obs_event_attrs *a, const char *node);
+void obs_attrs_set_role(struct obs_event_attrs *a, const char *role);
+/* How many events the ring holds (its count bound). */
+uint32_t obs_events_capacity(struct obs_events *ev);
 
 /*
  * Copies up to max events with seq > after_seq, oldest first, into out;
@@ -360,7 +423,12 @@ uint64_t obs_events_last_seq(struct obs_events *ev);
  */
 bool obs_events_wait(struct obs_events *ev, uint64_t after_seq, uint64_t timeout_ms);
 
-/* Appends {"seq":..,"time_ms":..,"kind":"..","shard":..|null,"message":".."}. */
+/*
+ * Appends {"seq":..,"time_ms":..,"kind":"..","shard":..|null,"message":".."}
+ * followed by the typed fields that are set ("term", "level", "out_level",
+ * "bytes_in", "bytes_out", "files_in", "files_out", "duration_us", "count",
+ * "node", "role").
+ */
 void obs_event_to_json(const struct obs_event *e, struct nk_buf *out);
 
 #endif /* NK_OBSERVE_H */
