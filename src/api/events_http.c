@@ -15,8 +15,11 @@
  * behind gets a "gap" event saying how many it missed, then carries on
  * with the oldest event still held.
  */
+#define _GNU_SOURCE /* POLLRDHUP */
 #include <inttypes.h>
 #include <microhttpd.h>
+#include <poll.h>
+#include <sys/socket.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -155,6 +158,7 @@ struct sse_stream {
     uint64_t after; /* every event up to this seq was sent or filtered out */
     uint32_t kind_mask;
     bool prelude_sent, reset;
+    int fd; /* the connection's socket, to notice a reader that left; -1: unknown */
     struct nk_buf out;
     size_t out_off;
     uint64_t last_write_ms;
@@ -203,6 +207,25 @@ static bool fill(struct sse_stream *st)
     return st->out.len > 0;
 }
 
+/*
+ * A reader sends nothing after its request, so a readable socket that peeks
+ * zero bytes (or an error) means it closed: end the stream now rather than
+ * at the next keepalive write, so that its slot is free again.
+ */
+static bool reader_gone(int fd)
+{
+    if (fd < 0)
+        return false;
+    struct pollfd p = {.fd = fd, .events = POLLIN | POLLRDHUP};
+    if (poll(&p, 1, 0) <= 0)
+        return false;
+    if (p.revents & (POLLRDHUP | POLLHUP | POLLERR))
+        return true;
+    char c;
+    ssize_t n = recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+    return n == 0;
+}
+
 static ssize_t sse_read(void *cls, uint64_t pos, char *buf, size_t max)
 {
     (void)pos;
@@ -211,7 +234,7 @@ static ssize_t sse_read(void *cls, uint64_t pos, char *buf, size_t max)
         nk_buf_clear(&st->out);
         st->out_off = 0;
         for (;;) {
-            if (atomic_load(&st->a->http_stopping))
+            if (atomic_load(&st->a->http_stopping) || reader_gone(st->fd))
                 return MHD_CONTENT_READER_END_OF_STREAM;
             if (fill(st))
                 break;
@@ -285,6 +308,9 @@ int api_events_http(struct api *a, struct MHD_Connection *c)
     st->kind_mask = req.kind_mask;
     st->reset = req.reset;
     st->last_write_ms = nk_mono_ms();
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+    st->fd = ci ? ci->connect_fd : -1;
     nk_buf_init(&st->out);
     struct MHD_Response *r =
         MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16 * 1024, sse_read, st, sse_free);

@@ -95,7 +95,18 @@ static struct obs_events *default_ring;
 
 static void default_init(void)
 {
-    nk_status s = obs_events_new(OBS_EVENTS_DEFAULT_CAPACITY, &default_ring);
+    /* NORIKV_EVENTS_CAPACITY sizes the ring (docs/observability.md); a value
+     * that is not a number in 1..OBS_EVENTS_MAX_CAPACITY is ignored */
+    uint32_t cap = OBS_EVENTS_DEFAULT_CAPACITY;
+    const char *env = getenv("NORIKV_EVENTS_CAPACITY");
+    if (env && *env) {
+        char *end = NULL;
+        unsigned long long v = strtoull(env, &end, 10);
+        if (end && *end == 0 && env[0] >= '0' && env[0] <= '9' && v >= 1 &&
+            v <= OBS_EVENTS_MAX_CAPACITY)
+            cap = (uint32_t)v;
+    }
+    nk_status s = obs_events_new(cap, &default_ring);
     NK_ASSERT(nk_ok(s));
 }
 

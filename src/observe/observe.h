@@ -391,7 +391,11 @@ struct obs_events;
 /* capacity: 1..OBS_EVENTS_MAX_CAPACITY events, else INVALID_ARGUMENT. */
 nk_status obs_events_new(uint32_t capacity, struct obs_events **out);
 void obs_events_free(struct obs_events *ev);
-/* The process-wide ring (OBS_EVENTS_DEFAULT_CAPACITY). Never NULL. */
+/*
+ * The process-wide ring: OBS_EVENTS_DEFAULT_CAPACITY events, or the
+ * environment's NORIKV_EVENTS_CAPACITY (1..OBS_EVENTS_MAX_CAPACITY) when set.
+ * Never NULL.
+ */
 struct obs_events *obs_events_default(void);
 
 /* Records an event, overwriting the oldest when full; returns its seq. */
