@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -60,6 +61,8 @@ func startBrowser(t *testing.T) *browser {
 		"--remote-debugging-address=127.0.0.1", "--remote-debugging-port=0",
 		"--remote-allow-origins=*", "--user-data-dir="+dir, "--window-size=1280,1900",
 		"about:blank")
+	// its own process group: closing kills the renderers and helpers too
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -258,8 +261,10 @@ func (b *browser) evalString(expr string) string { return fmt.Sprint(b.eval(expr
 func (b *browser) waitFor(what, cond string, within time.Duration) {
 	b.t.Helper()
 	deadline := time.Now().Add(within)
+	// while the page loads, document.body may not exist yet: not yet true
+	expr := "(() => { try { return !!(" + cond + "); } catch (e) { return false; } })()"
 	for time.Now().Before(deadline) {
-		if v, ok := b.eval(cond).(bool); ok && v {
+		if v, ok := b.eval(expr).(bool); ok && v {
 			return
 		}
 		time.Sleep(200 * time.Millisecond)
@@ -288,8 +293,13 @@ func (b *browser) close() {
 		b.ws.Close()
 	}
 	if b.cmd != nil && b.cmd.Process != nil {
-		b.cmd.Process.Kill()
+		pgid := b.cmd.Process.Pid // Setpgid: the group has the browser's id
+		syscall.Kill(-pgid, syscall.SIGKILL)
 		b.cmd.Wait()
+		// wait for the rest of the group to go before its directory is removed
+		for i := 0; i < 50 && syscall.Kill(-pgid, 0) == nil; i++ {
+			time.Sleep(100 * time.Millisecond)
+		}
 		b.cmd = nil
 	}
 }

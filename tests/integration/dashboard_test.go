@@ -49,9 +49,11 @@ func healthNode(t *testing.T, s *server) string {
 
 // The dashboard, loaded in a real headless Chromium from a running server,
 // shows this node, all 1024 shards with their leader, counts that move
-// after a put load, the event history, and no page errors.
+// after a put load, the flushes it caused arriving live on the event
+// stream, no page errors, and that the node is down within seconds of its
+// death.
 func TestDashboardInChromiumShowsTheNodeShardsAndLiveLoad(t *testing.T) {
-	s := ephemeral(t)
+	s := ephemeral(t, "--storage-memtable-size", "1MiB")
 	node := healthNode(t, s)
 	b := startBrowser(t)
 	b.call("Emulation.setDeviceMetricsOverride", map[string]any{"width": 1280, "height": 1900,
@@ -96,7 +98,7 @@ func TestDashboardInChromiumShowsTheNodeShardsAndLiveLoad(t *testing.T) {
 			defer wg.Done()
 			for i := 0; i < perClient; i++ {
 				_, err := s.kv.Put(ctxT(t), &pb.PutRequest{Key: []byte(fmt.Sprintf("dash-%d-%d", c, i)),
-					Value: []byte(strings.Repeat("v", 100))})
+					Value: []byte(strings.Repeat("v", 8192))})
 				if err != nil {
 					errs <- err
 					return
@@ -124,6 +126,11 @@ func TestDashboardInChromiumShowsTheNodeShardsAndLiveLoad(t *testing.T) {
 	if got := b.evalString(`document.getElementById("raft-lat").textContent`); !strings.Contains(got, "commit") {
 		t.Fatalf("raft panel: %q", got)
 	}
+	// ~5 MiB of puts into 1 MiB memtables: flush events reach the page live
+	b.waitFor("a flush event", `!!document.querySelector('#events .ev[data-kind="flush"]')`,
+		10*time.Second)
+	b.waitFor("flushes in the LSM panel", `/flushes [1-9]/.test(document.getElementById("lsm-misc").textContent)`,
+		10*time.Second)
 
 	path := filepath.Join(artifactDir(t), "dashboard.png")
 	b.screenshot(path)
@@ -135,4 +142,10 @@ func TestDashboardInChromiumShowsTheNodeShardsAndLiveLoad(t *testing.T) {
 	if e := b.errors(); len(e) > 0 {
 		t.Fatalf("browser console errors: %v", e)
 	}
+
+	// the node dies: the page says so within seconds (the browser now logs
+	// failed requests, which is expected from here on)
+	s.kill()
+	b.waitFor("the node unreachable", `document.getElementById("status").textContent === "unreachable" &&
+		document.getElementById("live").classList.contains("stale")`, 10*time.Second)
 }

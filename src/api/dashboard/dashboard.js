@@ -42,7 +42,7 @@
   let prev = null;          /* the previous sample */
   let lastOk = 0;
   let updates = 0;
-  const hist = { t: [], put: [], get: [], delete: [], commit: [], fsync: [] };
+  const hist = { put: [], get: [], delete: [], commit: [], fsync: [], withLeader: [], led: [] };
   let shardRate = [];
   let current = null;
   const events = [];
@@ -99,6 +99,33 @@
     $("shards-with-leader").textContent = String(withLeader);
     $("shard-count").textContent = String(d.total_shards);
     $("shards-led").textContent = String(d.shards_led);
+    hist.withLeader.push(withLeader);
+    hist.led.push(d.shards_led);
+    if (hist.withLeader.length > HISTORY) { hist.withLeader.shift(); hist.led.shift(); }
+    lineChart($("led-chart"), [hist.withLeader, hist.led], ["#59a14f", "#4e79a7"], (v) => v.toFixed(0));
+  }
+
+  function drawHealth(d, dt) {
+    let cpu = 0;
+    if (prev && dt > 0) cpu = (d.process.cpu_us - prev.process.cpu_us) / (dt * 1e4);
+    const rows = [
+      ["status", d.status],
+      ["shards hosted / with a leader", d.shards_hosted + " / " + d.shards_ready],
+      ["damaged shards", String(d.damaged_shards)],
+      ["requests waiting", String(d.pending)],
+      ["memory (RSS)", fmtBytes(d.process.rss_bytes)],
+      ["CPU", cpu.toFixed(0) + "%"],
+      ["threads / open files", d.process.threads + " / " + d.process.open_fds],
+      ["event streams", d.events.streams + " of " + d.events.max_streams],
+    ];
+    const tb = $("health");
+    tb.textContent = "";
+    rows.forEach(([k, v]) => {
+      const tr = el("tr");
+      tr.appendChild(el("td", {}, k));
+      tr.appendChild(el("td", {}, v));
+      tb.appendChild(tr);
+    });
   }
 
   /* ------------------------------------------------------------- shards */
@@ -322,10 +349,6 @@
       tr.appendChild(el("td", {}, String(d.shard_applied[s])));
       tb.appendChild(tr);
     });
-    let cpu = 0;
-    if (prev && dt > 0) cpu = (d.process.cpu_us - prev.process.cpu_us) / (dt * 1e4);
-    $("process").textContent = "process: RSS " + fmtBytes(d.process.rss_bytes) + " · CPU " +
-      cpu.toFixed(0) + "% · " + d.process.threads + " threads · " + d.process.open_fds + " open files";
   }
 
   /* ------------------------------------------------------------ events */
@@ -410,6 +433,7 @@
       const dt = prev ? (d.time_ms - prev.time_ms) / 1000 : 0;
       current = d;
       drawCluster(d);
+      drawHealth(d, dt);
       drawOps(d, dt);
       drawRaft(d, dt);
       drawLsm(d);
