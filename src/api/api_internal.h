@@ -123,7 +123,7 @@ bool api_observe_http(struct api *a, struct MHD_Connection *c, const char *url,
 /* Refreshes the counters /metrics shows from node, LSM and process totals. */
 void api_observe_update(struct api *a);
 /* Called by api_record: a slow request becomes an event (rate-limited). */
-void api_note_slow(struct api *a, enum api_op op, enum api_outcome out, uint64_t start_ns);
+void api_note_slow(struct api *a, enum api_op op, enum api_outcome out, uint64_t us);
 
 /* http_guard.c: the per-request receive deadline (see there). */
 struct http_guard;

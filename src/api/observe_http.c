@@ -14,6 +14,7 @@
 
 #include "api/api_internal.h"
 #include "api/dashboard_assets.h"
+#include "api/http_parse.h"
 #include "lsm/lsm.h"
 
 #define MODULE "http"
@@ -60,15 +61,36 @@ int api_http_error(struct MHD_Connection *c, enum nk_code code, const char *msg)
 /* ------------------------------------------------------------ slow calls */
 
 static const char *const op_names[API_OP_COUNT] = {"put", "get", "delete"};
+/* as the outcome label of norikv_requests_total (grpc.c) */
+static const char *const out_names[OUT_COUNT] = {
+    "ok",         "not_found",   "version_mismatch",  "already_exists",     "invalid_argument",
+    "not_leader", "unavailable", "deadline_exceeded", "resource_exhausted", "internal"};
+_Static_assert(OUT_COUNT == 10, "out_names must name every api_outcome");
 
-void api_note_slow(struct api *a, enum api_op op, enum api_outcome out, uint64_t start_ns)
+static uint64_t slow_threshold_us = (uint64_t)API_SLOW_REQUEST_MS * 1000;
+static pthread_once_t slow_once = PTHREAD_ONCE_INIT;
+
+/* NORIKV_SLOW_REQUEST_MS (decimal ms, 0 = every request) overrides the threshold */
+static void slow_init(void)
 {
-    uint64_t now = nk_mono_ns();
-    uint64_t us = now > start_ns ? (now - start_ns) / 1000 : 0;
-    if (us < (uint64_t)API_SLOW_REQUEST_MS * 1000)
+    const char *env = getenv("NORIKV_SLOW_REQUEST_MS");
+    if (!env || !*env)
+        return;
+    uint64_t v = 0;
+    if (api_parse_u64((const uint8_t *)env, strlen(env), &v) && v <= 3600u * 1000u)
+        slow_threshold_us = v * 1000;
+    else
+        NK_WARN(MODULE, "NORIKV_SLOW_REQUEST_MS '%.32s' is not a number of ms up to 3600000; "
+                        "using %d", env, API_SLOW_REQUEST_MS);
+}
+
+void api_note_slow(struct api *a, enum api_op op, enum api_outcome out, uint64_t us)
+{
+    pthread_once(&slow_once, slow_init);
+    if (us < slow_threshold_us)
         return;
     /* at most 10 events a second: an overloaded node must not flood the ring */
-    uint64_t ms = now / 1000000;
+    uint64_t ms = nk_mono_ms();
     uint64_t w = atomic_load(&a->slow_window_ms);
     if (ms - w >= 1000 && atomic_compare_exchange_strong(&a->slow_window_ms, &w, ms))
         atomic_store(&a->slow_in_window, 0);
@@ -83,10 +105,9 @@ void api_note_slow(struct api *a, enum api_op op, enum api_outcome out, uint64_t
         at.count = sup;
     }
     obs_event_emit_attrs(obs_events_default(), OBS_EV_SLOW_REQUEST, OBS_NO_SHARD, &at,
-                         "%s took %.1f ms (outcome %u)%s", (unsigned)op < API_OP_COUNT
-                                                               ? op_names[op]
-                                                               : "request",
-                         (double)us / 1000.0, (unsigned)out,
+                         "%s took %.1f ms (%s)%s",
+                         (unsigned)op < API_OP_COUNT ? op_names[op] : "request",
+                         (double)us / 1000.0, (unsigned)out < OUT_COUNT ? out_names[out] : "?",
                          sup ? "; more slow requests were not reported one by one" : "");
 }
 

@@ -39,12 +39,14 @@ struct raft_ev_round {
     uint64_t max_term;
 };
 
-static const char *member_name(struct node *n, uint64_t id)
+/* Copies the name of raft id `id` (node_set_client_addr may rename us: vmu). */
+static const char *member_name(struct node *n, uint64_t id, char *buf, size_t cap)
 {
-    if (id == n->self_id)
-        return n->name;
+    pthread_mutex_lock(&n->vmu);
     int i = id ? node_member_index(n, id) : -1;
-    return i >= 0 ? n->members[i].name : "";
+    snprintf(buf, cap, "%s", id == n->self_id ? n->name : i >= 0 ? n->members[i].name : "");
+    pthread_mutex_unlock(&n->vmu);
+    return buf;
 }
 
 static void note_raft_events(struct node *n, struct group *g, uint64_t old_lead, uint64_t lead,
@@ -62,27 +64,30 @@ static void note_raft_events(struct node *n, struct group *g, uint64_t old_lead,
         if (lead == n->self_id)
             rr->became_leader++;
         if (detail) {
+            char now[OBS_ATTR_NAME_MAX], was[OBS_ATTR_NAME_MAX];
+            member_name(n, lead, now, sizeof now);
+            member_name(n, old_lead, was, sizeof was);
             struct obs_event_attrs a = {.set = OBS_ATTR_TERM, .term = term};
-            obs_attrs_set_node(&a, lead ? member_name(n, lead) : "");
+            obs_attrs_set_node(&a, now);
             if (lead)
                 obs_event_emit_attrs(ev, OBS_EV_LEADER_CHANGE, g->id, &a,
-                                     "shard %u: leader %s (was %s), term %" PRIu64, g->id,
-                                     member_name(n, lead),
-                                     old_lead ? member_name(n, old_lead) : "none", term);
+                                     "shard %u: leader %s (was %s), term %" PRIu64, g->id, now,
+                                     old_lead ? was : "none", term);
             else
                 obs_event_emit_attrs(ev, OBS_EV_LEADER_CHANGE, g->id, &a,
-                                     "shard %u: leader %s lost, term %" PRIu64, g->id,
-                                     member_name(n, old_lead), term);
+                                     "shard %u: leader %s lost, term %" PRIu64, g->id, was, term);
         }
     }
     if (role != g->ev_role) {
         rr->role_changes++;
         if (detail) {
+            char self[OBS_ATTR_NAME_MAX];
+            member_name(n, n->self_id, self, sizeof self);
             struct obs_event_attrs a = {.set = OBS_ATTR_TERM, .term = term};
             obs_attrs_set_role(&a, raft_role_name((enum raft_role)role));
-            obs_attrs_set_node(&a, n->name);
+            obs_attrs_set_node(&a, self);
             obs_event_emit_attrs(ev, OBS_EV_ROLE_CHANGE, g->id, &a, "shard %u: %s became %s",
-                                 g->id, n->name, raft_role_name((enum raft_role)role));
+                                 g->id, self, raft_role_name((enum raft_role)role));
         }
         g->ev_role = role;
     }
@@ -102,18 +107,20 @@ static void flush_raft_events(struct node *n, const struct raft_ev_round *rr)
     if (rr->leader_changes + rr->role_changes + rr->term_changes < EV_SHARD_DETAIL)
         return; /* each was reported on its own */
     struct obs_events *ev = obs_events_default();
+    char self[OBS_ATTR_NAME_MAX];
+    member_name(n, n->self_id, self, sizeof self);
     struct obs_event_attrs a = {.set = OBS_ATTR_COUNT | OBS_ATTR_TERM, .term = rr->max_term};
-    obs_attrs_set_node(&a, n->name);
+    obs_attrs_set_node(&a, self);
     if (rr->leader_changes) {
         a.count = rr->leader_changes;
         obs_event_emit_attrs(ev, OBS_EV_LEADER_CHANGE, OBS_NO_SHARD, &a,
                              "%u shards changed leader (%u now led by %s), terms up to %" PRIu64,
-                             rr->leader_changes, rr->became_leader, n->name, rr->max_term);
+                             rr->leader_changes, rr->became_leader, self, rr->max_term);
     }
     if (rr->role_changes) {
         a.count = rr->role_changes;
         obs_event_emit_attrs(ev, OBS_EV_ROLE_CHANGE, OBS_NO_SHARD, &a,
-                             "%s changed role in %u shards", n->name, rr->role_changes);
+                             "%s changed role in %u shards", self, rr->role_changes);
     }
 }
 

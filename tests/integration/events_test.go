@@ -345,3 +345,69 @@ func TestEventsStreamsUpToTheLimitThen503(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 }
+
+// Requests slower than the threshold become slow_request events, at most 10
+// a second; the ones beyond are counted in the next event rather than
+// flooding the ring. (NORIKV_SLOW_REQUEST_MS=0: every request is slow.)
+func TestSlowRequestsBecomeRateLimitedEvents(t *testing.T) {
+	t.Setenv("NORIKV_SLOW_REQUEST_MS", "0")
+	s := ephemeral(t)
+	st, code, body := openEvents(t, s, "?kind=slow_request", nil)
+	if code != 200 {
+		t.Fatalf("/events %d %s", code, body)
+	}
+	start := time.Now()
+	for i := 0; i < 300; i++ { // well over 10 a second
+		if _, err := s.kv.Put(ctxT(t), &pb.PutRequest{Key: []byte(fmt.Sprint("slow", i)), Value: []byte("v")}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	elapsed := time.Since(start)
+	// one more after a pause: it is reported, carrying the suppressed count
+	time.Sleep(1100 * time.Millisecond)
+	if _, err := s.kv.Put(ctxT(t), &pb.PutRequest{Key: []byte("slow-last"), Value: []byte("v")}); err != nil {
+		t.Fatal(err)
+	}
+	var got []sse
+	suppressed := 0.0
+	for {
+		e := st.next(t, 10*time.Second)
+		got = append(got, e)
+		if e.Data["kind"] != "slow_request" || e.Data["duration_us"] == nil ||
+			!strings.HasPrefix(e.Data["message"].(string), "put took ") {
+			t.Fatalf("event %v", e.Data)
+		}
+		if c, ok := e.Data["count"]; ok {
+			suppressed += num(c)
+			break
+		}
+	}
+	seconds := int(elapsed/time.Second) + 2
+	if len(got) > 10*seconds+1 {
+		t.Fatalf("%d slow_request events for 301 requests in %v: the limit is 10 a second", len(got), elapsed)
+	}
+	if float64(len(got))+suppressed < 300 {
+		t.Fatalf("%d events + %v suppressed < 300 slow requests", len(got), suppressed)
+	}
+}
+
+// SIGTERM with event streams open (and the dashboard's data fetched) stops
+// the server cleanly and promptly: the streams end, nothing waits on them.
+func TestSIGTERMWithEventStreamsOpenStopsCleanly(t *testing.T) {
+	s := ephemeral(t)
+	for i := 0; i < 3; i++ {
+		st, code, body := openEvents(t, s, "?since=0", nil)
+		if code != 200 {
+			t.Fatalf("/events %d %s", code, body)
+		}
+		st.next(t, 10*time.Second)
+	}
+	if c, _ := httpDo(t, "GET", "http://"+s.http+"/dashboard/data", ""); c != 200 {
+		t.Fatalf("/dashboard/data %d", c)
+	}
+	start := time.Now()
+	s.stop() // fails the test on a non-zero exit (sanitizer reports included)
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("stopping with 3 event streams open took %v", d)
+	}
+}
