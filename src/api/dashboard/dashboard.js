@@ -409,17 +409,34 @@
   }
 
   let es = null;
-  function followEvents(lastSeq) {
-    if (es || typeof EventSource === "undefined") return;
-    const since = Math.max(0, lastSeq - 200); /* some history first */
+  let esRetryAt = 0;
+  let lastEventSeq = -1; /* seq of the newest event shown */
+  function followEvents(serverLastSeq) {
+    if (es || typeof EventSource === "undefined" || Date.now() < esRetryAt) return;
+    let since;
+    if (lastEventSeq < 0) since = Math.max(0, serverLastSeq - 200); /* some history first */
+    else if (lastEventSeq > serverLastSeq) since = 0; /* the node restarted: numbers began again */
+    else since = lastEventSeq;
     es = new EventSource("/events?since=" + since);
     es.onopen = () => { $("events-state").textContent = "(live)"; };
     es.onmessage = (m) => {
-      try { addEvent(JSON.parse(m.data)); } catch (x) { pageError("bad event: " + x); }
+      try {
+        const e = JSON.parse(m.data);
+        if (typeof e.seq === "number") lastEventSeq = e.seq;
+        addEvent(e);
+      } catch (x) { pageError("bad event: " + x); }
     };
     es.onerror = () => {
-      /* the browser reconnects by itself, resuming after the last id */
-      $("events-state").textContent = "(reconnecting)";
+      if (es.readyState !== EventSource.CLOSED) {
+        /* the browser reconnects by itself, resuming after the last id */
+        $("events-state").textContent = "(reconnecting)";
+        return;
+      }
+      /* refused (503: the node's stream limit) or gone: try again in 10 s */
+      $("events-state").textContent = "(event stream unavailable; retrying)";
+      es.close();
+      es = null;
+      esRetryAt = Date.now() + 10000;
     };
   }
 
