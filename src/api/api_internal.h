@@ -63,6 +63,7 @@ struct api {
     _Atomic uint32_t sse_clients; /* /events streams open now */
     _Atomic bool http_stopping;   /* set before the HTTP server stops: streams end */
     _Atomic uint64_t slow_window_ms, slow_in_window, slow_suppressed;
+    struct obs_otlp_exporter *otlp; /* NULL: no OTLP export configured */
 };
 
 /* Records a finished request. */
@@ -122,6 +123,9 @@ bool api_observe_http(struct api *a, struct MHD_Connection *c, const char *url,
                       const char *method, int *ret);
 /* Refreshes the counters /metrics shows from node, LSM and process totals. */
 void api_observe_update(struct api *a);
+/* Starts / stops OTLP metrics export when the OTEL_* environment asks for it. */
+void api_otlp_start(struct api *a);
+void api_otlp_stop(struct api *a);
 /* Called by api_record: a slow request becomes an event (rate-limited). */
 void api_note_slow(struct api *a, enum api_op op, enum api_outcome out, uint64_t us);
 

@@ -655,6 +655,7 @@ nk_status api_http_start(struct api *a, const char *addr, bool fallback, char *b
         return nk_status_make(NK_UNAVAILABLE, "cannot start the HTTP server on %s", addr);
     }
     a->httpd = d;
+    api_otlp_start(a); /* OTLP export, when configured (observe_http.c) */
     if (strchr(host, ':'))
         snprintf(bound, bound_cap, "[%s]:%u", host, bport);
     else
@@ -671,6 +672,7 @@ void api_shutdown(struct api *a)
     }
     http_guard_stop(a->http_guard);
     a->http_guard = NULL;
+    api_otlp_stop(a);
     pthread_mutex_lock(&a->snap_mu);
     if (a->snap_started) {
         pthread_join(a->snap_thread, NULL); /* a snapshot in progress ends first */

@@ -363,3 +363,81 @@ bool api_observe_http(struct api *a, struct MHD_Connection *c, const char *url,
     }
     return true;
 }
+
+/* ------------------------------------------------------------------ OTLP */
+
+/* A decimal number of ms from the environment; def when unset, bad or 0. */
+static uint32_t env_ms(const char *name, uint32_t def)
+{
+    const char *v = getenv(name);
+    uint64_t n = 0;
+    if (!v || !*v)
+        return def;
+    if (!api_parse_u64((const uint8_t *)v, strlen(v), &n) || n == 0 || n > 3600000) {
+        NK_WARN(MODULE, "%s '%.32s' is not a number of ms in 1..3600000; using %u", name, v, def);
+        return def;
+    }
+    return (uint32_t)n;
+}
+
+/* Before each export: the gauges /metrics refreshes on demand. */
+static void otlp_refresh(void *ctx)
+{
+    struct api *a = ctx;
+    api_update_gauges(a);
+    api_observe_update(a);
+}
+
+/*
+ * The OpenTelemetry SDKs' environment variables: OTEL_EXPORTER_OTLP_METRICS_ENDPOINT
+ * (a full URL) or OTEL_EXPORTER_OTLP_ENDPOINT (a base; /v1/metrics is
+ * appended), OTEL_METRIC_EXPORT_INTERVAL and OTEL_METRIC_EXPORT_TIMEOUT (ms),
+ * OTEL_SERVICE_NAME. Unset: no export. A bad value is logged, not fatal.
+ */
+void api_otlp_start(struct api *a)
+{
+    char url[1024];
+    const char *full = getenv("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT");
+    const char *base = getenv("OTEL_EXPORTER_OTLP_ENDPOINT");
+    if (full && *full) {
+        snprintf(url, sizeof url, "%s", full);
+    } else if (base && *base) {
+        size_t n = strlen(base);
+        while (n && base[n - 1] == '/')
+            n--;
+        snprintf(url, sizeof url, "%.*s/v1/metrics", (int)(n > 900 ? 900 : n), base);
+    } else {
+        return;
+    }
+    struct node_view v;
+    node_view_get(a->node, &v);
+    struct obs_otlp_options o = {
+        .endpoint = url,
+        .interval_ms = env_ms("OTEL_METRIC_EXPORT_INTERVAL", 10000),
+        .timeout_ms = env_ms("OTEL_METRIC_EXPORT_TIMEOUT", 5000),
+        .service_name = getenv("OTEL_SERVICE_NAME") && *getenv("OTEL_SERVICE_NAME")
+                            ? getenv("OTEL_SERVICE_NAME")
+                            : "norikv",
+        .instance_id = v.n_nodes ? v.nodes[0].id : a->node_id,
+        .refresh = otlp_refresh,
+        .refresh_ctx = a,
+    };
+    /* the series the dashboard shows come from totals refreshed on demand:
+     * register them now so that the first export carries them too */
+    api_observe_update(a);
+    nk_status s = obs_otlp_start(&o, &a->otlp);
+    node_view_free(&v);
+    if (!nk_ok(s)) {
+        NK_WARN(MODULE, "OTLP export is off: %s", nk_status_msg(s));
+        nk_status_free(&s);
+        a->otlp = NULL;
+        return;
+    }
+    NK_INFO(MODULE, "exporting metrics over OTLP/HTTP to %s every %u ms", url, o.interval_ms);
+}
+
+void api_otlp_stop(struct api *a)
+{
+    obs_otlp_stop(a->otlp);
+    a->otlp = NULL;
+}

@@ -300,6 +300,62 @@ void obs_render_prometheus(struct obs_registry *r, struct nk_buf *out);
 /* The Content-Type of that text, for the HTTP layer. */
 #define OBS_PROMETHEUS_CONTENT_TYPE "text/plain; version=0.0.4; charset=utf-8"
 
+/* One series as obs_registry_visit shows it (pointers valid during the call). */
+struct obs_series_view {
+    const char *family, *help;
+    enum obs_type type;
+    enum obs_unit unit;
+    size_t nlabels;
+    const char *label_names[OBS_MAX_LABELS];
+    const char *label_values[OBS_MAX_LABELS];
+    const void *metric; /* struct obs_counter / obs_gauge / obs_histogram */
+};
+typedef void (*obs_visit_fn)(void *ctx, const struct obs_series_view *s);
+/* Calls fn for every series in registration order, under the registry's
+ * mutex: fn must not register anything. */
+void obs_registry_visit(struct obs_registry *r, obs_visit_fn fn, void *ctx);
+
+/* ------------------------------------------------------------ OTLP export */
+
+/*
+ * OTLP/HTTP (protobuf) export of a registry's metrics (otlp.c). Every
+ * interval a background thread encodes the whole registry as one
+ * ExportMetricsServiceRequest (cumulative sums, gauges, explicit-bucket
+ * histograms; latencies in seconds) and POSTs it to the endpoint. Bounded:
+ * one request at a time, at most OBS_OTLP_MAX_BYTES; a collector that is
+ * slow or missing costs a timeout and one warning per minute, never memory
+ * (an interval that finds the previous export still running is skipped).
+ * Plain http:// only (no TLS).
+ */
+#define OBS_OTLP_MAX_BYTES (8u << 20)
+
+struct obs_otlp_options {
+    const char *endpoint;      /* "http://host:port" (then /v1/metrics) or a full URL */
+    uint32_t interval_ms;      /* default 10000 */
+    uint32_t timeout_ms;       /* per export; default 5000 */
+    const char *service_name;  /* resource attribute service.name; default "norikv" */
+    const char *instance_id;   /* service.instance.id; may be NULL */
+    struct obs_registry *registry; /* NULL: obs_default() */
+    /* Called on the exporter's thread before each export (gauges read on
+     * demand are refreshed there); NULL: nothing. */
+    void (*refresh)(void *ctx);
+    void *refresh_ctx;
+};
+struct obs_otlp_exporter;
+/* Parses the endpoint (INVALID_ARGUMENT naming the problem) and starts the thread. */
+nk_status obs_otlp_start(const struct obs_otlp_options *o, struct obs_otlp_exporter **out);
+/* Stops the thread (waiting for an export in progress, at most its timeout). */
+void obs_otlp_stop(struct obs_otlp_exporter *e);
+/* Exports done and failed so far. */
+void obs_otlp_counts(struct obs_otlp_exporter *e, uint64_t *ok, uint64_t *failed);
+/*
+ * Encodes r as an ExportMetricsServiceRequest (opentelemetry/proto/collector/
+ * metrics/v1) into out; start_ns/now_ns are Unix nanoseconds.
+ */
+void obs_otlp_encode_metrics(struct obs_registry *r, const char *service_name,
+                             const char *instance_id, uint64_t start_ns, uint64_t now_ns,
+                             struct nk_buf *out);
+
 /* ------------------------------------------------------- process metrics */
 
 struct obs_process_sample {

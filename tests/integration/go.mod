@@ -4,6 +4,7 @@ go 1.26.8
 
 require (
 	github.com/norikv/norikv-go v0.0.0
+	go.opentelemetry.io/proto/otlp v1.5.0
 	golang.org/x/net v0.60.0
 	google.golang.org/grpc v1.85.0
 	google.golang.org/protobuf v1.36.12
