@@ -155,6 +155,17 @@
       }
       g.fillStyle = nodeColor(d.shard_leader[s]);
       g.fillRect(x, y, cell - 1, cell - 1);
+      const reps = d.shard_replicas[s] || [];
+      if (d.nodes.length > 1 && reps.length && cell >= 8) {
+        /* replicas: one strip per replica along the bottom, in its node's colour */
+        const w = (cell - 3) / reps.length;
+        reps.forEach((ri, k) => {
+          g.fillStyle = "#0b0e11";
+          g.fillRect(x + 1 + k * w, y + cell - 5, w, 3);
+          g.fillStyle = nodeColor(ri);
+          g.fillRect(x + 1 + k * w + 0.5, y + cell - 4.5, w - 1, 2);
+        });
+      }
       const rate = shardRate[s] || 0;
       if (rate > 0) { /* load: a white dot growing with the shard's write rate */
         const rr = Math.max(1.5, (cell / 2 - 2) * Math.sqrt(rate / maxRate));
