@@ -111,6 +111,11 @@ struct api_events_req {
 nk_status api_events_parse(const struct api_http_arg *args, size_t nargs,
                            const char *last_event_id, uint64_t last_seq,
                            struct api_events_req *out);
+/*
+ * Before the HTTP server stops: emits the lifecycle "stopping" event, lets
+ * open /events streams deliver it (at most ~300 ms) and ends them.
+ */
+void api_events_stop(struct api *a);
 /* GET /events (events_http.c); returns an enum MHD_Result. */
 int api_events_http(struct api *a, struct MHD_Connection *c);
 /* Answers {"error","code"} with the status of code; returns an enum MHD_Result. */

@@ -234,10 +234,11 @@ static ssize_t sse_read(void *cls, uint64_t pos, char *buf, size_t max)
         nk_buf_clear(&st->out);
         st->out_off = 0;
         for (;;) {
-            if (atomic_load(&st->a->http_stopping) || reader_gone(st->fd))
-                return MHD_CONTENT_READER_END_OF_STREAM;
+            /* fill first: a stopping server's last event still goes out */
             if (fill(st))
                 break;
+            if (atomic_load(&st->a->http_stopping) || reader_gone(st->fd))
+                return MHD_CONTENT_READER_END_OF_STREAM;
             uint64_t now = nk_mono_ms();
             if (now - st->last_write_ms >= EV_KEEPALIVE_MS) {
                 api_buf_printf(&st->out, ": keepalive\n\n");
@@ -274,6 +275,22 @@ static enum MHD_Result collect(void *cls, enum MHD_ValueKind kind, const char *k
     }
     as->a[as->n++] = (struct api_http_arg){key, key_size, value, value ? value_size : 0};
     return MHD_YES;
+}
+
+void api_events_stop(struct api *a)
+{
+    struct node_view v;
+    node_view_get(a->node, &v);
+    struct obs_event_attrs ea = {0};
+    obs_attrs_set_node(&ea, v.n_nodes ? v.nodes[0].id : a->node_id);
+    obs_event_emit_attrs(obs_events_default(), OBS_EV_LIFECYCLE, OBS_NO_SHARD, &ea,
+                         "node %s stopping: its HTTP and gRPC endpoints close",
+                         v.n_nodes ? v.nodes[0].id : a->node_id);
+    node_view_free(&v);
+    atomic_store(&a->http_stopping, true);
+    /* the event woke every stream; give them a moment to send it and end */
+    for (int i = 0; i < 30 && atomic_load(&a->sse_clients) > 0; i++)
+        nk_sleep_us(10000);
 }
 
 int api_events_http(struct api *a, struct MHD_Connection *c)

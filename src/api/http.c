@@ -666,7 +666,7 @@ nk_status api_http_start(struct api *a, const char *addr, bool fallback, char *b
 void api_shutdown(struct api *a)
 {
     if (a->httpd) {
-        atomic_store(&a->http_stopping, true); /* /events streams end */
+        api_events_stop(a); /* /events streams say so, then end */
         MHD_stop_daemon(a->httpd);
         a->httpd = NULL;
     }

@@ -9,7 +9,6 @@
 
 #include <inttypes.h>
 
-
 struct snap_wait {
     pthread_mutex_t mu;
     pthread_cond_t cv;

@@ -459,7 +459,7 @@ bool node_close(struct node *n)
     struct obs_event_attrs ea = {0};
     obs_attrs_set_node(&ea, n->name);
     obs_event_emit_attrs(obs_events_default(), OBS_EV_LIFECYCLE, OBS_NO_SHARD, &ea,
-                         "node %s stopping", n->name);
+                         "node %s closing its shards and storage", n->name);
     pthread_mutex_lock(&n->qmu);
     n->stopping = true;
     pthread_mutex_unlock(&n->qmu);

@@ -149,3 +149,44 @@ func TestDashboardInChromiumShowsTheNodeShardsAndLiveLoad(t *testing.T) {
 	b.waitFor("the node unreachable", `document.getElementById("status").textContent === "unreachable" &&
 		document.getElementById("live").classList.contains("stale")`, 10*time.Second)
 }
+
+// A node that stops and comes back at the same address: the page shows it
+// unreachable (with the node's own "stopping" event), then live again,
+// with the new process's start on the event timeline.
+func TestDashboardFollowsANodeRestart(t *testing.T) {
+	dir := t.TempDir()
+	args := []string{"--data-dir", dir, "--rpc-addr", fmt.Sprintf("127.0.0.1:%d", freePort(t)),
+		"--http-addr", fmt.Sprintf("127.0.0.1:%d", freePort(t))}
+	s := start(t, args...)
+	b := startBrowser(t)
+	b.call("Page.navigate", map[string]any{"url": "http://" + s.http + "/dashboard"})
+	b.waitFor("two data updates", `Number(document.body.dataset.updates) >= 2`, 20*time.Second)
+	b.waitFor("the event stream live", `document.getElementById("events-state").textContent === "(live)"`,
+		10*time.Second)
+	startedBefore := `Array.from(document.querySelectorAll('#events .ev[data-kind="lifecycle"]')).filter(e => e.textContent.includes("started")).length`
+	n0, _ := strconv.Atoi(b.evalString(startedBefore))
+	if n0 < 1 {
+		t.Fatalf("no start event on the timeline")
+	}
+
+	s.stop()
+	b.waitFor("the node's stopping event", `Array.from(document.querySelectorAll('#events .ev[data-kind="lifecycle"]')).some(e => e.textContent.includes("stopping"))`,
+		10*time.Second)
+	b.waitFor("the node unreachable", `document.getElementById("status").textContent === "unreachable"`,
+		10*time.Second)
+
+	s2 := start(t, args...)
+	if s2.http != s.http {
+		t.Fatalf("restarted on %s, was %s", s2.http, s.http)
+	}
+	b.waitFor("the node back and ok", `document.getElementById("status").textContent === "ok" &&
+		document.getElementById("live").textContent === "live"`, 15*time.Second)
+	b.waitFor("the new start on the timeline", fmt.Sprintf(`%s > %d`, startedBefore, n0), 20*time.Second)
+	if got := b.evalString(`document.getElementById("shard-map").dataset.led`); got != "1024" {
+		t.Fatalf("after the restart the shard map shows %s shards with a leader", got)
+	}
+	if n := b.evalString(`document.getElementById("page-errors").dataset.count`); n != "0" {
+		t.Fatalf("the page collected %s errors: %s", n,
+			b.evalString(`document.getElementById("page-errors").textContent`))
+	}
+}

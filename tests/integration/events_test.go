@@ -392,15 +392,17 @@ func TestSlowRequestsBecomeRateLimitedEvents(t *testing.T) {
 }
 
 // SIGTERM with event streams open (and the dashboard's data fetched) stops
-// the server cleanly and promptly: the streams end, nothing waits on them.
+// the server cleanly and promptly: each stream gets the lifecycle
+// "stopping" event, then ends; nothing waits on them.
 func TestSIGTERMWithEventStreamsOpenStopsCleanly(t *testing.T) {
 	s := ephemeral(t)
+	var streams []*sseStream
 	for i := 0; i < 3; i++ {
-		st, code, body := openEvents(t, s, "?since=0", nil)
+		st, code, body := openEvents(t, s, "?kind=lifecycle", nil)
 		if code != 200 {
 			t.Fatalf("/events %d %s", code, body)
 		}
-		st.next(t, 10*time.Second)
+		streams = append(streams, st)
 	}
 	if c, _ := httpDo(t, "GET", "http://"+s.http+"/dashboard/data", ""); c != 200 {
 		t.Fatalf("/dashboard/data %d", c)
@@ -409,5 +411,16 @@ func TestSIGTERMWithEventStreamsOpenStopsCleanly(t *testing.T) {
 	s.stop() // fails the test on a non-zero exit (sanitizer reports included)
 	if d := time.Since(start); d > 5*time.Second {
 		t.Fatalf("stopping with 3 event streams open took %v", d)
+	}
+	for i, st := range streams {
+		var stopping bool
+		for e := range st.events { // until the stream ends
+			if m, _ := e.Data["message"].(string); strings.Contains(m, "stopping") {
+				stopping = true
+			}
+		}
+		if !stopping {
+			t.Errorf("stream %d ended without the lifecycle stopping event", i)
+		}
 	}
 }
