@@ -115,8 +115,8 @@ void api_note_slow(struct api *a, enum api_op op, enum api_outcome out, uint64_t
 
 struct observe_counters {
     struct obs_counter *proposals, *proposals_failed, *flushes, *compactions, *trivial,
-        *stalls, *flush_bytes, *events;
-    struct obs_gauge *memtable_bytes, *sse_clients;
+        *stalls, *flush_bytes, *events, *frames_dropped_in, *frames_dropped_out, *frames_bad;
+    struct obs_gauge *memtable_bytes, *sse_clients, *members, *peers_up;
 };
 
 static struct observe_counters oc;
@@ -141,6 +141,13 @@ static void oc_register(void)
         {"norikv_lsm_flush_written_bytes_total", "Bytes of level-0 tables written by flushes",
          &oc.flush_bytes},
         {"norikv_events_total", "Events emitted to the event ring (/events)", &oc.events},
+        {"norikv_transport_frames_dropped_in_total",
+         "Peer frames dropped on receipt (the inbound queue was full)", &oc.frames_dropped_in},
+        {"norikv_transport_frames_dropped_out_total",
+         "Raft messages not sent (peer down or its queue full; Raft retransmits)",
+         &oc.frames_dropped_out},
+        {"norikv_transport_frames_bad_total", "Peer frames refused as malformed",
+         &oc.frames_bad},
     };
     for (size_t i = 0; i < sizeof cs / sizeof cs[0]; i++) {
         nk_status s = obs_counter_register(r, cs[i].name, cs[i].help, cs[i].out);
@@ -153,6 +160,12 @@ static void oc_register(void)
     s = obs_gauge_register(r, "norikv_http_event_streams", "Open /events streams",
                            &oc.sse_clients);
     nk_status_free(&s);
+    s = obs_gauge_register(r, "norikv_cluster_members", "Nodes in this node's membership",
+                           &oc.members);
+    nk_status_free(&s);
+    s = obs_gauge_register(r, "norikv_cluster_peers_up", "Peers with an open session",
+                           &oc.peers_up);
+    nk_status_free(&s);
 }
 
 void api_observe_update(struct api *a)
@@ -162,6 +175,11 @@ void api_observe_update(struct api *a)
     node_get_stats(a->node, &ns);
     obs_counter_raise_to(oc.proposals, ns.proposals);
     obs_counter_raise_to(oc.proposals_failed, ns.proposals_failed);
+    obs_counter_raise_to(oc.frames_dropped_in, ns.frames_dropped_in);
+    obs_counter_raise_to(oc.frames_dropped_out, ns.frames_dropped_out);
+    obs_counter_raise_to(oc.frames_bad, ns.frames_bad);
+    obs_gauge_set(oc.members, ns.members);
+    obs_gauge_set(oc.peers_up, ns.peers_up);
     struct lsm_stats ls;
     lsm_get_stats(node_lsm(a->node), &ls);
     obs_counter_raise_to(oc.flushes, ls.flushes);

@@ -56,6 +56,8 @@ func TestMetricsShowRaftLSMEventAndProcessTotals(t *testing.T) {
 		{"norikv_process_threads", func(v float64) bool { return v > 1 }, "> 1"},
 		{"norikv_process_cpu_microseconds_total", func(v float64) bool { return v > 0 }, "> 0"},
 		{"norikv_http_event_streams", func(v float64) bool { return v == 0 }, "0"},
+		{"norikv_cluster_members", func(v float64) bool { return v == 1 }, "1 (a one-node cluster)"},
+		{"norikv_transport_frames_bad_total", func(v float64) bool { return v == 0 }, "0"},
 	}
 	for _, c := range checks {
 		v, ok := m[c.series]
