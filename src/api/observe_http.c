@@ -168,9 +168,14 @@ static void oc_register(void)
     nk_status_free(&s);
 }
 
+/* raise_to allows one raiser at a time: /metrics, /dashboard/data and the
+ * OTLP exporter may refresh at once */
+static pthread_mutex_t oc_mu = PTHREAD_MUTEX_INITIALIZER;
+
 void api_observe_update(struct api *a)
 {
     pthread_once(&oc_once, oc_register);
+    pthread_mutex_lock(&oc_mu);
     struct node_stats ns;
     node_get_stats(a->node, &ns);
     obs_counter_raise_to(oc.proposals, ns.proposals);
@@ -191,6 +196,7 @@ void api_observe_update(struct api *a)
     obs_gauge_set(oc.memtable_bytes, (int64_t)ls.memtable_bytes);
     obs_gauge_set(oc.sse_clients, (int64_t)atomic_load(&a->sse_clients));
     obs_process_collect(NULL);
+    pthread_mutex_unlock(&oc_mu);
 }
 
 /* ------------------------------------------------------- /dashboard/data */

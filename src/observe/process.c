@@ -20,6 +20,7 @@ struct proc_metrics {
 
 static struct proc_metrics pm;
 static pthread_once_t pm_once = PTHREAD_ONCE_INIT;
+static pthread_mutex_t pm_mu = PTHREAD_MUTEX_INITIALIZER;
 
 static void pm_register(void)
 {
@@ -88,11 +89,14 @@ void obs_process_collect(struct obs_process_sample *out)
     struct rlimit rl;
     if (getrlimit(RLIMIT_NOFILE, &rl) == 0)
         s.max_fds = rl.rlim_cur == RLIM_INFINITY ? 0 : (uint64_t)rl.rlim_cur;
+    /* one raiser at a time (obs_counter_raise_to); callers may be concurrent */
+    pthread_mutex_lock(&pm_mu);
     obs_gauge_set(pm.rss, (int64_t)s.rss_bytes);
     obs_gauge_set(pm.fds, (int64_t)s.open_fds);
     obs_gauge_set(pm.max_fds, (int64_t)s.max_fds);
     obs_gauge_set(pm.threads, (int64_t)s.threads);
     obs_counter_raise_to(pm.cpu_us, s.cpu_us);
+    pthread_mutex_unlock(&pm_mu);
     if (out)
         *out = s;
 }
