@@ -97,6 +97,8 @@ struct group {
     struct node *node;
     uint64_t applied, applied_term;
     uint64_t last_lead;
+    int ev_role;      /* role and term last reported to the event ring (loop.c) */
+    uint64_t ev_term;
     bool single_voter;
     bool ready_for_reads; /* leader has applied an entry of its own term */
     bool dirty;
@@ -123,8 +125,6 @@ struct group {
     bool compact_now; /* Admin.SnapshotShard: compact the log up to compact_target */
     uint64_t compact_target;
     struct node_tick_ring ticks;
-    int ev_role;      /* role and term last reported to the event ring (loop.c) */
-    uint64_t ev_term;
 };
 
 /* A member of the cluster (members.c). Guarded by the node's vmu. */
