@@ -88,6 +88,11 @@ bench-wal: build
 	  $(BUILD)/bench/wal/bench_wal --dir $(BUILD)/bench-wal-data $(ARGS); \
 	else echo "bench-wal: not built yet"; fi
 
+# One metric operation against a plain atomic and a mutex (docs/benchmarks.md).
+bench-observe: build
+	@if [ -x $(BUILD)/bench/observe/bench_observe ]; then $(BUILD)/bench/observe/bench_observe $(ARGS); \
+	else echo "bench-observe: not built yet"; fi
+
 # Vector indexes against hnswlib and FAISS (Python venv under bench/vector/.venv,
 # installed from PyPI on first use). VECTOR_SETS="N:DIMS ..." picks the data sets.
 bench-vector: build

@@ -20,6 +20,8 @@ PACKAGES=(
   maven
   # tests
   procps curl
+  # the dashboard test drives a real headless browser
+  chromium
 )
 
 # Java SDK: any JDK 11+ will do; Debian's default one only when none is there.

@@ -63,6 +63,12 @@ struct api {
 
     void *httpd; /* struct MHD_Daemon */
     struct http_guard *http_guard;
+
+    /* observability endpoints (events_http.c, observe_http.c) */
+    _Atomic uint32_t sse_clients; /* /events streams open now */
+    _Atomic bool http_stopping;   /* set before the HTTP server stops: streams end */
+    _Atomic uint64_t slow_window_ms, slow_in_window, slow_suppressed;
+    struct obs_otlp_exporter *otlp; /* NULL: no OTLP export configured */
 };
 
 /* vector.c: registers the norikv.v1.Vector methods. */
@@ -87,6 +93,59 @@ void api_update_gauges(struct api *a);
 /* Appends s (UTF-8 text) as a JSON string literal, quoted and escaped. */
 void api_json_string(struct nk_buf *b, const uint8_t *s, size_t n);
 void api_buf_printf(struct nk_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* ---------------------------------------------- observability (new files) */
+
+/* /events streams one node serves at once; beyond it 503 (docs/observability.md). */
+#define API_SSE_MAX_CLIENTS 32
+/* Requests slower than this become slow_request events (at most 10 a second). */
+#define API_SLOW_REQUEST_MS 1000
+
+struct api_http_arg;
+struct MHD_Connection;
+struct api_http_args {
+    struct api_http_arg *a;
+    size_t n;
+    bool too_many;
+};
+
+/* A parsed GET /events request. */
+struct api_events_req {
+    uint64_t since;     /* send events with seq > since */
+    uint32_t kind_mask; /* bit k: send kind k (gap markers are always sent) */
+    bool reset;         /* Last-Event-ID was past the newest event: say so first */
+};
+/*
+ * Parses /events query parameters (raw, percent-encoded) and the
+ * Last-Event-ID header (NULL: absent) against the ring's newest seq.
+ * ?since= past last_seq is INVALID_ARGUMENT; so are unknown parameters,
+ * kinds and malformed numbers, each named in the message.
+ */
+nk_status api_events_parse(const struct api_http_arg *args, size_t nargs,
+                           const char *last_event_id, uint64_t last_seq,
+                           struct api_events_req *out);
+/*
+ * Before the HTTP server stops: emits the lifecycle "stopping" event, lets
+ * open /events streams deliver it (at most ~300 ms) and ends them.
+ */
+void api_events_stop(struct api *a);
+/* GET /events (events_http.c); returns an enum MHD_Result. */
+int api_events_http(struct api *a, struct MHD_Connection *c);
+/* Answers {"error","code"} with the status of code; returns an enum MHD_Result. */
+int api_http_error(struct MHD_Connection *c, enum nk_code code, const char *msg);
+/*
+ * The observability routes (/events, /dashboard and the files under it); true when
+ * url is one of them, with *ret the enum MHD_Result (observe_http.c).
+ */
+bool api_observe_http(struct api *a, struct MHD_Connection *c, const char *url,
+                      const char *method, int *ret);
+/* Refreshes the counters /metrics shows from node, LSM and process totals. */
+void api_observe_update(struct api *a);
+/* Starts / stops OTLP metrics export when the OTEL_* environment asks for it. */
+void api_otlp_start(struct api *a);
+void api_otlp_stop(struct api *a);
+/* Called by api_record: a slow request becomes an event (rate-limited). */
+void api_note_slow(struct api *a, enum api_op op, enum api_outcome out, uint64_t us);
 
 /* http_guard.c: the per-request receive deadline (see there). */
 struct http_guard;

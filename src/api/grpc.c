@@ -63,7 +63,10 @@ enum api_outcome api_outcome_of(enum nk_code code, const char *msg)
 void api_record(struct api *a, enum api_op op, enum api_outcome out, uint64_t start_ns)
 {
     obs_counter_inc(a->requests[op][out]);
-    obs_hist_observe_since(a->latency[op], start_ns);
+    uint64_t now = nk_mono_ns();
+    uint64_t us = now > start_ns ? (now - start_ns) / 1000 : 0;
+    obs_hist_observe(a->latency[op], us);
+    api_note_slow(a, op, out, us);
 }
 
 /* ------------------------------------------------------------------ helpers */

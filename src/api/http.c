@@ -468,6 +468,7 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
     struct nk_buf b;
     nk_buf_init(&b);
     enum MHD_Result ret;
+    int oret = MHD_NO;
     if (st->nul_in_line) {
         ret = respond_error(c, NK_INVALID_ARGUMENT,
                             "the request line contains a NUL byte (percent-encode it as %00)",
@@ -536,12 +537,15 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
                                 "metrics are disabled (telemetry.prometheus.enabled: false)", NULL);
         } else {
             api_update_gauges(a);
+            api_observe_update(a);
             obs_render_prometheus(obs_default(), &b);
             ret = respond(c, 200, "text/plain; version=0.0.4", &b);
         }
     } else if (strcmp(url, "/meta/cluster") == 0 && is_get) {
         api_view_json(a, &b);
         ret = respond(c, 200, "application/json", &b);
+    } else if (api_observe_http(a, c, url, method, &oret)) {
+        ret = (enum MHD_Result)oret; /* /events, /dashboard (observe_http.c) */
     } else if (is_kv && (is_get || is_put || is_del)) {
         ret = kv_http(a, c, url + 4, is_get ? API_HTTP_GET : is_put ? API_HTTP_PUT : API_HTTP_DELETE,
                       &st->body);
@@ -656,6 +660,7 @@ nk_status api_http_start(struct api *a, const char *addr, bool fallback, char *b
         return nk_status_make(NK_UNAVAILABLE, "cannot start the HTTP server on %s", addr);
     }
     a->httpd = d;
+    api_otlp_start(a); /* OTLP export, when configured (observe_http.c) */
     if (strchr(host, ':'))
         snprintf(bound, bound_cap, "[%s]:%u", host, bport);
     else
@@ -666,11 +671,13 @@ nk_status api_http_start(struct api *a, const char *addr, bool fallback, char *b
 void api_shutdown(struct api *a)
 {
     if (a->httpd) {
+        api_events_stop(a); /* /events streams say so, then end */
         MHD_stop_daemon(a->httpd);
         a->httpd = NULL;
     }
     http_guard_stop(a->http_guard);
     a->http_guard = NULL;
+    api_otlp_stop(a);
     pthread_mutex_lock(&a->snap_mu);
     if (a->snap_started) {
         pthread_join(a->snap_thread, NULL); /* a snapshot in progress ends first */

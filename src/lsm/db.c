@@ -693,6 +693,8 @@ static void flush_one_locked(struct lsm_db *db)
     mo.base = NULL; /* a flush never drops tombstones: older data may lie below */
     mo.edit = &e;
     pthread_mutex_unlock(&db->mu);
+    uint64_t ev_t0 = nk_mono_ns();
+    uint64_t ev_in = mem_usage(m);
 
     /* whoever logged these writes elsewhere makes that log durable first */
     nk_status s = db->opt.before_flush ? db->opt.before_flush(db->opt.before_flush_arg) : NK_OK;
@@ -728,6 +730,13 @@ static void flush_one_locked(struct lsm_db *db)
             db->flushes_done++;
             db->flush_bytes += mo.bytes_written;
             db->level_written[0] += mo.bytes_written;
+            if (db->opt.on_event) {
+                struct lsm_event ev = {.kind = LSM_EVENT_FLUSH, .level = -1, .out_level = 0,
+                                       .bytes_in = ev_in, .bytes_out = mo.bytes_written,
+                                       .files_in = 1, .files_out = (uint32_t)e.nadds,
+                                       .duration_us = (nk_mono_ns() - ev_t0) / 1000};
+                db->opt.on_event(db->opt.on_event_arg, &ev);
+            }
             nk_status ws = wal_remove_before(db->wal, next_log);
             if (!nk_ok(ws)) {
                 NK_WARN(LOG_MODULE, "cannot remove old WAL segments: %s", nk_status_msg(ws));
@@ -920,6 +929,12 @@ static nk_status run_compaction_locked(struct lsm_db *db, struct lsm_compaction 
         nk_status s = log_and_apply(db, &e);
         if (nk_ok(s)) {
             db->trivial_moves++;
+            if (db->opt.on_event) {
+                struct lsm_event ev = {.kind = LSM_EVENT_TRIVIAL_MOVE, .level = c->level,
+                                       .out_level = out_level, .bytes_in = f->size,
+                                       .bytes_out = f->size, .files_in = 1, .files_out = 1};
+                db->opt.on_event(db->opt.on_event_arg, &ev);
+            }
             nk_buf_clear(&db->compact_ptr[c->level]);
             nk_buf_append(&db->compact_ptr[c->level], f->largest.data, f->largest.len);
         }
@@ -940,6 +955,7 @@ static nk_status run_compaction_locked(struct lsm_db *db, struct lsm_compaction 
     mo.flush_imm = true;
     mo.edit = &e;
     pthread_mutex_unlock(&db->mu);
+    uint64_t ev_t0 = nk_mono_ns();
 
     uint64_t read = 0;
     struct lsm_iiter **kids = nk_malloc((c->nin[0] + 2) * sizeof(*kids));
@@ -984,6 +1000,15 @@ static nk_status run_compaction_locked(struct lsm_db *db, struct lsm_compaction 
     }
     if (nk_ok(s)) {
         db->compactions++;
+        if (db->opt.on_event) {
+            struct lsm_event ev = {.kind = LSM_EVENT_COMPACTION, .level = c->level,
+                                   .out_level = out_level, .bytes_in = read,
+                                   .bytes_out = mo.bytes_written,
+                                   .files_in = c->nin[0] + c->nin[1],
+                                   .files_out = (uint32_t)e.nadds,
+                                   .duration_us = (nk_mono_ns() - ev_t0) / 1000};
+            db->opt.on_event(db->opt.on_event_arg, &ev);
+        }
         db->level_read[out_level] += read;
         db->level_written[out_level] += mo.bytes_written;
         struct lsm_file *last = c->in[0][c->nin[0] - 1];
@@ -1621,15 +1646,28 @@ void lsm_close(struct lsm_db *db)
 /* ------------------------------------------------------------------ writes */
 
 /* write_mu held: makes sure the active memtable may take a batch. */
+static void stall_report(struct lsm_db *db, bool stalled, uint64_t t0, bool l0_full)
+{
+    if (!stalled || !db->opt.on_event)
+        return;
+    struct lsm_event ev = {.kind = LSM_EVENT_WRITE_STALL, .level = l0_full ? 0 : -1,
+                           .out_level = -1, .duration_us = (nk_mono_ns() - t0) / 1000,
+                           .l0_full = l0_full};
+    db->opt.on_event(db->opt.on_event_arg, &ev);
+}
+
 static nk_status make_room(struct lsm_db *db, bool no_stall)
 {
-    bool stalled = false;
+    bool stalled = false, stall_l0 = false;
+    uint64_t stall_t0 = 0;
     for (;;) {
         bool mem_full = mem_usage(db->mem) >= db->opt.write_buffer_size;
         if (!mem_full && atomic_load_explicit(&db->l0_files, memory_order_relaxed) <
                              db->opt.l0_stop_trigger &&
-            !atomic_load_explicit(&db->bg_failed, memory_order_relaxed))
+            !atomic_load_explicit(&db->bg_failed, memory_order_relaxed)) {
+            stall_report(db, stalled, stall_t0, stall_l0);
             return NK_OK;
+        }
         pthread_mutex_lock(&db->mu);
         if (!nk_ok(db->last_error)) {
             /* Degraded (disk full, I/O error): refuse writes, like etcd's
@@ -1640,6 +1678,7 @@ static nk_status make_room(struct lsm_db *db, bool no_stall)
                 "(retried automatically, %" PRIu64 " retries so far): %s",
                 db->dir, db->retries, nk_status_msg(db->last_error));
             pthread_mutex_unlock(&db->mu);
+            stall_report(db, stalled, stall_t0, stall_l0);
             return s;
         }
         bool l0_full = db->current->nfiles[0] >= db->opt.l0_stop_trigger;
@@ -1657,6 +1696,8 @@ static nk_status make_room(struct lsm_db *db, bool no_stall)
             }
             if (!stalled) {
                 stalled = true;
+                stall_t0 = nk_mono_ns();
+                stall_l0 = l0_full;
                 atomic_fetch_add(&db->write_stalls, 1);
             }
             pthread_cond_signal(&db->bg_cv);
@@ -1668,6 +1709,7 @@ static nk_status make_room(struct lsm_db *db, bool no_stall)
         if (mem_full)
             s = switch_memtable_locked(db);
         pthread_mutex_unlock(&db->mu);
+        stall_report(db, stalled, stall_t0, stall_l0);
         return s;
     }
 }

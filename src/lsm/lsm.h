@@ -63,6 +63,23 @@ enum lsm_wal_sync {
     LSM_WAL_SYNC_OS = 2,     /* written to the OS; survives a process crash only */
 };
 
+/* What lsm_options.on_event reports. */
+enum lsm_event_kind {
+    LSM_EVENT_FLUSH = 0,        /* a memtable became a level-0 table */
+    LSM_EVENT_COMPACTION = 1,   /* tables of level `level` merged into `out_level` */
+    LSM_EVENT_TRIVIAL_MOVE = 2, /* one table moved down a level without rewriting */
+    LSM_EVENT_WRITE_STALL = 3,  /* a write waited duration_us for flush or compaction */
+};
+
+struct lsm_event {
+    enum lsm_event_kind kind;
+    int level, out_level;
+    uint64_t bytes_in, bytes_out; /* read from inputs / written to new tables */
+    uint32_t files_in, files_out;
+    uint64_t duration_us;
+    bool l0_full; /* WRITE_STALL: level 0 was full (else: memtables waited for flush) */
+};
+
 struct lsm_options {
     bool create_if_missing;         /* default true */
     bool error_if_exists;           /* default false */
@@ -108,6 +125,15 @@ struct lsm_options {
      * must be cheap and must never go backwards for a key. */
     uint64_t (*key_clock_ms)(void *ctx, struct nk_slice user_key);
     void *key_clock_ctx;
+    /*
+     * Listener for background work (observability): called once per finished
+     * flush, compaction or trivial move and once per write stall (when the
+     * stalled write goes on). May be called with engine locks held, from the
+     * background thread or a writer: it must be quick and must not call into
+     * this database. NULL: nobody listens.
+     */
+    void (*on_event)(void *arg, const struct lsm_event *e);
+    void *on_event_arg;
 };
 
 void lsm_options_default(struct lsm_options *o);

@@ -7,6 +7,7 @@
  */
 #include "node/internal.h"
 
+#include <inttypes.h>
 
 struct snap_wait {
     pthread_mutex_t mu;
@@ -67,9 +68,12 @@ void node_maybe_compact_logs(struct node *n)
 {
     uint64_t persisted = lsm_persisted_sequence(n->db);
     bool want_flush = false;
+    uint64_t ev_shards = 0, ev_entries = 0; /* one event per pass, not per shard */
+    uint64_t log_entries = 0;
     for (uint32_t i = 0; i < n->nshards; i++) {
         struct group *g = &n->groups[i];
         uint64_t in_log = g->applied >= g->log_first ? g->applied - g->log_first + 1 : 0;
+        log_entries += in_log;
         if (g->compact_now && g->log_first > g->compact_target) {
             g->compact_now = false; /* already compacted that far */
             atomic_store_explicit(&n->pub[g->id].compacted, g->log_first - 1,
@@ -85,6 +89,9 @@ void node_maybe_compact_logs(struct node *n)
                 node_conf_encode(c, &n->conf_buf);
                 raftlog_batch_compact(n->batch, g->id, g->ck_index, term,
                                       nk_slice_make(n->conf_buf.data, n->conf_buf.len));
+                ev_shards++;
+                obs_counter_inc(n->m_log_compactions);
+                ev_entries += g->ck_index + 1 - g->log_first;
                 g->log_first = g->ck_index + 1;
                 if (g->compact_now && g->ck_index >= g->compact_target) {
                     g->compact_now = false;
@@ -100,6 +107,14 @@ void node_maybe_compact_logs(struct node *n)
         g->ck_seq = g->last_seq;
         g->ck_index = g->applied;
         want_flush = true;
+    }
+    obs_gauge_set(n->m_log_entries, (int64_t)log_entries);
+    if (ev_shards) {
+        struct obs_event_attrs ea = {.set = OBS_ATTR_COUNT, .count = ev_entries};
+        obs_event_emit_attrs(obs_events_default(), OBS_EV_LOG_COMPACTION, OBS_NO_SHARD, &ea,
+                             "raft logs of %" PRIu64 " shards compacted: %" PRIu64
+                             " entries dropped",
+                             ev_shards, ev_entries);
     }
     if (want_flush) {
         pthread_mutex_lock(&n->fmu);

@@ -103,6 +103,8 @@ struct group {
     struct node *node;
     uint64_t applied, applied_term;
     uint64_t last_lead;
+    int ev_role;      /* role and term last reported to the event ring (loop.c) */
+    uint64_t ev_term;
     bool single_voter;
     bool ready_for_reads; /* leader has applied an entry of its own term */
     bool dirty;
@@ -262,6 +264,8 @@ struct node {
     char degraded_why[512];
     _Atomic uint32_t damaged_shards;
     struct obs_gauge *m_degraded, *m_damaged;
+    struct obs_counter *m_leader_changes, *m_snap_sent, *m_snap_installed, *m_log_compactions;
+    struct obs_gauge *m_log_entries;
 
     /* view */
     pthread_mutex_t vmu;

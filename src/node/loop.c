@@ -10,6 +10,8 @@
  */
 #include "node/internal.h"
 
+#include <inttypes.h>
+
 
 void node_mark_dirty(struct node *n, struct group *g)
 {
@@ -22,6 +24,104 @@ void node_mark_dirty(struct node *n, struct group *g)
 const char *node_leader_hint(struct node *n, struct group *g)
 {
     return node_hint_for_shard(n, g->id, n->hint_loop, sizeof n->hint_loop);
+}
+
+/*
+ * Raft changes for the event ring. At a start or a failover hundreds of
+ * shards change at once; past EV_SHARD_DETAIL shards in one round the round's
+ * changes are summed into one event per kind so they do not wash older
+ * events out of the ring.
+ */
+#define EV_SHARD_DETAIL 8
+
+struct raft_ev_round {
+    uint32_t leader_changes, role_changes, term_changes, became_leader;
+    uint64_t max_term;
+};
+
+/* Copies the name of raft id `id` (node_set_client_addr may rename us: vmu). */
+static const char *member_name(struct node *n, uint64_t id, char *buf, size_t cap)
+{
+    pthread_mutex_lock(&n->vmu);
+    int i = id ? node_member_index(n, id) : -1;
+    snprintf(buf, cap, "%s", id == n->self_id ? n->name : i >= 0 ? n->members[i].name : "");
+    pthread_mutex_unlock(&n->vmu);
+    return buf;
+}
+
+static void note_raft_events(struct node *n, struct group *g, uint64_t old_lead, uint64_t lead,
+                             struct raft_ev_round *rr)
+{
+    int role = (int)raft_role(g->r);
+    uint64_t term = raft_term(g->r);
+    struct obs_events *ev = obs_events_default();
+    bool detail = rr->leader_changes + rr->role_changes + rr->term_changes < EV_SHARD_DETAIL;
+    if (term > rr->max_term)
+        rr->max_term = term;
+    if (lead != old_lead) {
+        rr->leader_changes++;
+        obs_counter_inc(n->m_leader_changes);
+        if (lead == n->self_id)
+            rr->became_leader++;
+        if (detail) {
+            char now[OBS_ATTR_NAME_MAX], was[OBS_ATTR_NAME_MAX];
+            member_name(n, lead, now, sizeof now);
+            member_name(n, old_lead, was, sizeof was);
+            struct obs_event_attrs a = {.set = OBS_ATTR_TERM, .term = term};
+            obs_attrs_set_node(&a, now);
+            if (lead)
+                obs_event_emit_attrs(ev, OBS_EV_LEADER_CHANGE, g->id, &a,
+                                     "shard %u: leader %s (was %s), term %" PRIu64, g->id, now,
+                                     old_lead ? was : "none", term);
+            else
+                obs_event_emit_attrs(ev, OBS_EV_LEADER_CHANGE, g->id, &a,
+                                     "shard %u: leader %s lost, term %" PRIu64, g->id, was, term);
+        }
+    }
+    if (role != g->ev_role) {
+        rr->role_changes++;
+        if (detail) {
+            char self[OBS_ATTR_NAME_MAX];
+            member_name(n, n->self_id, self, sizeof self);
+            struct obs_event_attrs a = {.set = OBS_ATTR_TERM, .term = term};
+            obs_attrs_set_role(&a, raft_role_name((enum raft_role)role));
+            obs_attrs_set_node(&a, self);
+            obs_event_emit_attrs(ev, OBS_EV_ROLE_CHANGE, g->id, &a, "shard %u: %s became %s",
+                                 g->id, self, raft_role_name((enum raft_role)role));
+        }
+        g->ev_role = role;
+    }
+    if (term != g->ev_term) {
+        rr->term_changes++;
+        if (detail && g->ev_term) {
+            struct obs_event_attrs a = {.set = OBS_ATTR_TERM, .term = term};
+            obs_event_emit_attrs(ev, OBS_EV_TERM_CHANGE, g->id, &a,
+                                 "shard %u: term %" PRIu64 " -> %" PRIu64, g->id, g->ev_term, term);
+        }
+        g->ev_term = term;
+    }
+}
+
+static void flush_raft_events(struct node *n, const struct raft_ev_round *rr)
+{
+    if (rr->leader_changes + rr->role_changes + rr->term_changes < EV_SHARD_DETAIL)
+        return; /* each was reported on its own */
+    struct obs_events *ev = obs_events_default();
+    char self[OBS_ATTR_NAME_MAX];
+    member_name(n, n->self_id, self, sizeof self);
+    struct obs_event_attrs a = {.set = OBS_ATTR_COUNT | OBS_ATTR_TERM, .term = rr->max_term};
+    obs_attrs_set_node(&a, self);
+    if (rr->leader_changes) {
+        a.count = rr->leader_changes;
+        obs_event_emit_attrs(ev, OBS_EV_LEADER_CHANGE, OBS_NO_SHARD, &a,
+                             "%u shards changed leader (%u now led by %s), terms up to %" PRIu64,
+                             rr->leader_changes, rr->became_leader, self, rr->max_term);
+    }
+    if (rr->role_changes) {
+        a.count = rr->role_changes;
+        obs_event_emit_attrs(ev, OBS_EV_ROLE_CHANGE, OBS_NO_SHARD, &a,
+                             "%s changed role in %u shards", self, rr->role_changes);
+    }
 }
 
 /* Publishes what other threads read without asking the loop. */
@@ -239,6 +339,7 @@ static bool run_round(struct node *n, struct req *batch, size_t nbatch, bool tic
         node_serve_reads(n, g);
     }
     /* after advance: leadership changes, parked requests, publication, quiescence */
+    struct raft_ev_round evr = {0};
     for (size_t i = 0; i < nd; i++) {
         struct group *g = &n->groups[n->dirty[i]];
         if (g->damaged)
@@ -247,6 +348,7 @@ static bool run_round(struct node *n, struct req *batch, size_t nbatch, bool tic
          * must also see this shard's leader in the view */
         node_publish(n, g);
         uint64_t lead = raft_lead(g->r);
+        note_raft_events(n, g, g->last_lead, lead, &evr);
         if (lead != g->last_lead) {
             view_changed = true;
             if (g->last_lead == n->self_id)
@@ -274,6 +376,7 @@ static bool run_round(struct node *n, struct req *batch, size_t nbatch, bool tic
         if (g->applied > atomic_load_explicit(&n->st_last_applied, memory_order_relaxed))
             atomic_store_explicit(&n->st_last_applied, g->applied, memory_order_relaxed);
     }
+    flush_raft_events(n, &evr);
     /* a group stays dirty while it has work; the rest go quiet */
     size_t w = 0;
     for (size_t i = 0; i < n->ndirty; i++) {

@@ -8,6 +8,7 @@
 #include "node/internal.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/stat.h>
@@ -104,6 +105,42 @@ static nk_status open_membership(struct node *n)
     snprintf(n->members[self].client_addr, sizeof n->members[self].client_addr, "%s",
              n->client_addr);
     return NK_OK;
+}
+
+/* The LSM's background work, reported to the event ring (docs/observability.md). */
+static void node_lsm_event(void *arg, const struct lsm_event *e)
+{
+    (void)arg;
+    struct obs_event_attrs a = {.set = OBS_ATTR_DURATION, .duration_us = e->duration_us};
+    if (e->kind == LSM_EVENT_WRITE_STALL) {
+        obs_event_emit_attrs(obs_events_default(), OBS_EV_WRITE_STALL, OBS_NO_SHARD, &a,
+                             "writes stalled %.1f ms: %s", (double)e->duration_us / 1000.0,
+                             e->l0_full ? "level 0 full, compaction behind"
+                                        : "memtables waiting for flush");
+        return;
+    }
+    a.set |= OBS_ATTR_OUT_LEVEL | OBS_ATTR_BYTES_IN | OBS_ATTR_BYTES_OUT | OBS_ATTR_FILES_IN |
+             OBS_ATTR_FILES_OUT;
+    a.out_level = e->out_level;
+    a.bytes_in = e->bytes_in;
+    a.bytes_out = e->bytes_out;
+    a.files_in = e->files_in;
+    a.files_out = e->files_out;
+    if (e->level >= 0) {
+        a.set |= OBS_ATTR_LEVEL;
+        a.level = e->level;
+    }
+    if (e->kind == LSM_EVENT_FLUSH)
+        obs_event_emit_attrs(obs_events_default(), OBS_EV_FLUSH, OBS_NO_SHARD, &a,
+                             "memtable flushed to L0: %" PRIu64 " KiB in %.1f ms",
+                             e->bytes_out >> 10, (double)e->duration_us / 1000.0);
+    else
+        obs_event_emit_attrs(obs_events_default(), OBS_EV_COMPACTION, OBS_NO_SHARD, &a,
+                             "%s L%d -> L%d: %u files, %" PRIu64 " KiB in, %" PRIu64
+                             " KiB out, %.1f ms",
+                             e->kind == LSM_EVENT_TRIVIAL_MOVE ? "trivial move" : "compaction",
+                             e->level, e->out_level, e->files_in, e->bytes_in >> 10,
+                             e->bytes_out >> 10, (double)e->duration_us / 1000.0);
 }
 
 static nk_status sync_log_before_flush(void *arg)
@@ -329,6 +366,24 @@ nk_status node_open(const struct node_options *o, struct node **out)
     ms = obs_gauge_register(reg, "norikv_node_damaged_shards",
                             "Shards whose state failed a checksum on this node", &n->m_damaged);
     nk_status_free(&ms);
+    ms = obs_counter_register(reg, "norikv_raft_leader_changes_total",
+                              "Shards whose leader changed (as seen by this node)",
+                              &n->m_leader_changes);
+    nk_status_free(&ms);
+    ms = obs_counter_register(reg, "norikv_raft_snapshots_sent_total",
+                              "Shard snapshots streamed to lagging replicas", &n->m_snap_sent);
+    nk_status_free(&ms);
+    ms = obs_counter_register(reg, "norikv_raft_snapshots_installed_total",
+                              "Shard snapshots installed from a leader", &n->m_snap_installed);
+    nk_status_free(&ms);
+    ms = obs_counter_register(reg, "norikv_raft_log_compactions_total",
+                              "Shard Raft logs truncated behind persisted state",
+                              &n->m_log_compactions);
+    nk_status_free(&ms);
+    ms = obs_gauge_register(reg, "norikv_raft_log_entries",
+                            "Raft log entries kept over all shards (applied, not yet compacted)",
+                            &n->m_log_entries);
+    nk_status_free(&ms);
 
     char path[4200];
     nk_status s = nk_mkdirs(n->data_dir, 0755);
@@ -350,6 +405,8 @@ nk_status node_open(const struct node_options *o, struct node **out)
     }
     if (nk_ok(s)) {
         struct lsm_options lo = n->opt.lsm;
+        lo.on_event = node_lsm_event; /* flushes, compactions, stalls -> /events */
+        lo.on_event_arg = n;
         if (n->opt.ephemeral)
             lo.wal_sync = LSM_WAL_SYNC_OS;
         lo.key_clock_ms = node_key_clock;
@@ -394,6 +451,10 @@ nk_status node_open(const struct node_options *o, struct node **out)
         return s;
     }
     *out = n;
+    struct obs_event_attrs ea = {.set = OBS_ATTR_COUNT, .count = n->nshards};
+    obs_attrs_set_node(&ea, n->name);
+    obs_event_emit_attrs(obs_events_default(), OBS_EV_LIFECYCLE, OBS_NO_SHARD, &ea,
+                         "node %s started with %u shards", n->name, n->nshards);
     return NK_OK;
 }
 
@@ -402,6 +463,10 @@ bool node_close(struct node *n)
     if (!n)
         return true;
     atomic_store(&n->closed, true);
+    struct obs_event_attrs ea = {0};
+    obs_attrs_set_node(&ea, n->name);
+    obs_event_emit_attrs(obs_events_default(), OBS_EV_LIFECYCLE, OBS_NO_SHARD, &ea,
+                         "node %s closing its shards and storage", n->name);
     pthread_mutex_lock(&n->qmu);
     n->stopping = true;
     pthread_mutex_unlock(&n->qmu);
@@ -533,4 +598,11 @@ void node_get_stats(struct node *n, struct node_stats *o)
         snprintf(o->degraded_why, sizeof o->degraded_why, "%s", n->degraded_why);
         pthread_mutex_unlock(&n->hmu);
     }
+}
+
+uint64_t node_shard_applied(struct node *n, uint32_t shard)
+{
+    if (shard >= n->nshards)
+        return 0;
+    return atomic_load_explicit(&n->pub[shard].applied, memory_order_acquire);
 }

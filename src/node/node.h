@@ -239,5 +239,8 @@ void node_get_stats(struct node *n, struct node_stats *out);
 uint32_t node_total_shards(struct node *n);
 /* The LSM, for stats. */
 struct lsm_db *node_lsm(struct node *n);
+/* The applied index of a shard on this node (0 beyond total_shards): its
+ * rate of change is the shard's write load (the dashboard's top shards). */
+uint64_t node_shard_applied(struct node *n, uint32_t shard);
 
 #endif /* NK_NODE_H */

@@ -195,6 +195,15 @@ static bool run_job(struct node *n, struct snap_job *j)
                 "shard %u: snapshot at %" PRIu64 " sent to %016" PRIx64 " (%" PRIu64
                 " keys, %" PRIu64 " bytes, %" PRIu64 " chunks)",
                 j->shard, j->index, j->to, keys, bytes, seq);
+    if (ok) {
+        obs_counter_inc(n->m_snap_sent);
+        struct obs_event_attrs ea = {.set = OBS_ATTR_BYTES_OUT | OBS_ATTR_COUNT,
+                                     .bytes_out = bytes, .count = keys};
+        obs_event_emit_attrs(obs_events_default(), OBS_EV_SNAPSHOT, j->shard, &ea,
+                             "shard %u: snapshot at %" PRIu64 " sent to %016" PRIx64
+                             " (%" PRIu64 " keys, %" PRIu64 " bytes)",
+                             j->shard, j->index, j->to, keys, bytes);
+    }
     return ok;
 }
 
@@ -531,6 +540,9 @@ nk_status node_snap_install(struct node *n, struct group *g, const struct raft_s
     g->single_voter = node_single_voter(n, &rs->conf);
     atomic_fetch_add(&ns->installed, 1);
     NK_INFO(MODULE, "shard %u: installed the snapshot at %" PRIu64, g->id, rs->index);
+    obs_counter_inc(n->m_snap_installed);
+    obs_event_emit(obs_events_default(), OBS_EV_SNAPSHOT, g->id,
+                   "shard %u: installed the snapshot at %" PRIu64, g->id, rs->index);
     return NK_OK;
 }
 

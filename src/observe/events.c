@@ -10,6 +10,7 @@
 #include "observe/observe.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -28,7 +29,33 @@ struct obs_events {
 static const char *const kind_names[OBS_EV_KIND_COUNT] = {
     "info",       "warning",  "error", "leader_change", "election", "membership",
     "shard_move", "snapshot", "flush", "compaction",    "lifecycle",
+    "term_change", "role_change", "log_compaction", "write_stall", "slow_request", "gap",
 };
+
+bool obs_event_kind_parse(const char *name, size_t len, enum obs_event_kind *out)
+{
+    for (int k = 0; k < OBS_EV_KIND_COUNT; k++) {
+        if (strlen(kind_names[k]) == len && memcmp(kind_names[k], name, len) == 0) {
+            *out = (enum obs_event_kind)k;
+            return true;
+        }
+    }
+    return false;
+}
+
+static void copy_cut(char *dst, size_t cap, const char *src);
+
+void obs_attrs_set_node(struct obs_event_attrs *a, const char *node)
+{
+    copy_cut(a->node, sizeof a->node, node ? node : "");
+    a->set |= OBS_ATTR_NODE;
+}
+
+void obs_attrs_set_role(struct obs_event_attrs *a, const char *role)
+{
+    copy_cut(a->role, sizeof a->role, role ? role : "");
+    a->set |= OBS_ATTR_ROLE;
+}
 
 const char *obs_event_kind_name(enum obs_event_kind k)
 {
@@ -68,7 +95,18 @@ static struct obs_events *default_ring;
 
 static void default_init(void)
 {
-    nk_status s = obs_events_new(OBS_EVENTS_DEFAULT_CAPACITY, &default_ring);
+    /* NORIKV_EVENTS_CAPACITY sizes the ring (docs/observability.md); a value
+     * that is not a number in 1..OBS_EVENTS_MAX_CAPACITY is ignored */
+    uint32_t cap = OBS_EVENTS_DEFAULT_CAPACITY;
+    const char *env = getenv("NORIKV_EVENTS_CAPACITY");
+    if (env && *env) {
+        char *end = NULL;
+        unsigned long long v = strtoull(env, &end, 10);
+        if (end && *end == 0 && env[0] >= '0' && env[0] <= '9' && v >= 1 &&
+            v <= OBS_EVENTS_MAX_CAPACITY)
+            cap = (uint32_t)v;
+    }
+    nk_status s = obs_events_new(cap, &default_ring);
     NK_ASSERT(nk_ok(s));
 }
 
@@ -93,15 +131,25 @@ static void utf8_trim(char *s)
         s[i - 1] = 0;
 }
 
-uint64_t obs_event_emit(struct obs_events *ev, enum obs_event_kind kind, uint32_t shard,
-                        const char *fmt, ...)
+static void copy_cut(char *dst, size_t cap, const char *src)
+{
+    size_t n = strlen(src);
+    if (n >= cap) {
+        n = cap - 1;
+        memcpy(dst, src, n);
+        dst[n] = 0;
+        utf8_trim(dst);
+    } else {
+        memcpy(dst, src, n + 1);
+    }
+}
+
+static uint64_t emit_v(struct obs_events *ev, enum obs_event_kind kind, uint32_t shard,
+                       const struct obs_event_attrs *attrs, const char *fmt, va_list ap)
 {
     /* Format outside the lock: vsnprintf is the slow part. */
     char msg[OBS_EVENT_MSG_MAX];
-    va_list ap;
-    va_start(ap, fmt);
     int n = vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
     if (n < 0)
         msg[0] = 0;
     else if ((size_t)n >= sizeof msg)
@@ -115,10 +163,39 @@ uint64_t obs_event_emit(struct obs_events *ev, enum obs_event_kind kind, uint32_
     e->wall_ms = wall;
     e->kind = (unsigned)kind < OBS_EV_KIND_COUNT ? kind : OBS_EV_INFO;
     e->shard = shard;
+    if (attrs)
+        e->attrs = *attrs;
+    else
+        memset(&e->attrs, 0, sizeof e->attrs);
     memcpy(e->msg, msg, sizeof msg);
     pthread_cond_broadcast(&ev->cv);
     pthread_mutex_unlock(&ev->mu);
     return seq;
+}
+
+uint64_t obs_event_emit(struct obs_events *ev, enum obs_event_kind kind, uint32_t shard,
+                        const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    uint64_t seq = emit_v(ev, kind, shard, NULL, fmt, ap);
+    va_end(ap);
+    return seq;
+}
+
+uint64_t obs_event_emit_attrs(struct obs_events *ev, enum obs_event_kind kind, uint32_t shard,
+                              const struct obs_event_attrs *attrs, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    uint64_t seq = emit_v(ev, kind, shard, attrs, fmt, ap);
+    va_end(ap);
+    return seq;
+}
+
+uint32_t obs_events_capacity(struct obs_events *ev)
+{
+    return ev->capacity;
 }
 
 void obs_events_read(struct obs_events *ev, uint64_t after_seq, struct obs_event *out, size_t max,
@@ -202,5 +279,46 @@ void obs_event_to_json(const struct obs_event *e, struct nk_buf *out)
     nk_buf_append(out, tmp, (size_t)n);
     nk_buf_append(out, "\"message\":\"", 11);
     json_escape(out, e->msg);
-    nk_buf_append(out, "\"}", 2);
+    nk_buf_put_u8(out, '"');
+    const struct obs_event_attrs *a = &e->attrs;
+    static const struct {
+        uint32_t bit;
+        const char *name;
+        size_t off;
+    } u64s[] = {
+        {OBS_ATTR_TERM, "term", offsetof(struct obs_event_attrs, term)},
+        {OBS_ATTR_BYTES_IN, "bytes_in", offsetof(struct obs_event_attrs, bytes_in)},
+        {OBS_ATTR_BYTES_OUT, "bytes_out", offsetof(struct obs_event_attrs, bytes_out)},
+        {OBS_ATTR_FILES_IN, "files_in", offsetof(struct obs_event_attrs, files_in)},
+        {OBS_ATTR_FILES_OUT, "files_out", offsetof(struct obs_event_attrs, files_out)},
+        {OBS_ATTR_DURATION, "duration_us", offsetof(struct obs_event_attrs, duration_us)},
+        {OBS_ATTR_COUNT, "count", offsetof(struct obs_event_attrs, count)},
+    };
+    if (a->set & OBS_ATTR_LEVEL) {
+        n = snprintf(tmp, sizeof tmp, ",\"level\":%d", a->level);
+        nk_buf_append(out, tmp, (size_t)n);
+    }
+    if (a->set & OBS_ATTR_OUT_LEVEL) {
+        n = snprintf(tmp, sizeof tmp, ",\"out_level\":%d", a->out_level);
+        nk_buf_append(out, tmp, (size_t)n);
+    }
+    for (size_t i = 0; i < sizeof u64s / sizeof u64s[0]; i++) {
+        if (!(a->set & u64s[i].bit))
+            continue;
+        uint64_t v;
+        memcpy(&v, (const char *)a + u64s[i].off, sizeof v);
+        n = snprintf(tmp, sizeof tmp, ",\"%s\":%" PRIu64, u64s[i].name, v);
+        nk_buf_append(out, tmp, (size_t)n);
+    }
+    if (a->set & OBS_ATTR_NODE) {
+        nk_buf_append(out, ",\"node\":\"", 9);
+        json_escape(out, a->node);
+        nk_buf_put_u8(out, '"');
+    }
+    if (a->set & OBS_ATTR_ROLE) {
+        nk_buf_append(out, ",\"role\":\"", 9);
+        json_escape(out, a->role);
+        nk_buf_put_u8(out, '"');
+    }
+    nk_buf_put_u8(out, '}');
 }

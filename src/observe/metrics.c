@@ -615,3 +615,22 @@ void obs_render_prometheus(struct obs_registry *r, struct nk_buf *out)
     }
     pthread_mutex_unlock(&r->mu);
 }
+
+void obs_registry_visit(struct obs_registry *r, obs_visit_fn fn, void *ctx)
+{
+    pthread_mutex_lock(&r->mu);
+    for (uint32_t i = 0; i < r->nfamilies; i++) {
+        const struct obs_family *f = r->families[i];
+        struct obs_series_view v = {.family = f->name, .help = f->help, .type = f->type,
+                                    .unit = f->unit, .nlabels = f->nlabels};
+        for (size_t l = 0; l < f->nlabels; l++)
+            v.label_names[l] = f->labels[l];
+        for (const struct obs_series *s = f->head; s; s = s->next) {
+            for (size_t l = 0; l < f->nlabels; l++)
+                v.label_values[l] = s->values[l];
+            v.metric = s->metric;
+            fn(ctx, &v);
+        }
+    }
+    pthread_mutex_unlock(&r->mu);
+}

@@ -300,6 +300,74 @@ void obs_render_prometheus(struct obs_registry *r, struct nk_buf *out);
 /* The Content-Type of that text, for the HTTP layer. */
 #define OBS_PROMETHEUS_CONTENT_TYPE "text/plain; version=0.0.4; charset=utf-8"
 
+/* One series as obs_registry_visit shows it (pointers valid during the call). */
+struct obs_series_view {
+    const char *family, *help;
+    enum obs_type type;
+    enum obs_unit unit;
+    size_t nlabels;
+    const char *label_names[OBS_MAX_LABELS];
+    const char *label_values[OBS_MAX_LABELS];
+    const void *metric; /* struct obs_counter / obs_gauge / obs_histogram */
+};
+typedef void (*obs_visit_fn)(void *ctx, const struct obs_series_view *s);
+/* Calls fn for every series in registration order, under the registry's
+ * mutex: fn must not register anything. */
+void obs_registry_visit(struct obs_registry *r, obs_visit_fn fn, void *ctx);
+
+/* ------------------------------------------------------------ OTLP export */
+
+/*
+ * OTLP/HTTP (protobuf) export of a registry's metrics (otlp.c). Every
+ * interval a background thread encodes the whole registry as one
+ * ExportMetricsServiceRequest (cumulative sums, gauges, explicit-bucket
+ * histograms; latencies in seconds) and POSTs it to the endpoint. Bounded:
+ * one request at a time, at most OBS_OTLP_MAX_BYTES; a collector that is
+ * slow or missing costs a timeout and one warning per minute, never memory
+ * (an interval that finds the previous export still running is skipped).
+ * Plain http:// only (no TLS).
+ */
+#define OBS_OTLP_MAX_BYTES (8u << 20)
+
+struct obs_otlp_options {
+    const char *endpoint;      /* "http://host:port" (then /v1/metrics) or a full URL */
+    uint32_t interval_ms;      /* default 10000 */
+    uint32_t timeout_ms;       /* per export; default 5000 */
+    const char *service_name;  /* resource attribute service.name; default "norikv" */
+    const char *instance_id;   /* service.instance.id; may be NULL */
+    struct obs_registry *registry; /* NULL: obs_default() */
+    /* Called on the exporter's thread before each export (gauges read on
+     * demand are refreshed there); NULL: nothing. */
+    void (*refresh)(void *ctx);
+    void *refresh_ctx;
+};
+struct obs_otlp_exporter;
+/* Parses the endpoint (INVALID_ARGUMENT naming the problem) and starts the thread. */
+nk_status obs_otlp_start(const struct obs_otlp_options *o, struct obs_otlp_exporter **out);
+/* Stops the thread (waiting for an export in progress, at most its timeout). */
+void obs_otlp_stop(struct obs_otlp_exporter *e);
+/* Exports done and failed so far. */
+void obs_otlp_counts(struct obs_otlp_exporter *e, uint64_t *ok, uint64_t *failed);
+/*
+ * Encodes r as an ExportMetricsServiceRequest (opentelemetry/proto/collector/
+ * metrics/v1) into out; start_ns/now_ns are Unix nanoseconds.
+ */
+void obs_otlp_encode_metrics(struct obs_registry *r, const char *service_name,
+                             const char *instance_id, uint64_t start_ns, uint64_t now_ns,
+                             struct nk_buf *out);
+
+/* ------------------------------------------------------- process metrics */
+
+struct obs_process_sample {
+    uint64_t rss_bytes, open_fds, max_fds, threads, cpu_us;
+};
+/*
+ * Reads /proc/self and getrusage into the norikv_process_* series of
+ * obs_default() (registered on first call) and into *out (may be NULL).
+ * Called before /metrics renders; a few system calls.
+ */
+void obs_process_collect(struct obs_process_sample *out);
+
 /* ------------------------------------------------------------------ events */
 
 enum obs_event_kind {
@@ -314,21 +382,63 @@ enum obs_event_kind {
     OBS_EV_FLUSH,         /* a memtable was flushed */
     OBS_EV_COMPACTION,    /* a compaction finished */
     OBS_EV_LIFECYCLE,     /* the server started, became ready or is stopping */
+    OBS_EV_TERM_CHANGE,   /* a shard's Raft term moved on this node */
+    OBS_EV_ROLE_CHANGE,   /* this node's role in a shard changed (follower/candidate/leader) */
+    OBS_EV_LOG_COMPACTION, /* Raft logs were truncated behind persisted state */
+    OBS_EV_WRITE_STALL,   /* writes waited for the LSM's flush or compaction */
+    OBS_EV_SLOW_REQUEST,  /* a client request took longer than the slow threshold */
+    OBS_EV_GAP,           /* never stored: a /events reader fell behind the ring */
     OBS_EV_KIND_COUNT
 };
 /* "info", "warning", "error", "leader_change", ... */
 const char *obs_event_kind_name(enum obs_event_kind k);
+/* The kind named name[0..len) (exact, case-sensitive); false when none is. */
+bool obs_event_kind_parse(const char *name, size_t len, enum obs_event_kind *out);
 
 #define OBS_EVENT_MSG_MAX 200 /* bytes incl. NUL; longer messages are cut */
 #define OBS_NO_SHARD      UINT32_MAX
 #define OBS_EVENTS_MAX_CAPACITY (1u << 20)
 #define OBS_EVENTS_DEFAULT_CAPACITY 4096
 
+/*
+ * Typed fields of an event (the VizEvent of docs/observability.md): which
+ * ones are meaningful is said by the OBS_ATTR_* bits of `set`; JSON carries
+ * only those. Every field has a fixed size, so a ring of N events holds
+ * N * sizeof(struct obs_event) bytes whatever is emitted.
+ */
+enum {
+    OBS_ATTR_TERM = 1u << 0,
+    OBS_ATTR_LEVEL = 1u << 1,       /* level: LSM input level */
+    OBS_ATTR_OUT_LEVEL = 1u << 2,   /* out_level: LSM output level */
+    OBS_ATTR_BYTES_IN = 1u << 3,
+    OBS_ATTR_BYTES_OUT = 1u << 4,
+    OBS_ATTR_FILES_IN = 1u << 5,
+    OBS_ATTR_FILES_OUT = 1u << 6,
+    OBS_ATTR_DURATION = 1u << 7,    /* duration_us */
+    OBS_ATTR_COUNT = 1u << 8,       /* count: shards, entries or events concerned */
+    OBS_ATTR_NODE = 1u << 9,        /* node: a node id (leader, peer) */
+    OBS_ATTR_ROLE = 1u << 10,       /* role: "leader", "follower", "candidate", ... */
+};
+#define OBS_ATTR_NAME_MAX 48
+
+struct obs_event_attrs {
+    uint32_t set;
+    int32_t level, out_level;
+    uint64_t term;
+    uint64_t bytes_in, bytes_out;
+    uint64_t files_in, files_out;
+    uint64_t duration_us;
+    uint64_t count;
+    char node[OBS_ATTR_NAME_MAX];
+    char role[16];
+};
+
 struct obs_event {
     uint64_t seq;     /* 1, 2, 3 ... in emission order, per ring */
     uint64_t wall_ms; /* ms since the Unix epoch */
     enum obs_event_kind kind;
     uint32_t shard; /* OBS_NO_SHARD when not about one shard */
+    struct obs_event_attrs attrs;
     char msg[OBS_EVENT_MSG_MAX];
 };
 
@@ -337,12 +447,25 @@ struct obs_events;
 /* capacity: 1..OBS_EVENTS_MAX_CAPACITY events, else INVALID_ARGUMENT. */
 nk_status obs_events_new(uint32_t capacity, struct obs_events **out);
 void obs_events_free(struct obs_events *ev);
-/* The process-wide ring (OBS_EVENTS_DEFAULT_CAPACITY). Never NULL. */
+/*
+ * The process-wide ring: OBS_EVENTS_DEFAULT_CAPACITY events, or the
+ * environment's NORIKV_EVENTS_CAPACITY (1..OBS_EVENTS_MAX_CAPACITY) when set.
+ * Never NULL.
+ */
 struct obs_events *obs_events_default(void);
 
 /* Records an event, overwriting the oldest when full; returns its seq. */
 uint64_t obs_event_emit(struct obs_events *ev, enum obs_event_kind kind, uint32_t shard,
                         const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+/* The same with typed fields (attrs may be NULL: none). */
+uint64_t obs_event_emit_attrs(struct obs_events *ev, enum obs_event_kind kind, uint32_t shard,
+                              const struct obs_event_attrs *attrs, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+/* Sets a's node / role text (cut to fit) and its bit. */
+void obs_attrs_set_node(struct obs_event_attrs *a, const char *node);
+void obs_attrs_set_role(struct obs_event_attrs *a, const char *role);
+/* How many events the ring holds (its count bound). */
+uint32_t obs_events_capacity(struct obs_events *ev);
 
 /*
  * Copies up to max events with seq > after_seq, oldest first, into out;
@@ -360,7 +483,12 @@ uint64_t obs_events_last_seq(struct obs_events *ev);
  */
 bool obs_events_wait(struct obs_events *ev, uint64_t after_seq, uint64_t timeout_ms);
 
-/* Appends {"seq":..,"time_ms":..,"kind":"..","shard":..|null,"message":".."}. */
+/*
+ * Appends {"seq":..,"time_ms":..,"kind":"..","shard":..|null,"message":".."}
+ * followed by the typed fields that are set ("term", "level", "out_level",
+ * "bytes_in", "bytes_out", "files_in", "files_out", "duration_us", "count",
+ * "node", "role").
+ */
 void obs_event_to_json(const struct obs_event *e, struct nk_buf *out);
 
 #endif /* NK_OBSERVE_H */
