@@ -160,8 +160,12 @@ static int write_http(struct api *a, struct MHD_Connection *c, const struct api_
     struct nk_buf b;
     nk_buf_init(&b);
     switch (r->op) {
-    case API_HV_CREATE: api_buf_printf(&b, "{\"created\":%s}\n", v->created ? "true" : "false"); break;
-    case API_HV_DROP: api_buf_printf(&b, "{\"dropped\":%s}\n", v->dropped ? "true" : "false"); break;
+    case API_HV_CREATE:
+        api_buf_printf(&b, "{\"created\":%s}\n", v->created ? "true" : "false");
+        break;
+    case API_HV_DROP:
+        api_buf_printf(&b, "{\"dropped\":%s}\n", v->dropped ? "true" : "false");
+        break;
     case API_HV_INSERT:
         api_buf_printf(&b, "{\"version\":{\"term\":%" PRIu64 ",\"index\":%" PRIu64 "}}\n",
                        v->term, v->index);
