@@ -2,14 +2,17 @@ package cluster
 
 // Vector indexes on three nodes (issue 11): every create and insert is a Raft
 // command of the namespace's shard, so every replica holds the same index —
-// the same HNSW graph, hence the same answers — and a leader's SIGKILL loses
-// no acknowledged insert. Skipped, like the other multi-node tests, while
+// the same HNSW graph, hence the same answers — a leader's SIGKILL loses
+// no acknowledged insert, and a node that catches up by a snapshot answers
+// like the others. Skipped, like the other multi-node tests, while
 // the server refuses clusters (NORIKV_REQUIRE_CLUSTER=1: fails).
 
 import (
 	"context"
 	"fmt"
 	"math/rand"
+	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -133,14 +136,25 @@ func TestVectorIndexIsReplicatedToEveryNodeAndSurvivesLeaderSIGKILL(t *testing.T
 	for i := 0; i < 50; i++ {
 		insert(fmt.Sprintf("b%d", i))
 	}
-	// the killed node comes back and catches up (its indexes reload from its LSM,
-	// then the log or a snapshot brings the rest)
+	// compact the shard's log behind those inserts: the killed node, behind
+	// it, can only catch up by a snapshot, whose install reloads its indexes
+	if err := retryVec(t, 20*time.Second, func(ctx context.Context) error {
+		_, err := c.Nodes[lead].Admin().SnapshotShard(ctx, &pb.ShardInfo{Id: shard})
+		return err
+	}); err != nil {
+		t.Fatalf("snapshot of shard %d on %s: %v", shard, c.Nodes[lead].ID, err)
+	}
+	for i := 0; i < 20; i++ {
+		insert(fmt.Sprintf("c%d", i))
+	}
+	// the killed node comes back and catches up (its indexes load from its
+	// LSM, then the snapshot replaces them)
 	c.Restart(old)
 	c.StableView(formTimeout)
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		g, err := pb.NewVectorClient(c.Nodes[old].Conn()).Get(ctx, &pb.VectorGetRequest{Namespace: ns, Id: "b49", Consistency: "stale_ok"})
+		g, err := pb.NewVectorClient(c.Nodes[old].Conn()).Get(ctx, &pb.VectorGetRequest{Namespace: ns, Id: "c19", Consistency: "stale_ok"})
 		cancel()
 		if err == nil && g.Found {
 			break
@@ -149,6 +163,11 @@ func TestVectorIndexIsReplicatedToEveryNodeAndSurvivesLeaderSIGKILL(t *testing.T
 			t.Fatalf("restarted %s never caught up: %v %v", c.Nodes[old].ID, g, err)
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+	// it did catch up by a snapshot of that shard (the path that reloads indexes)
+	logb, _ := os.ReadFile(c.Nodes[old].LogPath)
+	if !strings.Contains(string(logb), fmt.Sprintf("shard %d: installed the snapshot", shard)) {
+		t.Fatalf("%s caught up without installing a snapshot of shard %d (see %s)", c.Nodes[old].ID, shard, c.Nodes[old].LogPath)
 	}
 	want2, _ := searchOn(t, c, lead, ns, q, "linearizable")
 	if got, err := searchOn(t, c, old, ns, q, "stale_ok"); err != nil || fmt.Sprint(got) != fmt.Sprint(want2) {
