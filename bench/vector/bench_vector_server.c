@@ -382,7 +382,8 @@ int main(int argc, char **argv)
     vec_index_destroy(s.ix);
 
     printf("in-process build (1 thread): %.1f s (%.0f inserts/s)\n", build_s, d.n / build_s);
-    printf("\n| %u x %u, k = 10, ef 64 | threads | QPS | p50 us | p99 us | p99.9 us | recall@10 |\n",
+    printf("\n| %u x %u, k = 10, ef 64 | threads | QPS | p50 us | p99 us | p99.9 us | recall@10 "
+           "|\n",
            d.n, d.dims);
     printf("|---|---:|---:|---:|---:|---:|---:|\n");
     printf("| server (gRPC, lease reads; server-side search p50 %.0f us) | %d | %.0f | %.0f | "

@@ -76,6 +76,9 @@ nk_status api_vector_register(struct api *a, struct rpc_server *s);
 /* vector.c: RESOURCE_EXHAUSTED when the node's vector indexes have reached
  * the budget (checked before an insert or a create is proposed). */
 nk_status api_vector_admit(struct api *a);
+/* vector.c: counts a finished Vector request (op: 0 create_index, 1
+ * drop_index, 2 insert, 3 delete, 4 search, 5 get) in the vector metrics. */
+void api_vector_record(struct api *a, int op, uint64_t t0, enum nk_code code, const char *msg);
 /* vector.c: refreshes norikv_vector_memory_bytes (api_update_gauges). */
 void api_vector_update_gauges(struct api *a);
 

@@ -15,8 +15,20 @@
 #include "api/api_internal.h"
 #include "api/http_vector.h"
 
-static int vrespond(struct MHD_Connection *c, unsigned status, struct nk_buf *body)
+/* One /vector request: where its answer goes and what it is recorded as
+ * (norikv_vector_requests_total, like the gRPC calls; op -1: not parsed). */
+struct hv {
+    struct api *a;
+    struct MHD_Connection *c;
+    int op;
+    uint64_t t0;
+};
+
+static int vrespond(const struct hv *h, unsigned status, struct nk_buf *body)
 {
+    struct MHD_Connection *c = h->c;
+    if (h->op >= 0 && status == 200)
+        api_vector_record(h->a, h->op, h->t0, NK_CODE_OK, NULL);
     struct MHD_Response *r =
         MHD_create_response_from_buffer(body->len, body->data, MHD_RESPMEM_MUST_COPY);
     MHD_add_response_header(r, "Content-Type", "application/json");
@@ -40,21 +52,25 @@ static unsigned vstatus(enum nk_code code)
     }
 }
 
-static int verror(struct MHD_Connection *c, enum nk_code code, const char *msg)
+static int verror(const struct hv *h, enum nk_code code, const char *msg)
 {
+    if (h->op >= 0)
+        api_vector_record(h->a, h->op, h->t0, code, msg);
     struct nk_buf b;
     nk_buf_init(&b);
     api_buf_printf(&b, "{\"error\":");
     api_json_string(&b, (const uint8_t *)msg, strlen(msg));
     api_buf_printf(&b, ",\"code\":\"%s\"}\n", nk_code_name(code));
-    int r = vrespond(c, vstatus(code), &b);
+    struct hv quiet = *h;
+    quiet.op = -1; /* recorded above with its code */
+    int r = vrespond(&quiet, vstatus(code), &b);
     nk_buf_free(&b);
     return r;
 }
 
-static int verror_status(struct MHD_Connection *c, nk_status s)
+static int verror_status(const struct hv *h, nk_status s)
 {
-    int r = verror(c, s.code, nk_status_msg(s));
+    int r = verror(h, s.code, nk_status_msg(s));
     nk_status_free(&s);
     return r;
 }
@@ -105,8 +121,9 @@ static void vwait_destroy(struct vwait *w)
     pthread_cond_destroy(&w->cv);
 }
 
-static int write_http(struct api *a, struct MHD_Connection *c, const struct api_http_vector_req *r)
+static int write_http(const struct hv *h, const struct api_http_vector_req *r)
 {
+    struct api *a = h->a;
     struct vec_cmd cmd = {.timestamp_ms = nk_wall_ms(),
                           .ns = nk_slice_make(r->ns.data, r->ns.len),
                           .idem_key = nk_slice_make(r->idem.data, r->idem.len)};
@@ -134,7 +151,7 @@ static int write_http(struct api *a, struct MHD_Connection *c, const struct api_
     if (nk_ok(s) && (r->op == API_HV_CREATE || r->op == API_HV_INSERT))
         s = api_vector_admit(a);
     if (!nk_ok(s))
-        return verror_status(c, s);
+        return verror_status(h, s);
     struct nk_buf enc;
     nk_buf_init(&enc);
     vec_cmd_encode(&cmd, &enc);
@@ -145,30 +162,34 @@ static int write_http(struct api *a, struct MHD_Connection *c, const struct api_
     nk_buf_free(&enc);
     if (!nk_ok(s)) {
         vwait_destroy(&w);
-        return verror_status(c, s);
+        return verror_status(h, s);
     }
     vwait_run(&w);
     vwait_destroy(&w);
     if (w.code != NK_CODE_OK)
-        return verror(c, w.code, w.msg[0] ? w.msg : nk_code_name(w.code));
+        return verror(h, w.code, w.msg[0] ? w.msg : nk_code_name(w.code));
     NK_ASSERT(w.has_vres);
     const struct vec_result *v = &w.vres;
     if (v->code == NK_DATA_LOSS)
-        return verror(c, NK_INTERNAL, "the command could not be applied (damaged log entry)");
+        return verror(h, NK_INTERNAL, "the command could not be applied (damaged log entry)");
     if (v->code != NK_CODE_OK)
-        return verror(c, v->code, v->msg[0] ? v->msg : nk_code_name(v->code));
+        return verror(h, v->code, v->msg[0] ? v->msg : nk_code_name(v->code));
     struct nk_buf b;
     nk_buf_init(&b);
     switch (r->op) {
-    case API_HV_CREATE: api_buf_printf(&b, "{\"created\":%s}\n", v->created ? "true" : "false"); break;
-    case API_HV_DROP: api_buf_printf(&b, "{\"dropped\":%s}\n", v->dropped ? "true" : "false"); break;
+    case API_HV_CREATE:
+        api_buf_printf(&b, "{\"created\":%s}\n", v->created ? "true" : "false");
+        break;
+    case API_HV_DROP:
+        api_buf_printf(&b, "{\"dropped\":%s}\n", v->dropped ? "true" : "false");
+        break;
     case API_HV_INSERT:
         api_buf_printf(&b, "{\"version\":{\"term\":%" PRIu64 ",\"index\":%" PRIu64 "}}\n",
                        v->term, v->index);
         break;
     default: api_buf_printf(&b, "{\"deleted\":%s}\n", v->deleted ? "true" : "false"); break;
     }
-    int ret = vrespond(c, 200, &b);
+    int ret = vrespond(h, 200, &b);
     nk_buf_free(&b);
     return ret;
 }
@@ -181,8 +202,9 @@ static void floats_json(struct nk_buf *b, const float *v, size_t n)
     api_buf_printf(b, "]");
 }
 
-static int read_http(struct api *a, struct MHD_Connection *c, const struct api_http_vector_req *r)
+static int read_http(const struct hv *h, const struct api_http_vector_req *r)
 {
+    struct api *a = h->a;
     struct nk_slice ns = nk_slice_make(r->ns.data, r->ns.len);
     uint32_t shard = vec_shard_for_namespace(ns, a->total_shards);
     struct vwait w;
@@ -193,13 +215,13 @@ static int read_http(struct api *a, struct MHD_Connection *c, const struct api_h
                                     &now, &hint);
     if (!nk_ok(s)) {
         vwait_destroy(&w);
-        return verror_status(c, s);
+        return verror_status(h, s);
     }
     if (!now) {
         vwait_run(&w);
         if (w.code != NK_CODE_OK) {
             vwait_destroy(&w);
-            return verror(c, w.code, w.msg[0] ? w.msg : nk_code_name(w.code));
+            return verror(h, w.code, w.msg[0] ? w.msg : nk_code_name(w.code));
         }
     }
     vwait_destroy(&w);
@@ -247,9 +269,9 @@ static int read_http(struct api *a, struct MHD_Connection *c, const struct api_h
         vec_results_free(&res);
     }
     if (nk_ok(s))
-        ret = vrespond(c, 200, &b);
+        ret = vrespond(h, 200, &b);
     else
-        ret = verror_status(c, s);
+        ret = verror_status(h, s);
     nk_buf_free(&b);
     return ret;
 }
@@ -278,21 +300,28 @@ static enum MHD_Result collect(void *cls, enum MHD_ValueKind kind, const char *k
 int api_http_vector(struct api *a, struct MHD_Connection *c, const char *method,
                     const char *path, const struct nk_buf *body)
 {
+    struct hv hv = {a, c, -1, nk_mono_ns()};
+    const struct hv *h = &hv;
     struct vargs as = {.n = 0};
     MHD_get_connection_values_n(c, MHD_GET_ARGUMENT_KIND, collect, &as);
     if (as.too_many)
-        return verror(c, NK_INVALID_ARGUMENT, "more than 16 query parameters");
+        return verror(h, NK_INVALID_ARGUMENT, "more than 16 query parameters");
     struct api_http_vector_req r;
     api_http_vector_init(&r);
     nk_status s = api_http_parse_vector(method, path, strlen(path), as.a, as.n, body->data,
                                         body->len, &r);
+    static const int OPS[] = {[API_HV_CREATE] = 0, [API_HV_DROP] = 1, [API_HV_INSERT] = 2,
+                              [API_HV_DELETE] = 3, [API_HV_SEARCH] = 4, [API_HV_GET] = 5};
     int ret;
-    if (!nk_ok(s))
-        ret = verror_status(c, s);
-    else if (r.op == API_HV_GET || r.op == API_HV_SEARCH)
-        ret = read_http(a, c, &r);
-    else
-        ret = write_http(a, c, &r);
+    if (!nk_ok(s)) {
+        ret = verror_status(h, s);
+    } else {
+        hv.op = OPS[r.op]; /* the op names of vector.c: create_index ... get */
+        if (r.op == API_HV_GET || r.op == API_HV_SEARCH)
+            ret = read_http(h, &r);
+        else
+            ret = write_http(h, &r);
+    }
     api_http_vector_free(&r);
     return ret;
 }

@@ -384,9 +384,9 @@ nk_status api_http_parse_vector(const char *method, const char *path, size_t pat
         out->op = API_HV_DELETE;
     else
         return nk_status_make(NK_UNIMPLEMENTED,
-                              "method %.16s is not allowed here (PUT or DELETE /vector/{namespace}; "
-                              "PUT, GET or DELETE /vector/{namespace}/{id}; POST "
-                              "/vector/{namespace}/search)",
+                              "method %.16s is not allowed here (PUT or DELETE "
+                              "/vector/{namespace}; PUT, GET or DELETE /vector/{namespace}/{id}; "
+                              "POST /vector/{namespace}/search)",
                               method);
     if (out->op == API_HV_INSERT || out->op == API_HV_GET || out->op == API_HV_DELETE) {
         NK_TRY(segment(rest, rest_len, &out->id, "vector id"));

@@ -51,6 +51,13 @@ static void record(const struct vc *v, enum nk_code code, const char *msg)
     obs_hist_observe_since(a->vlat[v->op], v->t0);
 }
 
+void api_vector_record(struct api *a, int op, uint64_t t0, enum nk_code code, const char *msg)
+{
+    NK_ASSERT(op >= 0 && op < API_VOP_COUNT);
+    struct vc v = {a, NULL, (enum vop)op, t0};
+    record(&v, code, msg);
+}
+
 static void vfail(const struct vc *v, enum nk_code code, const char *msg, const char *hint)
 {
     record(v, code, msg);

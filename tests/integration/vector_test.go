@@ -645,6 +645,26 @@ func TestVectorHTTPFacade(t *testing.T) {
 	expect("DELETE", "/vector/web/c", "", 200, func(o map[string]any) bool { return o["deleted"] == false })
 	expect("DELETE", "/vector/web", "", 200, func(o map[string]any) bool { return o["dropped"] == true })
 	expect("POST", "/vector/web/search", `{"query":[1,2],"k":1}`, 404, nil)
+	// counted like the gRPC calls
+	resp, err := http.Get("http://" + s.http + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{
+		`norikv_vector_requests_total{op="insert",outcome="ok"} 2`,
+		`norikv_vector_requests_total{op="get",outcome="ok"} 2`,
+		`norikv_vector_requests_total{op="get",outcome="not_found"} 1`,
+		`norikv_vector_requests_total{op="search",outcome="ok"} 1`,
+		`norikv_vector_requests_total{op="search",outcome="not_found"} 1`,
+		`norikv_vector_requests_total{op="create_index",outcome="already_exists"} 1`,
+		`norikv_vector_requests_total{op="drop_index",outcome="ok"} 1`,
+	} {
+		if !strings.Contains(string(raw), want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
 }
 
 // A shard snapshot (Admin.SnapshotShard: the state flushed, the Raft log

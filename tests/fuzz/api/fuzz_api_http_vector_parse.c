@@ -83,7 +83,8 @@ size_t LLVMFuzzerSeedCorpus(const uint8_t ***out, const size_t **lens)
     static const char *const S[] = {
         "\x01" "emb\n{\"dimensions\":3,\"distance\":\"cosine\",\"index_type\":\"hnsw\"}",
         "\x01" "emb/doc%2F1?idempotency_key=k1\n{\"vector\":[0.1,-2e3,3.5]}",
-        "\x02" "emb/search?consistency=stale_ok\n{\"query\":[1,2,3],\"k\":10,\"include_vectors\":true}",
+        "\x02" "emb/search?consistency=stale_ok\n"
+                "{\"query\":[1,2,3],\"k\":10,\"include_vectors\":true}",
         "\x00" "emb/doc-1?consistency=linearizable",
         "\x03" "emb/doc-1",
         "\x03" "emb",
