@@ -15,7 +15,6 @@ import com.norikv.proto.v1.PutResponse;
 import com.norikv.proto.v1.VectorDeleteRequest;
 import com.norikv.proto.v1.VectorDeleteResponse;
 import com.norikv.proto.v1.VectorGetRequest;
-import com.norikv.proto.v1.VectorGetResponse;
 import com.norikv.proto.v1.VectorGrpc;
 import com.norikv.proto.v1.VectorInsertRequest;
 import com.norikv.proto.v1.VectorInsertResponse;
@@ -72,6 +71,10 @@ import java.util.function.Function;
  * exceptions. Futures complete on gRPC's or the client's threads: do not
  * block in their continuations, or pass your own executor to the
  * {@code ...Async} stages of {@link CompletableFuture}.
+ *
+ * <p>Vector calls ({@code vectorCreateIndex}, {@code vectorInsert},
+ * {@code vectorSearch}...) route by namespace the same way: a namespace lives
+ * whole on the shard its name hashes to.
  *
  * <p>At most {@code maxInFlight} calls (default 512) are in flight at once;
  * beyond that, starting a call waits, up to the call's timeout, for one to
@@ -520,7 +523,7 @@ public final class NoriKVClient implements AutoCloseable {
         .build();
     return invoke("vectorGet", VectorGrpc.getGetMethod(), req, utf8(namespace), true,
         o.getConsistency() == ConsistencyLevel.STALE_OK, o.getTimeout(),
-        (VectorGetResponse r) -> r.getFound() ? VectorMatch.floats(r.getVectorList()) : null);
+        VectorMatch::fromProto);
   }
 
   // ------------------------------------------------------ view and stats

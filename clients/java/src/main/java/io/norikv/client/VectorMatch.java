@@ -1,7 +1,5 @@
 package io.norikv.client;
 
-import java.util.List;
-
 /** One result of a vector search. */
 public final class VectorMatch {
   private final String id;
@@ -14,12 +12,25 @@ public final class VectorMatch {
     this.vector = vector;
   }
 
-  static float[] floats(List<Float> list) {
-    float[] out = new float[list.size()];
-    for (int i = 0; i < out.length; i++) {
-      out[i] = list.get(i);
+  /** The vector of a protobuf match, read without boxing. */
+  static VectorMatch fromProto(com.norikv.proto.v1.VectorMatch m) {
+    float[] v = new float[m.getVectorCount()];
+    for (int i = 0; i < v.length; i++) {
+      v[i] = m.getVector(i);
     }
-    return out;
+    return new VectorMatch(m.getId(), m.getDistance(), v);
+  }
+
+  /** The stored vector of a Get answer, or null when the id was not found. */
+  static float[] fromProto(com.norikv.proto.v1.VectorGetResponse r) {
+    if (!r.getFound()) {
+      return null;
+    }
+    float[] v = new float[r.getVectorCount()];
+    for (int i = 0; i < v.length; i++) {
+      v[i] = r.getVector(i);
+    }
+    return v;
   }
 
   public String getId() {

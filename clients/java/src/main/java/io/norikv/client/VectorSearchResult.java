@@ -17,7 +17,7 @@ public final class VectorSearchResult {
   static VectorSearchResult fromProto(com.norikv.proto.v1.VectorSearchResponse r) {
     List<VectorMatch> matches = new ArrayList<>(r.getMatchesCount());
     for (com.norikv.proto.v1.VectorMatch m : r.getMatchesList()) {
-      matches.add(new VectorMatch(m.getId(), m.getDistance(), VectorMatch.floats(m.getVectorList())));
+      matches.add(VectorMatch.fromProto(m));
     }
     return new VectorSearchResult(matches, r.getSearchTimeUs());
   }
