@@ -2,7 +2,10 @@ package io.norikv.client;
 
 import io.grpc.Status;
 
-/** A put with {@code ifNotExists} found a live value (ALREADY_EXISTS). Never retried. */
+/**
+ * ALREADY_EXISTS: a put with {@code ifNotExists} found a live value, or a vector
+ * index exists under the namespace with other parameters. Never retried.
+ */
 public class AlreadyExistsException extends NoriKVException {
   private static final long serialVersionUID = 1L;
 

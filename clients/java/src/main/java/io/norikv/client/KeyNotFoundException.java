@@ -2,7 +2,7 @@ package io.norikv.client;
 
 import io.grpc.Status;
 
-/** The key does not exist or has expired (NOT_FOUND). Never retried. */
+/** NOT_FOUND: the key does not exist or has expired, or no vector index has the namespace. Never retried. */
 public class KeyNotFoundException extends NoriKVException {
   private static final long serialVersionUID = 1L;
 

@@ -1,13 +1,25 @@
 package io.norikv.client;
 
 import com.google.protobuf.ByteString;
+import com.norikv.proto.v1.CreateVectorIndexRequest;
+import com.norikv.proto.v1.CreateVectorIndexResponse;
 import com.norikv.proto.v1.DeleteRequest;
 import com.norikv.proto.v1.DeleteResponse;
+import com.norikv.proto.v1.DropVectorIndexRequest;
+import com.norikv.proto.v1.DropVectorIndexResponse;
 import com.norikv.proto.v1.GetRequest;
 import com.norikv.proto.v1.GetResponse;
 import com.norikv.proto.v1.KvGrpc;
 import com.norikv.proto.v1.PutRequest;
 import com.norikv.proto.v1.PutResponse;
+import com.norikv.proto.v1.VectorDeleteRequest;
+import com.norikv.proto.v1.VectorDeleteResponse;
+import com.norikv.proto.v1.VectorGetRequest;
+import com.norikv.proto.v1.VectorGrpc;
+import com.norikv.proto.v1.VectorInsertRequest;
+import com.norikv.proto.v1.VectorInsertResponse;
+import com.norikv.proto.v1.VectorSearchRequest;
+import com.norikv.proto.v1.VectorSearchResponse;
 import io.grpc.CallOptions;
 import io.grpc.ClientCall;
 import io.grpc.Metadata;
@@ -59,6 +71,10 @@ import java.util.function.Function;
  * exceptions. Futures complete on gRPC's or the client's threads: do not
  * block in their continuations, or pass your own executor to the
  * {@code ...Async} stages of {@link CompletableFuture}.
+ *
+ * <p>Vector calls ({@code vectorCreateIndex}, {@code vectorInsert},
+ * {@code vectorSearch}...) route by namespace the same way: a namespace lives
+ * whole on the shard its name hashes to.
  *
  * <p>At most {@code maxInFlight} calls (default 512) are in flight at once;
  * beyond that, starting a call waits, up to the call's timeout, for one to
@@ -347,6 +363,169 @@ public final class NoriKVClient implements AutoCloseable {
         DeleteResponse::getTombstoned);
   }
 
+  // ------------------------------------------------------------- vectors
+  //
+  // A namespace lives whole on one shard: vector calls route by the UTF-8
+  // bytes of the namespace name exactly as a key routes (same jump(xxhash64)),
+  // to that shard's leader, following NOT_LEADER hints and retrying as for
+  // put. Every vector write is safe to repeat after an unknown outcome
+  // (create and drop are idempotent by parameters, insert replaces, delete
+  // of an absent id is a no-op; only the returned flag may differ, which an
+  // idempotency key pins), so writes retry like an unconditional put. A
+  // missing index is KeyNotFoundException; bad input (wrong dimensions,
+  // NaN, k out of 1..1000 ...) InvalidArgumentException naming the problem.
+
+  /**
+   * Creates the vector index namespace. Returns true when created, false
+   * when an index with the same dimensions, distance and type exists; other
+   * parameters throw {@link AlreadyExistsException}.
+   */
+  public boolean vectorCreateIndex(String namespace, int dimensions, DistanceFunction distance,
+      VectorIndexType indexType) {
+    return sync(() -> vectorCreateIndexAsync(namespace, dimensions, distance, indexType, VectorWriteOptions.NONE));
+  }
+
+  public boolean vectorCreateIndex(String namespace, int dimensions, DistanceFunction distance,
+      VectorIndexType indexType, VectorWriteOptions options) {
+    return sync(() -> vectorCreateIndexAsync(namespace, dimensions, distance, indexType, options));
+  }
+
+  public CompletableFuture<Boolean> vectorCreateIndexAsync(String namespace, int dimensions,
+      DistanceFunction distance, VectorIndexType indexType, VectorWriteOptions options) {
+    Objects.requireNonNull(distance, "distance");
+    Objects.requireNonNull(indexType, "indexType");
+    VectorWriteOptions o = options == null ? VectorWriteOptions.NONE : options;
+    if (dimensions < 0) {
+      return invalid("vectorCreateIndex: dimensions is " + dimensions + "; it must be 1 to 4096");
+    }
+    CreateVectorIndexRequest req = CreateVectorIndexRequest.newBuilder()
+        .setNamespace(Objects.requireNonNull(namespace, "namespace"))
+        .setDimensions(dimensions)
+        .setDistance(distance.wire())
+        .setIndexType(indexType.wire())
+        .setIdempotencyKey(o.getIdempotencyKey())
+        .build();
+    return invoke("vectorCreateIndex", VectorGrpc.getCreateIndexMethod(), req, utf8(namespace), true, false,
+        o.getTimeout(), CreateVectorIndexResponse::getCreated);
+  }
+
+  /** Drops the vector index namespace and every vector in it; false when there was none. */
+  public boolean vectorDropIndex(String namespace) {
+    return sync(() -> vectorDropIndexAsync(namespace, VectorWriteOptions.NONE));
+  }
+
+  public boolean vectorDropIndex(String namespace, VectorWriteOptions options) {
+    return sync(() -> vectorDropIndexAsync(namespace, options));
+  }
+
+  public CompletableFuture<Boolean> vectorDropIndexAsync(String namespace, VectorWriteOptions options) {
+    VectorWriteOptions o = options == null ? VectorWriteOptions.NONE : options;
+    DropVectorIndexRequest req = DropVectorIndexRequest.newBuilder()
+        .setNamespace(Objects.requireNonNull(namespace, "namespace"))
+        .setIdempotencyKey(o.getIdempotencyKey())
+        .build();
+    return invoke("vectorDropIndex", VectorGrpc.getDropIndexMethod(), req, utf8(namespace), true, false,
+        o.getTimeout(), DropVectorIndexResponse::getDropped);
+  }
+
+  /** Stores vector under id in namespace, replacing the vector the id had, and returns the write's version. */
+  public Version vectorInsert(String namespace, String id, float[] vector) {
+    return sync(() -> vectorInsertAsync(namespace, id, vector, VectorWriteOptions.NONE));
+  }
+
+  public Version vectorInsert(String namespace, String id, float[] vector, VectorWriteOptions options) {
+    return sync(() -> vectorInsertAsync(namespace, id, vector, options));
+  }
+
+  public CompletableFuture<Version> vectorInsertAsync(String namespace, String id, float[] vector,
+      VectorWriteOptions options) {
+    Objects.requireNonNull(vector, "vector");
+    VectorWriteOptions o = options == null ? VectorWriteOptions.NONE : options;
+    VectorInsertRequest.Builder rb = VectorInsertRequest.newBuilder()
+        .setNamespace(Objects.requireNonNull(namespace, "namespace"))
+        .setId(Objects.requireNonNull(id, "id"))
+        .setIdempotencyKey(o.getIdempotencyKey());
+    for (float f : vector) {
+      rb.addVector(f);
+    }
+    return invoke("vectorInsert", VectorGrpc.getInsertMethod(), rb.build(), utf8(namespace), true, false,
+        o.getTimeout(), (VectorInsertResponse r) -> fromProto(r.getVersion()));
+  }
+
+  /** Removes id from namespace; false when it was not there (still a success). */
+  public boolean vectorDelete(String namespace, String id) {
+    return sync(() -> vectorDeleteAsync(namespace, id, VectorWriteOptions.NONE));
+  }
+
+  public boolean vectorDelete(String namespace, String id, VectorWriteOptions options) {
+    return sync(() -> vectorDeleteAsync(namespace, id, options));
+  }
+
+  public CompletableFuture<Boolean> vectorDeleteAsync(String namespace, String id, VectorWriteOptions options) {
+    VectorWriteOptions o = options == null ? VectorWriteOptions.NONE : options;
+    VectorDeleteRequest req = VectorDeleteRequest.newBuilder()
+        .setNamespace(Objects.requireNonNull(namespace, "namespace"))
+        .setId(Objects.requireNonNull(id, "id"))
+        .setIdempotencyKey(o.getIdempotencyKey())
+        .build();
+    return invoke("vectorDelete", VectorGrpc.getDeleteMethod(), req, utf8(namespace), true, false,
+        o.getTimeout(), VectorDeleteResponse::getDeleted);
+  }
+
+  /** The k (1..1000) vectors of namespace nearest to query, nearest first. */
+  public VectorSearchResult vectorSearch(String namespace, float[] query, int k) {
+    return sync(() -> vectorSearchAsync(namespace, query, k, VectorSearchOptions.NONE));
+  }
+
+  public VectorSearchResult vectorSearch(String namespace, float[] query, int k, VectorSearchOptions options) {
+    return sync(() -> vectorSearchAsync(namespace, query, k, options));
+  }
+
+  /**
+   * Searches at the options' consistency level; {@link ConsistencyLevel#STALE_OK}
+   * searches go to one of the shard's replicas in turn (the leader on retries).
+   */
+  public CompletableFuture<VectorSearchResult> vectorSearchAsync(String namespace, float[] query, int k,
+      VectorSearchOptions options) {
+    Objects.requireNonNull(query, "query");
+    VectorSearchOptions o = options == null ? VectorSearchOptions.NONE : options;
+    if (k < 0) {
+      return invalid("vectorSearch: k is " + k + "; it must be 1 to 1000");
+    }
+    VectorSearchRequest.Builder rb = VectorSearchRequest.newBuilder()
+        .setNamespace(Objects.requireNonNull(namespace, "namespace"))
+        .setK(k)
+        .setIncludeVectors(o.isIncludeVectors())
+        .setConsistency(o.getConsistency().wireName());
+    for (float f : query) {
+      rb.addQuery(f);
+    }
+    return invoke("vectorSearch", VectorGrpc.getSearchMethod(), rb.build(), utf8(namespace), true,
+        o.getConsistency() == ConsistencyLevel.STALE_OK, o.getTimeout(), VectorSearchResult::fromProto);
+  }
+
+  /** The vector stored under id in namespace (an array owned by the caller), or null when the id is absent. */
+  public float[] vectorGet(String namespace, String id) {
+    return sync(() -> vectorGetAsync(namespace, id, GetOptions.NONE));
+  }
+
+  public float[] vectorGet(String namespace, String id, GetOptions options) {
+    return sync(() -> vectorGetAsync(namespace, id, options));
+  }
+
+  /** Reads at the options' consistency level (and timeout), as {@link #getAsync(byte[], GetOptions)}. */
+  public CompletableFuture<float[]> vectorGetAsync(String namespace, String id, GetOptions options) {
+    GetOptions o = options == null ? GetOptions.NONE : options;
+    VectorGetRequest req = VectorGetRequest.newBuilder()
+        .setNamespace(Objects.requireNonNull(namespace, "namespace"))
+        .setId(Objects.requireNonNull(id, "id"))
+        .setConsistency(o.getConsistency().wireName())
+        .build();
+    return invoke("vectorGet", VectorGrpc.getGetMethod(), req, utf8(namespace), true,
+        o.getConsistency() == ConsistencyLevel.STALE_OK, o.getTimeout(),
+        VectorMatch::fromProto);
+  }
+
   // ------------------------------------------------------ view and stats
 
   /** The cluster view the client routes by, or null when it has none (a server without Meta). */
@@ -407,6 +586,13 @@ public final class NoriKVClient implements AutoCloseable {
 
   private static Version fromProto(com.norikv.proto.v1.Version v) {
     return new Version(v.getTerm(), v.getIndex());
+  }
+
+  /** A call refused before it is sent: a future failed with InvalidArgumentException. */
+  private static <T> CompletableFuture<T> invalid(String message) {
+    CompletableFuture<T> f = new CompletableFuture<>();
+    f.completeExceptionally(new InvalidArgumentException(message));
+    return f;
   }
 
   /** Waits for a future and throws its NoriKVException as it is. */

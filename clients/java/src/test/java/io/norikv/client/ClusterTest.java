@@ -1,11 +1,14 @@
 package io.norikv.client;
 
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertNotNull;
+import static org.junit.jupiter.api.Assertions.assertTrue;
 import static org.junit.jupiter.api.Assertions.fail;
 
 import io.norikv.client.testing.EphemeralServer;
 import io.norikv.client.testing.EphemeralServerExtension;
+import java.nio.charset.StandardCharsets;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.ArrayList;
@@ -27,8 +30,9 @@ import org.junit.jupiter.api.io.TempDir;
  * Against a real 3-node cluster (three norikv-server processes with data
  * directories, seeded with each other's peer addresses): requests go to the
  * leaders the view names, and after SIGKILL of the node leading the most
- * shards the client keeps working (every acknowledged write readable, new
- * writes accepted) and a topology listener hears leadership move.
+ * shards the client keeps working (every acknowledged write and vector
+ * insert readable, new writes and inserts accepted, vector calls routed by
+ * namespace to the new leaders) and a topology listener hears leadership move.
  *
  * <p>Skipped while the server refuses cluster.seed_nodes ("not supported by
  * this build") or the processes do not form a cluster within the wait;
@@ -166,7 +170,20 @@ class ClusterTest {
           String k = "cluster-key-" + i;
           versions.put(k, c.put(k, "v-" + k));
         }
-        assertEquals(0, c.stats().redirects, "writes went straight to the leaders the view names");
+        // Vector namespaces: each lives on the shard its name hashes to, and
+        // every vector call goes to that shard's leader.
+        Map<String, float[]> vectors = new LinkedHashMap<>();
+        for (int i = 0; i < 30; i++) {
+          String ns = "cluster-vec-" + i;
+          assertTrue(c.vectorCreateIndex(ns, 4, DistanceFunction.EUCLIDEAN,
+              i % 2 == 0 ? VectorIndexType.HNSW : VectorIndexType.BRUTE_FORCE));
+          float[] v = {i, i + 1, i + 2, i + 3};
+          c.vectorInsert(ns, "id-" + i, v);
+          c.vectorInsert(ns, "far-" + i, new float[] {-100, -100, -100, -100});
+          vectors.put(ns, v);
+          assertEquals("id-" + i, c.vectorSearch(ns, v, 1).getMatches().get(0).getId());
+        }
+        assertEquals(0, c.stats().redirects, "writes and vector calls went straight to the leaders the view names");
 
         Map<String, Integer> leads = new HashMap<>();
         for (ClusterView.Shard s : view.getShards()) {
@@ -200,6 +217,20 @@ class ClusterTest {
         for (int i = 0; i < 200; i++) {
           c.put("after-kill-" + i, "x");
         }
+        int onVictim = 0;
+        for (Map.Entry<String, float[]> e : vectors.entrySet()) {
+          String ns = e.getKey();
+          if (victimLed.contains(c.shardFor(ns.getBytes(StandardCharsets.UTF_8)))) {
+            onVictim++;
+          }
+          VectorSearchResult r = c.vectorSearch(ns, e.getValue(), 2,
+              VectorSearchOptions.builder().consistency(ConsistencyLevel.LINEARIZABLE).includeVectors(true).build());
+          assertEquals(2, r.getMatches().size(), ns + ": both acknowledged inserts survive the leader's SIGKILL");
+          assertArrayEquals(e.getValue(), r.getMatches().get(0).getVector(), ns);
+          c.vectorInsert(ns, "after-kill", e.getValue());
+          assertArrayEquals(e.getValue(), c.vectorGet(ns, "after-kill", GetOptions.of(ConsistencyLevel.LINEARIZABLE)));
+        }
+        assertTrue(onVictim > 0, "some vector namespaces lived on shards the killed node led");
         long until = System.nanoTime() + TimeUnit.SECONDS.toNanos(60);
         while (System.nanoTime() < until) {
           TopologyChangeEvent ev = events.poll(1, TimeUnit.SECONDS);

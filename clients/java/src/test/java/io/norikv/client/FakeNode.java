@@ -12,6 +12,11 @@ import com.norikv.proto.v1.PutRequest;
 import com.norikv.proto.v1.PutResponse;
 import com.norikv.proto.v1.ShardInfo;
 import com.norikv.proto.v1.ShardReplica;
+import com.norikv.proto.v1.VectorGrpc;
+import com.norikv.proto.v1.VectorInsertRequest;
+import com.norikv.proto.v1.VectorInsertResponse;
+import com.norikv.proto.v1.VectorSearchRequest;
+import com.norikv.proto.v1.VectorSearchResponse;
 import com.norikv.proto.v1.Version;
 import io.grpc.Metadata;
 import io.grpc.Server;
@@ -82,6 +87,7 @@ final class FakeNode implements AutoCloseable {
     this.server = NettyServerBuilder.forAddress(new InetSocketAddress("127.0.0.1", 0))
         .addService(new Kv())
         .addService(new Meta())
+        .addService(new Vec())
         .build()
         .start();
     this.addr = "127.0.0.1:" + server.getPort();
@@ -146,6 +152,26 @@ final class FakeNode implements AutoCloseable {
     public void delete(DeleteRequest req, StreamObserver<DeleteResponse> obs) {
       if (!failed(obs)) {
         obs.onNext(DeleteResponse.newBuilder().setTombstoned(true).setVersion(next()).build());
+        obs.onCompleted();
+      }
+    }
+  }
+
+  /** Vector Insert and Search, scripted like Kv (the other methods stay UNIMPLEMENTED). */
+  private final class Vec extends VectorGrpc.VectorImplBase {
+    @Override
+    public void insert(VectorInsertRequest req, StreamObserver<VectorInsertResponse> obs) {
+      if (!failed(obs)) {
+        obs.onNext(VectorInsertResponse.newBuilder().setInserted(true).setVersion(next()).build());
+        obs.onCompleted();
+      }
+    }
+
+    @Override
+    public void search(VectorSearchRequest req, StreamObserver<VectorSearchResponse> obs) {
+      if (!failed(obs)) {
+        obs.onNext(VectorSearchResponse.newBuilder()
+            .addMatches(com.norikv.proto.v1.VectorMatch.newBuilder().setId(id).setDistance(0)).build());
         obs.onCompleted();
       }
     }

@@ -134,6 +134,31 @@ class InjectedFailuresTest {
   }
 
   @Test
+  void vectorCallsFollowLeaderHintsAndRetryWritesWithUnknownOutcome() {
+    try (NoriKVClient c = client(fast(5))) {
+      a.script.add(FakeNode.Fail.notLeader(b.addr));
+      c.vectorInsert("ns", "id", new float[] {1, 2});
+      assertEquals(1, a.calls.get());
+      assertEquals(1, b.calls.get());
+      assertEquals(1, c.stats().redirects);
+      assertEquals("b", c.vectorSearch("ns", new float[] {1, 2}, 1).getMatches().get(0).getId(),
+          "the hinted leader is cached for the namespace's shard");
+      assertEquals(1, a.calls.get());
+
+      // An insert replaces: resending one whose outcome is unknown is harmless.
+      b.script.add(new FakeNode.Fail(Status.UNAVAILABLE.withDescription("QUORUM_UNAVAILABLE")));
+      c.vectorInsert("ns", "id", new float[] {1, 2});
+      assertEquals(4, b.calls.get());
+
+      b.script.add(new FakeNode.Fail(Status.INVALID_ARGUMENT.withDescription("vector has 2 values")));
+      InvalidArgumentException e = assertThrows(InvalidArgumentException.class,
+          () -> c.vectorInsert("ns", "id", new float[] {1, 2}));
+      assertEquals(1, e.getAttempts(), "a permanent answer is not retried");
+      assertEquals(5, b.calls.get());
+    }
+  }
+
+  @Test
   void overloadIsRetriedAndSurfacesAsResourceExhaustedWhenAttemptsRunOut() {
     try (NoriKVClient c = client(fast(3))) {
       a.always = new FakeNode.Fail(Status.RESOURCE_EXHAUSTED.withDescription("proposal queue full"));

@@ -1,5 +1,6 @@
 package io.norikv.client;
 
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
@@ -11,6 +12,7 @@ import java.nio.file.Path;
 import java.nio.file.Paths;
 import java.time.Duration;
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.List;
 import java.util.concurrent.CompletableFuture;
 import org.junit.jupiter.api.AfterAll;
@@ -156,6 +158,51 @@ class ReadmeSamplesTest {
   }
 
   @Test
+  void vectorSample() {
+    client.vectorCreateIndex("embeddings", 3, DistanceFunction.COSINE, VectorIndexType.HNSW);
+
+    client.vectorInsert("embeddings", "doc-1", new float[] {0.1f, 0.2f, 0.3f});
+    client.vectorInsert("embeddings", "doc-2", new float[] {0.9f, 0.1f, 0.0f},
+        VectorWriteOptions.idempotent("ingest-doc-2"));
+
+    VectorSearchResult result = client.vectorSearch("embeddings", new float[] {0.1f, 0.2f, 0.25f}, 10,
+        VectorSearchOptions.builder().includeVectors(true).build());
+    for (VectorMatch m : result.getMatches()) {
+      System.out.println(m.getId() + " at distance " + m.getDistance());
+    }
+    System.out.println("searched in " + result.getSearchTimeUs() + " us");
+
+    float[] stored = client.vectorGet("embeddings", "doc-1");  // null when the id is absent
+    if (stored != null) {
+      System.out.println(Arrays.toString(stored));
+    }
+
+    assertEquals(2, result.getMatches().size());
+    assertEquals("doc-1", result.getMatches().get(0).getId());
+    assertArrayEquals(new float[] {0.9f, 0.1f, 0.0f}, result.getMatches().get(1).getVector());
+    assertArrayEquals(new float[] {0.1f, 0.2f, 0.3f}, stored);
+
+    boolean deleted = client.vectorDelete("embeddings", "doc-1");  // false when it was not there
+    try {
+      client.vectorInsert("embeddings", "doc-3", new float[] {1, 2});  // the index has 3 dimensions
+    } catch (InvalidArgumentException e) {
+      System.out.println("refused: " + e.getMessage());  // names the problem
+    }
+    boolean dropped = client.vectorDropIndex("embeddings");
+    try {
+      client.vectorSearch("embeddings", new float[] {1, 2, 3}, 1);
+    } catch (KeyNotFoundException e) {
+      System.out.println("no such index");
+    }
+
+    assertTrue(deleted);
+    assertTrue(dropped);
+    assertThrows(InvalidArgumentException.class,
+        () -> client.vectorCreateIndex("embeddings", 0, DistanceFunction.COSINE, VectorIndexType.HNSW));
+    assertThrows(KeyNotFoundException.class, () -> client.vectorGet("embeddings", "doc-2"));
+  }
+
+  @Test
   void topologySample() throws Exception {
     ClusterView view = client.getClusterView();
     System.out.println("epoch " + view.getEpoch() + ", " + view.getNodes().size() + " nodes, "
@@ -233,6 +280,6 @@ class ReadmeSamplesTest {
       blocks++;
       at = end + 3;
     }
-    assertTrue(blocks >= 8, "expected the README's samples, found " + blocks);
+    assertTrue(blocks >= 10, "expected the README's samples, found " + blocks);
   }
 }

@@ -157,4 +157,26 @@ class UnitTest {
     assertThrows(IllegalArgumentException.class, () -> NoriKVClient.builder().timeout(Duration.ZERO));
     assertThrows(IllegalArgumentException.class, () -> NoriKVClient.builder().maxInFlight(0));
   }
+
+  @Test
+  void vectorOptionsHaveTheDocumentedDefaultsAndRejectBadTimeouts() {
+    assertEquals("", VectorWriteOptions.NONE.getIdempotencyKey());
+    assertNull(VectorWriteOptions.NONE.getTimeout());
+    assertEquals("k1", VectorWriteOptions.idempotent("k1").getIdempotencyKey());
+    assertEquals("", VectorWriteOptions.builder().idempotencyKey(null).build().getIdempotencyKey());
+    assertFalse(VectorSearchOptions.NONE.isIncludeVectors());
+    assertEquals(ConsistencyLevel.LEASE, VectorSearchOptions.NONE.getConsistency());
+    assertEquals(ConsistencyLevel.LEASE, VectorSearchOptions.builder().consistency(null).build().getConsistency());
+    assertThrows(IllegalArgumentException.class, () -> VectorSearchOptions.builder().timeout(Duration.ZERO));
+    assertThrows(IllegalArgumentException.class, () -> VectorWriteOptions.builder().timeout(Duration.ofMillis(-1)));
+  }
+
+  @Test
+  void vectorEnumsMapToTheWireValues() {
+    assertEquals(1, DistanceFunction.EUCLIDEAN.wire().getNumber());
+    assertEquals(2, DistanceFunction.COSINE.wire().getNumber());
+    assertEquals(3, DistanceFunction.INNER_PRODUCT.wire().getNumber());
+    assertEquals(1, VectorIndexType.BRUTE_FORCE.wire().getNumber());
+    assertEquals(2, VectorIndexType.HNSW.wire().getNumber());
+  }
 }
