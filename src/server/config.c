@@ -119,6 +119,8 @@ static const struct key_def keys[] = {
      NULL, "raft log entries kept in memory (older ones are read back from disk)"},
     {"raft.max_inflight_proposals", K_U32, F(max_inflight_proposals), NO_FIELD, 1, 1000000, 0,
      NULL, "4096", NULL, "proposals queued or uncommitted per node; beyond: RESOURCE_EXHAUSTED"},
+    {"vector.memory_budget", K_SIZE, F(vector_memory_budget), NO_FIELD, 0, 16 * TIB, 0, NULL, "0",
+     NULL, "bytes all vector indexes of the node may hold (0: half of physical memory)"},
     {"kv.idempotency_retention", K_DUR, F(idempotency_retention_ms), NO_FIELD, 1000,
      30 * MS_PER_DAY, 1000, NULL, "24h", NULL,
      "how long idempotency results are kept. Bare numbers: ms"},

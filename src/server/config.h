@@ -86,6 +86,7 @@ struct config {
     uint32_t heartbeat_ticks; /* < election_ticks */
     uint32_t log_compact_entries; /* raft log compaction threshold per shard */
     uint64_t log_cache_size;      /* raft log payload cache, bytes */
+    uint64_t vector_memory_budget; /* bytes all vector indexes may hold; 0: half of RAM */
     uint64_t lease_margin_ms; /* lease = election timeout - margin (< election timeout) */
     uint32_t max_inflight_proposals; /* node-wide bound; full: RESOURCE_EXHAUSTED */
 

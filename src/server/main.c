@@ -124,7 +124,8 @@ int main(int argc, char **argv)
 
     struct api_options ao = {.node = node,
                              .node_id = cfg.node_id,
-                             .prometheus_enabled = cfg.prometheus_enabled};
+                             .prometheus_enabled = cfg.prometheus_enabled,
+                             .vector_memory_budget = cfg.vector_memory_budget};
     struct api *api = NULL;
     struct rpc_server *rpc = NULL;
     s = api_new(&ao, &api);

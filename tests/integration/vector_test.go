@@ -711,3 +711,29 @@ func TestVectorShardSnapshotThenSIGKILLKeepsEverything(t *testing.T) {
 	}
 	s.stop()
 }
+
+// vector.memory_budget (--vector-memory-budget) bounds what the node's
+// indexes hold: inserts past it are RESOURCE_EXHAUSTED naming the budget,
+// and the server keeps serving.
+func TestVectorMemoryBudgetFlagRefusesInsertsPastIt(t *testing.T) {
+	s := ephemeral(t, "--vector-memory-budget", "256KiB")
+	vc := vecClient(s)
+	mustCreate(t, vc, "budget", 64, pb.DistanceFunction_DISTANCE_FUNCTION_EUCLIDEAN, pb.VectorIndexType_VECTOR_INDEX_TYPE_HNSW)
+	r := rand.New(rand.NewSource(1))
+	var refused error
+	n := 0
+	for ; n < 5000 && refused == nil; n++ {
+		_, err := vc.Insert(ctxT(t), &pb.VectorInsertRequest{Namespace: "budget", Id: fmt.Sprintf("v%d", n), Vector: randVec(r, 64)})
+		if err != nil {
+			refused = err
+		}
+	}
+	if refused == nil {
+		t.Fatalf("5000 inserts of 64 floats fit in a 256 KiB budget")
+	}
+	if code(refused) != codes.ResourceExhausted || !strings.Contains(status.Convert(refused).Message(), "budget") {
+		t.Fatalf("insert past the budget: %v; want RESOURCE_EXHAUSTED naming the budget", refused)
+	}
+	t.Logf("refused after %d inserts: %v", n-1, refused)
+	mustPut(t, s, "k", "still serving")
+}

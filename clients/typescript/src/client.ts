@@ -301,9 +301,10 @@ export class NoriKVClient {
 
   // --------------------------------------------------------------- vectors
   //
-  // The server answers UNIMPLEMENTED to every Vector call today: these
-  // methods then reject with UnimplementedError at the first attempt (never
-  // retried). Calls are routed by the shard of the namespace name.
+  // Calls are routed to the leader of the namespace's shard (the same
+  // jump(xxhash64) as keys); writes retry like an unconditional put. A server
+  // without vector search answers UNIMPLEMENTED: UnimplementedError, never
+  // retried.
 
   /** Creates a vector index; false when one with the same parameters exists. */
   async vectorCreateIndex(
