@@ -88,7 +88,7 @@
     const box = $("nodes");
     box.textContent = "";
     d.nodes.forEach((n, i) => {
-      const c = el("div", { class: "node", "data-node": n.id, "data-role": n.role });
+      const c = el("div", { class: "node", "data-node": n.id, "data-role": n.role, "data-leads": String(n.leads) });
       c.style.borderLeftColor = nodeColor(i);
       c.appendChild(el("div", { class: "id" }, n.id + (n.self ? " (this node)" : "")));
       c.appendChild(el("div", { class: "role" }, n.role + " · " + n.addr));
