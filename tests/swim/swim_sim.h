@@ -14,8 +14,9 @@
  * is lost), a slow member (every packet to or from it takes `slow_ms` more).
  *
  * The sim records, for every (observer, subject) pair, the first time the
- * observer held the subject suspect and dead, and counts `false_dead`: a
- * member marked dead while the test had not failed it.
+ * observer held the subject suspect and dead, and counts `false_dead` and
+ * `false_suspect`: every time a member was marked dead (suspect) by another
+ * while the test had not failed it.
  */
 #ifndef NK_SWIM_SIM_H
 #define NK_SWIM_SIM_H
@@ -158,8 +159,9 @@ static inline void sim_collect(struct sim *m, uint32_t i)
             fprintf(stderr, "sim t=%" PRIu64 ": member %u: member %" PRIu64 " %s -> %s inc %" PRIu64 "\n",
                     m->now, i + 1, e->id, swim_state_name(e->prev_state),
                     swim_state_name(e->state), e->incarnation);
-        if (e->state == SWIM_SUSPECT && !m->suspect_at[x]) {
-            m->suspect_at[x] = m->now;
+        if (e->state == SWIM_SUSPECT) {
+            if (!m->suspect_at[x])
+                m->suspect_at[x] = m->now;
             if (!m->nodes[j].failed)
                 m->false_suspect++;
         }
