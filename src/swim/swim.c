@@ -26,92 +26,7 @@
 #include <math.h>
 #include <stdlib.h>
 
-#include "swim/swim.h"
-
-#define SWIM_MAX_CONFIRM 8
-/* SYNC replies allowed per protocol period: a full member list costs a
- * few datagrams, and a flood of SYNC_REQ flags must not turn this member
- * into an amplifier. */
-#define SWIM_SYNCS_PER_PERIOD 4
-
-struct member {
-    uint64_t id;
-    uint64_t incarnation;
-    uint64_t state_ms;
-    uint64_t susp_start_ms;
-    uint64_t susp_from[SWIM_MAX_CONFIRM + 1]; /* [0] first suspecter, then confirmations */
-    uint32_t n_susp;
-    uint8_t state;
-    uint8_t addr_len;
-    char addr[SWIM_MAX_ADDR + 1];
-};
-
-struct gossip {
-    uint64_t id, incarnation, from;
-    uint32_t transmits;
-    uint32_t mark; /* == s->gossip_gen when already in the packet being built */
-    uint8_t state;
-    uint8_t addr_len;
-    char addr[SWIM_MAX_ADDR + 1];
-};
-
-struct indirect {
-    uint64_t origin, target;
-    uint32_t origin_seq, seq;
-    uint64_t nack_at, expire_at;
-    bool nack_sent;
-    char origin_addr[SWIM_MAX_ADDR + 1];
-};
-
-struct probe {
-    bool active, acked, indirect_sent;
-    uint64_t target;
-    uint32_t seq;
-    uint64_t ack_deadline, end;
-    uint32_t nacks_expected, nacks;
-};
-
-struct swim {
-    struct swim_config cfg;
-    char self_addr[SWIM_MAX_ADDR + 1];
-    uint64_t self_inc;
-    uint8_t self_state; /* ALIVE or LEFT */
-    struct nk_rng rng;
-    uint64_t now;
-
-    struct member *members;
-    size_t n_members, cap_members;
-    uint64_t *order;
-    size_t n_order, order_pos;
-    size_t *tmp; /* scratch for helper selection, cap_members long */
-
-    struct gossip *gossip;
-    size_t n_gossip;
-    size_t gossip_bytes;
-    uint32_t gossip_gen;
-
-    struct indirect *ind;
-    size_t n_ind;
-
-    struct probe probe;
-    uint64_t next_probe;
-    uint32_t seq;
-    uint32_t lhm;
-    bool round_ended;
-    bool sync_wanted;
-    uint64_t sync_window;
-    uint32_t syncs_in_window;
-
-    struct nk_arena out_arena;
-    struct swim_packet *out_pk;
-    size_t n_out_pk, cap_out_pk;
-    struct swim_event *out_ev;
-    size_t n_out_ev, cap_out_ev;
-    bool ev_overflow;
-    struct nk_buf scratch;
-
-    struct swim_stats st;
-};
+#include "swim/swim_int.h"
 
 /* ------------------------------------------------------------------ config */
 
@@ -138,7 +53,7 @@ void swim_config_defaults(struct swim_config *c)
 #undef DEF
 }
 
-static uint32_t ceil_log10(uint32_t n)
+uint32_t swim_ceil_log10(uint32_t n)
 {
     uint32_t k = 0;
     for (uint64_t p = 1; p < n; p *= 10)
@@ -168,7 +83,7 @@ uint64_t swim_detection_bound_ms(const struct swim_config *cfg, uint32_t n)
         n = 2;
     uint64_t T = c.probe_interval_ms;
     uint64_t first = (2 * (uint64_t)(n - 1) + 1) * T;
-    uint64_t spread = 2 * (uint64_t)c.retransmit_mult * NK_MAX(1u, ceil_log10(n + 1)) * T;
+    uint64_t spread = 2 * (uint64_t)c.retransmit_mult * NK_MAX(1u, swim_ceil_log10(n + 1)) * T;
     return first + spread + (uint64_t)ceil(susp_max_ms(&c, n));
 }
 
@@ -210,19 +125,6 @@ static nk_status check_config(const struct swim_config *c)
 
 /* ----------------------------------------------------------------- helpers */
 
-static uint32_t live_count(const struct swim *s)
-{
-    uint32_t n = s->self_state == SWIM_ALIVE ? 1 : 0;
-    for (size_t i = 0; i < s->n_members; i++)
-        n += s->members[i].state == SWIM_ALIVE || s->members[i].state == SWIM_SUSPECT;
-    return n;
-}
-
-static uint32_t retransmit_limit(const struct swim *s)
-{
-    return s->cfg.retransmit_mult * NK_MAX(1u, ceil_log10(live_count(s) + 1));
-}
-
 static uint64_t scaled(const struct swim *s, uint32_t ms)
 {
     return (uint64_t)ms * (s->cfg.disable_lifeguard ? 1 : s->lhm + 1);
@@ -236,14 +138,6 @@ static void lhm_add(struct swim *s, int delta)
     s->lhm = (uint32_t)(v < 0 ? 0 : v > (int)s->cfg.lhm_max ? (int)s->cfg.lhm_max : v);
 }
 
-static struct member *find(const struct swim *s, uint64_t id)
-{
-    for (size_t i = 0; i < s->n_members; i++)
-        if (s->members[i].id == id)
-            return &s->members[i];
-    return NULL;
-}
-
 static bool addr_ok(struct nk_slice a)
 {
     return a.len >= 1 && a.len <= SWIM_MAX_ADDR && !memchr(a.data, 0, a.len);
@@ -251,7 +145,7 @@ static bool addr_ok(struct nk_slice a)
 
 /* ------------------------------------------------------------------ output */
 
-static void emit(struct swim *s, const struct member *m, uint8_t prev)
+static void emit(struct swim *s, const struct swim_mrec *m, uint8_t prev)
 {
     if (s->n_out_ev == s->cap_out_ev) {
         if (s->cap_out_ev >= s->cfg.max_out_events) {
@@ -270,195 +164,6 @@ static void emit(struct swim *s, const struct member *m, uint8_t prev)
     e->at_ms = s->now;
 }
 
-static bool out_has_room(struct swim *s)
-{
-    if (s->n_out_pk < s->cap_out_pk)
-        return true;
-    if (s->cap_out_pk >= s->cfg.max_out_packets) {
-        s->st.out_dropped++;
-        return false;
-    }
-    s->cap_out_pk = NK_MIN(NK_MAX(16, s->cap_out_pk * 2), s->cfg.max_out_packets);
-    s->out_pk = nk_realloc(s->out_pk, s->cap_out_pk * sizeof *s->out_pk);
-    return true;
-}
-
-static void emit_packet(struct swim *s, uint64_t to, const char *addr, const struct swim_msg *m)
-{
-    nk_buf_clear(&s->scratch);
-    swim_msg_encode(m, &s->scratch);
-    NK_ASSERT(s->scratch.len <= s->cfg.max_packet_bytes);
-    size_t alen = strlen(addr);
-    char *a = nk_arena_alloc(&s->out_arena, alen + 1);
-    memcpy(a, addr, alen + 1);
-    uint8_t *d = nk_arena_alloc(&s->out_arena, s->scratch.len);
-    memcpy(d, s->scratch.data, s->scratch.len);
-    s->out_pk[s->n_out_pk++] = (struct swim_packet){to, a, d, s->scratch.len};
-    s->st.packets_out++;
-    s->st.bytes_out += s->scratch.len;
-    switch (m->type) {
-    case SWIM_MSG_PING: s->st.pings++; break;
-    case SWIM_MSG_ACK: s->st.acks++; break;
-    case SWIM_MSG_PING_REQ: s->st.ping_reqs++; break;
-    case SWIM_MSG_NACK: s->st.nacks++; break;
-    default: s->st.syncs++; break;
-    }
-}
-
-/* ------------------------------------------------------------------ gossip */
-
-static size_t gossip_len(const struct gossip *g)
-{
-    return swim_update_encoded_len(g->addr_len);
-}
-
-static void gossip_remove(struct swim *s, size_t i)
-{
-    s->gossip_bytes -= gossip_len(&s->gossip[i]);
-    s->gossip[i] = s->gossip[--s->n_gossip];
-}
-
-/* Queues an update for dissemination; it replaces any older one about the
- * same member. A full buffer evicts the most-sent entry (the one the group
- * most likely already knows). */
-static void gossip_put(struct swim *s, uint8_t state, uint64_t id, uint64_t inc, uint64_t from,
-                       const char *addr, size_t addr_len)
-{
-    for (size_t i = 0; i < s->n_gossip; i++)
-        if (s->gossip[i].id == id) {
-            gossip_remove(s, i);
-            break;
-        }
-    size_t need = swim_update_encoded_len(addr_len);
-    while (s->n_gossip > 0 && (s->n_gossip >= s->cfg.gossip_max_entries ||
-                               s->gossip_bytes + need > s->cfg.gossip_max_bytes)) {
-        size_t worst = 0;
-        for (size_t i = 1; i < s->n_gossip; i++)
-            if (s->gossip[i].transmits > s->gossip[worst].transmits)
-                worst = i;
-        gossip_remove(s, worst);
-        s->st.gossip_dropped++;
-    }
-    struct gossip *g = &s->gossip[s->n_gossip++];
-    g->id = id;
-    g->incarnation = inc;
-    g->from = from;
-    g->state = state;
-    g->transmits = 0;
-    g->mark = 0;
-    g->addr_len = (uint8_t)addr_len;
-    memcpy(g->addr, addr, addr_len);
-    g->addr[addr_len] = 0;
-    s->gossip_bytes += need;
-    s->st.gossip_max_entries_seen = NK_MAX(s->st.gossip_max_entries_seen, (uint32_t)s->n_gossip);
-    s->st.gossip_max_bytes_seen = NK_MAX(s->st.gossip_max_bytes_seen, (uint32_t)s->gossip_bytes);
-}
-
-static bool gossip_queued(const struct swim *s, uint64_t id)
-{
-    for (size_t i = 0; i < s->n_gossip; i++)
-        if (s->gossip[i].id == id)
-            return true;
-    return false;
-}
-
-static void gossip_member(struct swim *s, const struct member *m, uint64_t from)
-{
-    gossip_put(s, m->state, m->id, m->incarnation, from, m->addr, m->addr_len);
-}
-
-static void gossip_self(struct swim *s)
-{
-    gossip_put(s, s->self_state, s->cfg.id, s->self_inc, s->cfg.id, s->self_addr,
-               strlen(s->self_addr));
-}
-
-static void add_update(struct swim_msg *m, uint8_t state, uint64_t id, uint64_t inc,
-                       uint64_t from, const char *addr, size_t addr_len)
-{
-    struct swim_update *u = &m->updates[m->n_updates++];
-    u->state = state;
-    u->id = id;
-    u->incarnation = inc;
-    u->from = from;
-    u->addr = nk_slice_make(addr, addr_len);
-}
-
-/*
- * Fills m's updates for a packet to `to`: first, when we hold `to` suspect
- * or dead, that news itself (Lifeguard's "buddy system": the member hears it
- * at once and can refute, instead of waiting for the rumour to reach it),
- * then the least-sent gossip entries that fit in the datagram.
- */
-static void piggyback(struct swim *s, struct swim_msg *m, uint64_t to)
-{
-    size_t budget = s->cfg.max_packet_bytes -
-                    swim_msg_header_len(m->from_addr.len, m->subject_addr.len);
-    const struct member *rm = find(s, to);
-    if (rm && (rm->state == SWIM_SUSPECT || rm->state == SWIM_DEAD)) {
-        add_update(m, rm->state, rm->id, rm->incarnation,
-                   rm->state == SWIM_SUSPECT ? rm->susp_from[0] : s->cfg.id, rm->addr,
-                   rm->addr_len);
-        budget -= swim_update_encoded_len(rm->addr_len);
-    }
-    s->gossip_gen++;
-    while (m->n_updates < SWIM_MAX_UPDATES) {
-        struct gossip *best = NULL;
-        for (size_t i = 0; i < s->n_gossip; i++) {
-            struct gossip *g = &s->gossip[i];
-            if (g->mark == s->gossip_gen || gossip_len(g) > budget)
-                continue;
-            if (rm && m->n_updates && g->id == rm->id && m->updates[0].id == rm->id)
-                continue;
-            if (!best || g->transmits < best->transmits)
-                best = g;
-        }
-        if (!best)
-            break;
-        best->mark = s->gossip_gen;
-        best->transmits++;
-        budget -= gossip_len(best);
-        add_update(m, best->state, best->id, best->incarnation, best->from, best->addr,
-                   best->addr_len);
-    }
-    /* The slices above point into gossip entries: the caller encodes the
-     * packet before gossip_retire() removes any. */
-}
-
-static void gossip_retire(struct swim *s)
-{
-    uint32_t limit = retransmit_limit(s);
-    for (size_t i = 0; i < s->n_gossip;)
-        if (s->gossip[i].transmits >= limit)
-            gossip_remove(s, i);
-        else
-            i++;
-}
-
-static void msg_init(struct swim *s, struct swim_msg *m, uint8_t type, uint32_t seq,
-                     uint64_t subject)
-{
-    m->type = type;
-    m->flags = s->sync_wanted ? SWIM_FLAG_SYNC_REQ : 0;
-    m->cluster = s->cfg.cluster;
-    m->from = s->cfg.id;
-    m->seq = seq;
-    m->subject = subject;
-    m->from_addr = nk_slice_str(s->self_addr);
-    m->subject_addr = nk_slice_make(NULL, 0);
-    m->n_updates = 0;
-}
-
-/* Sends m (header filled by msg_init) to a member, with piggy-backed gossip. */
-static void send_to(struct swim *s, uint64_t to, const char *addr, struct swim_msg *m)
-{
-    if (!out_has_room(s))
-        return;
-    piggyback(s, m, to);
-    emit_packet(s, to, addr, m);
-    gossip_retire(s);
-}
-
 /* ----------------------------------------------------------------- members */
 
 static void order_insert(struct swim *s, uint64_t id)
@@ -473,12 +178,12 @@ static void order_insert(struct swim *s, uint64_t id)
 }
 
 /* A new record, or NULL when the table is full of live members. */
-static struct member *member_new(struct swim *s, uint64_t id, struct nk_slice addr)
+static struct swim_mrec *member_new(struct swim *s, uint64_t id, struct nk_slice addr)
 {
     if (s->n_members == s->cfg.max_members) {
-        struct member *old = NULL;
+        struct swim_mrec *old = NULL;
         for (size_t i = 0; i < s->n_members; i++) {
-            struct member *m = &s->members[i];
+            struct swim_mrec *m = &s->members[i];
             if ((m->state == SWIM_DEAD || m->state == SWIM_LEFT) &&
                 (!old || m->state_ms < old->state_ms))
                 old = m;
@@ -492,7 +197,7 @@ static struct member *member_new(struct swim *s, uint64_t id, struct nk_slice ad
         s->members = nk_realloc(s->members, s->cap_members * sizeof *s->members);
         s->tmp = nk_realloc(s->tmp, s->cap_members * sizeof *s->tmp);
     }
-    struct member *m = &s->members[s->n_members++];
+    struct swim_mrec *m = &s->members[s->n_members++];
     memset(m, 0, sizeof *m);
     m->id = id;
     m->addr_len = (uint8_t)addr.len;
@@ -502,14 +207,14 @@ static struct member *member_new(struct swim *s, uint64_t id, struct nk_slice ad
     return m;
 }
 
-static void set_addr(struct member *m, struct nk_slice addr)
+static void set_addr(struct swim_mrec *m, struct nk_slice addr)
 {
     m->addr_len = (uint8_t)addr.len;
     memcpy(m->addr, addr.data, addr.len);
     m->addr[addr.len] = 0;
 }
 
-static void set_state(struct swim *s, struct member *m, uint8_t state, uint64_t inc)
+static void set_state(struct swim *s, struct swim_mrec *m, uint8_t state, uint64_t inc)
 {
     uint8_t prev = m->state;
     m->state = state;
@@ -524,7 +229,7 @@ static void set_state(struct swim *s, struct member *m, uint8_t state, uint64_t 
         m->n_susp = 0;
 }
 
-static void start_suspicion(struct swim *s, struct member *m, uint64_t from)
+static void start_suspicion(struct swim *s, struct swim_mrec *m, uint64_t from)
 {
     m->susp_start_ms = s->now;
     m->susp_from[0] = from;
@@ -539,9 +244,9 @@ static void update_self(struct swim *s, const struct swim_update *u)
         if (u->state != SWIM_LEFT || u->incarnation < s->self_inc) {
             if (u->incarnation >= s->self_inc) {
                 s->self_inc = u->incarnation + 1;
-                gossip_self(s);
-            } else if (!gossip_queued(s, s->cfg.id)) {
-                gossip_self(s);
+                swim_gossip_self(s);
+            } else if (!swim_gossip_queued(s, s->cfg.id)) {
+                swim_gossip_self(s);
             }
         }
         return;
@@ -549,15 +254,15 @@ static void update_self(struct swim *s, const struct swim_update *u)
     if (u->state == SWIM_ALIVE) {
         if (u->incarnation > s->self_inc) { /* an alive from a previous life */
             s->self_inc = u->incarnation + 1;
-            gossip_self(s);
+            swim_gossip_self(s);
         }
         return;
     }
     if (u->incarnation < s->self_inc) {
         /* an old rumour still goes round: whoever sent it missed our
          * refutation (evicted from a full buffer, or lost); say it again */
-        if (!gossip_queued(s, s->cfg.id))
-            gossip_self(s);
+        if (!swim_gossip_queued(s, s->cfg.id))
+            swim_gossip_self(s);
         return;
     }
     s->self_inc = u->incarnation + 1;
@@ -565,7 +270,7 @@ static void update_self(struct swim *s, const struct swim_update *u)
     lhm_add(s, 1); /* Lifeguard: being suspected hints that we are the slow one */
     if (u->state != SWIM_SUSPECT)
         s->sync_wanted = true; /* we were out of the group: relearn it */
-    gossip_self(s);
+    swim_gossip_self(s);
 }
 
 /* Whether an update (state a at incarnation ai) replaces what is held
@@ -599,7 +304,7 @@ static void apply_update(struct swim *s, const struct swim_update *u)
     }
     if (!addr_ok(u->addr))
         return;
-    struct member *m = find(s, u->id);
+    struct swim_mrec *m = swim_find(s, u->id);
     if (!m) {
         m = member_new(s, u->id, u->addr);
         if (!m) {
@@ -612,7 +317,7 @@ static void apply_update(struct swim *s, const struct swim_update *u)
             start_suspicion(s, m, u->from);
         emit(s, m, SWIM_NONE);
         if (u->state == SWIM_ALIVE || u->state == SWIM_SUSPECT)
-            gossip_member(s, m, u->from);
+            swim_gossip_member(s, m, u->from);
         return;
     }
     uint8_t prev = m->state;
@@ -624,7 +329,7 @@ static void apply_update(struct swim *s, const struct swim_update *u)
         if (m->n_susp > s->cfg.suspicion_confirmations)
             return;
         m->susp_from[m->n_susp++] = u->from;
-        gossip_put(s, SWIM_SUSPECT, m->id, m->incarnation, u->from, m->addr, m->addr_len);
+        swim_gossip_put(s, SWIM_SUSPECT, m->id, m->incarnation, u->from, m->addr, m->addr_len);
         return;
     }
     if (!overrides(u->state, u->incarnation, prev, m->incarnation)) {
@@ -632,8 +337,8 @@ static void apply_update(struct swim *s, const struct swim_update *u)
          * state again (once: not while it is still queued), so that the
          * sender and whoever it told catch up; otherwise a member that
          * missed a `left` would, for instance, go on to declare it dead. */
-        if (overrides(prev, m->incarnation, u->state, u->incarnation) && !gossip_queued(s, m->id))
-            gossip_member(s, m, prev == SWIM_SUSPECT ? m->susp_from[0] : s->cfg.id);
+        if (overrides(prev, m->incarnation, u->state, u->incarnation) && !swim_gossip_queued(s, m->id))
+            swim_gossip_member(s, m, prev == SWIM_SUSPECT ? m->susp_from[0] : s->cfg.id);
         return;
     }
     bool addr_changed = !nk_slice_eq(u->addr, nk_slice_make(m->addr, m->addr_len));
@@ -646,7 +351,7 @@ static void apply_update(struct swim *s, const struct swim_update *u)
         start_suspicion(s, m, u->from);
     if (prev != u->state || addr_changed)
         emit(s, m, prev);
-    gossip_put(s, u->state, m->id, m->incarnation, u->from, m->addr, m->addr_len);
+    swim_gossip_put(s, u->state, m->id, m->incarnation, u->from, m->addr, m->addr_len);
 }
 
 /* ------------------------------------------------------------------- probes */
@@ -656,7 +361,7 @@ static uint64_t next_target(struct swim *s)
     for (int pass = 0; pass < 2; pass++) {
         while (s->order_pos < s->n_order) {
             uint64_t id = s->order[s->order_pos++];
-            const struct member *m = find(s, id);
+            const struct swim_mrec *m = swim_find(s, id);
             if (m && (m->state == SWIM_ALIVE || m->state == SWIM_SUSPECT))
                 return id;
         }
@@ -693,10 +398,10 @@ static void ping_a_dead_member(struct swim *s)
             s->tmp[n++] = i;
     if (!n)
         return;
-    const struct member *d = &s->members[s->tmp[nk_rng_uniform(&s->rng, n)]];
+    const struct swim_mrec *d = &s->members[s->tmp[nk_rng_uniform(&s->rng, n)]];
     struct swim_msg m;
-    msg_init(s, &m, SWIM_MSG_PING, ++s->seq, d->id);
-    send_to(s, d->id, d->addr, &m);
+    swim_msg_init(s, &m, SWIM_MSG_PING, ++s->seq, d->id);
+    swim_send_to(s, d->id, d->addr, &m);
 }
 
 static void start_probe(struct swim *s)
@@ -708,22 +413,22 @@ static void start_probe(struct swim *s)
     s->next_probe = s->now + scaled(s, s->cfg.probe_interval_ms);
     if (!id)
         return;
-    const struct member *t = find(s, id);
-    struct probe *p = &s->probe;
-    *p = (struct probe){.active = true, .target = id, .seq = ++s->seq};
+    const struct swim_mrec *t = swim_find(s, id);
+    struct swim_probe *p = &s->probe;
+    *p = (struct swim_probe){.active = true, .target = id, .seq = ++s->seq};
     p->ack_deadline = s->now + scaled(s, s->cfg.probe_timeout_ms);
     p->end = s->next_probe;
     struct swim_msg m;
-    msg_init(s, &m, SWIM_MSG_PING, p->seq, id);
-    send_to(s, id, t->addr, &m);
+    swim_msg_init(s, &m, SWIM_MSG_PING, p->seq, id);
+    swim_send_to(s, id, t->addr, &m);
 }
 
 /* No direct ack in time: ask k random alive members to ping the target. */
 static void send_ping_reqs(struct swim *s)
 {
-    struct probe *p = &s->probe;
+    struct swim_probe *p = &s->probe;
     p->indirect_sent = true;
-    const struct member *t = find(s, p->target);
+    const struct swim_mrec *t = swim_find(s, p->target);
     if (!t)
         return;
     size_t n = 0;
@@ -741,11 +446,11 @@ static void send_ping_reqs(struct swim *s)
     char taddr[SWIM_MAX_ADDR + 1];
     memcpy(taddr, t->addr, t->addr_len + 1);
     for (uint32_t i = 0; i < k; i++) {
-        const struct member *h = &s->members[s->tmp[i]];
+        const struct swim_mrec *h = &s->members[s->tmp[i]];
         struct swim_msg m;
-        msg_init(s, &m, SWIM_MSG_PING_REQ, p->seq, p->target);
+        swim_msg_init(s, &m, SWIM_MSG_PING_REQ, p->seq, p->target);
         m.subject_addr = nk_slice_str(taddr);
-        send_to(s, h->id, h->addr, &m);
+        swim_send_to(s, h->id, h->addr, &m);
     }
     if (!s->cfg.disable_lifeguard)
         p->nacks_expected = k;
@@ -753,7 +458,7 @@ static void send_ping_reqs(struct swim *s)
 
 static void finish_probe(struct swim *s)
 {
-    struct probe *p = &s->probe;
+    struct swim_probe *p = &s->probe;
     p->active = false;
     if (p->acked || s->self_state != SWIM_ALIVE)
         return;
@@ -764,7 +469,7 @@ static void finish_probe(struct swim *s)
         lhm_add(s, (int)(p->nacks_expected - NK_MIN(p->nacks, p->nacks_expected)));
     else
         lhm_add(s, 1);
-    struct member *t = find(s, p->target);
+    struct swim_mrec *t = swim_find(s, p->target);
     if (!t || (t->state != SWIM_ALIVE && t->state != SWIM_SUSPECT))
         return;
     if (t->state == SWIM_ALIVE)
@@ -776,7 +481,7 @@ static void finish_probe(struct swim *s)
 
 /* ------------------------------------------------------------- suspicions */
 
-static uint64_t susp_deadline(const struct swim *s, const struct member *m, uint32_t n)
+static uint64_t susp_deadline(const struct swim *s, const struct swim_mrec *m, uint32_t n)
 {
     double mn = susp_min_ms(&s->cfg, n), mx = susp_max_ms(&s->cfg, n), t = mn;
     if (!s->cfg.disable_lifeguard) {
@@ -794,9 +499,9 @@ static uint64_t susp_deadline(const struct swim *s, const struct member *m, uint
 
 static void expire_suspicions(struct swim *s)
 {
-    uint32_t n = live_count(s);
+    uint32_t n = swim_live_count(s);
     for (size_t i = 0; i < s->n_members; i++) {
-        struct member *m = &s->members[i];
+        struct swim_mrec *m = &s->members[i];
         if (m->state != SWIM_SUSPECT || s->now < susp_deadline(s, m, n))
             continue;
         struct swim_update u = {.state = SWIM_DEAD, .id = m->id, .incarnation = m->incarnation,
@@ -813,15 +518,15 @@ static void expire_suspicions(struct swim *s)
 static void tick_indirect(struct swim *s)
 {
     for (size_t i = 0; i < s->n_ind;) {
-        struct indirect *e = &s->ind[i];
+        struct swim_indirect *e = &s->ind[i];
         if (!e->nack_sent && s->now >= e->nack_at) {
             e->nack_sent = true;
             if (!s->cfg.disable_lifeguard) {
                 struct swim_msg m;
-                msg_init(s, &m, SWIM_MSG_NACK, e->origin_seq, e->target);
+                swim_msg_init(s, &m, SWIM_MSG_NACK, e->origin_seq, e->target);
                 char a[SWIM_MAX_ADDR + 1];
                 memcpy(a, e->origin_addr, sizeof a);
-                send_to(s, e->origin, a, &m);
+                swim_send_to(s, e->origin, a, &m);
                 e = &s->ind[i];
             }
         }
@@ -829,44 +534,6 @@ static void tick_indirect(struct swim *s)
             s->ind[i] = s->ind[--s->n_ind];
         else
             i++;
-    }
-}
-
-/* ------------------------------------------------------------------- sync */
-
-static void send_sync(struct swim *s, uint64_t to, const char *addr)
-{
-    uint64_t period = s->cfg.probe_interval_ms;
-    if (s->now >= s->sync_window + period) {
-        s->sync_window = s->now;
-        s->syncs_in_window = 0;
-    }
-    if (s->syncs_in_window >= SWIM_SYNCS_PER_PERIOD)
-        return;
-    s->syncs_in_window++;
-    size_t hdr = swim_msg_header_len(strlen(s->self_addr), 0);
-    struct swim_msg m;
-    msg_init(s, &m, SWIM_MSG_SYNC, 0, 0);
-    m.flags = 0;
-    size_t used = hdr;
-    add_update(&m, s->self_state, s->cfg.id, s->self_inc, s->cfg.id, s->self_addr,
-               strlen(s->self_addr));
-    used += swim_update_encoded_len(strlen(s->self_addr));
-    for (size_t i = 0; i <= s->n_members; i++) {
-        const struct member *mm = i < s->n_members ? &s->members[i] : NULL;
-        size_t need = mm ? swim_update_encoded_len(mm->addr_len) : 0;
-        if (!mm || m.n_updates == SWIM_MAX_UPDATES || used + need > s->cfg.max_packet_bytes) {
-            if (m.n_updates && out_has_room(s))
-                emit_packet(s, to, addr, &m);
-            m.n_updates = 0;
-            used = hdr;
-        }
-        if (!mm)
-            break;
-        add_update(&m, mm->state, mm->id, mm->incarnation,
-                   mm->state == SWIM_SUSPECT ? mm->susp_from[0] : s->cfg.id, mm->addr,
-                   mm->addr_len);
-        used += need;
     }
 }
 
@@ -894,7 +561,7 @@ nk_status swim_new(const struct swim_config *cfg, uint64_t now_ms, struct swim *
     /* the first probe waits a random part of a period, so that members
      * started together do not probe in lockstep */
     s->next_probe = now_ms + nk_rng_uniform(&s->rng, c.probe_interval_ms);
-    gossip_self(s); /* announce ourselves to whoever we talk to first */
+    swim_gossip_self(s); /* announce ourselves to whoever we talk to first */
     *out = s;
     return NK_OK;
 }
@@ -933,9 +600,9 @@ nk_status swim_add_member(struct swim *s, uint64_t id, const char *addr, uint64_
                               "swim_add_member: address of member %" PRIu64
                               " must be 1..%d bytes",
                               id, SWIM_MAX_ADDR);
-    if (find(s, id))
+    if (swim_find(s, id))
         return NK_OK;
-    struct member *m = member_new(s, id, a);
+    struct swim_mrec *m = member_new(s, id, a);
     if (!m)
         return nk_status_make(NK_RESOURCE_EXHAUSTED,
                               "swim_add_member: %u members, none dead or left to forget",
@@ -948,7 +615,7 @@ nk_status swim_add_member(struct swim *s, uint64_t id, const char *addr, uint64_
 
 nk_status swim_remove_member(struct swim *s, uint64_t id)
 {
-    struct member *m = find(s, id);
+    struct swim_mrec *m = swim_find(s, id);
     if (!m)
         return nk_status_make(NK_NOT_FOUND, "swim_remove_member: member %" PRIu64 " unknown", id);
     if (m->state != SWIM_DEAD && m->state != SWIM_LEFT)
@@ -956,11 +623,7 @@ nk_status swim_remove_member(struct swim *s, uint64_t id)
                               "swim_remove_member: member %" PRIu64 " is %s, not dead or left",
                               id, swim_state_name(m->state));
     *m = s->members[--s->n_members];
-    for (size_t i = 0; i < s->n_gossip; i++)
-        if (s->gossip[i].id == id) {
-            gossip_remove(s, i);
-            break;
-        }
+    swim_gossip_drop(s, id);
     return NK_OK;
 }
 
@@ -972,7 +635,7 @@ void swim_leave(struct swim *s, uint64_t now_ms)
     s->self_state = SWIM_LEFT;
     s->self_inc++;
     s->probe.active = false;
-    gossip_self(s);
+    swim_gossip_self(s);
 }
 
 bool swim_leave_spread(const struct swim *s)
@@ -992,7 +655,7 @@ void swim_tick(struct swim *s, uint64_t now_ms)
      * its `left` has been sent its full count: once the others know, none
      * of them pings it any more, so its acks alone would not spread it. */
     if (s->self_state == SWIM_ALIVE || !swim_leave_spread(s)) {
-        struct probe *p = &s->probe;
+        struct swim_probe *p = &s->probe;
         if (p->active && !p->acked && !p->indirect_sent && s->now >= p->ack_deadline &&
             s->self_state == SWIM_ALIVE)
             send_ping_reqs(s);
@@ -1008,7 +671,7 @@ void swim_tick(struct swim *s, uint64_t now_ms)
 uint64_t swim_next_deadline(const struct swim *s)
 {
     uint64_t d = UINT64_MAX;
-    const struct probe *p = &s->probe;
+    const struct swim_probe *p = &s->probe;
     if (s->self_state == SWIM_ALIVE || !swim_leave_spread(s)) {
         if (!p->active)
             d = s->next_probe;
@@ -1020,7 +683,7 @@ uint64_t swim_next_deadline(const struct swim *s)
     }
     for (size_t i = 0; i < s->n_ind; i++)
         d = NK_MIN(d, s->ind[i].nack_sent ? s->ind[i].expire_at : s->ind[i].nack_at);
-    uint32_t n = live_count(s);
+    uint32_t n = swim_live_count(s);
     for (size_t i = 0; i < s->n_members; i++)
         if (s->members[i].state == SWIM_SUSPECT)
             d = NK_MIN(d, susp_deadline(s, &s->members[i], n));
@@ -1033,14 +696,14 @@ static void on_ping_req(struct swim *s, const struct swim_msg *in)
         return;
     /* The origin still probes a member we hold dead or left: it missed the
      * news. Queue it so that our nack or ack carries it back. */
-    const struct member *t = find(s, in->subject);
-    if (t && (t->state == SWIM_DEAD || t->state == SWIM_LEFT) && !gossip_queued(s, t->id))
-        gossip_member(s, t, s->cfg.id);
+    const struct swim_mrec *t = swim_find(s, in->subject);
+    if (t && (t->state == SWIM_DEAD || t->state == SWIM_LEFT) && !swim_gossip_queued(s, t->id))
+        swim_gossip_member(s, t, s->cfg.id);
     if (s->n_ind >= NK_MAX(1u, s->cfg.max_indirect)) {
         s->st.indirect_dropped++;
         return;
     }
-    struct indirect *e = &s->ind[s->n_ind++];
+    struct swim_indirect *e = &s->ind[s->n_ind++];
     e->origin = in->from;
     e->target = in->subject;
     e->origin_seq = in->seq;
@@ -1055,29 +718,29 @@ static void on_ping_req(struct swim *s, const struct swim_msg *in)
     memcpy(taddr, in->subject_addr.data, in->subject_addr.len);
     taddr[in->subject_addr.len] = 0;
     struct swim_msg m;
-    msg_init(s, &m, SWIM_MSG_PING, e->seq, in->subject);
-    send_to(s, in->subject, taddr, &m);
+    swim_msg_init(s, &m, SWIM_MSG_PING, e->seq, in->subject);
+    swim_send_to(s, in->subject, taddr, &m);
 }
 
 static void on_ack(struct swim *s, const struct swim_msg *in)
 {
-    struct probe *p = &s->probe;
+    struct swim_probe *p = &s->probe;
     if (p->active && !p->acked && in->seq == p->seq && in->subject == p->target) {
         p->acked = true;
         lhm_add(s, -1);
         return;
     }
     for (size_t i = 0; i < s->n_ind; i++) {
-        struct indirect *e = &s->ind[i];
+        struct swim_indirect *e = &s->ind[i];
         if (e->seq != in->seq || e->target != in->subject)
             continue;
         struct swim_msg m;
-        msg_init(s, &m, SWIM_MSG_ACK, e->origin_seq, e->target);
+        swim_msg_init(s, &m, SWIM_MSG_ACK, e->origin_seq, e->target);
         char a[SWIM_MAX_ADDR + 1];
         memcpy(a, e->origin_addr, sizeof a);
         uint64_t origin = e->origin;
         s->ind[i] = s->ind[--s->n_ind];
-        send_to(s, origin, a, &m);
+        swim_send_to(s, origin, a, &m);
         return;
     }
 }
@@ -1121,14 +784,14 @@ nk_status swim_step(struct swim *s, uint64_t now_ms, const uint8_t *p, size_t n)
     char from_addr[SWIM_MAX_ADDR + 1];
     memcpy(from_addr, in.from_addr.data, in.from_addr.len);
     from_addr[in.from_addr.len] = 0;
-    bool known = find(s, in.from) != NULL;
+    bool known = swim_find(s, in.from) != NULL;
     switch (in.type) {
     case SWIM_MSG_PING: {
         struct swim_msg m;
-        msg_init(s, &m, SWIM_MSG_ACK, in.seq, s->cfg.id);
+        swim_msg_init(s, &m, SWIM_MSG_ACK, in.seq, s->cfg.id);
         if (!known)
             m.flags |= SWIM_FLAG_SYNC_REQ; /* a stranger: ask who it knows */
-        send_to(s, in.from, from_addr, &m);
+        swim_send_to(s, in.from, from_addr, &m);
         break;
     }
     case SWIM_MSG_ACK: on_ack(s, &in); break;
@@ -1141,7 +804,7 @@ nk_status swim_step(struct swim *s, uint64_t now_ms, const uint8_t *p, size_t n)
     default: break;
     }
     if ((in.flags & SWIM_FLAG_SYNC_REQ) && in.type != SWIM_MSG_SYNC)
-        send_sync(s, in.from, from_addr);
+        swim_send_sync(s, in.from, from_addr);
     return NK_OK;
 }
 
@@ -1168,7 +831,7 @@ size_t swim_member_count(const struct swim *s)
     return s->n_members;
 }
 
-static void info_of(const struct member *m, struct swim_member_info *out)
+static void info_of(const struct swim_mrec *m, struct swim_member_info *out)
 {
     out->id = m->id;
     out->addr = m->addr;
@@ -1189,7 +852,7 @@ bool swim_member_get(const struct swim *s, uint64_t id, struct swim_member_info 
         *out = (struct swim_member_info){id, s->self_addr, s->self_state, s->self_inc, 0};
         return true;
     }
-    const struct member *m = find(s, id);
+    const struct swim_mrec *m = swim_find(s, id);
     if (!m)
         return false;
     info_of(m, out);
