@@ -406,3 +406,140 @@ NK_TEST(member_table_is_bounded_and_full_table_is_resource_exhausted)
     NK_CHECK_EQ_U64(swim_member_count(s), 4);
     swim_free(s);
 }
+
+static bool halves_apart(const struct sim *m, void *arg)
+{
+    uint32_t half = *(uint32_t *)arg;
+    for (uint32_t o = 0; o < m->n; o++)
+        for (uint32_t j = 0; j < m->n; j++)
+            if ((o < half) != (j < half) && sim_view(m, o, j) != SWIM_DEAD)
+                return false;
+    return true;
+}
+
+NK_TEST(partition_that_heals_reunites_the_group)
+{
+    struct swim_config c = test_config();
+    struct sim m;
+    sim_init(&m, 10, seeded(), &c);
+    NK_REQUIRE(start_converged(&m, 10));
+    uint32_t half = 5;
+    for (uint32_t i = half; i < 10; i++)
+        m.nodes[i].group = 1;
+    /* each side declares the other dead */
+    NK_REQUIRE(sim_run_until(&m, swim_detection_bound_ms(&c, 10) * 2, halves_apart, &half));
+    for (uint32_t i = half; i < 10; i++)
+        m.nodes[i].group = 0;
+    /* the once-per-round ping to a dead member carries the death across;
+     * the member refutes, and everyone is alive again */
+    uint64_t t0 = m.now;
+    NK_CHECK(sim_run_until(&m, 120000, sim_converged, NULL));
+    fprintf(stderr, "  healed partition of 10: whole again after %" PRIu64 " ms\n", m.now - t0);
+    sim_free(&m);
+}
+
+static uint32_t lhm_of(const struct sim *m, uint32_t i)
+{
+    struct swim_stats st;
+    swim_stats(m->nodes[i].s, &st);
+    return st.lhm;
+}
+
+NK_TEST(local_health_rises_on_a_member_whose_probes_fail_and_recovers_after)
+{
+    for (int lifeguard = 0; lifeguard < 2; lifeguard++) {
+        struct swim_config c = test_config();
+        c.disable_lifeguard = !lifeguard;
+        struct sim m;
+        sim_init(&m, 6, seeded(), &c);
+        NK_REQUIRE(start_converged(&m, 6));
+        /* 600 ms each way: member 1's round trips (1.2 s) outlast the whole
+         * 1 s period, and the helpers' nacks come too late too */
+        m.nodes[0].slow_ms = 600;
+        uint32_t peak = 0;
+        for (int k = 0; k < 60; k++) {
+            sim_run_for(&m, 1000);
+            peak = NK_MAX(peak, lhm_of(&m, 0));
+        }
+        m.nodes[0].slow_ms = 0;
+        sim_run_for(&m, 120000);
+        if (lifeguard) {
+            NK_CHECK(peak >= 2);
+            NK_CHECK_EQ_U64(lhm_of(&m, 0), 0);
+        } else {
+            NK_CHECK_EQ_U64(peak, 0);
+        }
+        for (uint32_t i = 1; i < 6; i++)
+            NK_CHECK(lhm_of(&m, i) == 0);
+        fprintf(stderr, "  lifeguard %s: slow member's LHM peaked at %u\n",
+                lifeguard ? "on" : "off", peak);
+        sim_free(&m);
+    }
+}
+
+/* Steps a packet from member `from` carrying suspect(subject) into s. */
+static void inject_suspect(struct swim *s, uint64_t cluster, uint64_t from, uint64_t subject,
+                           uint64_t now)
+{
+    char fa[32], sa[32];
+    snprintf(fa, sizeof fa, "m%" PRIu64 ":1", from);
+    snprintf(sa, sizeof sa, "m%" PRIu64 ":1", subject);
+    struct swim_msg msg = {.type = SWIM_MSG_ACK, .cluster = cluster, .from = from, .seq = 999,
+                           .subject = from, .from_addr = nk_slice_str(fa), .n_updates = 1};
+    msg.updates[0] = (struct swim_update){.state = SWIM_SUSPECT, .id = subject, .incarnation = 0,
+                                          .from = from, .addr = nk_slice_str(sa)};
+    struct nk_buf b;
+    nk_buf_init(&b);
+    swim_msg_encode(&msg, &b);
+    nk_status st = swim_step(s, now, b.data, b.len);
+    NK_ASSERT(nk_ok(st));
+    nk_buf_free(&b);
+}
+
+/* Time from a suspicion of member 5 (by member 2, plus `confirmations`
+ * more suspecters) until member 1 declares it dead; nobody answers member
+ * 1's own probes, so its own probing can add at most one confirmation. */
+static uint64_t time_to_dead(bool lifeguard, uint32_t confirmations)
+{
+    struct swim_config c = test_config();
+    c.id = 1;
+    c.addr = "m1:1";
+    c.seed = 7;
+    c.disable_lifeguard = !lifeguard;
+    struct swim *s;
+    nk_status st = swim_new(&c, 0, &s);
+    NK_ASSERT(nk_ok(st));
+    char a[32];
+    for (uint64_t id = 2; id <= 10; id++) {
+        snprintf(a, sizeof a, "m%" PRIu64 ":1", id);
+        st = swim_add_member(s, id, a, 0);
+        NK_ASSERT(nk_ok(st));
+    }
+    inject_suspect(s, c.cluster, 2, 5, 0);
+    for (uint32_t k = 0; k < confirmations; k++)
+        inject_suspect(s, c.cluster, 3 + k, 5, 0);
+    uint64_t t = 0;
+    struct swim_member_info mi;
+    for (; t < 100000; t += 10) {
+        swim_tick(s, t);
+        swim_output_clear(s);
+        swim_member_get(s, 5, &mi);
+        if (mi.state == SWIM_DEAD)
+            break;
+    }
+    swim_free(s);
+    return t;
+}
+
+NK_TEST(lifeguard_suspicion_timeout_shrinks_with_independent_confirmations)
+{
+    /* 10 members: min = 4 s, max = 24 s, K = 3 */
+    uint64_t none = time_to_dead(true, 0), three = time_to_dead(true, 3);
+    uint64_t plain = time_to_dead(false, 0);
+    fprintf(stderr, "  dead after %" PRIu64 " ms with no confirmation, %" PRIu64
+                    " ms with 3, %" PRIu64 " ms without Lifeguard\n",
+            none, three, plain);
+    NK_CHECK(none >= 14000); /* at most one confirmation (its own probe) */
+    NK_CHECK(three >= 4000 && three <= 4100);
+    NK_CHECK(plain >= 4000 && plain <= 4100);
+}
