@@ -699,6 +699,15 @@ static void on_ping_req(struct swim *s, const struct swim_msg *in)
     const struct swim_mrec *t = swim_find(s, in->subject);
     if (t && (t->state == SWIM_DEAD || t->state == SWIM_LEFT) && !swim_gossip_queued(s, t->id))
         swim_gossip_member(s, t, s->cfg.id);
+    if (t && t->state == SWIM_LEFT)
+        return; /* it is gone for good: nothing to ping */
+    /* Where to ping: a member we know at the address we know, so that a
+     * forged ping-req cannot aim our pings at an arbitrary host; a member we
+     * do not know yet (it joined a moment ago) at the address given, but
+     * only on behalf of a member we know to be in the group. */
+    const struct swim_mrec *o = swim_find(s, in->from);
+    if (!t && (!o || (o->state != SWIM_ALIVE && o->state != SWIM_SUSPECT)))
+        return;
     if (s->n_ind >= NK_MAX(1u, s->cfg.max_indirect)) {
         s->st.indirect_dropped++;
         return;
@@ -715,8 +724,9 @@ static void on_ping_req(struct swim *s, const struct swim_msg *in)
     memcpy(e->origin_addr, in->from_addr.data, in->from_addr.len);
     e->origin_addr[in->from_addr.len] = 0;
     char taddr[SWIM_MAX_ADDR + 1];
-    memcpy(taddr, in->subject_addr.data, in->subject_addr.len);
-    taddr[in->subject_addr.len] = 0;
+    struct nk_slice ta = t ? nk_slice_make(t->addr, t->addr_len) : in->subject_addr;
+    memcpy(taddr, ta.data, ta.len);
+    taddr[ta.len] = 0;
     struct swim_msg m;
     swim_msg_init(s, &m, SWIM_MSG_PING, e->seq, in->subject);
     swim_send_to(s, in->subject, taddr, &m);
