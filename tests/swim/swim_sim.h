@@ -56,6 +56,8 @@ struct sim {
     struct sim_pkt *q;
     size_t nq, capq;
     uint64_t pkt_seq;
+    bool tick_at_deadline; /* tick a member only once swim_next_deadline() is due,
+                              as a node driving it from a timer would */
     uint32_t loss_permille;
     uint32_t delay_min, delay_max;
     struct swim_config base;
@@ -251,7 +253,8 @@ static inline void sim_step(struct sim *m)
     }
     free(batch);
     for (uint32_t i = 0; i < m->n; i++)
-        if (sim_up(m, i)) {
+        if (sim_up(m, i) &&
+            (!m->tick_at_deadline || m->now >= swim_next_deadline(m->nodes[i].s))) {
             swim_tick(m->nodes[i].s, m->now);
             sim_collect(m, i);
         }

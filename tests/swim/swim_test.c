@@ -28,11 +28,13 @@ static bool start_converged(struct sim *m, uint32_t n)
 /* Fails member f at the current time and checks that every other member
  * first suspects it (at least one does) and then holds it dead, within the
  * configured bound. */
-static void check_failure_detected(uint32_t n, uint32_t loss_permille, uint64_t bound_factor)
+static void check_failure_detected_ex(uint32_t n, uint32_t loss_permille, uint64_t bound_factor,
+                                     bool tick_at_deadline)
 {
     struct swim_config c = test_config();
     struct sim m;
     sim_init(&m, n, seeded(), &c);
+    m.tick_at_deadline = tick_at_deadline;
     NK_REQUIRE(start_converged(&m, n));
     m.loss_permille = loss_permille;
     uint32_t f = n / 2;
@@ -63,6 +65,11 @@ static void check_failure_detected(uint32_t n, uint32_t loss_permille, uint64_t 
     sim_free(&m);
 }
 
+static void check_failure_detected(uint32_t n, uint32_t loss_permille, uint64_t bound_factor)
+{
+    check_failure_detected_ex(n, loss_permille, bound_factor, false);
+}
+
 NK_TEST(failed_member_is_suspected_then_dead_on_every_member_within_the_bound)
 {
     check_failure_detected(3, 0, 1);
@@ -74,6 +81,14 @@ NK_TEST(failed_member_is_declared_dead_everywhere_under_five_percent_loss)
 {
     /* the bound assumes no loss; with 5% loss allow twice as long */
     check_failure_detected(10, 50, 2);
+}
+
+NK_TEST(ticking_only_at_next_deadline_is_enough_to_detect_within_the_bound)
+{
+    /* a node drives swim from a timer set to swim_next_deadline(); nothing
+     * may depend on ticks in between */
+    check_failure_detected_ex(10, 0, 1, true);
+    check_failure_detected_ex(50, 20, 2, true);
 }
 
 NK_TEST(slow_member_within_the_timeout_budget_is_never_declared_dead)
