@@ -188,7 +188,7 @@ static void fp_row(uint32_t n, uint64_t seed, uint32_t loss, uint32_t slow_ms, u
 
 int main(int argc, char **argv)
 {
-    uint32_t trials = 40, fp_s = 600, slow_ms = 300;
+    uint32_t trials = 100, fp_s = 600, slow_ms = 300;
     uint64_t seed = 1;
     for (int i = 1; i + 1 < argc; i += 2) {
         if (!strcmp(argv[i], "--trials"))
