@@ -105,8 +105,8 @@ static struct stats summarize(uint64_t *v, uint32_t n, uint32_t missed)
     return s;
 }
 
-static void detection_row(uint32_t n, uint32_t trials, uint64_t seed, bool lifeguard,
-                          uint32_t loss, uint32_t slow_ms, const char *label)
+static void detection_row(uint32_t n, uint32_t trials, uint64_t seed, bool lifeguard, uint32_t loss,
+                          uint32_t slow_ms, const char *label)
 {
     uint64_t *all = nk_calloc(trials, sizeof *all), *first = nk_calloc(trials, sizeof *first);
     uint32_t got = 0, missed = 0;
@@ -217,11 +217,11 @@ int main(int argc, char **argv)
     printf("|---|---|---|---|---|---|---|---|\n");
     uint32_t sizes[] = {3, 10, 50};
     for (int i = 0; i < 3; i++)
-        detection_row(sizes[i], sizes[i] == 50 ? NK_MAX(trials / 2, 1u) : trials, seed, true, 0,
-                      0, "Lifeguard, no loss");
+        detection_row(sizes[i], sizes[i] == 50 ? NK_MAX(trials / 2, 1u) : trials, seed, true, 0, 0,
+                      "Lifeguard, no loss");
     for (int i = 0; i < 3; i++)
-        detection_row(sizes[i], sizes[i] == 50 ? NK_MAX(trials / 2, 1u) : trials, seed, false, 0,
-                      0, "plain SWIM, no loss");
+        detection_row(sizes[i], sizes[i] == 50 ? NK_MAX(trials / 2, 1u) : trials, seed, false, 0, 0,
+                      "plain SWIM, no loss");
 
     printf("\nLoad in a calm group (Lifeguard on), per member\n\n");
     printf("| n  | packets/s | bytes/s | bytes/packet |\n|---|---|---|---|\n");

@@ -19,24 +19,36 @@
 const char *swim_msg_type_name(uint8_t type)
 {
     switch (type) {
-    case SWIM_MSG_PING: return "PING";
-    case SWIM_MSG_ACK: return "ACK";
-    case SWIM_MSG_PING_REQ: return "PING_REQ";
-    case SWIM_MSG_NACK: return "NACK";
-    case SWIM_MSG_SYNC: return "SYNC";
-    default: return "UNKNOWN";
+    case SWIM_MSG_PING:
+        return "PING";
+    case SWIM_MSG_ACK:
+        return "ACK";
+    case SWIM_MSG_PING_REQ:
+        return "PING_REQ";
+    case SWIM_MSG_NACK:
+        return "NACK";
+    case SWIM_MSG_SYNC:
+        return "SYNC";
+    default:
+        return "UNKNOWN";
     }
 }
 
 const char *swim_state_name(uint8_t state)
 {
     switch (state) {
-    case SWIM_NONE: return "none";
-    case SWIM_ALIVE: return "alive";
-    case SWIM_SUSPECT: return "suspect";
-    case SWIM_DEAD: return "dead";
-    case SWIM_LEFT: return "left";
-    default: return "unknown";
+    case SWIM_NONE:
+        return "none";
+    case SWIM_ALIVE:
+        return "alive";
+    case SWIM_SUSPECT:
+        return "suspect";
+    case SWIM_DEAD:
+        return "dead";
+    case SWIM_LEFT:
+        return "left";
+    default:
+        return "unknown";
     }
 }
 
@@ -144,8 +156,8 @@ nk_status swim_msg_decode(const uint8_t *p, size_t n, struct swim_msg *m)
     if (!nk_reader_u8(&r, &count))
         return bad("truncated update count");
     if (count > SWIM_MAX_UPDATES)
-        return nk_status_make(NK_DATA_LOSS, "swim packet: %u updates, over the limit of %u",
-                              count, SWIM_MAX_UPDATES);
+        return nk_status_make(NK_DATA_LOSS, "swim packet: %u updates, over the limit of %u", count,
+                              SWIM_MAX_UPDATES);
     m->n_updates = count;
     for (uint32_t i = 0; i < count; i++) {
         struct swim_update *u = &m->updates[i];
@@ -163,14 +175,12 @@ nk_status swim_msg_decode(const uint8_t *p, size_t n, struct swim_msg *m)
             return nk_status_make(NK_DATA_LOSS, "swim packet: update %u is about member id 0",
                                   i + 1);
         if (!nk_reader_lenbytes(&r, SWIM_MAX_ADDR, &u->addr))
-            return nk_status_make(NK_DATA_LOSS, "swim packet: update %u address truncated",
-                                  i + 1);
+            return nk_status_make(NK_DATA_LOSS, "swim packet: update %u address truncated", i + 1);
         if (u->addr.len == 0)
             return nk_status_make(NK_DATA_LOSS, "swim packet: update %u has an empty address",
                                   i + 1);
     }
     if (nk_reader_left(&r) != 0)
-        return nk_status_make(NK_DATA_LOSS, "swim packet: %zu trailing bytes",
-                              nk_reader_left(&r));
+        return nk_status_make(NK_DATA_LOSS, "swim packet: %zu trailing bytes", nk_reader_left(&r));
     return NK_OK;
 }

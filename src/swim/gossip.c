@@ -61,11 +61,21 @@ static void emit_packet(struct swim *s, uint64_t to, const char *addr, const str
     s->st.packets_out++;
     s->st.bytes_out += s->scratch.len;
     switch (m->type) {
-    case SWIM_MSG_PING: s->st.pings++; break;
-    case SWIM_MSG_ACK: s->st.acks++; break;
-    case SWIM_MSG_PING_REQ: s->st.ping_reqs++; break;
-    case SWIM_MSG_NACK: s->st.nacks++; break;
-    default: s->st.syncs++; break;
+    case SWIM_MSG_PING:
+        s->st.pings++;
+        break;
+    case SWIM_MSG_ACK:
+        s->st.acks++;
+        break;
+    case SWIM_MSG_PING_REQ:
+        s->st.ping_reqs++;
+        break;
+    case SWIM_MSG_NACK:
+        s->st.nacks++;
+        break;
+    default:
+        s->st.syncs++;
+        break;
     }
 }
 
@@ -86,7 +96,7 @@ static void gossip_remove(struct swim *s, size_t i)
  * same member. A full buffer evicts the most-sent entry (the one the group
  * most likely already knows). */
 void swim_gossip_put(struct swim *s, uint8_t state, uint64_t id, uint64_t inc, uint64_t from,
-                       const char *addr, size_t addr_len)
+                     const char *addr, size_t addr_len)
 {
     for (size_t i = 0; i < s->n_gossip; i++)
         if (s->gossip[i].id == id) {
@@ -134,11 +144,11 @@ void swim_gossip_member(struct swim *s, const struct swim_mrec *m, uint64_t from
 void swim_gossip_self(struct swim *s)
 {
     swim_gossip_put(s, s->self_state, s->cfg.id, s->self_inc, s->cfg.id, s->self_addr,
-               strlen(s->self_addr));
+                    strlen(s->self_addr));
 }
 
-static void add_update(struct swim_msg *m, uint8_t state, uint64_t id, uint64_t inc,
-                       uint64_t from, const char *addr, size_t addr_len)
+static void add_update(struct swim_msg *m, uint8_t state, uint64_t id, uint64_t inc, uint64_t from,
+                       const char *addr, size_t addr_len)
 {
     struct swim_update *u = &m->updates[m->n_updates++];
     u->state = state;
@@ -156,8 +166,8 @@ static void add_update(struct swim_msg *m, uint8_t state, uint64_t id, uint64_t 
  */
 static void piggyback(struct swim *s, struct swim_msg *m, uint64_t to)
 {
-    size_t budget = s->cfg.max_packet_bytes -
-                    swim_msg_header_len(m->from_addr.len, m->subject_addr.len);
+    size_t budget =
+        s->cfg.max_packet_bytes - swim_msg_header_len(m->from_addr.len, m->subject_addr.len);
     const struct swim_mrec *rm = swim_find(s, to);
     if (rm && (rm->state == SWIM_SUSPECT || rm->state == SWIM_DEAD)) {
         add_update(m, rm->state, rm->id, rm->incarnation,
@@ -199,8 +209,7 @@ static void gossip_retire(struct swim *s)
             i++;
 }
 
-void swim_msg_init(struct swim *s, struct swim_msg *m, uint8_t type, uint32_t seq,
-                     uint64_t subject)
+void swim_msg_init(struct swim *s, struct swim_msg *m, uint8_t type, uint32_t seq, uint64_t subject)
 {
     m->type = type;
     m->flags = s->sync_wanted ? SWIM_FLAG_SYNC_REQ : 0;

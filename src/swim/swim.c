@@ -92,8 +92,8 @@ static nk_status check_config(const struct swim_config *c)
     if (c->id == 0)
         return nk_status_make(NK_INVALID_ARGUMENT, "swim config: id must be non-zero");
     if (!c->addr || !c->addr[0] || strlen(c->addr) > SWIM_MAX_ADDR)
-        return nk_status_make(NK_INVALID_ARGUMENT,
-                              "swim config: addr must be 1..%d bytes", SWIM_MAX_ADDR);
+        return nk_status_make(NK_INVALID_ARGUMENT, "swim config: addr must be 1..%d bytes",
+                              SWIM_MAX_ADDR);
     if (c->probe_timeout_ms >= c->probe_interval_ms)
         return nk_status_make(NK_INVALID_ARGUMENT,
                               "swim config: probe_timeout_ms %u must be below "
@@ -107,8 +107,7 @@ static nk_status check_config(const struct swim_config *c)
                               "swim config: suspicion_confirmations %u over %d",
                               c->suspicion_confirmations, SWIM_MAX_CONFIRM);
     if (c->lhm_max > 64)
-        return nk_status_make(NK_INVALID_ARGUMENT, "swim config: lhm_max %u over 64",
-                              c->lhm_max);
+        return nk_status_make(NK_INVALID_ARGUMENT, "swim config: lhm_max %u over 64", c->lhm_max);
     if (c->max_packet_bytes < SWIM_MIN_PACKET || c->max_packet_bytes > SWIM_MAX_PACKET)
         return nk_status_make(NK_INVALID_ARGUMENT,
                               "swim config: max_packet_bytes %u outside %d..%d",
@@ -135,7 +134,7 @@ static void lhm_add(struct swim *s, int delta)
     if (s->cfg.disable_lifeguard)
         return;
     int v = (int)s->lhm + delta;
-    s->lhm = (uint32_t)(v < 0 ? 0 : v > (int)s->cfg.lhm_max ? (int)s->cfg.lhm_max : v);
+    s->lhm = (uint32_t)(v<0 ? 0 : v>(int) s->cfg.lhm_max ? (int)s->cfg.lhm_max : v);
 }
 
 static bool addr_ok(struct nk_slice a)
@@ -279,11 +278,16 @@ static bool overrides(uint8_t a, uint64_t ai, uint8_t b, uint64_t bi)
 {
     bool tomb = b == SWIM_DEAD || b == SWIM_LEFT;
     switch (a) {
-    case SWIM_ALIVE: return ai > bi;
-    case SWIM_SUSPECT: return b == SWIM_ALIVE ? ai >= bi : ai > bi;
-    case SWIM_DEAD: return tomb ? ai > bi : ai >= bi;
-    case SWIM_LEFT: return b == SWIM_LEFT ? ai > bi : ai >= bi;
-    default: return false;
+    case SWIM_ALIVE:
+        return ai > bi;
+    case SWIM_SUSPECT:
+        return b == SWIM_ALIVE ? ai >= bi : ai > bi;
+    case SWIM_DEAD:
+        return tomb ? ai > bi : ai >= bi;
+    case SWIM_LEFT:
+        return b == SWIM_LEFT ? ai > bi : ai >= bi;
+    default:
+        return false;
     }
 }
 
@@ -337,7 +341,8 @@ static void apply_update(struct swim *s, const struct swim_update *u)
          * state again (once: not while it is still queued), so that the
          * sender and whoever it told catch up; otherwise a member that
          * missed a `left` would, for instance, go on to declare it dead. */
-        if (overrides(prev, m->incarnation, u->state, u->incarnation) && !swim_gossip_queued(s, m->id))
+        if (overrides(prev, m->incarnation, u->state, u->incarnation) &&
+            !swim_gossip_queued(s, m->id))
             swim_gossip_member(s, m, prev == SWIM_SUSPECT ? m->susp_from[0] : s->cfg.id);
         return;
     }
@@ -474,8 +479,11 @@ static void finish_probe(struct swim *s)
         return;
     if (t->state == SWIM_ALIVE)
         s->st.suspicions++;
-    struct swim_update u = {.state = SWIM_SUSPECT, .id = t->id, .incarnation = t->incarnation,
-                            .from = s->cfg.id, .addr = nk_slice_make(t->addr, t->addr_len)};
+    struct swim_update u = {.state = SWIM_SUSPECT,
+                            .id = t->id,
+                            .incarnation = t->incarnation,
+                            .from = s->cfg.id,
+                            .addr = nk_slice_make(t->addr, t->addr_len)};
     apply_update(s, &u);
 }
 
@@ -504,8 +512,11 @@ static void expire_suspicions(struct swim *s)
         struct swim_mrec *m = &s->members[i];
         if (m->state != SWIM_SUSPECT || s->now < susp_deadline(s, m, n))
             continue;
-        struct swim_update u = {.state = SWIM_DEAD, .id = m->id, .incarnation = m->incarnation,
-                                .from = s->cfg.id, .addr = nk_slice_make(m->addr, m->addr_len)};
+        struct swim_update u = {.state = SWIM_DEAD,
+                                .id = m->id,
+                                .incarnation = m->incarnation,
+                                .from = s->cfg.id,
+                                .addr = nk_slice_make(m->addr, m->addr_len)};
         char a[SWIM_MAX_ADDR + 1];
         memcpy(a, m->addr, m->addr_len + 1);
         u.addr = nk_slice_make(a, m->addr_len);
@@ -597,8 +608,7 @@ nk_status swim_add_member(struct swim *s, uint64_t id, const char *addr, uint64_
     struct nk_slice a = nk_slice_str(addr ? addr : "");
     if (!addr_ok(a))
         return nk_status_make(NK_INVALID_ARGUMENT,
-                              "swim_add_member: address of member %" PRIu64
-                              " must be 1..%d bytes",
+                              "swim_add_member: address of member %" PRIu64 " must be 1..%d bytes",
                               id, SWIM_MAX_ADDR);
     if (swim_find(s, id))
         return NK_OK;
@@ -620,8 +630,8 @@ nk_status swim_remove_member(struct swim *s, uint64_t id)
         return nk_status_make(NK_NOT_FOUND, "swim_remove_member: member %" PRIu64 " unknown", id);
     if (m->state != SWIM_DEAD && m->state != SWIM_LEFT)
         return nk_status_make(NK_FAILED_PRECONDITION,
-                              "swim_remove_member: member %" PRIu64 " is %s, not dead or left",
-                              id, swim_state_name(m->state));
+                              "swim_remove_member: member %" PRIu64 " is %s, not dead or left", id,
+                              swim_state_name(m->state));
     *m = s->members[--s->n_members];
     swim_gossip_drop(s, id);
     return NK_OK;
@@ -804,14 +814,21 @@ nk_status swim_step(struct swim *s, uint64_t now_ms, const uint8_t *p, size_t n)
         swim_send_to(s, in.from, from_addr, &m);
         break;
     }
-    case SWIM_MSG_ACK: on_ack(s, &in); break;
-    case SWIM_MSG_PING_REQ: on_ping_req(s, &in); break;
+    case SWIM_MSG_ACK:
+        on_ack(s, &in);
+        break;
+    case SWIM_MSG_PING_REQ:
+        on_ping_req(s, &in);
+        break;
     case SWIM_MSG_NACK:
         if (s->probe.active && in.seq == s->probe.seq && in.subject == s->probe.target)
             s->probe.nacks++;
         break;
-    case SWIM_MSG_SYNC: s->sync_wanted = false; break;
-    default: break;
+    case SWIM_MSG_SYNC:
+        s->sync_wanted = false;
+        break;
+    default:
+        break;
     }
     if ((in.flags & SWIM_FLAG_SYNC_REQ) && in.type != SWIM_MSG_SYNC)
         swim_send_sync(s, in.from, from_addr);

@@ -69,10 +69,10 @@ const char *swim_state_name(uint8_t state);
 /* ------------------------------------------------------------------- codec */
 
 #define SWIM_WIRE_VERSION 1
-#define SWIM_MAX_ADDR 255         /* bytes of one address ("host:port") */
-#define SWIM_MAX_UPDATES 64       /* piggy-backed updates in one packet */
-#define SWIM_MAX_PACKET 65507     /* largest UDP payload over IPv4 */
-#define SWIM_MIN_PACKET 256       /* smallest max_packet_bytes accepted */
+#define SWIM_MAX_ADDR     255   /* bytes of one address ("host:port") */
+#define SWIM_MAX_UPDATES  64    /* piggy-backed updates in one packet */
+#define SWIM_MAX_PACKET   65507 /* largest UDP payload over IPv4 */
+#define SWIM_MIN_PACKET   256   /* smallest max_packet_bytes accepted */
 
 enum swim_msg_type {
     SWIM_MSG_PING = 1,     /* subject: the member pinged (must be the receiver) */
@@ -127,29 +127,29 @@ const char *swim_msg_type_name(uint8_t type);
 /* ------------------------------------------------------------------ config */
 
 struct swim_config {
-    uint64_t id;      /* this member, non-zero */
-    const char *addr; /* this member's address as others reach it (copied) */
-    uint64_t cluster; /* cluster tag: packets with another tag are refused */
-    uint64_t seed;    /* PRNG seed: probe order, ping-req helpers */
+    uint64_t id;          /* this member, non-zero */
+    const char *addr;     /* this member's address as others reach it (copied) */
+    uint64_t cluster;     /* cluster tag: packets with another tag are refused */
+    uint64_t seed;        /* PRNG seed: probe order, ping-req helpers */
     uint64_t incarnation; /* starting incarnation (a restarted node may pass
                              a higher one than in its previous life, e.g. its
                              wall clock in seconds, to win at once) */
 
-    uint32_t probe_interval_ms; /* protocol period T; default 1000 */
-    uint32_t probe_timeout_ms;  /* direct ack timeout; default 500 (< T) */
-    uint32_t indirect_probes;   /* k helpers per ping-req round; default 3 */
-    uint32_t suspicion_mult;    /* alpha: minimum suspicion timeout =
-                                   alpha * max(1, log10 n) * T; default 4 */
-    uint32_t suspicion_max_mult; /* beta (Lifeguard): maximum = beta * minimum;
-                                    default 6 */
+    uint32_t probe_interval_ms;       /* protocol period T; default 1000 */
+    uint32_t probe_timeout_ms;        /* direct ack timeout; default 500 (< T) */
+    uint32_t indirect_probes;         /* k helpers per ping-req round; default 3 */
+    uint32_t suspicion_mult;          /* alpha: minimum suspicion timeout =
+                                         alpha * max(1, log10 n) * T; default 4 */
+    uint32_t suspicion_max_mult;      /* beta (Lifeguard): maximum = beta * minimum;
+                                         default 6 */
     uint32_t suspicion_confirmations; /* K (Lifeguard): confirmations that
                                          bring the timeout down to the
                                          minimum; default 3, at most 8 */
-    uint32_t retransmit_mult;   /* lambda: each update is sent
-                                   lambda * ceil(log10(n + 1)) times; default 4 */
-    uint32_t lhm_max;           /* S (Lifeguard): LHM saturates here; default 8 */
-    bool disable_lifeguard;     /* plain SWIM: no LHM, no nacks, fixed
-                                   suspicion timeout (the minimum) */
+    uint32_t retransmit_mult;         /* lambda: each update is sent
+                                         lambda * ceil(log10(n + 1)) times; default 4 */
+    uint32_t lhm_max;                 /* S (Lifeguard): LHM saturates here; default 8 */
+    bool disable_lifeguard;           /* plain SWIM: no LHM, no nacks, fixed
+                                         suspicion timeout (the minimum) */
 
     uint32_t max_members;        /* members known (any state); default 1024 */
     uint32_t gossip_max_entries; /* gossip buffer; default 256 */
@@ -214,17 +214,17 @@ struct swim_member_info {
 struct swim_stats {
     uint64_t packets_out, bytes_out, packets_in, bytes_in;
     uint64_t pings, ping_reqs, acks, nacks, syncs; /* sent */
-    uint64_t rejected;          /* packets refused by swim_step */
-    uint64_t probes_failed;     /* periods that ended without an ack */
-    uint64_t suspicions;        /* members this node suspected itself */
-    uint64_t refutations;       /* times this node refuted a rumour about itself */
-    uint64_t gossip_dropped;    /* updates evicted from a full gossip buffer */
-    uint64_t out_dropped;       /* packets dropped: output full */
-    uint64_t indirect_dropped;  /* ping-reqs refused: table full */
-    uint64_t members_dropped;   /* updates about new members refused: table full */
+    uint64_t rejected;                             /* packets refused by swim_step */
+    uint64_t probes_failed;                        /* periods that ended without an ack */
+    uint64_t suspicions;                           /* members this node suspected itself */
+    uint64_t refutations;                  /* times this node refuted a rumour about itself */
+    uint64_t gossip_dropped;               /* updates evicted from a full gossip buffer */
+    uint64_t out_dropped;                  /* packets dropped: output full */
+    uint64_t indirect_dropped;             /* ping-reqs refused: table full */
+    uint64_t members_dropped;              /* updates about new members refused: table full */
     uint32_t gossip_entries, gossip_bytes; /* current */
     uint32_t gossip_max_entries_seen, gossip_max_bytes_seen;
-    uint32_t lhm;               /* current local health multiplier */
+    uint32_t lhm; /* current local health multiplier */
 };
 
 /* --------------------------------------------------------------- the state */

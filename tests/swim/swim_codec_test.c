@@ -9,8 +9,11 @@
 static struct swim_msg sample(uint8_t type, uint32_t n_updates)
 {
     static char addrs[SWIM_MAX_UPDATES][SWIM_MAX_ADDR + 1];
-    struct swim_msg m = {.type = type, .flags = type == SWIM_MSG_PING ? SWIM_FLAG_SYNC_REQ : 0,
-                         .cluster = 0x1122334455667788ull, .from = 7, .seq = 0xdeadbeef,
+    struct swim_msg m = {.type = type,
+                         .flags = type == SWIM_MSG_PING ? SWIM_FLAG_SYNC_REQ : 0,
+                         .cluster = 0x1122334455667788ull,
+                         .from = 7,
+                         .seq = 0xdeadbeef,
                          .subject = type == SWIM_MSG_SYNC ? 0 : 9,
                          .from_addr = nk_slice_str("10.1.2.3:9101")};
     if (type == SWIM_MSG_PING_REQ)
@@ -21,9 +24,11 @@ static struct swim_msg sample(uint8_t type, uint32_t n_updates)
         size_t len = i == 0 ? SWIM_MAX_ADDR : 1 + (i * 37) % 200;
         memset(addrs[i], 'a' + (char)(i % 26), len);
         addrs[i][len] = 0;
-        m.updates[i] = (struct swim_update){.state = (uint8_t)(1 + i % 4), .id = 1000 + i,
+        m.updates[i] = (struct swim_update){.state = (uint8_t)(1 + i % 4),
+                                            .id = 1000 + i,
                                             .incarnation = i == 1 ? UINT64_MAX : i * 300,
-                                            .from = 7, .addr = nk_slice_make(addrs[i], len)};
+                                            .from = 7,
+                                            .addr = nk_slice_make(addrs[i], len)};
     }
     return m;
 }
@@ -32,8 +37,8 @@ static bool msg_eq(const struct swim_msg *a, const struct swim_msg *b)
 {
     if (a->type != b->type || a->flags != b->flags || a->cluster != b->cluster ||
         a->from != b->from || a->seq != b->seq || a->subject != b->subject ||
-        !nk_slice_eq(a->from_addr, b->from_addr) || !nk_slice_eq(a->subject_addr, b->subject_addr) ||
-        a->n_updates != b->n_updates)
+        !nk_slice_eq(a->from_addr, b->from_addr) ||
+        !nk_slice_eq(a->subject_addr, b->subject_addr) || a->n_updates != b->n_updates)
         return false;
     for (uint32_t i = 0; i < a->n_updates; i++) {
         const struct swim_update *x = &a->updates[i], *y = &b->updates[i];

@@ -158,9 +158,10 @@ static inline void sim_collect(struct sim *m, uint32_t i)
         size_t x = sim_ix(m, i, j);
         m->state[x] = e->state;
         if (getenv("SIM_TRACE") && (uint64_t)atoi(getenv("SIM_TRACE")) == e->id)
-            fprintf(stderr, "sim t=%" PRIu64 ": member %u: member %" PRIu64 " %s -> %s inc %" PRIu64 "\n",
-                    m->now, i + 1, e->id, swim_state_name(e->prev_state),
-                    swim_state_name(e->state), e->incarnation);
+            fprintf(stderr,
+                    "sim t=%" PRIu64 ": member %u: member %" PRIu64 " %s -> %s inc %" PRIu64 "\n",
+                    m->now, i + 1, e->id, swim_state_name(e->prev_state), swim_state_name(e->state),
+                    e->incarnation);
         if (e->state == SWIM_SUSPECT) {
             if (!m->suspect_at[x])
                 m->suspect_at[x] = m->now;
@@ -173,8 +174,9 @@ static inline void sim_collect(struct sim *m, uint32_t i)
             if (!m->nodes[j].failed) {
                 m->false_dead++;
                 if (getenv("SIM_VERBOSE"))
-                    fprintf(stderr, "sim t=%" PRIu64 ": member %u holds member %u dead (inc %" PRIu64
-                                    ") though it was not failed\n",
+                    fprintf(stderr,
+                            "sim t=%" PRIu64 ": member %u holds member %u dead (inc %" PRIu64
+                            ") though it was not failed\n",
                             m->now, i + 1, j + 1, e->incarnation);
             }
         }
@@ -202,8 +204,8 @@ static inline void sim_collect(struct sim *m, uint32_t i)
             m->capq = m->capq ? 2 * m->capq : 256;
             m->q = nk_realloc(m->q, m->capq * sizeof *m->q);
         }
-        m->q[m->nq++] = (struct sim_pkt){m->now + d, m->pkt_seq++, i, to, p->len,
-                                         nk_memdup(p->data, p->len)};
+        m->q[m->nq++] =
+            (struct sim_pkt){m->now + d, m->pkt_seq++, i, to, p->len, nk_memdup(p->data, p->len)};
     }
     swim_output_clear(nd->s);
 }
@@ -253,8 +255,7 @@ static inline void sim_step(struct sim *m)
     }
     free(batch);
     for (uint32_t i = 0; i < m->n; i++)
-        if (sim_up(m, i) &&
-            (!m->tick_at_deadline || m->now >= swim_next_deadline(m->nodes[i].s))) {
+        if (sim_up(m, i) && (!m->tick_at_deadline || m->now >= swim_next_deadline(m->nodes[i].s))) {
             swim_tick(m->nodes[i].s, m->now);
             sim_collect(m, i);
         }

@@ -29,7 +29,7 @@ static bool start_converged(struct sim *m, uint32_t n)
  * first suspects it (at least one does) and then holds it dead, within the
  * configured bound. */
 static void check_failure_detected_ex(uint32_t n, uint32_t loss_permille, uint64_t bound_factor,
-                                     bool tick_at_deadline)
+                                      bool tick_at_deadline)
 {
     struct swim_config c = test_config();
     struct sim m;
@@ -59,8 +59,9 @@ static void check_failure_detected_ex(uint32_t n, uint32_t loss_permille, uint64
     }
     NK_CHECK(suspected >= 1);
     NK_CHECK_EQ_U64(m.false_dead, 0);
-    fprintf(stderr, "  n=%u loss=%u/1000: dead everywhere after %" PRIu64 " ms (bound %" PRIu64
-                    " ms), %u of %u suspected first\n",
+    fprintf(stderr,
+            "  n=%u loss=%u/1000: dead everywhere after %" PRIu64 " ms (bound %" PRIu64
+            " ms), %u of %u suspected first\n",
             n, loss_permille, last - t0, bound, suspected, n - 1);
     sim_free(&m);
 }
@@ -119,11 +120,18 @@ NK_TEST(suspected_member_that_is_alive_refutes_and_stays_alive)
     NK_REQUIRE(start_converged(&m, 5));
     /* member 1 tells member 2 that member 3 is suspect at its incarnation */
     uint64_t inc0 = swim_incarnation(m.nodes[2].s);
-    struct swim_msg msg = {.type = SWIM_MSG_ACK, .cluster = c.cluster, .from = 1, .seq = 77,
-                           .subject = 1, .from_addr = nk_slice_str(m.nodes[0].addr),
+    struct swim_msg msg = {.type = SWIM_MSG_ACK,
+                           .cluster = c.cluster,
+                           .from = 1,
+                           .seq = 77,
+                           .subject = 1,
+                           .from_addr = nk_slice_str(m.nodes[0].addr),
                            .n_updates = 1};
-    msg.updates[0] = (struct swim_update){.state = SWIM_SUSPECT, .id = 3, .incarnation = inc0,
-                                          .from = 1, .addr = nk_slice_str(m.nodes[2].addr)};
+    msg.updates[0] = (struct swim_update){.state = SWIM_SUSPECT,
+                                          .id = 3,
+                                          .incarnation = inc0,
+                                          .from = 1,
+                                          .addr = nk_slice_str(m.nodes[2].addr)};
     struct nk_buf b;
     nk_buf_init(&b);
     swim_msg_encode(&msg, &b);
@@ -301,16 +309,16 @@ NK_TEST(gossip_buffer_stays_within_its_bounds_under_churn)
             if (o != j && me.state == SWIM_ALIVE && sim_view(&m, o, j) != SWIM_ALIVE) {
                 struct swim_stats js;
                 swim_stats(m.nodes[j].s, &js);
-                fprintf(stderr, "  member %u holds member %u %s (its incarnation %" PRIu64
-                                ", it sent %" PRIu64 " received %" PRIu64 ", knows %zu)\n",
+                fprintf(stderr,
+                        "  member %u holds member %u %s (its incarnation %" PRIu64
+                        ", it sent %" PRIu64 " received %" PRIu64 ", knows %zu)\n",
                         o + 1, j + 1, swim_state_name(sim_view(&m, o, j)), self.incarnation,
                         js.packets_out, js.packets_in, swim_member_count(m.nodes[j].s));
                 NK_CHECK(!"every alive member holds every other alive member alive");
             }
         }
     }
-    fprintf(stderr, "  %u members after churn, %" PRIu64 " gossip entries evicted\n", m.n,
-            dropped);
+    fprintf(stderr, "  %u members after churn, %" PRIu64 " gossip entries evicted\n", m.n, dropped);
     sim_free(&m);
 }
 
@@ -344,11 +352,15 @@ NK_TEST(packets_of_another_cluster_or_malformed_are_refused_and_change_nothing)
     c.addr = "10.0.0.1:9101";
     struct swim *s;
     NK_REQUIRE_OK(swim_new(&c, 0, &s));
-    struct swim_msg msg = {.type = SWIM_MSG_PING, .cluster = c.cluster + 1, .from = 2, .seq = 1,
-                           .subject = 1, .from_addr = nk_slice_str("10.0.0.2:9101"),
+    struct swim_msg msg = {.type = SWIM_MSG_PING,
+                           .cluster = c.cluster + 1,
+                           .from = 2,
+                           .seq = 1,
+                           .subject = 1,
+                           .from_addr = nk_slice_str("10.0.0.2:9101"),
                            .n_updates = 1};
-    msg.updates[0] = (struct swim_update){.state = SWIM_ALIVE, .id = 2, .from = 2,
-                                          .addr = nk_slice_str("10.0.0.2:9101")};
+    msg.updates[0] = (struct swim_update){
+        .state = SWIM_ALIVE, .id = 2, .from = 2, .addr = nk_slice_str("10.0.0.2:9101")};
     struct nk_buf b;
     nk_buf_init(&b);
     swim_msg_encode(&msg, &b);
@@ -499,10 +511,18 @@ static void inject_suspect(struct swim *s, uint64_t cluster, uint64_t from, uint
     char fa[32], sa[32];
     snprintf(fa, sizeof fa, "m%" PRIu64 ":1", from);
     snprintf(sa, sizeof sa, "m%" PRIu64 ":1", subject);
-    struct swim_msg msg = {.type = SWIM_MSG_ACK, .cluster = cluster, .from = from, .seq = 999,
-                           .subject = from, .from_addr = nk_slice_str(fa), .n_updates = 1};
-    msg.updates[0] = (struct swim_update){.state = SWIM_SUSPECT, .id = subject, .incarnation = 0,
-                                          .from = from, .addr = nk_slice_str(sa)};
+    struct swim_msg msg = {.type = SWIM_MSG_ACK,
+                           .cluster = cluster,
+                           .from = from,
+                           .seq = 999,
+                           .subject = from,
+                           .from_addr = nk_slice_str(fa),
+                           .n_updates = 1};
+    msg.updates[0] = (struct swim_update){.state = SWIM_SUSPECT,
+                                          .id = subject,
+                                          .incarnation = 0,
+                                          .from = from,
+                                          .addr = nk_slice_str(sa)};
     struct nk_buf b;
     nk_buf_init(&b);
     swim_msg_encode(&msg, &b);
@@ -551,8 +571,9 @@ NK_TEST(lifeguard_suspicion_timeout_shrinks_with_independent_confirmations)
     /* 10 members: min = 4 s, max = 24 s, K = 3 */
     uint64_t none = time_to_dead(true, 0), three = time_to_dead(true, 3);
     uint64_t plain = time_to_dead(false, 0);
-    fprintf(stderr, "  dead after %" PRIu64 " ms with no confirmation, %" PRIu64
-                    " ms with 3, %" PRIu64 " ms without Lifeguard\n",
+    fprintf(stderr,
+            "  dead after %" PRIu64 " ms with no confirmation, %" PRIu64 " ms with 3, %" PRIu64
+            " ms without Lifeguard\n",
             none, three, plain);
     NK_CHECK(none >= 14000); /* at most one confirmation (its own probe) */
     NK_CHECK(three >= 4000 && three <= 4100);

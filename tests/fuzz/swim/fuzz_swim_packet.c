@@ -23,9 +23,14 @@ static struct swim *member(void)
     static struct swim *s;
     static uint64_t now;
     if (!s) {
-        struct swim_config c = {.id = 1, .addr = "10.0.0.1:9101", .cluster = CLUSTER, .seed = 1,
-                                .max_members = 64, .gossip_max_entries = 32,
-                                .gossip_max_bytes = 4096, .max_indirect = 8};
+        struct swim_config c = {.id = 1,
+                                .addr = "10.0.0.1:9101",
+                                .cluster = CLUSTER,
+                                .seed = 1,
+                                .max_members = 64,
+                                .gossip_max_entries = 32,
+                                .gossip_max_bytes = 4096,
+                                .max_indirect = 8};
         nk_status st = swim_new(&c, 0, &s);
         if (!nk_ok(st))
             abort();
@@ -47,7 +52,8 @@ static void check(const uint8_t *data, size_t size)
         nk_status s2 = swim_msg_decode(b.data, b.len, &m2);
         if (!nk_ok(s2) || m2.type != m.type || m2.flags != m.flags || m2.from != m.from ||
             m2.subject != m.subject || m2.seq != m.seq || m2.n_updates != m.n_updates ||
-            !nk_slice_eq(m.from_addr, m2.from_addr) || !nk_slice_eq(m.subject_addr, m2.subject_addr))
+            !nk_slice_eq(m.from_addr, m2.from_addr) ||
+            !nk_slice_eq(m.subject_addr, m2.subject_addr))
             abort();
         for (uint32_t i = 0; i < m.n_updates; i++)
             if (m.updates[i].id != m2.updates[i].id ||
@@ -98,19 +104,31 @@ size_t LLVMFuzzerSeedCorpus(const uint8_t ***out, const size_t **lens)
     static struct nk_buf bufs[N];
     for (int i = 0; i < N; i++) {
         uint8_t type = (uint8_t)(i + 1);
-        struct swim_msg m = {.type = type, .cluster = CLUSTER, .from = 2, .seq = 5,
+        struct swim_msg m = {.type = type,
+                             .cluster = CLUSTER,
+                             .from = 2,
+                             .seq = 5,
                              .subject = type == SWIM_MSG_SYNC ? 0 : 1,
-                             .from_addr = nk_slice_str("10.0.0.2:9101"), .n_updates = 3};
+                             .from_addr = nk_slice_str("10.0.0.2:9101"),
+                             .n_updates = 3};
         if (type == SWIM_MSG_PING_REQ) {
             m.subject = 3;
             m.subject_addr = nk_slice_str("10.0.0.3:9101");
         }
-        m.updates[0] = (struct swim_update){.state = SWIM_ALIVE, .id = 3, .incarnation = 2,
-                                            .from = 3, .addr = nk_slice_str("10.0.0.3:9101")};
-        m.updates[1] = (struct swim_update){.state = SWIM_SUSPECT, .id = 1, .incarnation = 0,
-                                            .from = 2, .addr = nk_slice_str("10.0.0.1:9101")};
-        m.updates[2] = (struct swim_update){.state = (uint8_t)(SWIM_DEAD + i % 2), .id = 4,
-                                            .incarnation = 9, .from = 2,
+        m.updates[0] = (struct swim_update){.state = SWIM_ALIVE,
+                                            .id = 3,
+                                            .incarnation = 2,
+                                            .from = 3,
+                                            .addr = nk_slice_str("10.0.0.3:9101")};
+        m.updates[1] = (struct swim_update){.state = SWIM_SUSPECT,
+                                            .id = 1,
+                                            .incarnation = 0,
+                                            .from = 2,
+                                            .addr = nk_slice_str("10.0.0.1:9101")};
+        m.updates[2] = (struct swim_update){.state = (uint8_t)(SWIM_DEAD + i % 2),
+                                            .id = 4,
+                                            .incarnation = 9,
+                                            .from = 2,
                                             .addr = nk_slice_str("10.0.0.4:9101")};
         nk_buf_free(&bufs[i]);
         swim_msg_encode(&m, &bufs[i]);
