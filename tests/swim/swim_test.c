@@ -248,11 +248,14 @@ NK_TEST(fifty_members_joining_through_a_seed_converge)
     check_join_converges(50);
 }
 
-NK_TEST(gossip_buffer_stays_within_its_bounds_under_churn)
+/* Churn (pauses, resumes, joins, leaves) with a small gossip buffer bounded
+ * by `entries` and `bytes`; checks the bounds and that the group agrees
+ * again once the churn stops. */
+static void churn(uint32_t entries, uint32_t bytes)
 {
     struct swim_config c = test_config();
-    c.gossip_max_entries = 12;
-    c.gossip_max_bytes = 1024;
+    c.gossip_max_entries = entries;
+    c.gossip_max_bytes = bytes;
     struct sim m;
     uint64_t seed = seeded();
     sim_init(&m, 60, seed, &c);
@@ -318,8 +321,18 @@ NK_TEST(gossip_buffer_stays_within_its_bounds_under_churn)
             }
         }
     }
-    fprintf(stderr, "  %u members after churn, %" PRIu64 " gossip entries evicted\n", m.n, dropped);
+    fprintf(stderr,
+            "  %u members after churn, buffer of %u entries / %u bytes: %" PRIu64
+            " gossip entries evicted\n",
+            m.n, entries, bytes, dropped);
+    NK_CHECK(dropped > 0); /* the bound was reached, so it was tested */
     sim_free(&m);
+}
+
+NK_TEST(gossip_buffer_stays_within_its_bounds_under_churn)
+{
+    churn(12, 64 * 1024); /* the entry count binds */
+    churn(256, 400);      /* the byte size binds (~9 updates) */
 }
 
 NK_TEST(same_seed_gives_the_same_run)
@@ -578,4 +591,47 @@ NK_TEST(lifeguard_suspicion_timeout_shrinks_with_independent_confirmations)
     NK_CHECK(none >= 14000); /* at most one confirmation (its own probe) */
     NK_CHECK(three >= 4000 && three <= 4100);
     NK_CHECK(plain >= 4000 && plain <= 4100);
+}
+
+NK_TEST(output_is_bounded_and_overflow_is_reported)
+{
+    struct swim_config c = test_config();
+    c.id = 1;
+    c.addr = "m1:1";
+    c.max_out_events = 4;
+    c.max_out_packets = 2;
+    c.max_packet_bytes = 256; /* a SYNC of 11 members then takes several */
+    struct swim *s;
+    NK_REQUIRE_OK(swim_new(&c, 0, &s));
+    char a[32];
+    for (uint64_t id = 2; id <= 11; id++) {
+        snprintf(a, sizeof a, "m%" PRIu64 ":1", id);
+        NK_REQUIRE_OK(swim_add_member(s, id, a, 0));
+    }
+    struct swim_output out;
+    swim_output(s, &out);
+    NK_CHECK_EQ_U64(out.n_events, 4);
+    NK_CHECK(out.events_overflowed);
+    /* a SYNC request makes more datagrams than the output holds */
+    struct swim_msg msg = {.type = SWIM_MSG_PING,
+                           .flags = SWIM_FLAG_SYNC_REQ,
+                           .cluster = c.cluster,
+                           .from = 2,
+                           .seq = 1,
+                           .subject = 1,
+                           .from_addr = nk_slice_str("m2:1")};
+    struct nk_buf b;
+    nk_buf_init(&b);
+    swim_msg_encode(&msg, &b);
+    NK_REQUIRE_OK(swim_step(s, 1, b.data, b.len));
+    swim_output(s, &out);
+    NK_CHECK(out.n_packets <= 2);
+    struct swim_stats st;
+    swim_stats(s, &st);
+    NK_CHECK(st.out_dropped > 0);
+    swim_output_clear(s);
+    swim_output(s, &out);
+    NK_CHECK(out.n_packets == 0 && out.n_events == 0 && !out.events_overflowed);
+    nk_buf_free(&b);
+    swim_free(s);
 }
