@@ -635,3 +635,27 @@ NK_TEST(output_is_bounded_and_overflow_is_reported)
     nk_buf_free(&b);
     swim_free(s);
 }
+
+NK_TEST(restarted_member_with_a_fresh_state_rejoins_everywhere)
+{
+    struct swim_config c = test_config();
+    struct sim m;
+    sim_init(&m, 8, seeded(), &c);
+    NK_REQUIRE(start_converged(&m, 8));
+    /* killed, declared dead everywhere */
+    sim_pause(&m, 5, true);
+    while (!sim_all_hold(&m, 5, SWIM_DEAD) && m.now < 1000000)
+        sim_step(&m);
+    NK_REQUIRE(sim_all_hold(&m, 5, SWIM_DEAD));
+    /* a new process with the same id and address, incarnation 0 again,
+     * knowing only member 1 (as --join would) */
+    swim_free(m.nodes[5].s);
+    m.nodes[5].s = NULL;
+    uint32_t seed_ix = 0;
+    sim_start(&m, 5, &seed_ix, 1);
+    sim_resume(&m, 5);
+    NK_CHECK(sim_run_until(&m, 60000, sim_converged, NULL));
+    NK_CHECK(swim_incarnation(m.nodes[5].s) > 0); /* it refuted its death */
+    NK_CHECK_EQ_U64(swim_member_count(m.nodes[5].s), 7);
+    sim_free(&m);
+}
