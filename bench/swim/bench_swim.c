@@ -10,13 +10,16 @@
  * Table 2, load: packets and bytes each member sends per second in a calm
  * group (no failure), over `load_s` simulated seconds.
  *
- * Table 3, false positives: 10 and 50 members, packet loss 5% and 10%, and
- * one slow member (every packet to or from it delayed by `slow_ms`), for
- * `fp_s` simulated seconds: how many times a live member was marked dead
- * (and suspected), with Lifeguard and with plain SWIM, and the detection
- * time of a real failure under the same conditions.
+ * Tables 3 and 4, false positives: 10 and 50 members, packet loss 5% and
+ * 10%, and one slow member (every packet to or from it delayed by
+ * `slow_ms`: 300, a round trip over the ack timeout; then 700, a round trip
+ * over the whole period), `fp_runs` runs of `fp_s` simulated seconds: how
+ * many times a live member was marked dead (and suspected), with Lifeguard
+ * and with plain SWIM, and the detection time of a real failure under the
+ * same conditions.
  *
- * Usage: bench_swim [--trials N] [--seed S] [--fp-seconds S] [--slow-ms MS]
+ * Usage: bench_swim [--trials N] [--seed S] [--fp-seconds S] [--fp-runs N]
+ *                   [--slow-ms MS] [--slow-ms-harsh MS]
  * Network delay is uniform in 1..5 ms; defaults are swim_config_defaults().
  */
 #include <inttypes.h>
@@ -144,13 +147,14 @@ static void load_row(uint32_t n, uint64_t seed, uint32_t seconds)
 }
 
 static void fp_row(uint32_t n, uint64_t seed, uint32_t loss, uint32_t slow_ms, uint32_t seconds,
-                   uint32_t trials)
+                   uint32_t trials, uint32_t runs)
 {
     uint64_t fd[2] = {0, 0}, fs[2] = {0, 0}, lhm_max[2] = {0, 0};
-    for (int lg = 0; lg < 2; lg++) {
+    for (uint32_t run = 0; run < runs * 2; run++) {
+        int lg = (int)(run % 2);
         struct swim_config c = base_config(lg == 1);
         struct sim m;
-        sim_init(&m, n, seed + n * 31 + loss, &c);
+        sim_init(&m, n, seed + n * 31 + loss + (run / 2) * 100003, &c);
         m.loss_permille = loss;
         sim_start_full(&m, n);
         m.nodes[0].slow_ms = slow_ms;
@@ -164,8 +168,8 @@ static void fp_row(uint32_t n, uint64_t seed, uint32_t loss, uint32_t slow_ms, u
                     lhm_max[lg] = st.lhm;
             }
         }
-        fd[lg] = m.false_dead;
-        fs[lg] = m.false_suspect;
+        fd[lg] += m.false_dead;
+        fs[lg] += m.false_suspect;
         sim_free(&m);
     }
     uint64_t det[2] = {0, 0};
@@ -188,7 +192,7 @@ static void fp_row(uint32_t n, uint64_t seed, uint32_t loss, uint32_t slow_ms, u
 
 int main(int argc, char **argv)
 {
-    uint32_t trials = 100, fp_s = 600, slow_ms = 300;
+    uint32_t trials = 100, fp_s = 600, slow_ms = 300, slow_ms_harsh = 700, fp_runs = 3;
     uint64_t seed = 1;
     for (int i = 1; i + 1 < argc; i += 2) {
         if (!strcmp(argv[i], "--trials"))
@@ -199,8 +203,14 @@ int main(int argc, char **argv)
             fp_s = (uint32_t)atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--slow-ms"))
             slow_ms = (uint32_t)atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--slow-ms-harsh"))
+            slow_ms_harsh = (uint32_t)atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--fp-runs"))
+            fp_runs = (uint32_t)atoi(argv[i + 1]);
         else {
-            fprintf(stderr, "usage: %s [--trials N] [--seed S] [--fp-seconds S] [--slow-ms MS]\n",
+            fprintf(stderr,
+                    "usage: %s [--trials N] [--seed S] [--fp-seconds S] [--fp-runs N] "
+                    "[--slow-ms MS] [--slow-ms-harsh MS]\n",
                     argv[0]);
             return 2;
         }
@@ -228,17 +238,20 @@ int main(int argc, char **argv)
     for (int i = 0; i < 3; i++)
         load_row(sizes[i], seed, 120);
 
-    printf("\nFalse positives over %u s with one slow member (+%u ms each way), plain SWIM vs "
-           "Lifeguard; detection of a real failure under the same conditions (mean s, %u "
-           "trials)\n\n",
-           fp_s, slow_ms, NK_MAX(trials / 4, 1u));
-    printf("| n  | loss | slow | false dead SWIM | false dead LG | false susp SWIM | false susp "
-           "LG | detect SWIM | detect LG | max LHM |\n");
-    printf("|---|---|---|---|---|---|---|---|---|---|\n");
-    uint32_t fps[] = {10, 50};
-    uint32_t losses[] = {50, 100};
-    for (int i = 0; i < 2; i++)
-        for (int j = 0; j < 2; j++)
-            fp_row(fps[i], seed, losses[j], slow_ms, fp_s, NK_MAX(trials / 4, 1u));
+    uint32_t slows[] = {slow_ms, slow_ms_harsh};
+    for (int k = 0; k < 2; k++) {
+        printf("\nFalse positives: %u runs of %u s with one slow member (+%u ms each way), "
+               "plain SWIM vs Lifeguard, summed; detection of a real failure under the same "
+               "conditions (mean s, %u trials)\n\n",
+               fp_runs, fp_s, slows[k], NK_MAX(trials / 4, 1u));
+        printf("| n  | loss | slow | false dead SWIM | false dead LG | false susp SWIM | false "
+               "susp LG | detect SWIM | detect LG | max LHM |\n");
+        printf("|---|---|---|---|---|---|---|---|---|---|\n");
+        uint32_t fps[] = {10, 50};
+        uint32_t losses[] = {50, 100};
+        for (int i = 0; i < 2; i++)
+            for (int j = 0; j < 2; j++)
+                fp_row(fps[i], seed, losses[j], slows[k], fp_s, NK_MAX(trials / 4, 1u), fp_runs);
+    }
     return 0;
 }

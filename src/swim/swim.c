@@ -266,6 +266,7 @@ static void update_self(struct swim *s, const struct swim_update *u)
     }
     s->self_inc = u->incarnation + 1;
     s->st.refutations++;
+    s->refute_push = true;
     lhm_add(s, 1); /* Lifeguard: being suspected hints that we are the slow one */
     if (u->state != SWIM_SUSPECT)
         s->sync_wanted = true; /* we were out of the group: relearn it */
@@ -700,6 +701,35 @@ uint64_t swim_next_deadline(const struct swim *s)
     return d;
 }
 
+/*
+ * A refutation races the suspicion timers of the whole group, and a member
+ * that is being suspected is often the slow one, whose LHM has stretched its
+ * period: waiting for its next probes to carry the news loses the race. So
+ * a refutation is also pushed at once to `indirect_probes` random members,
+ * in unsolicited ACKs (sequence 0, matching no probe, answered by nobody),
+ * which then spread it as usual. At most one push per rumour that forced a
+ * new incarnation.
+ */
+static void push_refutation(struct swim *s)
+{
+    s->refute_push = false;
+    size_t n = 0;
+    for (size_t i = 0; i < s->n_members; i++)
+        if (s->members[i].state == SWIM_ALIVE || s->members[i].state == SWIM_SUSPECT)
+            s->tmp[n++] = i;
+    uint32_t k = (uint32_t)NK_MIN((size_t)NK_MAX(1u, s->cfg.indirect_probes), n);
+    for (uint32_t i = 0; i < k; i++) {
+        size_t j = i + (size_t)nk_rng_uniform(&s->rng, n - i);
+        size_t pick = s->tmp[j];
+        s->tmp[j] = s->tmp[i];
+        s->tmp[i] = pick;
+        const struct swim_mrec *r = &s->members[pick];
+        struct swim_msg m;
+        swim_msg_init(s, &m, SWIM_MSG_ACK, 0, s->cfg.id);
+        swim_send_to(s, r->id, r->addr, &m);
+    }
+}
+
 static void on_ping_req(struct swim *s, const struct swim_msg *in)
 {
     if (in->subject == s->cfg.id)
@@ -800,6 +830,8 @@ nk_status swim_step(struct swim *s, uint64_t now_ms, const uint8_t *p, size_t n)
     s->st.bytes_in += n;
     for (uint32_t i = 0; i < in.n_updates; i++)
         apply_update(s, &in.updates[i]);
+    if (s->refute_push)
+        push_refutation(s);
 
     char from_addr[SWIM_MAX_ADDR + 1];
     memcpy(from_addr, in.from_addr.data, in.from_addr.len);

@@ -78,6 +78,7 @@ struct swim {
     uint32_t seq;
     uint32_t lhm;
     bool round_ended;
+    bool refute_push; /* a refutation to push out after this packet */
     bool sync_wanted;
     uint64_t sync_window;
     uint32_t syncs_in_window;
