@@ -93,6 +93,12 @@ bench-observe: build
 	@if [ -x $(BUILD)/bench/observe/bench_observe ]; then $(BUILD)/bench/observe/bench_observe $(ARGS); \
 	else echo "bench-observe: not built yet"; fi
 
+# SWIM failure detection in simulation: detection time, load, false positives.
+.PHONY: bench-swim
+bench-swim: build
+	@if [ -x $(BUILD)/bench/bench_swim ]; then $(BUILD)/bench/bench_swim $(ARGS); \
+	else echo "bench-swim: not built yet"; fi
+
 # Vector indexes against hnswlib and FAISS (Python venv under bench/vector/.venv,
 # installed from PyPI on first use). VECTOR_SETS="N:DIMS ..." picks the data sets.
 bench-vector: build
