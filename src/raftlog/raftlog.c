@@ -24,6 +24,7 @@ enum sub_kind { SUB_ENTRIES = 1, SUB_HARDSTATE = 2, SUB_COMPACT = 3 };
 
 #define MAX_ENTRY_DATA (64u * 1024u * 1024u)
 #define MAX_CONF       (64u * 1024u)
+#define RAFTLOG_PREFETCH_MAX_ENTRIES 4096u
 
 struct rl_ent {
     uint64_t term;
@@ -844,7 +845,9 @@ nk_status raftlog_prefetch(struct raftlog *l, uint32_t group, uint64_t lo, uint6
         pthread_mutex_unlock(&l->mu);
         return NK_OK; /* compacted or truncated meanwhile: the sender sees it */
     }
-    uint64_t hi = g_last(g) + 1;
+    /* one append's worth at most: raft sends at most 4096 entries a
+     * message, and the log may hold millions (raft.log_compact_entries) */
+    uint64_t hi = NK_MIN(g_last(g) + 1, lo + RAFTLOG_PREFETCH_MAX_ENTRIES);
     struct rl_miss *miss = nk_malloc((hi - lo) * sizeof(*miss));
     size_t nm = 0;
     uint64_t bytes = 0;

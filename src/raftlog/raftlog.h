@@ -159,7 +159,8 @@ nk_status raftlog_entries(struct raftlog *l, uint32_t group, uint64_t lo, uint64
  * entries to a lagging follower): as raftlog_entries, but it stops at the
  * first entry whose payload is not in memory, and answers NK_UNAVAILABLE
  * when that is the first one. raftlog_prefetch (from another thread) then
- * reads up to max_bytes of payloads from lo on from disk and holds them in
+ * reads up to max_bytes of payloads (and at most 4096 entries) from lo on
+ * from disk and holds them in
  * memory (bounded by fetch_bytes; one held run per group, released when the
  * group's next prefetch starts or the entries are compacted or truncated).
  * A prefetch over the bound answers NK_RESOURCE_EXHAUSTED (try later).

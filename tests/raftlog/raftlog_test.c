@@ -500,3 +500,37 @@ NK_TEST(nowait_reads_stop_at_disk_until_a_bounded_prefetch_brings_the_entries_in
     raftlog_batch_free(b);
     raftlog_close(l);
 }
+
+NK_TEST(a_prefetch_holds_at_most_one_append_worth_of_entries_however_long_the_log)
+{
+    struct raftlog_options o;
+    small_opts(&o);
+    o.cache_bytes = 4096;
+    o.wal.segment_size = 8u << 20;
+    struct raftlog *l;
+    NK_REQUIRE_OK(raftlog_open(logdir(), &o, &l));
+    struct raftlog_batch *b = raftlog_batch_new();
+    static uint8_t one[1] = {7};
+    struct raftlog_entry ents[1000];
+    for (uint64_t i = 0; i < 10; i++) {
+        raftlog_batch_clear(b);
+        for (uint64_t k = 0; k < 1000; k++)
+            ents[k] = (struct raftlog_entry){i * 1000 + k + 1, 1, 0, nk_slice_make(one, 1)};
+        raftlog_batch_entries(b, 9, ents, 1000);
+        NK_REQUIRE_OK(raftlog_write(l, b));
+    }
+    NK_REQUIRE_OK(raftlog_prefetch(l, 9, 1, UINT64_MAX));
+    struct raftlog_stats st;
+    raftlog_get_stats(l, &st);
+    NK_CHECK(st.fetched_bytes > 0 && st.fetched_bytes <= 4096);
+    struct nk_arena a;
+    nk_arena_init(&a);
+    struct raftlog_entry *out = nk_malloc(10000 * sizeof(*out));
+    size_t n = 0;
+    NK_REQUIRE_OK(raftlog_entries_nowait(l, 9, 1, 10001, UINT64_MAX, &a, out, &n));
+    NK_CHECK(n >= 4096 && n < 10000);
+    free(out);
+    nk_arena_free(&a);
+    raftlog_batch_free(b);
+    raftlog_close(l);
+}
