@@ -490,13 +490,21 @@ func TestLaggingFollowerCatchesUpFromTheLogOnDiskWhileWritesGoOn(t *testing.T) {
 		go func(s uint32) {
 			defer wg.Done()
 			for i := 0; i < 60; i++ {
+				// The first writes may meet the failover of the killed
+				// node's shards: retry (the same key and value) for a while.
 				k := KeyForShard("disk-", s, r.C.Opts.TotalShards, i)
-				out, res, _ := r.Do(Input{Kind: OpPut, Key: k, Value: pad + k}, 3*time.Second, 3*time.Second)
-				if res != Definite {
-					t.Errorf("write %d to shard %d failed with one node down", i, s)
-					return
+				deadline := time.Now().Add(20 * time.Second)
+				for {
+					out, res, _ := r.Do(Input{Kind: OpPut, Key: k, Value: pad + k}, 3*time.Second, 3*time.Second)
+					if res == Definite {
+						a.add(k, Output{Found: true, Value: pad + k, Version: out.Version})
+						break
+					}
+					if time.Now().After(deadline) {
+						t.Errorf("write %d to shard %d failed for 20 s with one node down", i, s)
+						return
+					}
 				}
-				a.add(k, Output{Found: true, Value: pad + k, Version: out.Version})
 			}
 		}(s)
 	}

@@ -12,6 +12,7 @@ import (
 	"bufio"
 	"fmt"
 	"io"
+	"math/rand"
 	"net"
 	"os"
 	"os/exec"
@@ -41,14 +42,46 @@ func ServerBin(t testing.TB) string {
 // FreePort returns a loopback port that was free a moment ago. Another
 // process may take it before the server binds it; tests on a shared machine
 // accept that small race (the start fails loudly naming the address).
+//
+// The port comes from below the kernel's ephemeral range (which port 0
+// draws from, as do the source ports of outbound connections): a port from
+// inside it can be taken by some process's outbound connection between this
+// check and the server's bind, failing the start with EADDRINUSE.
 func FreePort(t testing.TB) int {
 	t.Helper()
+	lo := ephemeralLow()
+	for i := 0; i < 200 && lo > 12000; i++ {
+		portMu.Lock()
+		port := 10000 + portRand.Intn(lo-10000)
+		portMu.Unlock()
+		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		if err == nil {
+			l.Close()
+			return port
+		}
+	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port
+}
+
+var portMu sync.Mutex
+var portRand = rand.New(rand.NewSource(time.Now().UnixNano() ^ int64(os.Getpid())<<20))
+
+// ephemeralLow is the first port of the kernel's ephemeral range (32768
+// when it cannot be read).
+func ephemeralLow() int {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err == nil {
+		var lo, hi int
+		if n, _ := fmt.Sscan(string(b), &lo, &hi); n == 2 && lo > 1024 {
+			return lo
+		}
+	}
+	return 32768
 }
 
 // ErrClusterRefused is returned (wrapped) when the server refused to start
