@@ -412,33 +412,89 @@ static void otlp_refresh(void *ctx)
     api_observe_update(a);
 }
 
+/* base (trailing slashes dropped) + path, into out */
+static void join_url(char *out, size_t cap, const char *base, const char *path)
+{
+    size_t n = strlen(base);
+    while (n && base[n - 1] == '/')
+        n--;
+    snprintf(out, cap, "%.*s%s", (int)(n > 900 ? 900 : n), base, path);
+}
+
+/* The share of root requests to trace from OTEL_TRACES_SAMPLER(_ARG). */
+static double env_ratio(void)
+{
+    const char *sampler = getenv("OTEL_TRACES_SAMPLER");
+    if (!sampler || !*sampler)
+        return 0; /* a database traces what its callers sample (docs) */
+    if (!strcmp(sampler, "always_on") || !strcmp(sampler, "parentbased_always_on"))
+        return 1;
+    if (!strcmp(sampler, "always_off") || !strcmp(sampler, "parentbased_always_off"))
+        return 0;
+    if (!strcmp(sampler, "traceidratio") || !strcmp(sampler, "parentbased_traceidratio")) {
+        const char *arg = getenv("OTEL_TRACES_SAMPLER_ARG");
+        char *end = NULL;
+        double r = arg && *arg ? strtod(arg, &end) : 1.0;
+        if (arg && *arg && (*end || !(r >= 0 && r <= 1))) {
+            NK_WARN(MODULE, "OTEL_TRACES_SAMPLER_ARG '%.32s' is not a ratio in 0..1; using 1",
+                    arg);
+            r = 1;
+        }
+        return r;
+    }
+    NK_WARN(MODULE, "OTEL_TRACES_SAMPLER '%.40s' is not supported; tracing only requests whose "
+                    "traceparent is sampled", sampler);
+    return 0;
+}
+
 /*
- * The OpenTelemetry SDKs' environment variables: OTEL_EXPORTER_OTLP_METRICS_ENDPOINT
- * (a full URL) or OTEL_EXPORTER_OTLP_ENDPOINT (a base; /v1/metrics is
- * appended), OTEL_METRIC_EXPORT_INTERVAL and OTEL_METRIC_EXPORT_TIMEOUT (ms),
- * OTEL_SERVICE_NAME. Unset: no export. A bad value is logged, not fatal.
+ * OTLP export of metrics and traces. Configured by telemetry.otlp.* when
+ * telemetry.otlp.enabled is true; otherwise by the OpenTelemetry SDKs'
+ * environment variables: OTEL_EXPORTER_OTLP_ENDPOINT (a base; /v1/metrics
+ * and /v1/traces are appended), OTEL_EXPORTER_OTLP_METRICS_ENDPOINT and
+ * OTEL_EXPORTER_OTLP_TRACES_ENDPOINT (full URLs, per signal),
+ * OTEL_METRIC_EXPORT_INTERVAL and OTEL_METRIC_EXPORT_TIMEOUT (ms),
+ * OTEL_BSP_SCHEDULE_DELAY (ms a finished trace may wait),
+ * OTEL_TRACES_SAMPLER(_ARG), OTEL_SERVICE_NAME. Neither: no export, no
+ * tracing. A bad value is logged, not fatal.
  */
 void api_otlp_start(struct api *a)
 {
-    char url[1024];
-    const char *full = getenv("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT");
-    const char *base = getenv("OTEL_EXPORTER_OTLP_ENDPOINT");
-    if (full && *full) {
-        snprintf(url, sizeof url, "%s", full);
-    } else if (base && *base) {
-        size_t n = strlen(base);
-        while (n && base[n - 1] == '/')
-            n--;
-        snprintf(url, sizeof url, "%.*s/v1/metrics", (int)(n > 900 ? 900 : n), base);
+    char murl[1024] = "", turl[1024] = "";
+    uint32_t interval, timeout, tinterval = env_ms("OTEL_BSP_SCHEDULE_DELAY", 1000);
+    double ratio;
+    if (a->otlp_endpoint) {
+        join_url(murl, sizeof murl, a->otlp_endpoint, "/v1/metrics");
+        join_url(turl, sizeof turl, a->otlp_endpoint, "/v1/traces");
+        interval = a->otlp_interval_ms ? a->otlp_interval_ms : 10000;
+        timeout = a->otlp_timeout_ms ? a->otlp_timeout_ms : 5000;
+        ratio = a->otlp_ratio;
     } else {
-        return;
+        const char *base = getenv("OTEL_EXPORTER_OTLP_ENDPOINT");
+        const char *mfull = getenv("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT");
+        const char *tfull = getenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT");
+        if (mfull && *mfull)
+            snprintf(murl, sizeof murl, "%s", mfull);
+        else if (base && *base)
+            join_url(murl, sizeof murl, base, "/v1/metrics");
+        if (tfull && *tfull)
+            snprintf(turl, sizeof turl, "%s", tfull);
+        else if (base && *base)
+            join_url(turl, sizeof turl, base, "/v1/traces");
+        if (!*murl && !*turl)
+            return;
+        interval = env_ms("OTEL_METRIC_EXPORT_INTERVAL", 10000);
+        timeout = env_ms("OTEL_METRIC_EXPORT_TIMEOUT", 5000);
+        ratio = env_ratio();
     }
     struct node_view v;
     node_view_get(a->node, &v);
     struct obs_otlp_options o = {
-        .endpoint = url,
-        .interval_ms = env_ms("OTEL_METRIC_EXPORT_INTERVAL", 10000),
-        .timeout_ms = env_ms("OTEL_METRIC_EXPORT_TIMEOUT", 5000),
+        .endpoint = *murl ? murl : NULL,
+        .traces_endpoint = *turl ? turl : NULL,
+        .interval_ms = interval,
+        .trace_interval_ms = tinterval,
+        .timeout_ms = timeout,
         .service_name = getenv("OTEL_SERVICE_NAME") && *getenv("OTEL_SERVICE_NAME")
                             ? getenv("OTEL_SERVICE_NAME")
                             : "norikv",
@@ -457,11 +513,17 @@ void api_otlp_start(struct api *a)
         a->otlp = NULL;
         return;
     }
-    NK_INFO(MODULE, "exporting metrics over OTLP/HTTP to %s every %u ms", url, o.interval_ms);
+    if (*turl)
+        obs_tracing_configure(true, ratio);
+    NK_INFO(MODULE, "exporting over OTLP/HTTP: metrics to %s every %u ms, traces to %s "
+                    "(%g of requests without a traceparent)",
+            *murl ? murl : "(none)", interval, *turl ? turl : "(none)", *turl ? ratio : 0.0);
 }
 
 void api_otlp_stop(struct api *a)
 {
+    if (a->otlp)
+        obs_tracing_configure(false, 0);
     obs_otlp_stop(a->otlp);
     a->otlp = NULL;
 }

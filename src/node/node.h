@@ -118,6 +118,18 @@ typedef void (*node_write_fn)(void *ctx, const struct node_write_result *r);
  */
 nk_status node_propose(struct node *n, uint32_t shard, struct nk_slice cmd,
                        uint64_t deadline_mono_ns, node_write_fn done, void *ctx);
+/*
+ * node_propose of a traced request: the loop adds its spans to `trace`
+ * (observe.h) as the proposal goes through ("node.queue" until proposed,
+ * "raft.log_append" for the leader's log write, "raft.commit" until a
+ * quorum made it committed, "kv.apply"), all before `done` is called and
+ * never after; the caller owns the trace and ends it in `done`. trace may
+ * be NULL.
+ */
+struct obs_trace;
+nk_status node_propose_traced(struct node *n, uint32_t shard, struct nk_slice cmd,
+                              uint64_t deadline_mono_ns, node_write_fn done, void *ctx,
+                              struct obs_trace *trace);
 
 /* ------------------------------------------------------------------- reads */
 
