@@ -69,6 +69,7 @@ struct api {
     _Atomic bool http_stopping;   /* set before the HTTP server stops: streams end */
     _Atomic uint64_t slow_window_ms, slow_in_window, slow_suppressed;
     struct obs_otlp_exporter *otlp; /* NULL: no OTLP export configured */
+    struct api_evstreams *evstreams; /* Meta.WatchEvents (events_grpc.c) */
     char *otlp_endpoint;            /* telemetry.otlp.endpoint when enabled, else NULL */
     uint32_t otlp_interval_ms, otlp_timeout_ms;
     double otlp_ratio;
@@ -84,6 +85,13 @@ nk_status api_vector_admit(struct api *a);
 void api_vector_record(struct api *a, int op, uint64_t t0, enum nk_code code, const char *msg);
 /* vector.c: refreshes norikv_vector_memory_bytes (api_update_gauges). */
 void api_vector_update_gauges(struct api *a);
+
+/* events_grpc.c: registers Meta.WatchEvents and starts its pump thread. */
+nk_status api_events_grpc_register(struct api *a, struct rpc_server *s);
+/* events_grpc.c: stops the pump and ends the open event streams. */
+void api_events_grpc_stop(struct api *a);
+/* events_grpc.c: releases what is left (after the rpc server stopped). */
+void api_events_grpc_free(struct api *a);
 
 /* Records a finished request. */
 void api_record(struct api *a, enum api_op op, enum api_outcome out, uint64_t start_ns);

@@ -693,7 +693,8 @@ nk_status api_register(struct api *a, struct rpc_server *s)
     };
     for (size_t i = 0; i < NK_ARRAY_LEN(ms); i++)
         NK_TRY(rpc_server_add_method(s, &ms[i]));
-    NK_TRY(api_vector_register(a, s)); /* vector.c */
+    NK_TRY(api_vector_register(a, s));      /* vector.c */
+    NK_TRY(api_events_grpc_register(a, s)); /* events_grpc.c */
     if (!a->watching) {
         NK_TRY(node_watch(a->node, on_view_change, a, &a->node_watch_id));
         a->watching = true;
@@ -795,6 +796,7 @@ void api_free(struct api *a)
     if (!a)
         return;
     api_shutdown(a);
+    api_events_grpc_free(a);
     pthread_mutex_destroy(&a->wmu);
     pthread_mutex_destroy(&a->snap_mu);
     free(a->node_id);
