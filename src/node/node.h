@@ -248,6 +248,15 @@ struct node_stats {
     uint64_t log_disk_reads;  /* entries whose payload was read back from the raft log's disk */
 };
 void node_get_stats(struct node *n, struct node_stats *out);
+/*
+ * The peer transport's counters (transport.h): totals and up to cap peers;
+ * returns how many peers were filled (0 on a one-node cluster, which has no
+ * transport; *totals is zeroed then).
+ */
+struct transport_stats;
+struct transport_peer_stats;
+size_t node_transport_stats(struct node *n, struct transport_stats *totals,
+                            struct transport_peer_stats *peers, size_t cap);
 uint32_t node_total_shards(struct node *n);
 /* The LSM, for stats. */
 struct lsm_db *node_lsm(struct node *n);
