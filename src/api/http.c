@@ -523,6 +523,14 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
                        ns.shards_ready, ns.damaged_shards, ns.degraded ? "true" : "false",
                        lh.writable ? "true" : "false", lh.nquarantined, ns.log_fetches,
                        ns.log_disk_reads, ns.shards_quiet);
+        if (ns.swim_running)
+            api_buf_printf(&b,
+                           ",\"swim\":{\"detection_bound_ms\":%u,\"incarnation\":%" PRIu64
+                           ",\"local_health\":%u,\"alive\":%u,\"suspect\":%u,\"dead\":%u"
+                           ",\"left\":%u}",
+                           ns.swim_detection_bound_ms, ns.swim_incarnation, ns.swim_lhm,
+                           ns.members_alive, ns.members_suspect, ns.members_dead,
+                           ns.members_left);
         const char *why = ns.degraded ? ns.degraded_why : lh.error;
         if (why) {
             api_buf_printf(&b, ",\"problem\":");

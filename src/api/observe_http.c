@@ -212,6 +212,55 @@ static void tp_gauge(struct obs_family *f, const char *const *lv, int64_t v)
     obs_gauge_set(g, v);
 }
 
+/* SWIM's counters and the members by state (clusters only). */
+static void swim_update(const struct node_stats *ns)
+{
+    if (!ns->swim_running)
+        return;
+    static const char *const dir[] = {"direction"};
+    static const char *const st[] = {"state"};
+    struct obs_family *pk = tp_fam(OBS_COUNTER, "norikv_swim_packets_total",
+                                   "SWIM datagrams sent (out) and received (in)", dir, 1);
+    struct obs_family *by = tp_fam(OBS_COUNTER, "norikv_swim_bytes_total",
+                                   "SWIM datagram bytes sent (out) and received (in)", dir, 1);
+    const char *out[] = {"out"}, *in[] = {"in"};
+    tp_counter(pk, out, ns->swim_packets_out);
+    tp_counter(pk, in, ns->swim_packets_in);
+    tp_counter(by, out, ns->swim_bytes_out);
+    tp_counter(by, in, ns->swim_bytes_in);
+    struct {
+        const char *name, *help;
+        uint64_t v;
+    } cs[] = {
+        {"norikv_swim_rejected_total",
+         "SWIM datagrams refused (malformed, or from another cluster)", ns->swim_rejected},
+        {"norikv_swim_send_failures_total", "SWIM datagrams that could not be sent",
+         ns->swim_send_failed},
+        {"norikv_swim_probes_failed_total", "SWIM protocol periods that ended without an ack",
+         ns->swim_probes_failed},
+        {"norikv_swim_suspicions_total", "Members this node suspected", ns->swim_suspicions},
+        {"norikv_swim_refutations_total", "Rumours of this node's failure that it refuted",
+         ns->swim_refutations},
+        {"norikv_swim_member_changes_total", "Member state changes this node saw",
+         ns->swim_changes},
+    };
+    for (size_t i = 0; i < NK_ARRAY_LEN(cs); i++)
+        tp_counter(tp_fam(OBS_COUNTER, cs[i].name, cs[i].help, NULL, 0), NULL, cs[i].v);
+    tp_gauge(tp_fam(OBS_GAUGE, "norikv_swim_local_health",
+                    "Lifeguard's local health multiplier (0: healthy)", NULL, 0),
+             NULL, ns->swim_lhm);
+    tp_gauge(tp_fam(OBS_GAUGE, "norikv_swim_incarnation", "This node's SWIM incarnation", NULL,
+                    0),
+             NULL, (int64_t)ns->swim_incarnation);
+    struct obs_family *mem =
+        tp_fam(OBS_GAUGE, "norikv_swim_members", "Cluster members by SWIM state, as this node sees them", st, 1);
+    const char *la[] = {"alive"}, *ls[] = {"suspect"}, *ld[] = {"dead"}, *ll[] = {"left"};
+    tp_gauge(mem, la, ns->members_alive);
+    tp_gauge(mem, ls, ns->members_suspect);
+    tp_gauge(mem, ld, ns->members_dead);
+    tp_gauge(mem, ll, ns->members_left);
+}
+
 static void transport_update(struct api *a)
 {
     static struct transport_peer_stats peers[TP_MAX_PEERS];
@@ -299,6 +348,7 @@ void api_observe_update(struct api *a)
     obs_gauge_set(oc.memtable_bytes, (int64_t)ls.memtable_bytes);
     obs_gauge_set(oc.sse_clients, (int64_t)atomic_load(&a->sse_clients));
     transport_update(a);
+    swim_update(&ns);
     obs_process_collect(NULL);
     pthread_mutex_unlock(&oc_mu);
 }

@@ -21,6 +21,7 @@
 #include "observe/observe.h"
 #include "raft/raft.h"
 #include "raftlog/raftlog.h"
+#include "swim/swim.h"
 
 #define MODULE      "node"
 /* The raft id of the only member of a one-node cluster (data directories of
@@ -148,6 +149,7 @@ struct member {
     char peer_addr[256];   /* what this node dials to reach it ("" for self) */
     char client_addr[128]; /* its gRPC address (from its INFO message; ours for self) */
     bool up;               /* its peer session is up (self: always) */
+    uint8_t swim_state;    /* enum swim_state from SWIM (liveness.c); 0: none yet */
 };
 
 /* Per-peer outgoing Raft messages of one round (peers.c). Loop-private. */
@@ -197,6 +199,11 @@ struct node {
     _Atomic uint64_t st_in_dropped, st_out_dropped, st_bad_frames;
     struct nk_buf msg_buf; /* loop-private encoding scratch */
     struct node_snap *snap; /* snapshot.c */
+    /* SWIM (liveness.c): its thread, and what it publishes (vmu / atomics) */
+    struct node_liveness *lv;
+    struct swim_stats swim_stats;
+    uint64_t swim_incarnation;
+    _Atomic uint64_t st_swim_changes, st_swim_rejected, st_swim_send_failed;
     uint64_t view_local;   /* membership/liveness changes seen (vmu) */
     uint64_t view_local_seen; /* view_local when the loop last looked (vmu) */
     uint32_t n_hosted;     /* shards with a replica here (fixed after open) */
@@ -406,6 +413,11 @@ void node_quiesce_wake(struct node *n, struct group *g);
 void node_group_quiesce(struct node *n, struct group *g);
 void node_group_unquiesce(struct node *n, struct group *g);
 void node_quiesce_free(struct node *n);
+/* liveness.c: SWIM on the peer port (clusters only; a no-op otherwise) */
+nk_status node_liveness_start(struct node *n);
+void node_liveness_stop(struct node *n);
+uint32_t node_liveness_bound_ms(const struct node *n);
+
 /* fetch.c */
 nk_status node_fetch_open(struct node *n);
 void node_fetch_close(struct node *n);

@@ -32,6 +32,10 @@ void node_options_default(struct node_options *o)
     o->raftlog_cache_bytes = 64u << 20;
     o->compact_log_entries = 10000;
     o->max_round_bytes = 8u << 20;
+    o->swim_probe_interval_ms = 500;
+    o->swim_probe_timeout_ms = 200;
+    o->swim_suspicion_mult = 4;
+    o->swim_suspicion_max_mult = 4;
     lsm_options_default(&o->lsm);
     kv_options_default(&o->kv);
 }
@@ -446,6 +450,8 @@ nk_status node_open(const struct node_options *o, struct node **out)
         else
             n->loop_started = true;
     }
+    if (nk_ok(s))
+        s = node_liveness_start(n); /* clusters: SWIM on the peer port */
     if (!nk_ok(s)) {
         node_close(n);
         return s;
@@ -473,6 +479,7 @@ bool node_close(struct node *n)
     pthread_cond_signal(&n->qcv);
     if (n->loop_started)
         pthread_join(n->loop, NULL);
+    node_liveness_stop(n);
     node_fetch_close(n); /* before the raft log closes */
     node_snap_stop(n);   /* it sends through the transport */
     node_peers_close(n); /* no callback runs after it */
@@ -598,6 +605,37 @@ void node_get_stats(struct node *n, struct node_stats *o)
         snprintf(o->degraded_why, sizeof o->degraded_why, "%s", n->degraded_why);
         pthread_mutex_unlock(&n->hmu);
     }
+    o->swim_changes = atomic_load(&n->st_swim_changes);
+    o->swim_rejected = atomic_load(&n->st_swim_rejected);
+    o->swim_send_failed = atomic_load(&n->st_swim_send_failed);
+    pthread_mutex_lock(&n->vmu);
+    if (n->lv) {
+        o->swim_running = true;
+        o->swim_detection_bound_ms = node_liveness_bound_ms(n);
+        const struct swim_stats *ss = &n->swim_stats;
+        o->swim_packets_out = ss->packets_out;
+        o->swim_bytes_out = ss->bytes_out;
+        o->swim_packets_in = ss->packets_in;
+        o->swim_bytes_in = ss->bytes_in;
+        o->swim_probes_failed = ss->probes_failed;
+        o->swim_suspicions = ss->suspicions;
+        o->swim_refutations = ss->refutations;
+        o->swim_lhm = ss->lhm;
+        o->swim_gossip_entries = ss->gossip_entries;
+        o->swim_incarnation = n->swim_incarnation;
+    }
+    for (uint32_t i = 0; i < n->n_members; i++) {
+        const struct member *m = &n->members[i];
+        uint8_t st = m->id == n->self_id ? SWIM_ALIVE
+                     : m->swim_state     ? m->swim_state
+                     : m->up             ? SWIM_ALIVE
+                                         : SWIM_DEAD;
+        o->members_alive += st == SWIM_ALIVE;
+        o->members_suspect += st == SWIM_SUSPECT;
+        o->members_dead += st == SWIM_DEAD;
+        o->members_left += st == SWIM_LEFT;
+    }
+    pthread_mutex_unlock(&n->vmu);
 }
 
 uint64_t node_shard_applied(struct node *n, uint32_t shard)

@@ -70,6 +70,12 @@ struct node_options {
     const char *const *seed_nodes;
     uint32_t n_seed_nodes;
     uint32_t replication_factor; /* default 3, at most the member count */
+    /* SWIM failure detection on the peer port's UDP (liveness.c, docs/swim.md
+     * "In the node"): protocol period, direct-ack timeout, suspicion timeout
+     * multipliers (alpha, beta) and Lifeguard. Defaults 500, 200, 4, 4, on. */
+    uint32_t swim_probe_interval_ms, swim_probe_timeout_ms;
+    uint32_t swim_suspicion_mult, swim_suspicion_max_mult;
+    bool swim_disable_lifeguard;
     struct lsm_options lsm;
     struct kv_options kv;
 };
@@ -246,6 +252,20 @@ struct node_stats {
     uint32_t damaged_shards;  /* shards refused: their state failed a checksum */
     uint64_t log_fetches;     /* runs of entries read from disk off the loop for followers */
     uint64_t log_disk_reads;  /* entries whose payload was read back from the raft log's disk */
+    /* SWIM (liveness.c); all zero when it does not run (one-node clusters) */
+    bool swim_running;
+    uint32_t swim_detection_bound_ms; /* worst case for this cluster's size, no loss */
+    uint64_t swim_packets_out, swim_bytes_out, swim_packets_in, swim_bytes_in;
+    uint64_t swim_rejected;      /* datagrams refused (malformed, other cluster) */
+    uint64_t swim_send_failed;   /* datagrams that could not be sent */
+    uint64_t swim_probes_failed; /* protocol periods that ended without an ack */
+    uint64_t swim_suspicions;    /* members this node suspected */
+    uint64_t swim_refutations;   /* rumours about this node it refuted */
+    uint64_t swim_changes;       /* member state changes seen */
+    uint64_t swim_incarnation;
+    uint32_t swim_lhm;           /* Lifeguard's local health multiplier now */
+    uint32_t swim_gossip_entries;
+    uint32_t members_alive, members_suspect, members_dead, members_left;
 };
 void node_get_stats(struct node *n, struct node_stats *out);
 /*

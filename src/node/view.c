@@ -71,8 +71,14 @@ static uint64_t view_epoch_locked(struct node *n)
     uint64_t e = n->clustered ? 0 : n->created_ms * 1000;
     for (uint32_t i = 0; i < n->nshards; i++)
         e += 2 * atomic_load_explicit(&n->pub[i].lead_term, memory_order_acquire);
-    for (uint32_t i = 0; i < n->n_members; i++)
-        e += n->members[i].id != n->self_id && !n->members[i].up;
+    for (uint32_t i = 0; i < n->n_members; i++) {
+        const struct member *m = &n->members[i];
+        if (m->id == n->self_id)
+            continue;
+        /* SWIM's state when it runs (alive 0, suspect 1, dead 2, left 3:
+         * each step away from alive raises the epoch), else the session */
+        e += m->swim_state ? (uint64_t)(m->swim_state - SWIM_ALIVE) : !m->up;
+    }
     return e;
 }
 
@@ -97,7 +103,10 @@ void node_view_get(struct node *n, struct node_view *v)
         snprintf(v->nodes[i].addr, sizeof v->nodes[i].addr, "%s",
                  m->id == n->self_id ? n->client_addr : m->client_addr);
         snprintf(v->nodes[i].role, sizeof v->nodes[i].role, "%s",
-                 m->id == n->self_id || m->up ? "alive" : "dead");
+                 m->id == n->self_id ? "alive"
+                 : m->swim_state     ? swim_state_name(m->swim_state)
+                 : m->up             ? "alive"
+                                     : "dead");
     }
     v->total_shards = n->nshards;
     v->n_replicas = nk_malloc(n->nshards);

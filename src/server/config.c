@@ -130,6 +130,21 @@ static const struct key_def keys[] = {
      NULL, "raft log entries kept in memory (older ones are read back from disk)"},
     {"raft.max_inflight_proposals", K_U32, F(max_inflight_proposals), NO_FIELD, 1, 1000000, 0,
      NULL, "4096", NULL, "proposals queued or uncommitted per node; beyond: RESOURCE_EXHAUSTED"},
+    {"swim.probe_interval", K_DUR, F(swim_probe_interval_ms), NO_FIELD, 20, 60000, 1000, NULL,
+     "500ms", NULL,
+     "SWIM protocol period: each member pings one other this often (UDP on peer_addr). Bare "
+     "numbers: ms"},
+    {"swim.probe_timeout", K_DUR, F(swim_probe_timeout_ms), NO_FIELD, 5, 59999, 1000, NULL,
+     "200ms", NULL,
+     "wait for a direct ack before asking others to probe (< swim.probe_interval). Bare "
+     "numbers: ms"},
+    {"swim.suspicion_mult", K_U32, F(swim_suspicion_mult), NO_FIELD, 1, 100, 0, NULL, "4", NULL,
+     "a suspect is declared dead after at least this many periods (times log10 of the size)"},
+    {"swim.suspicion_max_mult", K_U32, F(swim_suspicion_max_mult), NO_FIELD, 1, 100, 0, NULL, "4",
+     NULL,
+     "Lifeguard: a suspicion starts this many times longer and shrinks as others confirm it"},
+    {"swim.lifeguard", K_BOOL, F(swim_lifeguard), NO_FIELD, 0, 0, 0, NULL, "true", NULL,
+     "Lifeguard's local health awareness (fewer false deaths of a slow member)"},
     {"vector.memory_budget", K_SIZE, F(vector_memory_budget), NO_FIELD, 0, 16 * TIB, 0, NULL, "0",
      NULL, "bytes all vector indexes of the node may hold (0: half of physical memory)"},
     {"kv.idempotency_retention", K_DUR, F(idempotency_retention_ms), NO_FIELD, 1000,
@@ -1204,6 +1219,11 @@ nk_status config_finish(struct config *c)
                                       "needs its own port",
                                       names[i], names[j], addrs[i], addrs[j]);
 
+    if (c->swim_probe_timeout_ms >= c->swim_probe_interval_ms)
+        return nk_status_make(NK_INVALID_ARGUMENT,
+                              "swim.probe_timeout (%" PRIu64 "ms) must be less than "
+                              "swim.probe_interval (%" PRIu64 "ms)",
+                              c->swim_probe_timeout_ms, c->swim_probe_interval_ms);
     if (c->heartbeat_ticks >= c->election_ticks)
         return nk_status_make(NK_INVALID_ARGUMENT,
                               "raft.heartbeat_ticks (%u) must be less than raft.election_ticks "

@@ -89,6 +89,10 @@ struct config {
     /* raft */
     uint64_t tick_interval_ms;
     uint32_t election_ticks;  /* election timeout = election_ticks * tick_interval */
+    /* swim.* (docs/swim.md "In the node") */
+    uint64_t swim_probe_interval_ms, swim_probe_timeout_ms;
+    uint32_t swim_suspicion_mult, swim_suspicion_max_mult;
+    bool swim_lifeguard;
     uint32_t heartbeat_ticks; /* < election_ticks */
     uint32_t log_compact_entries; /* raft log compaction threshold per shard */
     uint64_t log_cache_size;      /* raft log payload cache, bytes */

@@ -110,6 +110,11 @@ int main(int argc, char **argv)
     no.seed_nodes = seeds;
     no.n_seed_nodes = cfg.n_seed_nodes;
     no.replication_factor = cfg.replication_factor;
+    no.swim_probe_interval_ms = (uint32_t)cfg.swim_probe_interval_ms;
+    no.swim_probe_timeout_ms = (uint32_t)cfg.swim_probe_timeout_ms;
+    no.swim_suspicion_mult = cfg.swim_suspicion_mult;
+    no.swim_suspicion_max_mult = cfg.swim_suspicion_max_mult;
+    no.swim_disable_lifeguard = !cfg.swim_lifeguard;
 
     uint64_t t0 = nk_mono_ms();
     struct node *node = NULL;

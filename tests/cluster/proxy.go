@@ -19,6 +19,12 @@ package cluster
 //
 // New connections made while a direction drops are accepted and dialed
 // through, and their bytes in that direction are discarded as well.
+//
+// The link also relays UDP on the same port number (SWIM runs over UDP on
+// the peer port): datagrams node From sends to the link go on to node To's
+// peer port, subject to the forward drop and to the delay. Node To's
+// datagrams for node From travel on the link To -> From, so a cut or a
+// one-way cut affects SWIM exactly as it affects the TCP streams.
 
 import (
 	"errors"
@@ -33,7 +39,9 @@ type Link struct {
 	From, To int // node indexes (0-based), for messages
 
 	ln     net.Listener
+	udp    net.PacketConn
 	target string
+	udpDst *net.UDPAddr
 
 	mu       sync.Mutex
 	dropFwd  bool
@@ -64,10 +72,70 @@ func NewLink(from, to int, target string) (*Link, error) {
 	if err != nil {
 		return nil, err
 	}
-	l := &Link{From: from, To: to, ln: ln, target: target, conns: map[*proxyConn]struct{}{}}
-	l.wg.Add(1)
+	udp, err := net.ListenPacket("udp", ln.Addr().String())
+	if err != nil {
+		ln.Close()
+		return nil, err
+	}
+	dst, err := net.ResolveUDPAddr("udp", target)
+	if err != nil {
+		ln.Close()
+		udp.Close()
+		return nil, err
+	}
+	l := &Link{From: from, To: to, ln: ln, udp: udp, target: target, udpDst: dst,
+		conns: map[*proxyConn]struct{}{}}
+	l.wg.Add(2)
 	go l.acceptLoop()
+	go l.relayUDP()
 	return l, nil
+}
+
+// relayUDP forwards datagrams to the target, dropping or delaying them as
+// the forward direction says. At most 1024 delayed datagrams wait at once
+// (beyond: dropped, as a full router queue would).
+func (l *Link) relayUDP() {
+	defer l.wg.Done()
+	buf := make([]byte, 65536)
+	var waiting sync.WaitGroup
+	var inFlight int32
+	var ifMu sync.Mutex
+	defer waiting.Wait()
+	for {
+		n, _, err := l.udp.ReadFrom(buf)
+		if err != nil {
+			return
+		}
+		l.mu.Lock()
+		drop, delay, closed := l.dropFwd, l.delay, l.closed
+		l.mu.Unlock()
+		if closed {
+			return
+		}
+		if drop {
+			continue
+		}
+		pkt := append([]byte(nil), buf[:n]...)
+		if delay == 0 {
+			l.udp.WriteTo(pkt, l.udpDst)
+			continue
+		}
+		ifMu.Lock()
+		if inFlight >= 1024 {
+			ifMu.Unlock()
+			continue
+		}
+		inFlight++
+		ifMu.Unlock()
+		waiting.Add(1)
+		time.AfterFunc(delay, func() {
+			defer waiting.Done()
+			l.udp.WriteTo(pkt, l.udpDst)
+			ifMu.Lock()
+			inFlight--
+			ifMu.Unlock()
+		})
+	}
 }
 
 // Addr is the address node From dials to reach node To.
@@ -247,6 +315,7 @@ func (l *Link) Close() {
 	l.closed = true
 	l.mu.Unlock()
 	l.ln.Close()
+	l.udp.Close()
 	l.Reset()
 	l.wg.Wait()
 }
