@@ -252,8 +252,8 @@ static void swim_update(const struct node_stats *ns)
     tp_gauge(tp_fam(OBS_GAUGE, "norikv_swim_incarnation", "This node's SWIM incarnation", NULL,
                     0),
              NULL, (int64_t)ns->swim_incarnation);
-    struct obs_family *mem =
-        tp_fam(OBS_GAUGE, "norikv_swim_members", "Cluster members by SWIM state, as this node sees them", st, 1);
+    struct obs_family *mem = tp_fam(OBS_GAUGE, "norikv_swim_members",
+                                    "Cluster members by SWIM state, as this node sees them", st, 1);
     const char *la[] = {"alive"}, *ls[] = {"suspect"}, *ld[] = {"dead"}, *ll[] = {"left"};
     tp_gauge(mem, la, ns->members_alive);
     tp_gauge(mem, ls, ns->members_suspect);
