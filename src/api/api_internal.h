@@ -7,7 +7,7 @@
 #include "api/api.h"
 #include "observe/observe.h"
 
-enum api_op { API_PUT = 0, API_GET = 1, API_DELETE = 2, API_OP_COUNT = 3 };
+enum api_op { API_PUT = 0, API_GET = 1, API_DELETE = 2, API_RANGE = 3, API_BATCH = 4, API_OP_COUNT = 5 };
 #define API_VOP_COUNT 6 /* vector.c: create_index drop_index insert delete search get */
 
 enum api_outcome {
