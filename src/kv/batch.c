@@ -191,7 +191,10 @@ nk_status kv_batch_decode(const void *data, size_t n, struct kv_batch *b)
     nk_status s = kv_batch_validate(b);
     if (!nk_ok(s)) {
         kv_batch_free(b);
-        return nk_status_wrap(s, "decoded batch command is invalid");
+        nk_status d = nk_status_make(NK_DATA_LOSS, "decoded batch command is invalid: %s",
+                                     nk_status_msg(s));
+        nk_status_free(&s);
+        return d;
     }
     return NK_OK;
 }
