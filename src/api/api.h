@@ -47,6 +47,13 @@ struct api_options {
      * inserts and index creations are refused with RESOURCE_EXHAUSTED before
      * they are proposed (docs/vector.md "Node memory budget"). */
     uint64_t vector_memory_budget;
+    /* OTLP export (telemetry.otlp.*): the collector's base URL, NULL to take
+     * the OpenTelemetry environment variables instead (docs/observability.md
+     * "OTLP export"); the metrics interval and export timeout in ms (0:
+     * 10000 and 5000); the share of requests without a traceparent traced. */
+    const char *otlp_endpoint;
+    uint32_t otlp_metrics_interval_ms, otlp_timeout_ms;
+    double otlp_trace_sample_ratio;
 };
 
 nk_status api_new(const struct api_options *o, struct api **out);

@@ -69,6 +69,10 @@ struct api {
     _Atomic bool http_stopping;   /* set before the HTTP server stops: streams end */
     _Atomic uint64_t slow_window_ms, slow_in_window, slow_suppressed;
     struct obs_otlp_exporter *otlp; /* NULL: no OTLP export configured */
+    struct api_evstreams *evstreams; /* Meta.WatchEvents (events_grpc.c) */
+    char *otlp_endpoint;            /* telemetry.otlp.endpoint when enabled, else NULL */
+    uint32_t otlp_interval_ms, otlp_timeout_ms;
+    double otlp_ratio;
 };
 
 /* vector.c: registers the norikv.v1.Vector methods. */
@@ -82,8 +86,24 @@ void api_vector_record(struct api *a, int op, uint64_t t0, enum nk_code code, co
 /* vector.c: refreshes norikv_vector_memory_bytes (api_update_gauges). */
 void api_vector_update_gauges(struct api *a);
 
+/* events_grpc.c: registers Meta.WatchEvents and starts its pump thread. */
+nk_status api_events_grpc_register(struct api *a, struct rpc_server *s);
+/* events_grpc.c: stops the pump and ends the open event streams. */
+void api_events_grpc_stop(struct api *a);
+/* events_grpc.c: releases what is left (after the rpc server stopped). */
+void api_events_grpc_free(struct api *a);
+
 /* Records a finished request. */
 void api_record(struct api *a, enum api_op op, enum api_outcome out, uint64_t start_ns);
+/* "ok", "not_found", ... (the outcome label of the request metrics). */
+const char *api_outcome_name(enum api_outcome out);
+/* trace.c: a new trace for the call when it is to be traced (its
+ * traceparent metadata, sampling), else NULL. */
+struct obs_trace *api_trace_begin(struct rpc_call *call, const char *name, uint64_t t0);
+/* trace.c: api_record, and for a traced request (tr != NULL) the latency as
+ * the histogram's exemplar and the end of the trace (tr is freed). */
+void api_record_t(struct api *a, enum api_op op, enum api_outcome out, uint64_t t0,
+                  struct obs_trace *tr);
 enum api_outcome api_outcome_of(enum nk_code code, const char *msg);
 
 /* Encodes the node's current view as a norikv.v1.ClusterView (malloc'd). */

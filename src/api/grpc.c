@@ -46,6 +46,11 @@ void api_buf_printf(struct nk_buf *b, const char *fmt, ...)
     va_end(ap);
 }
 
+const char *api_outcome_name(enum api_outcome out)
+{
+    return out < OUT_COUNT ? OUT_NAMES[out] : "?";
+}
+
 enum api_outcome api_outcome_of(enum nk_code code, const char *msg)
 {
     switch (code) {
@@ -102,6 +107,7 @@ struct write_ctx {
     struct rpc_call *call;
     enum api_op op;
     uint64_t t0;
+    struct obs_trace *tr; /* NULL: not traced */
 };
 
 /* Completes a Put or Delete with the applied result; any thread. */
@@ -133,7 +139,7 @@ static void write_done(void *vctx, const struct node_write_result *r)
             norikv__v1__delete_response__pack(&resp, buf);
         }
         rpc_call_reply_malloced(w->call, buf, len);
-        api_record(a, w->op, OUT_OK, w->t0);
+        api_record_t(a, w->op, OUT_OK, w->t0, w->tr);
     } else if (r->code == NK_CODE_OK && code == NK_FAILED_PRECONDITION) {
         char cur[64];
         struct rpc_kv tr[1] = {{NULL, NULL}};
@@ -146,20 +152,20 @@ static void write_done(void *vctx, const struct node_write_result *r)
                       r->res.has_current ? "version mismatch: the key has another version"
                                          : "version mismatch: the key does not exist",
                       tr, nt);
-        api_record(a, w->op, OUT_VERSION_MISMATCH, w->t0);
+        api_record_t(a, w->op, OUT_VERSION_MISMATCH, w->t0, w->tr);
     } else if (r->code == NK_CODE_OK && code == NK_ALREADY_EXISTS) {
         fail(w->call, NK_ALREADY_EXISTS, "key already exists (if_not_exists)", NULL);
-        api_record(a, w->op, OUT_ALREADY_EXISTS, w->t0);
+        api_record_t(a, w->op, OUT_ALREADY_EXISTS, w->t0, w->tr);
     } else if (r->code == NK_CODE_OK && code == NK_INVALID_ARGUMENT) {
         fail(w->call, NK_INVALID_ARGUMENT,
              "idempotency key was already used with different parameters", NULL);
-        api_record(a, w->op, OUT_INVALID_ARGUMENT, w->t0);
+        api_record_t(a, w->op, OUT_INVALID_ARGUMENT, w->t0, w->tr);
     } else if (r->code == NK_CODE_OK) {
         fail(w->call, NK_INTERNAL, "the command could not be applied (damaged log entry)", NULL);
-        api_record(a, w->op, OUT_INTERNAL, w->t0);
+        api_record_t(a, w->op, OUT_INTERNAL, w->t0, w->tr);
     } else {
         fail(w->call, code, msg ? msg : nk_code_name(code), r->leader_hint);
-        api_record(a, w->op, api_outcome_of(code, msg), w->t0);
+        api_record_t(a, w->op, api_outcome_of(code, msg), w->t0, w->tr);
     }
     free(w);
 }
@@ -170,7 +176,7 @@ static void propose(struct api *a, struct rpc_call *call, enum api_op op, struct
 {
     nk_status s = kv_cmd_validate(cmd);
     if (!nk_ok(s)) {
-        api_record(a, op, OUT_INVALID_ARGUMENT, t0);
+        api_record(a, op, OUT_INVALID_ARGUMENT, t0); /* refused before tracing began */
         rpc_call_fail_status(call, &s);
         return;
     }
@@ -179,12 +185,16 @@ static void propose(struct api *a, struct rpc_call *call, enum api_op op, struct
     kv_cmd_encode(cmd, &enc);
     uint32_t shard = nk_shard_for_key(cmd->key.data, cmd->key.len, a->total_shards);
     struct write_ctx *w = nk_malloc(sizeof(*w));
-    *w = (struct write_ctx){a, call, op, t0};
-    s = node_propose(a->node, shard, nk_slice_make(enc.data, enc.len), call_deadline(call),
-                     write_done, w);
+    *w = (struct write_ctx){a, call, op, t0,
+                            api_trace_begin(call, op == API_PUT ? "norikv.v1.Kv/Put"
+                                                                : "norikv.v1.Kv/Delete",
+                                            t0)};
+    obs_span_attr(w->tr ? &w->tr->spans[0] : NULL, "norikv.shard", "%u", shard);
+    s = node_propose_traced(a->node, shard, nk_slice_make(enc.data, enc.len), call_deadline(call),
+                            write_done, w, w->tr);
     nk_buf_free(&enc);
     if (!nk_ok(s)) {
-        api_record(a, op, api_outcome_of(s.code, s.msg), t0);
+        api_record_t(a, op, api_outcome_of(s.code, s.msg), t0, w->tr);
         rpc_call_fail_status(call, &s);
         free(w);
     }
@@ -266,13 +276,15 @@ struct read_ctx {
     struct rpc_call *call;
     uint32_t shard;
     uint64_t t0;
+    struct obs_trace *tr; /* NULL: not traced */
     size_t key_len;
     uint8_t key[];
 };
 
 static void do_read(struct api *a, struct rpc_call *call, uint32_t shard, struct nk_slice key,
-                    uint64_t t0)
+                    uint64_t t0, struct obs_trace *tr)
 {
+    uint64_t tr0 = tr ? nk_mono_ns() : 0;
     struct nk_buf val;
     nk_buf_init(&val);
     uint64_t term = 0, index = 0;
@@ -280,12 +292,13 @@ static void do_read(struct api *a, struct rpc_call *call, uint32_t shard, struct
     nk_status s = kv_get(node_kv(a->node), (uint16_t)shard, key, nk_wall_ms(), &val, &term,
                          &index, &found);
     if (!nk_ok(s)) {
-        api_record(a, API_GET, OUT_INTERNAL, t0);
+        api_record_t(a, API_GET, OUT_INTERNAL, t0, tr);
         NK_ERROR(MODULE, "get on shard %u: %s", shard, nk_status_msg(s));
         nk_status_free(&s);
         fail(call, NK_INTERNAL, "reading the key failed (see the server log)", NULL);
     } else if (!found) {
-        api_record(a, API_GET, OUT_NOT_FOUND, t0);
+        obs_trace_span(tr, 0, "kv.get", tr0, nk_mono_ns());
+        api_record_t(a, API_GET, OUT_NOT_FOUND, t0, tr);
         fail(call, NK_NOT_FOUND, "key not found", NULL);
     } else {
         Norikv__V1__Version v;
@@ -297,7 +310,8 @@ static void do_read(struct api *a, struct rpc_call *call, uint32_t shard, struct
         uint8_t *buf = nk_malloc(len ? len : 1);
         norikv__v1__get_response__pack(&resp, buf);
         rpc_call_reply_malloced(call, buf, len);
-        api_record(a, API_GET, OUT_OK, t0);
+        obs_trace_span(tr, 0, "kv.get", tr0, nk_mono_ns());
+        api_record_t(a, API_GET, OUT_OK, t0, tr);
     }
     nk_buf_free(&val);
 }
@@ -305,10 +319,11 @@ static void do_read(struct api *a, struct rpc_call *call, uint32_t shard, struct
 static void read_ready(void *vctx, const struct node_write_result *r)
 {
     struct read_ctx *rc = vctx;
+    obs_trace_span(rc->tr, 0, "node.read_barrier", rc->t0, nk_mono_ns());
     if (r->code == NK_CODE_OK) {
-        do_read(rc->a, rc->call, rc->shard, nk_slice_make(rc->key, rc->key_len), rc->t0);
+        do_read(rc->a, rc->call, rc->shard, nk_slice_make(rc->key, rc->key_len), rc->t0, rc->tr);
     } else {
-        api_record(rc->a, API_GET, api_outcome_of(r->code, r->msg), rc->t0);
+        api_record_t(rc->a, API_GET, api_outcome_of(r->code, r->msg), rc->t0, rc->tr);
         fail(rc->call, r->code, r->msg ? r->msg : nk_code_name(r->code), r->leader_hint);
     }
     free(rc);
@@ -345,19 +360,21 @@ static void on_get(void *ctx, struct rpc_call *call, struct nk_slice req)
     } else {
         uint32_t shard = nk_shard_for_key(m->key.data, m->key.len, a->total_shards);
         struct read_ctx *rc = nk_malloc(sizeof(*rc) + m->key.len);
-        *rc = (struct read_ctx){a, call, shard, t0, m->key.len};
+        *rc = (struct read_ctx){a, call, shard, t0, api_trace_begin(call, "norikv.v1.Kv/Get", t0),
+                                m->key.len};
+        obs_span_attr(rc->tr ? &rc->tr->spans[0] : NULL, "norikv.shard", "%u", shard);
         memcpy(rc->key, m->key.data, m->key.len);
         bool now = false;
         const char *hint = NULL;
         nk_status s =
             node_read_barrier(a->node, shard, cons, call_deadline(call), read_ready, rc, &now, &hint);
         if (!nk_ok(s)) {
-            api_record(a, API_GET, api_outcome_of(s.code, s.msg), t0);
+            api_record_t(a, API_GET, api_outcome_of(s.code, s.msg), t0, rc->tr);
             fail(call, s.code, nk_status_msg(s), hint);
             nk_status_free(&s);
             free(rc);
         } else if (now) {
-            do_read(a, call, shard, nk_slice_make(m->key.data, m->key.len), t0);
+            do_read(a, call, shard, nk_slice_make(m->key.data, m->key.len), t0, rc->tr);
             free(rc);
         }
     }
@@ -678,9 +695,10 @@ nk_status api_register(struct api *a, struct rpc_server *s)
     };
     for (size_t i = 0; i < NK_ARRAY_LEN(ms); i++)
         NK_TRY(rpc_server_add_method(s, &ms[i]));
-    NK_TRY(api_range_register(a, s)); /* range.c */
-    NK_TRY(api_batch_register(a, s)); /* batch.c */
-    NK_TRY(api_vector_register(a, s)); /* vector.c */
+    NK_TRY(api_range_register(a, s));      /* range.c */
+    NK_TRY(api_batch_register(a, s));      /* batch.c */
+    NK_TRY(api_vector_register(a, s));      /* vector.c */
+    NK_TRY(api_events_grpc_register(a, s)); /* events_grpc.c */
     if (!a->watching) {
         NK_TRY(node_watch(a->node, on_view_change, a, &a->node_watch_id));
         a->watching = true;
@@ -696,6 +714,10 @@ nk_status api_new(const struct api_options *o, struct api **out)
     a->node = o->node;
     a->node_id = nk_strdup(o->node_id ? o->node_id : "node-1");
     a->prometheus = o->prometheus_enabled;
+    a->otlp_endpoint = o->otlp_endpoint ? nk_strdup(o->otlp_endpoint) : NULL;
+    a->otlp_interval_ms = o->otlp_metrics_interval_ms;
+    a->otlp_timeout_ms = o->otlp_timeout_ms;
+    a->otlp_ratio = o->otlp_trace_sample_ratio;
     a->http_max_conn = o->http_max_connections ? o->http_max_connections : 512;
     a->http_max_per_ip = o->http_max_per_ip ? o->http_max_per_ip : 128;
     a->http_request_timeout_ms = o->http_request_timeout_ms ? o->http_request_timeout_ms : 10000;
@@ -778,8 +800,10 @@ void api_free(struct api *a)
     if (!a)
         return;
     api_shutdown(a);
+    api_events_grpc_free(a);
     pthread_mutex_destroy(&a->wmu);
     pthread_mutex_destroy(&a->snap_mu);
     free(a->node_id);
+    free(a->otlp_endpoint);
     free(a);
 }

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "api/api_internal.h"
+#include "transport/transport.h"
 #include "api/dashboard_assets.h"
 #include "api/http_parse.h"
 #include "lsm/lsm.h"
@@ -173,6 +174,108 @@ static void oc_register(void)
  * OTLP exporter may refresh at once */
 static pthread_mutex_t oc_mu = PTHREAD_MUTEX_INITIALIZER;
 
+/*
+ * Transport metrics, per peer (labelled by the address this node dials: a
+ * peer's label never changes, and members are at most NODE_MAX_MEMBERS so
+ * the series stay few) and per traffic class. The transport keeps the
+ * totals; they are copied in on each refresh. Called under oc_mu.
+ */
+#define TP_MAX_PEERS 16
+static const char *const TP_CLASS[TRANSPORT_NCLASSES] = {"raft", "bulk"};
+
+static struct obs_family *tp_fam(enum obs_type type, const char *name, const char *help,
+                                 const char *const *labels, size_t nl)
+{
+    struct obs_family *f = NULL;
+    nk_status s = obs_family_register(obs_default(), type, OBS_UNIT_NONE, name, help, labels, nl,
+                                      &f);
+    nk_status_free(&s);
+    return f; /* NULL (bound reached): the series are skipped */
+}
+
+static void tp_counter(struct obs_family *f, const char *const *lv, uint64_t v)
+{
+    struct obs_counter *c = NULL;
+    if (!f)
+        return;
+    nk_status s = obs_family_counter(f, lv, &c);
+    nk_status_free(&s);
+    obs_counter_raise_to(c, v);
+}
+
+static void tp_gauge(struct obs_family *f, const char *const *lv, int64_t v)
+{
+    struct obs_gauge *g = NULL;
+    if (!f)
+        return;
+    nk_status s = obs_family_gauge(f, lv, &g);
+    nk_status_free(&s);
+    obs_gauge_set(g, v);
+}
+
+static void transport_update(struct api *a)
+{
+    static struct transport_peer_stats peers[TP_MAX_PEERS];
+    struct transport_stats tot;
+    size_t n = node_transport_stats(a->node, &tot, peers, TP_MAX_PEERS);
+    if (n == 0 && tot.accepted == 0)
+        return; /* a one-node cluster has no transport: no series */
+    static const char *const pc[] = {"peer", "class"};
+    static const char *const p1[] = {"peer"};
+    static const char *const pr[] = {"peer", "reason"};
+    struct obs_family *sent_b = tp_fam(OBS_COUNTER, "norikv_transport_sent_bytes_total",
+                                       "Payload bytes sent to a peer", pc, 2);
+    struct obs_family *recv_b = tp_fam(OBS_COUNTER, "norikv_transport_received_bytes_total",
+                                       "Payload bytes received from a peer", pc, 2);
+    struct obs_family *sent_f = tp_fam(OBS_COUNTER, "norikv_transport_sent_frames_total",
+                                       "Frames sent to a peer", pc, 2);
+    struct obs_family *recv_f = tp_fam(OBS_COUNTER, "norikv_transport_received_frames_total",
+                                       "Frames received from a peer", pc, 2);
+    struct obs_family *queued = tp_fam(OBS_GAUGE, "norikv_transport_queued_bytes",
+                                       "Bytes waiting in a peer's send queue", pc, 2);
+    struct obs_family *dropped = tp_fam(
+        OBS_COUNTER, "norikv_transport_dropped_frames_total",
+        "Frames not delivered to a peer: its queue was full, its session down, or the session "
+        "ended with them queued",
+        pr, 2);
+    struct obs_family *up = tp_fam(OBS_GAUGE, "norikv_transport_peer_up",
+                                   "1 while the peer's session is up", p1, 1);
+    struct obs_family *sessions = tp_fam(OBS_COUNTER, "norikv_transport_sessions_total",
+                                         "Sessions established with a peer (handshakes)", p1, 1);
+    struct obs_family *dials = tp_fam(OBS_COUNTER, "norikv_transport_dials_total",
+                                      "Connection attempts made to a peer", p1, 1);
+    struct obs_family *acc = tp_fam(OBS_COUNTER, "norikv_transport_accepted_total",
+                                    "Inbound peer connections accepted", NULL, 0);
+    struct obs_family *mal = tp_fam(OBS_COUNTER, "norikv_transport_malformed_total",
+                                    "Peer connections closed for malformed input", NULL, 0);
+    tp_counter(acc, NULL, tot.accepted);
+    tp_counter(mal, NULL, tot.malformed);
+    for (size_t i = 0; i < n; i++) {
+        const struct transport_peer_stats *p = &peers[i];
+        const char *lp[] = {p->addr};
+        uint64_t full = 0, down = 0, disc = 0;
+        for (int c = 0; c < TRANSPORT_NCLASSES; c++) {
+            const char *lv[] = {p->addr, TP_CLASS[c]};
+            tp_counter(sent_b, lv, p->sent_bytes[c]);
+            tp_counter(recv_b, lv, p->recv_bytes[c]);
+            tp_counter(sent_f, lv, p->sent_frames[c]);
+            tp_counter(recv_f, lv, p->recv_frames[c]);
+            tp_gauge(queued, lv, (int64_t)p->queued_bytes[c]);
+            full += p->dropped_full[c];
+            down += p->dropped_down[c];
+            disc += p->discarded[c];
+        }
+        const char *lf[] = {p->addr, "queue_full"}, *ld[] = {p->addr, "session_down"},
+                   *lx[] = {p->addr, "session_ended"};
+        tp_counter(dropped, lf, full);
+        tp_counter(dropped, ld, down);
+        tp_counter(dropped, lx, disc);
+        tp_gauge(up, lp, p->connected ? 1 : 0);
+        tp_counter(sessions, lp, p->sessions);
+        tp_counter(dials, lp, p->dials);
+    }
+}
+
 void api_observe_update(struct api *a)
 {
     pthread_once(&oc_once, oc_register);
@@ -196,6 +299,7 @@ void api_observe_update(struct api *a)
     obs_counter_raise_to(oc.events, obs_events_last_seq(obs_events_default()));
     obs_gauge_set(oc.memtable_bytes, (int64_t)ls.memtable_bytes);
     obs_gauge_set(oc.sse_clients, (int64_t)atomic_load(&a->sse_clients));
+    transport_update(a);
     obs_process_collect(NULL);
     pthread_mutex_unlock(&oc_mu);
 }
@@ -413,33 +517,89 @@ static void otlp_refresh(void *ctx)
     api_observe_update(a);
 }
 
+/* base (trailing slashes dropped) + path, into out */
+static void join_url(char *out, size_t cap, const char *base, const char *path)
+{
+    size_t n = strlen(base);
+    while (n && base[n - 1] == '/')
+        n--;
+    snprintf(out, cap, "%.*s%s", (int)(n > 900 ? 900 : n), base, path);
+}
+
+/* The share of root requests to trace from OTEL_TRACES_SAMPLER(_ARG). */
+static double env_ratio(void)
+{
+    const char *sampler = getenv("OTEL_TRACES_SAMPLER");
+    if (!sampler || !*sampler)
+        return 0; /* a database traces what its callers sample (docs) */
+    if (!strcmp(sampler, "always_on") || !strcmp(sampler, "parentbased_always_on"))
+        return 1;
+    if (!strcmp(sampler, "always_off") || !strcmp(sampler, "parentbased_always_off"))
+        return 0;
+    if (!strcmp(sampler, "traceidratio") || !strcmp(sampler, "parentbased_traceidratio")) {
+        const char *arg = getenv("OTEL_TRACES_SAMPLER_ARG");
+        char *end = NULL;
+        double r = arg && *arg ? strtod(arg, &end) : 1.0;
+        if (arg && *arg && (*end || !(r >= 0 && r <= 1))) {
+            NK_WARN(MODULE, "OTEL_TRACES_SAMPLER_ARG '%.32s' is not a ratio in 0..1; using 1",
+                    arg);
+            r = 1;
+        }
+        return r;
+    }
+    NK_WARN(MODULE, "OTEL_TRACES_SAMPLER '%.40s' is not supported; tracing only requests whose "
+                    "traceparent is sampled", sampler);
+    return 0;
+}
+
 /*
- * The OpenTelemetry SDKs' environment variables: OTEL_EXPORTER_OTLP_METRICS_ENDPOINT
- * (a full URL) or OTEL_EXPORTER_OTLP_ENDPOINT (a base; /v1/metrics is
- * appended), OTEL_METRIC_EXPORT_INTERVAL and OTEL_METRIC_EXPORT_TIMEOUT (ms),
- * OTEL_SERVICE_NAME. Unset: no export. A bad value is logged, not fatal.
+ * OTLP export of metrics and traces. Configured by telemetry.otlp.* when
+ * telemetry.otlp.enabled is true; otherwise by the OpenTelemetry SDKs'
+ * environment variables: OTEL_EXPORTER_OTLP_ENDPOINT (a base; /v1/metrics
+ * and /v1/traces are appended), OTEL_EXPORTER_OTLP_METRICS_ENDPOINT and
+ * OTEL_EXPORTER_OTLP_TRACES_ENDPOINT (full URLs, per signal),
+ * OTEL_METRIC_EXPORT_INTERVAL and OTEL_METRIC_EXPORT_TIMEOUT (ms),
+ * OTEL_BSP_SCHEDULE_DELAY (ms a finished trace may wait),
+ * OTEL_TRACES_SAMPLER(_ARG), OTEL_SERVICE_NAME. Neither: no export, no
+ * tracing. A bad value is logged, not fatal.
  */
 void api_otlp_start(struct api *a)
 {
-    char url[1024];
-    const char *full = getenv("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT");
-    const char *base = getenv("OTEL_EXPORTER_OTLP_ENDPOINT");
-    if (full && *full) {
-        snprintf(url, sizeof url, "%s", full);
-    } else if (base && *base) {
-        size_t n = strlen(base);
-        while (n && base[n - 1] == '/')
-            n--;
-        snprintf(url, sizeof url, "%.*s/v1/metrics", (int)(n > 900 ? 900 : n), base);
+    char murl[1024] = "", turl[1024] = "";
+    uint32_t interval, timeout, tinterval = env_ms("OTEL_BSP_SCHEDULE_DELAY", 1000);
+    double ratio;
+    if (a->otlp_endpoint) {
+        join_url(murl, sizeof murl, a->otlp_endpoint, "/v1/metrics");
+        join_url(turl, sizeof turl, a->otlp_endpoint, "/v1/traces");
+        interval = a->otlp_interval_ms ? a->otlp_interval_ms : 10000;
+        timeout = a->otlp_timeout_ms ? a->otlp_timeout_ms : 5000;
+        ratio = a->otlp_ratio;
     } else {
-        return;
+        const char *base = getenv("OTEL_EXPORTER_OTLP_ENDPOINT");
+        const char *mfull = getenv("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT");
+        const char *tfull = getenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT");
+        if (mfull && *mfull)
+            snprintf(murl, sizeof murl, "%s", mfull);
+        else if (base && *base)
+            join_url(murl, sizeof murl, base, "/v1/metrics");
+        if (tfull && *tfull)
+            snprintf(turl, sizeof turl, "%s", tfull);
+        else if (base && *base)
+            join_url(turl, sizeof turl, base, "/v1/traces");
+        if (!*murl && !*turl)
+            return;
+        interval = env_ms("OTEL_METRIC_EXPORT_INTERVAL", 10000);
+        timeout = env_ms("OTEL_METRIC_EXPORT_TIMEOUT", 5000);
+        ratio = env_ratio();
     }
     struct node_view v;
     node_view_get(a->node, &v);
     struct obs_otlp_options o = {
-        .endpoint = url,
-        .interval_ms = env_ms("OTEL_METRIC_EXPORT_INTERVAL", 10000),
-        .timeout_ms = env_ms("OTEL_METRIC_EXPORT_TIMEOUT", 5000),
+        .endpoint = *murl ? murl : NULL,
+        .traces_endpoint = *turl ? turl : NULL,
+        .interval_ms = interval,
+        .trace_interval_ms = tinterval,
+        .timeout_ms = timeout,
         .service_name = getenv("OTEL_SERVICE_NAME") && *getenv("OTEL_SERVICE_NAME")
                             ? getenv("OTEL_SERVICE_NAME")
                             : "norikv",
@@ -458,11 +618,17 @@ void api_otlp_start(struct api *a)
         a->otlp = NULL;
         return;
     }
-    NK_INFO(MODULE, "exporting metrics over OTLP/HTTP to %s every %u ms", url, o.interval_ms);
+    if (*turl)
+        obs_tracing_configure(true, ratio);
+    NK_INFO(MODULE, "exporting over OTLP/HTTP: metrics to %s every %u ms, traces to %s "
+                    "(%g of requests without a traceparent)",
+            *murl ? murl : "(none)", interval, *turl ? turl : "(none)", *turl ? ratio : 0.0);
 }
 
 void api_otlp_stop(struct api *a)
 {
+    if (a->otlp)
+        obs_tracing_configure(false, 0);
     obs_otlp_stop(a->otlp);
     a->otlp = NULL;
 }

@@ -46,6 +46,11 @@ struct req {
     uint64_t read_id;
     uint64_t t0;     /* nk_mono_ns() when queued */
     uint64_t target; /* REQ_TRANSFER: the member to lead */
+    /* REQ_PROPOSE of a traced request: the caller's trace, which the loop
+     * adds its spans to until it calls done (never after); NULL: untraced */
+    struct obs_trace *trace;
+    uint64_t t_proposed; /* traced: when raft_propose took it */
+    uint64_t round;      /* traced: the loop round that proposed it */
 };
 
 /* A growable array of requests; the loop's private bookkeeping. Bounded by
@@ -278,6 +283,16 @@ struct node {
     uint64_t next_read_id;
     struct raftlog_batch *batch;
     struct nk_buf conf_buf;
+
+    /* tracing (loop-private): how long each recent round's log write took,
+     * so that a traced proposal settled rounds later finds the write that
+     * made it durable; apply_t0 is when the entry being applied began */
+    uint64_t round_no;
+    struct {
+        uint64_t round, start, end;
+        bool synced;
+    } appends[64];
+    uint64_t commit_seen_ns, apply_t0;
 
     /* metrics (obs_default registry) */
     struct obs_histogram *m_fsync, *m_commit, *m_round_entries;

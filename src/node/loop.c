@@ -198,6 +198,7 @@ static void queue_messages(struct node *n, struct group *g, const struct raft_re
  * (the loop then ends without advancing; nothing unfinished was acknowledged). */
 static bool run_round(struct node *n, struct req *batch, size_t nbatch, bool tick, uint64_t now)
 {
+    n->round_no++;
     node_peers_take_inbound(n);
     for (size_t i = 0; i < nbatch; i++) {
         struct group *g = &n->groups[batch[i].shard];
@@ -307,7 +308,14 @@ static bool run_round(struct node *n, struct req *batch, size_t nbatch, bool tic
         if (must_sync)
             atomic_fetch_add_explicit(&n->st_fsyncs, 1, memory_order_relaxed);
         raftlog_batch_clear(n->batch);
+        __typeof__(n->appends[0]) *ap = &n->appends[n->round_no % NK_ARRAY_LEN(n->appends)];
+        ap->round = n->round_no;
+        ap->start = tw;
+        ap->end = nk_mono_ns();
+        ap->synced = must_sync;
     }
+    /* what applies below was committed by now (traces' "raft.commit" end) */
+    n->commit_seen_ns = nk_mono_ns();
     /* votes and responses promise what is now durable */
     node_peers_flush(n, false);
     /* messages: only this node exists until the transport lands */

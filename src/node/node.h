@@ -118,6 +118,18 @@ typedef void (*node_write_fn)(void *ctx, const struct node_write_result *r);
  */
 nk_status node_propose(struct node *n, uint32_t shard, struct nk_slice cmd,
                        uint64_t deadline_mono_ns, node_write_fn done, void *ctx);
+/*
+ * node_propose of a traced request: the loop adds its spans to `trace`
+ * (observe.h) as the proposal goes through ("node.queue" until proposed,
+ * "raft.log_append" for the leader's log write, "raft.commit" until a
+ * quorum made it committed, "kv.apply"), all before `done` is called and
+ * never after; the caller owns the trace and ends it in `done`. trace may
+ * be NULL.
+ */
+struct obs_trace;
+nk_status node_propose_traced(struct node *n, uint32_t shard, struct nk_slice cmd,
+                              uint64_t deadline_mono_ns, node_write_fn done, void *ctx,
+                              struct obs_trace *trace);
 
 /* ------------------------------------------------------------------- reads */
 
@@ -236,6 +248,15 @@ struct node_stats {
     uint64_t log_disk_reads;  /* entries whose payload was read back from the raft log's disk */
 };
 void node_get_stats(struct node *n, struct node_stats *out);
+/*
+ * The peer transport's counters (transport.h): totals and up to cap peers;
+ * returns how many peers were filled (0 on a one-node cluster, which has no
+ * transport; *totals is zeroed then).
+ */
+struct transport_stats;
+struct transport_peer_stats;
+size_t node_transport_stats(struct node *n, struct transport_stats *totals,
+                            struct transport_peer_stats *peers, size_t cap);
 uint32_t node_total_shards(struct node *n);
 /* The LSM, for stats. */
 struct lsm_db *node_lsm(struct node *n);

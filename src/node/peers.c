@@ -494,3 +494,14 @@ void node_peers_close(struct node *n)
     }
     nk_buf_free(&n->msg_buf);
 }
+
+size_t node_transport_stats(struct node *n, struct transport_stats *totals,
+                            struct transport_peer_stats *peers, size_t cap)
+{
+    memset(totals, 0, sizeof *totals);
+    if (!n->tp)
+        return 0;
+    size_t np = 0;
+    transport_stats(n->tp, totals, peers, cap, &np);
+    return np < cap ? np : cap;
+}

@@ -3,6 +3,8 @@
  * shard's time, ReadIndex requests, snapshot checkpoints) and settling
  * proposals once their entries apply.
  */
+#include <inttypes.h>
+
 #include "node/internal.h"
 
 void node_start_request(struct node *n, struct group *g, struct req *r)
@@ -82,6 +84,12 @@ void node_start_request(struct node *n, struct group *g, struct req *r)
         atomic_fetch_add(&n->st_proposals, 1);
         r->index = index;
         r->term = term;
+        if (r->trace) {
+            r->t_proposed = nk_mono_ns();
+            r->round = n->round_no;
+            struct obs_span *sp = obs_trace_span(r->trace, 0, "node.queue", r->t0, r->t_proposed);
+            obs_span_attr(sp, "norikv.shard", "%u", g->id);
+        }
         rl_push(&g->pending, r);
     } else {
         r->read_id = ++n->next_read_id;
@@ -101,6 +109,29 @@ void node_start_request(struct node *n, struct group *g, struct req *r)
     }
 }
 
+/* A traced proposal's spans from its log write to its apply, and the commit
+ * latency with the trace as its exemplar. */
+static void trace_settled(struct node *n, struct group *g, const struct req *r)
+{
+    struct obs_trace *t = r->trace;
+    uint64_t now = nk_mono_ns();
+    const __typeof__(n->appends[0]) *ap = &n->appends[r->round % NK_ARRAY_LEN(n->appends)];
+    if (ap->round == r->round) {
+        struct obs_span *sp = obs_trace_span(t, 0, "raft.log_append", ap->start, ap->end);
+        obs_span_attr(sp, "norikv.fsync", "%s", ap->synced ? "true" : "false");
+    }
+    struct obs_span *sp = obs_trace_span(t, 0, "raft.commit", r->t_proposed,
+                                         n->commit_seen_ns > r->t_proposed ? n->commit_seen_ns
+                                                                           : r->t_proposed);
+    obs_span_attr(sp, "norikv.shard", "%u", g->id);
+    obs_span_attr(sp, "raft.index", "%" PRIu64, r->index);
+    obs_span_attr(sp, "raft.term", "%" PRIu64, r->term);
+    uint64_t a0 = n->apply_t0 >= n->commit_seen_ns ? n->apply_t0 : n->commit_seen_ns;
+    obs_trace_span(t, 0, "kv.apply", a0, now);
+    obs_hist_observe_exemplar(n->m_commit, now > r->t0 ? (now - r->t0) / 1000 : 0, t->trace_id,
+                              t->spans[0].span_id);
+}
+
 /* Completes the pending proposals that entry (index, term) settles. The
  * settled prefix is dropped once per round (settle_done), not per entry. */
 void node_settle_proposals(struct node *n, struct group *g, uint64_t index, uint64_t term,
@@ -111,7 +142,10 @@ void node_settle_proposals(struct node *n, struct group *g, uint64_t index, uint
         struct req *r = &g->pending.v[k];
         if (r->index == index && r->term == term && res) {
             struct node_write_result wr = {.code = NK_CODE_OK, .res = *res, .vres = vres};
-            obs_hist_observe_since(n->m_commit, r->t0);
+            if (r->trace)
+                trace_settled(n, g, r);
+            else
+                obs_hist_observe_since(n->m_commit, r->t0);
             r->done(r->ctx, &wr);
         } else {
             /* another entry took its place: the proposal was not applied */

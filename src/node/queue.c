@@ -65,6 +65,13 @@ void node_request_done(struct node *n)
 nk_status node_propose(struct node *n, uint32_t shard, struct nk_slice cmd,
                        uint64_t deadline_mono_ns, node_write_fn done, void *ctx)
 {
+    return node_propose_traced(n, shard, cmd, deadline_mono_ns, done, ctx, NULL);
+}
+
+nk_status node_propose_traced(struct node *n, uint32_t shard, struct nk_slice cmd,
+                              uint64_t deadline_mono_ns, node_write_fn done, void *ctx,
+                              struct obs_trace *trace)
+{
     if (shard >= n->nshards)
         return nk_status_make(NK_INVALID_ARGUMENT, "shard %u does not exist (total %u)", shard,
                               n->nshards);
@@ -75,7 +82,8 @@ nk_status node_propose(struct node *n, uint32_t shard, struct nk_slice cmd,
                     .deadline = deadline_mono_ns,
                     .done = done,
                     .ctx = ctx,
-                    .t0 = nk_mono_ns()};
+                    .t0 = nk_mono_ns(),
+                    .trace = trace};
     if (r.deadline == NO_DEADLINE)
         r.deadline = nk_mono_ns() + n->opt.default_deadline_ms * 1000000ULL;
     nk_status s = node_enqueue(n, &r);

@@ -143,8 +143,24 @@ struct obs_hist_stripe {
     _Atomic uint64_t sum;
 };
 
+/*
+ * An exemplar: one observation tied to the trace it was made in, so that a
+ * latency histogram points at a request worth looking at (OTLP exemplars).
+ */
+struct obs_exemplar {
+    uint64_t value;   /* in the histogram's unit */
+    uint64_t wall_ns; /* Unix nanoseconds of the observation */
+    uint8_t trace_id[16];
+    uint8_t span_id[8];
+};
+
 struct obs_histogram {
     struct obs_hist_stripe stripe[OBS_STRIPES];
+    /* the newest exemplar, under a spin flag: only traced requests (rare,
+     * sampled) touch it, never the plain recording path */
+    _Alignas(64) atomic_flag ex_lock;
+    bool has_ex;
+    struct obs_exemplar ex;
 };
 
 /* ------------------------------------------------------------ registries */
@@ -271,6 +287,15 @@ static inline void obs_hist_observe_since(struct obs_histogram *h, uint64_t star
     obs_hist_observe(h, now > start_ns ? (now - start_ns) / 1000 : 0);
 }
 
+/*
+ * Observes v and keeps it as the histogram's exemplar with the trace and
+ * span it belongs to (the newest exemplar replaces the previous one).
+ */
+void obs_hist_observe_exemplar(struct obs_histogram *h, uint64_t v, const uint8_t trace_id[16],
+                               const uint8_t span_id[8]);
+/* The newest exemplar; false when there is none. */
+bool obs_hist_exemplar(const struct obs_histogram *h, struct obs_exemplar *out);
+
 /* ---------------------------------------------------------------- reading */
 
 uint64_t obs_counter_value(const struct obs_counter *c);
@@ -315,6 +340,96 @@ typedef void (*obs_visit_fn)(void *ctx, const struct obs_series_view *s);
  * mutex: fn must not register anything. */
 void obs_registry_visit(struct obs_registry *r, obs_visit_fn fn, void *ctx);
 
+/* ---------------------------------------------------------------- tracing */
+
+/*
+ * Request traces (trace.c). A traced request carries one struct obs_trace
+ * from the API handler through the node (propose, log write, commit, apply)
+ * back to the reply; each layer adds its span with times on nk_mono_ns()'s
+ * clock. When the request ends the trace is copied into the process-wide
+ * bounded ring (OBS_TRACE_RING traces; when full the oldest is dropped and
+ * counted), which the OTLP exporter drains to /v1/traces.
+ *
+ * Which requests are traced: none unless tracing is enabled (an OTLP traces
+ * endpoint is configured). Then a request whose W3C `traceparent` header is
+ * valid follows its caller's sampled flag (parent-based sampling) and
+ * continues that trace; a request without one (or with a malformed one,
+ * which W3C says to ignore) is traced with probability sample_ratio as the
+ * root of a new trace. Span and trace ids come from a per-thread generator
+ * seeded from the kernel: local randomness is fine here, nothing of it
+ * reaches the replicated state.
+ *
+ * Memory: the caller owns a struct obs_trace from obs_trace_begin() until
+ * obs_trace_end(), which frees it. Span names are static strings.
+ * Thread-safety: a trace has one owner at a time (handed over with the
+ * request); the ring and configuration are safe from any thread.
+ */
+#define OBS_TRACE_MAX_SPANS 8
+#define OBS_TRACE_MAX_ATTRS 3
+#define OBS_TRACE_RING      512
+#define OBS_TRACE_ATTR_MAX  48
+
+enum obs_span_kind { OBS_SPAN_INTERNAL = 1, OBS_SPAN_SERVER = 2 };
+
+struct obs_span {
+    uint8_t span_id[8];
+    uint8_t parent_id[8]; /* all zero: none */
+    const char *name;     /* static */
+    uint8_t kind;         /* enum obs_span_kind */
+    bool error;
+    uint8_t nattrs;
+    uint64_t start_ns, end_ns; /* nk_mono_ns() */
+    const char *attr_key[OBS_TRACE_MAX_ATTRS]; /* static */
+    char attr_val[OBS_TRACE_MAX_ATTRS][OBS_TRACE_ATTR_MAX];
+};
+
+struct obs_trace {
+    uint8_t trace_id[16];
+    uint32_t nspans; /* spans[0] is the request's own (server) span */
+    struct obs_span spans[OBS_TRACE_MAX_SPANS];
+};
+
+/*
+ * Parses a W3C traceparent header value ("00-<32 hex>-<16 hex>-<2 hex>",
+ * lower-case hex; all-zero ids are invalid; a future version's longer value
+ * is accepted by its first 55 characters). False when malformed.
+ */
+bool obs_traceparent_parse(const char *s, size_t len, uint8_t trace_id[16], uint8_t parent_id[8],
+                           uint8_t *flags);
+
+/* Turns tracing on (sample_ratio 0..1 for requests without a traceparent)
+ * or off. */
+void obs_tracing_configure(bool enabled, double sample_ratio);
+bool obs_tracing_enabled(void);
+
+/*
+ * Decides whether a request is traced (see above) and, if so, returns a new
+ * trace whose root span `name` (kind SERVER) starts at start_ns, a child of
+ * the traceparent's span when there is one. NULL: not traced (the common
+ * case, a few ns when tracing is off).
+ */
+struct obs_trace *obs_trace_begin(const char *traceparent, size_t len, const char *name,
+                                  uint64_t start_ns);
+/*
+ * Adds a finished span (child of span `parent`, an index into t->spans);
+ * NULL when the trace holds OBS_TRACE_MAX_SPANS already (the span is lost,
+ * the request is not).
+ */
+struct obs_span *obs_trace_span(struct obs_trace *t, uint32_t parent, const char *name,
+                                uint64_t start_ns, uint64_t end_ns);
+/* Adds an attribute (value printf-formatted, cut to fit); ignored when full. */
+void obs_span_attr(struct obs_span *s, const char *key, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* Ends the root span at end_ns, copies the trace into the ring, frees t. */
+void obs_trace_end(struct obs_trace *t, uint64_t end_ns, bool error);
+/* Frees t without recording it (the request was refused before it began). */
+void obs_trace_discard(struct obs_trace *t);
+
+/* Moves up to max finished traces out of the ring, oldest first. */
+size_t obs_traces_take(struct obs_trace *out, size_t max);
+/* Traces in the ring now; traces recorded and dropped (ring full) so far. */
+void obs_traces_counts(size_t *held, uint64_t *recorded, uint64_t *dropped);
+
 /* ------------------------------------------------------------ OTLP export */
 
 /*
@@ -330,31 +445,47 @@ void obs_registry_visit(struct obs_registry *r, obs_visit_fn fn, void *ctx);
 #define OBS_OTLP_MAX_BYTES (8u << 20)
 
 struct obs_otlp_options {
-    const char *endpoint;      /* "http://host:port" (then /v1/metrics) or a full URL */
-    uint32_t interval_ms;      /* default 10000 */
-    uint32_t timeout_ms;       /* per export; default 5000 */
-    const char *service_name;  /* resource attribute service.name; default "norikv" */
-    const char *instance_id;   /* service.instance.id; may be NULL */
+    /* "http://host:port" (then /v1/metrics) or a full URL; NULL: no metrics */
+    const char *endpoint;
+    /* "http://host:port" (then /v1/traces) or a full URL; NULL: no traces */
+    const char *traces_endpoint;
+    uint32_t interval_ms;       /* metrics; default 10000 */
+    uint32_t trace_interval_ms; /* the longest a finished trace waits; default 1000 */
+    uint32_t timeout_ms;        /* per export; default 5000 */
+    const char *service_name;   /* resource attribute service.name; default "norikv" */
+    const char *instance_id;    /* service.instance.id; may be NULL */
     struct obs_registry *registry; /* NULL: obs_default() */
-    /* Called on the exporter's thread before each export (gauges read on
-     * demand are refreshed there); NULL: nothing. */
+    /* Called on the exporter's thread before each metrics export (gauges
+     * read on demand are refreshed there); NULL: nothing. */
     void (*refresh)(void *ctx);
     void *refresh_ctx;
 };
 struct obs_otlp_exporter;
-/* Parses the endpoint (INVALID_ARGUMENT naming the problem) and starts the thread. */
+/* Parses the endpoints (INVALID_ARGUMENT naming the problem) and starts the
+ * thread. At least one endpoint must be given. */
 nk_status obs_otlp_start(const struct obs_otlp_options *o, struct obs_otlp_exporter **out);
 /* Stops the thread (waiting for an export in progress, at most its timeout). */
 void obs_otlp_stop(struct obs_otlp_exporter *e);
-/* Exports done and failed so far. */
+/* Metrics exports done and failed so far. */
 void obs_otlp_counts(struct obs_otlp_exporter *e, uint64_t *ok, uint64_t *failed);
+/* Trace exports done and failed so far. */
+void obs_otlp_trace_counts(struct obs_otlp_exporter *e, uint64_t *ok, uint64_t *failed);
 /*
  * Encodes r as an ExportMetricsServiceRequest (opentelemetry/proto/collector/
- * metrics/v1) into out; start_ns/now_ns are Unix nanoseconds.
+ * metrics/v1) into out; start_ns/now_ns are Unix nanoseconds. Histograms
+ * carry their exemplar when they have one.
  */
 void obs_otlp_encode_metrics(struct obs_registry *r, const char *service_name,
                              const char *instance_id, uint64_t start_ns, uint64_t now_ns,
                              struct nk_buf *out);
+/*
+ * Encodes n traces as an ExportTraceServiceRequest (opentelemetry/proto/
+ * collector/trace/v1); span times are moved from nk_mono_ns()'s clock to
+ * Unix time by adding wall_minus_mono_ns.
+ */
+void obs_otlp_encode_traces(const struct obs_trace *t, size_t n, const char *service_name,
+                            const char *instance_id, int64_t wall_minus_mono_ns,
+                            struct nk_buf *out);
 
 /* ------------------------------------------------------- process metrics */
 

@@ -171,6 +171,18 @@ static void visit(void *ctx, const struct obs_series_view *s)
                 tmp[k] = (uint8_t)(v >> (8 * k));
             nk_buf_append(&dp, tmp, 8);
         }
+        /* exemplars (field 8): the newest traced observation */
+        struct obs_exemplar ex;
+        if (obs_hist_exemplar(s->metric, &ex)) {
+            struct nk_buf xb;
+            nk_buf_init(&xb);
+            pb_fixed64(&xb, 2, ex.wall_ns);
+            pb_double(&xb, 3, secs ? (double)ex.value / 1e6 : (double)ex.value);
+            pb_bytes(&xb, 4, ex.span_id, 8);
+            pb_bytes(&xb, 5, ex.trace_id, 16);
+            pb_bytes(&dp, 8, xb.data, xb.len);
+            nk_buf_free(&xb);
+        }
         pb_bytes(&data, 1, dp.data, dp.len);
         pb_tag(&data, 2, WT_VARINT);
         pb_varint(&data, 2);
@@ -213,12 +225,83 @@ void obs_otlp_encode_metrics(struct obs_registry *r, const char *service_name,
     nk_buf_free(&e.metrics);
 }
 
+/* Resource{attributes=1} for service_name / instance_id. */
+static void resource(struct nk_buf *res, const char *service_name, const char *instance_id)
+{
+    pb_attr(res, 1, "service.name", service_name ? service_name : "norikv");
+    if (instance_id && *instance_id)
+        pb_attr(res, 1, "service.instance.id", instance_id);
+}
+
+/*
+ * ExportTraceServiceRequest{resource_spans=1: ResourceSpans{resource=1,
+ * scope_spans=2: ScopeSpans{scope=1, spans=2: Span}}}; Span fields as in
+ * opentelemetry/proto/trace/v1/trace.proto: trace_id 1, span_id 2,
+ * parent_span_id 4, name 5, kind 6, start 7 and end 8 (fixed64 Unix ns),
+ * attributes 9, status 15 {code 3: 1 OK, 2 ERROR}.
+ */
+void obs_otlp_encode_traces(const struct obs_trace *t, size_t n, const char *service_name,
+                            const char *instance_id, int64_t wall_minus_mono_ns,
+                            struct nk_buf *out)
+{
+    static const uint8_t zero[8] = {0};
+    struct nk_buf ss, scope, res, rs, sp, st;
+    nk_buf_init(&ss);
+    nk_buf_init(&scope);
+    nk_buf_init(&res);
+    nk_buf_init(&rs);
+    nk_buf_init(&sp);
+    nk_buf_init(&st);
+    pb_string(&scope, 1, "norikv");
+    pb_bytes(&ss, 1, scope.data, scope.len);
+    for (size_t i = 0; i < n; i++) {
+        for (uint32_t k = 0; k < t[i].nspans; k++) {
+            const struct obs_span *s = &t[i].spans[k];
+            nk_buf_clear(&sp);
+            nk_buf_clear(&st);
+            pb_bytes(&sp, 1, t[i].trace_id, 16);
+            pb_bytes(&sp, 2, s->span_id, 8);
+            if (memcmp(s->parent_id, zero, 8) != 0)
+                pb_bytes(&sp, 4, s->parent_id, 8);
+            pb_string(&sp, 5, s->name ? s->name : "span");
+            pb_tag(&sp, 6, WT_VARINT);
+            pb_varint(&sp, s->kind);
+            pb_fixed64(&sp, 7, (uint64_t)((int64_t)s->start_ns + wall_minus_mono_ns));
+            pb_fixed64(&sp, 8, (uint64_t)((int64_t)s->end_ns + wall_minus_mono_ns));
+            for (uint8_t a = 0; a < s->nattrs; a++)
+                pb_attr(&sp, 9, s->attr_key[a], s->attr_val[a]);
+            pb_tag(&st, 3, WT_VARINT);
+            pb_varint(&st, s->error ? 2 : 1);
+            pb_bytes(&sp, 15, st.data, st.len);
+            pb_bytes(&ss, 2, sp.data, sp.len);
+        }
+    }
+    resource(&res, service_name, instance_id);
+    pb_bytes(&rs, 1, res.data, res.len);
+    pb_bytes(&rs, 2, ss.data, ss.len);
+    pb_bytes(out, 1, rs.data, rs.len);
+    nk_buf_free(&ss);
+    nk_buf_free(&scope);
+    nk_buf_free(&res);
+    nk_buf_free(&rs);
+    nk_buf_free(&sp);
+    nk_buf_free(&st);
+}
+
 /* -------------------------------------------------------------- export */
 
-struct obs_otlp_exporter {
+/* Where one signal goes. */
+struct target {
+    bool on;
     char host[300], port[8], path[512], hostport[300];
+    _Atomic uint64_t ok, failed;
+    uint64_t last_warn_ms;
+};
+
+struct obs_otlp_exporter {
+    struct target metrics, traces;
     char service[128], instance[128];
-    uint32_t interval_ms, timeout_ms;
+    uint32_t interval_ms, trace_interval_ms, timeout_ms;
     struct obs_registry *reg;
     void (*refresh)(void *ctx);
     void *refresh_ctx;
@@ -227,11 +310,9 @@ struct obs_otlp_exporter {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     bool stop;
-    _Atomic uint64_t ok, failed;
-    uint64_t last_warn_ms;
 };
 
-static nk_status parse_endpoint(struct obs_otlp_exporter *e, const char *url)
+static nk_status parse_endpoint(struct target *e, const char *url, const char *signal_path)
 {
     if (!url || strncmp(url, "http://", 7) != 0)
         return nk_status_make(NK_INVALID_ARGUMENT,
@@ -269,7 +350,7 @@ static nk_status parse_endpoint(struct obs_otlp_exporter *e, const char *url)
     }
     /* a bare endpoint gets the signal's path, as OTEL_EXPORTER_OTLP_ENDPOINT does */
     if (!slash || strcmp(slash, "/") == 0)
-        snprintf(e->path, sizeof e->path, "/v1/metrics");
+        snprintf(e->path, sizeof e->path, "%s", signal_path);
     else if (strlen(slash) < sizeof e->path)
         snprintf(e->path, sizeof e->path, "%s", slash);
     else
@@ -301,9 +382,10 @@ static bool wait_fd(int fd, short events, uint64_t deadline)
 }
 
 /* POSTs body; true on a 2xx answer. err gets the reason otherwise. */
-static bool post(struct obs_otlp_exporter *e, const struct nk_buf *body, char *err, size_t cap)
+static bool post(const struct obs_otlp_exporter *x, const struct target *e,
+                 const struct nk_buf *body, char *err, size_t cap)
 {
-    uint64_t deadline = mono_ms() + e->timeout_ms;
+    uint64_t deadline = mono_ms() + x->timeout_ms;
     struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
     struct addrinfo *res = NULL;
     int gai = getaddrinfo(e->host, e->port, &hints, &res);
@@ -363,7 +445,7 @@ static bool post(struct obs_otlp_exporter *e, const struct nk_buf *body, char *e
     size_t got = 0;
     while (got < sizeof resp - 1 && !memchr(resp, '\n', got)) {
         if (!wait_fd(fd, POLLIN, deadline)) {
-            snprintf(err, cap, "no answer from %.100s within %u ms", e->hostport, e->timeout_ms);
+            snprintf(err, cap, "no answer from %.100s within %u ms", e->hostport, x->timeout_ms);
             close(fd);
             return false;
         }
@@ -392,7 +474,25 @@ static bool post(struct obs_otlp_exporter *e, const struct nk_buf *body, char *e
     return true;
 }
 
-static void export_once(struct obs_otlp_exporter *e)
+/* Counts the outcome; a failing collector costs one line a minute, not one
+ * per export. */
+static void note(struct target *t, const char *what, bool ok, const char *err)
+{
+    if (ok) {
+        atomic_fetch_add(&t->ok, 1);
+        return;
+    }
+    atomic_fetch_add(&t->failed, 1);
+    uint64_t now = mono_ms();
+    if (t->last_warn_ms == 0 || now - t->last_warn_ms >= 60000) {
+        t->last_warn_ms = now;
+        NK_WARN(MODULE, "OTLP %s export to http://%s%s failed (%" PRIu64
+                        " failures so far; next warning in a minute at the earliest): %s",
+                what, t->hostport, t->path, atomic_load(&t->failed), err);
+    }
+}
+
+static void export_metrics(struct obs_otlp_exporter *e)
 {
     if (e->refresh)
         e->refresh(e->refresh_ctx);
@@ -406,32 +506,55 @@ static void export_once(struct obs_otlp_exporter *e)
         snprintf(err, sizeof err, "the metrics are %zu bytes, over the %u-byte export limit",
                  body.len, OBS_OTLP_MAX_BYTES);
     else
-        ok = post(e, &body, err, sizeof err);
+        ok = post(e, &e->metrics, &body, err, sizeof err);
     nk_buf_free(&body);
-    if (ok) {
-        atomic_fetch_add(&e->ok, 1);
-        return;
+    note(&e->metrics, "metrics", ok, err);
+}
+
+/* Drains the trace ring in requests of at most EXPORT_TRACES traces (each
+ * at most OBS_TRACE_MAX_SPANS spans of a few hundred bytes: far below
+ * OBS_OTLP_MAX_BYTES). */
+#define EXPORT_TRACES 128
+
+static void export_traces(struct obs_otlp_exporter *e)
+{
+    struct obs_trace *batch = nk_malloc(EXPORT_TRACES * sizeof *batch);
+    for (int round = 0; round < OBS_TRACE_RING / EXPORT_TRACES; round++) {
+        size_t n = obs_traces_take(batch, EXPORT_TRACES);
+        if (n == 0)
+            break;
+        struct timespec w, m;
+        clock_gettime(CLOCK_REALTIME, &w);
+        clock_gettime(CLOCK_MONOTONIC, &m);
+        int64_t off = ((int64_t)w.tv_sec - (int64_t)m.tv_sec) * 1000000000ll +
+                      ((int64_t)w.tv_nsec - (int64_t)m.tv_nsec);
+        struct nk_buf body;
+        nk_buf_init(&body);
+        obs_otlp_encode_traces(batch, n, e->service, e->instance, off, &body);
+        char err[256] = "";
+        bool ok = post(e, &e->traces, &body, err, sizeof err);
+        nk_buf_free(&body);
+        note(&e->traces, "trace", ok, err);
+        if (!ok)
+            break; /* the rest waits for the next try (the ring drops the oldest) */
     }
-    atomic_fetch_add(&e->failed, 1);
-    /* a missing collector costs one line a minute, not one per interval */
-    uint64_t now = mono_ms();
-    if (e->last_warn_ms == 0 || now - e->last_warn_ms >= 60000) {
-        e->last_warn_ms = now;
-        NK_WARN(MODULE, "OTLP metrics export to http://%s%s failed (%" PRIu64
-                        " failures so far; next warning in a minute at the earliest): %s",
-                e->hostport, e->path, atomic_load(&e->failed), err);
-    }
+    free(batch);
 }
 
 static void *exporter_main(void *arg)
 {
     struct obs_otlp_exporter *e = arg;
+    uint64_t next_metrics = mono_ms() + e->interval_ms;
     pthread_mutex_lock(&e->mu);
     while (!e->stop) {
+        uint64_t now = mono_ms();
+        uint64_t wait = e->metrics.on ? (next_metrics > now ? next_metrics - now : 0) : 3600000;
+        if (e->traces.on && wait > e->trace_interval_ms)
+            wait = e->trace_interval_ms;
         struct timespec dl;
         clock_gettime(CLOCK_MONOTONIC, &dl);
-        dl.tv_sec += (time_t)(e->interval_ms / 1000);
-        dl.tv_nsec += (long)(e->interval_ms % 1000) * 1000000L;
+        dl.tv_sec += (time_t)(wait / 1000);
+        dl.tv_nsec += (long)(wait % 1000) * 1000000L;
         if (dl.tv_nsec >= 1000000000L) {
             dl.tv_sec++;
             dl.tv_nsec -= 1000000000L;
@@ -441,7 +564,13 @@ static void *exporter_main(void *arg)
         if (e->stop)
             break;
         pthread_mutex_unlock(&e->mu);
-        export_once(e); /* one at a time: the next interval starts after it */
+        /* one export at a time: the next interval starts after it */
+        if (e->traces.on)
+            export_traces(e);
+        if (e->metrics.on && mono_ms() >= next_metrics) {
+            export_metrics(e);
+            next_metrics = mono_ms() + e->interval_ms;
+        }
         pthread_mutex_lock(&e->mu);
     }
     pthread_mutex_unlock(&e->mu);
@@ -450,20 +579,32 @@ static void *exporter_main(void *arg)
 
 nk_status obs_otlp_start(const struct obs_otlp_options *o, struct obs_otlp_exporter **out)
 {
+    if (!o->endpoint && !o->traces_endpoint)
+        return nk_status_make(NK_INVALID_ARGUMENT, "OTLP export needs an endpoint");
     struct obs_otlp_exporter *e = nk_calloc(1, sizeof *e);
-    nk_status s = parse_endpoint(e, o->endpoint);
+    nk_status s = NK_OK;
+    if (o->endpoint) {
+        s = parse_endpoint(&e->metrics, o->endpoint, "/v1/metrics");
+        e->metrics.on = nk_ok(s);
+    }
+    if (nk_ok(s) && o->traces_endpoint) {
+        s = parse_endpoint(&e->traces, o->traces_endpoint, "/v1/traces");
+        e->traces.on = nk_ok(s);
+    }
     if (!nk_ok(s)) {
         free(e);
         return s;
     }
     e->interval_ms = o->interval_ms ? o->interval_ms : 10000;
+    e->trace_interval_ms = o->trace_interval_ms ? o->trace_interval_ms : 1000;
     e->timeout_ms = o->timeout_ms ? o->timeout_ms : 5000;
-    if (e->interval_ms < 100 || e->interval_ms > 3600000 || e->timeout_ms > 600000) {
+    if (e->interval_ms < 100 || e->interval_ms > 3600000 || e->trace_interval_ms < 10 ||
+        e->trace_interval_ms > 3600000 || e->timeout_ms > 600000) {
         free(e);
         return nk_status_make(NK_INVALID_ARGUMENT,
-                              "OTLP interval %u ms (100..3600000) or timeout %u ms (..600000) "
-                              "out of range",
-                              o->interval_ms, o->timeout_ms);
+                              "OTLP interval %u ms (100..3600000), trace interval %u ms "
+                              "(10..3600000) or timeout %u ms (..600000) out of range",
+                              o->interval_ms, o->trace_interval_ms, o->timeout_ms);
     }
     snprintf(e->service, sizeof e->service, "%s", o->service_name ? o->service_name : "norikv");
     snprintf(e->instance, sizeof e->instance, "%s", o->instance_id ? o->instance_id : "");
@@ -504,6 +645,12 @@ void obs_otlp_stop(struct obs_otlp_exporter *e)
 
 void obs_otlp_counts(struct obs_otlp_exporter *e, uint64_t *ok, uint64_t *failed)
 {
-    *ok = atomic_load(&e->ok);
-    *failed = atomic_load(&e->failed);
+    *ok = atomic_load(&e->metrics.ok);
+    *failed = atomic_load(&e->metrics.failed);
+}
+
+void obs_otlp_trace_counts(struct obs_otlp_exporter *e, uint64_t *ok, uint64_t *failed)
+{
+    *ok = atomic_load(&e->traces.ok);
+    *failed = atomic_load(&e->traces.failed);
 }

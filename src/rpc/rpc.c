@@ -398,6 +398,21 @@ uint64_t rpc_call_arrival_ns(const struct rpc_call *c)
     return c->arrival_ns;
 }
 
+bool rpc_call_header(const struct rpc_call *c, const char *key, const char **value, size_t *len)
+{
+    size_t kl = strlen(key);
+    for (size_t i = 0; i < c->md.count; i++) {
+        const grpc_slice *k = &c->md.metadata[i].key;
+        if (GRPC_SLICE_LENGTH(*k) == kl && memcmp(GRPC_SLICE_START_PTR(*k), key, kl) == 0) {
+            const grpc_slice *v = &c->md.metadata[i].value;
+            *value = (const char *)GRPC_SLICE_START_PTR(*v);
+            *len = GRPC_SLICE_LENGTH(*v);
+            return true;
+        }
+    }
+    return false;
+}
+
 const char *rpc_call_method(const struct rpc_call *c)
 {
     return c->m ? c->m->m.name : "";

@@ -205,6 +205,13 @@ uint64_t rpc_call_deadline_mono_ns(const struct rpc_call *c);
 uint64_t rpc_call_arrival_ns(const struct rpc_call *c);
 /* The method the call was made to, as registered. */
 const char *rpc_call_method(const struct rpc_call *c);
+/*
+ * The value of the request's metadata `key` (lower-case ASCII, e.g.
+ * "traceparent"): a pointer into the call's metadata, valid until the call
+ * completes, and its length; false when absent (the first of repeated
+ * keys). Handlers only (the worker owns the metadata then).
+ */
+bool rpc_call_header(const struct rpc_call *c, const char *key, const char **value, size_t *len);
 
 /* ------------------------------------------------------- server streaming */
 

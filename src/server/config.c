@@ -36,6 +36,8 @@ enum ktype {
     K_DUR,       /* duration in the key's base unit, stored as uint64_t */
     K_ENUM,      /* stored as int (an enum) */
     K_ADDR_LIST, /* cluster.seed_nodes */
+    K_URL,       /* an http:// URL, stored as char[CONFIG_URL_MAX] */
+    K_RATIO,     /* a number in [0, 1], stored as double */
     K_V1_IGNORED /* a NoriKV v1 key this server accepts and ignores */
 };
 
@@ -90,10 +92,19 @@ static const struct key_def keys[] = {
      "true", NULL, "serve Prometheus metrics on http_addr/metrics"},
     {"telemetry.prometheus.port", K_V1_IGNORED, NO_FIELD, NO_FIELD, 0, 0, 0, NULL, NULL, "-",
      "NoriKV v1 key, ignored (metrics are served on http_addr)"},
-    {"telemetry.otlp.enabled", K_V1_IGNORED, NO_FIELD, NO_FIELD, 0, 0, 0, NULL, NULL, "-",
-     "NoriKV v1 key, ignored (no OTLP export); so is every telemetry.otlp.* key"},
-    {"telemetry.otlp.endpoint", K_V1_IGNORED, NO_FIELD, NO_FIELD, 0, 0, 0, NULL, NULL, "-",
-     "NoriKV v1 key, ignored"},
+    {"telemetry.otlp.enabled", K_BOOL, F(otlp_enabled), NO_FIELD, 0, 0, 0, NULL, "false", NULL,
+     "export metrics and traces over OTLP/HTTP (protobuf) to telemetry.otlp.endpoint"},
+    {"telemetry.otlp.endpoint", K_URL, F(otlp_endpoint), NO_FIELD, 0, 0, 0, NULL,
+     "http://127.0.0.1:4318", NULL,
+     "the collector's OTLP/HTTP base URL (/v1/metrics and /v1/traces are appended)"},
+    {"telemetry.otlp.metrics_interval", K_DUR, F(otlp_metrics_interval_ms), NO_FIELD, 100,
+     3600000, 1000, NULL, "10s", NULL, "how often metrics are exported. Bare numbers: ms"},
+    {"telemetry.otlp.trace_sample_ratio", K_RATIO, F(otlp_trace_sample_ratio), NO_FIELD, 0, 0, 0,
+     NULL, "0", NULL,
+     "share of requests without a traceparent that are traced (0..1); requests with one follow "
+     "its sampled flag"},
+    {"telemetry.otlp.timeout", K_DUR, F(otlp_timeout_ms), NO_FIELD, 100, 600000, 1000, NULL,
+     "5s", NULL, "longest wait for the collector per export. Bare numbers: ms"},
     {"storage.wal_fsync", K_ENUM, F(wal_fsync), NO_FIELD, 0, 0, 0, fsync_names, "always", NULL,
      "always: fdatasync before acknowledging; batch: fdatasync every group_commit_window; os: "
      "never"},
@@ -129,8 +140,6 @@ static const struct key_def keys[] = {
 };
 #define NKEYS ((int)NK_ARRAY_LEN(keys))
 
-/* NoriKV v1 subtrees accepted whole (with one warning) whatever they hold. */
-static const char *const v1_ignored_subtrees[] = {"telemetry.otlp"};
 
 /* ------------------------------------------------------------- utilities */
 
@@ -178,14 +187,6 @@ static bool is_section(const char *prefix)
     size_t n = strlen(prefix);
     for (int i = 0; i < NKEYS; i++)
         if (strncmp(keys[i].key, prefix, n) == 0 && keys[i].key[n] == '.')
-            return true;
-    return false;
-}
-
-static bool is_ignored_subtree(const char *key)
-{
-    for (size_t i = 0; i < NK_ARRAY_LEN(v1_ignored_subtrees); i++)
-        if (strcmp(key, v1_ignored_subtrees[i]) == 0)
             return true;
     return false;
 }
@@ -566,6 +567,28 @@ static nk_status set_scalar(struct config *c, const struct key_def *d, const cha
         memcpy(field(c, d), text, n + 1);
         break;
     }
+    case K_URL: {
+        size_t n = strlen(text);
+        if (n >= CONFIG_URL_MAX || strncmp(text, "http://", 7) != 0 || n == 7 ||
+            !clean_utf8(text) || strchr(text, ' '))
+            return nk_status_make(NK_INVALID_ARGUMENT,
+                                  "%s: expected an http:// URL of at most %d bytes without "
+                                  "spaces, got \"%.80s\"",
+                                  where, CONFIG_URL_MAX - 1, text);
+        memcpy(field(c, d), text, n + 1);
+        break;
+    }
+    case K_RATIO: {
+        char *end = NULL;
+        errno = 0;
+        double v = strtod(text, &end);
+        if (!plain || !*text || *end || errno || !(v >= 0.0 && v <= 1.0))
+            return nk_status_make(NK_INVALID_ARGUMENT,
+                                  "%s: expected a number from 0 to 1 (such as 0.01), got \"%.80s\"",
+                                  where, text);
+        *(double *)field(c, d) = v;
+        break;
+    }
     case K_BOOL: {
         bool v;
         if (!plain || !parse_bool(text, &v))
@@ -840,11 +863,6 @@ static nk_status walk_mapping(const struct yaml_ctx *y, const yaml_node_t *m, co
                                       "%lu)", y->name, line_of(k), full, line_of(qk));
         }
 
-        if (is_ignored_subtree(full)) {
-            add_warning(y->c, "%s:%lu: %s is a NoriKV v1 setting this server does not use; "
-                        "ignored", y->name, line_of(k), full);
-            continue;
-        }
         const struct key_def *d = find_key(full);
         if (d && d->type == K_V1_IGNORED) {
             add_warning(y->c, "%s:%lu: %s is a NoriKV v1 setting this server does not use; "
@@ -1250,6 +1268,10 @@ static const char *value_hint(const struct key_def *d)
         return "NAME";
     case K_ADDR_LIST:
         return "HOST:PORT,...";
+    case K_URL:
+        return "URL";
+    case K_RATIO:
+        return "RATIO";
     case K_V1_IGNORED:
         return "VALUE";
     }
@@ -1370,7 +1392,12 @@ void config_dump(const struct config *c, struct nk_buf *out)
         case K_ID:
         case K_ADDR:
         case K_PATH:
+        case K_URL:
             put_quoted(out, field(cc, d));
+            break;
+        case K_RATIO:
+            snprintf(tmp, sizeof tmp, "%g", *(double *)field(cc, d));
+            nk_buf_append(out, tmp, strlen(tmp));
             break;
         case K_BOOL:
             snprintf(tmp, sizeof tmp, "%s", *(bool *)field(cc, d) ? "true" : "false");

@@ -36,6 +36,7 @@
 
 #define CONFIG_ADDR_MAX     272  /* host (<= 253) + brackets + ":65535" + NUL */
 #define CONFIG_PATH_MAX     4096 /* data_dir and the config path, incl. NUL */
+#define CONFIG_URL_MAX      512  /* telemetry.otlp.endpoint, incl. NUL */
 #define CONFIG_NODE_ID_MAX  128  /* incl. NUL */
 #define CONFIG_MAX_SEEDS    64   /* cluster.seed_nodes entries */
 #define CONFIG_MAX_WARNINGS 32   /* further warnings are counted, not kept */
@@ -73,6 +74,11 @@ struct config {
 
     /* telemetry */
     bool prometheus_enabled; /* serve /metrics */
+    /* OTLP export (telemetry.otlp.*; docs/observability.md) */
+    bool otlp_enabled;
+    char otlp_endpoint[CONFIG_URL_MAX];
+    uint64_t otlp_metrics_interval_ms, otlp_timeout_ms;
+    double otlp_trace_sample_ratio;
 
     /* storage */
     enum config_fsync wal_fsync;

@@ -125,7 +125,11 @@ int main(int argc, char **argv)
     struct api_options ao = {.node = node,
                              .node_id = cfg.node_id,
                              .prometheus_enabled = cfg.prometheus_enabled,
-                             .vector_memory_budget = cfg.vector_memory_budget};
+                             .vector_memory_budget = cfg.vector_memory_budget,
+                             .otlp_endpoint = cfg.otlp_enabled ? cfg.otlp_endpoint : NULL,
+                             .otlp_metrics_interval_ms = (uint32_t)cfg.otlp_metrics_interval_ms,
+                             .otlp_timeout_ms = (uint32_t)cfg.otlp_timeout_ms,
+                             .otlp_trace_sample_ratio = cfg.otlp_trace_sample_ratio};
     struct api *api = NULL;
     struct rpc_server *rpc = NULL;
     s = api_new(&ao, &api);

@@ -72,7 +72,7 @@ static nk_status load_text(struct config *c, const char *text)
 
 /* -------------------------------------------------------------- NoriKV v1 */
 
-NK_TEST(norikv_v1_yaml_of_issue_4_loads_unchanged_with_a_warning_for_otlp)
+NK_TEST(norikv_v1_yaml_of_issue_4_loads_unchanged_with_its_otlp_keys_live)
 {
     char yaml[1024], path[1024], data[1024];
     snprintf(data, sizeof data, "%s/data", nk_test_tmpdir());
@@ -97,7 +97,8 @@ NK_TEST(norikv_v1_yaml_of_issue_4_loads_unchanged_with_a_warning_for_otlp)
     NK_CHECK(strcmp(c.config_path, path) == 0);
     /* http_addr was not configured: the default, marked as such */
     NK_CHECK(strcmp(c.http_addr, CONFIG_DEFAULT_HTTP_ADDR) == 0 && !c.http_addr_explicit);
-    NK_CHECK(c.n_warnings == 1 && has_warning(&c, "telemetry.otlp") && has_warning(&c, ":1:"));
+    NK_CHECK(c.n_warnings == 0);
+    NK_CHECK(!c.otlp_enabled);
 
     /* the same in block style, quoted as v1's documentation writes it */
     snprintf(yaml, sizeof yaml,
@@ -122,9 +123,9 @@ NK_TEST(norikv_v1_yaml_of_issue_4_loads_unchanged_with_a_warning_for_otlp)
     NK_REQUIRE_OK(run_args(&c, &help, "--config", path, NULL));
     NK_CHECK(c.total_shards == 256 && !c.prometheus_enabled && c.replication_factor == 1);
     NK_CHECK(strcmp(c.http_addr, "127.0.0.1:47124") == 0 && c.http_addr_explicit);
-    NK_CHECK(c.n_warnings == 2);
+    NK_CHECK(c.n_warnings == 1);
     NK_CHECK(has_warning(&c, "v1-block.yaml:13: telemetry.prometheus.port"));
-    NK_CHECK(has_warning(&c, ":14: telemetry.otlp"));
+    NK_CHECK(!c.otlp_enabled && strcmp(c.otlp_endpoint, "http://otlp-collector:4317") == 0);
 }
 
 NK_TEST(defaults_without_a_file_are_those_of_the_contract)
@@ -656,6 +657,35 @@ NK_TEST(bad_command_lines_are_errors_naming_the_flag)
     NK_CHECK(error_says(run_args(&c, &help, "--ephemeral", "false", NULL), NK_INVALID_ARGUMENT,
                         "write --ephemeral=false", NULL));
     /* v1 flags that are accepted and ignored */
-    NK_REQUIRE_OK(run_args(&c, &help, "--telemetry-otlp-enabled", "true", NULL));
-    NK_CHECK(has_warning(&c, "--telemetry-otlp-enabled"));
+    NK_REQUIRE_OK(run_args(&c, &help, "--telemetry-prometheus-port", "9090", NULL));
+    NK_CHECK(has_warning(&c, "--telemetry-prometheus-port"));
+}
+
+NK_TEST(otlp_keys_take_an_http_url_and_a_ratio_and_refuse_anything_else_naming_the_key)
+{
+    struct config c;
+    bool help;
+    NK_REQUIRE_OK(run_args(&c, &help, NULL));
+    NK_CHECK(!c.otlp_enabled && strcmp(c.otlp_endpoint, "http://127.0.0.1:4318") == 0);
+    NK_CHECK(c.otlp_trace_sample_ratio == 0 && c.otlp_metrics_interval_ms == 10000 &&
+             c.otlp_timeout_ms == 5000);
+    NK_REQUIRE_OK(run_args(&c, &help, "--telemetry-otlp-enabled", "--telemetry-otlp-endpoint",
+                           "http://collector:4318/base", "--telemetry-otlp-trace-sample-ratio",
+                           "0.125", "--telemetry-otlp-metrics-interval", "2s", NULL));
+    NK_CHECK(c.otlp_enabled && strcmp(c.otlp_endpoint, "http://collector:4318/base") == 0);
+    NK_CHECK(c.otlp_trace_sample_ratio == 0.125 && c.otlp_metrics_interval_ms == 2000);
+    static const char *const bad_urls[] = {"https://collector:4318", "collector:4318", "http://",
+                                           "http://a b", ""};
+    for (size_t i = 0; i < NK_ARRAY_LEN(bad_urls); i++)
+        NK_CHECK(error_says(run_args(&c, &help, "--telemetry-otlp-endpoint", bad_urls[i], NULL),
+                            NK_INVALID_ARGUMENT, "--telemetry-otlp-endpoint", "http:// URL",
+                            NULL));
+    static const char *const bad_ratios[] = {"-0.1", "1.5", "nan", "half", "0.5x", ""};
+    for (size_t i = 0; i < NK_ARRAY_LEN(bad_ratios); i++)
+        NK_CHECK(error_says(
+            run_args(&c, &help, "--telemetry-otlp-trace-sample-ratio", bad_ratios[i], NULL),
+            NK_INVALID_ARGUMENT, "--telemetry-otlp-trace-sample-ratio", "from 0 to 1", NULL));
+    NK_CHECK(error_says(run_args(&c, &help, "--telemetry-otlp-metrics-interval", "10ms", NULL),
+                        NK_INVALID_ARGUMENT, "--telemetry-otlp-metrics-interval", "out of range",
+                        NULL));
 }

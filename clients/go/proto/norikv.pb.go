@@ -2100,6 +2100,238 @@ func (x *BatchResponse) GetResults() []*BatchOpResult {
 	return nil
 }
 
+// (ext) Meta.WatchEvents: which events to send.
+type EventsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Send events whose seq is greater (0: every event the node still holds).
+	// Past the newest event: INVALID_ARGUMENT (sequence numbers restart with
+	// the server).
+	Since uint64 `protobuf:"varint,1,opt,name=since,proto3" json:"since,omitempty"`
+	// Event kinds to send ("flush", "leader_change", ...); empty: all. Gap
+	// markers are always sent.
+	Kinds         []string `protobuf:"bytes,2,rep,name=kinds,proto3" json:"kinds,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EventsRequest) Reset() {
+	*x = EventsRequest{}
+	mi := &file_norikv_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EventsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EventsRequest) ProtoMessage() {}
+
+func (x *EventsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_norikv_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EventsRequest.ProtoReflect.Descriptor instead.
+func (*EventsRequest) Descriptor() ([]byte, []int) {
+	return file_norikv_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *EventsRequest) GetSince() uint64 {
+	if x != nil {
+		return x.Since
+	}
+	return 0
+}
+
+func (x *EventsRequest) GetKinds() []string {
+	if x != nil {
+		return x.Kinds
+	}
+	return nil
+}
+
+// (ext) One event of a node (the VizEvent of docs/observability.md). The
+// typed fields that do not apply to the kind are zero / empty.
+type Event struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Seq           uint64                 `protobuf:"varint,1,opt,name=seq,proto3" json:"seq,omitempty"`
+	TimeMs        uint64                 `protobuf:"varint,2,opt,name=time_ms,json=timeMs,proto3" json:"time_ms,omitempty"` // ms since the Unix epoch
+	Kind          string                 `protobuf:"bytes,3,opt,name=kind,proto3" json:"kind,omitempty"`                    // "gap": this stream missed `missed` events
+	Shard         int64                  `protobuf:"varint,4,opt,name=shard,proto3" json:"shard,omitempty"`                 // -1: not about one shard
+	Message       string                 `protobuf:"bytes,5,opt,name=message,proto3" json:"message,omitempty"`
+	Term          uint64                 `protobuf:"varint,6,opt,name=term,proto3" json:"term,omitempty"`
+	Level         int32                  `protobuf:"varint,7,opt,name=level,proto3" json:"level,omitempty"`                       // LSM input level
+	OutLevel      int32                  `protobuf:"varint,8,opt,name=out_level,json=outLevel,proto3" json:"out_level,omitempty"` // LSM output level
+	BytesIn       uint64                 `protobuf:"varint,9,opt,name=bytes_in,json=bytesIn,proto3" json:"bytes_in,omitempty"`
+	BytesOut      uint64                 `protobuf:"varint,10,opt,name=bytes_out,json=bytesOut,proto3" json:"bytes_out,omitempty"`
+	FilesIn       uint64                 `protobuf:"varint,11,opt,name=files_in,json=filesIn,proto3" json:"files_in,omitempty"`
+	FilesOut      uint64                 `protobuf:"varint,12,opt,name=files_out,json=filesOut,proto3" json:"files_out,omitempty"`
+	DurationUs    uint64                 `protobuf:"varint,13,opt,name=duration_us,json=durationUs,proto3" json:"duration_us,omitempty"`
+	Count         uint64                 `protobuf:"varint,14,opt,name=count,proto3" json:"count,omitempty"`
+	Node          string                 `protobuf:"bytes,15,opt,name=node,proto3" json:"node,omitempty"`
+	Role          string                 `protobuf:"bytes,16,opt,name=role,proto3" json:"role,omitempty"`
+	Missed        uint64                 `protobuf:"varint,17,opt,name=missed,proto3" json:"missed,omitempty"` // kind "gap" only
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Event) Reset() {
+	*x = Event{}
+	mi := &file_norikv_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Event) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Event) ProtoMessage() {}
+
+func (x *Event) ProtoReflect() protoreflect.Message {
+	mi := &file_norikv_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Event.ProtoReflect.Descriptor instead.
+func (*Event) Descriptor() ([]byte, []int) {
+	return file_norikv_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *Event) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+func (x *Event) GetTimeMs() uint64 {
+	if x != nil {
+		return x.TimeMs
+	}
+	return 0
+}
+
+func (x *Event) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *Event) GetShard() int64 {
+	if x != nil {
+		return x.Shard
+	}
+	return 0
+}
+
+func (x *Event) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+func (x *Event) GetTerm() uint64 {
+	if x != nil {
+		return x.Term
+	}
+	return 0
+}
+
+func (x *Event) GetLevel() int32 {
+	if x != nil {
+		return x.Level
+	}
+	return 0
+}
+
+func (x *Event) GetOutLevel() int32 {
+	if x != nil {
+		return x.OutLevel
+	}
+	return 0
+}
+
+func (x *Event) GetBytesIn() uint64 {
+	if x != nil {
+		return x.BytesIn
+	}
+	return 0
+}
+
+func (x *Event) GetBytesOut() uint64 {
+	if x != nil {
+		return x.BytesOut
+	}
+	return 0
+}
+
+func (x *Event) GetFilesIn() uint64 {
+	if x != nil {
+		return x.FilesIn
+	}
+	return 0
+}
+
+func (x *Event) GetFilesOut() uint64 {
+	if x != nil {
+		return x.FilesOut
+	}
+	return 0
+}
+
+func (x *Event) GetDurationUs() uint64 {
+	if x != nil {
+		return x.DurationUs
+	}
+	return 0
+}
+
+func (x *Event) GetCount() uint64 {
+	if x != nil {
+		return x.Count
+	}
+	return 0
+}
+
+func (x *Event) GetNode() string {
+	if x != nil {
+		return x.Node
+	}
+	return ""
+}
+
+func (x *Event) GetRole() string {
+	if x != nil {
+		return x.Role
+	}
+	return ""
+}
+
+func (x *Event) GetMissed() uint64 {
+	if x != nil {
+		return x.Missed
+	}
+	return 0
+}
+
 var File_norikv_proto protoreflect.FileDescriptor
 
 const file_norikv_proto_rawDesc = "" +
@@ -2255,7 +2487,30 @@ const file_norikv_proto_rawDesc = "" +
 	"\rBatchResponse\x12\x18\n" +
 	"\aapplied\x18\x01 \x01(\bR\aapplied\x12,\n" +
 	"\aversion\x18\x02 \x01(\v2\x12.norikv.v1.VersionR\aversion\x122\n" +
-	"\aresults\x18\x03 \x03(\v2\x18.norikv.v1.BatchOpResultR\aresults*\x99\x01\n" +
+	"\aresults\x18\x03 \x03(\v2\x18.norikv.v1.BatchOpResultR\aresults\";\n" +
+	"\rEventsRequest\x12\x14\n" +
+	"\x05since\x18\x01 \x01(\x04R\x05since\x12\x14\n" +
+	"\x05kinds\x18\x02 \x03(\tR\x05kinds\"\xa4\x03\n" +
+	"\x05Event\x12\x10\n" +
+	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12\x17\n" +
+	"\atime_ms\x18\x02 \x01(\x04R\x06timeMs\x12\x12\n" +
+	"\x04kind\x18\x03 \x01(\tR\x04kind\x12\x14\n" +
+	"\x05shard\x18\x04 \x01(\x03R\x05shard\x12\x18\n" +
+	"\amessage\x18\x05 \x01(\tR\amessage\x12\x12\n" +
+	"\x04term\x18\x06 \x01(\x04R\x04term\x12\x14\n" +
+	"\x05level\x18\a \x01(\x05R\x05level\x12\x1b\n" +
+	"\tout_level\x18\b \x01(\x05R\boutLevel\x12\x19\n" +
+	"\bbytes_in\x18\t \x01(\x04R\abytesIn\x12\x1b\n" +
+	"\tbytes_out\x18\n" +
+	" \x01(\x04R\bbytesOut\x12\x19\n" +
+	"\bfiles_in\x18\v \x01(\x04R\afilesIn\x12\x1b\n" +
+	"\tfiles_out\x18\f \x01(\x04R\bfilesOut\x12\x1f\n" +
+	"\vduration_us\x18\r \x01(\x04R\n" +
+	"durationUs\x12\x14\n" +
+	"\x05count\x18\x0e \x01(\x04R\x05count\x12\x12\n" +
+	"\x04node\x18\x0f \x01(\tR\x04node\x12\x12\n" +
+	"\x04role\x18\x10 \x01(\tR\x04role\x12\x16\n" +
+	"\x06missed\x18\x11 \x01(\x04R\x06missed*\x99\x01\n" +
 	"\x10DistanceFunction\x12!\n" +
 	"\x1dDISTANCE_FUNCTION_UNSPECIFIED\x10\x00\x12\x1f\n" +
 	"\x1bDISTANCE_FUNCTION_EUCLIDEAN\x10\x01\x12\x1c\n" +
@@ -2270,9 +2525,10 @@ const file_norikv_proto_rawDesc = "" +
 	"\x03Get\x12\x15.norikv.v1.GetRequest\x1a\x16.norikv.v1.GetResponse\x12=\n" +
 	"\x06Delete\x12\x18.norikv.v1.DeleteRequest\x1a\x19.norikv.v1.DeleteResponse\x12:\n" +
 	"\x05Range\x12\x17.norikv.v1.RangeRequest\x1a\x18.norikv.v1.RangeResponse\x12:\n" +
-	"\x05Batch\x12\x17.norikv.v1.BatchRequest\x1a\x18.norikv.v1.BatchResponse2H\n" +
+	"\x05Batch\x12\x17.norikv.v1.BatchRequest\x1a\x18.norikv.v1.BatchResponse2\x85\x01\n" +
 	"\x04Meta\x12@\n" +
-	"\fWatchCluster\x12\x16.norikv.v1.ClusterView\x1a\x16.norikv.v1.ClusterView0\x012\x81\x01\n" +
+	"\fWatchCluster\x12\x16.norikv.v1.ClusterView\x1a\x16.norikv.v1.ClusterView0\x01\x12;\n" +
+	"\vWatchEvents\x12\x18.norikv.v1.EventsRequest\x1a\x10.norikv.v1.Event0\x012\x81\x01\n" +
 	"\x05Admin\x12;\n" +
 	"\rTransferShard\x12\x14.norikv.v1.ShardInfo\x1a\x14.norikv.v1.ShardInfo\x12;\n" +
 	"\rSnapshotShard\x12\x14.norikv.v1.ShardInfo\x1a\x14.norikv.v1.ShardInfo2\xd9\x03\n" +
@@ -2298,7 +2554,7 @@ func file_norikv_proto_rawDescGZIP() []byte {
 }
 
 var file_norikv_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_norikv_proto_msgTypes = make([]protoimpl.MessageInfo, 35)
+var file_norikv_proto_msgTypes = make([]protoimpl.MessageInfo, 37)
 var file_norikv_proto_goTypes = []any{
 	(DistanceFunction)(0),             // 0: norikv.v1.DistanceFunction
 	(VectorIndexType)(0),              // 1: norikv.v1.VectorIndexType
@@ -2334,16 +2590,18 @@ var file_norikv_proto_goTypes = []any{
 	(*BatchRequest)(nil),              // 31: norikv.v1.BatchRequest
 	(*BatchOpResult)(nil),             // 32: norikv.v1.BatchOpResult
 	(*BatchResponse)(nil),             // 33: norikv.v1.BatchResponse
-	nil,                               // 34: norikv.v1.PutResponse.MetaEntry
-	nil,                               // 35: norikv.v1.GetResponse.MetaEntry
-	nil,                               // 36: norikv.v1.CreateVectorIndexResponse.MetaEntry
+	(*EventsRequest)(nil),             // 34: norikv.v1.EventsRequest
+	(*Event)(nil),                     // 35: norikv.v1.Event
+	nil,                               // 36: norikv.v1.PutResponse.MetaEntry
+	nil,                               // 37: norikv.v1.GetResponse.MetaEntry
+	nil,                               // 38: norikv.v1.CreateVectorIndexResponse.MetaEntry
 }
 var file_norikv_proto_depIdxs = []int32{
 	2,  // 0: norikv.v1.PutRequest.if_match:type_name -> norikv.v1.Version
 	2,  // 1: norikv.v1.PutResponse.version:type_name -> norikv.v1.Version
-	34, // 2: norikv.v1.PutResponse.meta:type_name -> norikv.v1.PutResponse.MetaEntry
+	36, // 2: norikv.v1.PutResponse.meta:type_name -> norikv.v1.PutResponse.MetaEntry
 	2,  // 3: norikv.v1.GetResponse.version:type_name -> norikv.v1.Version
-	35, // 4: norikv.v1.GetResponse.meta:type_name -> norikv.v1.GetResponse.MetaEntry
+	37, // 4: norikv.v1.GetResponse.meta:type_name -> norikv.v1.GetResponse.MetaEntry
 	2,  // 5: norikv.v1.DeleteRequest.if_match:type_name -> norikv.v1.Version
 	2,  // 6: norikv.v1.DeleteResponse.version:type_name -> norikv.v1.Version
 	10, // 7: norikv.v1.ShardInfo.replicas:type_name -> norikv.v1.ShardReplica
@@ -2351,7 +2609,7 @@ var file_norikv_proto_depIdxs = []int32{
 	11, // 9: norikv.v1.ClusterView.shards:type_name -> norikv.v1.ShardInfo
 	0,  // 10: norikv.v1.CreateVectorIndexRequest.distance:type_name -> norikv.v1.DistanceFunction
 	1,  // 11: norikv.v1.CreateVectorIndexRequest.index_type:type_name -> norikv.v1.VectorIndexType
-	36, // 12: norikv.v1.CreateVectorIndexResponse.meta:type_name -> norikv.v1.CreateVectorIndexResponse.MetaEntry
+	38, // 12: norikv.v1.CreateVectorIndexResponse.meta:type_name -> norikv.v1.CreateVectorIndexResponse.MetaEntry
 	2,  // 13: norikv.v1.VectorInsertResponse.version:type_name -> norikv.v1.Version
 	13, // 14: norikv.v1.VectorSearchResponse.matches:type_name -> norikv.v1.VectorMatch
 	2,  // 15: norikv.v1.RangeEntry.version:type_name -> norikv.v1.Version
@@ -2370,30 +2628,32 @@ var file_norikv_proto_depIdxs = []int32{
 	26, // 28: norikv.v1.Kv.Range:input_type -> norikv.v1.RangeRequest
 	31, // 29: norikv.v1.Kv.Batch:input_type -> norikv.v1.BatchRequest
 	12, // 30: norikv.v1.Meta.WatchCluster:input_type -> norikv.v1.ClusterView
-	11, // 31: norikv.v1.Admin.TransferShard:input_type -> norikv.v1.ShardInfo
-	11, // 32: norikv.v1.Admin.SnapshotShard:input_type -> norikv.v1.ShardInfo
-	14, // 33: norikv.v1.Vector.CreateIndex:input_type -> norikv.v1.CreateVectorIndexRequest
-	16, // 34: norikv.v1.Vector.DropIndex:input_type -> norikv.v1.DropVectorIndexRequest
-	18, // 35: norikv.v1.Vector.Insert:input_type -> norikv.v1.VectorInsertRequest
-	20, // 36: norikv.v1.Vector.Delete:input_type -> norikv.v1.VectorDeleteRequest
-	22, // 37: norikv.v1.Vector.Search:input_type -> norikv.v1.VectorSearchRequest
-	24, // 38: norikv.v1.Vector.Get:input_type -> norikv.v1.VectorGetRequest
-	4,  // 39: norikv.v1.Kv.Put:output_type -> norikv.v1.PutResponse
-	6,  // 40: norikv.v1.Kv.Get:output_type -> norikv.v1.GetResponse
-	8,  // 41: norikv.v1.Kv.Delete:output_type -> norikv.v1.DeleteResponse
-	29, // 42: norikv.v1.Kv.Range:output_type -> norikv.v1.RangeResponse
-	33, // 43: norikv.v1.Kv.Batch:output_type -> norikv.v1.BatchResponse
-	12, // 44: norikv.v1.Meta.WatchCluster:output_type -> norikv.v1.ClusterView
-	11, // 45: norikv.v1.Admin.TransferShard:output_type -> norikv.v1.ShardInfo
-	11, // 46: norikv.v1.Admin.SnapshotShard:output_type -> norikv.v1.ShardInfo
-	15, // 47: norikv.v1.Vector.CreateIndex:output_type -> norikv.v1.CreateVectorIndexResponse
-	17, // 48: norikv.v1.Vector.DropIndex:output_type -> norikv.v1.DropVectorIndexResponse
-	19, // 49: norikv.v1.Vector.Insert:output_type -> norikv.v1.VectorInsertResponse
-	21, // 50: norikv.v1.Vector.Delete:output_type -> norikv.v1.VectorDeleteResponse
-	23, // 51: norikv.v1.Vector.Search:output_type -> norikv.v1.VectorSearchResponse
-	25, // 52: norikv.v1.Vector.Get:output_type -> norikv.v1.VectorGetResponse
-	39, // [39:53] is the sub-list for method output_type
-	25, // [25:39] is the sub-list for method input_type
+	34, // 31: norikv.v1.Meta.WatchEvents:input_type -> norikv.v1.EventsRequest
+	11, // 32: norikv.v1.Admin.TransferShard:input_type -> norikv.v1.ShardInfo
+	11, // 33: norikv.v1.Admin.SnapshotShard:input_type -> norikv.v1.ShardInfo
+	14, // 34: norikv.v1.Vector.CreateIndex:input_type -> norikv.v1.CreateVectorIndexRequest
+	16, // 35: norikv.v1.Vector.DropIndex:input_type -> norikv.v1.DropVectorIndexRequest
+	18, // 36: norikv.v1.Vector.Insert:input_type -> norikv.v1.VectorInsertRequest
+	20, // 37: norikv.v1.Vector.Delete:input_type -> norikv.v1.VectorDeleteRequest
+	22, // 38: norikv.v1.Vector.Search:input_type -> norikv.v1.VectorSearchRequest
+	24, // 39: norikv.v1.Vector.Get:input_type -> norikv.v1.VectorGetRequest
+	4,  // 40: norikv.v1.Kv.Put:output_type -> norikv.v1.PutResponse
+	6,  // 41: norikv.v1.Kv.Get:output_type -> norikv.v1.GetResponse
+	8,  // 42: norikv.v1.Kv.Delete:output_type -> norikv.v1.DeleteResponse
+	29, // 43: norikv.v1.Kv.Range:output_type -> norikv.v1.RangeResponse
+	33, // 44: norikv.v1.Kv.Batch:output_type -> norikv.v1.BatchResponse
+	12, // 45: norikv.v1.Meta.WatchCluster:output_type -> norikv.v1.ClusterView
+	35, // 46: norikv.v1.Meta.WatchEvents:output_type -> norikv.v1.Event
+	11, // 47: norikv.v1.Admin.TransferShard:output_type -> norikv.v1.ShardInfo
+	11, // 48: norikv.v1.Admin.SnapshotShard:output_type -> norikv.v1.ShardInfo
+	15, // 49: norikv.v1.Vector.CreateIndex:output_type -> norikv.v1.CreateVectorIndexResponse
+	17, // 50: norikv.v1.Vector.DropIndex:output_type -> norikv.v1.DropVectorIndexResponse
+	19, // 51: norikv.v1.Vector.Insert:output_type -> norikv.v1.VectorInsertResponse
+	21, // 52: norikv.v1.Vector.Delete:output_type -> norikv.v1.VectorDeleteResponse
+	23, // 53: norikv.v1.Vector.Search:output_type -> norikv.v1.VectorSearchResponse
+	25, // 54: norikv.v1.Vector.Get:output_type -> norikv.v1.VectorGetResponse
+	40, // [40:55] is the sub-list for method output_type
+	25, // [25:40] is the sub-list for method input_type
 	25, // [25:25] is the sub-list for extension type_name
 	25, // [25:25] is the sub-list for extension extendee
 	0,  // [0:25] is the sub-list for field type_name
@@ -2410,7 +2670,7 @@ func file_norikv_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_norikv_proto_rawDesc), len(file_norikv_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   35,
+			NumMessages:   37,
 			NumExtensions: 0,
 			NumServices:   4,
 		},

@@ -282,6 +282,7 @@ var Kv_ServiceDesc = grpc.ServiceDesc{
 
 const (
 	Meta_WatchCluster_FullMethodName = "/norikv.v1.Meta/WatchCluster"
+	Meta_WatchEvents_FullMethodName  = "/norikv.v1.Meta/WatchEvents"
 )
 
 // MetaClient is the client API for Meta service.
@@ -291,6 +292,9 @@ type MetaClient interface {
 	// Sends the current view at once when it is newer than the client's, then
 	// one message per change; the stream stays open.
 	WatchCluster(ctx context.Context, in *ClusterView, opts ...grpc.CallOption) (grpc.ServerStreamingClient[ClusterView], error)
+	// (ext) The node's event stream (docs/observability.md, "The event
+	// stream"): the events after `since` still held, then each new one.
+	WatchEvents(ctx context.Context, in *EventsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[Event], error)
 }
 
 type metaClient struct {
@@ -320,6 +324,25 @@ func (c *metaClient) WatchCluster(ctx context.Context, in *ClusterView, opts ...
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Meta_WatchClusterClient = grpc.ServerStreamingClient[ClusterView]
 
+func (c *metaClient) WatchEvents(ctx context.Context, in *EventsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[Event], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Meta_ServiceDesc.Streams[1], Meta_WatchEvents_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[EventsRequest, Event]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Meta_WatchEventsClient = grpc.ServerStreamingClient[Event]
+
 // MetaServer is the server API for Meta service.
 // All implementations must embed UnimplementedMetaServer
 // for forward compatibility.
@@ -327,6 +350,9 @@ type MetaServer interface {
 	// Sends the current view at once when it is newer than the client's, then
 	// one message per change; the stream stays open.
 	WatchCluster(*ClusterView, grpc.ServerStreamingServer[ClusterView]) error
+	// (ext) The node's event stream (docs/observability.md, "The event
+	// stream"): the events after `since` still held, then each new one.
+	WatchEvents(*EventsRequest, grpc.ServerStreamingServer[Event]) error
 	mustEmbedUnimplementedMetaServer()
 }
 
@@ -339,6 +365,9 @@ type UnimplementedMetaServer struct{}
 
 func (UnimplementedMetaServer) WatchCluster(*ClusterView, grpc.ServerStreamingServer[ClusterView]) error {
 	return status.Error(codes.Unimplemented, "method WatchCluster not implemented")
+}
+func (UnimplementedMetaServer) WatchEvents(*EventsRequest, grpc.ServerStreamingServer[Event]) error {
+	return status.Error(codes.Unimplemented, "method WatchEvents not implemented")
 }
 func (UnimplementedMetaServer) mustEmbedUnimplementedMetaServer() {}
 func (UnimplementedMetaServer) testEmbeddedByValue()              {}
@@ -372,6 +401,17 @@ func _Meta_WatchCluster_Handler(srv interface{}, stream grpc.ServerStream) error
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Meta_WatchClusterServer = grpc.ServerStreamingServer[ClusterView]
 
+func _Meta_WatchEvents_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(EventsRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(MetaServer).WatchEvents(m, &grpc.GenericServerStream[EventsRequest, Event]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Meta_WatchEventsServer = grpc.ServerStreamingServer[Event]
+
 // Meta_ServiceDesc is the grpc.ServiceDesc for Meta service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -383,6 +423,11 @@ var Meta_ServiceDesc = grpc.ServiceDesc{
 		{
 			StreamName:    "WatchCluster",
 			Handler:       _Meta_WatchCluster_Handler,
+			ServerStreams: true,
+		},
+		{
+			StreamName:    "WatchEvents",
+			Handler:       _Meta_WatchEvents_Handler,
 			ServerStreams: true,
 		},
 	},

@@ -35,7 +35,7 @@ def test_generated_code_comes_from_the_project_proto() -> None:
     }
     services = pb.DESCRIPTOR.services_by_name
     assert [m.name for m in services["Kv"].methods] == ["Put", "Get", "Delete", "Range", "Batch"]
-    assert [m.name for m in services["Meta"].methods] == ["WatchCluster"]
+    assert [m.name for m in services["Meta"].methods] == ["WatchCluster", "WatchEvents"]
     assert services["Meta"].methods[0].server_streaming
 
 

@@ -29,11 +29,12 @@ static const char *const METHODS[] = {
     "/norikv.v1.Kv/Put",          "/norikv.v1.Kv/Get",
     "/norikv.v1.Kv/Delete",       "/norikv.v1.Meta/WatchCluster",
     "/norikv.v1.Admin/TransferShard", "/norikv.v1.Admin/SnapshotShard",
-    "/norikv.v1.Vector/Search",   "/norikv.v1.Kv/Increment",
-    "/norikv.v1.Kv/Range",        "/norikv.v1.Kv/Batch",
+    "/norikv.v1.Vector/Search",   "/norikv.v1.Meta/WatchEvents",
+    "/norikv.v1.Kv/Increment",    "/norikv.v1.Kv/Range",
+    "/norikv.v1.Kv/Batch",
 };
 enum {
-    M_PUT, M_GET, M_DELETE, M_WATCH, M_TRANSFER, M_SNAPSHOT, M_VECTOR, M_UNKNOWN,
+    M_PUT, M_GET, M_DELETE, M_WATCH, M_TRANSFER, M_SNAPSHOT, M_VECTOR, M_EVENTS, M_UNKNOWN,
     M_RANGE, M_BATCH, M_COUNT
 };
 
@@ -132,6 +133,13 @@ struct outcome {
 static void on_event(void *ctx, const struct rpc_local_event *ev)
 {
     struct outcome *o = ctx;
+    if (!ev->final && o->method == M_EVENTS) {
+        /* the event pump may get a message out before the stream closes */
+        Norikv__V1__Event *e = norikv__v1__event__unpack(NULL, ev->len, ev->data);
+        NK_ASSERT(e && e->seq >= 1 && e->kind && *e->kind);
+        norikv__v1__event__free_unpacked(e, NULL);
+        return;
+    }
     if (!ev->final) {
         NK_ASSERT(o->method == M_WATCH);
         Norikv__V1__ClusterView *v = norikv__v1__cluster_view__unpack(NULL, ev->len, ev->data);
@@ -146,7 +154,7 @@ static void on_event(void *ctx, const struct rpc_local_event *ev)
         NK_ASSERT(ev->msg && *ev->msg); /* every error says what went wrong */
     ProtobufCMessage *r = NULL;
     Norikv__V1__Version pv = NORIKV__V1__VERSION__INIT;
-    if (ev->code == NK_CODE_OK && o->method != M_WATCH) {
+    if (ev->code == NK_CODE_OK && o->method != M_WATCH && o->method != M_EVENTS) {
         switch (o->method) {
         case M_PUT: {
             Norikv__V1__PutResponse *p = norikv__v1__put_response__unpack(NULL, ev->len, ev->data);
@@ -275,9 +283,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 /* Valid requests to start from: the driver mutates these. */
 size_t LLVMFuzzerSeedCorpus(const uint8_t ***out, const size_t **lens)
 {
-    static const uint8_t *seeds[10];
-    static size_t sl[10];
-    static uint8_t bufs[10][256];
+    static const uint8_t *seeds[12];
+    static size_t sl[12];
+    static uint8_t bufs[12][256];
     size_t n = 0;
     Norikv__V1__Version v = NORIKV__V1__VERSION__INIT;
     v.term = 1;
@@ -310,6 +318,11 @@ size_t LLVMFuzzerSeedCorpus(const uint8_t ***out, const size_t **lens)
     SEED(M_DELETE, 0, delete_request, del);
     Norikv__V1__ClusterView cv = NORIKV__V1__CLUSTER_VIEW__INIT;
     SEED(M_WATCH, 0, cluster_view, cv);
+    Norikv__V1__EventsRequest er = NORIKV__V1__EVENTS_REQUEST__INIT;
+    char *kinds[] = {"flush", "leader_change"};
+    er.n_kinds = 2;
+    er.kinds = kinds;
+    SEED(M_EVENTS, 0, events_request, er);
     Norikv__V1__ShardInfo si = NORIKV__V1__SHARD_INFO__INIT;
     si.id = 3;
     SEED(M_TRANSFER, 0, shard_info, si);
