@@ -801,6 +801,7 @@ void api_free(struct api *a)
         return;
     api_shutdown(a);
     api_events_grpc_free(a);
+    api_range_free(a);
     pthread_mutex_destroy(&a->wmu);
     pthread_mutex_destroy(&a->snap_mu);
     free(a->node_id);

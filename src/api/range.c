@@ -13,7 +13,12 @@
  *
  * The barriers answer on several threads (the caller, the Ready loop, the
  * reader); a count taken under the job's mutex makes the last one run the
- * scan. Barrier waits are capped (API_RANGE_BARRIER_MS) so that one shard
+ * scan. Successes after a ReadIndex arrive on the node's reader thread, but
+ * failures (leadership lost, barrier timeout) on the Ready loop, which must
+ * not scan: when a failure is the last answer, the page is handed to a
+ * finisher thread (started on first use, at most API_RANGE_FINISH_QUEUE
+ * pages waiting; beyond that, or once stopped, the page runs inline).
+ * Barrier waits are capped (API_RANGE_BARRIER_MS) so that one shard
  * without a leader does not hold the whole page until the call's deadline.
  */
 #include <inttypes.h>
@@ -33,7 +38,10 @@ struct range_slot {
     uint32_t i;
 };
 
+#define API_RANGE_FINISH_QUEUE 1024
+
 struct range_job {
+    struct range_job *next; /* finisher queue */
     struct api *a;
     struct api_range_req req;
     api_range_done_fn done;
@@ -127,6 +135,102 @@ static void job_release(struct range_job *j)
         job_finish(j);
 }
 
+/* ------------------------------------------------------------- finisher */
+
+struct range_finisher {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    struct range_job *head, *tail;
+    uint32_t n;
+    bool started, stop;
+    pthread_t th;
+};
+
+static pthread_mutex_t g_fin_init = PTHREAD_MUTEX_INITIALIZER;
+
+static void *finisher_main(void *arg)
+{
+    struct range_finisher *f = arg;
+    pthread_mutex_lock(&f->mu);
+    for (;;) {
+        while (!f->head && !f->stop)
+            pthread_cond_wait(&f->cv, &f->mu);
+        if (!f->head)
+            break; /* stopped and drained */
+        struct range_job *j = f->head;
+        f->head = j->next;
+        if (!f->head)
+            f->tail = NULL;
+        f->n--;
+        pthread_mutex_unlock(&f->mu);
+        job_finish(j);
+        pthread_mutex_lock(&f->mu);
+    }
+    pthread_mutex_unlock(&f->mu);
+    return NULL;
+}
+
+/* Runs j's page off the calling thread when it can; inline otherwise. */
+static void finish_elsewhere(struct range_job *j)
+{
+    struct api *a = j->a;
+    pthread_mutex_lock(&g_fin_init);
+    if (!a->range_fin) {
+        struct range_finisher *f = nk_calloc(1, sizeof(*f));
+        pthread_mutex_init(&f->mu, NULL);
+        pthread_cond_init(&f->cv, NULL);
+        f->started = pthread_create(&f->th, NULL, finisher_main, f) == 0;
+        a->range_fin = f;
+    }
+    struct range_finisher *f = a->range_fin;
+    pthread_mutex_unlock(&g_fin_init);
+    pthread_mutex_lock(&f->mu);
+    bool queued = f->started && !f->stop && f->n < API_RANGE_FINISH_QUEUE;
+    if (queued) {
+        j->next = NULL;
+        if (f->tail)
+            f->tail->next = j;
+        else
+            f->head = j;
+        f->tail = j;
+        f->n++;
+        pthread_cond_signal(&f->cv);
+    }
+    pthread_mutex_unlock(&f->mu);
+    if (!queued)
+        job_finish(j);
+}
+
+void api_range_stop(struct api *a)
+{
+    pthread_mutex_lock(&g_fin_init);
+    struct range_finisher *f = a->range_fin;
+    pthread_mutex_unlock(&g_fin_init);
+    if (!f)
+        return;
+    pthread_mutex_lock(&f->mu);
+    bool join = f->started && !f->stop;
+    f->stop = true;
+    pthread_cond_signal(&f->cv);
+    pthread_mutex_unlock(&f->mu);
+    if (join)
+        pthread_join(f->th, NULL); /* the queued pages run first */
+    /* the finisher stays allocated (stopped) until api_free: a late
+     * hand-off finds it stopped and runs inline */
+}
+
+void api_range_free(struct api *a)
+{
+    struct range_finisher *f = a->range_fin;
+    if (!f)
+        return;
+    api_range_stop(a);
+    pthread_mutex_destroy(&f->mu);
+    pthread_cond_destroy(&f->cv);
+    free(f);
+    a->range_fin = NULL;
+}
+
 static void barrier_done(void *ctx, const struct node_write_result *r)
 {
     struct range_slot *sl = ctx;
@@ -136,8 +240,16 @@ static void barrier_done(void *ctx, const struct node_write_result *r)
         j->ok[sl->i] = 1;
     else
         job_note_failure(j, r->code, r->msg, r->leader_hint);
+    bool last = --j->pending == 0;
     pthread_mutex_unlock(&j->mu);
-    job_release(j);
+    if (!last)
+        return;
+    /* a success arrives on the reader thread, which may scan; a failure on
+     * the Ready loop, which must not */
+    if (r->code == NK_CODE_OK)
+        job_finish(j);
+    else
+        finish_elsewhere(j);
 }
 
 void api_range_run(struct api *a, struct api_range_req *req, uint64_t deadline_mono_ns,

@@ -331,6 +331,10 @@ size_t LLVMFuzzerSeedCorpus(const uint8_t ***out, const size_t **lens)
     rr.prefix = put.key;
     rr.limit = 2;
     SEED(M_RANGE, 0, range_request, rr);
+    /* a linearizable page whose deadline has passed: the barriers fail on
+     * the node's loop, which hands the page to range.c's finisher */
+    rr.consistency = "linearizable";
+    SEED(M_RANGE, 1, range_request, rr);
     Norikv__V1__BatchOp op = NORIKV__V1__BATCH_OP__INIT, *ops[1] = {&op};
     op.key = put.key;
     op.value = put.value;
