@@ -12,10 +12,14 @@ import (
 	"context"
 	"fmt"
 	"sort"
+	"strings"
 	"testing"
 	"time"
 
 	norikv "github.com/norikv/norikv-go"
+	pb "github.com/norikv/norikv-go/proto"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 func TestRangeOverThreeNodesSurvivesTheKillOfALeaderMidScan(t *testing.T) {
@@ -85,5 +89,68 @@ func TestRangeOverThreeNodesSurvivesTheKillOfALeaderMidScan(t *testing.T) {
 		if string(got[i]) != want[i] {
 			t.Fatalf("key %d is %q, want %q", i, got[i], want[i])
 		}
+	}
+}
+
+// A linearizable page on a node that has lost its quorum (the two other
+// nodes are paused with SIGSTOP) answers within the barrier cap (2 s) with
+// UNAVAILABLE (QUORUM_UNAVAILABLE, or NOT_LEADER once its leaders stepped
+// down) instead of holding the call, and the node keeps
+// serving ranges once the others resume. (The failed ReadIndex rounds end
+// on the node's Ready loop: the page is finished off that thread.)
+func TestLinearizableRangeWithoutQuorumAnswersWithinTheBarrierCap(t *testing.T) {
+	c := start3(t)
+	v := c.StableView(formTimeout)
+	keep := c.MostLeader(v)
+	if len(c.ShardsLedBy(v, keep)) == 0 {
+		t.Fatal("no node leads a shard")
+	}
+	kv := c.Nodes[keep].KV()
+	for i, n := range c.Nodes {
+		if i != keep {
+			if err := n.Pause(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	defer func() {
+		for i, n := range c.Nodes {
+			if i != keep {
+				n.Resume()
+			}
+		}
+	}()
+	time.Sleep(300 * time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	began := time.Now()
+	_, err := kv.Range(ctx, &pb.RangeRequest{Prefix: []byte("nq/"), Consistency: "linearizable"})
+	took := time.Since(began)
+	msg := status.Convert(err).Message()
+	if status.Code(err) != codes.Unavailable || (!strings.Contains(msg, "QUORUM_UNAVAILABLE") && !strings.Contains(msg, "NOT_LEADER")) {
+		t.Fatalf("range without quorum: %v (after %v), want UNAVAILABLE (QUORUM_UNAVAILABLE, or NOT_LEADER once the leader stepped down)", err, took)
+	}
+	if took > 5*time.Second {
+		t.Fatalf("range without quorum took %v; the barrier cap is 2 s", took)
+	}
+	for i, n := range c.Nodes {
+		if i != keep {
+			if err := n.Resume(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		r, err := kv.Range(ctx, &pb.RangeRequest{Prefix: []byte("nq/"), Consistency: "linearizable"})
+		cancel()
+		if err == nil && len(r.Shards) > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no range answered after the others resumed: %v", err)
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
 }
