@@ -89,6 +89,15 @@ def gencode_protobuf_version(pb2_path: str) -> Optional[str]:
     return m.group(1) if m else None
 
 
+def gencode_grpc_version(grpc_path: str) -> Optional[str]:
+    """The grpcio version the generated _grpc module requires (X.Y.Z), if
+    stated: it refuses to import under an older grpcio."""
+    with open(grpc_path, encoding="utf-8") as f:
+        head = f.read(2000)
+    m = re.search(r"GRPC_GENERATED_VERSION = '(\d+\.\d+\.\d+)'", head)
+    return m.group(1) if m else None
+
+
 if __name__ == "__main__":
     target = sys.argv[1] if len(sys.argv) > 1 else os.path.join(HERE, "src")
     for p in generate(target):

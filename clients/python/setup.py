@@ -18,17 +18,23 @@ import _build_proto  # noqa: E402
 def _runtime_requirements():
     """grpcio and xxhash, plus the protobuf runtime that the generated code
     needs: at least the version of the protoc bundled in the grpcio-tools
-    used for this build (the generated module checks it on import)."""
-    reqs = ["grpcio>=1.62", "xxhash>=3.0"]
+    used for this build (the generated module checks it on import), and at
+    least that grpcio-tools' grpcio (the generated _grpc module checks it on
+    import too: an environment holding an older grpcio must be upgraded)."""
+    reqs = ["xxhash>=3.0"]
     tmp = tempfile.mkdtemp(prefix="norikv-gen-")
     try:
         _build_proto.generate(tmp)
         ver = _build_proto.gencode_protobuf_version(
             os.path.join(tmp, "norikv", "v1", "norikv_pb2.py")
         )
+        gver = _build_proto.gencode_grpc_version(
+            os.path.join(tmp, "norikv", "v1", "norikv_pb2_grpc.py")
+        )
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     reqs.append("protobuf>=%s" % ver if ver else "protobuf>=5.26")
+    reqs.append("grpcio>=%s" % gver if gver else "grpcio>=1.62")
     return reqs
 
 

@@ -7,7 +7,7 @@
 #include "api/api.h"
 #include "observe/observe.h"
 
-enum api_op { API_PUT = 0, API_GET = 1, API_DELETE = 2, API_OP_COUNT = 3 };
+enum api_op { API_PUT = 0, API_GET = 1, API_DELETE = 2, API_RANGE = 3, API_BATCH = 4, API_OP_COUNT = 5 };
 #define API_VOP_COUNT 6 /* vector.c: create_index drop_index insert delete search get */
 
 enum api_outcome {
@@ -69,6 +69,7 @@ struct api {
     _Atomic bool http_stopping;   /* set before the HTTP server stops: streams end */
     _Atomic uint64_t slow_window_ms, slow_in_window, slow_suppressed;
     struct obs_otlp_exporter *otlp; /* NULL: no OTLP export configured */
+    struct range_finisher *range_fin; /* range.c: pages handed off the Ready loop */
     struct api_evstreams *evstreams; /* Meta.WatchEvents (events_grpc.c) */
     char *otlp_endpoint;            /* telemetry.otlp.endpoint when enabled, else NULL */
     uint32_t otlp_interval_ms, otlp_timeout_ms;
@@ -90,6 +91,11 @@ void api_vector_update_gauges(struct api *a);
 nk_status api_events_grpc_register(struct api *a, struct rpc_server *s);
 /* events_grpc.c: stops the pump and ends the open event streams. */
 void api_events_grpc_stop(struct api *a);
+/* range.c: stops the thread that runs range pages handed off the node's
+ * Ready loop (the queued ones run first); later hand-offs run inline. */
+void api_range_stop(struct api *a);
+/* range.c: frees what api_range_stop left (api_free). */
+void api_range_free(struct api *a);
 /* events_grpc.c: releases what is left (after the rpc server stopped). */
 void api_events_grpc_free(struct api *a);
 

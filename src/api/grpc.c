@@ -6,6 +6,7 @@
  * entry is applied (or failed), and the reply is sent from there.
  * Kv.Get: the node's read barrier; a lease read on the leader is served on
  * the rpc worker thread with no hand-off at all.
+ * Kv.Range: range.c; Kv.Batch: batch.c.
  * Meta.WatchCluster: the current view at once (when newer than the client's
  * epoch), then one message per change.
  * Admin.SnapshotShard: flushes the shard's state (on a helper thread, one at
@@ -20,12 +21,13 @@
 
 #include "api/api_decode.h"
 #include "api/api_internal.h"
+#include "api/range.h"
 #include "kv/kv.h"
 #include "norikv/v1/norikv.pb-c.h"
 
 #define MODULE "api"
 
-static const char *OP_NAMES[API_OP_COUNT] = {"put", "get", "delete"};
+static const char *OP_NAMES[API_OP_COUNT] = {"put", "get", "delete", "range", "batch"};
 static const char *OUT_NAMES[OUT_COUNT] = {
     "ok",          "not_found", "version_mismatch",  "already_exists",     "invalid_argument",
     "not_leader",  "unavailable", "deadline_exceeded", "resource_exhausted", "internal"};
@@ -693,6 +695,8 @@ nk_status api_register(struct api *a, struct rpc_server *s)
     };
     for (size_t i = 0; i < NK_ARRAY_LEN(ms); i++)
         NK_TRY(rpc_server_add_method(s, &ms[i]));
+    NK_TRY(api_range_register(a, s));      /* range.c */
+    NK_TRY(api_batch_register(a, s));      /* batch.c */
     NK_TRY(api_vector_register(a, s));      /* vector.c */
     NK_TRY(api_events_grpc_register(a, s)); /* events_grpc.c */
     if (!a->watching) {
@@ -797,6 +801,7 @@ void api_free(struct api *a)
         return;
     api_shutdown(a);
     api_events_grpc_free(a);
+    api_range_free(a);
     pthread_mutex_destroy(&a->wmu);
     pthread_mutex_destroy(&a->snap_mu);
     free(a->node_id);

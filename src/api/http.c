@@ -22,6 +22,7 @@
 #include "api/api_internal.h"
 #include "api/http_parse.h"
 #include "api/http_vector.h"
+#include "api/range.h"
 #include "kv/kv.h"
 #include "server/config.h"
 
@@ -365,6 +366,98 @@ static enum MHD_Result kv_http(struct api *a, struct MHD_Connection *c, const ch
     return ret;
 }
 
+/* ------------------------------------------------------------ /kv?range */
+
+struct range_waiter {
+    struct waiter w;
+    struct nk_buf body;
+    uint32_t total_shards;
+    bool keys_only; /* entries carry no "value" */
+};
+
+/* Renders the page as JSON (any thread), then wakes the HTTP thread. */
+static void range_http_done(void *ctx, const struct api_range_outcome *o)
+{
+    struct range_waiter *rw = ctx;
+    struct nk_buf *b = &rw->body;
+    if (o->code == NK_CODE_OK) {
+        const struct kv_scan_page *p = o->page;
+        api_buf_printf(b, "{\"entries\":[");
+        for (uint32_t i = 0; i < p->n; i++) {
+            const struct kv_scan_entry *e = &p->entries[i];
+            api_buf_printf(b, "%s{", i ? "," : "");
+            json_value(b, "key", p->data.data + e->key_off, e->key_len);
+            if (!rw->keys_only) {
+                api_buf_printf(b, ",");
+                json_value(b, "value", p->data.data + e->val_off, e->val_len);
+            }
+            api_buf_printf(b, ",\"version\":{\"term\":%" PRIu64 ",\"index\":%" PRIu64 "}",
+                           e->term, e->index);
+            if (e->expiry_ms)
+                api_buf_printf(b, ",\"expires_at_ms\":%" PRIu64, e->expiry_ms);
+            api_buf_printf(b, "}");
+        }
+        api_buf_printf(b, "],\"cursor\":");
+        if (p->more) {
+            struct nk_buf tok;
+            nk_buf_init(&tok);
+            api_range_token_encode(nk_slice_make(p->resume_after.data, p->resume_after.len),
+                                   &tok);
+            nk_buf_put_u8(b, '"');
+            for (size_t i = 0; i < tok.len; i++)
+                api_buf_printf(b, "%02x", tok.data[i]);
+            nk_buf_put_u8(b, '"');
+            nk_buf_free(&tok);
+        } else {
+            api_buf_printf(b, "null");
+        }
+        api_buf_printf(b, ",\"shards_covered\":%u,\"total_shards\":%u}\n", o->ncovered,
+                       rw->total_shards);
+    }
+    struct node_write_result wr = {.code = o->code, .msg = o->msg, .leader_hint = o->hint};
+    waiter_cb(&rw->w, &wr);
+}
+
+static enum MHD_Result kv_range_http(struct api *a, struct MHD_Connection *c)
+{
+    struct args as = {.n = 0};
+    MHD_get_connection_values_n(c, MHD_GET_ARGUMENT_KIND, collect_arg, &as);
+    if (as.too_many) {
+        char msg[96];
+        snprintf(msg, sizeof msg, "more than %d query parameters", MAX_ARGS);
+        return respond_error(c, NK_INVALID_ARGUMENT, msg, NULL);
+    }
+    struct api_range_req req;
+    api_range_req_init(&req);
+    nk_status s = api_range_parse_http(as.a, as.n, a->total_shards, &req);
+    if (!nk_ok(s)) {
+        enum MHD_Result ret = respond_error(c, s.code, nk_status_msg(s), NULL);
+        nk_status_free(&s);
+        api_range_req_free(&req);
+        return ret;
+    }
+    struct range_waiter rw;
+    waiter_init(&rw.w);
+    rw.keys_only = req.keys_only;
+    nk_buf_init(&rw.body);
+    rw.total_shards = a->total_shards;
+    api_range_run(a, &req, UINT64_MAX, range_http_done, &rw);
+    api_range_req_free(&req);
+    waiter_wait(&rw.w);
+    enum MHD_Result ret;
+    if (rw.w.code != NK_CODE_OK) {
+        char extra[200] = "";
+        if (rw.w.hint[0])
+            snprintf(extra, sizeof extra, "\"leader_hint\":\"%s\"", rw.w.hint);
+        ret = respond_error(c, rw.w.code, rw.w.msg, extra[0] ? extra : NULL);
+    } else {
+        ret = respond(c, 200, "application/json", &rw.body);
+    }
+    nk_buf_free(&rw.body);
+    waiter_destroy(&rw.w);
+    return ret;
+}
+
 /*
  * libmicrohttpd's unescaping would write "%00" as a NUL into a C string and
  * cut the key there; leave the URL and query raw and decode with lengths in
@@ -554,6 +647,8 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
         ret = respond(c, 200, "application/json", &b);
     } else if (api_observe_http(a, c, url, method, &oret)) {
         ret = (enum MHD_Result)oret; /* /events, /dashboard (observe_http.c) */
+    } else if (strcmp(url, "/kv") == 0 && is_get) {
+        ret = kv_range_http(a, c); /* GET /kv?prefix=... (docs/range.md) */
     } else if (is_kv && (is_get || is_put || is_del)) {
         ret = kv_http(a, c, url + 4, is_get ? API_HTTP_GET : is_put ? API_HTTP_PUT : API_HTTP_DELETE,
                       &st->body);
@@ -686,6 +781,7 @@ void api_shutdown(struct api *a)
     http_guard_stop(a->http_guard);
     a->http_guard = NULL;
     api_events_grpc_stop(a);
+    api_range_stop(a);
     api_otlp_stop(a);
     pthread_mutex_lock(&a->snap_mu);
     if (a->snap_started) {

@@ -61,7 +61,8 @@ int api_http_error(struct MHD_Connection *c, enum nk_code code, const char *msg)
 
 /* ------------------------------------------------------------ slow calls */
 
-static const char *const op_names[API_OP_COUNT] = {"put", "get", "delete"};
+static const char *const op_names[API_OP_COUNT] = {"put", "get", "delete", "range",
+                                                         "batch"};
 /* as the outcome label of norikv_requests_total (grpc.c) */
 static const char *const out_names[OUT_COUNT] = {
     "ok",         "not_found",   "version_mismatch",  "already_exists",     "invalid_argument",

@@ -81,9 +81,18 @@ void kv_cmd_encode(const struct kv_cmd *c, struct nk_buf *out)
     encode_as(c, KV_CMD_VERSION, out);
 }
 
+/* A version 2 command or a batch (docs/format/batch.md): both keep the
+ * timestamp at bytes [2, 10). */
+static bool stampable(const uint8_t *data, size_t n)
+{
+    if (n < KV_CMD_STAMP_END)
+        return false;
+    return data[0] == KV_CMD_VERSION || (data[0] == KV_BATCH_TAG && data[1] == KV_BATCH_FORMAT);
+}
+
 bool kv_cmd_stamp(uint8_t *data, size_t n, uint64_t timestamp_ms)
 {
-    if (n < KV_CMD_STAMP_END || data[0] != KV_CMD_VERSION)
+    if (!stampable(data, n))
         return false;
     nk_enc_fixed64(data + 2, timestamp_ms);
     return true;
@@ -91,7 +100,7 @@ bool kv_cmd_stamp(uint8_t *data, size_t n, uint64_t timestamp_ms)
 
 bool kv_cmd_timestamp(const uint8_t *data, size_t n, uint64_t *timestamp_ms)
 {
-    if (n < KV_CMD_STAMP_END || data[0] != KV_CMD_VERSION)
+    if (!stampable(data, n))
         return false;
     *timestamp_ms = nk_dec_fixed64(data + 2);
     return true;

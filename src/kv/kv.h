@@ -62,6 +62,7 @@ void kv_cmd_encode(const struct kv_cmd *c, struct nk_buf *out);
  * when data is not a current-version command.
  */
 bool kv_cmd_stamp(uint8_t *data, size_t n, uint64_t timestamp_ms);
+/* (Both also accept a batch command, whose timestamp sits at the same place.) */
 /* Reads the timestamp of an encoded current-version command. */
 bool kv_cmd_timestamp(const uint8_t *data, size_t n, uint64_t *timestamp_ms);
 
@@ -81,6 +82,8 @@ static inline uint64_t kv_cmd_expiry_ms(const struct kv_cmd *c)
     return c->ttl_ms ? c->timestamp_ms + c->ttl_ms : 0;
 }
 
+struct kv_batch_result;
+
 /* The outcome of applying one command; what the client is told. */
 struct kv_result {
     enum nk_code code;        /* OK, FAILED_PRECONDITION (CAS), ALREADY_EXISTS, INVALID_ARGUMENT */
@@ -89,6 +92,67 @@ struct kv_result {
     bool has_current;         /* CAS failure on an existing key: its version */
     uint64_t cur_term, cur_index;
     uint64_t time_ms;         /* the shard's replicated time after the entry */
+    /* A batch (code OK: it was evaluated, applied or not): its per-op
+     * results, owned by the kv_store and valid until its next apply. */
+    const struct kv_batch_result *batch;
+};
+
+/* ------------------------------------------------------------ batches */
+
+/*
+ * A batch command (docs/format/batch.md): puts and deletes on keys of one
+ * shard, applied as one entry, all or nothing. Its first byte is
+ * KV_BATCH_TAG, which no single command (version 1 or 2) and no vector
+ * command (0x56) starts with; bytes [2, 10) hold the timestamp as in a
+ * version 2 command, so kv_cmd_stamp stamps both.
+ */
+#define KV_BATCH_TAG      0x42 /* 'B' */
+#define KV_BATCH_FORMAT   1
+#define KV_BATCH_MAX_OPS  1000u
+/* sum of key and value bytes of a batch: the request limit of CONTRACT.md */
+#define KV_BATCH_MAX_BYTES KV_MAX_REQUEST
+
+struct kv_batch_op {
+    enum kv_op op;
+    struct nk_slice key, value;
+    uint64_t ttl_ms;
+    bool has_if_match;
+    uint64_t if_match_term, if_match_index;
+    bool if_not_exists;
+};
+
+struct kv_batch {
+    uint64_t timestamp_ms;
+    struct nk_slice idem_key;
+    uint32_t n;
+    struct kv_batch_op *ops; /* decoded: allocated by kv_batch_decode */
+};
+
+/* Checks counts, sizes, each op (as kv_cmd_validate) and that no key
+ * appears twice; the message names the op and the limit. */
+nk_status kv_batch_validate(const struct kv_batch *b);
+void kv_batch_encode(const struct kv_batch *b, struct nk_buf *out);
+/* Decodes untrusted bytes; b->ops is allocated (kv_batch_free), slices
+ * borrow from data. */
+nk_status kv_batch_decode(const void *data, size_t n, struct kv_batch *b);
+void kv_batch_free(struct kv_batch *b);
+uint64_t kv_batch_fingerprint(const struct kv_batch *b);
+static inline bool kv_batch_is_batch(const uint8_t *data, size_t n)
+{
+    return n > 0 && data[0] == KV_BATCH_TAG;
+}
+
+struct kv_batch_op_result {
+    enum nk_code code; /* OK; FAILED_PRECONDITION; ALREADY_EXISTS; ABORTED (another op failed) */
+    bool tombstoned;
+    bool has_current;
+    uint64_t cur_term, cur_index;
+};
+
+struct kv_batch_result {
+    bool applied;
+    uint32_t n;
+    struct kv_batch_op_result ops[];
 };
 
 /* ------------------------------------------------------ the state machine */
@@ -169,5 +233,86 @@ nk_status kv_idem_lookup(struct kv_store *s, uint16_t shard, struct nk_slice ide
 
 /* The LSM key prefix of a shard's user data ([shard be16][0x01]); 3 bytes. */
 void kv_data_prefix(uint16_t shard, uint8_t out[3]);
+
+/* ------------------------------------------------------------ range scans */
+
+/*
+ * kv_scan: one page of a key-ordered scan over several shards (scan.c).
+ * Every shard's user data is a contiguous LSM key range, but a user key
+ * range is spread over all shards (keys are hash-distributed), so a page
+ * merges one LSM iterator per shard (a binary heap on the user key), all at
+ * one LSM snapshot taken for the page and released before it returns: no
+ * snapshot or iterator outlives a page. A page ends at `limit` entries, at
+ * `max_bytes` of keys and values (at least one entry), or after examining
+ * `max_examined` records (expired ones included), whichever comes first;
+ * then `more` is set and `resume_after` is the last key examined, from which
+ * the next page starts (exclusively).
+ *
+ * Expiry is judged against now_ms, the reader's clock, as kv_get does.
+ * Thread-safety: as kv_get (any thread, concurrently with apply).
+ */
+struct kv_scan_options {
+    struct nk_slice start;  /* inclusive; len 0: unbounded */
+    struct nk_slice end;    /* exclusive; len 0: unbounded */
+    struct nk_slice prefix; /* len 0: none */
+    bool has_after;         /* resume strictly after `after` */
+    struct nk_slice after;
+    bool keys_only;
+    uint32_t limit;         /* >= 1 */
+    uint64_t max_bytes;
+    uint64_t max_examined;  /* >= 1 */
+    uint64_t now_ms;
+    const uint16_t *shards; /* ascending, distinct */
+    uint32_t nshards;
+};
+
+struct kv_scan_entry {
+    size_t key_off, key_len, val_off, val_len; /* into kv_scan_page.data */
+    uint16_t shard;
+    uint64_t term, index, expiry_ms;
+};
+
+struct kv_scan_revision {
+    uint16_t shard;
+    uint64_t term, index; /* the shard's applied entry at the page's snapshot */
+};
+
+struct kv_scan_page {
+    struct nk_buf data;
+    struct kv_scan_entry *entries;
+    uint32_t n, cap;
+    struct kv_scan_revision *revs; /* one per scanned shard */
+    uint32_t nrevs;
+    bool more;
+    struct nk_buf resume_after;
+    uint64_t examined;
+};
+
+void kv_scan_page_init(struct kv_scan_page *p);
+void kv_scan_page_free(struct kv_scan_page *p);
+nk_status kv_scan(struct kv_store *s, const struct kv_scan_options *o, struct kv_scan_page *out);
+
+/*
+ * The k-way merge underneath kv_scan, usable alone (tests): the records of
+ * the given shards inside the bounds, in user-key order, at one snapshot.
+ */
+struct kv_merge_iter;
+struct lsm_snapshot;
+nk_status kv_merge_new(struct kv_store *s, const struct lsm_snapshot *snap,
+                       const struct kv_scan_options *o, struct kv_merge_iter **out);
+void kv_merge_free(struct kv_merge_iter *m);
+bool kv_merge_valid(const struct kv_merge_iter *m);
+/* The current record (user key, decoded value record fields, shard). */
+struct nk_slice kv_merge_key(const struct kv_merge_iter *m);
+struct nk_slice kv_merge_value(const struct kv_merge_iter *m);
+uint16_t kv_merge_shard(const struct kv_merge_iter *m);
+void kv_merge_version(const struct kv_merge_iter *m, uint64_t *term, uint64_t *index,
+                      uint64_t *expiry_ms);
+/* Whether the current record has expired by the reader's clock (now_ms):
+ * the merge yields them (the LSM hides only what replicated time expired)
+ * so that its caller can count them against its work bound. */
+bool kv_merge_expired(const struct kv_merge_iter *m);
+void kv_merge_next(struct kv_merge_iter *m);
+nk_status kv_merge_status(const struct kv_merge_iter *m);
 
 #endif /* NK_KV_H */

@@ -11,29 +11,9 @@
  *                varint term | varint index | u8 flags (1 tombstoned,
  *                2 has_current) | [varint cur_term | varint cur_index]
  */
-#include "kv/kv.h"
-
 #include <stdlib.h>
 
-#include "lsm/lsm.h"
-
-#define NS_META 0x00
-#define NS_DATA 0x01
-#define NS_IDEM 0x02
-#define REC_V1  1
-#define MAX_LSM_KEY (3 + KV_MAX_KEY)
-
-#define NSHARDS_MAX 65536
-
-struct kv_store {
-    struct lsm_db *db;
-    struct kv_options opt;
-    /* Each shard's replicated time (the running maximum of its applied
-     * commands' timestamps), as the applied record holds it; loaded on first
-     * use. Only the apply thread touches these. */
-    uint64_t *time;
-    uint8_t *time_loaded;
-};
+#include "kv/internal.h"
 
 void kv_options_default(struct kv_options *o)
 {
@@ -49,6 +29,7 @@ nk_status kv_store_open(struct lsm_db *db, const struct kv_options *o, struct kv
     else
         kv_options_default(&s->opt);
     s->time = nk_calloc(NSHARDS_MAX, sizeof(*s->time));
+    s->bres = nk_calloc(1, sizeof(*s->bres) + KV_BATCH_MAX_OPS * sizeof(s->bres->ops[0]));
     s->time_loaded = nk_calloc(NSHARDS_MAX, 1);
     *out = s;
     return NK_OK;
@@ -59,6 +40,7 @@ void kv_store_close(struct kv_store *s)
     if (!s)
         return;
     free(s->time);
+    free(s->bres);
     free(s->time_loaded);
     free(s);
 }
@@ -76,7 +58,7 @@ bool kv_lsm_key_shard(struct nk_slice lsm_key, uint16_t *shard)
     return true;
 }
 
-static size_t make_key(uint8_t *out, uint16_t shard, uint8_t ns, struct nk_slice k)
+size_t kv_make_key(uint8_t *out, uint16_t shard, uint8_t ns, struct nk_slice k)
 {
     nk_enc_be16(out, shard);
     out[2] = ns;
@@ -93,12 +75,7 @@ void kv_data_prefix(uint16_t shard, uint8_t out[3])
 
 /* ---------------------------------------------------------------- records */
 
-struct value_rec {
-    uint64_t term, index, expiry_ms;
-    struct nk_slice value;
-};
-
-static bool decode_value(struct nk_slice b, struct value_rec *v)
+bool kv_decode_value(struct nk_slice b, struct value_rec *v)
 {
     struct nk_reader r;
     nk_reader_init(&r, b.data, b.len);
@@ -113,7 +90,7 @@ static bool decode_value(struct nk_slice b, struct value_rec *v)
     return true;
 }
 
-static void encode_idem(struct nk_buf *b, uint64_t fp, uint64_t ts, const struct kv_result *res)
+void kv_encode_idem(struct nk_buf *b, uint64_t fp, uint64_t ts, const struct kv_result *res)
 {
     nk_buf_put_u8(b, REC_V1);
     nk_buf_put_fixed64(b, fp);
@@ -128,15 +105,24 @@ static void encode_idem(struct nk_buf *b, uint64_t fp, uint64_t ts, const struct
     }
 }
 
-static bool decode_idem(struct nk_slice b, uint64_t *fp, uint64_t *ts, struct kv_result *res)
+/* Decodes an idempotency record. A batch's record (REC_BATCH, batch.c)
+ * shares the first three fields; for it *is_batch is set, res is left
+ * zero, and the caller decodes the rest (kv_batch_idem_decode). */
+static bool decode_idem(struct nk_slice b, uint64_t *fp, uint64_t *ts, struct kv_result *res,
+                        bool *is_batch)
 {
     struct nk_reader r;
     nk_reader_init(&r, b.data, b.len);
     uint8_t ver = 0, code = 0, flags = 0;
     memset(res, 0, sizeof(*res));
+    *is_batch = false;
     nk_reader_u8(&r, &ver);
     nk_reader_fixed64(&r, fp);
     nk_reader_varint64(&r, ts);
+    if (!r.bad && ver == REC_BATCH) {
+        *is_batch = true;
+        return true;
+    }
     nk_reader_u8(&r, &code);
     nk_reader_varint64(&r, &res->term);
     nk_reader_varint64(&r, &res->index);
@@ -153,11 +139,11 @@ static bool decode_idem(struct nk_slice b, uint64_t *fp, uint64_t *ts, struct kv
     return true;
 }
 
-static nk_status put_applied(struct lsm_batch *b, uint16_t shard, uint64_t term, uint64_t index,
+nk_status kv_put_applied(struct lsm_batch *b, uint16_t shard, uint64_t term, uint64_t index,
                              uint64_t time_ms)
 {
     uint8_t k[4];
-    make_key(k, shard, NS_META, nk_slice_str("A"));
+    kv_make_key(k, shard, NS_META, nk_slice_str("A"));
     uint8_t v[3 * NK_VARINT64_MAX];
     size_t n = nk_enc_varint64(v, term);
     n += nk_enc_varint64(v + n, index);
@@ -165,17 +151,18 @@ static nk_status put_applied(struct lsm_batch *b, uint16_t shard, uint64_t term,
     return lsm_batch_put(b, nk_slice_make(k, 4), nk_slice_make(v, n), 0);
 }
 
-static const struct lsm_write_options APPLY_WO = {.skip_wal = true};
+const struct lsm_write_options KV_APPLY_WO = {.skip_wal = true};
 
-static nk_status read_applied(struct kv_store *s, uint16_t shard, uint64_t *term,
-                             uint64_t *index, uint64_t *time_ms)
+nk_status kv_read_applied_at(struct kv_store *s, const struct lsm_snapshot *snap,
+                             uint16_t shard, uint64_t *term, uint64_t *index, uint64_t *time_ms)
 {
+    struct lsm_read_options ro = {.snapshot = snap};
     uint8_t k[4];
-    make_key(k, shard, NS_META, nk_slice_str("A"));
+    kv_make_key(k, shard, NS_META, nk_slice_str("A"));
     struct nk_buf v;
     nk_buf_init(&v);
     bool found = false;
-    nk_status st = lsm_get(s->db, NULL, nk_slice_make(k, 4), &v, &found, NULL);
+    nk_status st = lsm_get(s->db, &ro, nk_slice_make(k, 4), &v, &found, NULL);
     *term = *index = *time_ms = 0;
     if (nk_ok(st) && found) {
         struct nk_reader r;
@@ -192,11 +179,11 @@ static nk_status read_applied(struct kv_store *s, uint16_t shard, uint64_t *term
     return st;
 }
 
-static nk_status shard_time(struct kv_store *s, uint16_t shard, uint64_t *time_ms)
+nk_status kv_shard_time_cached(struct kv_store *s, uint16_t shard, uint64_t *time_ms)
 {
     if (!s->time_loaded[shard]) {
         uint64_t t, i;
-        NK_TRY(read_applied(s, shard, &t, &i, &s->time[shard]));
+        NK_TRY(kv_read_applied_at(s, NULL, shard, &t, &i, &s->time[shard]));
         s->time_loaded[shard] = 1;
     }
     *time_ms = s->time[shard];
@@ -206,39 +193,45 @@ static nk_status shard_time(struct kv_store *s, uint16_t shard, uint64_t *time_m
 nk_status kv_applied(struct kv_store *s, uint16_t shard, uint64_t *term, uint64_t *index)
 {
     uint64_t t;
-    return read_applied(s, shard, term, index, &t);
+    return kv_read_applied_at(s, NULL, shard, term, index, &t);
 }
 
 nk_status kv_shard_time(struct kv_store *s, uint16_t shard, uint64_t *time_ms)
 {
-    return shard_time(s, shard, time_ms);
+    return kv_shard_time_cached(s, shard, time_ms);
 }
 
 nk_status kv_apply_noop(struct kv_store *s, uint16_t shard, uint64_t term, uint64_t index)
 {
     uint64_t now;
-    NK_TRY(shard_time(s, shard, &now));
+    NK_TRY(kv_shard_time_cached(s, shard, &now));
     struct lsm_batch b;
     lsm_batch_init(&b);
-    nk_status st = put_applied(&b, shard, term, index, now);
+    nk_status st = kv_put_applied(&b, shard, term, index, now);
     if (nk_ok(st))
-        st = lsm_write(s->db, &APPLY_WO, &b);
+        st = lsm_write(s->db, &KV_APPLY_WO, &b);
     lsm_batch_free(&b);
     return st;
 }
 
 /* ------------------------------------------------------------------ apply */
 
-static nk_status idem_get(struct kv_store *s, uint16_t shard, struct nk_slice idem, bool *found,
-                          uint64_t *fp, uint64_t *ts, struct kv_result *res)
+nk_status kv_idem_get(struct kv_store *s, uint16_t shard, struct nk_slice idem, bool *found,
+                      uint64_t *fp, uint64_t *ts, struct kv_result *res, bool *is_batch,
+                      struct nk_buf *raw)
 {
     uint8_t k[3 + KV_MAX_IDEM_KEY];
-    size_t kn = make_key(k, shard, NS_IDEM, idem);
+    size_t kn = kv_make_key(k, shard, NS_IDEM, idem);
     struct nk_buf v;
     nk_buf_init(&v);
     nk_status st = lsm_get(s->db, NULL, nk_slice_make(k, kn), &v, found, NULL);
-    if (nk_ok(st) && *found && !decode_idem(nk_slice_make(v.data, v.len), fp, ts, res))
+    if (nk_ok(st) && *found &&
+        !decode_idem(nk_slice_make(v.data, v.len), fp, ts, res, is_batch))
         st = nk_status_make(NK_DATA_LOSS, "shard %u: idempotency record is malformed", shard);
+    if (nk_ok(st) && *found && raw) {
+        nk_buf_clear(raw);
+        nk_buf_append(raw, v.data, v.len);
+    }
     nk_buf_free(&v);
     return st;
 }
@@ -248,18 +241,21 @@ nk_status kv_idem_lookup(struct kv_store *s, uint16_t shard, struct nk_slice ide
                          struct kv_result *res)
 {
     uint64_t fp = 0, ts = 0;
+    bool is_batch = false;
     *same = false;
-    NK_TRY(idem_get(s, shard, idem_key, found, &fp, &ts, res));
+    NK_TRY(kv_idem_get(s, shard, idem_key, found, &fp, &ts, res, &is_batch, NULL));
     if (*found && now_ms > ts && now_ms - ts > s->opt.idem_retention_ms)
         *found = false; /* outside the window: the key may be used afresh */
-    if (*found)
-        *same = fp == fingerprint;
+    if (*found) /* a batch's record is never the same request as one write */
+        *same = !is_batch && fp == fingerprint;
     return NK_OK;
 }
 
 nk_status kv_apply(struct kv_store *s, uint16_t shard, uint64_t term, uint64_t index,
                    const uint8_t *data, size_t n, struct kv_result *res)
 {
+    if (kv_batch_is_batch(data, n))
+        return kv_apply_batch(s, shard, term, index, data, n, res);
     memset(res, 0, sizeof(*res));
     res->term = term;
     res->index = index;
@@ -281,7 +277,7 @@ nk_status kv_apply(struct kv_store *s, uint16_t shard, uint64_t term, uint64_t i
      * It is part of the state, so every replica and every replay judges
      * expiry and retention against the same time. */
     uint64_t prev_time;
-    NK_TRY(shard_time(s, shard, &prev_time));
+    NK_TRY(kv_shard_time_cached(s, shard, &prev_time));
     if (c.timestamp_ms < prev_time)
         c.timestamp_ms = prev_time;
     uint64_t now = c.timestamp_ms;
@@ -306,7 +302,7 @@ nk_status kv_apply(struct kv_store *s, uint16_t shard, uint64_t term, uint64_t i
             } else {
                 res->code = NK_INVALID_ARGUMENT;
             }
-            st = put_applied(&b, shard, term, index, now);
+            st = kv_put_applied(&b, shard, term, index, now);
             goto write;
         }
         write_idem = true;
@@ -315,7 +311,7 @@ nk_status kv_apply(struct kv_store *s, uint16_t shard, uint64_t term, uint64_t i
     /* the key's current state, as of the command's own time; an
      * unconditional put does not depend on it, so it skips the read */
     uint8_t key[MAX_LSM_KEY];
-    size_t kn = make_key(key, shard, NS_DATA, c.key);
+    size_t kn = kv_make_key(key, shard, NS_DATA, c.key);
     bool found = false;
     bool needs_current = c.op != KV_OP_PUT || c.has_if_match || c.if_not_exists;
     if (needs_current) {
@@ -326,7 +322,7 @@ nk_status kv_apply(struct kv_store *s, uint16_t shard, uint64_t term, uint64_t i
     struct value_rec v = {0};
     bool live = false;
     if (found) {
-        if (!decode_value(nk_slice_make(cur.data, cur.len), &v)) {
+        if (!kv_decode_value(nk_slice_make(cur.data, cur.len), &v)) {
             st = nk_status_make(NK_DATA_LOSS, "shard %u: value record of a key is malformed",
                                 shard);
             goto out;
@@ -372,10 +368,10 @@ nk_status kv_apply(struct kv_store *s, uint16_t shard, uint64_t term, uint64_t i
 
     if (write_idem) {
         uint8_t ik[3 + KV_MAX_IDEM_KEY];
-        size_t ikn = make_key(ik, shard, NS_IDEM, c.idem_key);
+        size_t ikn = kv_make_key(ik, shard, NS_IDEM, c.idem_key);
         struct nk_buf rec;
         nk_buf_init(&rec);
-        encode_idem(&rec, fp, now, res);
+        kv_encode_idem(&rec, fp, now, res);
         /* found while cmd_time - now <= retention; gone for the LSM once its
          * clock reaches now + retention + 1, when apply no longer finds it */
         st = lsm_batch_put(&b, nk_slice_make(ik, ikn), nk_slice_make(rec.data, rec.len),
@@ -384,10 +380,10 @@ nk_status kv_apply(struct kv_store *s, uint16_t shard, uint64_t term, uint64_t i
         if (!nk_ok(st))
             goto out;
     }
-    st = put_applied(&b, shard, term, index, now);
+    st = kv_put_applied(&b, shard, term, index, now);
 write:
     if (nk_ok(st))
-        st = lsm_write(s->db, &APPLY_WO, &b);
+        st = lsm_write(s->db, &KV_APPLY_WO, &b);
     if (nk_ok(st))
         s->time[shard] = now;
     res->time_ms = now;
@@ -406,12 +402,12 @@ nk_status kv_get(struct kv_store *s, uint16_t shard, struct nk_slice key, uint64
     if (key.len > KV_MAX_KEY)
         return nk_status_make(NK_INVALID_ARGUMENT, "key is %zu bytes; the limit is %u bytes",
                               key.len, KV_MAX_KEY);
-    size_t kn = make_key(k, shard, NS_DATA, key);
+    size_t kn = kv_make_key(k, shard, NS_DATA, key);
     NK_TRY(lsm_get(s->db, NULL, nk_slice_make(k, kn), value, found, NULL));
     if (!*found)
         return NK_OK;
     struct value_rec v;
-    if (!decode_value(nk_slice_make(value->data, value->len), &v))
+    if (!kv_decode_value(nk_slice_make(value->data, value->len), &v))
         return nk_status_make(NK_DATA_LOSS, "shard %u: value record of a key is malformed",
                               shard);
     if (v.expiry_ms && v.expiry_ms <= now_ms) {

@@ -1517,6 +1517,589 @@ func (x *VectorGetResponse) GetFound() bool {
 	return false
 }
 
+// ---------------------------------------------------------------- (ext) Range
+// Kv.Range (ext): key-ordered scan over [start, end) and/or a prefix, across
+// shards. Keys are hash-distributed, so every shard holds part of any range:
+// a node answers for the shards in `shards` (empty: all) that it leads (lease,
+// linearizable) or holds (stale_ok), merged in key order, and says which it
+// covered; the client asks other nodes for the rest and merges the streams.
+// Wire semantics and the continuation token: docs/range.md.
+type RangeRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Start         []byte                 `protobuf:"bytes,1,opt,name=start,proto3" json:"start,omitempty"`                        // inclusive lower bound; empty: unbounded
+	End           []byte                 `protobuf:"bytes,2,opt,name=end,proto3" json:"end,omitempty"`                            // exclusive upper bound; empty: unbounded
+	Prefix        []byte                 `protobuf:"bytes,3,opt,name=prefix,proto3" json:"prefix,omitempty"`                      // non-empty: only keys starting with it (intersected with start/end)
+	Limit         uint32                 `protobuf:"varint,4,opt,name=limit,proto3" json:"limit,omitempty"`                       // entries per response; 0: 1000; at most 10000
+	Continuation  []byte                 `protobuf:"bytes,5,opt,name=continuation,proto3" json:"continuation,omitempty"`          // from the previous response of this stream; empty: from the start
+	KeysOnly      bool                   `protobuf:"varint,6,opt,name=keys_only,json=keysOnly,proto3" json:"keys_only,omitempty"` // entries carry no value
+	Consistency   string                 `protobuf:"bytes,7,opt,name=consistency,proto3" json:"consistency,omitempty"`            // as GetRequest.consistency
+	Shards        []uint32               `protobuf:"varint,8,rep,packed,name=shards,proto3" json:"shards,omitempty"`              // shards to cover; empty: every shard
+	MaxBytes      uint64                 `protobuf:"varint,9,opt,name=max_bytes,json=maxBytes,proto3" json:"max_bytes,omitempty"` // response byte budget; 0: 1 MiB; at most 3 MiB
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RangeRequest) Reset() {
+	*x = RangeRequest{}
+	mi := &file_norikv_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RangeRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RangeRequest) ProtoMessage() {}
+
+func (x *RangeRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_norikv_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RangeRequest.ProtoReflect.Descriptor instead.
+func (*RangeRequest) Descriptor() ([]byte, []int) {
+	return file_norikv_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *RangeRequest) GetStart() []byte {
+	if x != nil {
+		return x.Start
+	}
+	return nil
+}
+
+func (x *RangeRequest) GetEnd() []byte {
+	if x != nil {
+		return x.End
+	}
+	return nil
+}
+
+func (x *RangeRequest) GetPrefix() []byte {
+	if x != nil {
+		return x.Prefix
+	}
+	return nil
+}
+
+func (x *RangeRequest) GetLimit() uint32 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+func (x *RangeRequest) GetContinuation() []byte {
+	if x != nil {
+		return x.Continuation
+	}
+	return nil
+}
+
+func (x *RangeRequest) GetKeysOnly() bool {
+	if x != nil {
+		return x.KeysOnly
+	}
+	return false
+}
+
+func (x *RangeRequest) GetConsistency() string {
+	if x != nil {
+		return x.Consistency
+	}
+	return ""
+}
+
+func (x *RangeRequest) GetShards() []uint32 {
+	if x != nil {
+		return x.Shards
+	}
+	return nil
+}
+
+func (x *RangeRequest) GetMaxBytes() uint64 {
+	if x != nil {
+		return x.MaxBytes
+	}
+	return 0
+}
+
+type RangeEntry struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Key           []byte                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	Value         []byte                 `protobuf:"bytes,2,opt,name=value,proto3" json:"value,omitempty"`     // empty with keys_only
+	Version       *Version               `protobuf:"bytes,3,opt,name=version,proto3" json:"version,omitempty"` // the entry that wrote the value
+	Shard         uint32                 `protobuf:"varint,4,opt,name=shard,proto3" json:"shard,omitempty"`
+	ExpiresAtMs   uint64                 `protobuf:"varint,5,opt,name=expires_at_ms,json=expiresAtMs,proto3" json:"expires_at_ms,omitempty"` // absolute expiry (ms since the Unix epoch); 0: none
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RangeEntry) Reset() {
+	*x = RangeEntry{}
+	mi := &file_norikv_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RangeEntry) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RangeEntry) ProtoMessage() {}
+
+func (x *RangeEntry) ProtoReflect() protoreflect.Message {
+	mi := &file_norikv_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RangeEntry.ProtoReflect.Descriptor instead.
+func (*RangeEntry) Descriptor() ([]byte, []int) {
+	return file_norikv_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *RangeEntry) GetKey() []byte {
+	if x != nil {
+		return x.Key
+	}
+	return nil
+}
+
+func (x *RangeEntry) GetValue() []byte {
+	if x != nil {
+		return x.Value
+	}
+	return nil
+}
+
+func (x *RangeEntry) GetVersion() *Version {
+	if x != nil {
+		return x.Version
+	}
+	return nil
+}
+
+func (x *RangeEntry) GetShard() uint32 {
+	if x != nil {
+		return x.Shard
+	}
+	return 0
+}
+
+func (x *RangeEntry) GetExpiresAtMs() uint64 {
+	if x != nil {
+		return x.ExpiresAtMs
+	}
+	return 0
+}
+
+// A covered shard's applied entry at the view this response was read from:
+// a later watch resumes each shard after it.
+type ShardRevision struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Shard         uint32                 `protobuf:"varint,1,opt,name=shard,proto3" json:"shard,omitempty"`
+	Applied       *Version               `protobuf:"bytes,2,opt,name=applied,proto3" json:"applied,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ShardRevision) Reset() {
+	*x = ShardRevision{}
+	mi := &file_norikv_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ShardRevision) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ShardRevision) ProtoMessage() {}
+
+func (x *ShardRevision) ProtoReflect() protoreflect.Message {
+	mi := &file_norikv_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ShardRevision.ProtoReflect.Descriptor instead.
+func (*ShardRevision) Descriptor() ([]byte, []int) {
+	return file_norikv_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *ShardRevision) GetShard() uint32 {
+	if x != nil {
+		return x.Shard
+	}
+	return 0
+}
+
+func (x *ShardRevision) GetApplied() *Version {
+	if x != nil {
+		return x.Applied
+	}
+	return nil
+}
+
+type RangeResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Entries       []*RangeEntry          `protobuf:"bytes,1,rep,name=entries,proto3" json:"entries,omitempty"`           // key order
+	Shards        []uint32               `protobuf:"varint,2,rep,packed,name=shards,proto3" json:"shards,omitempty"`     // shards this response covered (ascending)
+	Continuation  []byte                 `protobuf:"bytes,3,opt,name=continuation,proto3" json:"continuation,omitempty"` // empty: the covered shards hold nothing further in range
+	Revisions     []*ShardRevision       `protobuf:"bytes,4,rep,name=revisions,proto3" json:"revisions,omitempty"`       // one per covered shard
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RangeResponse) Reset() {
+	*x = RangeResponse{}
+	mi := &file_norikv_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RangeResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RangeResponse) ProtoMessage() {}
+
+func (x *RangeResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_norikv_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RangeResponse.ProtoReflect.Descriptor instead.
+func (*RangeResponse) Descriptor() ([]byte, []int) {
+	return file_norikv_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *RangeResponse) GetEntries() []*RangeEntry {
+	if x != nil {
+		return x.Entries
+	}
+	return nil
+}
+
+func (x *RangeResponse) GetShards() []uint32 {
+	if x != nil {
+		return x.Shards
+	}
+	return nil
+}
+
+func (x *RangeResponse) GetContinuation() []byte {
+	if x != nil {
+		return x.Continuation
+	}
+	return nil
+}
+
+func (x *RangeResponse) GetRevisions() []*ShardRevision {
+	if x != nil {
+		return x.Revisions
+	}
+	return nil
+}
+
+// ---------------------------------------------------------------- (ext) Batch
+// Kv.Batch (ext): puts and deletes on keys of ONE shard, committed as one Raft
+// entry, all or nothing. Keys on several shards: FAILED_PRECONDITION naming
+// them. A failed condition applies nothing: the call is OK with applied =
+// false and the per-op results say which op failed. docs/batch.md.
+type BatchOp struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Delete        bool                   `protobuf:"varint,1,opt,name=delete,proto3" json:"delete,omitempty"` // false: put
+	Key           []byte                 `protobuf:"bytes,2,opt,name=key,proto3" json:"key,omitempty"`
+	Value         []byte                 `protobuf:"bytes,3,opt,name=value,proto3" json:"value,omitempty"`                                   // put only
+	TtlMs         uint64                 `protobuf:"varint,4,opt,name=ttl_ms,json=ttlMs,proto3" json:"ttl_ms,omitempty"`                     // put only
+	IfMatch       *Version               `protobuf:"bytes,5,opt,name=if_match,json=ifMatch,proto3" json:"if_match,omitempty"`                // CAS on put or delete
+	IfNotExists   bool                   `protobuf:"varint,6,opt,name=if_not_exists,json=ifNotExists,proto3" json:"if_not_exists,omitempty"` // put only
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BatchOp) Reset() {
+	*x = BatchOp{}
+	mi := &file_norikv_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BatchOp) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BatchOp) ProtoMessage() {}
+
+func (x *BatchOp) ProtoReflect() protoreflect.Message {
+	mi := &file_norikv_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BatchOp.ProtoReflect.Descriptor instead.
+func (*BatchOp) Descriptor() ([]byte, []int) {
+	return file_norikv_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *BatchOp) GetDelete() bool {
+	if x != nil {
+		return x.Delete
+	}
+	return false
+}
+
+func (x *BatchOp) GetKey() []byte {
+	if x != nil {
+		return x.Key
+	}
+	return nil
+}
+
+func (x *BatchOp) GetValue() []byte {
+	if x != nil {
+		return x.Value
+	}
+	return nil
+}
+
+func (x *BatchOp) GetTtlMs() uint64 {
+	if x != nil {
+		return x.TtlMs
+	}
+	return 0
+}
+
+func (x *BatchOp) GetIfMatch() *Version {
+	if x != nil {
+		return x.IfMatch
+	}
+	return nil
+}
+
+func (x *BatchOp) GetIfNotExists() bool {
+	if x != nil {
+		return x.IfNotExists
+	}
+	return false
+}
+
+type BatchRequest struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	Ops            []*BatchOp             `protobuf:"bytes,1,rep,name=ops,proto3" json:"ops,omitempty"`                                             // 1 to 1000 ops, distinct keys
+	IdempotencyKey string                 `protobuf:"bytes,2,opt,name=idempotency_key,json=idempotencyKey,proto3" json:"idempotency_key,omitempty"` // one for the whole batch; "" means none
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *BatchRequest) Reset() {
+	*x = BatchRequest{}
+	mi := &file_norikv_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BatchRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BatchRequest) ProtoMessage() {}
+
+func (x *BatchRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_norikv_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BatchRequest.ProtoReflect.Descriptor instead.
+func (*BatchRequest) Descriptor() ([]byte, []int) {
+	return file_norikv_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *BatchRequest) GetOps() []*BatchOp {
+	if x != nil {
+		return x.Ops
+	}
+	return nil
+}
+
+func (x *BatchRequest) GetIdempotencyKey() string {
+	if x != nil {
+		return x.IdempotencyKey
+	}
+	return ""
+}
+
+type BatchOpResult struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Code  uint32                 `protobuf:"varint,1,opt,name=code,proto3" json:"code,omitempty"` // gRPC code: 0 OK, 9 FAILED_PRECONDITION (version mismatch),
+	// 6 ALREADY_EXISTS (if_not_exists), 10 ABORTED (fine, but another op failed)
+	Version       *Version `protobuf:"bytes,2,opt,name=version,proto3" json:"version,omitempty"`        // the batch's entry
+	Tombstoned    bool     `protobuf:"varint,3,opt,name=tombstoned,proto3" json:"tombstoned,omitempty"` // delete: a live value was removed
+	Current       *Version `protobuf:"bytes,4,opt,name=current,proto3" json:"current,omitempty"`        // a failed condition on an existing key: its version
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BatchOpResult) Reset() {
+	*x = BatchOpResult{}
+	mi := &file_norikv_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BatchOpResult) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BatchOpResult) ProtoMessage() {}
+
+func (x *BatchOpResult) ProtoReflect() protoreflect.Message {
+	mi := &file_norikv_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BatchOpResult.ProtoReflect.Descriptor instead.
+func (*BatchOpResult) Descriptor() ([]byte, []int) {
+	return file_norikv_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *BatchOpResult) GetCode() uint32 {
+	if x != nil {
+		return x.Code
+	}
+	return 0
+}
+
+func (x *BatchOpResult) GetVersion() *Version {
+	if x != nil {
+		return x.Version
+	}
+	return nil
+}
+
+func (x *BatchOpResult) GetTombstoned() bool {
+	if x != nil {
+		return x.Tombstoned
+	}
+	return false
+}
+
+func (x *BatchOpResult) GetCurrent() *Version {
+	if x != nil {
+		return x.Current
+	}
+	return nil
+}
+
+type BatchResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Applied       bool                   `protobuf:"varint,1,opt,name=applied,proto3" json:"applied,omitempty"` // true: every op was applied
+	Version       *Version               `protobuf:"bytes,2,opt,name=version,proto3" json:"version,omitempty"`  // the batch's entry
+	Results       []*BatchOpResult       `protobuf:"bytes,3,rep,name=results,proto3" json:"results,omitempty"`  // one per op, in request order
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BatchResponse) Reset() {
+	*x = BatchResponse{}
+	mi := &file_norikv_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BatchResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BatchResponse) ProtoMessage() {}
+
+func (x *BatchResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_norikv_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BatchResponse.ProtoReflect.Descriptor instead.
+func (*BatchResponse) Descriptor() ([]byte, []int) {
+	return file_norikv_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *BatchResponse) GetApplied() bool {
+	if x != nil {
+		return x.Applied
+	}
+	return false
+}
+
+func (x *BatchResponse) GetVersion() *Version {
+	if x != nil {
+		return x.Version
+	}
+	return nil
+}
+
+func (x *BatchResponse) GetResults() []*BatchOpResult {
+	if x != nil {
+		return x.Results
+	}
+	return nil
+}
+
 // (ext) Meta.WatchEvents: which events to send.
 type EventsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1533,7 +2116,7 @@ type EventsRequest struct {
 
 func (x *EventsRequest) Reset() {
 	*x = EventsRequest{}
-	mi := &file_norikv_proto_msgTypes[24]
+	mi := &file_norikv_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1545,7 +2128,7 @@ func (x *EventsRequest) String() string {
 func (*EventsRequest) ProtoMessage() {}
 
 func (x *EventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_norikv_proto_msgTypes[24]
+	mi := &file_norikv_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1558,7 +2141,7 @@ func (x *EventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EventsRequest.ProtoReflect.Descriptor instead.
 func (*EventsRequest) Descriptor() ([]byte, []int) {
-	return file_norikv_proto_rawDescGZIP(), []int{24}
+	return file_norikv_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *EventsRequest) GetSince() uint64 {
@@ -1602,7 +2185,7 @@ type Event struct {
 
 func (x *Event) Reset() {
 	*x = Event{}
-	mi := &file_norikv_proto_msgTypes[25]
+	mi := &file_norikv_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1614,7 +2197,7 @@ func (x *Event) String() string {
 func (*Event) ProtoMessage() {}
 
 func (x *Event) ProtoReflect() protoreflect.Message {
-	mi := &file_norikv_proto_msgTypes[25]
+	mi := &file_norikv_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1627,7 +2210,7 @@ func (x *Event) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Event.ProtoReflect.Descriptor instead.
 func (*Event) Descriptor() ([]byte, []int) {
-	return file_norikv_proto_rawDescGZIP(), []int{25}
+	return file_norikv_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *Event) GetSeq() uint64 {
@@ -1858,7 +2441,53 @@ const file_norikv_proto_rawDesc = "" +
 	"\vconsistency\x18\x03 \x01(\tR\vconsistency\"A\n" +
 	"\x11VectorGetResponse\x12\x16\n" +
 	"\x06vector\x18\x01 \x03(\x02R\x06vector\x12\x14\n" +
-	"\x05found\x18\x02 \x01(\bR\x05found\";\n" +
+	"\x05found\x18\x02 \x01(\bR\x05found\"\xfc\x01\n" +
+	"\fRangeRequest\x12\x14\n" +
+	"\x05start\x18\x01 \x01(\fR\x05start\x12\x10\n" +
+	"\x03end\x18\x02 \x01(\fR\x03end\x12\x16\n" +
+	"\x06prefix\x18\x03 \x01(\fR\x06prefix\x12\x14\n" +
+	"\x05limit\x18\x04 \x01(\rR\x05limit\x12\"\n" +
+	"\fcontinuation\x18\x05 \x01(\fR\fcontinuation\x12\x1b\n" +
+	"\tkeys_only\x18\x06 \x01(\bR\bkeysOnly\x12 \n" +
+	"\vconsistency\x18\a \x01(\tR\vconsistency\x12\x16\n" +
+	"\x06shards\x18\b \x03(\rR\x06shards\x12\x1b\n" +
+	"\tmax_bytes\x18\t \x01(\x04R\bmaxBytes\"\x9c\x01\n" +
+	"\n" +
+	"RangeEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\fR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\fR\x05value\x12,\n" +
+	"\aversion\x18\x03 \x01(\v2\x12.norikv.v1.VersionR\aversion\x12\x14\n" +
+	"\x05shard\x18\x04 \x01(\rR\x05shard\x12\"\n" +
+	"\rexpires_at_ms\x18\x05 \x01(\x04R\vexpiresAtMs\"S\n" +
+	"\rShardRevision\x12\x14\n" +
+	"\x05shard\x18\x01 \x01(\rR\x05shard\x12,\n" +
+	"\aapplied\x18\x02 \x01(\v2\x12.norikv.v1.VersionR\aapplied\"\xb4\x01\n" +
+	"\rRangeResponse\x12/\n" +
+	"\aentries\x18\x01 \x03(\v2\x15.norikv.v1.RangeEntryR\aentries\x12\x16\n" +
+	"\x06shards\x18\x02 \x03(\rR\x06shards\x12\"\n" +
+	"\fcontinuation\x18\x03 \x01(\fR\fcontinuation\x126\n" +
+	"\trevisions\x18\x04 \x03(\v2\x18.norikv.v1.ShardRevisionR\trevisions\"\xb3\x01\n" +
+	"\aBatchOp\x12\x16\n" +
+	"\x06delete\x18\x01 \x01(\bR\x06delete\x12\x10\n" +
+	"\x03key\x18\x02 \x01(\fR\x03key\x12\x14\n" +
+	"\x05value\x18\x03 \x01(\fR\x05value\x12\x15\n" +
+	"\x06ttl_ms\x18\x04 \x01(\x04R\x05ttlMs\x12-\n" +
+	"\bif_match\x18\x05 \x01(\v2\x12.norikv.v1.VersionR\aifMatch\x12\"\n" +
+	"\rif_not_exists\x18\x06 \x01(\bR\vifNotExists\"]\n" +
+	"\fBatchRequest\x12$\n" +
+	"\x03ops\x18\x01 \x03(\v2\x12.norikv.v1.BatchOpR\x03ops\x12'\n" +
+	"\x0fidempotency_key\x18\x02 \x01(\tR\x0eidempotencyKey\"\x9f\x01\n" +
+	"\rBatchOpResult\x12\x12\n" +
+	"\x04code\x18\x01 \x01(\rR\x04code\x12,\n" +
+	"\aversion\x18\x02 \x01(\v2\x12.norikv.v1.VersionR\aversion\x12\x1e\n" +
+	"\n" +
+	"tombstoned\x18\x03 \x01(\bR\n" +
+	"tombstoned\x12,\n" +
+	"\acurrent\x18\x04 \x01(\v2\x12.norikv.v1.VersionR\acurrent\"\x8b\x01\n" +
+	"\rBatchResponse\x12\x18\n" +
+	"\aapplied\x18\x01 \x01(\bR\aapplied\x12,\n" +
+	"\aversion\x18\x02 \x01(\v2\x12.norikv.v1.VersionR\aversion\x122\n" +
+	"\aresults\x18\x03 \x03(\v2\x18.norikv.v1.BatchOpResultR\aresults\";\n" +
 	"\rEventsRequest\x12\x14\n" +
 	"\x05since\x18\x01 \x01(\x04R\x05since\x12\x14\n" +
 	"\x05kinds\x18\x02 \x03(\tR\x05kinds\"\xa4\x03\n" +
@@ -1890,11 +2519,13 @@ const file_norikv_proto_rawDesc = "" +
 	"\x0fVectorIndexType\x12!\n" +
 	"\x1dVECTOR_INDEX_TYPE_UNSPECIFIED\x10\x00\x12!\n" +
 	"\x1dVECTOR_INDEX_TYPE_BRUTE_FORCE\x10\x01\x12\x1a\n" +
-	"\x16VECTOR_INDEX_TYPE_HNSW\x10\x022\xaf\x01\n" +
+	"\x16VECTOR_INDEX_TYPE_HNSW\x10\x022\xa7\x02\n" +
 	"\x02Kv\x124\n" +
 	"\x03Put\x12\x15.norikv.v1.PutRequest\x1a\x16.norikv.v1.PutResponse\x124\n" +
 	"\x03Get\x12\x15.norikv.v1.GetRequest\x1a\x16.norikv.v1.GetResponse\x12=\n" +
-	"\x06Delete\x12\x18.norikv.v1.DeleteRequest\x1a\x19.norikv.v1.DeleteResponse2\x85\x01\n" +
+	"\x06Delete\x12\x18.norikv.v1.DeleteRequest\x1a\x19.norikv.v1.DeleteResponse\x12:\n" +
+	"\x05Range\x12\x17.norikv.v1.RangeRequest\x1a\x18.norikv.v1.RangeResponse\x12:\n" +
+	"\x05Batch\x12\x17.norikv.v1.BatchRequest\x1a\x18.norikv.v1.BatchResponse2\x85\x01\n" +
 	"\x04Meta\x12@\n" +
 	"\fWatchCluster\x12\x16.norikv.v1.ClusterView\x1a\x16.norikv.v1.ClusterView0\x01\x12;\n" +
 	"\vWatchEvents\x12\x18.norikv.v1.EventsRequest\x1a\x10.norikv.v1.Event0\x012\x81\x01\n" +
@@ -1923,7 +2554,7 @@ func file_norikv_proto_rawDescGZIP() []byte {
 }
 
 var file_norikv_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_norikv_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
+var file_norikv_proto_msgTypes = make([]protoimpl.MessageInfo, 37)
 var file_norikv_proto_goTypes = []any{
 	(DistanceFunction)(0),             // 0: norikv.v1.DistanceFunction
 	(VectorIndexType)(0),              // 1: norikv.v1.VectorIndexType
@@ -1951,18 +2582,26 @@ var file_norikv_proto_goTypes = []any{
 	(*VectorSearchResponse)(nil),      // 23: norikv.v1.VectorSearchResponse
 	(*VectorGetRequest)(nil),          // 24: norikv.v1.VectorGetRequest
 	(*VectorGetResponse)(nil),         // 25: norikv.v1.VectorGetResponse
-	(*EventsRequest)(nil),             // 26: norikv.v1.EventsRequest
-	(*Event)(nil),                     // 27: norikv.v1.Event
-	nil,                               // 28: norikv.v1.PutResponse.MetaEntry
-	nil,                               // 29: norikv.v1.GetResponse.MetaEntry
-	nil,                               // 30: norikv.v1.CreateVectorIndexResponse.MetaEntry
+	(*RangeRequest)(nil),              // 26: norikv.v1.RangeRequest
+	(*RangeEntry)(nil),                // 27: norikv.v1.RangeEntry
+	(*ShardRevision)(nil),             // 28: norikv.v1.ShardRevision
+	(*RangeResponse)(nil),             // 29: norikv.v1.RangeResponse
+	(*BatchOp)(nil),                   // 30: norikv.v1.BatchOp
+	(*BatchRequest)(nil),              // 31: norikv.v1.BatchRequest
+	(*BatchOpResult)(nil),             // 32: norikv.v1.BatchOpResult
+	(*BatchResponse)(nil),             // 33: norikv.v1.BatchResponse
+	(*EventsRequest)(nil),             // 34: norikv.v1.EventsRequest
+	(*Event)(nil),                     // 35: norikv.v1.Event
+	nil,                               // 36: norikv.v1.PutResponse.MetaEntry
+	nil,                               // 37: norikv.v1.GetResponse.MetaEntry
+	nil,                               // 38: norikv.v1.CreateVectorIndexResponse.MetaEntry
 }
 var file_norikv_proto_depIdxs = []int32{
 	2,  // 0: norikv.v1.PutRequest.if_match:type_name -> norikv.v1.Version
 	2,  // 1: norikv.v1.PutResponse.version:type_name -> norikv.v1.Version
-	28, // 2: norikv.v1.PutResponse.meta:type_name -> norikv.v1.PutResponse.MetaEntry
+	36, // 2: norikv.v1.PutResponse.meta:type_name -> norikv.v1.PutResponse.MetaEntry
 	2,  // 3: norikv.v1.GetResponse.version:type_name -> norikv.v1.Version
-	29, // 4: norikv.v1.GetResponse.meta:type_name -> norikv.v1.GetResponse.MetaEntry
+	37, // 4: norikv.v1.GetResponse.meta:type_name -> norikv.v1.GetResponse.MetaEntry
 	2,  // 5: norikv.v1.DeleteRequest.if_match:type_name -> norikv.v1.Version
 	2,  // 6: norikv.v1.DeleteResponse.version:type_name -> norikv.v1.Version
 	10, // 7: norikv.v1.ShardInfo.replicas:type_name -> norikv.v1.ShardReplica
@@ -1970,40 +2609,54 @@ var file_norikv_proto_depIdxs = []int32{
 	11, // 9: norikv.v1.ClusterView.shards:type_name -> norikv.v1.ShardInfo
 	0,  // 10: norikv.v1.CreateVectorIndexRequest.distance:type_name -> norikv.v1.DistanceFunction
 	1,  // 11: norikv.v1.CreateVectorIndexRequest.index_type:type_name -> norikv.v1.VectorIndexType
-	30, // 12: norikv.v1.CreateVectorIndexResponse.meta:type_name -> norikv.v1.CreateVectorIndexResponse.MetaEntry
+	38, // 12: norikv.v1.CreateVectorIndexResponse.meta:type_name -> norikv.v1.CreateVectorIndexResponse.MetaEntry
 	2,  // 13: norikv.v1.VectorInsertResponse.version:type_name -> norikv.v1.Version
 	13, // 14: norikv.v1.VectorSearchResponse.matches:type_name -> norikv.v1.VectorMatch
-	3,  // 15: norikv.v1.Kv.Put:input_type -> norikv.v1.PutRequest
-	5,  // 16: norikv.v1.Kv.Get:input_type -> norikv.v1.GetRequest
-	7,  // 17: norikv.v1.Kv.Delete:input_type -> norikv.v1.DeleteRequest
-	12, // 18: norikv.v1.Meta.WatchCluster:input_type -> norikv.v1.ClusterView
-	26, // 19: norikv.v1.Meta.WatchEvents:input_type -> norikv.v1.EventsRequest
-	11, // 20: norikv.v1.Admin.TransferShard:input_type -> norikv.v1.ShardInfo
-	11, // 21: norikv.v1.Admin.SnapshotShard:input_type -> norikv.v1.ShardInfo
-	14, // 22: norikv.v1.Vector.CreateIndex:input_type -> norikv.v1.CreateVectorIndexRequest
-	16, // 23: norikv.v1.Vector.DropIndex:input_type -> norikv.v1.DropVectorIndexRequest
-	18, // 24: norikv.v1.Vector.Insert:input_type -> norikv.v1.VectorInsertRequest
-	20, // 25: norikv.v1.Vector.Delete:input_type -> norikv.v1.VectorDeleteRequest
-	22, // 26: norikv.v1.Vector.Search:input_type -> norikv.v1.VectorSearchRequest
-	24, // 27: norikv.v1.Vector.Get:input_type -> norikv.v1.VectorGetRequest
-	4,  // 28: norikv.v1.Kv.Put:output_type -> norikv.v1.PutResponse
-	6,  // 29: norikv.v1.Kv.Get:output_type -> norikv.v1.GetResponse
-	8,  // 30: norikv.v1.Kv.Delete:output_type -> norikv.v1.DeleteResponse
-	12, // 31: norikv.v1.Meta.WatchCluster:output_type -> norikv.v1.ClusterView
-	27, // 32: norikv.v1.Meta.WatchEvents:output_type -> norikv.v1.Event
-	11, // 33: norikv.v1.Admin.TransferShard:output_type -> norikv.v1.ShardInfo
-	11, // 34: norikv.v1.Admin.SnapshotShard:output_type -> norikv.v1.ShardInfo
-	15, // 35: norikv.v1.Vector.CreateIndex:output_type -> norikv.v1.CreateVectorIndexResponse
-	17, // 36: norikv.v1.Vector.DropIndex:output_type -> norikv.v1.DropVectorIndexResponse
-	19, // 37: norikv.v1.Vector.Insert:output_type -> norikv.v1.VectorInsertResponse
-	21, // 38: norikv.v1.Vector.Delete:output_type -> norikv.v1.VectorDeleteResponse
-	23, // 39: norikv.v1.Vector.Search:output_type -> norikv.v1.VectorSearchResponse
-	25, // 40: norikv.v1.Vector.Get:output_type -> norikv.v1.VectorGetResponse
-	28, // [28:41] is the sub-list for method output_type
-	15, // [15:28] is the sub-list for method input_type
-	15, // [15:15] is the sub-list for extension type_name
-	15, // [15:15] is the sub-list for extension extendee
-	0,  // [0:15] is the sub-list for field type_name
+	2,  // 15: norikv.v1.RangeEntry.version:type_name -> norikv.v1.Version
+	2,  // 16: norikv.v1.ShardRevision.applied:type_name -> norikv.v1.Version
+	27, // 17: norikv.v1.RangeResponse.entries:type_name -> norikv.v1.RangeEntry
+	28, // 18: norikv.v1.RangeResponse.revisions:type_name -> norikv.v1.ShardRevision
+	2,  // 19: norikv.v1.BatchOp.if_match:type_name -> norikv.v1.Version
+	30, // 20: norikv.v1.BatchRequest.ops:type_name -> norikv.v1.BatchOp
+	2,  // 21: norikv.v1.BatchOpResult.version:type_name -> norikv.v1.Version
+	2,  // 22: norikv.v1.BatchOpResult.current:type_name -> norikv.v1.Version
+	2,  // 23: norikv.v1.BatchResponse.version:type_name -> norikv.v1.Version
+	32, // 24: norikv.v1.BatchResponse.results:type_name -> norikv.v1.BatchOpResult
+	3,  // 25: norikv.v1.Kv.Put:input_type -> norikv.v1.PutRequest
+	5,  // 26: norikv.v1.Kv.Get:input_type -> norikv.v1.GetRequest
+	7,  // 27: norikv.v1.Kv.Delete:input_type -> norikv.v1.DeleteRequest
+	26, // 28: norikv.v1.Kv.Range:input_type -> norikv.v1.RangeRequest
+	31, // 29: norikv.v1.Kv.Batch:input_type -> norikv.v1.BatchRequest
+	12, // 30: norikv.v1.Meta.WatchCluster:input_type -> norikv.v1.ClusterView
+	34, // 31: norikv.v1.Meta.WatchEvents:input_type -> norikv.v1.EventsRequest
+	11, // 32: norikv.v1.Admin.TransferShard:input_type -> norikv.v1.ShardInfo
+	11, // 33: norikv.v1.Admin.SnapshotShard:input_type -> norikv.v1.ShardInfo
+	14, // 34: norikv.v1.Vector.CreateIndex:input_type -> norikv.v1.CreateVectorIndexRequest
+	16, // 35: norikv.v1.Vector.DropIndex:input_type -> norikv.v1.DropVectorIndexRequest
+	18, // 36: norikv.v1.Vector.Insert:input_type -> norikv.v1.VectorInsertRequest
+	20, // 37: norikv.v1.Vector.Delete:input_type -> norikv.v1.VectorDeleteRequest
+	22, // 38: norikv.v1.Vector.Search:input_type -> norikv.v1.VectorSearchRequest
+	24, // 39: norikv.v1.Vector.Get:input_type -> norikv.v1.VectorGetRequest
+	4,  // 40: norikv.v1.Kv.Put:output_type -> norikv.v1.PutResponse
+	6,  // 41: norikv.v1.Kv.Get:output_type -> norikv.v1.GetResponse
+	8,  // 42: norikv.v1.Kv.Delete:output_type -> norikv.v1.DeleteResponse
+	29, // 43: norikv.v1.Kv.Range:output_type -> norikv.v1.RangeResponse
+	33, // 44: norikv.v1.Kv.Batch:output_type -> norikv.v1.BatchResponse
+	12, // 45: norikv.v1.Meta.WatchCluster:output_type -> norikv.v1.ClusterView
+	35, // 46: norikv.v1.Meta.WatchEvents:output_type -> norikv.v1.Event
+	11, // 47: norikv.v1.Admin.TransferShard:output_type -> norikv.v1.ShardInfo
+	11, // 48: norikv.v1.Admin.SnapshotShard:output_type -> norikv.v1.ShardInfo
+	15, // 49: norikv.v1.Vector.CreateIndex:output_type -> norikv.v1.CreateVectorIndexResponse
+	17, // 50: norikv.v1.Vector.DropIndex:output_type -> norikv.v1.DropVectorIndexResponse
+	19, // 51: norikv.v1.Vector.Insert:output_type -> norikv.v1.VectorInsertResponse
+	21, // 52: norikv.v1.Vector.Delete:output_type -> norikv.v1.VectorDeleteResponse
+	23, // 53: norikv.v1.Vector.Search:output_type -> norikv.v1.VectorSearchResponse
+	25, // 54: norikv.v1.Vector.Get:output_type -> norikv.v1.VectorGetResponse
+	40, // [40:55] is the sub-list for method output_type
+	25, // [25:40] is the sub-list for method input_type
+	25, // [25:25] is the sub-list for extension type_name
+	25, // [25:25] is the sub-list for extension extendee
+	0,  // [0:25] is the sub-list for field type_name
 }
 
 func init() { file_norikv_proto_init() }
@@ -2017,7 +2670,7 @@ func file_norikv_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_norikv_proto_rawDesc), len(file_norikv_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   29,
+			NumMessages:   37,
 			NumExtensions: 0,
 			NumServices:   4,
 		},

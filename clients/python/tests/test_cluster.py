@@ -27,6 +27,7 @@ from norikv import (
     ConsistencyLevel,
     GetOptions,
     NoriKVClient,
+    RangeOptions,
     RetryConfig,
     TopologyChangeEvent,
     Version,
@@ -189,3 +190,38 @@ async def test_routes_to_leaders_and_survives_sigkill_of_a_leader(cluster: List[
         assert all(s.leader_id != victim_id for s in final.shards if s.leader_id is not None) or any(
             x.id == victim_id and x.role != "alive" for x in final.nodes
         )
+
+
+@pytest.mark.timeout(300)
+async def test_range_merges_every_nodes_shards_and_survives_sigkill_of_a_leader_mid_scan(cluster: List[Node]) -> None:
+    """range() asks every node that leads shards and merges their pages in key
+    order; killing the node leading the most shards in the middle of the scan
+    moves its shards (with the stream's continuation) to the new leaders, and
+    the scan still yields every acknowledged key once, in order."""
+    addrs = [nd.rpc for nd in cluster]
+    retry = RetryConfig(max_attempts=40, initial_delay_ms=50, max_delay_ms=1000, jitter_ms=50)
+    async with NoriKVClient(ClientConfig(nodes=addrs, timeout=5000, retry=retry)) as c:
+        view = await wait_for_full_view(c, 3)
+        want = []
+        for i in range(300):
+            key = b"range-kill-%04d" % i
+            await c.put(key, key)
+            want.append(key)
+        leads = {x.id: 0 for x in view.nodes}
+        for s in view.shards:
+            if s.leader_id is not None:
+                leads[s.leader_id] += 1
+        assert sum(1 for n in leads.values() if n > 0) >= 2, "the scan would not fan out: %s" % leads
+        victim_id = max(leads, key=lambda k: leads[k])
+        victim = next(nd for nd in cluster if nd.rpc == view.node(victim_id).addr)  # type: ignore[union-attr]
+        got: List[bytes] = []
+        opts = RangeOptions(prefix=b"range-kill-", page_size=4, consistency=ConsistencyLevel.LINEARIZABLE)
+        async for kv in c.range(opts):
+            assert kv.value == kv.key
+            if got:
+                assert got[-1] < kv.key
+            got.append(kv.key)
+            if len(got) == 50:
+                assert victim.srv is not None
+                victim.srv.kill()
+        assert got == sorted(want)

@@ -27,6 +27,8 @@ static const ProtobufCMessageDescriptor *const requests[] = {
     &norikv__v1__vector_delete_request__descriptor,
     &norikv__v1__vector_search_request__descriptor,
     &norikv__v1__vector_get_request__descriptor,
+    &norikv__v1__range_request__descriptor, /* Kv.Range (ext) */
+    &norikv__v1__batch_request__descriptor, /* Kv.Batch (ext) */
 };
 
 static void dump(const char *what, const uint8_t *p, size_t n)

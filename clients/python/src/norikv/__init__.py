@@ -13,6 +13,7 @@ from .client import Client, NoriKVClient, TopologyCallback
 from .config import ClientConfig, RetryConfig
 from .errors import (
     AlreadyExistsError,
+    BatchNotAppliedError,
     ClientClosedError,
     ConfigurationError,
     ConnectionError,
@@ -25,6 +26,11 @@ from .errors import (
     VersionMismatchError,
 )
 from .types import (
+    KV,
+    BatchOp,
+    BatchOpResult,
+    BatchOptions,
+    BatchResult,
     ClientStats,
     ClusterNode,
     ClusterView,
@@ -50,6 +56,7 @@ from .types import (
     VectorMatch,
     VectorSearchOptions,
     VectorSearchResult,
+    RangeOptions,
     Version,
 )
 
@@ -88,6 +95,13 @@ __all__ = [
     "ResourceExhaustedError",
     "ConfigurationError",
     "ClientClosedError",
+    "BatchNotAppliedError",
+    "RangeOptions",
+    "KV",
+    "BatchOp",
+    "BatchOptions",
+    "BatchOpResult",
+    "BatchResult",
     "xxhash64",
     "jump_consistent_hash",
     "get_shard_for_key",

@@ -14,11 +14,27 @@ connected on; it is not meant to be used from several event loops or threads.
 from __future__ import annotations
 
 import asyncio
+import heapq
 import inspect
 import logging
 import random
 from types import MappingProxyType, TracebackType
-from typing import Any, Awaitable, Callable, List, Mapping, Optional, Sequence, Type, TypeVar, Union, cast
+from typing import (
+    Any,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Dict,
+    List,
+    Mapping,
+    Optional,
+    Sequence,
+    Tuple,
+    Type,
+    TypeVar,
+    Union,
+    cast,
+)
 
 import grpc
 import grpc.aio
@@ -26,6 +42,7 @@ import grpc.aio
 from ._hash import KeyLike, key_bytes
 from .config import ClientConfig, RetryConfig
 from .errors import (
+    BatchNotAppliedError,
     ClientClosedError,
     ConfigurationError,
     ConnectionError,
@@ -38,6 +55,11 @@ from .pool import ConnectionPool, NodeConnection
 from .retry import FailureKind, backoff_delay_s, classify, is_connect_failure, should_retry
 from .topology import Router, view_from_proto
 from .types import (
+    KV,
+    BatchOp,
+    BatchOpResult,
+    BatchOptions,
+    BatchResult,
     ClientStats,
     ClusterView,
     ConsistencyLevel,
@@ -48,6 +70,7 @@ from .types import (
     GetResult,
     PoolStats,
     PutOptions,
+    RangeOptions,
     RequestStats,
     RouterStats,
     TopologyChangeEvent,
@@ -73,6 +96,8 @@ TopologyCallback = Callable[[TopologyChangeEvent], Any]
 ValueLike = Union[str, bytes, bytearray, memoryview]
 # Shared read-only empty metadata (copying an empty protobuf map costs ~1 µs).
 _NO_META: Mapping[str, str] = MappingProxyType({})
+# gRPC code numbers of BatchOpResult.code (docs/batch.md).
+_BATCH_CODES = {0: "OK", 6: "ALREADY_EXISTS", 9: "FAILED_PRECONDITION", 10: "ABORTED"}
 # grpc.aio.EOF (end of a response stream); absent from the type stubs.
 _EOF: object = getattr(grpc.aio, "EOF")
 
@@ -317,6 +342,206 @@ class NoriKVClient:
             return bool(resp.tombstoned)
 
         return await self._invoke(kb, attempt, repeat_safe)
+
+    # ------------------------------------------------------- range and batch
+    async def range(self, options: Optional[RangeOptions] = None) -> AsyncIterator[KV]:
+        """Yield the keys options select in ascending byte order (docs/range.md).
+
+        Keys are hash-distributed, so every range covers every shard: each node
+        that leads shards is asked for its shards' next page, and the pages are
+        merged in key order as the iteration goes. Shards a node does not cover
+        (leadership moved) are asked of their leader with the same continuation.
+        No server state is held between pages; breaking out early is fine.
+
+            async for kv in client.range(RangeOptions(prefix=b"user/")):
+                ...
+        """
+        if not self._connected:
+            raise ClientClosedError()
+        opts = options if options is not None else RangeOptions()
+        if opts.limit < 0 or opts.page_size < 0:
+            raise ValueError("limit and page_size must be >= 0")
+        streams = await self._range_open(list(range(self._router.total_shards)), b"", opts)
+        heap: List[Tuple[bytes, int, int, _RangeStream]] = []
+        seq = 0
+        for s in streams:
+            e = s.entries[s.pos]
+            heap.append((e.key, e.shard, seq, s))
+            seq += 1
+        heapq.heapify(heap)
+        yielded = 0
+        while heap:
+            if opts.limit and yielded >= opts.limit:
+                return
+            _, _, _, s = heap[0]
+            e = s.entries[s.pos]
+            yield KV(
+                key=e.key,
+                value=e.value,
+                version=_version(e.version),
+                shard=e.shard,
+                expires_at_ms=e.expires_at_ms,
+            )
+            yielded += 1
+            s.pos += 1
+            if s.pos < len(s.entries):
+                n = s.entries[s.pos]
+                heapq.heapreplace(heap, (n.key, n.shard, seq, s))
+                seq += 1
+                continue
+            heapq.heappop(heap)
+            if s.eof:
+                continue
+            # the stream's page is used up: its next page before any further key
+            for m in await self._range_open(s.shards, s.token, opts):
+                n = m.entries[m.pos]
+                heapq.heappush(heap, (n.key, n.shard, seq, m))
+                seq += 1
+
+    async def _range_open(self, shards: List[int], token: bytes, opts: RangeOptions) -> "List[_RangeStream]":
+        """Fetch the next page for shards from token, one request per node that
+        leads some of them, concurrently; route uncovered shards again (with
+        backoff) until all are covered. Every stream returned has entries."""
+        router = self._router
+        retry: RetryConfig = self.config.retry
+        stale = opts.consistency is ConsistencyLevel.STALE_OK
+        out: List[_RangeStream] = []
+        pending = list(shards)
+        attempt = 0
+        while pending:
+            attempt += 1
+            if self._closed:
+                raise ClientClosedError("client was closed during a range scan")
+            groups: Dict[str, List[int]] = {}
+            for sh in pending:
+                addr = (
+                    (router.any_replica(sh, self._rng) if stale else None)
+                    or router.leader_addr(sh)
+                    or router.next_candidate()
+                )
+                groups.setdefault(addr, []).append(sh)
+            addrs = list(groups)
+            results = await asyncio.gather(
+                *(self._range_fetch(a, groups[a], token, opts) for a in addrs), return_exceptions=True
+            )
+            pending = []
+            last: Optional[BaseException] = None
+            for addr, res in zip(addrs, results):
+                asked = groups[addr]
+                if isinstance(res, grpc.aio.AioRpcError):
+                    code = res.code().name
+                    details = res.details() or ""
+                    kind = classify(code, details)
+                    if kind is FailureKind.PERMANENT:
+                        raise error_from_status(code, details, res.trailing_metadata()) from None
+                    if is_connect_failure(code, details):
+                        router.mark_down(addr)
+                    for sh in asked:
+                        router.forget_leader(sh, addr)
+                    last = res
+                    pending.extend(asked)
+                    continue
+                if isinstance(res, BaseException):
+                    raise res
+                stream = res
+                covered = set(stream.shards)
+                pending.extend(sh for sh in asked if sh not in covered)
+                if stream.shards and (stream.entries or not stream.eof):
+                    out.append(stream)
+            if pending:
+                if attempt >= retry.max_attempts + 4:
+                    raise ConnectionError(
+                        "range: %d shards found no node to serve them (last error: %s)" % (len(pending), last)
+                    )
+                pending.sort()
+                await asyncio.sleep(backoff_delay_s(attempt, retry, self._rng))
+        ready: List[_RangeStream] = []
+        for s in out:
+            if s.entries:
+                ready.append(s)
+            else:  # a page of only expired records that has more
+                ready.extend(await self._range_open(s.shards, s.token, opts))
+        return ready
+
+    async def _range_fetch(self, addr: str, shards: List[int], token: bytes, opts: RangeOptions) -> "_RangeStream":
+        req = pb.RangeRequest(
+            start=opts.start,
+            end=opts.end,
+            prefix=opts.prefix,
+            limit=opts.page_size,
+            keys_only=opts.keys_only,
+            consistency=opts.consistency.value,
+            continuation=token,
+            shards=shards,
+        )
+        resp = await self._pool.get(addr).range(req, timeout=self._timeout_s)
+        return _RangeStream(
+            addr=addr,
+            shards=sorted(resp.shards),
+            token=bytes(resp.continuation),
+            entries=list(resp.entries),
+            eof=not resp.continuation,
+        )
+
+    async def batch(self, ops: Sequence[BatchOp], options: Optional[BatchOptions] = None) -> BatchResult:
+        """Apply ops atomically: all in one Raft entry, or none (docs/batch.md).
+
+        Every key must be on one shard (shard_for_key); otherwise ValueError
+        names the shards before anything is sent. When a condition fails
+        nothing is applied and BatchNotAppliedError is raised, whose result
+        says which op failed (its code is that op's: FAILED_PRECONDITION or
+        ALREADY_EXISTS)."""
+        if not ops:
+            raise ValueError("a batch needs at least one operation")
+        kb0 = key_bytes(ops[0].key)
+        shard0 = self._router.shard_for(kb0)
+        req = pb.BatchRequest()
+        repeat_safe = True
+        for i, o in enumerate(ops):
+            kb = key_bytes(o.key)
+            sh = self._router.shard_for(kb)
+            if sh != shard0:
+                raise ValueError(
+                    "batch spans shards %d (op 0) and %d (op %d): a batch's keys must all be on one shard"
+                    % (shard0, sh, i)
+                )
+            if o.ttl_ms < 0:
+                raise ValueError("ttl_ms must be >= 0, got %d" % o.ttl_ms)
+            op = req.ops.add()
+            op.key = kb
+            op.delete = o.delete
+            if not o.delete:
+                op.value = _value_bytes(o.value)
+                op.ttl_ms = o.ttl_ms
+                op.if_not_exists = o.if_not_exists
+            if o.if_match_version is not None:
+                op.if_match.CopyFrom(_pb_version(o.if_match_version))
+            if o.if_match_version is not None or o.if_not_exists:
+                repeat_safe = False
+        if options is not None and options.idempotency_key:
+            req.idempotency_key = options.idempotency_key
+            repeat_safe = True
+
+        async def attempt(conn: NodeConnection, timeout: float) -> BatchResult:
+            resp = await conn.batch(req, timeout=timeout)
+            results = tuple(
+                BatchOpResult(
+                    code=_BATCH_CODES.get(r.code, str(r.code)),
+                    tombstoned=r.tombstoned,
+                    current=_version(r.current) if r.HasField("current") else None,
+                )
+                for r in resp.results
+            )
+            return BatchResult(applied=resp.applied, version=_version(resp.version), results=results)
+
+        res = await self._invoke(kb0, attempt, repeat_safe)
+        if not res.applied:
+            for i, r in enumerate(res.results):
+                if r.code in ("FAILED_PRECONDITION", "ALREADY_EXISTS"):
+                    what = "version mismatch" if r.code == "FAILED_PRECONDITION" else "key already exists"
+                    raise BatchNotAppliedError("batch op %d: %s; nothing was applied" % (i, what), r.code, res)
+            raise BatchNotAppliedError("batch was not applied", "FAILED_PRECONDITION", res)
+        return res
 
     # -------------------------------------------------------------- vectors
     # A namespace lives whole on the shard its name hashes to, like a key, so
@@ -588,6 +813,23 @@ class NoriKVClient:
             if call is not None:
                 call.cancel()
             raise
+
+
+class _RangeStream:
+    """One node's ordered page stream over a set of shards (range())."""
+
+    __slots__ = ("addr", "shards", "token", "entries", "pos", "eof")
+
+    def __init__(self, addr: str, shards: List[int], token: bytes, entries: "List[Any]", eof: bool) -> None:
+        self.addr = addr
+        self.shards = shards
+        self.token = token
+        self.entries = entries
+        self.pos = 0
+        self.eof = eof
+
+    def __lt__(self, other: "_RangeStream") -> bool:  # heap ties never reach here (seq)
+        return id(self) < id(other)
 
 
 class Client(NoriKVClient):

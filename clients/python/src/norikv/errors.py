@@ -76,6 +76,16 @@ class AlreadyExistsError(NoriKVError):
         super().__init__(message, "ALREADY_EXISTS")
 
 
+class BatchNotAppliedError(NoriKVError):
+    """A batch's condition failed, so none of its operations was applied.
+    result holds every op's outcome (which failed: FAILED_PRECONDITION or
+    ALREADY_EXISTS; the rest ABORTED). code is the first failure's."""
+
+    def __init__(self, message: str, code: str, result: "object") -> None:
+        super().__init__(message, code)
+        self.result = result
+
+
 class ConnectionError(NoriKVError):  # noqa: A001 - the guide's name
     """No node could serve the request (unreachable, no leader, shutting down)."""
 

@@ -87,6 +87,16 @@ class NodeConnection:
             request_serializer=pb.VectorGetRequest.SerializeToString,
             response_deserializer=pb.VectorGetResponse.FromString,
         )
+        self.range = ch.unary_unary(
+            "/norikv.v1.Kv/Range",
+            request_serializer=pb.RangeRequest.SerializeToString,
+            response_deserializer=pb.RangeResponse.FromString,
+        )
+        self.batch = ch.unary_unary(
+            "/norikv.v1.Kv/Batch",
+            request_serializer=pb.BatchRequest.SerializeToString,
+            response_deserializer=pb.BatchResponse.FromString,
+        )
         self.watch_cluster = ch.unary_stream(
             "/norikv.v1.Meta/WatchCluster",
             request_serializer=pb.ClusterView.SerializeToString,

@@ -25,6 +25,12 @@ __all__ = [
     "TopologyStats",
     "RequestStats",
     "ClientStats",
+    "RangeOptions",
+    "KV",
+    "BatchOp",
+    "BatchOptions",
+    "BatchOpResult",
+    "BatchResult",
 ]
 
 
@@ -267,3 +273,68 @@ class VectorSearchResult:
     """Ascending distance, at most k."""
     search_time_us: int
     """The server's search time."""
+
+
+# ------------------------------------------------------------ range and batch
+
+
+@dataclass
+class RangeOptions:
+    """What a range scan selects (docs/range.md). Empty bounds are unbounded;
+    prefix narrows start/end. limit stops after that many entries (0: all);
+    page_size is entries per server response (0: the server's 1000)."""
+
+    start: bytes = b""
+    end: bytes = b""
+    prefix: bytes = b""
+    limit: int = 0
+    page_size: int = 0
+    keys_only: bool = False
+    consistency: ConsistencyLevel = ConsistencyLevel.LEASE
+
+
+@dataclass(frozen=True)
+class KV:
+    """One entry of a range scan."""
+
+    key: bytes
+    value: bytes
+    version: Version
+    shard: int
+    expires_at_ms: int = 0  # absolute, ms since the Unix epoch; 0: none
+
+
+@dataclass
+class BatchOp:
+    """One operation of a batch: a put (delete=False) or a delete of key."""
+
+    key: bytes
+    value: bytes = b""
+    delete: bool = False
+    ttl_ms: int = 0
+    if_match_version: Optional[Version] = None
+    if_not_exists: bool = False
+
+
+@dataclass
+class BatchOptions:
+    idempotency_key: str = ""
+
+
+@dataclass(frozen=True)
+class BatchOpResult:
+    """code: "OK", "FAILED_PRECONDITION" (version mismatch), "ALREADY_EXISTS"
+    (if_not_exists), or "ABORTED" (fine, but another op failed)."""
+
+    code: str
+    tombstoned: bool = False
+    current: Optional[Version] = None
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    """applied: every op was applied, all at version."""
+
+    applied: bool
+    version: Version
+    results: Tuple[BatchOpResult, ...] = ()
