@@ -130,6 +130,55 @@ func (VectorIndexType) EnumDescriptor() ([]byte, []int) {
 	return file_norikv_proto_rawDescGZIP(), []int{1}
 }
 
+type WatchEvent_Kind int32
+
+const (
+	WatchEvent_PUT    WatchEvent_Kind = 0
+	WatchEvent_DELETE WatchEvent_Kind = 1 // deleted by a client
+	WatchEvent_EXPIRE WatchEvent_Kind = 2 // its TTL ran out (one event, replicated: the shard's time)
+)
+
+// Enum value maps for WatchEvent_Kind.
+var (
+	WatchEvent_Kind_name = map[int32]string{
+		0: "PUT",
+		1: "DELETE",
+		2: "EXPIRE",
+	}
+	WatchEvent_Kind_value = map[string]int32{
+		"PUT":    0,
+		"DELETE": 1,
+		"EXPIRE": 2,
+	}
+)
+
+func (x WatchEvent_Kind) Enum() *WatchEvent_Kind {
+	p := new(WatchEvent_Kind)
+	*p = x
+	return p
+}
+
+func (x WatchEvent_Kind) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (WatchEvent_Kind) Descriptor() protoreflect.EnumDescriptor {
+	return file_norikv_proto_enumTypes[2].Descriptor()
+}
+
+func (WatchEvent_Kind) Type() protoreflect.EnumType {
+	return &file_norikv_proto_enumTypes[2]
+}
+
+func (x WatchEvent_Kind) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use WatchEvent_Kind.Descriptor instead.
+func (WatchEvent_Kind) EnumDescriptor() ([]byte, []int) {
+	return file_norikv_proto_rawDescGZIP(), []int{33, 0}
+}
+
 // The (term, index) of the Raft entry that wrote a value. Both >= 1.
 type Version struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -2100,6 +2149,256 @@ func (x *BatchResponse) GetResults() []*BatchOpResult {
 	return nil
 }
 
+// ---------------------------------------------------------------- (ext) Watch
+// Kv.Watch (ext): the changes of a key, a prefix or a range, from each
+// shard's change feed (docs/watch.md). A node serves the shards it leads
+// among those asked (WatchResponse.shards in the first message says which);
+// the SDKs fan out to the leaders and resume after reconnects and leader
+// changes with the last revision of every shard.
+type WatchRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Exactly one of: key; prefix; start/end ([start, end), empty end:
+	// unbounded; both empty: every key).
+	Key    []byte `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	Prefix []byte `protobuf:"bytes,2,opt,name=prefix,proto3" json:"prefix,omitempty"`
+	Start  []byte `protobuf:"bytes,3,opt,name=start,proto3" json:"start,omitempty"`
+	End    []byte `protobuf:"bytes,4,opt,name=end,proto3" json:"end,omitempty"`
+	// Per shard: send the events after this revision (the Version of the last
+	// event seen, or a RangeResponse revision). A shard not listed starts
+	// with the events after its current revision (new changes only).
+	From          []*ShardRevision `protobuf:"bytes,5,rep,name=from,proto3" json:"from,omitempty"`
+	Shards        []uint32         `protobuf:"varint,6,rep,packed,name=shards,proto3" json:"shards,omitempty"`              // shards asked; empty: every shard
+	KeysOnly      bool             `protobuf:"varint,7,opt,name=keys_only,json=keysOnly,proto3" json:"keys_only,omitempty"` // events carry no value
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchRequest) Reset() {
+	*x = WatchRequest{}
+	mi := &file_norikv_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchRequest) ProtoMessage() {}
+
+func (x *WatchRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_norikv_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchRequest.ProtoReflect.Descriptor instead.
+func (*WatchRequest) Descriptor() ([]byte, []int) {
+	return file_norikv_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *WatchRequest) GetKey() []byte {
+	if x != nil {
+		return x.Key
+	}
+	return nil
+}
+
+func (x *WatchRequest) GetPrefix() []byte {
+	if x != nil {
+		return x.Prefix
+	}
+	return nil
+}
+
+func (x *WatchRequest) GetStart() []byte {
+	if x != nil {
+		return x.Start
+	}
+	return nil
+}
+
+func (x *WatchRequest) GetEnd() []byte {
+	if x != nil {
+		return x.End
+	}
+	return nil
+}
+
+func (x *WatchRequest) GetFrom() []*ShardRevision {
+	if x != nil {
+		return x.From
+	}
+	return nil
+}
+
+func (x *WatchRequest) GetShards() []uint32 {
+	if x != nil {
+		return x.Shards
+	}
+	return nil
+}
+
+func (x *WatchRequest) GetKeysOnly() bool {
+	if x != nil {
+		return x.KeysOnly
+	}
+	return false
+}
+
+type WatchEvent struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Kind          WatchEvent_Kind        `protobuf:"varint,1,opt,name=kind,proto3,enum=norikv.v1.WatchEvent_Kind" json:"kind,omitempty"`
+	Key           []byte                 `protobuf:"bytes,2,opt,name=key,proto3" json:"key,omitempty"`
+	Value         []byte                 `protobuf:"bytes,3,opt,name=value,proto3" json:"value,omitempty"`     // PUT, unless keys_only
+	Version       *Version               `protobuf:"bytes,4,opt,name=version,proto3" json:"version,omitempty"` // the entry of the change: the shard's revision
+	Shard         uint32                 `protobuf:"varint,5,opt,name=shard,proto3" json:"shard,omitempty"`
+	ExpiresAtMs   uint64                 `protobuf:"varint,6,opt,name=expires_at_ms,json=expiresAtMs,proto3" json:"expires_at_ms,omitempty"` // PUT with a TTL: when it expires (ms since the epoch)
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchEvent) Reset() {
+	*x = WatchEvent{}
+	mi := &file_norikv_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchEvent) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchEvent) ProtoMessage() {}
+
+func (x *WatchEvent) ProtoReflect() protoreflect.Message {
+	mi := &file_norikv_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchEvent.ProtoReflect.Descriptor instead.
+func (*WatchEvent) Descriptor() ([]byte, []int) {
+	return file_norikv_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *WatchEvent) GetKind() WatchEvent_Kind {
+	if x != nil {
+		return x.Kind
+	}
+	return WatchEvent_PUT
+}
+
+func (x *WatchEvent) GetKey() []byte {
+	if x != nil {
+		return x.Key
+	}
+	return nil
+}
+
+func (x *WatchEvent) GetValue() []byte {
+	if x != nil {
+		return x.Value
+	}
+	return nil
+}
+
+func (x *WatchEvent) GetVersion() *Version {
+	if x != nil {
+		return x.Version
+	}
+	return nil
+}
+
+func (x *WatchEvent) GetShard() uint32 {
+	if x != nil {
+		return x.Shard
+	}
+	return 0
+}
+
+func (x *WatchEvent) GetExpiresAtMs() uint64 {
+	if x != nil {
+		return x.ExpiresAtMs
+	}
+	return 0
+}
+
+type WatchResponse struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Events []*WatchEvent          `protobuf:"bytes,1,rep,name=events,proto3" json:"events,omitempty"`         // per shard in revision order
+	Shards []uint32               `protobuf:"varint,2,rep,packed,name=shards,proto3" json:"shards,omitempty"` // first message only: the shards served
+	// Per shard: every event up to this revision has been sent. Sent when a
+	// shard's feed moved on without a matching event, so that a resume does
+	// not start from further back than needed.
+	Progress      []*ShardRevision `protobuf:"bytes,3,rep,name=progress,proto3" json:"progress,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchResponse) Reset() {
+	*x = WatchResponse{}
+	mi := &file_norikv_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchResponse) ProtoMessage() {}
+
+func (x *WatchResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_norikv_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchResponse.ProtoReflect.Descriptor instead.
+func (*WatchResponse) Descriptor() ([]byte, []int) {
+	return file_norikv_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *WatchResponse) GetEvents() []*WatchEvent {
+	if x != nil {
+		return x.Events
+	}
+	return nil
+}
+
+func (x *WatchResponse) GetShards() []uint32 {
+	if x != nil {
+		return x.Shards
+	}
+	return nil
+}
+
+func (x *WatchResponse) GetProgress() []*ShardRevision {
+	if x != nil {
+		return x.Progress
+	}
+	return nil
+}
+
 // (ext) Meta.WatchEvents: which events to send.
 type EventsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -2116,7 +2415,7 @@ type EventsRequest struct {
 
 func (x *EventsRequest) Reset() {
 	*x = EventsRequest{}
-	mi := &file_norikv_proto_msgTypes[32]
+	mi := &file_norikv_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2128,7 +2427,7 @@ func (x *EventsRequest) String() string {
 func (*EventsRequest) ProtoMessage() {}
 
 func (x *EventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_norikv_proto_msgTypes[32]
+	mi := &file_norikv_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2141,7 +2440,7 @@ func (x *EventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EventsRequest.ProtoReflect.Descriptor instead.
 func (*EventsRequest) Descriptor() ([]byte, []int) {
-	return file_norikv_proto_rawDescGZIP(), []int{32}
+	return file_norikv_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *EventsRequest) GetSince() uint64 {
@@ -2185,7 +2484,7 @@ type Event struct {
 
 func (x *Event) Reset() {
 	*x = Event{}
-	mi := &file_norikv_proto_msgTypes[33]
+	mi := &file_norikv_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2197,7 +2496,7 @@ func (x *Event) String() string {
 func (*Event) ProtoMessage() {}
 
 func (x *Event) ProtoReflect() protoreflect.Message {
-	mi := &file_norikv_proto_msgTypes[33]
+	mi := &file_norikv_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2210,7 +2509,7 @@ func (x *Event) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Event.ProtoReflect.Descriptor instead.
 func (*Event) Descriptor() ([]byte, []int) {
-	return file_norikv_proto_rawDescGZIP(), []int{33}
+	return file_norikv_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *Event) GetSeq() uint64 {
@@ -2487,7 +2786,33 @@ const file_norikv_proto_rawDesc = "" +
 	"\rBatchResponse\x12\x18\n" +
 	"\aapplied\x18\x01 \x01(\bR\aapplied\x12,\n" +
 	"\aversion\x18\x02 \x01(\v2\x12.norikv.v1.VersionR\aversion\x122\n" +
-	"\aresults\x18\x03 \x03(\v2\x18.norikv.v1.BatchOpResultR\aresults\";\n" +
+	"\aresults\x18\x03 \x03(\v2\x18.norikv.v1.BatchOpResultR\aresults\"\xc3\x01\n" +
+	"\fWatchRequest\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\fR\x03key\x12\x16\n" +
+	"\x06prefix\x18\x02 \x01(\fR\x06prefix\x12\x14\n" +
+	"\x05start\x18\x03 \x01(\fR\x05start\x12\x10\n" +
+	"\x03end\x18\x04 \x01(\fR\x03end\x12,\n" +
+	"\x04from\x18\x05 \x03(\v2\x18.norikv.v1.ShardRevisionR\x04from\x12\x16\n" +
+	"\x06shards\x18\x06 \x03(\rR\x06shards\x12\x1b\n" +
+	"\tkeys_only\x18\a \x01(\bR\bkeysOnly\"\xf5\x01\n" +
+	"\n" +
+	"WatchEvent\x12.\n" +
+	"\x04kind\x18\x01 \x01(\x0e2\x1a.norikv.v1.WatchEvent.KindR\x04kind\x12\x10\n" +
+	"\x03key\x18\x02 \x01(\fR\x03key\x12\x14\n" +
+	"\x05value\x18\x03 \x01(\fR\x05value\x12,\n" +
+	"\aversion\x18\x04 \x01(\v2\x12.norikv.v1.VersionR\aversion\x12\x14\n" +
+	"\x05shard\x18\x05 \x01(\rR\x05shard\x12\"\n" +
+	"\rexpires_at_ms\x18\x06 \x01(\x04R\vexpiresAtMs\"'\n" +
+	"\x04Kind\x12\a\n" +
+	"\x03PUT\x10\x00\x12\n" +
+	"\n" +
+	"\x06DELETE\x10\x01\x12\n" +
+	"\n" +
+	"\x06EXPIRE\x10\x02\"\x8c\x01\n" +
+	"\rWatchResponse\x12-\n" +
+	"\x06events\x18\x01 \x03(\v2\x15.norikv.v1.WatchEventR\x06events\x12\x16\n" +
+	"\x06shards\x18\x02 \x03(\rR\x06shards\x124\n" +
+	"\bprogress\x18\x03 \x03(\v2\x18.norikv.v1.ShardRevisionR\bprogress\";\n" +
 	"\rEventsRequest\x12\x14\n" +
 	"\x05since\x18\x01 \x01(\x04R\x05since\x12\x14\n" +
 	"\x05kinds\x18\x02 \x03(\tR\x05kinds\"\xa4\x03\n" +
@@ -2519,13 +2844,14 @@ const file_norikv_proto_rawDesc = "" +
 	"\x0fVectorIndexType\x12!\n" +
 	"\x1dVECTOR_INDEX_TYPE_UNSPECIFIED\x10\x00\x12!\n" +
 	"\x1dVECTOR_INDEX_TYPE_BRUTE_FORCE\x10\x01\x12\x1a\n" +
-	"\x16VECTOR_INDEX_TYPE_HNSW\x10\x022\xa7\x02\n" +
+	"\x16VECTOR_INDEX_TYPE_HNSW\x10\x022\xe5\x02\n" +
 	"\x02Kv\x124\n" +
 	"\x03Put\x12\x15.norikv.v1.PutRequest\x1a\x16.norikv.v1.PutResponse\x124\n" +
 	"\x03Get\x12\x15.norikv.v1.GetRequest\x1a\x16.norikv.v1.GetResponse\x12=\n" +
 	"\x06Delete\x12\x18.norikv.v1.DeleteRequest\x1a\x19.norikv.v1.DeleteResponse\x12:\n" +
 	"\x05Range\x12\x17.norikv.v1.RangeRequest\x1a\x18.norikv.v1.RangeResponse\x12:\n" +
-	"\x05Batch\x12\x17.norikv.v1.BatchRequest\x1a\x18.norikv.v1.BatchResponse2\x85\x01\n" +
+	"\x05Batch\x12\x17.norikv.v1.BatchRequest\x1a\x18.norikv.v1.BatchResponse\x12<\n" +
+	"\x05Watch\x12\x17.norikv.v1.WatchRequest\x1a\x18.norikv.v1.WatchResponse0\x012\x85\x01\n" +
 	"\x04Meta\x12@\n" +
 	"\fWatchCluster\x12\x16.norikv.v1.ClusterView\x1a\x16.norikv.v1.ClusterView0\x01\x12;\n" +
 	"\vWatchEvents\x12\x18.norikv.v1.EventsRequest\x1a\x10.norikv.v1.Event0\x012\x81\x01\n" +
@@ -2553,110 +2879,121 @@ func file_norikv_proto_rawDescGZIP() []byte {
 	return file_norikv_proto_rawDescData
 }
 
-var file_norikv_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_norikv_proto_msgTypes = make([]protoimpl.MessageInfo, 37)
+var file_norikv_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
+var file_norikv_proto_msgTypes = make([]protoimpl.MessageInfo, 40)
 var file_norikv_proto_goTypes = []any{
 	(DistanceFunction)(0),             // 0: norikv.v1.DistanceFunction
 	(VectorIndexType)(0),              // 1: norikv.v1.VectorIndexType
-	(*Version)(nil),                   // 2: norikv.v1.Version
-	(*PutRequest)(nil),                // 3: norikv.v1.PutRequest
-	(*PutResponse)(nil),               // 4: norikv.v1.PutResponse
-	(*GetRequest)(nil),                // 5: norikv.v1.GetRequest
-	(*GetResponse)(nil),               // 6: norikv.v1.GetResponse
-	(*DeleteRequest)(nil),             // 7: norikv.v1.DeleteRequest
-	(*DeleteResponse)(nil),            // 8: norikv.v1.DeleteResponse
-	(*ClusterNode)(nil),               // 9: norikv.v1.ClusterNode
-	(*ShardReplica)(nil),              // 10: norikv.v1.ShardReplica
-	(*ShardInfo)(nil),                 // 11: norikv.v1.ShardInfo
-	(*ClusterView)(nil),               // 12: norikv.v1.ClusterView
-	(*VectorMatch)(nil),               // 13: norikv.v1.VectorMatch
-	(*CreateVectorIndexRequest)(nil),  // 14: norikv.v1.CreateVectorIndexRequest
-	(*CreateVectorIndexResponse)(nil), // 15: norikv.v1.CreateVectorIndexResponse
-	(*DropVectorIndexRequest)(nil),    // 16: norikv.v1.DropVectorIndexRequest
-	(*DropVectorIndexResponse)(nil),   // 17: norikv.v1.DropVectorIndexResponse
-	(*VectorInsertRequest)(nil),       // 18: norikv.v1.VectorInsertRequest
-	(*VectorInsertResponse)(nil),      // 19: norikv.v1.VectorInsertResponse
-	(*VectorDeleteRequest)(nil),       // 20: norikv.v1.VectorDeleteRequest
-	(*VectorDeleteResponse)(nil),      // 21: norikv.v1.VectorDeleteResponse
-	(*VectorSearchRequest)(nil),       // 22: norikv.v1.VectorSearchRequest
-	(*VectorSearchResponse)(nil),      // 23: norikv.v1.VectorSearchResponse
-	(*VectorGetRequest)(nil),          // 24: norikv.v1.VectorGetRequest
-	(*VectorGetResponse)(nil),         // 25: norikv.v1.VectorGetResponse
-	(*RangeRequest)(nil),              // 26: norikv.v1.RangeRequest
-	(*RangeEntry)(nil),                // 27: norikv.v1.RangeEntry
-	(*ShardRevision)(nil),             // 28: norikv.v1.ShardRevision
-	(*RangeResponse)(nil),             // 29: norikv.v1.RangeResponse
-	(*BatchOp)(nil),                   // 30: norikv.v1.BatchOp
-	(*BatchRequest)(nil),              // 31: norikv.v1.BatchRequest
-	(*BatchOpResult)(nil),             // 32: norikv.v1.BatchOpResult
-	(*BatchResponse)(nil),             // 33: norikv.v1.BatchResponse
-	(*EventsRequest)(nil),             // 34: norikv.v1.EventsRequest
-	(*Event)(nil),                     // 35: norikv.v1.Event
-	nil,                               // 36: norikv.v1.PutResponse.MetaEntry
-	nil,                               // 37: norikv.v1.GetResponse.MetaEntry
-	nil,                               // 38: norikv.v1.CreateVectorIndexResponse.MetaEntry
+	(WatchEvent_Kind)(0),              // 2: norikv.v1.WatchEvent.Kind
+	(*Version)(nil),                   // 3: norikv.v1.Version
+	(*PutRequest)(nil),                // 4: norikv.v1.PutRequest
+	(*PutResponse)(nil),               // 5: norikv.v1.PutResponse
+	(*GetRequest)(nil),                // 6: norikv.v1.GetRequest
+	(*GetResponse)(nil),               // 7: norikv.v1.GetResponse
+	(*DeleteRequest)(nil),             // 8: norikv.v1.DeleteRequest
+	(*DeleteResponse)(nil),            // 9: norikv.v1.DeleteResponse
+	(*ClusterNode)(nil),               // 10: norikv.v1.ClusterNode
+	(*ShardReplica)(nil),              // 11: norikv.v1.ShardReplica
+	(*ShardInfo)(nil),                 // 12: norikv.v1.ShardInfo
+	(*ClusterView)(nil),               // 13: norikv.v1.ClusterView
+	(*VectorMatch)(nil),               // 14: norikv.v1.VectorMatch
+	(*CreateVectorIndexRequest)(nil),  // 15: norikv.v1.CreateVectorIndexRequest
+	(*CreateVectorIndexResponse)(nil), // 16: norikv.v1.CreateVectorIndexResponse
+	(*DropVectorIndexRequest)(nil),    // 17: norikv.v1.DropVectorIndexRequest
+	(*DropVectorIndexResponse)(nil),   // 18: norikv.v1.DropVectorIndexResponse
+	(*VectorInsertRequest)(nil),       // 19: norikv.v1.VectorInsertRequest
+	(*VectorInsertResponse)(nil),      // 20: norikv.v1.VectorInsertResponse
+	(*VectorDeleteRequest)(nil),       // 21: norikv.v1.VectorDeleteRequest
+	(*VectorDeleteResponse)(nil),      // 22: norikv.v1.VectorDeleteResponse
+	(*VectorSearchRequest)(nil),       // 23: norikv.v1.VectorSearchRequest
+	(*VectorSearchResponse)(nil),      // 24: norikv.v1.VectorSearchResponse
+	(*VectorGetRequest)(nil),          // 25: norikv.v1.VectorGetRequest
+	(*VectorGetResponse)(nil),         // 26: norikv.v1.VectorGetResponse
+	(*RangeRequest)(nil),              // 27: norikv.v1.RangeRequest
+	(*RangeEntry)(nil),                // 28: norikv.v1.RangeEntry
+	(*ShardRevision)(nil),             // 29: norikv.v1.ShardRevision
+	(*RangeResponse)(nil),             // 30: norikv.v1.RangeResponse
+	(*BatchOp)(nil),                   // 31: norikv.v1.BatchOp
+	(*BatchRequest)(nil),              // 32: norikv.v1.BatchRequest
+	(*BatchOpResult)(nil),             // 33: norikv.v1.BatchOpResult
+	(*BatchResponse)(nil),             // 34: norikv.v1.BatchResponse
+	(*WatchRequest)(nil),              // 35: norikv.v1.WatchRequest
+	(*WatchEvent)(nil),                // 36: norikv.v1.WatchEvent
+	(*WatchResponse)(nil),             // 37: norikv.v1.WatchResponse
+	(*EventsRequest)(nil),             // 38: norikv.v1.EventsRequest
+	(*Event)(nil),                     // 39: norikv.v1.Event
+	nil,                               // 40: norikv.v1.PutResponse.MetaEntry
+	nil,                               // 41: norikv.v1.GetResponse.MetaEntry
+	nil,                               // 42: norikv.v1.CreateVectorIndexResponse.MetaEntry
 }
 var file_norikv_proto_depIdxs = []int32{
-	2,  // 0: norikv.v1.PutRequest.if_match:type_name -> norikv.v1.Version
-	2,  // 1: norikv.v1.PutResponse.version:type_name -> norikv.v1.Version
-	36, // 2: norikv.v1.PutResponse.meta:type_name -> norikv.v1.PutResponse.MetaEntry
-	2,  // 3: norikv.v1.GetResponse.version:type_name -> norikv.v1.Version
-	37, // 4: norikv.v1.GetResponse.meta:type_name -> norikv.v1.GetResponse.MetaEntry
-	2,  // 5: norikv.v1.DeleteRequest.if_match:type_name -> norikv.v1.Version
-	2,  // 6: norikv.v1.DeleteResponse.version:type_name -> norikv.v1.Version
-	10, // 7: norikv.v1.ShardInfo.replicas:type_name -> norikv.v1.ShardReplica
-	9,  // 8: norikv.v1.ClusterView.nodes:type_name -> norikv.v1.ClusterNode
-	11, // 9: norikv.v1.ClusterView.shards:type_name -> norikv.v1.ShardInfo
+	3,  // 0: norikv.v1.PutRequest.if_match:type_name -> norikv.v1.Version
+	3,  // 1: norikv.v1.PutResponse.version:type_name -> norikv.v1.Version
+	40, // 2: norikv.v1.PutResponse.meta:type_name -> norikv.v1.PutResponse.MetaEntry
+	3,  // 3: norikv.v1.GetResponse.version:type_name -> norikv.v1.Version
+	41, // 4: norikv.v1.GetResponse.meta:type_name -> norikv.v1.GetResponse.MetaEntry
+	3,  // 5: norikv.v1.DeleteRequest.if_match:type_name -> norikv.v1.Version
+	3,  // 6: norikv.v1.DeleteResponse.version:type_name -> norikv.v1.Version
+	11, // 7: norikv.v1.ShardInfo.replicas:type_name -> norikv.v1.ShardReplica
+	10, // 8: norikv.v1.ClusterView.nodes:type_name -> norikv.v1.ClusterNode
+	12, // 9: norikv.v1.ClusterView.shards:type_name -> norikv.v1.ShardInfo
 	0,  // 10: norikv.v1.CreateVectorIndexRequest.distance:type_name -> norikv.v1.DistanceFunction
 	1,  // 11: norikv.v1.CreateVectorIndexRequest.index_type:type_name -> norikv.v1.VectorIndexType
-	38, // 12: norikv.v1.CreateVectorIndexResponse.meta:type_name -> norikv.v1.CreateVectorIndexResponse.MetaEntry
-	2,  // 13: norikv.v1.VectorInsertResponse.version:type_name -> norikv.v1.Version
-	13, // 14: norikv.v1.VectorSearchResponse.matches:type_name -> norikv.v1.VectorMatch
-	2,  // 15: norikv.v1.RangeEntry.version:type_name -> norikv.v1.Version
-	2,  // 16: norikv.v1.ShardRevision.applied:type_name -> norikv.v1.Version
-	27, // 17: norikv.v1.RangeResponse.entries:type_name -> norikv.v1.RangeEntry
-	28, // 18: norikv.v1.RangeResponse.revisions:type_name -> norikv.v1.ShardRevision
-	2,  // 19: norikv.v1.BatchOp.if_match:type_name -> norikv.v1.Version
-	30, // 20: norikv.v1.BatchRequest.ops:type_name -> norikv.v1.BatchOp
-	2,  // 21: norikv.v1.BatchOpResult.version:type_name -> norikv.v1.Version
-	2,  // 22: norikv.v1.BatchOpResult.current:type_name -> norikv.v1.Version
-	2,  // 23: norikv.v1.BatchResponse.version:type_name -> norikv.v1.Version
-	32, // 24: norikv.v1.BatchResponse.results:type_name -> norikv.v1.BatchOpResult
-	3,  // 25: norikv.v1.Kv.Put:input_type -> norikv.v1.PutRequest
-	5,  // 26: norikv.v1.Kv.Get:input_type -> norikv.v1.GetRequest
-	7,  // 27: norikv.v1.Kv.Delete:input_type -> norikv.v1.DeleteRequest
-	26, // 28: norikv.v1.Kv.Range:input_type -> norikv.v1.RangeRequest
-	31, // 29: norikv.v1.Kv.Batch:input_type -> norikv.v1.BatchRequest
-	12, // 30: norikv.v1.Meta.WatchCluster:input_type -> norikv.v1.ClusterView
-	34, // 31: norikv.v1.Meta.WatchEvents:input_type -> norikv.v1.EventsRequest
-	11, // 32: norikv.v1.Admin.TransferShard:input_type -> norikv.v1.ShardInfo
-	11, // 33: norikv.v1.Admin.SnapshotShard:input_type -> norikv.v1.ShardInfo
-	14, // 34: norikv.v1.Vector.CreateIndex:input_type -> norikv.v1.CreateVectorIndexRequest
-	16, // 35: norikv.v1.Vector.DropIndex:input_type -> norikv.v1.DropVectorIndexRequest
-	18, // 36: norikv.v1.Vector.Insert:input_type -> norikv.v1.VectorInsertRequest
-	20, // 37: norikv.v1.Vector.Delete:input_type -> norikv.v1.VectorDeleteRequest
-	22, // 38: norikv.v1.Vector.Search:input_type -> norikv.v1.VectorSearchRequest
-	24, // 39: norikv.v1.Vector.Get:input_type -> norikv.v1.VectorGetRequest
-	4,  // 40: norikv.v1.Kv.Put:output_type -> norikv.v1.PutResponse
-	6,  // 41: norikv.v1.Kv.Get:output_type -> norikv.v1.GetResponse
-	8,  // 42: norikv.v1.Kv.Delete:output_type -> norikv.v1.DeleteResponse
-	29, // 43: norikv.v1.Kv.Range:output_type -> norikv.v1.RangeResponse
-	33, // 44: norikv.v1.Kv.Batch:output_type -> norikv.v1.BatchResponse
-	12, // 45: norikv.v1.Meta.WatchCluster:output_type -> norikv.v1.ClusterView
-	35, // 46: norikv.v1.Meta.WatchEvents:output_type -> norikv.v1.Event
-	11, // 47: norikv.v1.Admin.TransferShard:output_type -> norikv.v1.ShardInfo
-	11, // 48: norikv.v1.Admin.SnapshotShard:output_type -> norikv.v1.ShardInfo
-	15, // 49: norikv.v1.Vector.CreateIndex:output_type -> norikv.v1.CreateVectorIndexResponse
-	17, // 50: norikv.v1.Vector.DropIndex:output_type -> norikv.v1.DropVectorIndexResponse
-	19, // 51: norikv.v1.Vector.Insert:output_type -> norikv.v1.VectorInsertResponse
-	21, // 52: norikv.v1.Vector.Delete:output_type -> norikv.v1.VectorDeleteResponse
-	23, // 53: norikv.v1.Vector.Search:output_type -> norikv.v1.VectorSearchResponse
-	25, // 54: norikv.v1.Vector.Get:output_type -> norikv.v1.VectorGetResponse
-	40, // [40:55] is the sub-list for method output_type
-	25, // [25:40] is the sub-list for method input_type
-	25, // [25:25] is the sub-list for extension type_name
-	25, // [25:25] is the sub-list for extension extendee
-	0,  // [0:25] is the sub-list for field type_name
+	42, // 12: norikv.v1.CreateVectorIndexResponse.meta:type_name -> norikv.v1.CreateVectorIndexResponse.MetaEntry
+	3,  // 13: norikv.v1.VectorInsertResponse.version:type_name -> norikv.v1.Version
+	14, // 14: norikv.v1.VectorSearchResponse.matches:type_name -> norikv.v1.VectorMatch
+	3,  // 15: norikv.v1.RangeEntry.version:type_name -> norikv.v1.Version
+	3,  // 16: norikv.v1.ShardRevision.applied:type_name -> norikv.v1.Version
+	28, // 17: norikv.v1.RangeResponse.entries:type_name -> norikv.v1.RangeEntry
+	29, // 18: norikv.v1.RangeResponse.revisions:type_name -> norikv.v1.ShardRevision
+	3,  // 19: norikv.v1.BatchOp.if_match:type_name -> norikv.v1.Version
+	31, // 20: norikv.v1.BatchRequest.ops:type_name -> norikv.v1.BatchOp
+	3,  // 21: norikv.v1.BatchOpResult.version:type_name -> norikv.v1.Version
+	3,  // 22: norikv.v1.BatchOpResult.current:type_name -> norikv.v1.Version
+	3,  // 23: norikv.v1.BatchResponse.version:type_name -> norikv.v1.Version
+	33, // 24: norikv.v1.BatchResponse.results:type_name -> norikv.v1.BatchOpResult
+	29, // 25: norikv.v1.WatchRequest.from:type_name -> norikv.v1.ShardRevision
+	2,  // 26: norikv.v1.WatchEvent.kind:type_name -> norikv.v1.WatchEvent.Kind
+	3,  // 27: norikv.v1.WatchEvent.version:type_name -> norikv.v1.Version
+	36, // 28: norikv.v1.WatchResponse.events:type_name -> norikv.v1.WatchEvent
+	29, // 29: norikv.v1.WatchResponse.progress:type_name -> norikv.v1.ShardRevision
+	4,  // 30: norikv.v1.Kv.Put:input_type -> norikv.v1.PutRequest
+	6,  // 31: norikv.v1.Kv.Get:input_type -> norikv.v1.GetRequest
+	8,  // 32: norikv.v1.Kv.Delete:input_type -> norikv.v1.DeleteRequest
+	27, // 33: norikv.v1.Kv.Range:input_type -> norikv.v1.RangeRequest
+	32, // 34: norikv.v1.Kv.Batch:input_type -> norikv.v1.BatchRequest
+	35, // 35: norikv.v1.Kv.Watch:input_type -> norikv.v1.WatchRequest
+	13, // 36: norikv.v1.Meta.WatchCluster:input_type -> norikv.v1.ClusterView
+	38, // 37: norikv.v1.Meta.WatchEvents:input_type -> norikv.v1.EventsRequest
+	12, // 38: norikv.v1.Admin.TransferShard:input_type -> norikv.v1.ShardInfo
+	12, // 39: norikv.v1.Admin.SnapshotShard:input_type -> norikv.v1.ShardInfo
+	15, // 40: norikv.v1.Vector.CreateIndex:input_type -> norikv.v1.CreateVectorIndexRequest
+	17, // 41: norikv.v1.Vector.DropIndex:input_type -> norikv.v1.DropVectorIndexRequest
+	19, // 42: norikv.v1.Vector.Insert:input_type -> norikv.v1.VectorInsertRequest
+	21, // 43: norikv.v1.Vector.Delete:input_type -> norikv.v1.VectorDeleteRequest
+	23, // 44: norikv.v1.Vector.Search:input_type -> norikv.v1.VectorSearchRequest
+	25, // 45: norikv.v1.Vector.Get:input_type -> norikv.v1.VectorGetRequest
+	5,  // 46: norikv.v1.Kv.Put:output_type -> norikv.v1.PutResponse
+	7,  // 47: norikv.v1.Kv.Get:output_type -> norikv.v1.GetResponse
+	9,  // 48: norikv.v1.Kv.Delete:output_type -> norikv.v1.DeleteResponse
+	30, // 49: norikv.v1.Kv.Range:output_type -> norikv.v1.RangeResponse
+	34, // 50: norikv.v1.Kv.Batch:output_type -> norikv.v1.BatchResponse
+	37, // 51: norikv.v1.Kv.Watch:output_type -> norikv.v1.WatchResponse
+	13, // 52: norikv.v1.Meta.WatchCluster:output_type -> norikv.v1.ClusterView
+	39, // 53: norikv.v1.Meta.WatchEvents:output_type -> norikv.v1.Event
+	12, // 54: norikv.v1.Admin.TransferShard:output_type -> norikv.v1.ShardInfo
+	12, // 55: norikv.v1.Admin.SnapshotShard:output_type -> norikv.v1.ShardInfo
+	16, // 56: norikv.v1.Vector.CreateIndex:output_type -> norikv.v1.CreateVectorIndexResponse
+	18, // 57: norikv.v1.Vector.DropIndex:output_type -> norikv.v1.DropVectorIndexResponse
+	20, // 58: norikv.v1.Vector.Insert:output_type -> norikv.v1.VectorInsertResponse
+	22, // 59: norikv.v1.Vector.Delete:output_type -> norikv.v1.VectorDeleteResponse
+	24, // 60: norikv.v1.Vector.Search:output_type -> norikv.v1.VectorSearchResponse
+	26, // 61: norikv.v1.Vector.Get:output_type -> norikv.v1.VectorGetResponse
+	46, // [46:62] is the sub-list for method output_type
+	30, // [30:46] is the sub-list for method input_type
+	30, // [30:30] is the sub-list for extension type_name
+	30, // [30:30] is the sub-list for extension extendee
+	0,  // [0:30] is the sub-list for field type_name
 }
 
 func init() { file_norikv_proto_init() }
@@ -2669,8 +3006,8 @@ func file_norikv_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_norikv_proto_rawDesc), len(file_norikv_proto_rawDesc)),
-			NumEnums:      2,
-			NumMessages:   37,
+			NumEnums:      3,
+			NumMessages:   40,
 			NumExtensions: 0,
 			NumServices:   4,
 		},

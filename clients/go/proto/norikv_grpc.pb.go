@@ -32,6 +32,7 @@ const (
 	Kv_Delete_FullMethodName = "/norikv.v1.Kv/Delete"
 	Kv_Range_FullMethodName  = "/norikv.v1.Kv/Range"
 	Kv_Batch_FullMethodName  = "/norikv.v1.Kv/Batch"
+	Kv_Watch_FullMethodName  = "/norikv.v1.Kv/Watch"
 )
 
 // KvClient is the client API for Kv service.
@@ -43,6 +44,7 @@ type KvClient interface {
 	Delete(ctx context.Context, in *DeleteRequest, opts ...grpc.CallOption) (*DeleteResponse, error)
 	Range(ctx context.Context, in *RangeRequest, opts ...grpc.CallOption) (*RangeResponse, error)
 	Batch(ctx context.Context, in *BatchRequest, opts ...grpc.CallOption) (*BatchResponse, error)
+	Watch(ctx context.Context, in *WatchRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchResponse], error)
 }
 
 type kvClient struct {
@@ -103,6 +105,25 @@ func (c *kvClient) Batch(ctx context.Context, in *BatchRequest, opts ...grpc.Cal
 	return out, nil
 }
 
+func (c *kvClient) Watch(ctx context.Context, in *WatchRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Kv_ServiceDesc.Streams[0], Kv_Watch_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[WatchRequest, WatchResponse]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Kv_WatchClient = grpc.ServerStreamingClient[WatchResponse]
+
 // KvServer is the server API for Kv service.
 // All implementations must embed UnimplementedKvServer
 // for forward compatibility.
@@ -112,6 +133,7 @@ type KvServer interface {
 	Delete(context.Context, *DeleteRequest) (*DeleteResponse, error)
 	Range(context.Context, *RangeRequest) (*RangeResponse, error)
 	Batch(context.Context, *BatchRequest) (*BatchResponse, error)
+	Watch(*WatchRequest, grpc.ServerStreamingServer[WatchResponse]) error
 	mustEmbedUnimplementedKvServer()
 }
 
@@ -136,6 +158,9 @@ func (UnimplementedKvServer) Range(context.Context, *RangeRequest) (*RangeRespon
 }
 func (UnimplementedKvServer) Batch(context.Context, *BatchRequest) (*BatchResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Batch not implemented")
+}
+func (UnimplementedKvServer) Watch(*WatchRequest, grpc.ServerStreamingServer[WatchResponse]) error {
+	return status.Error(codes.Unimplemented, "method Watch not implemented")
 }
 func (UnimplementedKvServer) mustEmbedUnimplementedKvServer() {}
 func (UnimplementedKvServer) testEmbeddedByValue()            {}
@@ -248,6 +273,17 @@ func _Kv_Batch_Handler(srv interface{}, ctx context.Context, dec func(interface{
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Kv_Watch_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(WatchRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(KvServer).Watch(m, &grpc.GenericServerStream[WatchRequest, WatchResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Kv_WatchServer = grpc.ServerStreamingServer[WatchResponse]
+
 // Kv_ServiceDesc is the grpc.ServiceDesc for Kv service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -276,7 +312,13 @@ var Kv_ServiceDesc = grpc.ServiceDesc{
 			Handler:    _Kv_Batch_Handler,
 		},
 	},
-	Streams:  []grpc.StreamDesc{},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "Watch",
+			Handler:       _Kv_Watch_Handler,
+			ServerStreams: true,
+		},
+	},
 	Metadata: "norikv.proto",
 }
 

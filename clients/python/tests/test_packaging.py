@@ -34,7 +34,7 @@ def test_generated_code_comes_from_the_project_proto() -> None:
         "key": 1, "value": 2, "ttl_ms": 3, "idempotency_key": 4, "if_match": 5, "if_not_exists": 6,
     }
     services = pb.DESCRIPTOR.services_by_name
-    assert [m.name for m in services["Kv"].methods] == ["Put", "Get", "Delete", "Range", "Batch"]
+    assert [m.name for m in services["Kv"].methods] == ["Put", "Get", "Delete", "Range", "Batch", "Watch"]
     assert [m.name for m in services["Meta"].methods] == ["WatchCluster", "WatchEvents"]
     assert services["Meta"].methods[0].server_streaming
 
