@@ -1,0 +1,328 @@
+package norikv_test
+
+// Watch against real norikv-server processes (docs/watch.md): every change
+// once, in per-shard order, across resumes.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	norikv "github.com/norikv/norikv-go"
+	"github.com/norikv/norikv-go/testing/ephemeral"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+// skipWithoutWatch skips the test when the server answers Kv.Watch with
+// UNIMPLEMENTED (a server built before the watch landed).
+func skipWithoutWatch(t *testing.T, err error) {
+	t.Helper()
+	if status.Code(err) == codes.Unimplemented {
+		t.Skipf("Kv.Watch not on this server: %v", err)
+	}
+}
+
+// change is one acknowledged write of a test: its key, kind and version.
+type change struct {
+	key     string
+	del     bool
+	value   string
+	version *norikv.Version
+}
+
+// collectEvents reads w until want events for keys under prefix arrived or
+// the timeout passed.
+func collectEvents(t *testing.T, w *norikv.Watcher, want int, timeout time.Duration) []*norikv.WatchEvent {
+	t.Helper()
+	var got []*norikv.WatchEvent
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for len(got) < want && w.Next() {
+			if w.Event().Kind != norikv.EventProgress {
+				got = append(got, w.Event())
+			}
+		}
+	}()
+	select {
+	case <-done:
+	case <-time.After(timeout):
+		w.Close()
+		<-done
+		t.Fatalf("watch delivered %d of %d events in %v (err %v)", len(got), want, timeout, w.Err())
+	}
+	if len(got) < want {
+		t.Fatalf("watch ended after %d of %d events: %v", len(got), want, w.Err())
+	}
+	return got
+}
+
+// checkExactlyOnce compares the events with the acknowledged changes: the
+// same set (each change once, no other), and per shard ascending versions.
+func checkExactlyOnce(t *testing.T, got []*norikv.WatchEvent, changes []change) {
+	t.Helper()
+	type id struct {
+		key     string
+		version norikv.Version
+	}
+	want := map[id]change{}
+	for _, c := range changes {
+		want[id{c.key, *c.version}] = c
+	}
+	seen := map[id]bool{}
+	lastPerShard := map[int]*norikv.Version{}
+	for _, e := range got {
+		k := id{string(e.Key), *e.Version}
+		if seen[k] {
+			t.Fatalf("event %s %q@%v delivered twice", e.Kind, e.Key, e.Version)
+		}
+		seen[k] = true
+		c, ok := want[k]
+		if !ok {
+			t.Fatalf("event %s %q@%v matches no acknowledged change", e.Kind, e.Key, e.Version)
+		}
+		if c.del != (e.Kind == norikv.EventDelete) || (!c.del && string(e.Value) != c.value) {
+			t.Fatalf("event %s %q=%q@%v, want del=%v value %q", e.Kind, e.Key, e.Value, e.Version, c.del, c.value)
+		}
+		if l := lastPerShard[e.Shard]; l != nil && e.Version.Index <= l.Index {
+			t.Fatalf("shard %d: event at %v after %v: not in revision order", e.Shard, e.Version, l)
+		}
+		lastPerShard[e.Shard] = e.Version
+	}
+	if len(seen) != len(want) {
+		t.Fatalf("watch delivered %d distinct changes, want %d", len(seen), len(want))
+	}
+}
+
+func TestRangeRevisionsCoverEveryShardAfterTheFirstNext(t *testing.T) {
+	c := newTestClient(t, sharedServer(t).GRPCAddr)
+	it := c.RangeIter(context.Background(), &norikv.RangeOptions{Prefix: key(t, ""), Limit: 1})
+	defer it.Close()
+	it.Next()
+	if err := it.Err(); err != nil {
+		t.Fatal(err)
+	}
+	revs := it.Revisions()
+	if len(revs) != 1024 {
+		t.Fatalf("Revisions has %d shards, want 1024", len(revs))
+	}
+	k := key(t, "x")
+	v, err := c.Put(context.Background(), k, []byte("1"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := revs[c.ShardForKey(k)]; r == nil || r.Index >= v.Index {
+		t.Fatalf("shard revision %v before a later put at %v", r, v)
+	}
+}
+
+// writeMix puts and deletes keys prefix+"k0".."k{n-1}" from 4 goroutines
+// and returns the acknowledged changes (deletes through a one-op Batch,
+// whose result says whether a value was removed: only those are events).
+func writeMix(t *testing.T, c *norikv.Client, prefix string, n, perWriter int, tag string) []change {
+	t.Helper()
+	ctx := context.Background()
+	var mu sync.Mutex
+	var changes []change
+	var wg sync.WaitGroup
+	for g := 0; g < 4; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < perWriter; i++ {
+				k := fmt.Sprintf("%sk%d", prefix, (g*perWriter+i)%n)
+				var ch change
+				if i%5 == 4 {
+					res, err := c.Batch(ctx, []norikv.BatchOp{{Key: []byte(k), Delete: true}}, nil)
+					if err != nil {
+						t.Errorf("delete %q: %v", k, err)
+						return
+					}
+					if !res.Results[0].Tombstoned {
+						continue // nothing removed: no event
+					}
+					ch = change{key: k, del: true, version: res.Version}
+				} else {
+					val := fmt.Sprintf("%s-g%d-%d", tag, g, i)
+					v, err := c.Put(ctx, []byte(k), []byte(val), nil)
+					if err != nil {
+						t.Errorf("put %q: %v", k, err)
+						return
+					}
+					ch = change{key: k, value: val, version: v}
+				}
+				mu.Lock()
+				changes = append(changes, ch)
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	return changes
+}
+
+// Concurrent puts and deletes on keys over many shards: the watch of their
+// prefix delivers each acknowledged change once, per shard in order, and
+// nothing else.
+func TestWatchDeliversEveryAcknowledgedChangeOnceInShardOrder(t *testing.T) {
+	c := newTestClient(t, sharedServer(t).GRPCAddr)
+	prefix := string(key(t, ""))
+	w, err := c.Watch(context.Background(), &norikv.WatchOptions{Prefix: []byte(prefix)})
+	skipWithoutWatch(t, err)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	changes := writeMix(t, c, prefix, 90, 60, "a")
+	got := collectEvents(t, w, len(changes), 60*time.Second)
+	checkExactlyOnce(t, got, changes)
+}
+
+// A watch from a scan's revisions sees exactly the changes after the scan,
+// not those before it.
+func TestWatchFromRangeRevisionsSeesOnlyLaterChanges(t *testing.T) {
+	c := newTestClient(t, sharedServer(t).GRPCAddr)
+	ctx := context.Background()
+	prefix := string(key(t, ""))
+	before := writeMix(t, c, prefix, 40, 20, "before")
+	it := c.RangeIter(ctx, &norikv.RangeOptions{Prefix: []byte(prefix)})
+	for it.Next() {
+	}
+	if err := it.Err(); err != nil {
+		t.Fatal(err)
+	}
+	revs := it.Revisions()
+	it.Close()
+	later := writeMix(t, c, prefix, 40, 20, "after")
+	w, err := c.Watch(ctx, &norikv.WatchOptions{Prefix: []byte(prefix), From: revs})
+	skipWithoutWatch(t, err)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	got := collectEvents(t, w, len(later), 60*time.Second)
+	checkExactlyOnce(t, got, later)
+	_ = before
+	// nothing further: a put after the batch is the next event
+	k := prefix + "sentinel"
+	v, err := c.Put(ctx, []byte(k), []byte("s"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	next := collectEvents(t, w, 1, 30*time.Second)
+	if string(next[0].Key) != k || !next[0].Version.Equal(v) {
+		t.Fatalf("after the later changes the watch delivered %q@%v, want the sentinel %q@%v", next[0].Key, next[0].Version, k, v)
+	}
+}
+
+// A watch on one key gets that key's changes only.
+func TestWatchOfOneKeyDeliversOnlyThatKey(t *testing.T) {
+	c := newTestClient(t, sharedServer(t).GRPCAddr)
+	ctx := context.Background()
+	k := key(t, "one")
+	w, err := c.Watch(ctx, &norikv.WatchOptions{Key: k})
+	skipWithoutWatch(t, err)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	c.Put(ctx, append(k, 'x'), []byte("other"), nil)
+	v, err := c.Put(ctx, k, []byte("mine"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := collectEvents(t, w, 1, 30*time.Second)
+	if string(got[0].Key) != string(k) || string(got[0].Value) != "mine" || !got[0].Version.Equal(v) {
+		t.Fatalf("watch of %q delivered %q=%q@%v", k, got[0].Key, got[0].Value, got[0].Version)
+	}
+}
+
+// The only node is killed (SIGKILL) and restarted mid-watch while writers
+// keep going: the watch resumes by itself and delivers every acknowledged
+// change exactly once.
+func TestWatchResumesAcrossServerKillAndRestartWithoutLossOrDuplicate(t *testing.T) {
+	if _, err := ephemeral.FindBinary(); err != nil {
+		t.Skipf("no norikv-server binary to test against: %v", err)
+	}
+	rpc, err := ephemeral.FreeAddr()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	opts := &ephemeral.Options{
+		NotEphemeral: true,
+		ReadyAddr:    rpc,
+		Args: []string{"--rpc-addr=" + rpc, "--http-addr=127.0.0.1:0", "--peer-addr=127.0.0.1:0",
+			"--data-dir=" + filepath.Join(dir, "data")},
+	}
+	start := func() *ephemeral.Server {
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		defer cancel()
+		s, err := ephemeral.Start(ctx, opts)
+		if err != nil {
+			t.Fatalf("starting the server: %v", err)
+		}
+		return s
+	}
+	srv := start()
+	defer func() { srv.Stop() }()
+	c := newTestClient(t, rpc)
+	prefix := "restart/"
+	w, err := c.Watch(context.Background(), &norikv.WatchOptions{Prefix: []byte(prefix)})
+	skipWithoutWatch(t, err)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	first := writeMix(t, c, prefix, 50, 40, "one")
+	got := collectEvents(t, w, len(first)/2, 60*time.Second)
+	srv.Kill()
+	srv = start()
+	second := writeMix(t, c, prefix, 50, 40, "two")
+	all := append(first, second...)
+	got = append(got, collectEvents(t, w, len(all)-len(got), 90*time.Second)...)
+	checkExactlyOnce(t, got, all)
+}
+
+// A watch that asks for a revision older than the shard keeps ends with a
+// *CompactedError matching ErrCompacted, naming the shard and its floor.
+func TestWatchBelowTheRetainedFloorFailsWithErrCompacted(t *testing.T) {
+	if _, err := ephemeral.FindBinary(); err != nil {
+		t.Skipf("no norikv-server binary to test against: %v", err)
+	}
+	srv := ephemeral.StartT(t, &ephemeral.Options{Args: []string{"--watch-retention-entries=16"}})
+	c := newTestClient(t, srv.GRPCAddr)
+	ctx := context.Background()
+	k := []byte("compact/k")
+	first, err := c.Put(ctx, k, []byte("0"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 1; i < 200; i++ {
+		if _, err := c.Put(ctx, k, []byte(fmt.Sprint(i)), nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	shard := c.ShardForKey(k)
+	from := &norikv.Version{Term: first.Term, Index: first.Index - 1}
+	w, err := c.Watch(ctx, &norikv.WatchOptions{Key: k, From: map[int]*norikv.Version{shard: from}})
+	skipWithoutWatch(t, err)
+	if err == nil {
+		for w.Next() {
+		}
+		err = w.Err()
+		w.Close()
+	}
+	var ce *norikv.CompactedError
+	if !errors.Is(err, norikv.ErrCompacted) || !errors.As(err, &ce) {
+		t.Fatalf("watch from %v after 200 puts with 16 retained: %v, want ErrCompacted", from, err)
+	}
+	if ce.Shard != shard || ce.Floor == nil || ce.Floor.Index <= from.Index {
+		t.Fatalf("compacted error names shard %d floor %v; want shard %d and a floor above %v", ce.Shard, ce.Floor, shard, from)
+	}
+}
