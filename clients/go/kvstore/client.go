@@ -16,6 +16,7 @@ import (
 	"log/slog"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	norikv "github.com/norikv/norikv-go"
 )
@@ -50,8 +51,9 @@ type Client struct {
 	fatal    error                   // the consumer stopped with it
 
 	// consumer-only state
-	watcher *norikv.Watcher
-	scanVer map[string]*norikv.Version // key -> version the bootstrap stored
+	watcher   *norikv.Watcher
+	scanVer   map[string]*norikv.Version // key -> version the bootstrap stored
+	lastSweep time.Time
 }
 
 // NewClient creates a new KV store client for namespace: every key k of
@@ -337,7 +339,25 @@ func (c *Client) apply(ev *norikv.WatchEvent) error {
 		c.signal()
 	}
 	c.mu.Unlock()
+	if ev.Kind == norikv.EventProgress && len(c.scanVer) > 0 && time.Since(c.lastSweep) > time.Second {
+		c.sweepScanVersions()
+	}
 	return nil
+}
+
+// sweepScanVersions forgets the scan's versions that can no longer matter:
+// a shard's events come in revision order, so once its applied revision
+// reached a key's scanned version no later event can be at or below it.
+// Bounded by the scan's size and run at most once a second.
+func (c *Client) sweepScanVersions() {
+	c.lastSweep = time.Now()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for k, sv := range c.scanVer {
+		if !after(sv, c.applied[c.nk.ShardForKey(c.fullKey([]byte(k)))]) {
+			delete(c.scanVer, k)
+		}
+	}
 }
 
 // waitVisible blocks until shard's applied revision reaches v.
