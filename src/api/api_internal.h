@@ -71,6 +71,7 @@ struct api {
     struct obs_otlp_exporter *otlp; /* NULL: no OTLP export configured */
     struct range_finisher *range_fin; /* range.c: pages handed off the Ready loop */
     struct api_evstreams *evstreams; /* Meta.WatchEvents (events_grpc.c) */
+    struct api_watches *kvwatch;     /* Kv.Watch streams (watch.c) */
     char *otlp_endpoint;            /* telemetry.otlp.endpoint when enabled, else NULL */
     uint32_t otlp_interval_ms, otlp_timeout_ms;
     double otlp_ratio;
@@ -87,6 +88,11 @@ void api_vector_record(struct api *a, int op, uint64_t t0, enum nk_code code, co
 /* vector.c: refreshes norikv_vector_memory_bytes (api_update_gauges). */
 void api_vector_update_gauges(struct api *a);
 
+/* watch.c: registers Kv.Watch and starts its pump thread; stop ends the
+ * open streams; free releases what is left (after the rpc server stopped). */
+nk_status api_watch_register(struct api *a, struct rpc_server *s);
+void api_watch_stop(struct api *a);
+void api_watch_free(struct api *a);
 /* events_grpc.c: registers Meta.WatchEvents and starts its pump thread. */
 nk_status api_events_grpc_register(struct api *a, struct rpc_server *s);
 /* events_grpc.c: stops the pump and ends the open event streams. */

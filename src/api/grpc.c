@@ -699,6 +699,7 @@ nk_status api_register(struct api *a, struct rpc_server *s)
     NK_TRY(api_batch_register(a, s));      /* batch.c */
     NK_TRY(api_vector_register(a, s));      /* vector.c */
     NK_TRY(api_events_grpc_register(a, s)); /* events_grpc.c */
+    NK_TRY(api_watch_register(a, s));       /* watch.c */
     if (!a->watching) {
         NK_TRY(node_watch(a->node, on_view_change, a, &a->node_watch_id));
         a->watching = true;
@@ -801,6 +802,7 @@ void api_free(struct api *a)
         return;
     api_shutdown(a);
     api_events_grpc_free(a);
+    api_watch_free(a);
     api_range_free(a);
     pthread_mutex_destroy(&a->wmu);
     pthread_mutex_destroy(&a->snap_mu);

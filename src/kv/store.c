@@ -271,6 +271,8 @@ nk_status kv_apply(struct kv_store *s, uint16_t shard, uint64_t term, uint64_t i
 {
     if (kv_batch_is_batch(data, n))
         return kv_apply_batch(s, shard, term, index, data, n, res);
+    if (kv_is_tick(data, n))
+        return kv_apply_tick(s, shard, term, index, data, res);
     memset(res, 0, sizeof(*res));
     res->term = term;
     res->index = index;
