@@ -32,7 +32,8 @@
 #define WATCH_PASS_MS       20
 #define WATCH_MAX_EVENTS    256       /* per response (whole records may exceed it) */
 #define WATCH_MAX_BYTES     (1u << 20) /* per response, likewise */
-#define WATCH_SLOW_MS       10000
+#define WATCH_MAX_QUEUED    4 /* responses waiting in rpc/ per stream (each <= ~1 MiB) */
+#define WATCH_SLOW_MS       10000 /* NORIKV_WATCH_SLOW_MS overrides (tests) */
 #define WATCH_PROGRESS_MS   1000
 #define NOT_SERVED          UINT64_MAX
 
@@ -60,6 +61,7 @@ struct api_watches {
     uint32_t n;
     bool stop, started;
     pthread_t thread;
+    uint64_t slow_ms;
     uint64_t *seen;  /* per shard: applied index at the last pass */
     bool *leads;     /* per shard: led here at the last pass */
 };
@@ -158,6 +160,8 @@ static void resp_add(struct resp *r, const struct kv_feed_event *e, uint16_t sha
 static bool resp_send(struct wstream *w, struct resp *r, Norikv__V1__ShardRevision **prog,
                       size_t nprog)
 {
+    if (rpc_stream_queued(w->call) >= WATCH_MAX_QUEUED)
+        return false; /* the client is not keeping up: hold nothing more for it */
     for (size_t i = 0; i < r->n; i++) {
         r->ev[i].version = &r->ver[i];
         r->ev[i].key.data = r->data.data + r->koff[i];
@@ -417,11 +421,11 @@ static void *pump_main(void *arg)
             }
             if (w->finished)
                 continue;
-            if (w->stuck_since_ms && now_ms - w->stuck_since_ms > WATCH_SLOW_MS) {
+            if (w->stuck_since_ms && now_ms - w->stuck_since_ms > ws->slow_ms) {
                 finish(w, NK_RESOURCE_EXHAUSTED,
-                       "watch too slow: the client read nothing for %d s while events waited; "
-                       "reconnect and resume from your last revisions",
-                       WATCH_SLOW_MS / 1000);
+                       "watch too slow: the client read nothing for %" PRIu64
+                       " ms while events waited; reconnect and resume from your last revisions",
+                       ws->slow_ms);
                 continue;
             }
             send_progress(w, ns, now_ms);
@@ -613,6 +617,14 @@ nk_status api_watch_register(struct api *a, struct rpc_server *s)
     pthread_cond_init(&ws->cv, &ca);
     pthread_condattr_destroy(&ca);
     ws->seen = nk_calloc(a->total_shards, sizeof *ws->seen);
+    ws->slow_ms = WATCH_SLOW_MS;
+    const char *env = getenv("NORIKV_WATCH_SLOW_MS");
+    if (env && *env) {
+        char *end = NULL;
+        unsigned long long v = strtoull(env, &end, 10);
+        if (!*end && v >= 100 && v <= 3600000)
+            ws->slow_ms = v;
+    }
     ws->leads = nk_calloc(a->total_shards, sizeof *ws->leads);
     a->kvwatch = ws;
     struct rpc_method m = {"/norikv.v1.Kv/Watch", RPC_SERVER_STREAM, on_watch_call,

@@ -250,3 +250,44 @@ func TestThousandIdleWatchersKeepMemoryBoundedAndTheServerResponsive(t *testing.
 		t.Fatalf("1000 idle watchers grew the peak RSS by %d MiB", (after-before)/1024)
 	}
 }
+
+// A watcher that stops reading is cut off with RESOURCE_EXHAUSTED naming
+// the reason once it made no progress for the bound (1 s here), instead of
+// the server holding its events (at most 4 responses wait for it), and the
+// server keeps serving everyone else meanwhile.
+func TestASlowWatcherIsCutOffWithAClearStatusAndTheServerServesOn(t *testing.T) {
+	t.Setenv("NORIKV_WATCH_SLOW_MS", "1000")
+	s := ephemeral(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	st, err := s.kv.Watch(ctx, &pb.WatchRequest{Prefix: []byte("slow/")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Recv(); err != nil { // the shards message; then nothing is read
+		t.Fatal(err)
+	}
+	before := vmHWM(t, s.cmd.Process.Pid)
+	big := strings.Repeat("x", 256<<10)
+	for i := 0; i < 200; i++ { // 50 MiB of events for a reader that reads nothing
+		if _, err := s.kv.Put(ctxT(t), &pb.PutRequest{Key: []byte(fmt.Sprintf("slow/%d", i%64)), Value: []byte(big)}); err != nil {
+			t.Fatalf("put %d while a watcher stalls: %v", i, err)
+		}
+	}
+	time.Sleep(3 * time.Second)
+	after := vmHWM(t, s.cmd.Process.Pid)
+	t.Logf("VmHWM %d KiB before the stalled watcher's 50 MiB of events, %d KiB after", before, after)
+	n := 0
+	for {
+		_, err := st.Recv()
+		if err != nil {
+			if code(err) != codes.ResourceExhausted || !strings.Contains(err.Error(), "watch too slow") {
+				t.Fatalf("the stalled watch ended with %v after %d messages", err, n)
+			}
+			break
+		}
+		n++
+	}
+	t.Logf("the stalled watcher got %d responses, then the cut-off", n)
+	mustPut(t, s, "after", "cutoff")
+}
