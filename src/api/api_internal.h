@@ -125,6 +125,12 @@ void api_view_json(struct api *a, struct nk_buf *out);
 /* Refreshes gauges from the node and LSM before /metrics renders. */
 void api_update_gauges(struct api *a);
 
+/* Appends "name":"<s>" when s is UTF-8, else "name_base64":"<base64 of s>". */
+void api_json_bytes(struct nk_buf *b, const char *name, const uint8_t *s, size_t n);
+/* watch_http.c: GET /watch, the change feeds as server-sent events;
+ * returns an enum MHD_Result. */
+struct MHD_Connection;
+int api_watch_http(struct api *a, struct MHD_Connection *c);
 /* Appends s (UTF-8 text) as a JSON string literal, quoted and escaped. */
 void api_json_string(struct nk_buf *b, const uint8_t *s, size_t n);
 void api_buf_printf(struct nk_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

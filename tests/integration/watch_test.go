@@ -291,3 +291,49 @@ func TestASlowWatcherIsCutOffWithAClearStatusAndTheServerServesOn(t *testing.T) 
 	t.Logf("the stalled watcher got %d responses, then the cut-off", n)
 	mustPut(t, s, "after", "cutoff")
 }
+
+// GET /watch streams the same changes as server-sent events (id
+// "shard:term.index", JSON data with kind, key, value, version, shard),
+// resumes from ?from=, and refuses malformed requests with 400 naming them.
+func TestHTTPWatchStreamsChangesAsServerSentEventsAndResumesFromRevisions(t *testing.T) {
+	s := ephemeral(t)
+	st, code, body := openSSE(t, s, "/watch?prefix=h%2F", nil)
+	if code != 200 {
+		t.Fatalf("/watch %d %s", code, body)
+	}
+	v := mustPut(t, s, "h/one", "1")
+	mustPut(t, s, "nope", "x")
+	if _, err := s.kv.Delete(ctxT(t), &pb.DeleteRequest{Key: []byte("h/one")}); err != nil {
+		t.Fatal(err)
+	}
+	e1 := st.next(t, 5*time.Second)
+	e2 := st.next(t, 5*time.Second)
+	st.close()
+	if e1.Data["kind"] != "put" || e1.Data["key"] != "h/one" || e1.Data["value"] != "1" ||
+		num(e1.Data["version"].(map[string]any)["index"]) != float64(v.Index) {
+		t.Fatalf("first event %v (put at %v)", e1.Data, v)
+	}
+	if e2.Data["kind"] != "delete" || e2.Data["key"] != "h/one" {
+		t.Fatalf("second event %v", e2.Data)
+	}
+	shard := int(num(e1.Data["shard"]))
+	if want := fmt.Sprintf("%d:%d.%d", shard, v.Term, v.Index); e1.ID != want {
+		t.Fatalf("event id %q, want %q", e1.ID, want)
+	}
+	// resume after the put: only the delete comes again
+	r, code, body := openSSE(t, s, fmt.Sprintf("/watch?prefix=h/&from=%d:%d.%d", shard, v.Term, v.Index), nil)
+	if code != 200 {
+		t.Fatalf("/watch from: %d %s", code, body)
+	}
+	if e := r.next(t, 5*time.Second); e.Data["kind"] != "delete" {
+		t.Fatalf("resumed stream's first event %v", e.Data)
+	}
+	r.close()
+	for _, q := range []string{"", "?prefix=a&key=b", "?start=b&end=a", "?prefix=a&from=1:2", "?prefix=a&from=99999:1.1",
+		"?prefix=a&bogus=1", "?prefix=a&keys_only=maybe", "?prefix="} {
+		c, b := httpDo(t, "GET", "http://"+s.http+"/watch"+q, "")
+		if c != 400 || !strings.Contains(b, "INVALID_ARGUMENT") {
+			t.Fatalf("/watch%s: %d %s, want 400 INVALID_ARGUMENT", q, c, b)
+		}
+	}
+}
