@@ -118,6 +118,8 @@ void api_record_t(struct api *a, enum api_op op, enum api_outcome out, uint64_t 
                   struct obs_trace *tr);
 enum api_outcome api_outcome_of(enum nk_code code, const char *msg);
 
+/* view_grpc.c: registers Meta.WatchCluster and the node's view callback. */
+nk_status api_view_register(struct api *a, struct rpc_server *s);
 /* Encodes the node's current view as a norikv.v1.ClusterView (malloc'd). */
 uint8_t *api_view_pack(struct api *a, size_t *len);
 /* The view as JSON (for /meta/cluster). */
