@@ -129,6 +129,20 @@ void api_update_gauges(struct api *a);
 
 /* Appends "name":"<s>" when s is UTF-8, else "name_base64":"<base64 of s>". */
 void api_json_bytes(struct nk_buf *b, const char *name, const uint8_t *s, size_t n);
+/* watch_http.c: a checked GET /watch request (pure: fuzzed). mode 0 key,
+ * 1 prefix, 2 range [k1, k2); from[s] the resume index of shard s (0: none)
+ * and from_term[s] its term; arrays of nshards, owned. */
+struct api_watch_filter {
+    int mode;
+    struct nk_buf k1, k2;
+    bool keys_only;
+    uint32_t nshards;
+    uint64_t *from, *from_term;
+};
+struct api_http_arg;
+nk_status api_watch_http_parse(const struct api_http_arg *args, size_t nargs,
+                               uint32_t total_shards, struct api_watch_filter *f);
+void api_watch_filter_free(struct api_watch_filter *f);
 /* watch_http.c: GET /watch, the change feeds as server-sent events;
  * returns an enum MHD_Result. */
 struct MHD_Connection;

@@ -32,9 +32,7 @@
 
 struct wh_stream {
     struct api *a;
-    int mode; /* 0 key, 1 prefix, 2 range */
-    struct nk_buf k1, k2;
-    bool keys_only;
+    struct api_watch_filter f;
     uint32_t nshards;
     uint64_t *pos, *pos_term;
     int fd;
@@ -44,15 +42,15 @@ struct wh_stream {
     uint64_t last_write_ms;
 };
 
-static bool wh_matches(const struct wh_stream *w, struct nk_slice key)
+static bool wh_matches(const struct api_watch_filter *f, struct nk_slice key)
 {
-    if (w->mode == 0)
-        return key.len == w->k1.len && memcmp(key.data, w->k1.data, key.len) == 0;
-    if (w->mode == 1)
-        return key.len >= w->k1.len && memcmp(key.data, w->k1.data, w->k1.len) == 0;
-    if (w->k1.len && nk_slice_cmp(key, nk_slice_make(w->k1.data, w->k1.len)) < 0)
+    if (f->mode == 0)
+        return key.len == f->k1.len && memcmp(key.data, f->k1.data, key.len) == 0;
+    if (f->mode == 1)
+        return key.len >= f->k1.len && memcmp(key.data, f->k1.data, f->k1.len) == 0;
+    if (f->k1.len && nk_slice_cmp(key, nk_slice_make(f->k1.data, f->k1.len)) < 0)
         return false;
-    return !w->k2.len || nk_slice_cmp(key, nk_slice_make(w->k2.data, w->k2.len)) < 0;
+    return !f->k2.len || nk_slice_cmp(key, nk_slice_make(f->k2.data, f->k2.len)) < 0;
 }
 
 struct wh_read {
@@ -69,13 +67,13 @@ static bool wh_take(void *vctx, const struct kv_feed_record *rec)
     nk_reader_init(&rd, rec->events.data, rec->events.len);
     struct kv_feed_event e;
     for (uint32_t i = 0; i < rec->count && kv_feed_next_event(&rd, &e); i++) {
-        if (!wh_matches(w, e.key))
+        if (!wh_matches(&w->f, e.key))
             continue;
         api_buf_printf(&w->out, "id: %u:%" PRIu64 ".%" PRIu64 "\ndata: {\"kind\":\"%s\",", c->shard,
                        rec->term, rec->index,
                        e.kind == KV_EV_PUT ? "put" : e.kind == KV_EV_DELETE ? "delete" : "expire");
         api_json_bytes(&w->out, "key", e.key.data, e.key.len);
-        if (e.kind == KV_EV_PUT && !w->keys_only) {
+        if (e.kind == KV_EV_PUT && !w->f.keys_only) {
             nk_buf_put_u8(&w->out, ',');
             api_json_bytes(&w->out, "value", e.value.data, e.value.len);
         }
@@ -206,8 +204,7 @@ static void wh_free(void *cls)
 {
     struct wh_stream *w = cls;
     atomic_fetch_sub(&w->a->sse_clients, 1);
-    nk_buf_free(&w->k1);
-    nk_buf_free(&w->k2);
+    api_watch_filter_free(&w->f);
     nk_buf_free(&w->out);
     free(w->pos);
     free(w->pos_term);
@@ -227,9 +224,10 @@ static enum MHD_Result wh_collect(void *cls, enum MHD_ValueKind kind, const char
     return MHD_YES;
 }
 
-/* "shard:term.index,..." into pos / pos_term; INVALID_ARGUMENT naming it. */
-static nk_status parse_from(const struct nk_buf *v, struct wh_stream *w, uint64_t *given)
+/* "shard:term.index,..." into from / from_term; INVALID_ARGUMENT naming it. */
+static nk_status parse_from(const struct nk_buf *v, struct api_watch_filter *f)
 {
+    uint64_t *given = f->from;
     const char *p = (const char *)v->data, *end = p + v->len;
     while (p < end) {
         const char *c = memchr(p, ',', (size_t)(end - p));
@@ -248,21 +246,37 @@ static nk_status parse_from(const struct nk_buf *v, struct wh_stream *w, uint64_
             (size_t)used != n || index == 0)
             return nk_status_make(NK_INVALID_ARGUMENT,
                                   "from: '%.40s' is not shard:term.index with index >= 1", item);
-        if (sh >= w->nshards)
+        if (sh >= f->nshards)
             return nk_status_make(NK_INVALID_ARGUMENT, "from: shard %llu does not exist (total %u)",
-                                  sh, w->nshards);
+                                  sh, f->nshards);
         if (given[sh])
             return nk_status_make(NK_INVALID_ARGUMENT, "from: shard %llu is given twice", sh);
         given[sh] = index;
-        w->pos_term[sh] = term;
+        f->from_term[sh] = term;
         p = c + 1;
     }
     return NK_OK;
 }
 
-static nk_status parse_args(const struct api_http_arg *args, size_t nargs, struct wh_stream *w,
-                            uint64_t *given)
+void api_watch_filter_free(struct api_watch_filter *f)
 {
+    nk_buf_free(&f->k1);
+    nk_buf_free(&f->k2);
+    free(f->from);
+    free(f->from_term);
+    memset(f, 0, sizeof *f);
+}
+
+nk_status api_watch_http_parse(const struct api_http_arg *args, size_t nargs,
+                               uint32_t total_shards, struct api_watch_filter *f)
+{
+    memset(f, 0, sizeof *f);
+    nk_buf_init(&f->k1);
+    nk_buf_init(&f->k2);
+    f->nshards = total_shards;
+    f->from = nk_calloc(total_shards ? total_shards : 1, sizeof *f->from);
+    f->from_term = nk_calloc(total_shards ? total_shards : 1, sizeof *f->from_term);
+    struct api_watch_filter *w = f;
     struct nk_buf v;
     nk_buf_init(&v);
     nk_status s = NK_OK;
@@ -310,7 +324,7 @@ static nk_status parse_args(const struct api_http_arg *args, size_t nargs, struc
             w->mode = 2;
             break;
         case 4:
-            s = parse_from(&v, w, given);
+            s = parse_from(&v, f);
             break;
         case 5:
             if (v.len == 4 && memcmp(v.data, "true", 4) == 0)
@@ -346,16 +360,14 @@ int api_watch_http(struct api *a, struct MHD_Connection *c)
     struct wh_stream *w = nk_calloc(1, sizeof *w);
     w->a = a;
     w->nshards = a->total_shards;
-    nk_buf_init(&w->k1);
-    nk_buf_init(&w->k2);
     nk_buf_init(&w->out);
     w->pos = nk_calloc(w->nshards, sizeof *w->pos);
     w->pos_term = nk_calloc(w->nshards, sizeof *w->pos_term);
-    uint64_t *given = nk_calloc(w->nshards, sizeof *given);
-    nk_status s = parse_args(args, as.n, w, given);
+    nk_status s = api_watch_http_parse(args, as.n, a->total_shards, &w->f);
+    const uint64_t *given = w->f.from;
     struct kv_store *kv = node_kv(a->node);
-    uint32_t key_shard = w->mode == 0 && nk_ok(s)
-                             ? nk_shard_for_key(w->k1.data, w->k1.len, w->nshards)
+    uint32_t key_shard = w->f.mode == 0 && nk_ok(s)
+                             ? nk_shard_for_key(w->f.k1.data, w->f.k1.len, w->nshards)
                              : UINT32_MAX;
     for (uint32_t sh = 0; sh < w->nshards && nk_ok(s); sh++) {
         if ((key_shard != UINT32_MAX && sh != key_shard) || !node_shard_leads(a->node, sh)) {
@@ -371,6 +383,7 @@ int api_watch_http(struct api *a, struct MHD_Connection *c)
                                    " only; scan again (GET /kv) and watch from its revisions",
                                    sh, floor);
             w->pos[sh] = given[sh];
+            w->pos_term[sh] = w->f.from_term[sh];
         } else {
             uint64_t t = 0, i = 0;
             s = kv_applied(kv, (uint16_t)sh, &t, &i);
@@ -378,7 +391,6 @@ int api_watch_http(struct api *a, struct MHD_Connection *c)
             w->pos_term[sh] = t;
         }
     }
-    free(given);
     if (!nk_ok(s)) {
         atomic_fetch_add(&a->sse_clients, 1); /* wh_free gives it back */
         wh_free(w);
