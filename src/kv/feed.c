@@ -369,3 +369,75 @@ nk_status kv_feed_trim(struct kv_store *s, uint16_t shard, uint64_t now)
     lsm_batch_free(&b);
     return st;
 }
+
+/* ---------------------------------------------------------- time commands */
+
+void kv_tick_encode(uint8_t out[KV_TICK_LEN], uint64_t timestamp_ms)
+{
+    out[0] = KV_TICK_TAG;
+    out[1] = KV_TICK_FORMAT;
+    nk_enc_fixed64(out + 2, timestamp_ms);
+}
+
+uint64_t kv_next_expiry(struct kv_store *s, uint16_t shard)
+{
+    if (s->next_exp[shard] == 0) {
+        /* not known since the start: the expiry index's first entry */
+        uint8_t lo[3], hi[3];
+        nk_enc_be16(lo, shard);
+        lo[2] = NS_EXP;
+        nk_enc_be16(hi, shard);
+        hi[2] = NS_EXP + 1;
+        struct lsm_iter_options io = {.lower = nk_slice_make(lo, 3),
+                                      .upper = nk_slice_make(hi, 3)};
+        struct lsm_iter *it = NULL;
+        nk_status st = lsm_iter_new(s->db, &io, &it);
+        if (!nk_ok(st)) {
+            nk_status_free(&st);
+            return 0;
+        }
+        lsm_iter_seek_first(it);
+        uint64_t next = UINT64_MAX;
+        if (lsm_iter_valid(it) && lsm_iter_key(it).len >= 12)
+            next = nk_dec_be64(lsm_iter_key(it).data + 3);
+        st = lsm_iter_status(it);
+        lsm_iter_free(it);
+        if (!nk_ok(st)) {
+            nk_status_free(&st);
+            return 0;
+        }
+        s->next_exp[shard] = next;
+    }
+    return s->next_exp[shard];
+}
+
+nk_status kv_apply_tick(struct kv_store *s, uint16_t shard, uint64_t term, uint64_t index,
+                        const uint8_t *data, struct kv_result *res)
+{
+    memset(res, 0, sizeof(*res));
+    res->term = term;
+    res->index = index;
+    uint64_t prev;
+    NK_TRY(kv_shard_time_cached(s, shard, &prev));
+    uint64_t now = nk_dec_fixed64(data + 2);
+    if (now < prev)
+        now = prev;
+    struct lsm_batch b;
+    lsm_batch_init(&b);
+    kv_feed_begin(s);
+    nk_status st = kv_expire_due(s, &b, shard, now);
+    if (nk_ok(st))
+        st = kv_put_applied(&b, shard, term, index, now);
+    if (nk_ok(st))
+        st = kv_feed_finish(s, &b, shard, term, index, now);
+    if (nk_ok(st))
+        st = lsm_write(s->db, &KV_APPLY_WO, &b);
+    if (nk_ok(st))
+        s->time[shard] = now;
+    if (nk_ok(st) && s->fb_count)
+        st = kv_feed_trim(s, shard, now);
+    lsm_batch_free(&b);
+    res->code = NK_CODE_OK;
+    res->time_ms = now;
+    return st;
+}

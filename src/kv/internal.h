@@ -82,6 +82,8 @@ nk_status kv_exp_note(struct kv_store *s, struct lsm_batch *b, uint16_t shard,
                       struct nk_slice key, uint64_t expiry, uint64_t term, uint64_t index);
 nk_status kv_expire_due(struct kv_store *s, struct lsm_batch *b, uint16_t shard, uint64_t now);
 nk_status kv_feed_trim(struct kv_store *s, uint16_t shard, uint64_t now);
+nk_status kv_apply_tick(struct kv_store *s, uint16_t shard, uint64_t term, uint64_t index,
+                        const uint8_t *data, struct kv_result *res);
 
 /* batch.c */
 nk_status kv_apply_batch(struct kv_store *s, uint16_t shard, uint64_t term, uint64_t index,

@@ -187,8 +187,8 @@ struct kv_options {
     /* change feed retention per shard (docs/watch.md): records, bytes and
      * age of the oldest (by the entries' replicated time); beyond any of
      * them the oldest records go and the shard's feed floor rises */
-    uint64_t feed_max_entries; /* default 10000 */
-    uint64_t feed_max_bytes;   /* default 8 MiB */
+    uint64_t feed_max_entries; /* default 1000 */
+    uint64_t feed_max_bytes;   /* default 1 MiB */
     uint64_t feed_max_age_ms;  /* default 1 h; 0: no age bound */
 };
 
@@ -320,6 +320,27 @@ void kv_merge_version(const struct kv_merge_iter *m, uint64_t *term, uint64_t *i
 bool kv_merge_expired(const struct kv_merge_iter *m);
 void kv_merge_next(struct kv_merge_iter *m);
 nk_status kv_merge_status(const struct kv_merge_iter *m);
+
+/*
+ * A time command (docs/format/commands.md): no change of its own, only the
+ * leader's time, so that a quiet shard whose keys are due expires them
+ * (with their EXPIRE events). Bytes: KV_TICK_TAG, KV_TICK_FORMAT, then the
+ * timestamp (u64 little-endian) at [2, 10) like every stampable command.
+ */
+#define KV_TICK_TAG    0x54 /* 'T' */
+#define KV_TICK_FORMAT 1
+#define KV_TICK_LEN    10
+void kv_tick_encode(uint8_t out[KV_TICK_LEN], uint64_t timestamp_ms);
+static inline bool kv_is_tick(const uint8_t *data, size_t n)
+{
+    return n == KV_TICK_LEN && data[0] == KV_TICK_TAG;
+}
+/*
+ * The earliest expiry among the shard's TTL keys as apply knows it (0: not
+ * known yet, UINT64_MAX: none). Apply thread only: the leader's loop asks
+ * it to decide whether a quiet shard needs a time command.
+ */
+uint64_t kv_next_expiry(struct kv_store *s, uint16_t shard);
 
 /* ---------------------------------------------------------- change feed */
 
