@@ -133,16 +133,21 @@ func (e *CompactedError) Is(target error) bool { return target == ErrCompacted }
 // Unwrap returns the server's answer.
 func (e *CompactedError) Unwrap() error { return e.Err }
 
-var compactedRE = regexp.MustCompile(`shard (\d+) keeps events after revision (\d+)\.(\d+)`)
+var compactedRE = regexp.MustCompile(`shard (\d+) keeps events after revision (?:(\d+)\.)?(\d+)`)
 
-// compactedError parses the OUT_OF_RANGE message of docs/watch.md.
+// compactedError parses the OUT_OF_RANGE message of docs/watch.md. The
+// floor is "term.index" there; the server sends the index alone (revisions
+// are ordered by index within a shard), which leaves Floor.Term 0.
 func compactedError(e *Error) error {
 	m := compactedRE.FindStringSubmatch(e.Message)
 	if m == nil {
 		return &CompactedError{Shard: -1, Err: e}
 	}
 	sh, _ := strconv.Atoi(m[1])
-	term, _ := strconv.ParseUint(m[2], 10, 64)
+	var term uint64
+	if m[2] != "" {
+		term, _ = strconv.ParseUint(m[2], 10, 64)
+	}
 	idx, _ := strconv.ParseUint(m[3], 10, 64)
 	return &CompactedError{Shard: sh, Floor: &Version{Term: term, Index: idx}, Err: e}
 }

@@ -24,6 +24,11 @@ func TestCompactedMessageParsesIntoShardAndFloor(t *testing.T) {
 	if status.Code(err) != codes.OutOfRange {
 		t.Fatalf("status.Code of the compacted error = %v, want OutOfRange", status.Code(err))
 	}
+	// the server's form: the floor as an index
+	err = watchEndIsFinal(&Error{Code: codes.OutOfRange, Message: "compacted: shard 929 keeps events after revision 184 only (asked from 1); scan again (Kv.Range) and watch from its revisions"})
+	if !errors.As(err, &ce) || ce.Shard != 929 || !ce.Floor.Equal(&Version{Index: 184}) {
+		t.Fatalf("index-only floor: %v", err)
+	}
 	// a message in another shape still ends the watch as compacted
 	err = watchEndIsFinal(&Error{Code: codes.OutOfRange, Message: "compacted"})
 	if !errors.As(err, &ce) || ce.Shard != -1 || ce.Floor != nil {
