@@ -13,8 +13,9 @@ package norikv
 //     served after refreshing the view, with backoff, until the watch ends);
 //   - a reader per stream receives messages and hands them, in order, to
 //   - the dispatcher, the only owner of the per-shard positions: it drops
-//     any event not newer than its shard's position (so a resume can never
-//     duplicate), advances the positions, delivers the events to the caller,
+//     any event not newer than its shard's position before the message (so
+//     a resume can never duplicate; one entry's events share a revision and
+//     come in one message), advances the positions, delivers the events,
 //     and when a stream ends decides: resume its shards (UNAVAILABLE, a lost
 //     connection, "watch too slow") or end the watch (compacted, invalid
 //     argument, ...). A stream's end reaches the dispatcher after all of its
@@ -405,7 +406,14 @@ func (w *Watcher) dispatch() {
 
 // deliver passes resp's new events to the caller and advances positions;
 // false when the watch was closed meanwhile.
+//
+// One entry (a batch) can change several keys: its events share a revision
+// and the server never splits them over two responses. So an event is new
+// when its revision is past its shard's position as it was before this
+// response, and a resume (which starts after a position) never cuts an
+// entry in two.
 func (w *Watcher) deliver(resp *pb.WatchResponse) bool {
+	var base map[int]*Version // shard -> position before this response
 	for _, e := range resp.GetEvents() {
 		sh := int(e.GetShard())
 		if e.GetKind() > pb.WatchEvent_EXPIRE {
@@ -413,8 +421,16 @@ func (w *Watcher) deliver(resp *pb.WatchResponse) bool {
 		}
 		v := versionFromPB(e.GetVersion())
 		w.posMu.Lock()
-		fresh := newer(v, w.pos[sh])
-		if fresh {
+		if base == nil {
+			base = make(map[int]*Version)
+		}
+		b, ok := base[sh]
+		if !ok {
+			b = w.pos[sh]
+			base[sh] = b
+		}
+		fresh := newer(v, b)
+		if fresh && newer(v, w.pos[sh]) {
 			w.pos[sh] = v
 		}
 		w.posMu.Unlock()

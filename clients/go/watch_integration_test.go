@@ -90,7 +90,8 @@ func checkExactlyOnce(t *testing.T, got []*norikv.WatchEvent, changes []change) 
 		if c.del != (e.Kind == norikv.EventDelete) || (!c.del && string(e.Value) != c.value) {
 			t.Fatalf("event %s %q=%q@%v, want del=%v value %q", e.Kind, e.Key, e.Value, e.Version, c.del, c.value)
 		}
-		if l := lastPerShard[e.Shard]; l != nil && e.Version.Index <= l.Index {
+		// (one batch's events share its revision)
+		if l := lastPerShard[e.Shard]; l != nil && e.Version.Index < l.Index {
 			t.Fatalf("shard %d: event at %v after %v: not in revision order", e.Shard, e.Version, l)
 		}
 		lastPerShard[e.Shard] = e.Version
@@ -400,4 +401,51 @@ func TestClusterWatchSurvivesLeaderKillWithoutLossOrDuplicate(t *testing.T) {
 	all := append(first, second...)
 	got = append(got, collectEvents(t, w, len(all)-len(got), 120*time.Second)...)
 	checkExactlyOnce(t, got, all)
+}
+
+// keysOnOneShard returns n keys under prefix that hash to one shard.
+func keysOnOneShard(c *norikv.Client, prefix string, n int) []string {
+	var out []string
+	shard := -1
+	for i := 0; len(out) < n; i++ {
+		k := fmt.Sprintf("%sm%d", prefix, i)
+		s := c.ShardForKey([]byte(k))
+		if shard < 0 {
+			shard = s
+		}
+		if s == shard {
+			out = append(out, k)
+		}
+	}
+	return out
+}
+
+// A batch changes several keys in one entry: their events share its
+// revision, and every one of them is delivered (none is taken for a
+// duplicate of the first).
+func TestWatchDeliversEveryKeyOfAMultiKeyBatch(t *testing.T) {
+	c := newTestClient(t, sharedServer(t).GRPCAddr)
+	prefix := string(key(t, ""))
+	ctx := context.Background()
+	w, err := c.Watch(ctx, &norikv.WatchOptions{Prefix: []byte(prefix)})
+	skipWithoutWatch(t, err)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	keys := keysOnOneShard(c, prefix, 6)
+	var ops []norikv.BatchOp
+	for _, k := range keys {
+		ops = append(ops, norikv.BatchOp{Key: []byte(k), Value: []byte("v-" + k)})
+	}
+	res, err := c.Batch(ctx, ops, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var changes []change
+	for _, k := range keys {
+		changes = append(changes, change{key: k, value: "v-" + k, version: res.Version})
+	}
+	got := collectEvents(t, w, len(keys), 30*time.Second)
+	checkExactlyOnce(t, got, changes)
 }

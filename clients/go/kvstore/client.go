@@ -464,3 +464,12 @@ func (c *Client) Close() error {
 	}
 	return nil
 }
+
+// Raw returns the NoriKV SDK client this client uses (for what kvstore
+// does not cover: TTLs, CAS, consistency levels). Writes made through it
+// under KeyPrefix reach this client's storage through its watch.
+func (c *Client) Raw() *norikv.Client { return c.nk }
+
+// KeyPrefix returns the prefix of this client's keys on NoriKV
+// (namespace + "/"); a copy.
+func (c *Client) KeyPrefix() []byte { return bytes.Clone(c.prefix) }

@@ -237,12 +237,28 @@ func TestPutDeleteAndBatchAreVisibleToGetWhenTheyReturn(t *testing.T) {
 		b.Put([]byte(fmt.Sprintf("b%d", i)), []byte("x"))
 	}
 	b.Delete([]byte("k1")).Put([]byte("b0"), []byte("last wins"))
+	// several keys of one shard: one entry, several events at one revision
+	raw := c.Raw()
+	var same []string
+	for i, shard := 0, -1; len(same) < 5; i++ {
+		k := fmt.Sprintf("s%d", i)
+		if s := raw.ShardForKey(append(c.KeyPrefix(), k...)); shard < 0 || s == shard {
+			shard = s
+			same = append(same, k)
+			b.Put([]byte(k), []byte("same shard"))
+		}
+	}
 	if err := b.Execute(ctx); err != nil {
 		t.Fatal(err)
 	}
 	for i := 1; i < 40; i++ {
 		if got, err := c.Get(ctx, []byte(fmt.Sprintf("b%d", i))); err != nil || string(got) != "x" {
 			t.Fatalf("Get(b%d) after the batch = %q, %v", i, got, err)
+		}
+	}
+	for _, k := range same {
+		if got, err := c.Get(ctx, []byte(k)); err != nil || string(got) != "same shard" {
+			t.Fatalf("Get(%s) after the batch = %q, %v", k, got, err)
 		}
 	}
 	if got, _ := c.Get(ctx, []byte("b0")); string(got) != "last wins" {
