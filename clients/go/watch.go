@@ -88,6 +88,12 @@ type WatchEvent struct {
 	Shard   int
 	// ExpiresAtMs: a put with a TTL expires then (ms since the epoch).
 	ExpiresAtMs uint64
+	// EntryEnd marks the last event of its revision: one entry (a batch)
+	// can change several keys, whose events share the revision and come
+	// one after the other. A reader that tracks "applied up to revision r"
+	// should move to r at this event, not before (progress marks always
+	// have it).
+	EntryEnd bool
 }
 
 // WatchOptions select what a Watch follows. Exactly one of Key, Prefix or
@@ -414,7 +420,18 @@ func (w *Watcher) dispatch() {
 // entry in two.
 func (w *Watcher) deliver(resp *pb.WatchResponse) bool {
 	var base map[int]*Version // shard -> position before this response
-	for _, e := range resp.GetEvents() {
+	// entryEnd[i]: no later event of this response has event i's shard and
+	// revision (a reverse pass over the response)
+	evs := resp.GetEvents()
+	entryEnd := make([]bool, len(evs))
+	nextOf := map[uint32]*pb.Version{}
+	for i := len(evs) - 1; i >= 0; i-- {
+		e := evs[i]
+		nv, ok := nextOf[e.GetShard()]
+		entryEnd[i] = !ok || nv.GetIndex() != e.GetVersion().GetIndex() || nv.GetTerm() != e.GetVersion().GetTerm()
+		nextOf[e.GetShard()] = e.GetVersion()
+	}
+	for i, e := range evs {
 		sh := int(e.GetShard())
 		if e.GetKind() > pb.WatchEvent_EXPIRE {
 			continue // a kind this client does not know
@@ -437,7 +454,8 @@ func (w *Watcher) deliver(resp *pb.WatchResponse) bool {
 		if !fresh {
 			continue // already delivered before a resume
 		}
-		ev := &WatchEvent{Kind: EventKind(e.GetKind()), Key: e.GetKey(), Value: e.GetValue(), Version: v, Shard: sh, ExpiresAtMs: e.GetExpiresAtMs()}
+		ev := &WatchEvent{Kind: EventKind(e.GetKind()), Key: e.GetKey(), Value: e.GetValue(), Version: v, Shard: sh,
+			ExpiresAtMs: e.GetExpiresAtMs(), EntryEnd: entryEnd[i]}
 		select {
 		case w.out <- ev:
 		case <-w.ctx.Done():
@@ -455,7 +473,7 @@ func (w *Watcher) deliver(resp *pb.WatchResponse) bool {
 		w.posMu.Unlock()
 		if fresh && w.prog {
 			select {
-			case w.out <- &WatchEvent{Kind: EventProgress, Version: v, Shard: sh}:
+			case w.out <- &WatchEvent{Kind: EventProgress, Version: v, Shard: sh, EntryEnd: true}:
 			case <-w.ctx.Done():
 				return false
 			}

@@ -448,4 +448,9 @@ func TestWatchDeliversEveryKeyOfAMultiKeyBatch(t *testing.T) {
 	}
 	got := collectEvents(t, w, len(keys), 30*time.Second)
 	checkExactlyOnce(t, got, changes)
+	for i, e := range got {
+		if e.EntryEnd != (i == len(got)-1) {
+			t.Fatalf("event %d of the batch's %d has EntryEnd %v: only the last one may", i, len(got), e.EntryEnd)
+		}
+	}
 }

@@ -333,6 +333,11 @@ func (c *Client) apply(ev *norikv.WatchEvent) error {
 			}
 		}
 	}
+	// a batch's events share its revision: the revision is applied once
+	// the last of them is (writers waiting for it read every key)
+	if !ev.EntryEnd {
+		return nil
+	}
 	c.mu.Lock()
 	if after(ev.Version, c.applied[ev.Shard]) {
 		c.applied[ev.Shard] = ev.Version
