@@ -7,9 +7,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -526,5 +528,90 @@ func TestServerRestartMidWatchLosesNothing(t *testing.T) {
 	}
 	if v, err := c.Get(ctx, []byte("mine")); err != nil || string(v) != "yes" {
 		t.Fatalf("Get(mine) after restart = %q, %v", v, err)
+	}
+}
+
+// syncBuffer is a log sink safe for concurrent writes.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  []byte
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.b = append(s.b, p...)
+	return len(p), nil
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return string(s.b)
+}
+
+// A client whose hook stalls while 20000 changes go by is cut off by the
+// server as too slow; by the time it resumes, its shard's feed (16 records
+// kept) no longer reaches back to its position (compacted). It scans again,
+// follows a new watch, and ends equal to the cluster.
+func TestClientThatFellBehindTheFeedRetentionScansAgainAndCatchesUp(t *testing.T) {
+	if _, err := ephemeral.FindBinary(); err != nil {
+		t.Skipf("no norikv-server binary to test against: %v", err)
+	}
+	t.Setenv("NORIKV_WATCH_SLOW_MS", "300") // the server's cut-off for a stalled watcher
+	ctx := context.Background()
+	sctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	srv, err := ephemeral.Start(sctx, &ephemeral.Options{Args: []string{"--watch-retention-entries=16"}})
+	cancel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Stop()
+	release := make(chan struct{})
+	var logs syncBuffer
+	logger := slog.New(slog.NewTextHandler(&logs, nil))
+	ns := "behind"
+	c := newStore(t, srv.GRPCAddr, ns, kvstore.NewMemoryStorage(),
+		kvstore.WithLogger(logger),
+		kvstore.WithOnSetHook(func(k, v []byte) { <-release }))
+	raw := rawClient(t, srv.GRPCAddr)
+	var keys []string
+	for i, shard := 0, -1; len(keys) < 100; i++ {
+		k := fmt.Sprintf("k%d", i)
+		if s := raw.ShardForKey([]byte(ns + "/" + k)); shard < 0 || s == shard {
+			shard = s
+			keys = append(keys, k)
+		}
+	}
+	val := func(round int) []byte { return []byte(fmt.Sprintf("%04d-%0500d", round, 0)) }
+	const rounds = 200
+	for r := 0; r < rounds; r++ {
+		var ops []norikv.BatchOp
+		for _, k := range keys {
+			ops = append(ops, norikv.BatchOp{Key: []byte(ns + "/" + k), Value: val(r)})
+		}
+		if _, err := raw.Batch(ctx, ops, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(time.Second) // past the server's slow-watcher cut-off
+	close(release)
+	eventually(t, "local storage holds the last round of every key", func() bool {
+		for _, k := range keys {
+			if v, err := c.Get(ctx, []byte(k)); err != nil || string(v) != string(val(rounds-1)) {
+				return false
+			}
+		}
+		return true
+	})
+	if !strings.Contains(logs.String(), "scanning again") {
+		t.Fatalf("the client never had to scan again (the test's premise: a compacted resume); log:\n%s", logs.String())
+	}
+	// and it still reads its own writes on the new watch
+	if err := c.Put(ctx, []byte(keys[0]), []byte("mine")); err != nil {
+		t.Fatal(err)
+	}
+	if v, _ := c.Get(ctx, []byte(keys[0])); string(v) != "mine" {
+		t.Fatalf("Get after the re-scan = %q, want mine", v)
 	}
 }
