@@ -116,7 +116,13 @@ func NewClient(ctx context.Context, namespace string, storage Storage, opts ...C
 		c.nk, c.ownNK = nk, true
 	}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
-	if err := c.sync(ctx); err != nil {
+	// the watch lives on c.ctx; while NewClient runs, ctx ending ends it too
+	stop := context.AfterFunc(ctx, c.cancel)
+	err := c.sync(ctx)
+	if !stop() && err == nil {
+		err = fmt.Errorf("kvstore: NewClient: %w", context.Cause(ctx))
+	}
+	if err != nil {
 		c.cancel()
 		if c.ownNK {
 			c.nk.Close()

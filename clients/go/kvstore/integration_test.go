@@ -615,3 +615,15 @@ func TestClientThatFellBehindTheFeedRetentionScansAgainAndCatchesUp(t *testing.T
 		t.Fatalf("Get after the re-scan = %q, want mine", v)
 	}
 }
+
+// NewClient gives up when its context ends (here: before it starts).
+func TestNewClientHonoursItsContext(t *testing.T) {
+	srv := sharedServer(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	c, err := kvstore.NewClient(ctx, namespace(t), kvstore.NewMemoryStorage(), kvstore.WithBrokers(srv.GRPCAddr))
+	if err == nil {
+		c.Close()
+		t.Fatal("NewClient with a cancelled context succeeded")
+	}
+}
