@@ -454,3 +454,50 @@ func TestWatchDeliversEveryKeyOfAMultiKeyBatch(t *testing.T) {
 		}
 	}
 }
+
+// A [start, end) watch with KeysOnly delivers the keys inside the range
+// only, without values.
+func TestWatchOfARangeKeysOnlyDeliversKeysInsideWithoutValues(t *testing.T) {
+	c := newTestClient(t, sharedServer(t).GRPCAddr)
+	p := string(key(t, ""))
+	ctx := context.Background()
+	w, err := c.Watch(ctx, &norikv.WatchOptions{Start: []byte(p + "b"), End: []byte(p + "d"), KeysOnly: true})
+	skipWithoutWatch(t, err)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	var want []string
+	for _, k := range []string{"a", "b", "bz", "c", "d", "e"} {
+		if _, err := c.Put(ctx, []byte(p+k), []byte("value-"+k), nil); err != nil {
+			t.Fatal(err)
+		}
+		if k >= "b" && k < "d" {
+			want = append(want, p+k)
+		}
+	}
+	// a sentinel inside the range, written last, bounds the wait
+	v, err := c.Put(ctx, []byte(p+"c-last"), []byte("x"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want = append(want, p+"c-last")
+	got := collectEvents(t, w, len(want), 30*time.Second)
+	seen := map[string]bool{}
+	for _, e := range got {
+		if len(e.Value) != 0 {
+			t.Fatalf("KeysOnly event %q carries a value %q", e.Key, e.Value)
+		}
+		seen[string(e.Key)] = true
+	}
+	for _, k := range want {
+		if !seen[k] {
+			t.Fatalf("range watch missed %q (got %d events)", k, len(got))
+		}
+	}
+	// exactly len(want) events were read and each wanted key is among
+	// them: no key outside the range came first
+	if last := got[len(got)-1]; string(last.Key) != p+"c-last" || !last.Version.Equal(v) {
+		t.Fatalf("last event %q@%v, want the sentinel at %v", last.Key, last.Version, v)
+	}
+}
