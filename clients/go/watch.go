@@ -196,7 +196,10 @@ type Watcher struct {
 	wg    sync.WaitGroup
 
 	posMu sync.Mutex
-	pos   map[int]*Version
+	pos   map[int]*Version // dispatcher: what was queued (the resume point)
+
+	doneMu sync.Mutex
+	done   map[int]*Version // Next: what the caller has been given, whole entries
 
 	errMu sync.Mutex
 	err   error
@@ -260,6 +263,10 @@ func (c *Client) Watch(ctx context.Context, opts *WatchOptions) (*Watcher, error
 		w.cancel()
 		return nil, err
 	}
+	w.done = make(map[int]*Version, len(w.pos))
+	for s, v := range w.pos {
+		w.done[s] = v
+	}
 	buf := o.Buffer
 	if buf <= 0 {
 		buf = watchDefaultBuffer
@@ -308,9 +315,25 @@ func (w *Watcher) learnStart() error {
 // Next waits for the next event; false once the watch ended (Err says why;
 // nil after Close or when ctx was cancelled).
 func (w *Watcher) Next() bool {
-	ev, ok := <-w.out
-	w.cur = ev
-	return ok
+	for {
+		ev, ok := <-w.out
+		if !ok {
+			w.cur = nil
+			return false
+		}
+		if ev.EntryEnd {
+			w.doneMu.Lock()
+			if newer(ev.Version, w.done[ev.Shard]) {
+				w.done[ev.Shard] = ev.Version
+			}
+			w.doneMu.Unlock()
+		}
+		if ev.Kind == EventProgress && !w.prog {
+			continue
+		}
+		w.cur = ev
+		return true
+	}
 }
 
 // Event is the current event (valid after Next returned true).
@@ -324,14 +347,17 @@ func (w *Watcher) Err() error {
 	return w.err
 }
 
-// Revisions returns each shard's position: the revision of the last event
-// delivered to the queue, or of the last progress mark (a copy). Resuming a
-// later Watch with From set to it continues exactly after.
+// Revisions returns, per shard, the revision up to which Next has handed
+// out every event (whole entries: a batch's events count once the last of
+// them, EntryEnd, was returned; progress marks count too). A later Watch
+// with From set to it continues with the next entry, so nothing the caller
+// has seen comes again and nothing after is skipped. A copy; safe to call
+// from any goroutine.
 func (w *Watcher) Revisions() map[int]*Version {
-	w.posMu.Lock()
-	defer w.posMu.Unlock()
-	out := make(map[int]*Version, len(w.pos))
-	for s, v := range w.pos {
+	w.doneMu.Lock()
+	defer w.doneMu.Unlock()
+	out := make(map[int]*Version, len(w.done))
+	for s, v := range w.done {
 		vv := *v
 		out[s] = &vv
 	}
@@ -471,7 +497,9 @@ func (w *Watcher) deliver(resp *pb.WatchResponse) bool {
 			w.pos[sh] = v
 		}
 		w.posMu.Unlock()
-		if fresh && w.prog {
+		// progress marks always go through the queue, behind the events,
+		// so that Revisions moves with what Next handed out
+		if fresh {
 			select {
 			case w.out <- &WatchEvent{Kind: EventProgress, Version: v, Shard: sh, EntryEnd: true}:
 			case <-w.ctx.Done():

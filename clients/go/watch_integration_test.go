@@ -508,3 +508,40 @@ func TestWatchOfARangeKeysOnlyDeliversKeysInsideWithoutValues(t *testing.T) {
 		t.Fatalf("range watch delivered %v, want %v", seen, want)
 	}
 }
+
+// A watch resumed by the caller from Watcher.Revisions() continues exactly
+// after what Next handed out: the first watch's events do not come again,
+// the later ones all come once, multi-key batches included.
+func TestWatchFromWatcherRevisionsContinuesExactlyAfterWhatWasRead(t *testing.T) {
+	c := newTestClient(t, sharedServer(t).GRPCAddr)
+	prefix := string(key(t, ""))
+	ctx := context.Background()
+	w1, err := c.Watch(ctx, &norikv.WatchOptions{Prefix: []byte(prefix)})
+	skipWithoutWatch(t, err)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := writeMix(t, c, prefix, 60, 30, "first")
+	batchKeys := keysOnOneShard(c, prefix+"batch-", 4)
+	var ops []norikv.BatchOp
+	for _, k := range batchKeys {
+		ops = append(ops, norikv.BatchOp{Key: []byte(k), Value: []byte("b")})
+	}
+	res, err := c.Batch(ctx, ops, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range batchKeys {
+		first = append(first, change{key: k, value: "b", version: res.Version})
+	}
+	checkExactlyOnce(t, collectEvents(t, w1, len(first), 60*time.Second), first)
+	revs := w1.Revisions()
+	w1.Close()
+	second := writeMix(t, c, prefix, 60, 30, "second")
+	w2, err := c.Watch(ctx, &norikv.WatchOptions{Prefix: []byte(prefix), From: revs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w2.Close()
+	checkExactlyOnce(t, collectEvents(t, w2, len(second), 60*time.Second), second)
+}
