@@ -37,6 +37,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/norikv/norikv-go/hash"
@@ -197,6 +198,8 @@ type Watcher struct {
 
 	posMu sync.Mutex
 	pos   map[int]*Version // dispatcher: what was queued (the resume point)
+
+	resumes atomic.Int64
 
 	doneMu sync.Mutex
 	done   map[int]*Version // Next: what the caller has been given, whole entries
@@ -364,6 +367,10 @@ func (w *Watcher) Revisions() map[int]*Version {
 	return out
 }
 
+// Resumes is how many times a stream ended and its shards were sent again
+// (to their leader, from their positions).
+func (w *Watcher) Resumes() int { return int(w.resumes.Load()) }
+
 // Close ends the watch and waits for its goroutines. Idempotent.
 func (w *Watcher) Close() {
 	w.cancel()
@@ -422,6 +429,7 @@ func (w *Watcher) dispatch() {
 				return
 			}
 			shards := m.ended
+			w.resumes.Add(1)
 			w.wg.Add(1)
 			go func() {
 				defer w.wg.Done()

@@ -292,6 +292,9 @@ func TestWatchResumesAcrossServerKillAndRestartWithoutLossOrDuplicate(t *testing
 	all := append(first, second...)
 	got = append(got, collectEvents(t, w, len(all)-len(got), 90*time.Second)...)
 	checkExactlyOnce(t, got, all)
+	if w.Resumes() == 0 {
+		t.Fatal("the watch never resumed after the kill (the test's premise)")
+	}
 }
 
 // A watch that asks for a revision older than the shard keeps ends with a
@@ -401,6 +404,9 @@ func TestClusterWatchSurvivesLeaderKillWithoutLossOrDuplicate(t *testing.T) {
 	all := append(first, second...)
 	got = append(got, collectEvents(t, w, len(all)-len(got), 120*time.Second)...)
 	checkExactlyOnce(t, got, all)
+	if w.Resumes() == 0 {
+		t.Fatal("the watch never resumed after the leader's kill (the test's premise)")
+	}
 }
 
 // keysOnOneShard returns n keys under prefix that hash to one shard.
@@ -544,4 +550,49 @@ func TestWatchFromWatcherRevisionsContinuesExactlyAfterWhatWasRead(t *testing.T)
 	}
 	defer w2.Close()
 	checkExactlyOnce(t, collectEvents(t, w2, len(second), 60*time.Second), second)
+}
+
+// A reader that stalls past the server's slow-watcher cut-off (300 ms here)
+// is cut off with RESOURCE_EXHAUSTED "watch too slow"; the watch resumes
+// from its positions and every change still comes exactly once.
+func TestWatchCutOffAsTooSlowResumesWithoutLossOrDuplicate(t *testing.T) {
+	if _, err := ephemeral.FindBinary(); err != nil {
+		t.Skipf("no norikv-server binary to test against: %v", err)
+	}
+	t.Setenv("NORIKV_WATCH_SLOW_MS", "300")
+	// a feed that keeps all of it: the resume must not be refused as compacted
+	srv := ephemeral.StartT(t, &ephemeral.Options{Args: []string{"--watch-retention-bytes=1GiB", "--watch-retention-entries=100000"}})
+	c := newTestClient(t, srv.GRPCAddr)
+	prefix := "slow/"
+	w, err := c.Watch(context.Background(), &norikv.WatchOptions{Prefix: []byte(prefix), Buffer: 16})
+	skipWithoutWatch(t, err)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	// values of 2 KiB: the client's buffers (16 events, 8 responses, the
+	// transport window) fill long before the 12000 changes are written
+	val := strings.Repeat("v", 2048)
+	var changes []change
+	var ops []norikv.BatchOp
+	keys := keysOnOneShard(c, prefix, 100)
+	for r := 0; r < 120; r++ {
+		ops = ops[:0]
+		for _, k := range keys {
+			ops = append(ops, norikv.BatchOp{Key: []byte(k), Value: []byte(fmt.Sprint(r, val))})
+		}
+		res, err := c.Batch(context.Background(), ops, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, k := range keys {
+			changes = append(changes, change{key: k, value: fmt.Sprint(r, val), version: res.Version})
+		}
+	}
+	time.Sleep(time.Second) // stalled past the cut-off
+	got := collectEvents(t, w, len(changes), 120*time.Second)
+	checkExactlyOnce(t, got, changes)
+	if w.Resumes() == 0 {
+		t.Fatal("the stream was never cut off and resumed (the test's premise)")
+	}
 }
