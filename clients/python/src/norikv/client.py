@@ -86,6 +86,7 @@ from .types import (
     Version,
 )
 from .v1 import norikv_pb2 as pb
+from .watch import WatchStream
 
 __all__ = ["NoriKVClient", "Client", "TopologyCallback"]
 
@@ -482,6 +483,58 @@ class NoriKVClient:
             entries=list(resp.entries),
             eof=not resp.continuation,
         )
+
+    def watch(
+        self,
+        key: Optional[KeyLike] = None,
+        prefix: Optional[KeyLike] = None,
+        start: Optional[KeyLike] = None,
+        end: Optional[KeyLike] = None,
+        from_revisions: Optional[Mapping[int, Version]] = None,
+        keys_only: bool = False,
+    ) -> WatchStream:
+        """The changes of one key, a prefix, or [start, end) (nothing given:
+        every key), as an async iterator of WatchEvent (docs/watch.md):
+
+            async with client.watch(prefix=b"user/") as w:
+                async for ev in w:
+                    ...
+
+        from_revisions maps shard -> the revision after which to start (a
+        RangeResponse's or an earlier WatchStream.revisions); other shards
+        start at their current revision. Every event is yielded once, in
+        per-shard order, across reconnects, server restarts and leader
+        changes. A revision the shard no longer keeps raises
+        WatchCompactedError (shard, floor)."""
+        if not self._connected:
+            raise ClientClosedError()
+        given = [n for n, v in (("key", key), ("prefix", prefix)) if v is not None]
+        if start is not None or end is not None:
+            given.append("start/end")
+        if len(given) > 1:
+            raise ValueError("watch takes one of key, prefix or start/end, not %s" % " and ".join(given))
+        selector: Dict[str, bytes] = {}
+        shards = list(range(self._router.total_shards))
+        if key is not None:
+            kb = key_bytes(key)
+            if not kb:
+                raise ValueError("watch: key must not be empty")
+            selector["key"] = kb
+            shards = [self._router.shard_for(kb)]
+        elif prefix is not None:
+            pb_ = key_bytes(prefix)
+            if pb_:
+                selector["prefix"] = pb_
+        else:
+            if start is not None:
+                selector["start"] = key_bytes(start)
+            if end is not None:
+                selector["end"] = key_bytes(end)
+        revs = dict(from_revisions or {})
+        for sh in revs:
+            if not 0 <= sh < self._router.total_shards:
+                raise ValueError("from_revisions: shard %d is not in [0, %d)" % (sh, self._router.total_shards))
+        return WatchStream(self, selector, shards, revs, keys_only)
 
     async def batch(self, ops: Sequence[BatchOp], options: Optional[BatchOptions] = None) -> BatchResult:
         """Apply ops atomically: all in one Raft entry, or none (docs/batch.md).
