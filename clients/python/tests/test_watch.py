@@ -203,6 +203,33 @@ async def test_watch_resumed_from_its_revisions_yields_exactly_the_later_events(
 
 
 # ------------------------------------------------------------ restarts
+def check_exactly_once(events: List[WatchEvent], acked: Dict[bytes, Version]) -> None:
+    """No event twice, every shard in revision order, every acknowledged put
+    among the events (puts whose outcome was unknown may appear or not)."""
+    seen: Set[Tuple[int, int]] = set()
+    last: Dict[int, int] = {}
+    for e in events:
+        ident = (e.shard, e.version.index)
+        assert ident not in seen, "event %r delivered twice" % (e,)
+        seen.add(ident)
+        assert e.version.index > last.get(e.shard, 0), "shard %d out of order at %r" % (e.shard, e)
+        last[e.shard] = e.version.index
+        assert e.kind is WatchEventKind.PUT, e
+    missing = [k for k, v in acked.items() if (get_shard_for_key(k, 1024), v.index) not in seen]
+    assert not missing, "%d of %d acknowledged puts never arrived, e.g. %r" % (len(missing), len(acked), missing[:5])
+
+
+async def wait_for_all(events: List[WatchEvent], acked: Dict[bytes, Version], reader: "asyncio.Future[None]") -> None:
+    want = {(get_shard_for_key(k, 1024), v.index) for k, v in acked.items()}
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < 60:
+        if want <= {(e.shard, e.version.index) for e in events}:
+            return
+        if reader.done():
+            reader.result()
+        await asyncio.sleep(0.2)
+
+
 def free_addr() -> str:
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
@@ -265,29 +292,8 @@ async def test_watch_survives_a_server_restart_under_writes_without_loss_or_dupl
                 stop.set()
                 await asyncio.gather(*writers)
                 assert len(acked) > n_before + 100, "writes did not resume after the restart"
-                # every acknowledged put arrives
-                want = {(get_shard_for_key(k, 1024), v.index) for k, v in acked.items()}
-                t0 = time.monotonic()
-                while time.monotonic() - t0 < 60:
-                    have = {(e.shard, e.version.index) for e in events}
-                    if want <= have:
-                        break
-                    if reader.done():
-                        reader.result()
-                    await asyncio.sleep(0.2)
+                await wait_for_all(events, acked, reader)
                 reader.cancel()
-            seen: Set[Tuple[int, int]] = set()
-            last: Dict[int, int] = {}
-            for e in events:
-                ident = (e.shard, e.version.index)
-                assert ident not in seen, "event %r delivered twice" % (e,)
-                seen.add(ident)
-                assert e.version.index > last.get(e.shard, 0), "shard %d out of order" % e.shard
-                last[e.shard] = e.version.index
-            missing = [k for k, v in acked.items() if (get_shard_for_key(k, 1024), v.index) not in seen]
-            assert not missing, "%d acknowledged puts never arrived, e.g. %r" % (len(missing), missing[:5])
-            for e in events:
-                if e.key in acked:
-                    assert e.kind is WatchEventKind.PUT
+            check_exactly_once(events, acked)
     finally:
         srv.stop()
