@@ -18,6 +18,7 @@ import heapq
 import inspect
 import logging
 import random
+import weakref
 from types import MappingProxyType, TracebackType
 from typing import (
     Any,
@@ -86,7 +87,7 @@ from .types import (
     Version,
 )
 from .v1 import norikv_pb2 as pb
-from .watch import WatchStream
+from .watch import WatchStream, watch_selector
 
 __all__ = ["NoriKVClient", "Client", "TopologyCallback"]
 
@@ -138,6 +139,7 @@ class NoriKVClient:
         self._timeout_s = config.timeout / 1000.0
         self._bg: "set[asyncio.Future[Any]]" = set()
         self._inflight: Optional[asyncio.Semaphore] = None  # made in connect(), on the loop
+        self._watches: "weakref.WeakSet[WatchStream]" = weakref.WeakSet()  # closed by close()
         # counters for get_stats()
         self._n_requests = 0
         self._n_attempts = 0
@@ -222,6 +224,9 @@ class NoriKVClient:
         """Stop watching the cluster and close every connection. Idempotent."""
         self._closed = True
         self._connected = False
+        watches = list(self._watches)
+        if watches:
+            await asyncio.gather(*(w.aclose() for w in watches), return_exceptions=True)
         task, self._watch_task = self._watch_task, None
         if task is not None:
             task.cancel()
@@ -508,33 +513,14 @@ class NoriKVClient:
         WatchCompactedError (shard, floor)."""
         if not self._connected:
             raise ClientClosedError()
-        given = [n for n, v in (("key", key), ("prefix", prefix)) if v is not None]
-        if start is not None or end is not None:
-            given.append("start/end")
-        if len(given) > 1:
-            raise ValueError("watch takes one of key, prefix or start/end, not %s" % " and ".join(given))
-        selector: Dict[str, bytes] = {}
-        shards = list(range(self._router.total_shards))
-        if key is not None:
-            kb = key_bytes(key)
-            if not kb:
-                raise ValueError("watch: key must not be empty")
-            selector["key"] = kb
-            shards = [self._router.shard_for(kb)]
-        elif prefix is not None:
-            pb_ = key_bytes(prefix)
-            if pb_:
-                selector["prefix"] = pb_
-        else:
-            if start is not None:
-                selector["start"] = key_bytes(start)
-            if end is not None:
-                selector["end"] = key_bytes(end)
+        selector, shards = watch_selector(self._router, key, prefix, start, end)
         revs = dict(from_revisions or {})
         for sh in revs:
             if not 0 <= sh < self._router.total_shards:
                 raise ValueError("from_revisions: shard %d is not in [0, %d)" % (sh, self._router.total_shards))
-        return WatchStream(self, selector, shards, revs, keys_only)
+        w = WatchStream(self, selector, shards, revs, keys_only)
+        self._watches.add(w)
+        return w
 
     async def batch(self, ops: Sequence[BatchOp], options: Optional[BatchOptions] = None) -> BatchResult:
         """Apply ops atomically: all in one Raft entry, or none (docs/batch.md).

@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Set, Tuple
 import grpc
 import grpc.aio
 
+from ._hash import KeyLike, key_bytes
 from .errors import (
     LEADER_HINT_KEY,
     ClientClosedError,
@@ -53,8 +54,9 @@ from .v1 import norikv_pb2 as pb
 
 if TYPE_CHECKING:
     from .client import NoriKVClient
+    from .topology import Router
 
-__all__ = ["WatchEventKind", "WatchEvent", "WatchStream", "WatchCompactedError"]
+__all__ = ["WatchEventKind", "WatchEvent", "WatchStream", "WatchCompactedError", "watch_selector"]
 
 # Messages waiting for the caller (each up to 256 events): when it is full the
 # node streams stop reading, gRPC flow control holds the server back, and a
@@ -108,6 +110,40 @@ def compacted_error(details: str) -> NoriKVError:
     if m is None:
         return error_from_status("OUT_OF_RANGE", details)
     return WatchCompactedError(details, int(m.group(1)), Version(int(m.group(2)), int(m.group(3))))
+
+
+def watch_selector(
+    router: "Router",
+    key: Optional[KeyLike],
+    prefix: Optional[KeyLike],
+    start: Optional[KeyLike],
+    end: Optional[KeyLike],
+) -> Tuple[Dict[str, bytes], List[int]]:
+    """Client.watch's arguments as WatchRequest fields, and the shards they
+    touch (one key: its shard; anything else: all)."""
+    given = [n for n, v in (("key", key), ("prefix", prefix)) if v is not None]
+    if start is not None or end is not None:
+        given.append("start/end")
+    if len(given) > 1:
+        raise ValueError("watch takes one of key, prefix or start/end, not %s" % " and ".join(given))
+    selector: Dict[str, bytes] = {}
+    shards = list(range(router.total_shards))
+    if key is not None:
+        kb = key_bytes(key)
+        if not kb:
+            raise ValueError("watch: key must not be empty")
+        selector["key"] = kb
+        shards = [router.shard_for(kb)]
+    elif prefix is not None:
+        p = key_bytes(prefix)
+        if p:
+            selector["prefix"] = p
+    else:
+        if start is not None:
+            selector["start"] = key_bytes(start)
+        if end is not None:
+            selector["end"] = key_bytes(end)
+    return selector, shards
 
 
 # What the node streams put on the queue: events of one message, a progress
@@ -252,6 +288,8 @@ class WatchStream:
             while True:
                 if delay > 0:
                     await asyncio.sleep(delay)
+                if self._closed or c._closed:
+                    return
                 groups: Dict[str, List[int]] = {}
                 for sh in shards:
                     groups.setdefault(router.route(sh), []).append(sh)
@@ -322,7 +360,8 @@ class WatchStream:
         try:
             unserved = await self._initial_revisions(addr, shards)
             if unserved:
-                return False, unserved, "not the leader", None
+                # the rest have their revisions now: retried at once
+                return len(unserved) < len(shards), unserved, "not the leader", None
             req = pb.WatchRequest(shards=shards, keys_only=self._keys_only, **self._selector)
             for sh in shards:
                 v = self._received[sh]
@@ -368,12 +407,15 @@ class WatchStream:
                         "FAILED_PRECONDITION", "NOT_FOUND", "ALREADY_EXISTS"):
                 return False, [], details, error_from_status(code, details, e.trailing_metadata())
             if code == "UNAVAILABLE" and "NOT_LEADER" in details:
+                # one shard moved; the others of the call keep their leaders
                 hint = trailer_value(e.trailing_metadata(), LEADER_HINT_KEY)
                 m = _SHARD_RE.search(details)
-                if m is not None and hint and hint != addr:
-                    router.learn_leader(int(m.group(1)), hint)
-                for sh in shards:
-                    router.forget_leader(sh, addr)
+                moved = [int(m.group(1))] if m is not None else shards
+                for sh in moved:
+                    if hint and hint != addr:
+                        router.learn_leader(sh, hint)
+                    else:
+                        router.forget_leader(sh, addr)
             elif is_connect_failure(code, details):
                 router.mark_down(addr)
                 for sh in shards:
