@@ -71,6 +71,7 @@ struct api {
     struct obs_otlp_exporter *otlp; /* NULL: no OTLP export configured */
     struct range_finisher *range_fin; /* range.c: pages handed off the Ready loop */
     struct api_evstreams *evstreams; /* Meta.WatchEvents (events_grpc.c) */
+    struct api_watches *kvwatch;     /* Kv.Watch streams (watch.c) */
     char *otlp_endpoint;            /* telemetry.otlp.endpoint when enabled, else NULL */
     uint32_t otlp_interval_ms, otlp_timeout_ms;
     double otlp_ratio;
@@ -87,6 +88,11 @@ void api_vector_record(struct api *a, int op, uint64_t t0, enum nk_code code, co
 /* vector.c: refreshes norikv_vector_memory_bytes (api_update_gauges). */
 void api_vector_update_gauges(struct api *a);
 
+/* watch.c: registers Kv.Watch and starts its pump thread; stop ends the
+ * open streams; free releases what is left (after the rpc server stopped). */
+nk_status api_watch_register(struct api *a, struct rpc_server *s);
+void api_watch_stop(struct api *a);
+void api_watch_free(struct api *a);
 /* events_grpc.c: registers Meta.WatchEvents and starts its pump thread. */
 nk_status api_events_grpc_register(struct api *a, struct rpc_server *s);
 /* events_grpc.c: stops the pump and ends the open event streams. */
@@ -112,6 +118,8 @@ void api_record_t(struct api *a, enum api_op op, enum api_outcome out, uint64_t 
                   struct obs_trace *tr);
 enum api_outcome api_outcome_of(enum nk_code code, const char *msg);
 
+/* view_grpc.c: registers Meta.WatchCluster and the node's view callback. */
+nk_status api_view_register(struct api *a, struct rpc_server *s);
 /* Encodes the node's current view as a norikv.v1.ClusterView (malloc'd). */
 uint8_t *api_view_pack(struct api *a, size_t *len);
 /* The view as JSON (for /meta/cluster). */
@@ -119,6 +127,26 @@ void api_view_json(struct api *a, struct nk_buf *out);
 /* Refreshes gauges from the node and LSM before /metrics renders. */
 void api_update_gauges(struct api *a);
 
+/* Appends "name":"<s>" when s is UTF-8, else "name_base64":"<base64 of s>". */
+void api_json_bytes(struct nk_buf *b, const char *name, const uint8_t *s, size_t n);
+/* watch_http.c: a checked GET /watch request (pure: fuzzed). mode 0 key,
+ * 1 prefix, 2 range [k1, k2); from[s] the resume index of shard s (0: none)
+ * and from_term[s] its term; arrays of nshards, owned. */
+struct api_watch_filter {
+    int mode;
+    struct nk_buf k1, k2;
+    bool keys_only;
+    uint32_t nshards;
+    uint64_t *from, *from_term;
+};
+struct api_http_arg;
+nk_status api_watch_http_parse(const struct api_http_arg *args, size_t nargs,
+                               uint32_t total_shards, struct api_watch_filter *f);
+void api_watch_filter_free(struct api_watch_filter *f);
+/* watch_http.c: GET /watch, the change feeds as server-sent events;
+ * returns an enum MHD_Result. */
+struct MHD_Connection;
+int api_watch_http(struct api *a, struct MHD_Connection *c);
 /* Appends s (UTF-8 text) as a JSON string literal, quoted and escaped. */
 void api_json_string(struct nk_buf *b, const uint8_t *s, size_t n);
 void api_buf_printf(struct nk_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -66,7 +66,7 @@ static void base64(struct nk_buf *b, const uint8_t *s, size_t n)
 }
 
 /* "value": "..." for UTF-8 text, "value_base64": "..." otherwise */
-static void json_value(struct nk_buf *b, const char *name, const uint8_t *s, size_t n)
+void api_json_bytes(struct nk_buf *b, const char *name, const uint8_t *s, size_t n)
 {
     if (api_utf8_valid(s, n)) {
         api_buf_printf(b, "\"%s\":", name);
@@ -236,9 +236,9 @@ static enum MHD_Result kv_get_http(struct api *a, struct MHD_Connection *c,
         ret = respond_error(c, NK_NOT_FOUND, "key not found", NULL);
     } else {
         api_buf_printf(&body, "{");
-        json_value(&body, "key", key.data, key.len);
+        api_json_bytes(&body, "key", key.data, key.len);
         api_buf_printf(&body, ",");
-        json_value(&body, "value", val.data, val.len);
+        api_json_bytes(&body, "value", val.data, val.len);
         api_buf_printf(&body, ",\"version\":{\"term\":%" PRIu64 ",\"index\":%" PRIu64 "}}\n",
                        term, index);
         ret = respond(c, 200, "application/json", &body);
@@ -386,10 +386,10 @@ static void range_http_done(void *ctx, const struct api_range_outcome *o)
         for (uint32_t i = 0; i < p->n; i++) {
             const struct kv_scan_entry *e = &p->entries[i];
             api_buf_printf(b, "%s{", i ? "," : "");
-            json_value(b, "key", p->data.data + e->key_off, e->key_len);
+            api_json_bytes(b, "key", p->data.data + e->key_off, e->key_len);
             if (!rw->keys_only) {
                 api_buf_printf(b, ",");
-                json_value(b, "value", p->data.data + e->val_off, e->val_len);
+                api_json_bytes(b, "value", p->data.data + e->val_off, e->val_len);
             }
             api_buf_printf(b, ",\"version\":{\"term\":%" PRIu64 ",\"index\":%" PRIu64 "}",
                            e->term, e->index);
@@ -647,6 +647,8 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
         ret = respond(c, 200, "application/json", &b);
     } else if (api_observe_http(a, c, url, method, &oret)) {
         ret = (enum MHD_Result)oret; /* /events, /dashboard (observe_http.c) */
+    } else if (strcmp(url, "/watch") == 0 && is_get) {
+        ret = api_watch_http(a, c); /* watch_http.c (docs/watch.md) */
     } else if (strcmp(url, "/kv") == 0 && is_get) {
         ret = kv_range_http(a, c); /* GET /kv?prefix=... (docs/range.md) */
     } else if (is_kv && (is_get || is_put || is_del)) {

@@ -311,6 +311,12 @@ nk_status kv_apply_batch(struct kv_store *s, uint16_t shard, uint64_t term, uint
     uint64_t fp = 0;
     bool write_idem = false;
 
+    /* keys the shard's time has expired go first, each with its event */
+    kv_feed_begin(s);
+    st = kv_expire_due(s, &lb, shard, now);
+    if (!nk_ok(st))
+        goto out;
+
     if (b.idem_key.len) {
         fp = kv_batch_fingerprint(&b);
         bool found = false, is_batch = false;
@@ -401,13 +407,19 @@ nk_status kv_apply_batch(struct kv_store *s, uint16_t shard, uint64_t term, uint
                 nk_buf_put_varint64(&rec, index);
                 nk_buf_put_varint64(&rec, expiry);
                 nk_buf_append(&rec, o->value.data, o->value.len);
+                /* no LSM expiry: apply expires it, with its event (feed.c) */
                 st = lsm_batch_put(&lb, nk_slice_make(key, kn), nk_slice_make(rec.data, rec.len),
-                                   expiry);
+                                   0);
                 nk_buf_free(&rec);
+                if (nk_ok(st) && expiry)
+                    st = kv_exp_note(s, &lb, shard, o->key, expiry, term, index);
+                kv_feed_put(s, o->key, o->value, expiry);
             } else {
                 /* a tombstone even where the record is expired or absent:
                  * cheap, and keeps apply free of a second read */
                 st = lsm_batch_delete(&lb, nk_slice_make(key, kn));
+                if (br->ops[i].tombstoned)
+                    kv_feed_delete(s, o->key);
             }
         }
         if (!nk_ok(st))
@@ -438,9 +450,13 @@ nk_status kv_apply_batch(struct kv_store *s, uint16_t shard, uint64_t term, uint
     st = kv_put_applied(&lb, shard, term, index, now);
 write:
     if (nk_ok(st))
+        st = kv_feed_finish(s, &lb, shard, term, index, now);
+    if (nk_ok(st))
         st = lsm_write(s->db, &KV_APPLY_WO, &lb);
     if (nk_ok(st))
         s->time[shard] = now;
+    if (nk_ok(st) && s->fb_count)
+        st = kv_feed_trim(s, shard, now);
     res->time_ms = now;
 out:
     nk_buf_free(&cur);

@@ -87,7 +87,8 @@ static bool stampable(const uint8_t *data, size_t n)
 {
     if (n < KV_CMD_STAMP_END)
         return false;
-    return data[0] == KV_CMD_VERSION || (data[0] == KV_BATCH_TAG && data[1] == KV_BATCH_FORMAT);
+    return data[0] == KV_CMD_VERSION || (data[0] == KV_BATCH_TAG && data[1] == KV_BATCH_FORMAT) ||
+           (data[0] == KV_TICK_TAG && data[1] == KV_TICK_FORMAT && n == KV_TICK_LEN);
 }
 
 bool kv_cmd_stamp(uint8_t *data, size_t n, uint64_t timestamp_ms)

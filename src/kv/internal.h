@@ -13,6 +13,8 @@
 #define NS_META 0x00
 #define NS_DATA 0x01
 #define NS_IDEM 0x02
+#define NS_FEED 0x07 /* change feed: [index be64] -> record (feed.c) */
+#define NS_EXP  0x08 /* expiry index: [expiry be64][key] -> version (feed.c) */
 /* Record formats: REC_V1 value and single-write idempotency records,
  * REC_BATCH a batch's idempotency record (docs/format/batch.md). */
 #define REC_V1    1
@@ -32,6 +34,19 @@ struct kv_store {
     /* The per-op results of the last applied batch (apply thread only);
      * kv_result.batch points here until the next apply. */
     struct kv_batch_result *bres;
+    /* The feed record being built for the entry in apply (feed.c). */
+    struct nk_buf fb;
+    uint32_t fb_count;
+    /* Per shard (apply thread only): the earliest expiry in the expiry
+     * index (0: not loaded yet; UINT64_MAX: none), and the feed's size for
+     * retention (loaded on first use). */
+    uint64_t *next_exp;
+    struct kv_feed_stat *fstat;
+};
+
+struct kv_feed_stat {
+    bool loaded;
+    uint64_t count, bytes, oldest_index, oldest_time;
 };
 
 struct value_rec {
@@ -56,6 +71,19 @@ nk_status kv_shard_time_cached(struct kv_store *s, uint16_t shard, uint64_t *tim
 nk_status kv_idem_get(struct kv_store *s, uint16_t shard, struct nk_slice idem, bool *found,
                       uint64_t *fp, uint64_t *ts, struct kv_result *res, bool *is_batch,
                       struct nk_buf *raw);
+
+/* feed.c: building an entry's feed record, expiring due keys, retention */
+void kv_feed_begin(struct kv_store *s);
+void kv_feed_put(struct kv_store *s, struct nk_slice key, struct nk_slice value, uint64_t expiry);
+void kv_feed_delete(struct kv_store *s, struct nk_slice key);
+nk_status kv_feed_finish(struct kv_store *s, struct lsm_batch *b, uint16_t shard, uint64_t term,
+                         uint64_t index, uint64_t time_ms);
+nk_status kv_exp_note(struct kv_store *s, struct lsm_batch *b, uint16_t shard,
+                      struct nk_slice key, uint64_t expiry, uint64_t term, uint64_t index);
+nk_status kv_expire_due(struct kv_store *s, struct lsm_batch *b, uint16_t shard, uint64_t now);
+nk_status kv_feed_trim(struct kv_store *s, uint16_t shard, uint64_t now);
+nk_status kv_apply_tick(struct kv_store *s, uint16_t shard, uint64_t term, uint64_t index,
+                        const uint8_t *data, struct kv_result *res);
 
 /* batch.c */
 nk_status kv_apply_batch(struct kv_store *s, uint16_t shard, uint64_t term, uint64_t index,

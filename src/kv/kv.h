@@ -184,6 +184,12 @@ struct lsm_db;
 
 struct kv_options {
     uint64_t idem_retention_ms; /* default 24 h */
+    /* change feed retention per shard (docs/watch.md): records, bytes and
+     * age of the oldest (by the entries' replicated time); beyond any of
+     * them the oldest records go and the shard's feed floor rises */
+    uint64_t feed_max_entries; /* default 10000 */
+    uint64_t feed_max_bytes;   /* default 8 MiB */
+    uint64_t feed_max_age_ms;  /* default 1 h; 0: no age bound */
 };
 
 void kv_options_default(struct kv_options *o);
@@ -314,5 +320,66 @@ void kv_merge_version(const struct kv_merge_iter *m, uint64_t *term, uint64_t *i
 bool kv_merge_expired(const struct kv_merge_iter *m);
 void kv_merge_next(struct kv_merge_iter *m);
 nk_status kv_merge_status(const struct kv_merge_iter *m);
+
+/*
+ * A time command (docs/format/commands.md): no change of its own, only the
+ * leader's time, so that a quiet shard whose keys are due expires them
+ * (with their EXPIRE events). Bytes: KV_TICK_TAG, KV_TICK_FORMAT, then the
+ * timestamp (u64 little-endian) at [2, 10) like every stampable command.
+ */
+#define KV_TICK_TAG    0x54 /* 'T' */
+#define KV_TICK_FORMAT 1
+#define KV_TICK_LEN    10
+void kv_tick_encode(uint8_t out[KV_TICK_LEN], uint64_t timestamp_ms);
+static inline bool kv_is_tick(const uint8_t *data, size_t n)
+{
+    return n == KV_TICK_LEN && data[0] == KV_TICK_TAG;
+}
+/*
+ * The earliest expiry among the shard's TTL keys as apply knows it (0: not
+ * known yet, UINT64_MAX: none). Apply thread only: the leader's loop asks
+ * it to decide whether a quiet shard needs a time command.
+ */
+uint64_t kv_next_expiry(struct kv_store *s, uint16_t shard);
+
+/* ---------------------------------------------------------- change feed */
+
+/*
+ * The change feed of a shard (feed.c, docs/watch.md): one record per applied
+ * entry that changed something, under the entry's index, written in the
+ * entry's own atomic write. Reading it: any thread, concurrently with apply.
+ */
+#define KV_EV_PUT    1
+#define KV_EV_DELETE 2
+#define KV_EV_EXPIRE 3
+/* events in one record: a batch's ops plus the expiries it carried out */
+#define KV_EXPIRE_PER_ENTRY 256u
+#define KV_FEED_MAX_EVENTS  (KV_BATCH_MAX_OPS + KV_EXPIRE_PER_ENTRY)
+
+struct kv_feed_record {
+    uint64_t index, term, time_ms;
+    uint32_t count;
+    struct nk_slice events; /* kv_feed_next_event over these bytes */
+};
+
+struct kv_feed_event {
+    uint8_t kind; /* KV_EV_* */
+    struct nk_slice key, value;
+    uint64_t expiry_ms; /* PUT: 0 none */
+};
+
+/* Decodes a stored record (untrusted: false when malformed). */
+bool kv_feed_decode(struct nk_slice rec, struct kv_feed_record *out);
+/* The next event of a record's events; false at the end or when malformed. */
+struct nk_reader;
+bool kv_feed_next_event(struct nk_reader *r, struct kv_feed_event *e);
+/* fn for each record with after_index < index <= upto_index, in order;
+ * fn returns false to stop. Slices are valid during the call only. */
+typedef bool (*kv_feed_fn)(void *ctx, const struct kv_feed_record *rec);
+nk_status kv_feed_read(struct kv_store *s, uint16_t shard, uint64_t after_index,
+                       uint64_t upto_index, kv_feed_fn fn, void *ctx);
+/* The shard's feed floor: events of entries <= floor may be gone (a watch
+ * resuming from a revision below it is told "compacted"). */
+nk_status kv_feed_floor(struct kv_store *s, uint16_t shard, uint64_t *floor);
 
 #endif /* NK_KV_H */

@@ -18,6 +18,9 @@
 void kv_options_default(struct kv_options *o)
 {
     o->idem_retention_ms = 24ULL * 3600 * 1000;
+    o->feed_max_entries = 10000;
+    o->feed_max_bytes = 8u << 20;
+    o->feed_max_age_ms = 3600ULL * 1000;
 }
 
 nk_status kv_store_open(struct lsm_db *db, const struct kv_options *o, struct kv_store **out)
@@ -31,6 +34,13 @@ nk_status kv_store_open(struct lsm_db *db, const struct kv_options *o, struct kv
     s->time = nk_calloc(NSHARDS_MAX, sizeof(*s->time));
     s->bres = nk_calloc(1, sizeof(*s->bres) + KV_BATCH_MAX_OPS * sizeof(s->bres->ops[0]));
     s->time_loaded = nk_calloc(NSHARDS_MAX, 1);
+    s->next_exp = nk_calloc(NSHARDS_MAX, sizeof(*s->next_exp));
+    s->fstat = nk_calloc(NSHARDS_MAX, sizeof(*s->fstat));
+    nk_buf_init(&s->fb);
+    if (!s->opt.feed_max_entries)
+        s->opt.feed_max_entries = 10000;
+    if (!s->opt.feed_max_bytes)
+        s->opt.feed_max_bytes = 8u << 20;
     *out = s;
     return NK_OK;
 }
@@ -42,12 +52,17 @@ void kv_store_close(struct kv_store *s)
     free(s->time);
     free(s->bres);
     free(s->time_loaded);
+    free(s->next_exp);
+    free(s->fstat);
+    nk_buf_free(&s->fb);
     free(s);
 }
 
 void kv_shard_forget(struct kv_store *s, uint16_t shard)
 {
     s->time_loaded[shard] = 0;
+    s->next_exp[shard] = 0;
+    s->fstat[shard].loaded = false;
 }
 
 bool kv_lsm_key_shard(struct nk_slice lsm_key, uint16_t *shard)
@@ -256,6 +271,8 @@ nk_status kv_apply(struct kv_store *s, uint16_t shard, uint64_t term, uint64_t i
 {
     if (kv_batch_is_batch(data, n))
         return kv_apply_batch(s, shard, term, index, data, n, res);
+    if (kv_is_tick(data, n))
+        return kv_apply_tick(s, shard, term, index, data, res);
     memset(res, 0, sizeof(*res));
     res->term = term;
     res->index = index;
@@ -288,6 +305,12 @@ nk_status kv_apply(struct kv_store *s, uint16_t shard, uint64_t term, uint64_t i
     nk_buf_init(&cur);
     uint64_t fp = 0;
     bool write_idem = false;
+
+    /* keys the shard's time has expired go first, each with its event */
+    kv_feed_begin(s);
+    st = kv_expire_due(s, &b, shard, now);
+    if (!nk_ok(st))
+        goto out;
 
     if (c.idem_key.len) {
         fp = kv_cmd_fingerprint(&c);
@@ -352,15 +375,21 @@ nk_status kv_apply(struct kv_store *s, uint16_t shard, uint64_t term, uint64_t i
         nk_buf_put_varint64(&rec, index);
         nk_buf_put_varint64(&rec, expiry);
         nk_buf_append(&rec, c.value.data, c.value.len);
-        /* the LSM judges this expiry by the shard's persisted replicated
-         * time (the node's key clock), never ahead of what apply sees */
-        st = lsm_batch_put(&b, nk_slice_make(key, kn), nk_slice_make(rec.data, rec.len), expiry);
+        /* no LSM expiry: the record stays until apply expires it (feed.c),
+         * so that its EXPIRE event is decided once, by the shard's time;
+         * readers judge expiry themselves meanwhile */
+        st = lsm_batch_put(&b, nk_slice_make(key, kn), nk_slice_make(rec.data, rec.len), 0);
         nk_buf_free(&rec);
+        if (nk_ok(st) && expiry)
+            st = kv_exp_note(s, &b, shard, c.key, expiry, term, index);
+        kv_feed_put(s, c.key, c.value, expiry);
         res->code = NK_CODE_OK;
     } else {
         res->tombstoned = live;
         if (found)
             st = lsm_batch_delete(&b, nk_slice_make(key, kn));
+        if (live)
+            kv_feed_delete(s, c.key);
         res->code = NK_CODE_OK;
     }
     if (!nk_ok(st))
@@ -383,9 +412,13 @@ nk_status kv_apply(struct kv_store *s, uint16_t shard, uint64_t term, uint64_t i
     st = kv_put_applied(&b, shard, term, index, now);
 write:
     if (nk_ok(st))
+        st = kv_feed_finish(s, &b, shard, term, index, now);
+    if (nk_ok(st))
         st = lsm_write(s->db, &KV_APPLY_WO, &b);
     if (nk_ok(st))
         s->time[shard] = now;
+    if (nk_ok(st) && s->fb_count)
+        st = kv_feed_trim(s, shard, now);
     res->time_ms = now;
 out:
     nk_buf_free(&cur);

@@ -114,6 +114,7 @@ struct group {
     bool single_voter;
     bool ready_for_reads; /* leader has applied an entry of its own term */
     bool dirty;
+    bool tick_pending;    /* a time command for due expiries is in flight (expiry.c) */
     struct req_list pending; /* proposed, ordered by index */
     struct req_list parked;  /* waiting for a leader */
     struct req_list reads;   /* read index requested or known */
@@ -359,7 +360,6 @@ void node_placement_replicas(const uint64_t *ids, uint32_t n_ids, uint32_t shard
 /* view.c: the client address of the shard's leader (or, when unknown and
  * the shard has no replica here, of a replica) copied into buf; NULL when
  * none is known or it is this node. */
-const char *node_hint_for_shard(struct node *n, uint32_t shard, char *buf, size_t cap);
 
 /* discover.c: the id and name of the node listening at a seed address */
 nk_status node_discover(const char *addr, uint32_t total_shards, int timeout_ms, uint64_t *id,
@@ -413,6 +413,9 @@ void node_quiesce_wake(struct node *n, struct group *g);
 void node_group_quiesce(struct node *n, struct group *g);
 void node_group_unquiesce(struct node *n, struct group *g);
 void node_quiesce_free(struct node *n);
+/* expiry.c: time commands for shards whose TTL keys are due (once a tick) */
+void node_expiry_tick(struct node *n);
+
 /* liveness.c: SWIM on the peer port (clusters only; a no-op otherwise) */
 nk_status node_liveness_start(struct node *n);
 void node_liveness_stop(struct node *n);

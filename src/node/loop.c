@@ -220,6 +220,7 @@ static bool run_round(struct node *n, struct req *batch, size_t nbatch, bool tic
             node_expire_list(n, &g->reads, now, NK_UNAVAILABLE,
                         "QUORUM_UNAVAILABLE: leadership not confirmed before the deadline");
         }
+        node_expiry_tick(n);
     }
 
     /* gather Ready from every dirty group. The write is synced when it holds

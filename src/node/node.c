@@ -638,6 +638,13 @@ void node_get_stats(struct node *n, struct node_stats *o)
     pthread_mutex_unlock(&n->vmu);
 }
 
+bool node_shard_leads(struct node *n, uint32_t shard)
+{
+    /* only a replica of the shard can be published as its leader here */
+    return shard < n->nshards &&
+           atomic_load_explicit(&n->pub[shard].lead, memory_order_acquire) == n->self_id;
+}
+
 uint64_t node_shard_applied(struct node *n, uint32_t shard)
 {
     if (shard >= n->nshards)

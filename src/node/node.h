@@ -283,5 +283,10 @@ struct lsm_db *node_lsm(struct node *n);
 /* The applied index of a shard on this node (0 beyond total_shards): its
  * rate of change is the shard's write load (the dashboard's top shards). */
 uint64_t node_shard_applied(struct node *n, uint32_t shard);
+/* The client address of the shard's leader as this node knows it, in buf;
+ * NULL when unknown or this node. */
+const char *node_hint_for_shard(struct node *n, uint32_t shard, char *buf, size_t cap);
+/* True when this node's replica leads the shard (as its loop last published). */
+bool node_shard_leads(struct node *n, uint32_t shard);
 
 #endif /* NK_NODE_H */

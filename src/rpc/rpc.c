@@ -466,6 +466,17 @@ static void stream_send_msg_locked(struct rpc_call *c, grpc_byte_buffer *bb)
 
 static nk_status stream_write_bb(struct rpc_call *c, grpc_byte_buffer *bb);
 
+size_t rpc_stream_queued(struct rpc_call *c)
+{
+    NK_ASSERT(c->is_stream);
+    if (c->local)
+        return 0;
+    pthread_mutex_lock(&c->mu);
+    size_t n = c->qlen + (c->send_busy ? 1 : 0);
+    pthread_mutex_unlock(&c->mu);
+    return n;
+}
+
 nk_status rpc_stream_write(struct rpc_call *c, const void *msg, size_t len)
 {
     NK_ASSERT(c->is_stream);

@@ -222,6 +222,9 @@ bool rpc_call_header(const struct rpc_call *c, const char *key, const char **val
  * client is not reading).
  */
 nk_status rpc_stream_write(struct rpc_call *c, const void *msg, size_t len);
+/* Messages written and not yet sent (the one being sent included): a
+ * writer with large messages keeps its own, lower bound with it. */
+size_t rpc_stream_queued(struct rpc_call *c);
 /* rpc_stream_write of a protobuf-c message, packed without a copy. */
 nk_status rpc_stream_write_msg(struct rpc_call *c, const struct ProtobufCMessage *msg);
 /* Ends the stream with a status once the queued messages are sent. Later

@@ -89,6 +89,9 @@ struct config {
     /* raft */
     uint64_t tick_interval_ms;
     uint32_t election_ticks;  /* election timeout = election_ticks * tick_interval */
+    /* watch.* (docs/watch.md "Retention") */
+    uint32_t watch_retention_entries;
+    uint64_t watch_retention_bytes, watch_retention_age_ms;
     /* swim.* (docs/swim.md "In the node") */
     uint64_t swim_probe_interval_ms, swim_probe_timeout_ms;
     uint32_t swim_suspicion_mult, swim_suspicion_max_mult;

@@ -104,6 +104,9 @@ int main(int argc, char **argv)
     no.lsm.write_buffer_size = cfg.memtable_size;
     no.lsm.block_cache_bytes = cfg.block_cache_size;
     no.kv.idem_retention_ms = cfg.idempotency_retention_ms;
+    no.kv.feed_max_entries = cfg.watch_retention_entries;
+    no.kv.feed_max_bytes = cfg.watch_retention_bytes;
+    no.kv.feed_max_age_ms = cfg.watch_retention_age_ms;
     no.peer_addr = cfg.peer_addr;
     no.compact_log_entries = cfg.log_compact_entries;
     no.raftlog_cache_bytes = cfg.log_cache_size;

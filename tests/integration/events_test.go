@@ -30,15 +30,21 @@ type sseStream struct {
 
 func openEvents(t *testing.T, s *server, query string, header map[string]string) (*sseStream, int, string) {
 	t.Helper()
+	return openSSE(t, s, "/events"+query, header)
+}
+
+// openSSE opens any server-sent-events endpoint (path with its query).
+func openSSE(t *testing.T, s *server, pathQuery string, header map[string]string) (*sseStream, int, string) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	req, _ := http.NewRequestWithContext(ctx, "GET", "http://"+s.http+"/events"+query, nil)
+	req, _ := http.NewRequestWithContext(ctx, "GET", "http://"+s.http+pathQuery, nil)
 	for k, v := range header {
 		req.Header.Set(k, v)
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		cancel()
-		t.Fatalf("GET /events%s: %v", query, err)
+		t.Fatalf("GET %s: %v", pathQuery, err)
 	}
 	if resp.StatusCode != 200 {
 		b, _ := io.ReadAll(resp.Body)
@@ -47,7 +53,7 @@ func openEvents(t *testing.T, s *server, query string, header map[string]string)
 		return nil, resp.StatusCode, string(b)
 	}
 	if ct := resp.Header.Get("Content-Type"); !strings.HasPrefix(ct, "text/event-stream") {
-		t.Fatalf("/events Content-Type %q", ct)
+		t.Fatalf("%s Content-Type %q", pathQuery, ct)
 	}
 	st := &sseStream{resp: resp, cancel: cancel, events: make(chan sse, 100000)}
 	go func() {

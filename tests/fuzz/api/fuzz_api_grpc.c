@@ -31,11 +31,11 @@ static const char *const METHODS[] = {
     "/norikv.v1.Admin/TransferShard", "/norikv.v1.Admin/SnapshotShard",
     "/norikv.v1.Vector/Search",   "/norikv.v1.Meta/WatchEvents",
     "/norikv.v1.Kv/Increment",    "/norikv.v1.Kv/Range",
-    "/norikv.v1.Kv/Batch",
+    "/norikv.v1.Kv/Batch",        "/norikv.v1.Kv/Watch",
 };
 enum {
     M_PUT, M_GET, M_DELETE, M_WATCH, M_TRANSFER, M_SNAPSHOT, M_VECTOR, M_EVENTS, M_UNKNOWN,
-    M_RANGE, M_BATCH, M_COUNT
+    M_RANGE, M_BATCH, M_KVWATCH, M_COUNT
 };
 
 static struct node *g_node;
@@ -133,6 +133,15 @@ struct outcome {
 static void on_event(void *ctx, const struct rpc_local_event *ev)
 {
     struct outcome *o = ctx;
+    if (!ev->final && o->method == M_KVWATCH) {
+        /* the shards it serves, then events (the pump may get some out) */
+        Norikv__V1__WatchResponse *w = norikv__v1__watch_response__unpack(NULL, ev->len, ev->data);
+        NK_ASSERT(w);
+        for (size_t i = 0; i < w->n_shards; i++)
+            NK_ASSERT(w->shards[i] < 16);
+        norikv__v1__watch_response__free_unpacked(w, NULL);
+        return;
+    }
     if (!ev->final && o->method == M_EVENTS) {
         /* the event pump may get a message out before the stream closes */
         Norikv__V1__Event *e = norikv__v1__event__unpack(NULL, ev->len, ev->data);
@@ -154,7 +163,8 @@ static void on_event(void *ctx, const struct rpc_local_event *ev)
         NK_ASSERT(ev->msg && *ev->msg); /* every error says what went wrong */
     ProtobufCMessage *r = NULL;
     Norikv__V1__Version pv = NORIKV__V1__VERSION__INIT;
-    if (ev->code == NK_CODE_OK && o->method != M_WATCH && o->method != M_EVENTS) {
+    if (ev->code == NK_CODE_OK && o->method != M_WATCH && o->method != M_EVENTS &&
+        o->method != M_KVWATCH) {
         switch (o->method) {
         case M_PUT: {
             Norikv__V1__PutResponse *p = norikv__v1__put_response__unpack(NULL, ev->len, ev->data);
@@ -323,6 +333,15 @@ size_t LLVMFuzzerSeedCorpus(const uint8_t ***out, const size_t **lens)
     er.n_kinds = 2;
     er.kinds = kinds;
     SEED(M_EVENTS, 0, events_request, er);
+    Norikv__V1__WatchRequest wr = NORIKV__V1__WATCH_REQUEST__INIT;
+    wr.prefix = put.key;
+    Norikv__V1__ShardRevision frm = NORIKV__V1__SHARD_REVISION__INIT;
+    Norikv__V1__ShardRevision *frmp[] = {&frm};
+    frm.shard = 3;
+    frm.applied = &v;
+    wr.n_from = 1;
+    wr.from = frmp;
+    SEED(M_KVWATCH, 0, watch_request, wr);
     Norikv__V1__ShardInfo si = NORIKV__V1__SHARD_INFO__INIT;
     si.id = 3;
     SEED(M_TRANSFER, 0, shard_info, si);

@@ -29,6 +29,8 @@ static const ProtobufCMessageDescriptor *const requests[] = {
     &norikv__v1__vector_get_request__descriptor,
     &norikv__v1__range_request__descriptor, /* Kv.Range (ext) */
     &norikv__v1__batch_request__descriptor, /* Kv.Batch (ext) */
+    &norikv__v1__watch_request__descriptor, /* Kv.Watch (ext) */
+    &norikv__v1__events_request__descriptor, /* Meta.WatchEvents (ext) */
 };
 
 static void dump(const char *what, const uint8_t *p, size_t n)
