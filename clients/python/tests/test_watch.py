@@ -102,6 +102,8 @@ def test_compacted_status_becomes_a_typed_error_with_shard_and_floor() -> None:
     )
     assert isinstance(e, WatchCompactedError)
     assert e.shard == 17 and e.floor == Version(3, 1200) and e.code == "OUT_OF_RANGE"
+    idx = compacted_error("compacted: shard 3 keeps events after revision 187 only (asked from 2); scan again")
+    assert isinstance(idx, WatchCompactedError) and idx.shard == 3 and idx.floor == Version(0, 187)
     other = compacted_error("something else")
     assert not isinstance(other, WatchCompactedError) and other.code == "OUT_OF_RANGE"
 
@@ -292,8 +294,37 @@ async def test_watch_survives_a_server_restart_under_writes_without_loss_or_dupl
                 stop.set()
                 await asyncio.gather(*writers)
                 assert len(acked) > n_before + 100, "writes did not resume after the restart"
+                print("restart: %d puts acknowledged before, %d in all" % (n_before, len(acked)))
                 await wait_for_all(events, acked, reader)
                 reader.cancel()
             check_exactly_once(events, acked)
+    finally:
+        srv.stop()
+
+
+@pytest.mark.timeout(120)
+async def test_resuming_below_the_retained_feed_raises_compacted_with_shard_and_floor(tmp_path: Path) -> None:
+    binary = server_binary_or_skip()
+    rpc, peer = free_addr(), free_addr()
+    srv = durable_server(binary, tmp_path / "data", rpc, peer, ("--watch-retention-entries=16",))
+    srv.start()
+    try:
+        skip_unless_watch(rpc)
+        async with NoriKVClient(ClientConfig(nodes=[rpc])) as c:
+            keys = [k for k in (b"cp/%05d" % i for i in range(5000)) if get_shard_for_key(k, 1024) == 7][:5]
+            assert len(keys) == 5
+            first = await c.put(keys[0], b"0")
+            for i in range(200):
+                await c.put(keys[i % 5], b"%d" % i)
+            w = c.watch(prefix=b"cp/", from_revisions={7: first})
+            with pytest.raises(WatchCompactedError) as ei:
+                await asyncio.wait_for(w.__anext__(), 20)
+            await w.aclose()
+            assert ei.value.shard == 7
+            assert ei.value.floor.index > first.index
+            # from the floor itself the watch is accepted
+            async with c.watch(prefix=b"cp/", from_revisions={7: ei.value.floor}) as w2:
+                got = await take(w2, 1)
+                assert got[0].shard == 7 and got[0].version.index > ei.value.floor.index
     finally:
         srv.stop()

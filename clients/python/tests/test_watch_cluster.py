@@ -70,4 +70,6 @@ async def test_watch_keeps_every_event_once_across_sigkill_of_the_busiest_leader
             assert len(acked) > n_before + 100, "writes did not continue after the kill"
             await wait_for_all(events, acked, reader)
             reader.cancel()
+        print("killed %s (led %d shards): %d puts acknowledged before, %d in all, %d events" % (
+            victim_id, leads[victim_id], n_before, len(acked), len(events)))
         check_exactly_once(events, acked)

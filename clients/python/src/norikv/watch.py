@@ -67,7 +67,9 @@ _QUEUE_MESSAGES = 64
 # backing off) ends the watch with ConnectionError.
 _GIVE_UP_S = 60.0
 
-_COMPACTED_RE = re.compile(r"shard (\d+) keeps events after revision (\d+)\.(\d+)")
+# "revision T.I" as docs/watch.md shows it, or "revision I" (the index
+# alone, as the server writes it: revisions are ordered by index in a shard)
+_COMPACTED_RE = re.compile(r"shard (\d+) keeps events after revision (\d+)(?:\.(\d+))?")
 _SHARD_RE = re.compile(r"shard (\d+)")
 # grpc.aio.EOF (end of a response stream); absent from the type stubs.
 _EOF: object = getattr(grpc.aio, "EOF")
@@ -96,7 +98,8 @@ class WatchEvent:
 
 class WatchCompactedError(NoriKVError):
     """A revision asked for is older than what the shard keeps: shard keeps
-    events after floor only. Scan again (Client.range) and watch from there."""
+    events after floor only (floor.term is 0 when the server named only the
+    index). Scan again (Client.range) and watch from there."""
 
     def __init__(self, message: str, shard: int, floor: Version) -> None:
         super().__init__(message, "OUT_OF_RANGE")
@@ -109,7 +112,11 @@ def compacted_error(details: str) -> NoriKVError:
     m = _COMPACTED_RE.search(details)
     if m is None:
         return error_from_status("OUT_OF_RANGE", details)
-    return WatchCompactedError(details, int(m.group(1)), Version(int(m.group(2)), int(m.group(3))))
+    if m.group(3) is None:
+        floor = Version(0, int(m.group(2)))  # term not given
+    else:
+        floor = Version(int(m.group(2)), int(m.group(3)))
+    return WatchCompactedError(details, int(m.group(1)), floor)
 
 
 def watch_selector(
