@@ -367,8 +367,11 @@ async def cmd_watch(a: argparse.Namespace) -> None:
     lat_ack: List[float] = []
     lat_send: List[float] = []
     missing = 0
+    dump = open(a.dump, "w") if a.dump else None
     for k, (ts, ta) in sent.items():
         tr = cnt.arrive.get(k)
+        if dump is not None:
+            dump.write("%s %.3f %.3f\n" % (k.decode(), ts - t_load0, (tr - ta) * 1000 if tr is not None else -1))
         if tr is None:
             missing += 1
             continue
@@ -405,6 +408,7 @@ def main() -> None:
     w.add_argument("--clients", type=int, default=64)
     w.add_argument("--probe-ms", type=float, default=10)
     w.add_argument("--keys-file", required=True)
+    w.add_argument("--dump", default="", help="write 'probe-key send-time-s ack-to-event-ms' lines here")
     a = p.parse_args()
     asyncio.run(cmd_range(a) if a.cmd == "range" else cmd_watch(a))
 

@@ -144,7 +144,7 @@ for sys in norikv etcd; do
   if [ "$DO_WATCH" = 1 ]; then
     if [ "$sys" = norikv ]; then start_norikv norikv-watch; T=$GRPC P=$NPID; else start_etcd etcd-watch; T=$ETARGET P=$EPID; fi
     run_py watch --system "$sys" --target "$T" --loadgen "$LOADGEN" --seconds "$WATCH_SECONDS" \
-      --clients "$CLIENTS" --probe-ms "$PROBE_MS" --keys-file "$TMP/$sys.keys" 2>> "$TMP/$sys-watch.err" ||
+      --clients "$CLIENTS" --probe-ms "$PROBE_MS" --keys-file "$TMP/$sys.keys" --dump "$TMP/$sys-probes.txt" 2>> "$TMP/$sys-watch.err" ||
       { echo "rangewatch: $sys watch phase failed:" >&2; tail -5 "$TMP/$sys-watch.err" >&2; }
     stop_pid "$P"
   fi
