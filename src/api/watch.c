@@ -30,6 +30,7 @@
 
 #define WATCH_MAX_STREAMS   2048
 #define WATCH_PASS_MS       20
+#define WATCH_BUSY_PASS_MS  2 /* while streams exist and shards keep moving */
 #define WATCH_MAX_EVENTS    256       /* per response (whole records may exceed it) */
 #define WATCH_MAX_BYTES     (1u << 20) /* per response, likewise */
 #define WATCH_MAX_QUEUED    4 /* responses waiting in rpc/ per stream (each <= ~1 MiB) */
@@ -408,7 +409,9 @@ static void *pump_main(void *arg)
     while (!ws->stop) {
         struct timespec dl;
         clock_gettime(CLOCK_MONOTONIC, &dl);
-        dl.tv_nsec += WATCH_PASS_MS * 1000000L;
+        /* a busy node is looked at again soon: an event waits for the
+         * next pass, so the pass interval is most of a watch's latency */
+        dl.tv_nsec += (ws->n > 0 && nchanged > 0 ? WATCH_BUSY_PASS_MS : WATCH_PASS_MS) * 1000000L;
         if (dl.tv_nsec >= 1000000000L) {
             dl.tv_sec++;
             dl.tv_nsec -= 1000000000L;
