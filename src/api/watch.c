@@ -51,6 +51,7 @@ struct wstream {
     uint64_t *pos_term; /* per shard: the term of the entry at pos */
     bool lagging;   /* some shard could not be read to its end: look at all */
     uint32_t rr;    /* a lagging stream's scan starts here (where the last one stopped) */
+    bool fresh;     /* opened since the last pass: check its leaderships once */
     bool closed, finished;
     uint64_t stuck_since_ms; /* a write was refused since (0: none) */
     uint64_t last_progress_ms;
@@ -444,9 +445,14 @@ static void *pump_main(void *arg)
             p = &w->next;
             if (w->finished)
                 continue;
-            if (any_lost) {
+            if (any_lost || w->fresh) {
+                /* a fresh stream checks all its shards once: a leadership it
+                 * was opened with may have ended before this pass saw it */
+                bool fresh = w->fresh;
+                w->fresh = false;
                 for (uint32_t s = 0; s < ns; s++) {
-                    if (lost[s] && w->pos[s] != NOT_SERVED) {
+                    if (w->pos[s] != NOT_SERVED &&
+                        (lost[s] || (fresh && !node_shard_leads(a->node, s)))) {
                         const char *hint = NULL;
                         char buf[128];
                         hint = node_hint_for_shard(a->node, s, buf, sizeof buf);
@@ -661,6 +667,7 @@ static void on_watch_call(void *ctx, struct rpc_call *call, struct nk_slice req)
     free(served);
     w->last_progress_ms = nk_mono_ms();
     w->lagging = true; /* read from the given positions at the next pass */
+    w->fresh = true;
     w->next = ws->list;
     ws->list = w;
     ws->n++;

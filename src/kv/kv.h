@@ -187,8 +187,8 @@ struct kv_options {
     /* change feed retention per shard (docs/watch.md): records, bytes and
      * age of the oldest (by the entries' replicated time); beyond any of
      * them the oldest records go and the shard's feed floor rises */
-    uint64_t feed_max_entries; /* default 10000 */
-    uint64_t feed_max_bytes;   /* default 8 MiB */
+    uint64_t feed_max_entries; /* default 1000 */
+    uint64_t feed_max_bytes;   /* default 1 MiB */
     uint64_t feed_max_age_ms;  /* default 1 h; 0: no age bound */
 };
 

@@ -18,8 +18,8 @@
 void kv_options_default(struct kv_options *o)
 {
     o->idem_retention_ms = 24ULL * 3600 * 1000;
-    o->feed_max_entries = 10000;
-    o->feed_max_bytes = 8u << 20;
+    o->feed_max_entries = 1000;
+    o->feed_max_bytes = 1u << 20;
     o->feed_max_age_ms = 3600ULL * 1000;
 }
 
@@ -38,9 +38,9 @@ nk_status kv_store_open(struct lsm_db *db, const struct kv_options *o, struct kv
     s->fstat = nk_calloc(NSHARDS_MAX, sizeof(*s->fstat));
     nk_buf_init(&s->fb);
     if (!s->opt.feed_max_entries)
-        s->opt.feed_max_entries = 10000;
+        s->opt.feed_max_entries = 1000;
     if (!s->opt.feed_max_bytes)
-        s->opt.feed_max_bytes = 8u << 20;
+        s->opt.feed_max_bytes = 1u << 20;
     *out = s;
     return NK_OK;
 }

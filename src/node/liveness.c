@@ -113,14 +113,19 @@ static void note_event(struct node_liveness *lv, const struct swim_event *e)
 {
     struct node *n = lv->n;
     char name[128] = "";
+    bool changed = false;
     pthread_mutex_lock(&n->vmu);
     int i = node_member_index(n, e->id);
     if (i >= 0) {
+        changed = n->members[i].swim_state != e->state;
         n->members[i].swim_state = e->state;
         snprintf(name, sizeof name, "%s", n->members[i].name);
-        n->view_local++;
+        if (changed)
+            n->view_local++;
     }
     pthread_mutex_unlock(&n->vmu);
+    if (e->state == e->prev_state)
+        return; /* a new incarnation of the same state: nothing to tell */
     if (!name[0])
         snprintf(name, sizeof name, "%016" PRIx64, e->id);
     atomic_fetch_add_explicit(&n->st_swim_changes, 1, memory_order_relaxed);

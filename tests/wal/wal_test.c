@@ -342,7 +342,11 @@ NK_TEST(torn_tail_at_every_byte_of_the_last_record_is_truncated_and_appends_cont
                 n = (size_t)cut;
             else
                 for (uint64_t k = cut; k < offs[N]; k++)
-                    img[k] = how == 1 ? 0 : (uint8_t)(1 + nk_rng_uniform(&r, 255));
+                    /* garbage always differs from the byte it replaces: a
+                     * random byte equal to it would leave the record whole
+                     * (seed 3688154635 cut the last byte and drew it back) */
+                    img[k] = how == 1 ? 0
+                                      : (uint8_t)(orig[k] ^ (uint8_t)(1 + nk_rng_uniform(&r, 255)));
             NK_REQUIRE(wt_write_file(path, img, n));
             struct wal_options o = small_opts(WAL_SYNC_ALWAYS, 1 << 16);
             struct wal *w;
