@@ -478,7 +478,11 @@ static void *pump_main(void *arg)
             w->lagging = false;
             uint32_t count = all ? ns : nchanged;
             resp_clear(&r);
-            bool blocked = false;
+            /* a stream refused a write and its client has still not read:
+             * nothing to read for it now (its bound, below, decides) */
+            bool blocked = all && w->stuck_since_ms && rpc_stream_queued(w->call) >= WATCH_MAX_QUEUED;
+            if (blocked)
+                count = 0;
             for (uint32_t k = 0; k < count && !w->finished && !blocked; k++) {
                 uint32_t s = all ? (w->rr + k) % ns : changed[k];
                 if (w->pos[s] == NOT_SERVED)
