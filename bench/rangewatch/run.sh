@@ -162,7 +162,7 @@ awk '
   $1 == "RANGE" { r[$2 " " $3] = r[$2 " " $3] " " $7 }
   $1 == "WATCH" { for (i = 3; i < NF; i += 2) w[$2, $i] = $(i + 1); ws[$2] = 1 }
   END {
-    printf "\n%-32s %14s\n", "range scan (median of runs)", "keys/s"
+    for (k in r) { printf "\n%-32s %14s\n", "range scan (median of runs)", "keys/s"; break }
     for (k in r) { m[k] = median(r[k]); printf "%-32s %14.0f   (runs:%s)\n", k, m[k], r[k] }
     if (("norikv raw-linearizable" in m) && ("etcd raw-linearizable" in m))
       printf "NoriKV/etcd linearizable scan:  %.2fx\n", m["norikv raw-linearizable"] / m["etcd raw-linearizable"]
