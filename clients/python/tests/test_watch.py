@@ -328,3 +328,40 @@ async def test_resuming_below_the_retained_feed_raises_compacted_with_shard_and_
                 assert got[0].shard == 7 and got[0].version.index > ei.value.floor.index
     finally:
         srv.stop()
+
+
+@pytest.mark.timeout(180)
+async def test_a_watcher_cut_off_as_too_slow_resumes_by_itself_without_loss_or_duplicates(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    binary = server_binary_or_skip()
+    monkeypatch.setenv("NORIKV_WATCH_SLOW_MS", "1000")  # the server's slow bound (tests)
+    rpc, peer = free_addr(), free_addr()
+    srv = durable_server(binary, tmp_path / "data", rpc, peer)
+    srv.start()
+    try:
+        skip_unless_watch(rpc)
+        async with NoriKVClient(ClientConfig(nodes=[rpc])) as c:
+            async with c.watch(prefix=b"sl/") as w:
+                first = asyncio.ensure_future(take(w, 1))
+                await asyncio.sleep(0.5)
+                acked: Dict[bytes, Version] = {b"sl/first": await c.put(b"sl/first", b"x")}
+                events = await first
+                # far more than the client buffers (64 responses of <= 1 MiB)
+                # while nobody reads: the server cuts the stream off
+                big = b"v" * (48 << 10)
+                sem = asyncio.Semaphore(16)
+
+                async def put(i: int) -> None:
+                    async with sem:
+                        k = b"sl/%05d" % i
+                        acked[k] = await c.put(k, big)
+
+                await asyncio.gather(*(put(i) for i in range(2500)))
+                await asyncio.sleep(3.0)
+                events += await take(w, len(acked) - 1, timeout=60)
+                assert w.resumes >= 1, "the stream was never cut off: the test did not stall it"
+                print("slow watcher: %d events, %d resumes" % (len(events), w.resumes))
+        check_exactly_once(events, acked)
+    finally:
+        srv.stop()

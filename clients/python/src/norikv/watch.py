@@ -192,11 +192,18 @@ class WatchStream:
         self._started = False
         self._closed = False
         self._error: Optional[BaseException] = None
+        self._resumes = 0
 
     # ---------------------------------------------------------- the caller
     @property
     def revisions(self) -> Dict[int, Version]:
         return dict(self._delivered)
+
+    @property
+    def resumes(self) -> int:
+        """How many times shards were sent again (to the same node or their
+        new leader) after a node call ended or did not serve them."""
+        return self._resumes
 
     def __aiter__(self) -> "WatchStream":
         return self
@@ -317,6 +324,7 @@ class WatchStream:
                     shards = [s for s in shards if s not in gone]
                 if not shards:
                     return
+                self._resumes += 1
                 now = asyncio.get_running_loop().time()
                 if ok:
                     failures, failing_since, delay = 0, None, 0.0
