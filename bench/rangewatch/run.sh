@@ -16,6 +16,9 @@
 #   --skip-range | --skip-watch
 #   --keep             keep the temporary directory (data, logs)
 #
+# The NoriKV watch phase runs twice: Kv.Watch itself, and through the Python
+# SDK's Client.watch (one WatchEvent object per event).
+#
 # NoriKV: one node, 1024 shards, on-disk data directory, defaults (WAL fsync
 # "always"). etcd: one member, defaults (fdatasync before acknowledging).
 # Both listen on 127.0.0.1 free ports, keep their data in a temporary
@@ -147,6 +150,13 @@ for sys in norikv etcd; do
       --clients "$CLIENTS" --probe-ms "$PROBE_MS" --keys-file "$TMP/$sys.keys" --dump "$TMP/$sys-probes.txt" 2>> "$TMP/$sys-watch.err" ||
       { echo "rangewatch: $sys watch phase failed:" >&2; tail -5 "$TMP/$sys-watch.err" >&2; }
     stop_pid "$P"
+    if [ "$sys" = norikv ]; then # again through the Python SDK's Client.watch
+      start_norikv norikv-watch-sdk
+      run_py watch --system norikv --via sdk --target "$GRPC" --loadgen "$LOADGEN" --seconds "$WATCH_SECONDS" \
+        --clients "$CLIENTS" --probe-ms "$PROBE_MS" --keys-file "$TMP/norikv-sdk.keys" --dump "$TMP/norikv-sdk-probes.txt" 2>> "$TMP/norikv-sdk-watch.err" ||
+        { echo "rangewatch: norikv SDK watch phase failed:" >&2; tail -5 "$TMP/norikv-sdk-watch.err" >&2; }
+      stop_pid "$NPID"
+    fi
   fi
 done
 
@@ -174,6 +184,11 @@ awk '
       printf "\nwatch  %-6s %d events (%d puts acked by the load) in %.1f s: %.0f events/s; probe %d puts, put-ack->event p50 %.2f ms p99 %.2f ms, put-send->event p50 %.2f ms p99 %.2f ms, %d probes without an event\n",
         s, w[s, "events"], w[s, "acked_puts"], w[s, "span_s"], w[s, "events_per_s"], w[s, "probes"],
         w[s, "lat_ack_p50_ms"], w[s, "lat_ack_p99_ms"], w[s, "lat_send_p50_ms"], w[s, "lat_send_p99_ms"], w[s, "missing_probes"]
+    if (("norikv-sdk" in ws) && ("etcd" in ws))
+      printf "NoriKV Python SDK watch / etcd: events/s %.2fx; put-ack->event p50 %.2fx, p99 %.2fx\n",
+        w["norikv-sdk", "events_per_s"] / w["etcd", "events_per_s"],
+        (w["etcd", "lat_ack_p50_ms"] > 0 ? w["norikv-sdk", "lat_ack_p50_ms"] / w["etcd", "lat_ack_p50_ms"] : -1),
+        (w["etcd", "lat_ack_p99_ms"] > 0 ? w["norikv-sdk", "lat_ack_p99_ms"] / w["etcd", "lat_ack_p99_ms"] : -1)
     if (("norikv" in ws) && ("etcd" in ws)) {
       printf "NoriKV/etcd watch events/s: %.2fx; put-ack->event p50 %.2fx, p99 %.2fx (latency: lower is better)\n",
         w["norikv", "events_per_s"] / w["etcd", "events_per_s"],
