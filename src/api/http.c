@@ -783,6 +783,7 @@ void api_shutdown(struct api *a)
     http_guard_stop(a->http_guard);
     a->http_guard = NULL;
     api_events_grpc_stop(a);
+    api_watch_stop(a); /* before the node closes: the pump reads its shards */
     api_range_stop(a);
     api_otlp_stop(a);
     pthread_mutex_lock(&a->snap_mu);
