@@ -316,3 +316,10 @@ func (c *Client) Stats() ClientStats {
 	s.Topology.Watching = c.watching.Load()
 	return s
 }
+
+// ShardForKey returns the shard that holds key (hash.GetShardForKey with
+// the client's TotalShards): the shard whose revisions order key's changes.
+func (c *Client) ShardForKey(key []byte) int {
+	shard, _ := c.router.route(key)
+	return shard
+}

@@ -88,6 +88,9 @@ type RangeIterator struct {
 	yielded int
 	started bool
 	done    bool
+
+	revMu     sync.Mutex
+	revisions map[int]*Version // shard -> revision of the first page that covered it
 }
 
 // rangeStream is one node's ordered stream over a set of shards.
@@ -187,6 +190,25 @@ func (it *RangeIterator) Next() bool {
 	it.cur = &KV{Key: e.GetKey(), Value: e.GetValue(), Version: versionFromPB(e.GetVersion()), Shard: int(e.GetShard()), ExpiresAtMs: e.GetExpiresAtMs()}
 	it.yielded++
 	return true
+}
+
+// Revisions returns, per shard covered so far, the revision (the last
+// entry applied to the shard) of the first page that covered it. Every
+// shard is covered before the first entry is yielded, so after the first
+// Next (true or false without an error) it holds every shard. A Watch from
+// these revisions sees every change after the scan began, per shard; since
+// later pages are read at later snapshots, an event whose version is not
+// newer than the version the scan returned for its key is already
+// reflected in the scan (docs/range.md). The map is a copy.
+func (it *RangeIterator) Revisions() map[int]*Version {
+	it.revMu.Lock()
+	defer it.revMu.Unlock()
+	out := make(map[int]*Version, len(it.revisions))
+	for s, v := range it.revisions {
+		vv := *v
+		out[s] = &vv
+	}
+	return out
 }
 
 // KV is the current entry (valid after Next returned true).
@@ -381,6 +403,16 @@ func (it *RangeIterator) fetch(ctx context.Context, s *rangeStream) ([]uint32, *
 		}
 		return nil, newError("range", s.nc.addr, status.Convert(err), trailer, 1)
 	}
+	it.revMu.Lock()
+	if it.revisions == nil {
+		it.revisions = make(map[int]*Version)
+	}
+	for _, r := range resp.GetRevisions() {
+		if _, seen := it.revisions[int(r.GetShard())]; !seen && r.GetApplied() != nil {
+			it.revisions[int(r.GetShard())] = versionFromPB(r.GetApplied())
+		}
+	}
+	it.revMu.Unlock()
 	s.buf = resp.GetEntries()
 	s.token = resp.GetContinuation()
 	s.eof = len(s.token) == 0

@@ -40,6 +40,7 @@ var samples = []sample{
 		"Search took ", "ID: doc-123, Distance: ", "Vector dims: 1536", "Vector has 1536 dimensions",
 		"Vector deleted", "Delete with options: deleted=false", "Index dropped", "Index did not exist",
 		"Similar products:", " prod-001 (distance: 1.0000)", "vector samples: ok"}},
+	{"kvstore", []string{"Get: Ann is 41", "Range: bob\nRange: cy\n", "OnSet hooks: 3", "Watch: PUT dee"}},
 }
 
 // The TTL sample sleeps 61 s; it runs beside the others.
