@@ -20,6 +20,7 @@ import pytest
 
 from conftest import server_binary_or_skip
 from norikv import (
+    BatchOp,
     ClientConfig,
     NoriKVClient,
     NoriKVError,
@@ -202,6 +203,33 @@ async def test_watch_resumed_from_its_revisions_yields_exactly_the_later_events(
     for e in got2:
         assert e.version.index > last.get(e.shard, 0)
         last[e.shard] = e.version.index
+
+
+async def test_a_multi_key_batch_yields_every_key_at_one_revision_and_revisions_name_whole_entries(
+    client: NoriKVClient, key_prefix: str
+) -> None:
+    base = key_prefix.encode() + b"b/"
+    shard = get_shard_for_key(base + b"0", 1024)
+    same = [k for k in (base + b"%d" % i for i in range(20000)) if get_shard_for_key(k, 1024) == shard][:6]
+    assert len(same) == 6
+    async with client.watch(prefix=base) as w:
+        first = asyncio.ensure_future(take(w, 3))
+        await asyncio.sleep(0.5)
+        r1 = await client.batch([BatchOp(key=k, value=b"one") for k in same[:3]])
+        got = await first
+        assert sorted(e.key for e in got) == sorted(same[:3])
+        assert {e.version for e in got} == {r1.version}, "a batch's events share its revision"
+        r2 = await client.batch([BatchOp(key=k, value=b"two") for k in same[3:]])
+        part = await take(w, 1)
+        assert part[0].version == r2.version
+        # one of three events handed out: the entry is not whole yet
+        assert w.revisions[shard] == r1.version
+        revs = w.revisions
+    async with client.watch(prefix=base, from_revisions=revs) as w2:
+        again = await take(w2, 3)
+        assert sorted(e.key for e in again) == sorted(same[3:])
+        assert {e.version for e in again} == {r2.version}
+        assert await quiet(w2, 1.0) == []
 
 
 # ------------------------------------------------------------ restarts

@@ -12,9 +12,10 @@ leader any more, shutting down, connection lost; RESOURCE_EXHAUSTED: too
 slow, too many streams; an unexpected end), its shards are routed again by
 the client's cluster view and leader hints and re-sent with those revisions,
 after a backoff. The server sends, per shard, only events after the revision
-given, and the iterator also drops any event at or below the last one it
-delivered for its shard, so an event that crossed a resume twice is yielded
-once.
+given, and the iterator also drops any event at or below the shard's
+position before the message that carries it (the events of one entry, a
+multi-key batch, share its revision and are never split between messages),
+so an event that crossed a resume twice is yielded once.
 
 A shard the caller gives no revision for starts from the node's current
 revision: before its first Watch call the stream reads it with a one-entry
@@ -166,8 +167,9 @@ class WatchStream:
             async for ev in w:
                 ...
 
-    revisions: per shard, the revision of the last event (or progress mark)
-    delivered, to resume a later watch with from_revisions."""
+    revisions: per shard, the revision of the last entry whose events were
+    all handed out (or of a progress mark), to resume a later watch with
+    from_revisions: such a watch neither repeats an event nor skips one."""
 
     def __init__(
         self,
@@ -185,6 +187,10 @@ class WatchStream:
         # delivered: what the caller got (duplicates are dropped against it)
         self._received: Dict[int, Version] = {s: v for s, v in from_revisions.items() if s in set(shards)}
         self._delivered: Dict[int, Version] = dict(self._received)
+        # revisions(): like _delivered, but only entries handed out whole
+        self._handed: Dict[int, Version] = dict(self._received)
+        # per shard: _delivered before the message being handed out
+        self._msg_base: Dict[int, Optional[Version]] = {}
         self._queue: "asyncio.Queue[_Item]" = asyncio.Queue(_QUEUE_MESSAGES)
         self._tasks: Set["asyncio.Task[None]"] = set()
         self._pending: List[Any] = []
@@ -197,7 +203,7 @@ class WatchStream:
     # ---------------------------------------------------------- the caller
     @property
     def revisions(self) -> Dict[int, Version]:
-        return dict(self._delivered)
+        return dict(self._handed)
 
     @property
     def resumes(self) -> int:
@@ -237,32 +243,47 @@ class WatchStream:
                 raise StopAsyncIteration
             if self._error is not None:
                 raise self._error
-            while self._pos < len(self._pending):
-                e = self._pending[self._pos]
+            pend = self._pending
+            while self._pos < len(pend):
+                e = pend[self._pos]
                 self._pos += 1
-                last = self._delivered.get(e.shard)
-                if last is not None and e.version.index <= last.index:
+                # The events of one entry (a multi-key batch) share its
+                # revision, and the server never splits an entry between
+                # messages: an event is old when its revision is at or below
+                # the shard's position before this message.
+                sh = e.shard
+                if sh not in self._msg_base:
+                    self._msg_base[sh] = self._delivered.get(sh)
+                base = self._msg_base[sh]
+                if base is not None and e.version.index <= base.index:
                     continue  # seen before a resume
                 v = Version(e.version.term, e.version.index)
-                self._delivered[e.shard] = v
+                self._delivered[sh] = v
+                # revisions names whole entries only: not while more events
+                # of this entry (next in the message) are still to come
+                nxt = pend[self._pos] if self._pos < len(pend) else None
+                if nxt is None or nxt.shard != sh or nxt.version.index != e.version.index:
+                    self._handed[sh] = v
                 return WatchEvent(
                     kind=WatchEventKind(e.kind),
                     key=e.key,
                     value=e.value,
                     version=v,
-                    shard=e.shard,
+                    shard=sh,
                     expires_at_ms=e.expires_at_ms,
                 )
             kind, payload = await self._queue.get()
             if kind == "events":
                 assert isinstance(payload, list)
                 self._pending, self._pos = payload, 0
+                self._msg_base = {}
             elif kind == "progress":
                 assert isinstance(payload, list)
                 for p in payload:
                     last = self._delivered.get(p.shard)
                     if last is None or p.applied.index > last.index:
                         self._delivered[p.shard] = Version(p.applied.term, p.applied.index)
+                        self._handed[p.shard] = self._delivered[p.shard]
             else:
                 assert isinstance(payload, BaseException)
                 self._error = payload
