@@ -124,6 +124,12 @@ bench-cluster: build
 	@if [ -x bench/server/cluster.sh ]; then bench/server/cluster.sh $(BUILD) $(ARGS); \
 	else echo "bench-cluster: not built yet"; fi
 
+# Range scans and watch vs etcd (issue 12; by hand): one node / one member,
+# same Python gRPC client code for both (bench/rangewatch/run.sh).
+.PHONY: bench-range
+bench-range: build
+	bench/rangewatch/run.sh $(BUILD) $(ARGS)
+
 # libFuzzer targets (clang); FUZZ_SECONDS per target.
 FUZZ_SECONDS ?= 30
 fuzz: deps

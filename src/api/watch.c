@@ -30,6 +30,7 @@
 
 #define WATCH_MAX_STREAMS   2048
 #define WATCH_PASS_MS       20
+#define WATCH_BUSY_PASS_MS  2 /* while streams exist and shards keep moving */
 #define WATCH_MAX_EVENTS    256       /* per response (whole records may exceed it) */
 #define WATCH_MAX_BYTES     (1u << 20) /* per response, likewise */
 #define WATCH_MAX_QUEUED    4 /* responses waiting in rpc/ per stream (each <= ~1 MiB) */
@@ -49,6 +50,7 @@ struct wstream {
     uint64_t *told; /* per shard: revision index last sent (event or progress) */
     uint64_t *pos_term; /* per shard: the term of the entry at pos */
     bool lagging;   /* some shard could not be read to its end: look at all */
+    uint32_t rr;    /* a lagging stream's scan starts here (where the last one stopped) */
     bool fresh;     /* opened since the last pass: check its leaderships once */
     bool closed, finished;
     uint64_t stuck_since_ms; /* a write was refused since (0: none) */
@@ -96,6 +98,11 @@ struct resp {
     size_t n, cap, bytes;
     struct nk_buf data; /* keys and values, referenced by offsets until packed */
     size_t *koff, *klen, *voff, *vlen;
+    /* The shards whose events are in the response, with the position each
+     * reaches once it is sent (committed to the stream only then). */
+    uint16_t *pshard;
+    uint64_t *ppos, *pterm;
+    size_t np, pcap;
 };
 
 static void resp_init(struct resp *r)
@@ -113,12 +120,16 @@ static void resp_free(struct resp *r)
     free(r->klen);
     free(r->voff);
     free(r->vlen);
+    free(r->pshard);
+    free(r->ppos);
+    free(r->pterm);
     nk_buf_free(&r->data);
 }
 
 static void resp_clear(struct resp *r)
 {
     r->n = 0;
+    r->np = 0;
     r->bytes = 0;
     nk_buf_clear(&r->data);
 }
@@ -157,28 +168,83 @@ static void resp_add(struct resp *r, const struct kv_feed_event *e, uint16_t sha
     r->n++;
 }
 
-/* Packs and writes; false when the client's queue is full. */
-static bool resp_send(struct wstream *w, struct resp *r, Norikv__V1__ShardRevision **prog,
-                      size_t nprog)
+static void resp_pend(struct resp *r, uint16_t shard, uint64_t pos, uint64_t term)
 {
-    if (rpc_stream_queued(w->call) >= WATCH_MAX_QUEUED)
-        return false; /* the client is not keeping up: hold nothing more for it */
-    for (size_t i = 0; i < r->n; i++) {
-        r->ev[i].version = &r->ver[i];
-        r->ev[i].key.data = r->data.data + r->koff[i];
-        r->ev[i].key.len = r->klen[i];
-        r->ev[i].value.data = r->data.data + r->voff[i];
-        r->ev[i].value.len = r->vlen[i];
-        r->evp[i] = &r->ev[i];
+    if (r->np == r->pcap) {
+        r->pcap = r->pcap ? 2 * r->pcap : 64;
+        r->pshard = nk_realloc(r->pshard, r->pcap * sizeof *r->pshard);
+        r->ppos = nk_realloc(r->ppos, r->pcap * sizeof *r->ppos);
+        r->pterm = nk_realloc(r->pterm, r->pcap * sizeof *r->pterm);
     }
-    Norikv__V1__WatchResponse m = NORIKV__V1__WATCH_RESPONSE__INIT;
-    m.n_events = r->n;
-    m.events = r->evp;
-    m.n_progress = nprog;
-    m.progress = prog;
-    nk_status st = rpc_stream_write_msg(w->call, &m.base);
-    bool ok = nk_ok(st);
-    nk_status_free(&st);
+    r->pshard[r->np] = shard;
+    r->ppos[r->np] = pos;
+    r->pterm[r->np] = term;
+    r->np++;
+}
+
+/*
+ * Packs and writes the response (events of any number of shards, each
+ * shard's in revision order, and with them the revision each shard's
+ * position reaches, which the client may resume from); then those
+ * positions are the stream's. False when the client's queue is full: the
+ * response is dropped and its shards are read again from their positions.
+ * Clears r either way.
+ */
+static bool resp_flush(struct wstream *w, struct resp *r, uint64_t now_ms)
+{
+    if (r->n == 0) {
+        resp_clear(r);
+        w->stuck_since_ms = 0; /* nothing waits for the client */
+        return true;
+    }
+    bool ok = false;
+    if (rpc_stream_queued(w->call) < WATCH_MAX_QUEUED) {
+        for (size_t i = 0; i < r->n; i++) {
+            r->ev[i].version = &r->ver[i];
+            r->ev[i].key.data = r->data.data + r->koff[i];
+            r->ev[i].key.len = r->klen[i];
+            r->ev[i].value.data = r->data.data + r->voff[i];
+            r->ev[i].value.len = r->vlen[i];
+            r->evp[i] = &r->ev[i];
+        }
+        Norikv__V1__ShardRevision *pr = nk_malloc(r->np * sizeof *pr);
+        Norikv__V1__ShardRevision **pp = nk_malloc(r->np * sizeof *pp);
+        Norikv__V1__Version *pv = nk_malloc(r->np * sizeof *pv);
+        for (size_t i = 0; i < r->np; i++) {
+            norikv__v1__shard_revision__init(&pr[i]);
+            norikv__v1__version__init(&pv[i]);
+            pv[i].term = r->pterm[i];
+            pv[i].index = r->ppos[i];
+            pr[i].shard = r->pshard[i];
+            pr[i].applied = &pv[i];
+            pp[i] = &pr[i];
+        }
+        Norikv__V1__WatchResponse m = NORIKV__V1__WATCH_RESPONSE__INIT;
+        m.n_events = r->n;
+        m.events = r->evp;
+        m.n_progress = r->np;
+        m.progress = pp;
+        nk_status st = rpc_stream_write_msg(w->call, &m.base);
+        ok = nk_ok(st);
+        nk_status_free(&st);
+        free(pr);
+        free(pp);
+        free(pv);
+    }
+    if (ok) {
+        for (size_t i = 0; i < r->np; i++) {
+            w->pos[r->pshard[i]] = r->ppos[i];
+            w->pos_term[r->pshard[i]] = r->pterm[i];
+            w->told[r->pshard[i]] = r->ppos[i];
+        }
+        w->stuck_since_ms = 0;
+    } else {
+        /* the client is not keeping up: hold nothing more for it */
+        if (!w->stuck_since_ms)
+            w->stuck_since_ms = now_ms;
+        w->lagging = true;
+    }
+    resp_clear(r);
     return ok;
 }
 
@@ -189,6 +255,7 @@ struct read_ctx {
     struct resp *r;
     uint16_t shard;
     uint64_t last_index, last_term; /* the last record taken */
+    uint32_t taken;
     bool full;
 };
 
@@ -207,6 +274,7 @@ static bool take_record(void *vctx, const struct kv_feed_record *rec)
             resp_add(c->r, &e, c->shard, rec->term, rec->index, c->w->keys_only);
     c->last_index = rec->index;
     c->last_term = rec->term;
+    c->taken++;
     return true;
 }
 
@@ -224,13 +292,15 @@ static void finish(struct wstream *w, enum nk_code code, const char *fmt, ...)
     w->finished = true;
 }
 
+enum pump_result { PUMP_DONE, PUMP_FULL, PUMP_FINISHED };
+
 /*
- * Moves one shard of a stream forward: the feed from its position to the
- * shard's applied revision, as far as one response holds. Returns false
- * when the stream was finished or its client's queue is full.
+ * Moves one shard of a stream forward: adds the feed from its position to
+ * the shard's applied revision to r (several shards share one response),
+ * as far as r holds. PUMP_FULL: r is full and the shard has more (send r,
+ * then pump the shard again); PUMP_FINISHED: the stream was finished.
  */
-static bool pump_shard(struct api *a, struct wstream *w, uint16_t shard, struct resp *r,
-                       uint64_t now_ms)
+static enum pump_result pump_shard(struct api *a, struct wstream *w, uint16_t shard, struct resp *r)
 {
     struct kv_store *kv = node_kv(a->node);
     uint64_t aterm = 0, aindex = 0;
@@ -238,10 +308,10 @@ static bool pump_shard(struct api *a, struct wstream *w, uint16_t shard, struct 
     if (!nk_ok(st)) {
         finish(w, NK_INTERNAL, "reading shard %u failed: %s", shard, nk_status_msg(st));
         nk_status_free(&st);
-        return false;
+        return PUMP_FINISHED;
     }
     if (aindex <= w->pos[shard])
-        return true;
+        return PUMP_DONE;
     uint64_t floor = 0;
     st = kv_feed_floor(kv, shard, &floor);
     if (nk_ok(st) && w->pos[shard] < floor) {
@@ -249,9 +319,9 @@ static bool pump_shard(struct api *a, struct wstream *w, uint16_t shard, struct 
                "compacted: shard %u keeps events after revision %" PRIu64 " only (asked from %" PRIu64
                "); scan again (Kv.Range) and watch from its revisions",
                shard, floor, w->pos[shard]);
-        return false;
+        return PUMP_FINISHED;
     }
-    resp_clear(r);
+    size_t n0 = r->n;
     struct read_ctx c = {.w = w, .r = r, .shard = shard};
     if (nk_ok(st))
         st = kv_feed_read(kv, shard, w->pos[shard], aindex, take_record, &c);
@@ -259,33 +329,20 @@ static bool pump_shard(struct api *a, struct wstream *w, uint16_t shard, struct 
         finish(w, NK_INTERNAL, "reading the change feed of shard %u failed: %s", shard,
                nk_status_msg(st));
         nk_status_free(&st);
-        return false;
+        return PUMP_FINISHED;
     }
+    if (c.full && c.taken == 0)
+        return PUMP_FULL; /* r was already full: nothing read */
     uint64_t new_pos = c.full ? c.last_index : aindex;
     uint64_t new_term = c.full ? c.last_term : aterm;
-    if (r->n > 0) {
+    if (r->n > n0) {
         /* the revision the client may resume from goes with the events */
-        Norikv__V1__ShardRevision pr = NORIKV__V1__SHARD_REVISION__INIT;
-        Norikv__V1__Version pv = NORIKV__V1__VERSION__INIT;
-        pv.term = new_term;
-        pv.index = new_pos;
-        pr.shard = shard;
-        pr.applied = &pv;
-        Norikv__V1__ShardRevision *pp = &pr;
-        if (!resp_send(w, r, &pp, 1)) {
-            if (!w->stuck_since_ms)
-                w->stuck_since_ms = now_ms;
-            w->lagging = true;
-            return false;
-        }
-        w->told[shard] = new_pos;
+        resp_pend(r, shard, new_pos, new_term);
+    } else {
+        w->pos[shard] = new_pos; /* nothing matched: nothing to send */
+        w->pos_term[shard] = new_term;
     }
-    w->stuck_since_ms = 0;
-    w->pos[shard] = new_pos;
-    w->pos_term[shard] = new_term;
-    if (c.full)
-        w->lagging = true;
-    return true;
+    return c.full ? PUMP_FULL : PUMP_DONE;
 }
 
 /* Progress: the shards whose position moved past what was last told. */
@@ -353,7 +410,9 @@ static void *pump_main(void *arg)
     while (!ws->stop) {
         struct timespec dl;
         clock_gettime(CLOCK_MONOTONIC, &dl);
-        dl.tv_nsec += WATCH_PASS_MS * 1000000L;
+        /* a busy node is looked at again soon: an event waits for the
+         * next pass, so the pass interval is most of a watch's latency */
+        dl.tv_nsec += (ws->n > 0 && nchanged > 0 ? WATCH_BUSY_PASS_MS : WATCH_PASS_MS) * 1000000L;
         if (dl.tv_nsec >= 1000000000L) {
             dl.tv_sec++;
             dl.tv_nsec -= 1000000000L;
@@ -411,22 +470,40 @@ static void *pump_main(void *arg)
                 send_progress(w, ns, now_ms);
                 continue;
             }
-            /* a stream that is behind looks at all its shards; one that is
-             * caught up only at those that moved */
+            /* a stream that is behind looks at all its shards, starting
+             * where its last pass stopped (so that no shard waits behind the
+             * others for long); one that is caught up only at those that
+             * moved. The events of several shards share a response. */
             bool all = w->lagging;
             w->lagging = false;
             uint32_t count = all ? ns : nchanged;
-            for (uint32_t k = 0; k < count && !w->finished; k++) {
-                uint32_t s = all ? k : changed[k];
+            resp_clear(&r);
+            /* a stream refused a write and its client has still not read:
+             * nothing to read for it now (its bound, below, decides) */
+            bool blocked = all && w->stuck_since_ms && rpc_stream_queued(w->call) >= WATCH_MAX_QUEUED;
+            if (blocked)
+                count = 0;
+            for (uint32_t k = 0; k < count && !w->finished && !blocked; k++) {
+                uint32_t s = all ? (w->rr + k) % ns : changed[k];
                 if (w->pos[s] == NOT_SERVED)
                     continue;
-                if (!pump_shard(a, w, (uint16_t)s, &r, now_ms)) {
-                    w->lagging = true;
-                    break;
+                for (;;) {
+                    enum pump_result pr = pump_shard(a, w, (uint16_t)s, &r);
+                    if (pr != PUMP_FULL)
+                        break;
+                    if (!resp_flush(w, &r, now_ms)) {
+                        blocked = true;
+                        w->rr = s;
+                        break;
+                    }
                 }
             }
             if (w->finished)
                 continue;
+            if (!blocked && !resp_flush(w, &r, now_ms))
+                blocked = true;
+            if (blocked)
+                w->lagging = true;
             if (w->stuck_since_ms && now_ms - w->stuck_since_ms > ws->slow_ms) {
                 finish(w, NK_RESOURCE_EXHAUSTED,
                        "watch too slow: the client read nothing for %" PRIu64

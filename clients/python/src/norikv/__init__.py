@@ -60,9 +60,15 @@ from .types import (
     Version,
 )
 
+from .watch import WatchCompactedError, WatchEvent, WatchEventKind, WatchStream
+
 __version__ = "0.1.0"
 
 __all__ = [
+    "WatchCompactedError",
+    "WatchEvent",
+    "WatchEventKind",
+    "WatchStream",
     "Client",
     "NoriKVClient",
     "TopologyCallback",

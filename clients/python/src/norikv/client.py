@@ -18,6 +18,7 @@ import heapq
 import inspect
 import logging
 import random
+import weakref
 from types import MappingProxyType, TracebackType
 from typing import (
     Any,
@@ -86,6 +87,7 @@ from .types import (
     Version,
 )
 from .v1 import norikv_pb2 as pb
+from .watch import WatchStream, watch_selector
 
 __all__ = ["NoriKVClient", "Client", "TopologyCallback"]
 
@@ -137,6 +139,7 @@ class NoriKVClient:
         self._timeout_s = config.timeout / 1000.0
         self._bg: "set[asyncio.Future[Any]]" = set()
         self._inflight: Optional[asyncio.Semaphore] = None  # made in connect(), on the loop
+        self._watches: "weakref.WeakSet[WatchStream]" = weakref.WeakSet()  # closed by close()
         # counters for get_stats()
         self._n_requests = 0
         self._n_attempts = 0
@@ -221,6 +224,9 @@ class NoriKVClient:
         """Stop watching the cluster and close every connection. Idempotent."""
         self._closed = True
         self._connected = False
+        watches = list(self._watches)
+        if watches:
+            await asyncio.gather(*(w.aclose() for w in watches), return_exceptions=True)
         task, self._watch_task = self._watch_task, None
         if task is not None:
             task.cancel()
@@ -482,6 +488,39 @@ class NoriKVClient:
             entries=list(resp.entries),
             eof=not resp.continuation,
         )
+
+    def watch(
+        self,
+        key: Optional[KeyLike] = None,
+        prefix: Optional[KeyLike] = None,
+        start: Optional[KeyLike] = None,
+        end: Optional[KeyLike] = None,
+        from_revisions: Optional[Mapping[int, Version]] = None,
+        keys_only: bool = False,
+    ) -> WatchStream:
+        """The changes of one key, a prefix, or [start, end) (nothing given:
+        every key), as an async iterator of WatchEvent (docs/watch.md):
+
+            async with client.watch(prefix=b"user/") as w:
+                async for ev in w:
+                    ...
+
+        from_revisions maps shard -> the revision after which to start (a
+        RangeResponse's or an earlier WatchStream.revisions); other shards
+        start at their current revision. Every event is yielded once, in
+        per-shard order, across reconnects, server restarts and leader
+        changes. A revision the shard no longer keeps raises
+        WatchCompactedError (shard, floor)."""
+        if not self._connected:
+            raise ClientClosedError()
+        selector, shards = watch_selector(self._router, key, prefix, start, end)
+        revs = dict(from_revisions or {})
+        for sh in revs:
+            if not 0 <= sh < self._router.total_shards:
+                raise ValueError("from_revisions: shard %d is not in [0, %d)" % (sh, self._router.total_shards))
+        w = WatchStream(self, selector, shards, revs, keys_only)
+        self._watches.add(w)
+        return w
 
     async def batch(self, ops: Sequence[BatchOp], options: Optional[BatchOptions] = None) -> BatchResult:
         """Apply ops atomically: all in one Raft entry, or none (docs/batch.md).

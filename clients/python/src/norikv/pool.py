@@ -97,6 +97,11 @@ class NodeConnection:
             request_serializer=pb.BatchRequest.SerializeToString,
             response_deserializer=pb.BatchResponse.FromString,
         )
+        self.watch = ch.unary_stream(
+            "/norikv.v1.Kv/Watch",
+            request_serializer=pb.WatchRequest.SerializeToString,
+            response_deserializer=pb.WatchResponse.FromString,
+        )
         self.watch_cluster = ch.unary_stream(
             "/norikv.v1.Meta/WatchCluster",
             request_serializer=pb.ClusterView.SerializeToString,
