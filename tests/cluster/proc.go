@@ -53,10 +53,17 @@ func FreePort(t testing.TB) int {
 	for i := 0; i < 200 && lo > 12000; i++ {
 		portMu.Lock()
 		port := 10000 + portRand.Intn(lo-10000)
+		taken := handedOut[port]
 		portMu.Unlock()
+		if taken {
+			continue // given to an earlier caller whose server may not be bound yet
+		}
 		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
 		if err == nil {
 			l.Close()
+			portMu.Lock()
+			handedOut[port] = true
+			portMu.Unlock()
 			return port
 		}
 	}
@@ -69,6 +76,12 @@ func FreePort(t testing.TB) int {
 }
 
 var portMu sync.Mutex
+
+// handedOut: ports FreePort returned in this process. A port is only free
+// until its server binds it, so two draws of one cluster must never give
+// the same port (nine draws per 3-node cluster made that a few-percent
+// chance per suite run).
+var handedOut = map[int]bool{}
 var portRand = rand.New(rand.NewSource(time.Now().UnixNano() ^ int64(os.Getpid())<<20))
 
 // ephemeralLow is the first port of the kernel's ephemeral range (32768
