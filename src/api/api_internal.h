@@ -166,6 +166,16 @@ struct api_http_args {
     bool too_many;
 };
 
+/* The query parameters of a server-sent-events request (/events, /watch):
+ * at most API_SSE_MAX_ARGS into as->a, too_many beyond (events_http.c). */
+#define API_SSE_MAX_ARGS 8
+struct MHD_Connection;
+void api_sse_args(struct MHD_Connection *c, struct api_http_args *as);
+/* True when the reader of a stream on this socket has closed it (a reader
+ * sends nothing after its request, so a readable socket that peeks zero
+ * bytes, or an error, means it left). */
+bool api_sse_reader_gone(int fd);
+
 /* A parsed GET /events request. */
 struct api_events_req {
     uint64_t since;     /* send events with seq > since */

@@ -31,7 +31,6 @@
 #define EV_WAIT_SLICE_MS  250
 #define EV_KEEPALIVE_MS   5000
 #define EV_KIND_LIST_MAX  512 /* bytes of ?kind= after decoding */
-#define EV_MAX_ARGS       8
 
 /* ------------------------------------------------------------- parsing */
 
@@ -212,7 +211,7 @@ static bool fill(struct sse_stream *st)
  * zero bytes (or an error) means it closed: end the stream now rather than
  * at the next keepalive write, so that its slot is free again.
  */
-static bool reader_gone(int fd)
+bool api_sse_reader_gone(int fd)
 {
     if (fd < 0)
         return false;
@@ -237,7 +236,7 @@ static ssize_t sse_read(void *cls, uint64_t pos, char *buf, size_t max)
             /* fill first: a stopping server's last event still goes out */
             if (fill(st))
                 break;
-            if (atomic_load(&st->a->http_stopping) || reader_gone(st->fd))
+            if (atomic_load(&st->a->http_stopping) || api_sse_reader_gone(st->fd))
                 return MHD_CONTENT_READER_END_OF_STREAM;
             uint64_t now = nk_mono_ms();
             if (now - st->last_write_ms >= EV_KEEPALIVE_MS) {
@@ -269,12 +268,17 @@ static enum MHD_Result collect(void *cls, enum MHD_ValueKind kind, const char *k
 {
     (void)kind;
     struct api_http_args *as = cls;
-    if (as->n == EV_MAX_ARGS) {
+    if (as->n == API_SSE_MAX_ARGS) {
         as->too_many = true;
         return MHD_NO;
     }
     as->a[as->n++] = (struct api_http_arg){key, key_size, value, value ? value_size : 0};
     return MHD_YES;
+}
+
+void api_sse_args(struct MHD_Connection *c, struct api_http_args *as)
+{
+    MHD_get_connection_values_n(c, MHD_GET_ARGUMENT_KIND, collect, as);
 }
 
 void api_events_stop(struct api *a)
@@ -295,9 +299,9 @@ void api_events_stop(struct api *a)
 
 int api_events_http(struct api *a, struct MHD_Connection *c)
 {
-    struct api_http_arg args[EV_MAX_ARGS];
+    struct api_http_arg args[API_SSE_MAX_ARGS];
     struct api_http_args as = {.a = args, .n = 0};
-    MHD_get_connection_values_n(c, MHD_GET_ARGUMENT_KIND, collect, &as);
+    api_sse_args(c, &as);
     if (as.too_many)
         return api_http_error(c, NK_INVALID_ARGUMENT, "more than 8 query parameters on /events");
     struct obs_events *ev = obs_events_default();

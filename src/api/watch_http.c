@@ -10,15 +10,12 @@
  * when the node stops leading one of its shards, or when a shard's feed was
  * compacted past its position. It counts against the /events stream limit.
  */
-#define _GNU_SOURCE /* POLLRDHUP */
 #include <inttypes.h>
 #include <stdarg.h>
 #include <microhttpd.h>
-#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 
 #include "api/api_internal.h"
 #include "api/http_parse.h"
@@ -26,7 +23,6 @@
 
 #define WH_SLICE_MS      100
 #define WH_KEEPALIVE_MS  5000
-#define WH_MAX_ARGS      8
 #define WH_MAX_RECORDS   64 /* per shard and fill */
 #define WH_NOT_SERVED    UINT64_MAX
 
@@ -157,19 +153,6 @@ static bool wh_fill(struct wh_stream *w)
     return w->out.len > 0;
 }
 
-static bool wh_reader_gone(int fd)
-{
-    if (fd < 0)
-        return false;
-    struct pollfd p = {.fd = fd, .events = POLLIN | POLLRDHUP};
-    if (poll(&p, 1, 0) <= 0)
-        return false;
-    if (p.revents & (POLLRDHUP | POLLHUP | POLLERR))
-        return true;
-    char ch;
-    return recv(fd, &ch, 1, MSG_PEEK | MSG_DONTWAIT) == 0;
-}
-
 static ssize_t wh_read_cb(void *cls, uint64_t off, char *buf, size_t max)
 {
     (void)off;
@@ -182,7 +165,7 @@ static ssize_t wh_read_cb(void *cls, uint64_t off, char *buf, size_t max)
         for (;;) {
             if (wh_fill(w))
                 break;
-            if (atomic_load(&w->a->http_stopping) || wh_reader_gone(w->fd))
+            if (atomic_load(&w->a->http_stopping) || api_sse_reader_gone(w->fd))
                 return MHD_CONTENT_READER_END_OF_STREAM;
             if (nk_mono_ms() - w->last_write_ms >= WH_KEEPALIVE_MS) {
                 api_buf_printf(&w->out, ": keepalive\n\n");
@@ -209,19 +192,6 @@ static void wh_free(void *cls)
     free(w->pos);
     free(w->pos_term);
     free(w);
-}
-
-static enum MHD_Result wh_collect(void *cls, enum MHD_ValueKind kind, const char *key,
-                                  size_t key_size, const char *value, size_t value_size)
-{
-    (void)kind;
-    struct api_http_args *as = cls;
-    if (as->n == WH_MAX_ARGS) {
-        as->too_many = true;
-        return MHD_NO;
-    }
-    as->a[as->n++] = (struct api_http_arg){key, key_size, value, value ? value_size : 0};
-    return MHD_YES;
 }
 
 /* "shard:term.index,..." into from / from_term; INVALID_ARGUMENT naming it. */
@@ -352,9 +322,9 @@ nk_status api_watch_http_parse(const struct api_http_arg *args, size_t nargs,
 
 int api_watch_http(struct api *a, struct MHD_Connection *c)
 {
-    struct api_http_arg args[WH_MAX_ARGS];
+    struct api_http_arg args[API_SSE_MAX_ARGS];
     struct api_http_args as = {.a = args, .n = 0};
-    MHD_get_connection_values_n(c, MHD_GET_ARGUMENT_KIND, wh_collect, &as);
+    api_sse_args(c, &as);
     if (as.too_many)
         return api_http_error(c, NK_INVALID_ARGUMENT, "more than 8 query parameters on /watch");
     struct wh_stream *w = nk_calloc(1, sizeof *w);

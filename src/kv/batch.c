@@ -450,13 +450,7 @@ nk_status kv_apply_batch(struct kv_store *s, uint16_t shard, uint64_t term, uint
     st = kv_put_applied(&lb, shard, term, index, now);
 write:
     if (nk_ok(st))
-        st = kv_feed_finish(s, &lb, shard, term, index, now);
-    if (nk_ok(st))
-        st = lsm_write(s->db, &KV_APPLY_WO, &lb);
-    if (nk_ok(st))
-        s->time[shard] = now;
-    if (nk_ok(st) && s->fb_count)
-        st = kv_feed_trim(s, shard, now);
+        st = kv_apply_commit(s, &lb, shard, term, index, now);
     res->time_ms = now;
 out:
     nk_buf_free(&cur);

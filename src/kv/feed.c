@@ -202,8 +202,11 @@ nk_status kv_exp_note(struct kv_store *s, struct lsm_batch *b, uint16_t shard,
     size_t vn = nk_enc_varint64(v, term);
     vn += nk_enc_varint64(v + vn, index);
     NK_TRY(lsm_batch_put(b, nk_slice_make(k, kn), nk_slice_make(v, vn), 0));
-    if (s->next_exp[shard] == 0 || expiry < s->next_exp[shard])
-        s->next_exp[shard] = expiry; /* known now (0 stays "load it" otherwise) */
+    /* only a known earliest expiry may be lowered: 0 means "not loaded",
+     * and the index may hold earlier entries (apply loads it first anyway,
+     * in kv_expire_due; a replica's replay must not depend on that order) */
+    if (s->next_exp[shard] != 0 && expiry < s->next_exp[shard])
+        s->next_exp[shard] = expiry;
     return NK_OK;
 }
 
@@ -370,6 +373,18 @@ nk_status kv_feed_trim(struct kv_store *s, uint16_t shard, uint64_t now)
     return st;
 }
 
+/* --------------------------------------------------------- the apply tail */
+
+nk_status kv_apply_commit(struct kv_store *s, struct lsm_batch *b, uint16_t shard, uint64_t term,
+                          uint64_t index, uint64_t now)
+{
+    NK_TRY(kv_feed_finish(s, b, shard, term, index, now));
+    NK_TRY(lsm_write(s->db, &KV_APPLY_WO, b));
+    s->time[shard] = now;
+    /* retention is local (a separate write after the entry's own) */
+    return s->fb_count ? kv_feed_trim(s, shard, now) : NK_OK;
+}
+
 /* ---------------------------------------------------------- time commands */
 
 void kv_tick_encode(uint8_t out[KV_TICK_LEN], uint64_t timestamp_ms)
@@ -429,13 +444,7 @@ nk_status kv_apply_tick(struct kv_store *s, uint16_t shard, uint64_t term, uint6
     if (nk_ok(st))
         st = kv_put_applied(&b, shard, term, index, now);
     if (nk_ok(st))
-        st = kv_feed_finish(s, &b, shard, term, index, now);
-    if (nk_ok(st))
-        st = lsm_write(s->db, &KV_APPLY_WO, &b);
-    if (nk_ok(st))
-        s->time[shard] = now;
-    if (nk_ok(st) && s->fb_count)
-        st = kv_feed_trim(s, shard, now);
+        st = kv_apply_commit(s, &b, shard, term, index, now);
     lsm_batch_free(&b);
     res->code = NK_CODE_OK;
     res->time_ms = now;

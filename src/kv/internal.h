@@ -82,6 +82,10 @@ nk_status kv_exp_note(struct kv_store *s, struct lsm_batch *b, uint16_t shard,
                       struct nk_slice key, uint64_t expiry, uint64_t term, uint64_t index);
 nk_status kv_expire_due(struct kv_store *s, struct lsm_batch *b, uint16_t shard, uint64_t now);
 nk_status kv_feed_trim(struct kv_store *s, uint16_t shard, uint64_t now);
+/* The end of every apply: the entry's feed record joins its batch, the batch
+ * is written, the shard's time moves to now, then the feed's retention. */
+nk_status kv_apply_commit(struct kv_store *s, struct lsm_batch *b, uint16_t shard, uint64_t term,
+                          uint64_t index, uint64_t now);
 nk_status kv_apply_tick(struct kv_store *s, uint16_t shard, uint64_t term, uint64_t index,
                         const uint8_t *data, struct kv_result *res);
 

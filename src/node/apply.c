@@ -18,7 +18,7 @@ bool node_apply_entry(struct node *n, struct group *g, const struct raft_entry *
     struct vec_result vres;
     nk_status s;
     bool is_cmd = e->type == RAFT_ENTRY_NORMAL && e->len > 0;
-    if (g->pending.n > g->settled)
+    if (obs_tracing_enabled() && g->pending.n > g->settled)
         n->apply_t0 = nk_mono_ns(); /* a proposal of this node may settle: its apply span */
     bool is_vec = is_cmd && vec_cmd_is_vector(e->data, e->len);
     if (is_vec) {

@@ -199,3 +199,38 @@ NK_TEST(retention_keeps_the_newest_records_and_raises_the_floor_past_the_dropped
     free(f);
     env_close(&e);
 }
+
+/* A replica whose kv_store was reopened (a restart: what apply caches about
+ * the expiry index is gone) and then applies a TTL put expiring later than
+ * a key already due must still expire the due key at the same entry as a
+ * replica that never restarted: the feeds and the states stay identical. */
+NK_TEST(a_restarted_replica_expires_due_keys_at_the_same_entry_as_one_that_kept_running)
+{
+    struct env a, b;
+    env_open(&a, "a", 0);
+    env_open(&b, "b", 0);
+    struct kv_cmd c1 = put("early", "v", T0, 100);    /* due at T0+100 */
+    struct kv_cmd c2 = put("x", "1", T0 + 10, 0);
+    apply(&a, 1, c1);
+    apply(&b, 1, c1);
+    apply(&a, 2, c2);
+    apply(&b, 2, c2);
+    /* b restarts: a new kv_store over the same LSM */
+    kv_store_close(b.kv);
+    struct kv_options ko;
+    kv_options_default(&ko);
+    NK_REQUIRE_OK(kv_store_open(b.db, &ko, &b.kv));
+    struct kv_cmd c3 = put("late", "v", T0 + 20, 100000); /* expires long after */
+    struct kv_cmd c4 = put("y", "1", T0 + 500, 0);        /* early is due here */
+    apply(&a, 3, c3);
+    apply(&b, 3, c3);
+    apply(&a, 4, c4);
+    apply(&b, 4, c4);
+    char *fa = feed(&a, 0), *fb = feed(&b, 0);
+    NK_CHECK_STR_EQ(fa, fb);
+    NK_CHECK(strstr(fa, "4:exp early;put y=1;") != NULL);
+    free(fa);
+    free(fb);
+    env_close(&a);
+    env_close(&b);
+}
