@@ -381,8 +381,19 @@ nk_status kv_apply_commit(struct kv_store *s, struct lsm_batch *b, uint16_t shar
     NK_TRY(kv_feed_finish(s, b, shard, term, index, now));
     NK_TRY(lsm_write(s->db, &KV_APPLY_WO, b));
     s->time[shard] = now;
-    /* retention is local (a separate write after the entry's own) */
-    return s->fb_count ? kv_feed_trim(s, shard, now) : NK_OK;
+    /* Retention is local garbage collection after the entry is written: its
+     * failure (a full disk) must not fail the apply, which the node would
+     * retry — re-applying an entry already written. The next write trims. */
+    if (s->fb_count) {
+        nk_status t = kv_feed_trim(s, shard, now);
+        if (!nk_ok(t)) {
+            NK_WARN("kv", "shard %u: trimming the change feed failed (retried at the next write): %s",
+                    shard, nk_status_msg(t));
+            nk_status_free(&t);
+            s->fstat[shard].loaded = false; /* recount from disk next time */
+        }
+    }
+    return NK_OK;
 }
 
 /* ---------------------------------------------------------- time commands */
