@@ -120,6 +120,8 @@ enum api_outcome api_outcome_of(enum nk_code code, const char *msg);
 
 /* view_grpc.c: registers Meta.WatchCluster and the node's view callback. */
 nk_status api_view_register(struct api *a, struct rpc_server *s);
+/* membership.c: Admin.DrainNode, RemoveNode, GetPlacement */
+nk_status api_membership_register(struct api *a, struct rpc_server *s);
 /* Encodes the node's current view as a norikv.v1.ClusterView (malloc'd). */
 uint8_t *api_view_pack(struct api *a, size_t *len);
 /* The view as JSON (for /meta/cluster). */

@@ -549,6 +549,7 @@ nk_status api_register(struct api *a, struct rpc_server *s)
     NK_TRY(api_vector_register(a, s));      /* vector.c */
     NK_TRY(api_events_grpc_register(a, s)); /* events_grpc.c */
     NK_TRY(api_watch_register(a, s));       /* watch.c */
+    NK_TRY(api_membership_register(a, s));  /* membership.c */
     return api_view_register(a, s); /* view_grpc.c: Meta.WatchCluster */
 }
 

@@ -584,7 +584,10 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
     } else if (strcmp(url, "/readyz") == 0 && is_get) {
         struct node_stats ns;
         node_get_stats(a->node, &ns);
-        bool ready = ns.shards_hosted > 0 && ns.shards_ready == ns.shards_hosted;
+        /* a cluster member holding no replica (joined just now, or drained) is
+         * ready: it routes every request to the shards' leaders */
+        bool ready = (ns.shards_hosted > 0 || ns.members > 1) &&
+                     ns.shards_ready == ns.shards_hosted;
         if (ready)
             api_buf_printf(&b, "ready\n");
         else
@@ -596,7 +599,10 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
         node_get_stats(a->node, &ns);
         struct lsm_health lh;
         lsm_health(node_lsm(a->node), &lh);
-        bool ready = ns.shards_hosted > 0 && ns.shards_ready == ns.shards_hosted;
+        /* a cluster member holding no replica (joined just now, or drained) is
+         * ready: it routes every request to the shards' leaders */
+        bool ready = (ns.shards_hosted > 0 || ns.members > 1) &&
+                     ns.shards_ready == ns.shards_hosted;
         bool degraded = ns.degraded || ns.damaged_shards > 0 || !lh.writable || lh.nquarantined;
         api_buf_printf(&b, "{\"status\":\"%s\",\"node\":",
                        degraded ? "degraded" : ready ? "ok" : "starting");
@@ -645,6 +651,9 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
     } else if (strcmp(url, "/meta/cluster") == 0 && is_get) {
         api_view_json(a, &b);
         ret = respond(c, 200, "application/json", &b);
+    } else if (strcmp(url, "/meta/placement") == 0 && is_get) {
+        node_placement_json(a->node, &b); /* docs/membership.md "The plan" */
+        ret = respond(c, 200, "application/json", &b);
     } else if (api_observe_http(a, c, url, method, &oret)) {
         ret = (enum MHD_Result)oret; /* /events, /dashboard (observe_http.c) */
     } else if (strcmp(url, "/watch") == 0 && is_get) {
@@ -658,7 +667,7 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
         ret = (enum MHD_Result)api_http_vector(a, c, method, url + 8, &st->body);
     } else if (is_kv || !strcmp(url, "/healthz") || !strcmp(url, "/readyz") ||
                !strcmp(url, "/health") || !strcmp(url, "/metrics") ||
-               !strcmp(url, "/meta/cluster")) {
+               !strcmp(url, "/meta/cluster") || !strcmp(url, "/meta/placement")) {
         char msg[96];
         snprintf(msg, sizeof msg, "method %.16s is not allowed on %.40s", method, url);
         ret = respond_error(c, NK_UNIMPLEMENTED, msg, NULL);

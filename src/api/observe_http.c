@@ -262,6 +262,46 @@ static void swim_update(const struct node_stats *ns)
     tp_gauge(mem, ll, ns->members_left);
 }
 
+/* Replica moves (docs/membership.md): what this node led and what it got. */
+static void placement_update(struct api *a, const struct node_stats *ns)
+{
+    struct node_plan_stats ps;
+    node_plan_stats(a->node, &ps);
+    struct {
+        const char *name, *help;
+        uint64_t v;
+    } cs[] = {
+        {"norikv_placement_moves_started_total",
+         "Replicas this node added as a learner, as the leader of their shard", ps.moves_started},
+        {"norikv_placement_moves_promoted_total", "Of those, learners promoted to voters",
+         ps.moves_promoted},
+        {"norikv_placement_replicas_retired_total",
+         "Replicas this node removed from their shard as its leader", ps.removals},
+        {"norikv_placement_leader_handoffs_total",
+         "Leaderships handed over so that this node's replica could be retired", ps.transfers},
+        {"norikv_replicas_created_total", "Replicas created on this node while it ran",
+         ns->replicas_created},
+        {"norikv_replicas_deleted_total", "Replicas deleted from this node while it ran",
+         ns->replicas_removed},
+    };
+    for (size_t i = 0; i < NK_ARRAY_LEN(cs); i++)
+        tp_counter(tp_fam(OBS_COUNTER, cs[i].name, cs[i].help, NULL, 0), NULL, cs[i].v);
+    tp_gauge(tp_fam(OBS_GAUGE, "norikv_placement_moves_in_flight",
+                    "Learners this node is catching up (bounded by cluster.max_concurrent_moves)",
+                    NULL, 0),
+             NULL, ps.in_flight);
+    tp_gauge(tp_fam(OBS_GAUGE, "norikv_placement_shards_to_move",
+                    "Shards this node leads whose replicas differ from the placement plan", NULL,
+                    0),
+             NULL, ps.shards_to_move);
+    tp_gauge(tp_fam(OBS_GAUGE, "norikv_node_draining", "1 while this node is being drained",
+                    NULL, 0),
+             NULL, ps.draining);
+    tp_gauge(tp_fam(OBS_GAUGE, "norikv_node_shards_hosted", "Shard replicas this node holds",
+                    NULL, 0),
+             NULL, ns->shards_hosted);
+}
+
 static void transport_update(struct api *a)
 {
     static struct transport_peer_stats peers[TP_MAX_PEERS];
@@ -350,6 +390,7 @@ void api_observe_update(struct api *a)
     obs_gauge_set(oc.sse_clients, (int64_t)atomic_load(&a->sse_clients));
     transport_update(a);
     swim_update(&ns);
+    placement_update(a, &ns);
     obs_process_collect(NULL);
     pthread_mutex_unlock(&oc_mu);
 }
@@ -394,7 +435,10 @@ static void dashboard_data(struct api *a, struct nk_buf *b)
     node_get_stats(a->node, &ns);
     struct lsm_health lh;
     lsm_health(node_lsm(a->node), &lh);
-    bool ready = ns.shards_hosted > 0 && ns.shards_ready == ns.shards_hosted;
+    /* a cluster member holding no replica (joined just now, or drained) is
+         * ready: it routes every request to the shards' leaders */
+        bool ready = (ns.shards_hosted > 0 || ns.members > 1) &&
+                     ns.shards_ready == ns.shards_hosted;
     bool degraded = ns.degraded || ns.damaged_shards > 0 || !lh.writable || lh.nquarantined;
 
     /* this node is the view's first entry (as /health says) */

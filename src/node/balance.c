@@ -2,7 +2,8 @@
  * balance.c: who leads which shard. Elections put leaders wherever the
  * first candidate happened to be; clients' load follows leaders, so each
  * node should lead about total_shards / alive members. Once a second the
- * loop looks at the leaders it knows of (every shard it replicates) and, if
+ * loop looks at the leaders it knows of (every shard: its own replicas'
+ * and, for the others, what their leaders' LEADS frames say) and, if
  * it leads more than its share (ceil(led shards / alive members)), hands
  * shards to members that lead fewer than their share, preferring each
  * shard's designated leader (the member at rank shard mod N among the
@@ -40,7 +41,11 @@ void node_balance(struct node *n)
     pthread_mutex_lock(&n->vmu);
     for (uint32_t i = 0; i < nm; i++) {
         int k = node_member_index(n, ids[i]);
-        up[i] = k >= 0 && (ids[i] == n->self_id || n->members[k].up);
+        /* a draining or departed member takes no leadership: its replicas
+         * are on their way out (plan.c) */
+        up[i] = k >= 0 && (ids[i] == n->self_id ? !n->draining
+                                                 : n->members[k].up && !n->members[k].draining &&
+                                                       n->members[k].swim_state != SWIM_LEFT);
         alive += up[i];
     }
     pthread_mutex_unlock(&n->vmu);
@@ -50,8 +55,10 @@ void node_balance(struct node *n)
     uint32_t led[NODE_MAX_MEMBERS] = {0};
     uint32_t total = 0;
     for (uint32_t s = 0; s < n->nshards; s++) {
-        if (!n->groups[s].r)
-            continue;
+        /* every shard, hosted here or not (LEADS2 tells who leads the
+         * others): counting only the shards a node replicates would give
+         * each node its own idea of the shares once replicas are spread
+         * over more nodes than RF, and leaderships would ping-pong */
         uint64_t lead = atomic_load_explicit(&n->pub[s].lead, memory_order_acquire);
         for (uint32_t i = 0; i < nm; i++)
             if (ids[i] == lead) {

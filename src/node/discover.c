@@ -56,7 +56,7 @@ static int dial(const char *addr, int timeout_ms)
 }
 
 nk_status node_discover(const char *addr, uint32_t total_shards, int timeout_ms, uint64_t *id,
-                        char *name, size_t name_cap)
+                        char *name, size_t name_cap, uint64_t *cluster_id)
 {
     int fd = dial(addr, timeout_ms);
     if (fd < 0)
@@ -102,6 +102,8 @@ nk_status node_discover(const char *addr, uint32_t total_shards, int timeout_ms,
             } else if (nk_ok(s)) {
                 *id = h.node_id;
                 snprintf(name, name_cap, "%s", h.name);
+                if (cluster_id)
+                    *cluster_id = h.cluster_id;
             }
             break;
         }

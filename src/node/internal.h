@@ -88,6 +88,7 @@ struct conf_point {
 };
 
 struct shard_pub {
+    _Atomic bool hosted;             /* a replica of the shard runs here (g->r set) */
     _Atomic bool damaged;            /* its state failed a checksum: refused until repaired */
     _Atomic bool rebuilding;         /* a new state is being fetched from a peer */
     _Atomic uint64_t lead;           /* raft id of the leader; 0: unknown */
@@ -138,6 +139,16 @@ struct group {
     bool compact_now; /* Admin.SnapshotShard: compact the log up to compact_target */
     uint64_t compact_target;
     struct node_tick_ring ticks;
+    /* replica moves (replica.c, plan.c): set when an applied configuration
+     * no longer lists this node, the replica is then deleted at the end of
+     * the round; move_* is the leader's move in flight (plan.c) */
+    bool removing;
+    bool listed; /* the applied configuration listed this node when last looked at */
+    uint64_t move_add, move_remove; /* the learner being added, the voter it replaces */
+    uint64_t move_started_ms, move_step_ms;
+    /* a deleted replica's tombstone: leader messages sent before its removal
+     * (term and index at or below these) do not create it again */
+    uint64_t tomb_term, tomb_index;
     /* quiescence of multi-voter groups (quiesce.c): ticks without work (a
      * leader) or without a message from the leader (a follower) */
     uint32_t idle_ticks, quiet_ticks;
@@ -148,9 +159,22 @@ struct member {
     uint64_t id;           /* raft id */
     char name[128];        /* node_id of its configuration */
     char peer_addr[256];   /* what this node dials to reach it ("" for self) */
+    bool draining;         /* its replicas move away (its INFO says so; plan.c) */
     char client_addr[128]; /* its gRPC address (from its INFO message; ours for self) */
     bool up;               /* its peer session is up (self: always) */
     uint8_t swim_state;    /* enum swim_state from SWIM (liveness.c); 0: none yet */
+    uint64_t state_since_ms; /* nk_mono_ms() of its last SWIM state change */
+};
+
+/* A shard's replicas as last known here (view.c, replica.c): from its own
+ * group's applied configuration when it has a replica here, else from its
+ * leader's LEADS frames. n == 0: unknown (the view falls back to placement). */
+#define NODE_VIEW_REPLICAS 8
+struct shard_conf {
+    uint64_t term;     /* of the leader that announced it (0: our own group) */
+    uint8_t n, n_learners;
+    uint64_t ids[NODE_VIEW_REPLICAS];      /* voters (incoming and outgoing of a joint conf) */
+    uint64_t learners[NODE_VIEW_REPLICAS];
 };
 
 /* Per-peer outgoing Raft messages of one round (peers.c). Loop-private. */
@@ -184,6 +208,13 @@ struct node {
     bool clustered; /* more than one member: the transport runs */
     struct member members[NODE_MAX_MEMBERS];
     uint32_t n_members;
+    bool bootstrapped;  /* groups were created once: never again from placement */
+    _Atomic bool members_dirty; /* a member's name or state changed: CLUSTER is rewritten */
+    _Atomic bool leave_wanted;  /* drained: SWIM gossips that this node left */
+    bool rf_provisional; /* joined just now: the first member's INFO gives the cluster's RF */
+    bool draining;      /* this node's replicas are moving away (Admin.DrainNode) */
+    struct shard_conf *sconf; /* [nshards], under vmu */
+    struct node_plan *plan;   /* plan.c */
 
     /* liveness of peers (quiesce.c): when the last frame of each member
      * arrived (mono ns, written by the transport thread), and the shards
@@ -310,6 +341,8 @@ struct node {
     _Atomic uint64_t st_applied_entries, st_proposals, st_proposals_failed, st_rounds, st_fsyncs,
         st_quiesced, st_quiet_now, st_last_applied, st_round_bytes_max, st_pending_moves, st_holds;
     _Atomic uint32_t st_led;
+    _Atomic uint64_t st_replicas_created, st_replicas_removed;
+    uint32_t n_removing; /* groups marked removing (loop-private) */
 };
 
 /* ---------------------------------------------------- across the module */
@@ -363,7 +396,29 @@ void node_placement_replicas(const uint64_t *ids, uint32_t n_ids, uint32_t shard
 
 /* discover.c: the id and name of the node listening at a seed address */
 nk_status node_discover(const char *addr, uint32_t total_shards, int timeout_ms, uint64_t *id,
-                        char *name, size_t name_cap);
+                        char *name, size_t name_cap, uint64_t *cluster_id);
+nk_status node_members_join(struct node *n, bool found); /* members.c: cluster.join */
+
+/* replica.c: replicas created and deleted on a running node */
+#define NODE_INBOUND_GC     0xF2 /* varint shard, varint term, conf: its leader's applied conf */
+#define NODE_INBOUND_MEMBER 0xF3 /* fixed64 id, lenbytes addr: SWIM met a new member */
+bool node_conf_lists(const struct raft_conf_state *c, uint64_t id);
+bool node_conf_equal(const struct raft_conf_state *a, const struct raft_conf_state *b);
+void node_publish_conf(struct node *n, struct group *g);
+void node_publish_conf_of(struct node *n, struct group *g, const struct raft_conf_state *c);
+struct group *node_replica_create(struct node *n, uint32_t shard, const struct raft_msg *m,
+                                  uint64_t from);
+void node_replica_check_conf(struct node *n, struct group *g); /* after a conf applied */
+void node_replica_reap(struct node *n);                         /* end of a round */
+void node_replica_on_gc(struct node *n, const uint8_t *p, size_t len); /* loop */
+nk_status node_replica_clear_orphan(struct node *n, uint32_t shard);
+void node_members_on_new(struct node *n, const uint8_t *p, size_t len); /* loop */
+/* plan.c */
+nk_status node_plan_open(struct node *n);
+void node_plan_close(struct node *n);
+void node_plan_tick(struct node *n); /* loop, once a second */
+void node_member_mark_left(struct node *n, uint64_t id, const char *why); /* any thread */
+void node_peers_send_removed(struct node *n, uint64_t id); /* peers.c: REMOVED to every peer */
 
 /* node.c: starts a hosted group whose state is at (at, ai) */
 nk_status node_group_start(struct node *n, struct group *g, uint64_t at, uint64_t ai);
@@ -429,6 +484,7 @@ void node_fetch_deliver(struct node *n);
 void node_peers_announce(struct node *n);
 void node_peers_push_internal(struct node *n, uint64_t from, const uint8_t *data, size_t len);
 nk_status node_peers_add_members(struct node *n);
+void node_peers_set_cluster_id(struct node *n);
 void node_peers_send_leads(struct node *n); /* loop: tell peers the shards we lead */
 
 /* vector.c: the vector state machine beside KV */

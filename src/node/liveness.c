@@ -51,6 +51,7 @@ struct node_liveness {
     uint32_t cache_next;
     uint64_t t0_ns;
     uint32_t bound_ms; /* detection bound for the initial member count */
+    bool left;         /* swim_leave was called */
 };
 
 static uint64_t lv_now(const struct node_liveness *lv)
@@ -116,14 +117,29 @@ static void note_event(struct node_liveness *lv, const struct swim_event *e)
     bool changed = false;
     pthread_mutex_lock(&n->vmu);
     int i = node_member_index(n, e->id);
-    if (i >= 0) {
+    if (i >= 0 && n->members[i].swim_state != SWIM_LEFT) { /* left is for good */
         changed = n->members[i].swim_state != e->state;
         n->members[i].swim_state = e->state;
+        if (changed)
+            n->members[i].state_since_ms = nk_mono_ms();
         snprintf(name, sizeof name, "%s", n->members[i].name);
         if (changed)
             n->view_local++;
+        if (changed && e->state == SWIM_LEFT)
+            atomic_store_explicit(&n->members_dirty, true, memory_order_release);
     }
     pthread_mutex_unlock(&n->vmu);
+    if (i < 0 && e->id != n->self_id && e->state == SWIM_ALIVE && e->addr[0]) {
+        /* a member this node has no record of: the loop adds it */
+        struct nk_buf b;
+        nk_buf_init(&b);
+        nk_buf_put_u8(&b, NODE_INBOUND_MEMBER);
+        nk_buf_put_fixed64(&b, e->id);
+        size_t al = strlen(e->addr);
+        nk_buf_put_lenbytes(&b, e->addr, al > 255 ? 255 : al);
+        node_peers_push_internal(n, e->id, b.data, b.len);
+        nk_buf_free(&b);
+    }
     if (e->state == e->prev_state)
         return; /* a new incarnation of the same state: nothing to tell */
     if (!name[0])
@@ -214,6 +230,10 @@ static void *liveness_main(void *arg)
                 }
             }
         }
+        if (atomic_load_explicit(&lv->n->leave_wanted, memory_order_acquire) && !lv->left) {
+            swim_leave(lv->sw, now); /* a drained node: gossip `left` */
+            lv->left = true;
+        }
         swim_tick(lv->sw, now);
         flush_output(lv);
         if (now - last_pub >= 200) {
@@ -274,7 +294,7 @@ nk_status node_liveness_start(struct node *n)
     pthread_mutex_lock(&n->vmu);
     for (uint32_t i = 0; i < n->n_members; i++) {
         const struct member *m = &n->members[i];
-        if (m->id == n->self_id || !m->peer_addr[0])
+        if (m->id == n->self_id || !m->peer_addr[0] || m->swim_state == SWIM_LEFT)
             continue;
         nk_status as = swim_add_member(lv->sw, m->id, m->peer_addr, 0);
         if (!nk_ok(as)) {

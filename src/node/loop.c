@@ -343,8 +343,10 @@ static bool run_round(struct node *n, struct req *batch, size_t nbatch, bool tic
             had_cc |= rd->committed[e].type == RAFT_ENTRY_CONF_CHANGE;
         uint64_t last_committed = rd->n_committed ? rd->committed[rd->n_committed - 1].index : 0;
         raft_advance(g->r, rd);
-        if (had_cc)
+        if (had_cc) {
             node_note_conf(g, last_committed);
+            node_replica_check_conf(n, g); /* the view; a replica removed from here */
+        }
         node_serve_reads(n, g);
     }
     /* after advance: leadership changes, parked requests, publication, quiescence */
@@ -412,6 +414,7 @@ static bool run_round(struct node *n, struct req *batch, size_t nbatch, bool tic
     n->ndirty = w;
     free(rds);
     free(has);
+    node_replica_reap(n); /* replicas whose removal this round applied */
     atomic_fetch_add_explicit(&n->st_rounds, 1, memory_order_relaxed);
     pthread_mutex_lock(&n->vmu);
     bool members_changed = n->view_local != n->view_local_seen;
@@ -508,6 +511,7 @@ void *node_loop_main(void *arg)
             node_balance(n);
             node_peers_send_leads(n);
             node_rebuild_tick(n);
+            node_plan_tick(n);
             next_maint = now + 1000000000ULL;
         }
         if (fetched)

@@ -92,6 +92,7 @@ nk_status node_members_save(struct node *n)
     struct nk_buf b;
     nk_buf_init(&b);
     char line[512];
+    pthread_mutex_lock(&n->vmu);
     int k = snprintf(line, sizeof line,
                      "total_shards=%u\nformat=2\ncluster_id=%016" PRIx64
                      "\nreplication_factor=%u\nself=%" PRIu64 "\n",
@@ -101,12 +102,18 @@ nk_status node_members_save(struct node *n)
         k = snprintf(line, sizeof line, "created_ms=%" PRIu64 "\n", n->created_ms);
         nk_buf_append(&b, line, (size_t)k);
     }
+    if (n->bootstrapped)
+        nk_buf_append(&b, "bootstrapped=1\n", 15);
+    if (n->draining)
+        nk_buf_append(&b, "draining=1\n", 11);
     for (uint32_t i = 0; i < n->n_members; i++) {
         const struct member *m = &n->members[i];
-        k = snprintf(line, sizeof line, "member=%" PRIu64 " %s %s\n", m->id, m->name,
-                     m->peer_addr[0] ? m->peer_addr : "-");
+        k = snprintf(line, sizeof line, "member=%" PRIu64 " %s %s%s\n", m->id, m->name,
+                     m->peer_addr[0] ? m->peer_addr : "-",
+                     m->swim_state == SWIM_LEFT && m->id != n->self_id ? " left" : "");
         nk_buf_append(&b, line, (size_t)k);
     }
+    pthread_mutex_unlock(&n->vmu);
     nk_status s = nk_write_file_atomic(path, b.data, b.len);
     nk_buf_free(&b);
     return s;
@@ -136,7 +143,7 @@ nk_status node_members_load(struct node *n, bool *found)
     }
     NK_TRY(s);
     *found = true;
-    unsigned ts = 0, format = 1, rf = 1, lineno = 0;
+    unsigned ts = 0, format = 1, rf = 1, lineno = 0, boot = 0, drain = 0;
     uint64_t cid = 0, self = 0;
     n->n_members = 0;
     char *text = nk_malloc(len + 1);
@@ -149,11 +156,17 @@ nk_status node_members_load(struct node *n, bool *found)
         if (sscanf(l, "total_shards=%u", &ts) == 1 || sscanf(l, "format=%u", &format) == 1 ||
             sscanf(l, "cluster_id=%" SCNx64, &cid) == 1 ||
             sscanf(l, "replication_factor=%u", &rf) == 1 || sscanf(l, "self=%" SCNu64, &self) == 1 ||
-            sscanf(l, "created_ms=%" SCNu64, &n->created_ms) == 1)
+            sscanf(l, "created_ms=%" SCNu64, &n->created_ms) == 1 ||
+            sscanf(l, "bootstrapped=%u", &boot) == 1 || sscanf(l, "draining=%u", &drain) == 1)
             continue;
         uint64_t id;
-        char name[128], addr[256] = "-";
-        if (sscanf(l, "member=%" SCNu64 " %127s %255s", &id, name, addr) >= 2) {
+        char name[128], addr[256] = "-", flag[16] = "";
+        int got = sscanf(l, "member=%" SCNu64 " %127s %255s %15s", &id, name, addr, flag);
+        if (got >= 2) {
+            if (got == 4 && strcmp(flag, "left") != 0) {
+                free(text);
+                return malformed(path, lineno, "unknown member flag");
+            }
             if (n->n_members == NODE_MAX_MEMBERS || id == 0) {
                 free(text);
                 return malformed(path, lineno, "too many members or a member id 0");
@@ -164,6 +177,8 @@ nk_status node_members_load(struct node *n, bool *found)
             snprintf(m->name, sizeof m->name, "%s", name);
             if (strcmp(addr, "-") != 0)
                 snprintf(m->peer_addr, sizeof m->peer_addr, "%s", addr);
+            if (got == 4)
+                m->swim_state = SWIM_LEFT; /* it left the cluster: never a replica again */
             continue;
         }
         free(text);
@@ -196,6 +211,8 @@ nk_status node_members_load(struct node *n, bool *found)
                  n->name);
     }
     n->clustered = n->n_members > 1;
+    n->bootstrapped = boot == 1;
+    n->draining = drain == 1;
     return NK_OK;
 }
 
@@ -238,7 +255,7 @@ nk_status node_members_bootstrap(struct node *n)
             uint64_t id = 0;
             char name[128];
             nk_status d = node_discover(n->opt.seed_nodes[i], n->nshards, 1000, &id, name,
-                                        sizeof name);
+                                        sizeof name, NULL);
             if (d.code == NK_FAILED_PRECONDITION) {
                 s = d;
                 break;
@@ -296,4 +313,139 @@ nk_status node_members_bootstrap(struct node *n)
     NK_INFO(MODULE, "bootstrap: cluster %016" PRIx64 " of %u members, replication factor %u",
             n->cluster_id, n->n_members, n->rf);
     return node_members_save(n);
+}
+
+/* ------------------------------------------------------------------ join */
+
+/*
+ * cluster.join (docs/membership.md "Joining"). A new node (no CLUSTER file)
+ * asks the node at the join address who it is (its HELLO: id, name,
+ * total_shards, cluster id), refuses a cluster of another total_shards, and
+ * records itself as a member of that cluster knowing that one member; SWIM
+ * (liveness.c) then introduces it to the others and them to it, and the
+ * placement plan moves replicas to it. A node that already has a CLUSTER
+ * file only checks that the address is in its own cluster: a data directory
+ * of another cluster (a one-node server's included) is refused, naming both.
+ * Retries while the address does not answer (it may be starting), logging
+ * every 5 s, until the node is asked to stop.
+ */
+nk_status node_members_join(struct node *n, bool found)
+{
+    const char *addr = n->opt.join_addr;
+    uint64_t id = 0, cid = 0;
+    char name[128] = "";
+    uint64_t next_log = nk_mono_ms() + 5000;
+    for (;;) {
+        if (atomic_load_explicit(&n->closed, memory_order_acquire))
+            return nk_status_make(NK_UNAVAILABLE, "stopped while waiting for %s to answer", addr);
+        nk_status d = node_discover(addr, n->nshards, 1000, &id, name, sizeof name, &cid);
+        if (d.code == NK_FAILED_PRECONDITION)
+            return nk_status_wrap(d, "cluster.join refused");
+        if (nk_ok(d) && cid != 0)
+            break;
+        if (nk_ok(d) && found && !n->clustered)
+            break; /* refused below, whatever that node is */
+        nk_status_free(&d);
+        if (found && n->clustered)
+            return NK_OK; /* a member restarting: its cluster file is what counts */
+        if (nk_mono_ms() >= next_log) {
+            NK_INFO(MODULE, "join: %s does not answer as a member of a running cluster yet; "
+                            "retrying",
+                    addr);
+            next_log = nk_mono_ms() + 5000;
+        }
+        struct timespec ts = {0, 200 * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    if (found) {
+        if (!n->clustered)
+            return nk_status_make(NK_FAILED_PRECONDITION,
+                                  "cluster.join refused: this data directory holds a one-node "
+                                  "cluster (cluster id %016" PRIx64 ") and %s (node %s) is a member "
+                                  "of cluster %016" PRIx64
+                                  "; a node joins a cluster with an empty data directory",
+                                  n->cluster_id, addr, name, cid);
+        if (cid != n->cluster_id)
+            return nk_status_make(NK_FAILED_PRECONDITION,
+                                  "cluster.join refused: this data directory belongs to cluster "
+                                  "%016" PRIx64 " but %s (node %s) is a member of cluster %016" PRIx64
+                                  "; a node joins a cluster with an empty data directory",
+                                  n->cluster_id, addr, name, cid);
+        return NK_OK; /* already a member of that cluster */
+    }
+    n->self_id = node_raft_id_for(n->name);
+    n->n_members = 1;
+    n->members[0] = (struct member){.id = n->self_id, .up = true};
+    snprintf(n->members[0].name, sizeof n->members[0].name, "%s", n->name);
+    if (id == n->self_id)
+        return nk_status_make(NK_INVALID_ARGUMENT,
+                              "cluster.join %s is this node itself (node_id %s); give the "
+                              "address of another member",
+                              addr, n->name);
+    pthread_mutex_lock(&n->vmu);
+    struct member *m = &n->members[n->n_members++];
+    memset(m, 0, sizeof(*m));
+    m->id = id;
+    snprintf(m->name, sizeof m->name, "%s", name);
+    snprintf(m->peer_addr, sizeof m->peer_addr, "%s", addr);
+    pthread_mutex_unlock(&n->vmu);
+    n->cluster_id = cid;
+    n->rf = n->opt.replication_factor ? n->opt.replication_factor : 3;
+    n->bootstrapped = true; /* replicas come to it by moves, never by placement at open */
+    n->rf_provisional = true;
+    n->clustered = true;
+    NK_INFO(MODULE, "join: cluster %016" PRIx64 " through %s (node %s)", cid, addr, name);
+    return node_members_save(n);
+}
+
+/*
+ * Loop thread: SWIM met a member this node has no record of (one that
+ * joined, or one the joiner learns of). It becomes a member: dialed by the
+ * transport at the address SWIM gave, recorded in CLUSTER.
+ */
+void node_members_on_new(struct node *n, const uint8_t *p, size_t len)
+{
+    struct nk_reader r;
+    nk_reader_init(&r, p + 1, len - 1);
+    uint64_t id = 0;
+    struct nk_slice addr;
+    nk_reader_fixed64(&r, &id);
+    nk_reader_lenbytes(&r, 255, &addr);
+    if (r.bad || id == 0 || id == n->self_id || addr.len == 0)
+        return;
+    pthread_mutex_lock(&n->vmu);
+    if (node_member_index(n, id) >= 0) {
+        pthread_mutex_unlock(&n->vmu);
+        return;
+    }
+    if (n->n_members == NODE_MAX_MEMBERS) {
+        pthread_mutex_unlock(&n->vmu);
+        NK_WARN(MODULE, "member %016" PRIx64 " at %.*s not added: at most %d members", id,
+                (int)addr.len, (const char *)addr.data, NODE_MAX_MEMBERS);
+        return;
+    }
+    struct member *m = &n->members[n->n_members];
+    memset(m, 0, sizeof(*m));
+    m->id = id;
+    snprintf(m->name, sizeof m->name, "%016" PRIx64, id); /* until its INFO names it */
+    snprintf(m->peer_addr, sizeof m->peer_addr, "%.*s", (int)addr.len, (const char *)addr.data);
+    m->swim_state = SWIM_ALIVE;
+    n->n_members++;
+    n->view_local++;
+    pthread_mutex_unlock(&n->vmu);
+    nk_status s = transport_add_peer(n->tp, id, m->peer_addr);
+    if (s.code == NK_ALREADY_EXISTS)
+        nk_status_free(&s);
+    if (nk_ok(s))
+        s = node_members_save(n);
+    if (!nk_ok(s)) {
+        NK_ERROR(MODULE, "adding member %016" PRIx64 ": %s", id, nk_status_msg(s));
+        nk_status_free(&s);
+    }
+    NK_INFO(MODULE, "member %016" PRIx64 " at %s joined the cluster", id, m->peer_addr);
+    struct obs_event_attrs at = {0};
+    obs_attrs_set_node(&at, m->name);
+    obs_attrs_set_role(&at, "alive");
+    obs_event_emit_attrs(obs_events_default(), OBS_EV_MEMBERSHIP, OBS_NO_SHARD, &at,
+                         "member %s joined (peer address %s)", m->name, m->peer_addr);
 }

@@ -36,6 +36,9 @@ void node_options_default(struct node_options *o)
     o->swim_probe_timeout_ms = 200;
     o->swim_suspicion_mult = 4;
     o->swim_suspicion_max_mult = 4;
+    o->dead_node_timeout_ms = 5 * 60 * 1000;
+    o->max_concurrent_moves = 8;
+    o->move_bandwidth = 64u << 20;
     lsm_options_default(&o->lsm);
     kv_options_default(&o->kv);
 }
@@ -81,8 +84,16 @@ static nk_status open_membership(struct node *n)
 {
     bool found;
     NK_TRY(node_members_load(n, &found));
+    if (n->opt.join_addr && n->opt.join_addr[0]) {
+        NK_TRY(node_members_join(n, found));
+        found = true; /* recorded now (a new node), or it was */
+    }
     if (!found && n->opt.n_seed_nodes == 0) {
         n->created_ms = nk_wall_ms();
+        /* an id of its own, so that it is never taken for a member of
+         * another cluster (cluster.join refuses it, naming it) */
+        uint64_t seed[2] = {n->created_ms, nk_xxhash64(n->name, strlen(n->name))};
+        n->cluster_id = nk_xxhash64(seed, sizeof seed) | 1;
         n->self_id = SOLO_ID;
         n->rf = 1;
         n->n_members = 1;
@@ -98,6 +109,7 @@ static nk_status open_membership(struct node *n)
         n->clustered = true;
         NK_TRY(node_peers_open(n)); /* the others discover us through it */
         NK_TRY(node_members_bootstrap(n));
+        node_peers_set_cluster_id(n); /* learned just now */
         NK_TRY(node_peers_add_members(n));
     } else if (n->clustered) {
         NK_TRY(node_peers_open(n));
@@ -242,12 +254,26 @@ static nk_status open_groups(struct node *n)
     struct nk_buf cb;
     nk_buf_init(&cb);
     bool any = false;
+    /* A node whose CLUSTER file predates the bootstrapped mark, and that
+     * holds any group, was bootstrapped: its groups are its Raft
+     * configurations' business now, never placement's (members change). */
+    for (uint32_t i = 0; i < n->nshards && !n->bootstrapped; i++) {
+        uint64_t ci, ct;
+        struct raftlog_hardstate hs;
+        raftlog_get_compacted(n->log, i, &ci, &ct, &n->conf_buf);
+        raftlog_get_hardstate(n->log, i, &hs);
+        if (n->conf_buf.len || hs.term || ci || raftlog_last_index(n->log, i))
+            n->bootstrapped = true;
+    }
     for (uint32_t i = 0; i < n->nshards; i++) {
         uint64_t ci, ct;
         struct raftlog_hardstate hs;
         raftlog_get_compacted(n->log, i, &ci, &ct, &n->conf_buf);
         raftlog_get_hardstate(n->log, i, &hs);
-        if (n->conf_buf.len == 0 && hs.term == 0 && raftlog_last_index(n->log, i) == 0) {
+        if (n->conf_buf.len == 0 && hs.term == 0 && ci == 0 &&
+            raftlog_last_index(n->log, i) == 0) {
+            if (n->bootstrapped)
+                continue; /* no replica here */
             struct raft_conf_state boot = {.n_voters = (uint8_t)n->rf};
             node_placement_replicas(ids, n->n_members, i, n->rf, boot.voters);
             if (!raft_conf_is_voter(&boot, n->self_id))
@@ -260,15 +286,36 @@ static nk_status open_groups(struct node *n)
     }
     nk_buf_free(&cb);
     if (any) {
-        NK_TRY(raftlog_write(n->log, n->batch));
+        nk_status ws = raftlog_write(n->log, n->batch);
         raftlog_batch_clear(n->batch);
+        if (!nk_ok(ws)) {
+            free(hosted);
+            return ws;
+        }
+    }
+    if (!n->bootstrapped) {
+        n->bootstrapped = true;
+        nk_status ms = node_members_save(n);
+        if (!nk_ok(ms)) {
+            free(hosted);
+            return ms;
+        }
     }
     for (uint32_t i = 0; i < n->nshards; i++) {
         struct group *g = &n->groups[i];
         g->id = i;
         g->node = n;
-        if (!hosted[i])
-            continue; /* g->r stays NULL: not a replica here */
+        if (!hosted[i]) {
+            /* g->r stays NULL: not a replica here; state a deletion left
+             * behind (a crash between its two steps) goes */
+            nk_status os = node_replica_clear_orphan(n, i);
+            if (!nk_ok(os) && os.code != NK_DATA_LOSS) {
+                free(hosted);
+                return os;
+            }
+            nk_status_free(&os);
+            continue;
+        }
         n->n_hosted++;
         uint64_t at = 0, ai = 0;
         nk_status as = kv_applied(n->kv, (uint16_t)i, &at, &ai);
@@ -289,6 +336,8 @@ static nk_status open_groups(struct node *n)
             free(hosted);
             return gs;
         }
+        atomic_store_explicit(&n->pub[i].hosted, true, memory_order_release);
+        node_publish_conf(n, g);
     }
     free(hosted);
     return NK_OK;
@@ -347,6 +396,7 @@ nk_status node_open(const struct node_options *o, struct node **out)
     n->groups = nk_calloc(n->nshards, sizeof(*n->groups));
     n->pub = nk_calloc(n->nshards, sizeof(*n->pub));
     n->gc_time = nk_calloc(n->nshards, sizeof(*n->gc_time));
+    n->sconf = nk_calloc(n->nshards, sizeof(*n->sconf));
     n->dirty = nk_malloc(n->nshards * sizeof(*n->dirty));
     n->batch = raftlog_batch_new();
     nk_buf_init(&n->conf_buf);
@@ -424,6 +474,8 @@ nk_status node_open(const struct node_options *o, struct node **out)
     }
     if (nk_ok(s))
         s = kv_store_open(n->db, &n->opt.kv, &n->kv);
+    if (nk_ok(s))
+        s = node_plan_open(n);
     if (nk_ok(s))
         s = open_groups(n);
     if (nk_ok(s))
@@ -543,6 +595,8 @@ bool node_close(struct node *n)
     free(n->groups);
     free(n->pub);
     free(n->gc_time);
+    free(n->sconf);
+    node_plan_close(n);
     free(n->dirty);
     free(n->q);
     free(n->rq);
@@ -586,9 +640,14 @@ void node_get_stats(struct node *n, struct node_stats *o)
         raftlog_get_stats(n->log, &rs);
         o->log_disk_reads = rs.cache_misses;
     }
-    o->shards_hosted = n->n_hosted;
+    o->shards_hosted = 0;
     for (uint32_t i = 0; i < n->nshards; i++)
-        if (n->groups[i].r && atomic_load_explicit(&n->pub[i].lead, memory_order_acquire))
+        o->shards_hosted += atomic_load_explicit(&n->pub[i].hosted, memory_order_relaxed);
+    o->replicas_created = atomic_load(&n->st_replicas_created);
+    o->replicas_removed = atomic_load(&n->st_replicas_removed);
+    for (uint32_t i = 0; i < n->nshards; i++)
+        if (atomic_load_explicit(&n->pub[i].hosted, memory_order_acquire) &&
+            atomic_load_explicit(&n->pub[i].lead, memory_order_acquire))
             o->shards_ready++;
     pthread_mutex_lock(&n->vmu);
     o->members = n->n_members;

@@ -70,6 +70,15 @@ struct node_options {
     const char *const *seed_nodes;
     uint32_t n_seed_nodes;
     uint32_t replication_factor; /* default 3, at most the member count */
+    /* Membership changes (docs/membership.md): the peer address of a member
+     * of a running cluster this new node joins (NULL: none); how long a
+     * member stays dead before its replicas are re-created elsewhere
+     * (default 5 min); replica moves led at once (default 8); snapshot bytes
+     * per second sent to new replicas (0: unlimited). */
+    const char *join_addr;
+    uint64_t dead_node_timeout_ms;
+    uint32_t max_concurrent_moves;
+    uint64_t move_bandwidth;
     /* SWIM failure detection on the peer port's UDP (liveness.c, docs/swim.md
      * "In the node"): protocol period, direct-ack timeout, suspicion timeout
      * multipliers (alpha, beta) and Lifeguard. Defaults 500, 200, 4, 4, on. */
@@ -229,6 +238,43 @@ uint64_t node_log_first_index(struct node *n, uint32_t shard);
 /* Whether the shard's state was found damaged on this node (its calls are refused). */
 bool node_shard_damaged(struct node *n, uint32_t shard);
 
+/*
+ * Drains this node (Admin.DrainNode; docs/membership.md): it stops being a
+ * placement member, its replicas move to the others (the shards' leaders
+ * run the moves), its leaderships go with them, and once it holds no
+ * replica it leaves the cluster (SWIM gossips `left`; the others never
+ * place a replica on it again). Persisted: a restart keeps draining.
+ * FAILED_PRECONDITION on a one-node cluster.
+ */
+nk_status node_drain(struct node *n);
+/* This node's name (its node_id) copied into buf. */
+void node_self_name(struct node *n, char *buf, size_t cap);
+
+/*
+ * Removes the member named `name` (node_id, or raft id in hex) for good: it
+ * must be dead (SWIM) or already removed, else FAILED_PRECONDITION naming
+ * its state; NOT_FOUND when no member has that name. Its replicas are
+ * re-created on the placement members at once (no dead_node_timeout wait);
+ * every member hears of it (REMOVED frame) and records it; if the node
+ * comes back it is not a member any more.
+ */
+nk_status node_remove_member(struct node *n, const char *name);
+
+struct node_plan_stats {
+    uint64_t moves_started;  /* learners this node added as a shard's leader */
+    uint64_t moves_promoted; /* of those, promoted to voters */
+    uint64_t removals;       /* replicas it retired */
+    uint64_t transfers;      /* leaderships it handed over to retire itself */
+    uint32_t in_flight;      /* learners being caught up now */
+    uint32_t shards_to_move; /* led shards whose replicas differ from the plan */
+    bool draining;
+};
+void node_plan_stats(struct node *n, struct node_plan_stats *out);
+/* GET /meta/placement's JSON document (docs/membership.md "The plan"),
+ * appended to out. */
+struct nk_buf;
+void node_placement_json(struct node *n, struct nk_buf *out);
+
 struct node_stats {
     uint32_t total_shards;
     uint32_t shards_led;
@@ -244,6 +290,8 @@ struct node_stats {
     uint64_t pending_moves;   /* requests moved compacting pending lists (linear in proposals) */
     uint64_t write_holds;     /* loop iterations that took no requests: the LSM was about to stall */
     uint32_t shards_hosted;   /* shards this node holds a replica of */
+    uint64_t replicas_created; /* replicas added to this node while it ran */
+    uint64_t replicas_removed; /* replicas deleted from it */
     uint32_t shards_ready;    /* of those, shards whose leader is known (READY: all of them) */
     uint32_t members, peers_up;
     uint64_t frames_dropped_in, frames_dropped_out, frames_bad;

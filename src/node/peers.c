@@ -24,15 +24,18 @@
 
 #include <inttypes.h>
 
+#include "placement/placement.h"
 #include "transport/transport.h"
 
 #define FRAME_RAFT 1
 #define FRAME_INFO 2
 #define FRAME_SNAP 3
-#define FRAME_LEADS 4
+#define FRAME_LEADS 4 /* retired: LEADS2 replaced it */
 #define FRAME_SNAP_REQUEST 5
 #define FRAME_ALIVE 6
-#define INFO_VERSION 1
+#define FRAME_LEADS2 7
+#define FRAME_REMOVED 8 /* fixed64 id: that member was removed for good */
+#define INFO_VERSION 2 /* 2 adds flags (bit 0: draining) and the replication factor */
 
 #define IN_MAX_FRAMES 4096
 #define IN_MAX_BYTES  (128ULL << 20)
@@ -86,7 +89,13 @@ static void on_info(struct node *n, uint64_t from, const uint8_t *p, size_t len)
     nk_reader_varint64(&r, &total);
     nk_reader_lenbytes(&r, 127, &name);
     nk_reader_lenbytes(&r, 127, &addr);
-    if (r.bad || ver != INFO_VERSION) {
+    uint8_t flags = 0;
+    uint64_t rf = 0;
+    if (ver >= 2) {
+        nk_reader_u8(&r, &flags);
+        nk_reader_varint64(&r, &rf);
+    }
+    if (r.bad || ver < 1 || ver > INFO_VERSION || (flags & ~1u) || rf > PLACEMENT_MAX_RF) {
         atomic_fetch_add_explicit(&n->st_bad_frames, 1, memory_order_relaxed);
         NK_WARN(MODULE, "peer %016" PRIx64 ": malformed INFO frame dropped", from);
         return;
@@ -102,51 +111,20 @@ static void on_info(struct node *n, uint64_t from, const uint8_t *p, size_t len)
     int i = node_member_index(n, from);
     if (i >= 0) {
         struct member *m = &n->members[i];
+        if (strlen(m->name) != name.len || memcmp(m->name, name.data, name.len) != 0)
+            atomic_store_explicit(&n->members_dirty, true, memory_order_release);
         snprintf(m->name, sizeof m->name, "%.*s", (int)name.len, (const char *)name.data);
+        m->draining = flags & 1;
+        if (rf && rf != n->rf && n->rf_provisional) {
+            /* the cluster's: a joined node took its own configuration's */
+            n->rf = (uint32_t)rf;
+            n->rf_provisional = false;
+            atomic_store_explicit(&n->members_dirty, true, memory_order_release);
+        }
         snprintf(m->client_addr, sizeof m->client_addr, "%.*s", (int)addr.len,
                  (const char *)addr.data);
         n->view_local++;
     }
-    pthread_mutex_unlock(&n->vmu);
-}
-
-/*
- * LEADS: the shards a peer leads, with their terms. Only shards without a
- * replica here use it (a replica knows its leader from its own group): so
- * that every node can route every shard, and the view is the same on every
- * node (docs/format/node-frames.md).
- */
-static void on_leads(struct node *n, uint64_t from, const uint8_t *p, size_t len)
-{
-    struct nk_reader r;
-    nk_reader_init(&r, p + 1, len - 1);
-    uint64_t count = 0;
-    nk_reader_varint64(&r, &count);
-    uint32_t *listed = nk_malloc(n->nshards * sizeof(*listed));
-    size_t nlisted = 0;
-    for (uint64_t k = 0; k < count && !r.bad; k++) {
-        uint64_t shard = 0, term = 0;
-        nk_reader_varint64(&r, &shard);
-        nk_reader_varint64(&r, &term);
-        if (r.bad || shard >= n->nshards)
-            break;
-        if (nlisted < n->nshards)
-            listed[nlisted++] = (uint32_t)shard;
-        if (n->groups[shard].r)
-            continue;
-        struct shard_pub *sp = &n->pub[shard];
-        if (term >= atomic_load_explicit(&sp->lead_term, memory_order_acquire)) {
-            atomic_store_explicit(&sp->lead_term, term, memory_order_release);
-            atomic_store_explicit(&sp->lead, from, memory_order_release);
-        }
-    }
-    if (r.bad)
-        atomic_fetch_add_explicit(&n->st_bad_frames, 1, memory_order_relaxed);
-    else
-        node_quiesce_note_leads(n, from, listed, nlisted);
-    free(listed);
-    pthread_mutex_lock(&n->vmu);
-    n->view_local++;
     pthread_mutex_unlock(&n->vmu);
 }
 
@@ -171,27 +149,121 @@ void node_peers_send_leads(struct node *n)
     struct nk_buf b;
     nk_buf_init(&b);
     uint64_t count = 0;
-    struct nk_buf body;
+    struct nk_buf body, cb;
     nk_buf_init(&body);
+    nk_buf_init(&cb);
     for (uint32_t s = 0; s < n->nshards; s++) {
         struct group *g = &n->groups[s];
-        if (g->r && !g->damaged && raft_role(g->r) == RAFT_LEADER) {
-            nk_buf_put_varint64(&body, s);
-            nk_buf_put_varint64(&body, raft_term(g->r));
-            count++;
+        if (!g->r || g->damaged || raft_role(g->r) != RAFT_LEADER)
+            continue;
+        nk_buf_put_varint64(&body, s);
+        nk_buf_put_varint64(&body, raft_term(g->r));
+        const struct raft_conf_state *ac = raft_applied_conf(g->r), *lc = raft_conf(g->r);
+        node_conf_encode(ac, &cb);
+        nk_buf_put_lenbytes(&body, cb.data, cb.len);
+        bool same = node_conf_equal(ac, lc);
+        nk_buf_put_u8(&body, same ? 0 : 1);
+        if (!same) {
+            node_conf_encode(lc, &cb);
+            nk_buf_put_lenbytes(&body, cb.data, cb.len);
         }
+        count++;
     }
-    nk_buf_put_u8(&b, FRAME_LEADS);
+    nk_buf_put_u8(&b, FRAME_LEADS2);
     nk_buf_put_varint64(&b, count);
     nk_buf_append(&b, body.data, body.len);
     for (uint32_t i = 0; i < n->n_members; i++) {
-        if (n->members[i].id == n->self_id)
+        if (n->members[i].id == n->self_id || n->members[i].swim_state == SWIM_LEFT)
             continue;
         nk_status s = transport_send(n->tp, n->members[i].id, TRANSPORT_CLASS_RAFT, b.data, b.len);
         nk_status_free(&s);
     }
+    nk_buf_free(&cb);
     nk_buf_free(&body);
     nk_buf_free(&b);
+}
+
+/*
+ * LEADS2: per shard the peer leads, its term, the configuration it applied
+ * and (flag 1) its latest one when a change is in flight
+ * (docs/format/node-frames.md). A shard without a replica here takes the
+ * leader and replicas for routing and the view; a replica here that neither
+ * configuration lists was removed while it could not hear of it: the loop
+ * deletes it (replica.c).
+ */
+static void on_leads2(struct node *n, uint64_t from, const uint8_t *p, size_t len)
+{
+    struct nk_reader r;
+    nk_reader_init(&r, p + 1, len - 1);
+    uint64_t count = 0;
+    nk_reader_varint64(&r, &count);
+    uint32_t *listed = nk_malloc(n->nshards * sizeof(*listed));
+    size_t nlisted = 0;
+    struct nk_buf gc;
+    nk_buf_init(&gc);
+    for (uint64_t k = 0; k < count && !r.bad; k++) {
+        uint64_t shard = 0, term = 0;
+        uint8_t more = 0;
+        struct nk_slice ab, lb = {0};
+        nk_reader_varint64(&r, &shard);
+        nk_reader_varint64(&r, &term);
+        nk_reader_lenbytes(&r, 4096, &ab);
+        nk_reader_u8(&r, &more);
+        if (more == 1)
+            nk_reader_lenbytes(&r, 4096, &lb);
+        struct raft_conf_state ac, lc;
+        if (r.bad || shard >= n->nshards || more > 1 || !node_conf_decode(ab.data, ab.len, &ac) ||
+            (more && !node_conf_decode(lb.data, lb.len, &lc))) {
+            r.bad = true;
+            break;
+        }
+        if (nlisted < n->nshards)
+            listed[nlisted++] = (uint32_t)shard;
+        struct shard_pub *sp = &n->pub[shard];
+        bool hosted = atomic_load_explicit(&sp->hosted, memory_order_acquire);
+        if (hosted) {
+            if (!node_conf_lists(&ac, n->self_id) && (!more || !node_conf_lists(&lc, n->self_id))) {
+                nk_buf_clear(&gc);
+                nk_buf_put_u8(&gc, NODE_INBOUND_GC);
+                nk_buf_put_varint64(&gc, shard);
+                nk_buf_put_varint64(&gc, term);
+                nk_buf_put_lenbytes(&gc, ab.data, ab.len);
+                push_inbound(n, from, gc.data, gc.len);
+            }
+            /* a replica here knows its own configuration, unless it was
+             * just created and has none yet: then the leader's stands */
+            pthread_mutex_lock(&n->vmu);
+            bool known = n->sconf[shard].n > 0;
+            pthread_mutex_unlock(&n->vmu);
+            if (known)
+                continue;
+        }
+        if (!hosted && term >= atomic_load_explicit(&sp->lead_term, memory_order_acquire)) {
+            atomic_store_explicit(&sp->lead_term, term, memory_order_release);
+            atomic_store_explicit(&sp->lead, from, memory_order_release);
+        }
+        pthread_mutex_lock(&n->vmu);
+        struct shard_conf *sc = &n->sconf[shard];
+        if ((term >= sc->term || sc->n == 0) &&
+            (!hosted || sc->n == 0)) {
+            memset(sc, 0, sizeof *sc);
+            sc->term = term;
+            for (uint8_t i = 0; i < ac.n_voters && sc->n < NODE_VIEW_REPLICAS; i++)
+                sc->ids[sc->n++] = ac.voters[i];
+            for (uint8_t i = 0; i < ac.n_learners && sc->n_learners < NODE_VIEW_REPLICAS; i++)
+                sc->learners[sc->n_learners++] = ac.learners[i];
+        }
+        pthread_mutex_unlock(&n->vmu);
+    }
+    if (r.bad)
+        atomic_fetch_add_explicit(&n->st_bad_frames, 1, memory_order_relaxed);
+    else
+        node_quiesce_note_leads(n, from, listed, nlisted);
+    nk_buf_free(&gc);
+    free(listed);
+    pthread_mutex_lock(&n->vmu);
+    n->view_local++;
+    pthread_mutex_unlock(&n->vmu);
 }
 
 static void on_frame(void *ctx, uint64_t from, uint8_t cls, const uint8_t *data, size_t len)
@@ -213,8 +285,16 @@ static void on_frame(void *ctx, uint64_t from, uint8_t cls, const uint8_t *data,
         node_snap_on_chunk(n, from, data, len);
         return;
     }
-    if (data[0] == FRAME_LEADS) {
-        on_leads(n, from, data, len);
+    if (data[0] == FRAME_REMOVED) {
+        if (len != 9) {
+            atomic_fetch_add_explicit(&n->st_bad_frames, 1, memory_order_relaxed);
+            return;
+        }
+        node_member_mark_left(n, nk_dec_fixed64(data + 1), "removed by an operator");
+        return;
+    }
+    if (data[0] == FRAME_LEADS2) {
+        on_leads2(n, from, data, len);
         return;
     }
     if (data[0] == FRAME_SNAP_REQUEST) {
@@ -240,7 +320,7 @@ static void on_peer(void *ctx, uint64_t peer, enum transport_peer_event ev, cons
     if (!up) {
         /* what that peer told us it leads is no longer known */
         for (uint32_t s = 0; s < n->nshards; s++)
-            if (!n->groups[s].r && atomic_load(&n->pub[s].lead) == peer) {
+            if (!atomic_load(&n->pub[s].hosted) && atomic_load(&n->pub[s].lead) == peer) {
                 atomic_store(&n->pub[s].lead, 0);
                 atomic_store(&n->pub[s].lead_term, 0);
             }
@@ -270,10 +350,33 @@ static void send_info(struct node *n, uint64_t to)
     size_t nl = strlen(n->name), al = strlen(n->client_addr);
     nk_buf_put_lenbytes(&b, n->name, nl > 127 ? 127 : nl);
     nk_buf_put_lenbytes(&b, n->client_addr, al > 127 ? 127 : al);
+    nk_buf_put_u8(&b, n->draining ? 1 : 0);
+    nk_buf_put_varint64(&b, n->rf);
     pthread_mutex_unlock(&n->vmu);
     nk_status s = transport_send(n->tp, to, TRANSPORT_CLASS_RAFT, b.data, b.len);
     nk_status_free(&s); /* a lost INFO is sent again at the next session */
     nk_buf_free(&b);
+}
+
+void node_peers_send_removed(struct node *n, uint64_t id)
+{
+    if (!n->tp)
+        return;
+    uint8_t b[9];
+    b[0] = FRAME_REMOVED;
+    nk_enc_fixed64(b + 1, id);
+    pthread_mutex_lock(&n->vmu);
+    uint64_t to[NODE_MAX_MEMBERS];
+    uint32_t k = 0;
+    for (uint32_t i = 0; i < n->n_members; i++)
+        if (n->members[i].id != n->self_id && n->members[i].id != id)
+            to[k++] = n->members[i].id;
+    pthread_mutex_unlock(&n->vmu);
+    for (uint32_t i = 0; i < k; i++) {
+        nk_status s = transport_send(n->tp, to[i], TRANSPORT_CLASS_RAFT, b, sizeof b);
+        nk_status_free(&s); /* a member not connected now learns it from SWIM's dead state;
+                               the operator may repeat the call */
+    }
 }
 
 void node_peers_announce(struct node *n)
@@ -307,8 +410,8 @@ static void step_frame(struct node *n, const struct inbound *in)
         if (shard >= n->nshards)
             goto bad;
         struct group *g = &n->groups[shard];
-        if (!g->r || g->damaged)
-            continue; /* not a replica here (any more) */
+        if (g->damaged)
+            continue;
         struct raft_msg m;
         nk_status s = raft_msg_decode(msg.data, msg.len, arena, &m);
         if (!nk_ok(s)) {
@@ -319,6 +422,8 @@ static void step_frame(struct node *n, const struct inbound *in)
         }
         if (m.from != in->from || m.to != n->self_id)
             goto bad; /* a peer speaks only for itself, to us */
+        if (!g->r && !node_replica_create(n, (uint32_t)shard, &m, in->from))
+            continue; /* not a replica here (any more), and not one being added */
         /* a message wakes a quiet group, except a heartbeat response to a
          * quiet leader (the late answer to its last heartbeat) */
         g->quiet_ticks = 0;
@@ -363,7 +468,11 @@ void node_peers_take_inbound(struct node *n)
             break;
         for (size_t i = 0; i < k; i++) {
             uint8_t kind = batch[i].data[0];
-            if (kind == NODE_INBOUND_SNAP_READY || kind == NODE_INBOUND_SNAP_WANTED) {
+            if (kind == NODE_INBOUND_GC) {
+                node_replica_on_gc(n, batch[i].data, batch[i].len);
+            } else if (kind == NODE_INBOUND_MEMBER) {
+                node_members_on_new(n, batch[i].data, batch[i].len);
+            } else if (kind == NODE_INBOUND_SNAP_READY || kind == NODE_INBOUND_SNAP_WANTED) {
                 uint64_t shard = 0;
                 nk_dec_varint64(batch[i].data + 1, batch[i].data + batch[i].len, &shard);
                 if (shard < n->nshards && kind == NODE_INBOUND_SNAP_READY)
@@ -441,14 +550,16 @@ nk_status node_peers_open(struct node *n)
         nk_buf_init(&n->msg_buf);
     }
     if (!n->tp) {
-        /* The transport's HELLO carries cluster id 0: a new member does not
-         * know the cluster's id before it has learned the members through
-         * the HELLOs themselves. The INFO frame carries the real one. */
+        /* The HELLO carries the cluster id once known; a member still
+         * bootstrapping does not know it before it has learned the members
+         * through the HELLOs themselves, and sends 0 (not checked) until
+         * node_peers_set_cluster_id. A joining node learns it from the
+         * HELLO of the member it joins through (members.c). */
         struct transport_options to = {
             .self_id = n->self_id,
             .self_name = n->name,
             .listen_addr = n->opt.peer_addr ? n->opt.peer_addr : "127.0.0.1:9101",
-            .cluster_id = 0,
+            .cluster_id = n->cluster_id, /* 0 until bootstrap learns it */
             .total_shards = n->nshards,
             .on_frame = on_frame,
             .on_peer = on_peer,
@@ -461,11 +572,17 @@ nk_status node_peers_open(struct node *n)
     return NK_OK;
 }
 
+void node_peers_set_cluster_id(struct node *n)
+{
+    if (n->tp)
+        transport_set_cluster_id(n->tp, n->cluster_id);
+}
+
 nk_status node_peers_add_members(struct node *n)
 {
     for (uint32_t i = 0; i < n->n_members; i++) {
         const struct member *m = &n->members[i];
-        if (m->id == n->self_id)
+        if (m->id == n->self_id || m->swim_state == SWIM_LEFT)
             continue;
         nk_status s = transport_add_peer(n->tp, m->id, m->peer_addr[0] ? m->peer_addr : NULL);
         if (s.code == NK_ALREADY_EXISTS) {

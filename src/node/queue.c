@@ -121,7 +121,7 @@ nk_status node_read_barrier(struct node *n, uint32_t shard, enum node_consistenc
         return nk_status_make(NK_UNAVAILABLE, "server shutting down");
     struct shard_pub *p = &n->pub[shard];
     static __thread char hint_buf[128];
-    if (!n->groups[shard].r) {
+    if (!atomic_load_explicit(&p->hosted, memory_order_acquire)) {
         /* no replica here: the shard's leader (or a replica) has the data */
         if (hint)
             *hint = node_hint_for_shard(n, shard, hint_buf, sizeof hint_buf);

@@ -110,6 +110,7 @@ void node_rebuild_tick(struct node *n)
                 g->r = NULL;
                 if (n->n_hosted)
                     n->n_hosted--;
+                atomic_store_explicit(&n->pub[s].hosted, false, memory_order_release);
             }
             uint8_t lo[2], hi[3];
             size_t hl;
@@ -193,6 +194,8 @@ nk_status node_rebuild_install(struct node *n, struct group *g, const struct raf
     g->n_conf = 0;
     NK_TRY(node_group_start(n, g, at, ai));
     n->n_hosted++;
+    atomic_store_explicit(&n->pub[g->id].hosted, true, memory_order_release);
+    node_publish_conf(n, g);
     atomic_store_explicit(&n->pub[g->id].rebuilding, false, memory_order_release);
     atomic_store_explicit(&n->pub[g->id].damaged, false, memory_order_release);
     uint32_t left = atomic_fetch_sub(&n->damaged_shards, 1) - 1;

@@ -131,7 +131,29 @@ static void start_chunk(struct nk_buf *b, const struct snap_job *j, uint64_t seq
     }
 }
 
-static bool run_job(struct node *n, struct snap_job *j)
+/* cluster.move_bandwidth: once `len` more bytes went out, waits until the
+ * sender's budget allows them (*next_ns: when the bytes sent so far are
+ * paid for; one sender thread, so this paces every snapshot stream). */
+static void pace(struct node *n, size_t len, uint64_t *next_ns)
+{
+    uint64_t bw = n->opt.move_bandwidth;
+    if (bw == 0)
+        return;
+    uint64_t now = nk_mono_ns();
+    if (*next_ns < now)
+        *next_ns = now;
+    *next_ns += (uint64_t)((double)len * 1e9 / (double)bw);
+    while (*next_ns > now + 1000000 && !atomic_load(&n->closed)) {
+        uint64_t wait = *next_ns - now;
+        if (wait > 100000000ULL)
+            wait = 100000000ULL; /* notice a stop within 100 ms */
+        struct timespec ts = {(time_t)(wait / 1000000000ULL), (long)(wait % 1000000000ULL)};
+        nanosleep(&ts, NULL);
+        now = nk_mono_ns();
+    }
+}
+
+static bool run_job(struct node *n, struct snap_job *j, uint64_t *pace_ns)
 {
     uint8_t lo[2], hi[3];
     size_t hi_len;
@@ -183,6 +205,7 @@ static bool run_job(struct node *n, struct snap_job *j)
             ok = false;
             break;
         }
+        pace(n, b.len, pace_ns);
         seq++;
         if (!more)
             break;
@@ -211,6 +234,7 @@ static void *sender_main(void *arg)
 {
     struct node *n = arg;
     struct node_snap *ns = n->snap;
+    uint64_t pace_ns = 0;
     pthread_mutex_lock(&ns->mu);
     for (;;) {
         struct snap_job *j = NULL;
@@ -226,7 +250,7 @@ static void *sender_main(void *arg)
         struct snap_job job = *j;
         j->snap = NULL; /* taken */
         pthread_mutex_unlock(&ns->mu);
-        bool ok = !ns->stop && run_job(n, &job);
+        bool ok = !ns->stop && run_job(n, &job, &pace_ns);
         atomic_fetch_add(ok ? &ns->sent : &ns->aborted, 1);
         lsm_snapshot_release(n->db, job.snap);
         pthread_mutex_lock(&ns->mu);
@@ -320,7 +344,7 @@ void node_snap_on_chunk(struct node *n, uint64_t from, const uint8_t *p, size_t 
     nk_reader_varint64(&r, &seq);
     nk_reader_u8(&r, &flags);
     if (r.bad || shard >= n->nshards || (flags & ~SNAP_FLAG_LAST) ||
-        (!n->groups[shard].r &&
+        (!atomic_load_explicit(&n->pub[shard].hosted, memory_order_acquire) &&
          !atomic_load_explicit(&n->pub[shard].rebuilding, memory_order_acquire))) {
         atomic_fetch_add(&n->st_bad_frames, 1);
         return;
@@ -539,6 +563,7 @@ nk_status node_snap_install(struct node *n, struct group *g, const struct raft_s
     g->n_conf = 1;
     g->single_voter = node_single_voter(n, &rs->conf);
     atomic_fetch_add(&ns->installed, 1);
+    node_publish_conf_of(n, g, &rs->conf);
     NK_INFO(MODULE, "shard %u: installed the snapshot at %" PRIu64, g->id, rs->index);
     obs_counter_inc(n->m_snap_installed);
     obs_event_emit(obs_events_default(), OBS_EV_SNAPSHOT, g->id,

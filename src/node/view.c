@@ -17,6 +17,13 @@ void node_notify_watchers(struct node *n, uint64_t epoch)
         w[i].fn(w[i].ctx, epoch);
 }
 
+void node_self_name(struct node *n, char *buf, size_t cap)
+{
+    pthread_mutex_lock(&n->vmu);
+    snprintf(buf, cap, "%s", n->name);
+    pthread_mutex_unlock(&n->vmu);
+}
+
 void node_set_client_addr(struct node *n, const char *addr, const char *name)
 {
     pthread_mutex_lock(&n->vmu);
@@ -41,15 +48,27 @@ void node_set_client_addr(struct node *n, const char *addr, const char *name)
     node_peers_announce(n); /* peers learn where clients reach us */
 }
 
-/* The shard's replicas (raft ids): placement over the members. Groups are
- * bootstrapped with exactly these and no configuration change exists yet. */
+/* The shard's replicas (raft ids), vmu held: its configuration as known here
+ * (our own group's, or its leader's LEADS), else placement over the members
+ * (a shard no one has told us about yet: right for a cluster that never
+ * moved a replica). */
 static uint32_t shard_replicas(struct node *n, uint32_t shard, uint64_t *out)
 {
+    const struct shard_conf *sc = &n->sconf[shard];
+    if (sc->n) {
+        memcpy(out, sc->ids, sc->n * sizeof(*out));
+        return sc->n;
+    }
     uint64_t ids[NODE_MAX_MEMBERS];
+    uint32_t k = 0;
     for (uint32_t m = 0; m < n->n_members; m++)
-        ids[m] = n->members[m].id;
-    node_placement_replicas(ids, n->n_members, shard, n->rf, out);
-    return n->rf;
+        if (n->members[m].swim_state != SWIM_LEFT)
+            ids[k++] = n->members[m].id;
+    uint32_t rf = n->rf < k ? n->rf : k;
+    if (rf == 0)
+        return 0;
+    node_placement_replicas(ids, k, shard, rf, out);
+    return rf;
 }
 
 /*
@@ -135,10 +154,10 @@ const char *node_hint_for_shard(struct node *n, uint32_t shard, char *buf, size_
     uint64_t lead = atomic_load_explicit(&n->pub[shard].lead, memory_order_acquire);
     buf[0] = 0;
     pthread_mutex_lock(&n->vmu);
-    if (lead == 0 && !n->groups[shard].r) {
+    if (lead == 0 && !atomic_load_explicit(&n->pub[shard].hosted, memory_order_acquire)) {
         uint64_t reps[NODE_MAX_MEMBERS];
-        shard_replicas(n, shard, reps);
-        lead = reps[0];
+        if (shard_replicas(n, shard, reps))
+            lead = reps[0];
     }
     int idx = lead && lead != n->self_id ? node_member_index(n, lead) : -1;
     if (idx >= 0)

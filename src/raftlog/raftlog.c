@@ -20,7 +20,7 @@
 
 #define REC_BATCH 1 /* WAL record type */
 
-enum sub_kind { SUB_ENTRIES = 1, SUB_HARDSTATE = 2, SUB_COMPACT = 3 };
+enum sub_kind { SUB_ENTRIES = 1, SUB_HARDSTATE = 2, SUB_COMPACT = 3, SUB_RESET = 4 };
 
 #define MAX_ENTRY_DATA (64u * 1024u * 1024u)
 #define MAX_CONF       (64u * 1024u)
@@ -159,6 +159,13 @@ void raftlog_batch_compact(struct raftlog_batch *b, uint32_t group, uint64_t ind
     nk_buf_put_varint64(&b->buf, index);
     nk_buf_put_varint64(&b->buf, term);
     nk_buf_put_lenbytes(&b->buf, conf.data, conf.len);
+    b->empty = false;
+}
+
+void raftlog_batch_reset(struct raftlog_batch *b, uint32_t group)
+{
+    nk_buf_put_u8(&b->buf, SUB_RESET);
+    nk_buf_put_varint32(&b->buf, group);
     b->empty = false;
 }
 
@@ -385,6 +392,17 @@ static nk_status apply_batch(struct raftlog *l, struct nk_slice payload, struct 
             g->hs = hs;
             g->has_hs = true;
             g->hs_segment = pos.segment;
+        } else if (kind == SUB_RESET) {
+            /* the replica is gone from this node: nothing of it remains */
+            g_truncate_suffix(l, g, 0);
+            g->head = 0;
+            g->snap_index = g->snap_term = 0;
+            free(g->conf);
+            g->conf = NULL;
+            g->conf_len = 0;
+            memset(&g->hs, 0, sizeof g->hs);
+            g->has_hs = g->has_compact = false;
+            g->f_lo = g->f_hi = 0;
         } else if (kind == SUB_COMPACT) {
             uint64_t index, term;
             struct nk_slice conf;
@@ -498,7 +516,7 @@ static nk_status read_misses(struct raftlog *l, const struct rl_miss *m, size_t 
                 nk_reader_varint64(&r, &a);
                 nk_reader_varint64(&r, &b);
                 nk_reader_lenbytes(&r, MAX_CONF, &conf);
-            } else {
+            } else if (kind != SUB_RESET) {
                 r.bad = true;
             }
         }

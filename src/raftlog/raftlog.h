@@ -105,6 +105,13 @@ void raftlog_batch_compact(struct raftlog_batch *b, uint32_t group, uint64_t ind
                            uint64_t term, struct nk_slice conf);
 
 /*
+ * The group's replica left this node: its entries, hard state and compaction
+ * point are forgotten, as if it had never existed here (a later replica of
+ * the same group starts from nothing). Apply order within the batch holds.
+ */
+void raftlog_batch_reset(struct raftlog_batch *b, uint32_t group);
+
+/*
  * Writes the batch with one WAL append and one fdatasync, then updates the
  * in-memory index. Entries that start at or below a group's last index
  * replace its suffix. On error nothing in memory changes (the WAL may hold a

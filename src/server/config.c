@@ -88,6 +88,17 @@ static const struct key_def keys[] = {
      "number of shards, fixed when the cluster is bootstrapped"},
     {"cluster.replication_factor", K_U32, F(replication_factor), F(replication_factor_explicit), 1,
      7, 0, NULL, NULL, "3 (1 when seed_nodes is empty)", "replicas per shard"},
+    {"cluster.join", K_ADDR, F(join_addr), NO_FIELD, 0, 0, 0, NULL, NULL, "none",
+     "peer address of any member of a running cluster: a new node (empty data_dir) joins it "
+     "(flag: --join)"},
+    {"cluster.dead_node_timeout", K_DUR, F(dead_node_timeout_ms), NO_FIELD, 1000, 30 * MS_PER_DAY,
+     1000, NULL, "5m", NULL,
+     "a member SWIM holds dead this long has its replicas re-created on the others. Bare "
+     "numbers: ms"},
+    {"cluster.max_concurrent_moves", K_U32, F(max_concurrent_moves), NO_FIELD, 1, 1024, 0, NULL,
+     "8", NULL, "replica moves a node runs at once as the leader of their shards"},
+    {"cluster.move_bandwidth", K_SIZE, F(move_bandwidth), NO_FIELD, 0, TIB, 0, NULL, "64MiB",
+     NULL, "snapshot bytes per second a node sends to new replicas (0: unlimited)"},
     {"telemetry.prometheus.enabled", K_BOOL, F(prometheus_enabled), NO_FIELD, 0, 0, 0, NULL,
      "true", NULL, "serve Prometheus metrics on http_addr/metrics"},
     {"telemetry.prometheus.port", K_V1_IGNORED, NO_FIELD, NO_FIELD, 0, 0, 0, NULL, NULL, "-",
@@ -569,6 +580,10 @@ static nk_status set_scalar(struct config *c, const struct key_def *d, const cha
         break;
     }
     case K_ADDR: {
+        if (!text[0] && !d->def) {
+            *(char *)field(c, d) = 0; /* optional (cluster.join): none */
+            break;
+        }
         if (strlen(text) >= CONFIG_ADDR_MAX)
             return nk_status_make(NK_INVALID_ARGUMENT, "%s: address longer than %d bytes", where,
                                   CONFIG_ADDR_MAX - 1);
@@ -1041,6 +1056,8 @@ nk_status config_load_file(struct config *c, const char *path)
 static const struct key_def *find_flag(const char *name)
 {
     char f[128];
+    if (strcmp(name, "join") == 0)
+        name = "cluster-join"; /* the short form the docs use: --join HOST:PORT */
     for (int i = 0; i < NKEYS; i++) {
         flag_of(keys[i].key, f, sizeof f);
         if (strcmp(f, name) == 0)
@@ -1207,9 +1224,14 @@ nk_status config_finish(struct config *c)
         ephemeral_addr(c->peer_addr, c->peer_addr_explicit);
     }
 
+    if (c->join_addr[0] && c->n_seed_nodes)
+        return nk_status_make(NK_INVALID_ARGUMENT,
+                              "cluster.join and cluster.seed_nodes are both set: seed nodes "
+                              "bootstrap a new cluster, join adds this node to a running one; "
+                              "set one");
     if (!c->replication_factor_explicit) {
-        c->replication_factor = c->n_seed_nodes == 0 ? 1 : 3;
-    } else if (c->n_seed_nodes == 0 && c->replication_factor > 1) {
+        c->replication_factor = c->n_seed_nodes == 0 && !c->join_addr[0] ? 1 : 3;
+    } else if (c->n_seed_nodes == 0 && !c->join_addr[0] && c->replication_factor > 1) {
         add_warning(c,
                     "cluster.replication_factor is %u but cluster.seed_nodes is empty (a "
                     "one-node cluster); using 1",

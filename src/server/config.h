@@ -71,6 +71,10 @@ struct config {
     uint32_t n_seed_nodes;                              /* 0: one-node cluster */
     uint32_t total_shards;                              /* 1..65536 */
     uint32_t replication_factor;                        /* effective value */
+    char join_addr[CONFIG_ADDR_MAX];                    /* "": not joining */
+    uint64_t dead_node_timeout_ms;
+    uint32_t max_concurrent_moves;
+    uint64_t move_bandwidth;                            /* bytes/s; 0: unlimited */
 
     /* telemetry */
     bool prometheus_enabled; /* serve /metrics */

@@ -113,6 +113,10 @@ int main(int argc, char **argv)
     no.seed_nodes = seeds;
     no.n_seed_nodes = cfg.n_seed_nodes;
     no.replication_factor = cfg.replication_factor;
+    no.join_addr = cfg.join_addr[0] ? cfg.join_addr : NULL;
+    no.dead_node_timeout_ms = cfg.dead_node_timeout_ms;
+    no.max_concurrent_moves = cfg.max_concurrent_moves;
+    no.move_bandwidth = cfg.move_bandwidth;
     no.swim_probe_interval_ms = (uint32_t)cfg.swim_probe_interval_ms;
     no.swim_probe_timeout_ms = (uint32_t)cfg.swim_probe_timeout_ms;
     no.swim_suspicion_mult = cfg.swim_suspicion_mult;

@@ -327,7 +327,7 @@ static void on_hello(struct transport *t, struct tp_conn *c, const uint8_t *data
     if (h.version != TRANSPORT_PROTOCOL_VERSION)
         snprintf(why, sizeof why, "node %llu speaks peer protocol version %u, this node %u",
                  (unsigned long long)h.node_id, h.version, TRANSPORT_PROTOCOL_VERSION);
-    else if (h.cluster_id != t->o.cluster_id)
+    else if (h.cluster_id && t->o.cluster_id && h.cluster_id != t->o.cluster_id)
         snprintf(why, sizeof why,
                  "node %llu (%.64s) belongs to cluster id %llu, this node (%llu) to cluster id "
                  "%llu",

@@ -632,6 +632,13 @@ nk_status transport_set_peer_addr(struct transport *t, uint64_t id, const char *
     return NK_OK;
 }
 
+void transport_set_cluster_id(struct transport *t, uint64_t cluster_id)
+{
+    pthread_mutex_lock(&t->mu);
+    t->o.cluster_id = cluster_id;
+    pthread_mutex_unlock(&t->mu);
+}
+
 nk_status transport_remove_peer(struct transport *t, uint64_t id)
 {
     pthread_mutex_lock(&t->mu);

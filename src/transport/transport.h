@@ -34,7 +34,8 @@
  *
  * Identity comes from the handshake, never from the address: the address
  * given to transport_add_peer() is only what this node dials (it may be a
- * proxy). A HELLO whose cluster id or total_shards differs from ours, whose
+ * proxy). A HELLO whose cluster id (when both sides know theirs) or
+ * total_shards differs from ours, whose
  * version we do not speak, whose node id is ours, unknown (inbound), or not the
  * one we dialed (outbound) is refused: the connection is closed (after a CLOSE
  * frame telling the other side why), the reason is logged naming both values,
@@ -155,6 +156,10 @@ nk_status transport_set_peer_addr(struct transport *t, uint64_t id, const char *
 /* Forgets a peer: its session ends (no DOWN event), its queue is discarded.
  * NK_NOT_FOUND when unknown. The id may be added again at once. */
 nk_status transport_remove_peer(struct transport *t, uint64_t id);
+/* The cluster id sent in HELLOs and checked in peers' (a node learns it
+ * after its transport opened: bootstrap, join). 0 on either side: not
+ * checked (a node that does not know it yet). */
+void transport_set_cluster_id(struct transport *t, uint64_t cluster_id);
 
 /*
  * Queues one payload for peer `to` (copied; never blocks).

@@ -33,6 +33,10 @@ type Options struct {
 	ReadyTimeout time.Duration
 	// Ephemeral runs a one-node cluster with --ephemeral (no data dir).
 	Ephemeral bool
+	// Spare nodes are prepared after the Nodes initial members (ports,
+	// links, data directories) but not started: Join starts one with
+	// --join, through its link to the first node (docs/membership.md).
+	Spare int
 }
 
 // Node is one member of a Cluster.
@@ -43,6 +47,7 @@ type Node struct {
 	HTTP    string
 	Peer    string // the node's own peer listen address
 	DataDir string
+	Joined  bool // a spare started with Join (a member from then on)
 	*Proc
 
 	connMu sync.Mutex
@@ -139,7 +144,7 @@ func New(t testing.TB, o Options) *Cluster {
 	}
 	c := &Cluster{T: t, Opts: o, Links: map[[2]int]*Link{}, OutDir: OutDir(t), started: time.Now()}
 	dataRoot := t.TempDir()
-	for i := 0; i < o.Nodes; i++ {
+	for i := 0; i < o.Nodes+o.Spare; i++ {
 		n := &Node{
 			Index:   i,
 			ID:      fmt.Sprintf("n%d", i+1),
@@ -194,9 +199,14 @@ func (c *Cluster) args(i int) []string {
 	} else {
 		a = append(a, "--data-dir", n.DataDir)
 	}
+	if i >= c.Opts.Nodes {
+		// a spare: it joins the running cluster through the first node
+		return append(append(a, "--peer-addr", n.Peer, "--join", c.Links[[2]int{i, 0}].Addr(),
+			"--cluster-replication-factor", fmt.Sprint(c.Opts.RF)), c.Opts.ExtraArgs...)
+	}
 	if len(c.Nodes) > 1 {
 		var seeds []string
-		for j := range c.Nodes {
+		for j := 0; j < c.Opts.Nodes; j++ {
 			if j != i {
 				seeds = append(seeds, c.Links[[2]int{i, j}].Addr())
 			}
@@ -222,11 +232,22 @@ func (c *Cluster) StartAll() {
 	c.T.Helper()
 	var idx []int
 	for i, n := range c.Nodes {
-		if !n.Running() {
+		if !n.Running() && (i < c.Opts.Nodes || n.Joined) {
 			idx = append(idx, i)
 		}
 	}
 	c.startNodes(idx)
+}
+
+// Join starts spare node i, which joins the running cluster (--join), and
+// waits for its READY.
+func (c *Cluster) Join(i int) {
+	c.T.Helper()
+	if i < c.Opts.Nodes {
+		c.T.Fatalf("join %s: not a spare node", c.Nodes[i].ID)
+	}
+	c.Nodes[i].Joined = true
+	c.startNodes([]int{i})
 }
 
 func (c *Cluster) startNodes(idx []int) {

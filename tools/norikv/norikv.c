@@ -6,6 +6,9 @@
  *   norikv ... get KEY [--consistency lease|linearizable|stale_ok]
  *   norikv ... del KEY [--if-match T.I] [--idempotency-key K]
  *   norikv ... cluster
+ *   norikv ... placement          the placement plan, moves in flight (docs/membership.md)
+ *   norikv ... drain [NODE]       drain NODE (default: the node at --addr); it then leaves
+ *   norikv ... remove NODE        remove a dead member for good; its replicas are re-created
  *   norikv ... bench [--clients N] [--seconds S] [--value-size B] [--puts PCT] [--keys N]
  *
  * It talks to one node (default 127.0.0.1:9001, or $NORIKV_ADDR); on a
@@ -38,6 +41,12 @@ static void usage(FILE *f)
             "  del KEY [--if-match TERM.INDEX] [--idempotency-key K]\n"
             "                                           delete a key\n"
             "  cluster                                  print the cluster view\n"
+            "  placement                                the placement plan and the moves in\n"
+            "                                           flight, with their progress\n"
+            "  drain [NODE]                             move every replica off NODE (default:\n"
+            "                                           the node at --addr); it then leaves\n"
+            "  remove NODE                              remove a dead member for good (its\n"
+            "                                           replicas are re-created elsewhere)\n"
             "  bench [--clients N] [--seconds S] [--value-size B] [--puts PCT] [--keys N]\n"
             "                                           a quick load test\n"
             "The address defaults to $NORIKV_ADDR, else 127.0.0.1:9001.\n"
@@ -327,6 +336,169 @@ static int cmd_cluster(void)
     return rc;
 }
 
+/* ----------------------------------------------------------- membership */
+
+/* The client address of member `name` from the view of the node at addr;
+ * false when unknown. */
+static bool member_addr(const char *name, char *out, size_t cap)
+{
+    Norikv__V1__ClusterView req = NORIKV__V1__CLUSTER_VIEW__INIT;
+    uint8_t buf[16];
+    size_t len = norikv__v1__cluster_view__pack(&req, buf);
+    struct rpc_client *c;
+    nk_status s = rpc_client_new(addr, &c);
+    if (!nk_ok(s)) {
+        fprintf(stderr, "norikv: %s\n", nk_status_msg(s));
+        exit(3);
+    }
+    struct rpc_client_result res;
+    rpc_client_first_message(c, "/norikv.v1.Meta/WatchCluster", buf, len, timeout_ms, &res);
+    rpc_client_free(c);
+    bool found = false;
+    Norikv__V1__ClusterView *v =
+        res.code == NK_CODE_OK ? norikv__v1__cluster_view__unpack(NULL, res.body.len, res.body.data)
+                               : NULL;
+    for (size_t i = 0; v && i < v->n_nodes && !found; i++)
+        if (!strcmp(v->nodes[i]->id, name) && v->nodes[i]->addr[0]) {
+            snprintf(out, cap, "%s", v->nodes[i]->addr);
+            found = true;
+        }
+    if (v)
+        norikv__v1__cluster_view__free_unpacked(v, NULL);
+    rpc_client_result_free(&res);
+    return found;
+}
+
+static int print_membership(const struct rpc_client_result *res)
+{
+    Norikv__V1__NodeMembership *m =
+        norikv__v1__node_membership__unpack(NULL, res->body.len, res->body.data);
+    if (!m) {
+        fprintf(stderr, "norikv: the server's answer is not a NodeMembership\n");
+        return 3;
+    }
+    printf("%s: %s%s, %u replica(s)\n", m->node_id, m->state, m->draining ? ", draining" : "",
+           m->replicas);
+    norikv__v1__node_membership__free_unpacked(m, NULL);
+    return 0;
+}
+
+static int cmd_drain(int argc, char **argv)
+{
+    if (argc > 1) {
+        usage(stderr);
+        return 2;
+    }
+    Norikv__V1__DrainNodeRequest req = NORIKV__V1__DRAIN_NODE_REQUEST__INIT;
+    char target[256];
+    if (argc == 1) {
+        req.node_id = argv[0];
+        /* DrainNode is answered by the node being drained */
+        if (!member_addr(argv[0], target, sizeof target)) {
+            fprintf(stderr, "norikv: no member named %s in the cluster view of %s\n", argv[0],
+                    addr);
+            return 1;
+        }
+        addr = target;
+    }
+    size_t len = norikv__v1__drain_node_request__get_packed_size(&req);
+    uint8_t *buf = nk_malloc(len + 1);
+    norikv__v1__drain_node_request__pack(&req, buf);
+    struct rpc_client_result res;
+    call("/norikv.v1.Admin/DrainNode", buf, len, &res);
+    free(buf);
+    int rc = res.code == NK_CODE_OK ? print_membership(&res) : report_error(&res);
+    rpc_client_result_free(&res);
+    return rc;
+}
+
+static int cmd_remove(int argc, char **argv)
+{
+    if (argc != 1) {
+        usage(stderr);
+        return 2;
+    }
+    Norikv__V1__RemoveNodeRequest req = NORIKV__V1__REMOVE_NODE_REQUEST__INIT;
+    req.node_id = argv[0];
+    size_t len = norikv__v1__remove_node_request__get_packed_size(&req);
+    uint8_t *buf = nk_malloc(len + 1);
+    norikv__v1__remove_node_request__pack(&req, buf);
+    struct rpc_client_result res;
+    call("/norikv.v1.Admin/RemoveNode", buf, len, &res);
+    free(buf);
+    int rc = res.code == NK_CODE_OK ? print_membership(&res) : report_error(&res);
+    rpc_client_result_free(&res);
+    return rc;
+}
+
+/* Prints a JSON document indented, one member per line. */
+static void print_json(const char *j)
+{
+    int depth = 0;
+    bool in_str = false;
+    for (const char *p = j; *p; p++) {
+        char ch = *p;
+        if (in_str) {
+            putchar(ch);
+            if (ch == '\\' && p[1])
+                putchar(*++p);
+            else if (ch == '"')
+                in_str = false;
+            continue;
+        }
+        if (ch == '"') {
+            in_str = true;
+            putchar(ch);
+        } else if (ch == '{' || ch == '[') {
+            if ((p[1] == '}' || p[1] == ']')) {
+                putchar(ch);
+                putchar(*++p);
+                continue;
+            }
+            printf("%c\n%*s", ch, 2 * ++depth, "");
+        } else if (ch == '}' || ch == ']') {
+            printf("\n%*s%c", 2 * --depth, "", ch);
+        } else if (ch == ',') {
+            printf(",\n%*s", 2 * depth, "");
+        } else if (ch == ':') {
+            printf(": ");
+        } else {
+            putchar(ch);
+        }
+    }
+    putchar('\n');
+}
+
+static int cmd_placement(int argc, char **argv)
+{
+    (void)argv;
+    if (argc != 0) {
+        usage(stderr);
+        return 2;
+    }
+    Norikv__V1__PlacementRequest req = NORIKV__V1__PLACEMENT_REQUEST__INIT;
+    uint8_t buf[8];
+    size_t len = norikv__v1__placement_request__pack(&req, buf);
+    struct rpc_client_result res;
+    call("/norikv.v1.Admin/GetPlacement", buf, len, &res);
+    int rc = 0;
+    if (res.code != NK_CODE_OK) {
+        rc = report_error(&res);
+    } else {
+        Norikv__V1__PlacementResponse *r =
+            norikv__v1__placement_response__unpack(NULL, res.body.len, res.body.data);
+        if (!r) {
+            fprintf(stderr, "norikv: the server's answer is not a PlacementResponse\n");
+            rc = 3;
+        } else {
+            print_json(r->json);
+            norikv__v1__placement_response__free_unpacked(r, NULL);
+        }
+    }
+    rpc_client_result_free(&res);
+    return rc;
+}
+
 /* ---------------------------------------------------------------- bench */
 
 struct bench_cfg {
@@ -500,6 +672,12 @@ int main(int argc, char **argv)
         return cmd_cluster();
     if (!strcmp(cmd, "bench"))
         return cmd_bench(rest, rargv);
+    if (!strcmp(cmd, "placement"))
+        return cmd_placement(rest, rargv);
+    if (!strcmp(cmd, "drain"))
+        return cmd_drain(rest, rargv);
+    if (!strcmp(cmd, "remove"))
+        return cmd_remove(rest, rargv);
     fprintf(stderr, "norikv: unknown command '%s'\n", cmd);
     usage(stderr);
     return 2;

@@ -2399,6 +2399,247 @@ func (x *WatchResponse) GetProgress() []*ShardRevision {
 	return nil
 }
 
+// (ext) The node to drain: its node_id; empty means the node asked.
+type DrainNodeRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	NodeId        string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DrainNodeRequest) Reset() {
+	*x = DrainNodeRequest{}
+	mi := &file_norikv_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DrainNodeRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DrainNodeRequest) ProtoMessage() {}
+
+func (x *DrainNodeRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_norikv_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DrainNodeRequest.ProtoReflect.Descriptor instead.
+func (*DrainNodeRequest) Descriptor() ([]byte, []int) {
+	return file_norikv_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *DrainNodeRequest) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+// (ext) The member to remove: its node_id.
+type RemoveNodeRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	NodeId        string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemoveNodeRequest) Reset() {
+	*x = RemoveNodeRequest{}
+	mi := &file_norikv_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemoveNodeRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemoveNodeRequest) ProtoMessage() {}
+
+func (x *RemoveNodeRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_norikv_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemoveNodeRequest.ProtoReflect.Descriptor instead.
+func (*RemoveNodeRequest) Descriptor() ([]byte, []int) {
+	return file_norikv_proto_rawDescGZIP(), []int{36}
+}
+
+func (x *RemoveNodeRequest) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+// (ext) A member's membership state after the request.
+type NodeMembership struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	NodeId        string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	State         string                 `protobuf:"bytes,2,opt,name=state,proto3" json:"state,omitempty"` // alive, suspect, dead, left
+	Draining      bool                   `protobuf:"varint,3,opt,name=draining,proto3" json:"draining,omitempty"`
+	Replicas      uint32                 `protobuf:"varint,4,opt,name=replicas,proto3" json:"replicas,omitempty"` // replicas it holds (as the answering node knows)
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NodeMembership) Reset() {
+	*x = NodeMembership{}
+	mi := &file_norikv_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NodeMembership) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NodeMembership) ProtoMessage() {}
+
+func (x *NodeMembership) ProtoReflect() protoreflect.Message {
+	mi := &file_norikv_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NodeMembership.ProtoReflect.Descriptor instead.
+func (*NodeMembership) Descriptor() ([]byte, []int) {
+	return file_norikv_proto_rawDescGZIP(), []int{37}
+}
+
+func (x *NodeMembership) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+func (x *NodeMembership) GetState() string {
+	if x != nil {
+		return x.State
+	}
+	return ""
+}
+
+func (x *NodeMembership) GetDraining() bool {
+	if x != nil {
+		return x.Draining
+	}
+	return false
+}
+
+func (x *NodeMembership) GetReplicas() uint32 {
+	if x != nil {
+		return x.Replicas
+	}
+	return 0
+}
+
+// (ext)
+type PlacementRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PlacementRequest) Reset() {
+	*x = PlacementRequest{}
+	mi := &file_norikv_proto_msgTypes[38]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PlacementRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PlacementRequest) ProtoMessage() {}
+
+func (x *PlacementRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_norikv_proto_msgTypes[38]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PlacementRequest.ProtoReflect.Descriptor instead.
+func (*PlacementRequest) Descriptor() ([]byte, []int) {
+	return file_norikv_proto_rawDescGZIP(), []int{38}
+}
+
+// (ext) docs/membership.md "The plan" describes the document.
+type PlacementResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Json          string                 `protobuf:"bytes,1,opt,name=json,proto3" json:"json,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PlacementResponse) Reset() {
+	*x = PlacementResponse{}
+	mi := &file_norikv_proto_msgTypes[39]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PlacementResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PlacementResponse) ProtoMessage() {}
+
+func (x *PlacementResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_norikv_proto_msgTypes[39]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PlacementResponse.ProtoReflect.Descriptor instead.
+func (*PlacementResponse) Descriptor() ([]byte, []int) {
+	return file_norikv_proto_rawDescGZIP(), []int{39}
+}
+
+func (x *PlacementResponse) GetJson() string {
+	if x != nil {
+		return x.Json
+	}
+	return ""
+}
+
 // (ext) Meta.WatchEvents: which events to send.
 type EventsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -2415,7 +2656,7 @@ type EventsRequest struct {
 
 func (x *EventsRequest) Reset() {
 	*x = EventsRequest{}
-	mi := &file_norikv_proto_msgTypes[35]
+	mi := &file_norikv_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2427,7 +2668,7 @@ func (x *EventsRequest) String() string {
 func (*EventsRequest) ProtoMessage() {}
 
 func (x *EventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_norikv_proto_msgTypes[35]
+	mi := &file_norikv_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2440,7 +2681,7 @@ func (x *EventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EventsRequest.ProtoReflect.Descriptor instead.
 func (*EventsRequest) Descriptor() ([]byte, []int) {
-	return file_norikv_proto_rawDescGZIP(), []int{35}
+	return file_norikv_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *EventsRequest) GetSince() uint64 {
@@ -2484,7 +2725,7 @@ type Event struct {
 
 func (x *Event) Reset() {
 	*x = Event{}
-	mi := &file_norikv_proto_msgTypes[36]
+	mi := &file_norikv_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2496,7 +2737,7 @@ func (x *Event) String() string {
 func (*Event) ProtoMessage() {}
 
 func (x *Event) ProtoReflect() protoreflect.Message {
-	mi := &file_norikv_proto_msgTypes[36]
+	mi := &file_norikv_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2509,7 +2750,7 @@ func (x *Event) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Event.ProtoReflect.Descriptor instead.
 func (*Event) Descriptor() ([]byte, []int) {
-	return file_norikv_proto_rawDescGZIP(), []int{36}
+	return file_norikv_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *Event) GetSeq() uint64 {
@@ -2812,7 +3053,19 @@ const file_norikv_proto_rawDesc = "" +
 	"\rWatchResponse\x12-\n" +
 	"\x06events\x18\x01 \x03(\v2\x15.norikv.v1.WatchEventR\x06events\x12\x16\n" +
 	"\x06shards\x18\x02 \x03(\rR\x06shards\x124\n" +
-	"\bprogress\x18\x03 \x03(\v2\x18.norikv.v1.ShardRevisionR\bprogress\";\n" +
+	"\bprogress\x18\x03 \x03(\v2\x18.norikv.v1.ShardRevisionR\bprogress\"+\n" +
+	"\x10DrainNodeRequest\x12\x17\n" +
+	"\anode_id\x18\x01 \x01(\tR\x06nodeId\",\n" +
+	"\x11RemoveNodeRequest\x12\x17\n" +
+	"\anode_id\x18\x01 \x01(\tR\x06nodeId\"w\n" +
+	"\x0eNodeMembership\x12\x17\n" +
+	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x14\n" +
+	"\x05state\x18\x02 \x01(\tR\x05state\x12\x1a\n" +
+	"\bdraining\x18\x03 \x01(\bR\bdraining\x12\x1a\n" +
+	"\breplicas\x18\x04 \x01(\rR\breplicas\"\x12\n" +
+	"\x10PlacementRequest\"'\n" +
+	"\x11PlacementResponse\x12\x12\n" +
+	"\x04json\x18\x01 \x01(\tR\x04json\";\n" +
 	"\rEventsRequest\x12\x14\n" +
 	"\x05since\x18\x01 \x01(\x04R\x05since\x12\x14\n" +
 	"\x05kinds\x18\x02 \x03(\tR\x05kinds\"\xa4\x03\n" +
@@ -2854,10 +3107,14 @@ const file_norikv_proto_rawDesc = "" +
 	"\x05Watch\x12\x17.norikv.v1.WatchRequest\x1a\x18.norikv.v1.WatchResponse0\x012\x85\x01\n" +
 	"\x04Meta\x12@\n" +
 	"\fWatchCluster\x12\x16.norikv.v1.ClusterView\x1a\x16.norikv.v1.ClusterView0\x01\x12;\n" +
-	"\vWatchEvents\x12\x18.norikv.v1.EventsRequest\x1a\x10.norikv.v1.Event0\x012\x81\x01\n" +
+	"\vWatchEvents\x12\x18.norikv.v1.EventsRequest\x1a\x10.norikv.v1.Event0\x012\xd8\x02\n" +
 	"\x05Admin\x12;\n" +
 	"\rTransferShard\x12\x14.norikv.v1.ShardInfo\x1a\x14.norikv.v1.ShardInfo\x12;\n" +
-	"\rSnapshotShard\x12\x14.norikv.v1.ShardInfo\x1a\x14.norikv.v1.ShardInfo2\xd9\x03\n" +
+	"\rSnapshotShard\x12\x14.norikv.v1.ShardInfo\x1a\x14.norikv.v1.ShardInfo\x12C\n" +
+	"\tDrainNode\x12\x1b.norikv.v1.DrainNodeRequest\x1a\x19.norikv.v1.NodeMembership\x12E\n" +
+	"\n" +
+	"RemoveNode\x12\x1c.norikv.v1.RemoveNodeRequest\x1a\x19.norikv.v1.NodeMembership\x12I\n" +
+	"\fGetPlacement\x12\x1b.norikv.v1.PlacementRequest\x1a\x1c.norikv.v1.PlacementResponse2\xd9\x03\n" +
 	"\x06Vector\x12X\n" +
 	"\vCreateIndex\x12#.norikv.v1.CreateVectorIndexRequest\x1a$.norikv.v1.CreateVectorIndexResponse\x12R\n" +
 	"\tDropIndex\x12!.norikv.v1.DropVectorIndexRequest\x1a\".norikv.v1.DropVectorIndexResponse\x12I\n" +
@@ -2880,7 +3137,7 @@ func file_norikv_proto_rawDescGZIP() []byte {
 }
 
 var file_norikv_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_norikv_proto_msgTypes = make([]protoimpl.MessageInfo, 40)
+var file_norikv_proto_msgTypes = make([]protoimpl.MessageInfo, 45)
 var file_norikv_proto_goTypes = []any{
 	(DistanceFunction)(0),             // 0: norikv.v1.DistanceFunction
 	(VectorIndexType)(0),              // 1: norikv.v1.VectorIndexType
@@ -2920,18 +3177,23 @@ var file_norikv_proto_goTypes = []any{
 	(*WatchRequest)(nil),              // 35: norikv.v1.WatchRequest
 	(*WatchEvent)(nil),                // 36: norikv.v1.WatchEvent
 	(*WatchResponse)(nil),             // 37: norikv.v1.WatchResponse
-	(*EventsRequest)(nil),             // 38: norikv.v1.EventsRequest
-	(*Event)(nil),                     // 39: norikv.v1.Event
-	nil,                               // 40: norikv.v1.PutResponse.MetaEntry
-	nil,                               // 41: norikv.v1.GetResponse.MetaEntry
-	nil,                               // 42: norikv.v1.CreateVectorIndexResponse.MetaEntry
+	(*DrainNodeRequest)(nil),          // 38: norikv.v1.DrainNodeRequest
+	(*RemoveNodeRequest)(nil),         // 39: norikv.v1.RemoveNodeRequest
+	(*NodeMembership)(nil),            // 40: norikv.v1.NodeMembership
+	(*PlacementRequest)(nil),          // 41: norikv.v1.PlacementRequest
+	(*PlacementResponse)(nil),         // 42: norikv.v1.PlacementResponse
+	(*EventsRequest)(nil),             // 43: norikv.v1.EventsRequest
+	(*Event)(nil),                     // 44: norikv.v1.Event
+	nil,                               // 45: norikv.v1.PutResponse.MetaEntry
+	nil,                               // 46: norikv.v1.GetResponse.MetaEntry
+	nil,                               // 47: norikv.v1.CreateVectorIndexResponse.MetaEntry
 }
 var file_norikv_proto_depIdxs = []int32{
 	3,  // 0: norikv.v1.PutRequest.if_match:type_name -> norikv.v1.Version
 	3,  // 1: norikv.v1.PutResponse.version:type_name -> norikv.v1.Version
-	40, // 2: norikv.v1.PutResponse.meta:type_name -> norikv.v1.PutResponse.MetaEntry
+	45, // 2: norikv.v1.PutResponse.meta:type_name -> norikv.v1.PutResponse.MetaEntry
 	3,  // 3: norikv.v1.GetResponse.version:type_name -> norikv.v1.Version
-	41, // 4: norikv.v1.GetResponse.meta:type_name -> norikv.v1.GetResponse.MetaEntry
+	46, // 4: norikv.v1.GetResponse.meta:type_name -> norikv.v1.GetResponse.MetaEntry
 	3,  // 5: norikv.v1.DeleteRequest.if_match:type_name -> norikv.v1.Version
 	3,  // 6: norikv.v1.DeleteResponse.version:type_name -> norikv.v1.Version
 	11, // 7: norikv.v1.ShardInfo.replicas:type_name -> norikv.v1.ShardReplica
@@ -2939,7 +3201,7 @@ var file_norikv_proto_depIdxs = []int32{
 	12, // 9: norikv.v1.ClusterView.shards:type_name -> norikv.v1.ShardInfo
 	0,  // 10: norikv.v1.CreateVectorIndexRequest.distance:type_name -> norikv.v1.DistanceFunction
 	1,  // 11: norikv.v1.CreateVectorIndexRequest.index_type:type_name -> norikv.v1.VectorIndexType
-	42, // 12: norikv.v1.CreateVectorIndexResponse.meta:type_name -> norikv.v1.CreateVectorIndexResponse.MetaEntry
+	47, // 12: norikv.v1.CreateVectorIndexResponse.meta:type_name -> norikv.v1.CreateVectorIndexResponse.MetaEntry
 	3,  // 13: norikv.v1.VectorInsertResponse.version:type_name -> norikv.v1.Version
 	14, // 14: norikv.v1.VectorSearchResponse.matches:type_name -> norikv.v1.VectorMatch
 	3,  // 15: norikv.v1.RangeEntry.version:type_name -> norikv.v1.Version
@@ -2964,33 +3226,39 @@ var file_norikv_proto_depIdxs = []int32{
 	32, // 34: norikv.v1.Kv.Batch:input_type -> norikv.v1.BatchRequest
 	35, // 35: norikv.v1.Kv.Watch:input_type -> norikv.v1.WatchRequest
 	13, // 36: norikv.v1.Meta.WatchCluster:input_type -> norikv.v1.ClusterView
-	38, // 37: norikv.v1.Meta.WatchEvents:input_type -> norikv.v1.EventsRequest
+	43, // 37: norikv.v1.Meta.WatchEvents:input_type -> norikv.v1.EventsRequest
 	12, // 38: norikv.v1.Admin.TransferShard:input_type -> norikv.v1.ShardInfo
 	12, // 39: norikv.v1.Admin.SnapshotShard:input_type -> norikv.v1.ShardInfo
-	15, // 40: norikv.v1.Vector.CreateIndex:input_type -> norikv.v1.CreateVectorIndexRequest
-	17, // 41: norikv.v1.Vector.DropIndex:input_type -> norikv.v1.DropVectorIndexRequest
-	19, // 42: norikv.v1.Vector.Insert:input_type -> norikv.v1.VectorInsertRequest
-	21, // 43: norikv.v1.Vector.Delete:input_type -> norikv.v1.VectorDeleteRequest
-	23, // 44: norikv.v1.Vector.Search:input_type -> norikv.v1.VectorSearchRequest
-	25, // 45: norikv.v1.Vector.Get:input_type -> norikv.v1.VectorGetRequest
-	5,  // 46: norikv.v1.Kv.Put:output_type -> norikv.v1.PutResponse
-	7,  // 47: norikv.v1.Kv.Get:output_type -> norikv.v1.GetResponse
-	9,  // 48: norikv.v1.Kv.Delete:output_type -> norikv.v1.DeleteResponse
-	30, // 49: norikv.v1.Kv.Range:output_type -> norikv.v1.RangeResponse
-	34, // 50: norikv.v1.Kv.Batch:output_type -> norikv.v1.BatchResponse
-	37, // 51: norikv.v1.Kv.Watch:output_type -> norikv.v1.WatchResponse
-	13, // 52: norikv.v1.Meta.WatchCluster:output_type -> norikv.v1.ClusterView
-	39, // 53: norikv.v1.Meta.WatchEvents:output_type -> norikv.v1.Event
-	12, // 54: norikv.v1.Admin.TransferShard:output_type -> norikv.v1.ShardInfo
-	12, // 55: norikv.v1.Admin.SnapshotShard:output_type -> norikv.v1.ShardInfo
-	16, // 56: norikv.v1.Vector.CreateIndex:output_type -> norikv.v1.CreateVectorIndexResponse
-	18, // 57: norikv.v1.Vector.DropIndex:output_type -> norikv.v1.DropVectorIndexResponse
-	20, // 58: norikv.v1.Vector.Insert:output_type -> norikv.v1.VectorInsertResponse
-	22, // 59: norikv.v1.Vector.Delete:output_type -> norikv.v1.VectorDeleteResponse
-	24, // 60: norikv.v1.Vector.Search:output_type -> norikv.v1.VectorSearchResponse
-	26, // 61: norikv.v1.Vector.Get:output_type -> norikv.v1.VectorGetResponse
-	46, // [46:62] is the sub-list for method output_type
-	30, // [30:46] is the sub-list for method input_type
+	38, // 40: norikv.v1.Admin.DrainNode:input_type -> norikv.v1.DrainNodeRequest
+	39, // 41: norikv.v1.Admin.RemoveNode:input_type -> norikv.v1.RemoveNodeRequest
+	41, // 42: norikv.v1.Admin.GetPlacement:input_type -> norikv.v1.PlacementRequest
+	15, // 43: norikv.v1.Vector.CreateIndex:input_type -> norikv.v1.CreateVectorIndexRequest
+	17, // 44: norikv.v1.Vector.DropIndex:input_type -> norikv.v1.DropVectorIndexRequest
+	19, // 45: norikv.v1.Vector.Insert:input_type -> norikv.v1.VectorInsertRequest
+	21, // 46: norikv.v1.Vector.Delete:input_type -> norikv.v1.VectorDeleteRequest
+	23, // 47: norikv.v1.Vector.Search:input_type -> norikv.v1.VectorSearchRequest
+	25, // 48: norikv.v1.Vector.Get:input_type -> norikv.v1.VectorGetRequest
+	5,  // 49: norikv.v1.Kv.Put:output_type -> norikv.v1.PutResponse
+	7,  // 50: norikv.v1.Kv.Get:output_type -> norikv.v1.GetResponse
+	9,  // 51: norikv.v1.Kv.Delete:output_type -> norikv.v1.DeleteResponse
+	30, // 52: norikv.v1.Kv.Range:output_type -> norikv.v1.RangeResponse
+	34, // 53: norikv.v1.Kv.Batch:output_type -> norikv.v1.BatchResponse
+	37, // 54: norikv.v1.Kv.Watch:output_type -> norikv.v1.WatchResponse
+	13, // 55: norikv.v1.Meta.WatchCluster:output_type -> norikv.v1.ClusterView
+	44, // 56: norikv.v1.Meta.WatchEvents:output_type -> norikv.v1.Event
+	12, // 57: norikv.v1.Admin.TransferShard:output_type -> norikv.v1.ShardInfo
+	12, // 58: norikv.v1.Admin.SnapshotShard:output_type -> norikv.v1.ShardInfo
+	40, // 59: norikv.v1.Admin.DrainNode:output_type -> norikv.v1.NodeMembership
+	40, // 60: norikv.v1.Admin.RemoveNode:output_type -> norikv.v1.NodeMembership
+	42, // 61: norikv.v1.Admin.GetPlacement:output_type -> norikv.v1.PlacementResponse
+	16, // 62: norikv.v1.Vector.CreateIndex:output_type -> norikv.v1.CreateVectorIndexResponse
+	18, // 63: norikv.v1.Vector.DropIndex:output_type -> norikv.v1.DropVectorIndexResponse
+	20, // 64: norikv.v1.Vector.Insert:output_type -> norikv.v1.VectorInsertResponse
+	22, // 65: norikv.v1.Vector.Delete:output_type -> norikv.v1.VectorDeleteResponse
+	24, // 66: norikv.v1.Vector.Search:output_type -> norikv.v1.VectorSearchResponse
+	26, // 67: norikv.v1.Vector.Get:output_type -> norikv.v1.VectorGetResponse
+	49, // [49:68] is the sub-list for method output_type
+	30, // [30:49] is the sub-list for method input_type
 	30, // [30:30] is the sub-list for extension type_name
 	30, // [30:30] is the sub-list for extension extendee
 	0,  // [0:30] is the sub-list for field type_name
@@ -3007,7 +3275,7 @@ func file_norikv_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_norikv_proto_rawDesc), len(file_norikv_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   40,
+			NumMessages:   45,
 			NumExtensions: 0,
 			NumServices:   4,
 		},

@@ -479,6 +479,9 @@ var Meta_ServiceDesc = grpc.ServiceDesc{
 const (
 	Admin_TransferShard_FullMethodName = "/norikv.v1.Admin/TransferShard"
 	Admin_SnapshotShard_FullMethodName = "/norikv.v1.Admin/SnapshotShard"
+	Admin_DrainNode_FullMethodName     = "/norikv.v1.Admin/DrainNode"
+	Admin_RemoveNode_FullMethodName    = "/norikv.v1.Admin/RemoveNode"
+	Admin_GetPlacement_FullMethodName  = "/norikv.v1.Admin/GetPlacement"
 )
 
 // AdminClient is the client API for Admin service.
@@ -487,6 +490,16 @@ const (
 type AdminClient interface {
 	TransferShard(ctx context.Context, in *ShardInfo, opts ...grpc.CallOption) (*ShardInfo, error)
 	SnapshotShard(ctx context.Context, in *ShardInfo, opts ...grpc.CallOption) (*ShardInfo, error)
+	// (ext) Membership (docs/membership.md). DrainNode is answered by the node
+	// being drained: its replicas move to the others, then it leaves.
+	DrainNode(ctx context.Context, in *DrainNodeRequest, opts ...grpc.CallOption) (*NodeMembership, error)
+	// (ext) Removes a member SWIM holds dead for good: its replicas are
+	// re-created on the others now, without waiting for
+	// cluster.dead_node_timeout. Any member answers.
+	RemoveNode(ctx context.Context, in *RemoveNodeRequest, opts ...grpc.CallOption) (*NodeMembership, error)
+	// (ext) The placement plan as this node sees it (the JSON document of
+	// GET /meta/placement).
+	GetPlacement(ctx context.Context, in *PlacementRequest, opts ...grpc.CallOption) (*PlacementResponse, error)
 }
 
 type adminClient struct {
@@ -517,12 +530,52 @@ func (c *adminClient) SnapshotShard(ctx context.Context, in *ShardInfo, opts ...
 	return out, nil
 }
 
+func (c *adminClient) DrainNode(ctx context.Context, in *DrainNodeRequest, opts ...grpc.CallOption) (*NodeMembership, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(NodeMembership)
+	err := c.cc.Invoke(ctx, Admin_DrainNode_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminClient) RemoveNode(ctx context.Context, in *RemoveNodeRequest, opts ...grpc.CallOption) (*NodeMembership, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(NodeMembership)
+	err := c.cc.Invoke(ctx, Admin_RemoveNode_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminClient) GetPlacement(ctx context.Context, in *PlacementRequest, opts ...grpc.CallOption) (*PlacementResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(PlacementResponse)
+	err := c.cc.Invoke(ctx, Admin_GetPlacement_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AdminServer is the server API for Admin service.
 // All implementations must embed UnimplementedAdminServer
 // for forward compatibility.
 type AdminServer interface {
 	TransferShard(context.Context, *ShardInfo) (*ShardInfo, error)
 	SnapshotShard(context.Context, *ShardInfo) (*ShardInfo, error)
+	// (ext) Membership (docs/membership.md). DrainNode is answered by the node
+	// being drained: its replicas move to the others, then it leaves.
+	DrainNode(context.Context, *DrainNodeRequest) (*NodeMembership, error)
+	// (ext) Removes a member SWIM holds dead for good: its replicas are
+	// re-created on the others now, without waiting for
+	// cluster.dead_node_timeout. Any member answers.
+	RemoveNode(context.Context, *RemoveNodeRequest) (*NodeMembership, error)
+	// (ext) The placement plan as this node sees it (the JSON document of
+	// GET /meta/placement).
+	GetPlacement(context.Context, *PlacementRequest) (*PlacementResponse, error)
 	mustEmbedUnimplementedAdminServer()
 }
 
@@ -538,6 +591,15 @@ func (UnimplementedAdminServer) TransferShard(context.Context, *ShardInfo) (*Sha
 }
 func (UnimplementedAdminServer) SnapshotShard(context.Context, *ShardInfo) (*ShardInfo, error) {
 	return nil, status.Error(codes.Unimplemented, "method SnapshotShard not implemented")
+}
+func (UnimplementedAdminServer) DrainNode(context.Context, *DrainNodeRequest) (*NodeMembership, error) {
+	return nil, status.Error(codes.Unimplemented, "method DrainNode not implemented")
+}
+func (UnimplementedAdminServer) RemoveNode(context.Context, *RemoveNodeRequest) (*NodeMembership, error) {
+	return nil, status.Error(codes.Unimplemented, "method RemoveNode not implemented")
+}
+func (UnimplementedAdminServer) GetPlacement(context.Context, *PlacementRequest) (*PlacementResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetPlacement not implemented")
 }
 func (UnimplementedAdminServer) mustEmbedUnimplementedAdminServer() {}
 func (UnimplementedAdminServer) testEmbeddedByValue()               {}
@@ -596,6 +658,60 @@ func _Admin_SnapshotShard_Handler(srv interface{}, ctx context.Context, dec func
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Admin_DrainNode_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DrainNodeRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServer).DrainNode(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Admin_DrainNode_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServer).DrainNode(ctx, req.(*DrainNodeRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Admin_RemoveNode_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RemoveNodeRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServer).RemoveNode(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Admin_RemoveNode_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServer).RemoveNode(ctx, req.(*RemoveNodeRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Admin_GetPlacement_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(PlacementRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServer).GetPlacement(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Admin_GetPlacement_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServer).GetPlacement(ctx, req.(*PlacementRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Admin_ServiceDesc is the grpc.ServiceDesc for Admin service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -610,6 +726,18 @@ var Admin_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "SnapshotShard",
 			Handler:    _Admin_SnapshotShard_Handler,
+		},
+		{
+			MethodName: "DrainNode",
+			Handler:    _Admin_DrainNode_Handler,
+		},
+		{
+			MethodName: "RemoveNode",
+			Handler:    _Admin_RemoveNode_Handler,
+		},
+		{
+			MethodName: "GetPlacement",
+			Handler:    _Admin_GetPlacement_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

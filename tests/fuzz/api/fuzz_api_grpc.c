@@ -32,10 +32,12 @@ static const char *const METHODS[] = {
     "/norikv.v1.Vector/Search",   "/norikv.v1.Meta/WatchEvents",
     "/norikv.v1.Kv/Increment",    "/norikv.v1.Kv/Range",
     "/norikv.v1.Kv/Batch",        "/norikv.v1.Kv/Watch",
+    "/norikv.v1.Admin/DrainNode", "/norikv.v1.Admin/RemoveNode",
+    "/norikv.v1.Admin/GetPlacement",
 };
 enum {
     M_PUT, M_GET, M_DELETE, M_WATCH, M_TRANSFER, M_SNAPSHOT, M_VECTOR, M_EVENTS, M_UNKNOWN,
-    M_RANGE, M_BATCH, M_KVWATCH, M_COUNT
+    M_RANGE, M_BATCH, M_KVWATCH, M_DRAIN, M_REMOVE, M_PLACEMENT, M_COUNT
 };
 
 static struct node *g_node;
@@ -205,6 +207,14 @@ static void on_event(void *ctx, const struct rpc_local_event *ev)
             r = &g->base;
             break;
         }
+        case M_PLACEMENT: {
+            Norikv__V1__PlacementResponse *g =
+                norikv__v1__placement_response__unpack(NULL, ev->len, ev->data);
+            NK_ASSERT(g && g->json && g->json[0] == '{');
+            r = &g->base;
+            break;
+        }
+        /* DrainNode and RemoveNode: a one-node cluster refuses both */
         default: NK_ASSERT(!"this method never answers OK");
         }
         NK_ASSERT(r);
@@ -293,9 +303,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 /* Valid requests to start from: the driver mutates these. */
 size_t LLVMFuzzerSeedCorpus(const uint8_t ***out, const size_t **lens)
 {
-    static const uint8_t *seeds[12];
-    static size_t sl[12];
-    static uint8_t bufs[12][256];
+    static const uint8_t *seeds[16];
+    static size_t sl[16];
+    static uint8_t bufs[16][256];
     size_t n = 0;
     Norikv__V1__Version v = NORIKV__V1__VERSION__INIT;
     v.term = 1;
@@ -342,6 +352,14 @@ size_t LLVMFuzzerSeedCorpus(const uint8_t ***out, const size_t **lens)
     wr.n_from = 1;
     wr.from = frmp;
     SEED(M_KVWATCH, 0, watch_request, wr);
+    Norikv__V1__DrainNodeRequest dr = NORIKV__V1__DRAIN_NODE_REQUEST__INIT;
+    dr.node_id = "node-1";
+    SEED(M_DRAIN, 0, drain_node_request, dr);
+    Norikv__V1__RemoveNodeRequest rm = NORIKV__V1__REMOVE_NODE_REQUEST__INIT;
+    rm.node_id = "node-2";
+    SEED(M_REMOVE, 0, remove_node_request, rm);
+    Norikv__V1__PlacementRequest pr = NORIKV__V1__PLACEMENT_REQUEST__INIT;
+    SEED(M_PLACEMENT, 0, placement_request, pr);
     Norikv__V1__ShardInfo si = NORIKV__V1__SHARD_INFO__INIT;
     si.id = 3;
     SEED(M_TRANSFER, 0, shard_info, si);

@@ -31,6 +31,9 @@ static const ProtobufCMessageDescriptor *const requests[] = {
     &norikv__v1__batch_request__descriptor, /* Kv.Batch (ext) */
     &norikv__v1__watch_request__descriptor, /* Kv.Watch (ext) */
     &norikv__v1__events_request__descriptor, /* Meta.WatchEvents (ext) */
+    &norikv__v1__drain_node_request__descriptor,  /* Admin.DrainNode (ext) */
+    &norikv__v1__remove_node_request__descriptor, /* Admin.RemoveNode (ext) */
+    &norikv__v1__placement_request__descriptor,   /* Admin.GetPlacement (ext) */
 };
 
 static void dump(const char *what, const uint8_t *p, size_t n)
