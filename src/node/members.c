@@ -21,6 +21,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "transport/transport.h"
 
@@ -373,7 +374,15 @@ nk_status node_members_join(struct node *n, bool found)
                                   n->cluster_id, addr, name, cid);
         return NK_OK; /* already a member of that cluster */
     }
-    n->self_id = node_raft_id_for(n->name);
+    /* A joining node's id is its own, not its name's: a node that comes
+     * back with an empty data directory under the same name is a new member
+     * (its predecessor's acknowledgements are gone with its disk, so it must
+     * never count as that voter), and the old one is retired when the new
+     * one's INFO names it (peers.c). */
+    uint64_t seed[3] = {nk_wall_ms(), nk_mono_ns(), (uint64_t)getpid()};
+    char tagged[192];
+    snprintf(tagged, sizeof tagged, "%s#%016" PRIx64, n->name, nk_xxhash64(seed, sizeof seed));
+    n->self_id = node_raft_id_for(tagged);
     n->n_members = 1;
     n->members[0] = (struct member){.id = n->self_id, .up = true};
     snprintf(n->members[0].name, sizeof n->members[0].name, "%s", n->name);

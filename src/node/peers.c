@@ -109,6 +109,13 @@ static void on_info(struct node *n, uint64_t from, const uint8_t *p, size_t len)
     }
     pthread_mutex_lock(&n->vmu);
     int i = node_member_index(n, from);
+    uint64_t replaced = 0;
+    for (uint32_t k = 0; i >= 0 && k < n->n_members; k++) {
+        const struct member *o = &n->members[k];
+        if (o->id != from && o->id != n->self_id && o->swim_state != SWIM_LEFT &&
+            strlen(o->name) == name.len && memcmp(o->name, name.data, name.len) == 0)
+            replaced = o->id; /* the same name under a new id: it came back without its data */
+    }
     if (i >= 0) {
         struct member *m = &n->members[i];
         if (strlen(m->name) != name.len || memcmp(m->name, name.data, name.len) != 0)
@@ -126,6 +133,10 @@ static void on_info(struct node *n, uint64_t from, const uint8_t *p, size_t len)
         n->view_local++;
     }
     pthread_mutex_unlock(&n->vmu);
+    if (replaced)
+        node_member_mark_left(n, replaced,
+                              "a new member took its name: it came back with an empty data "
+                              "directory");
 }
 
 /* ALIVE: one byte, sent by the loop to every peer each tick (quiesce.c). */
@@ -424,6 +435,9 @@ static void step_frame(struct node *n, const struct inbound *in)
             goto bad; /* a peer speaks only for itself, to us */
         if (!g->r && !node_replica_create(n, (uint32_t)shard, &m, in->from))
             continue; /* not a replica here (any more), and not one being added */
+        if ((m.type == RAFT_MSG_VOTE || m.type == RAFT_MSG_PREVOTE) &&
+            !node_conf_lists(raft_conf(g->r), n->self_id))
+            continue; /* a replica not initialized yet (no state from its leader) never votes */
         /* a message wakes a quiet group, except a heartbeat response to a
          * quiet leader (the late answer to its last heartbeat) */
         g->quiet_ticks = 0;

@@ -104,6 +104,9 @@ func waitPlaced(t *testing.T, c *Cluster, members []int, within time.Duration) {
 				break
 			}
 			for _, m := range d.Members {
+				if m.State == "left" && m.Replicas == 0 {
+					continue // retired (a drained node, or one replaced under its name)
+				}
 				if (m.Replicas > 0) != want[m.Name] || m.Replicas != m.Planned {
 					ok = false
 					last = fmt.Sprintf("%s sees %s (%s) with %d replicas, %d planned", d.Node, m.Name,
@@ -279,4 +282,102 @@ func TestJoiningNodeOfAnotherShapeOrClusterIsRefusedSayingWhy(t *testing.T) {
 	if len(v.Nodes) != 3 {
 		t.Fatalf("the cluster lists %d nodes after the refused joins", len(v.Nodes))
 	}
+}
+
+// A member SIGKILLed and left dead: once cluster.dead_node_timeout has
+// passed, the survivors re-create its replicas and every shard is back at
+// RF 3 on them while writes go on; it comes back with its stale data and
+// gets its share back (its removed replicas deleted); a member that comes
+// back with an empty data directory joins as a new member, its old self is
+// retired; no acknowledged write is lost through any of it.
+func TestDeadNodeIsReplacedAfterTheTimeoutAndReturnsStaleOrEmptyWithoutLoss(t *testing.T) {
+	const shards = 64
+	c := Start(t, Options{Nodes: 3, Spare: 1, TotalShards: shards,
+		ExtraArgs: append([]string{"--cluster-dead-node-timeout", "3s",
+			"--cluster-max-concurrent-moves", "64"}, clusterArgs()...)})
+	c.StableView(formTimeout)
+	c.Join(3)
+	all := []int{0, 1, 2, 3}
+	waitPlaced(t, c, all, 2*time.Minute)
+	r := NewRouter(c)
+	r.LearnView(c.StableView(formTimeout))
+	a := newAcks()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan int)
+	go func() { // fresh keys on every shard while nodes die and return
+		n, ok := 0, 0
+		for ctx.Err() == nil {
+			if writeFresh(r, a, "dead-", uint32(n%shards), n, 2*time.Second) {
+				ok++
+			}
+			n++
+		}
+		done <- ok
+	}()
+	stop := func() int {
+		if ctx.Err() != nil {
+			return -1
+		}
+		cancel()
+		return <-done
+	}
+	defer stop()
+
+	// n1 dies and stays dead: the others take over its replicas
+	t0 := time.Now()
+	c.Nodes[0].Kill()
+	waitPlaced(t, c, []int{1, 2, 3}, 2*time.Minute)
+	t.Logf("n1 killed: every shard back at RF 3 on n2, n3, n4 after %v",
+		time.Since(t0).Round(100*time.Millisecond))
+	v := c.StableView(formTimeout)
+	for _, s := range v.Shards {
+		if len(s.Replicas) != 3 {
+			t.Fatalf("shard %d has %d replicas after the replacement", s.Id, len(s.Replicas))
+		}
+		for _, rep := range s.Replicas {
+			if rep.NodeId == "n1" {
+				t.Fatalf("shard %d still lists the dead n1", s.Id)
+			}
+		}
+	}
+
+	// n1 returns with its stale data: a member again, it gets its share back
+	t0 = time.Now()
+	c.Restart(0)
+	waitPlaced(t, c, all, 2*time.Minute)
+	t.Logf("n1 back with stale data: placement settled on 4 nodes after %v",
+		time.Since(t0).Round(100*time.Millisecond))
+
+	// n4 loses its disk: it joins again as a new member under its name
+	t0 = time.Now()
+	c.Nodes[3].Kill()
+	if err := os.RemoveAll(c.Nodes[3].DataDir); err != nil {
+		t.Fatal(err)
+	}
+	c.Join(3)
+	waitPlaced(t, c, all, 2*time.Minute)
+	t.Logf("n4 back with an empty data directory: settled after %v",
+		time.Since(t0).Round(100*time.Millisecond))
+	d, err := placement(c, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n4s := 0
+	for _, m := range d.Members {
+		if m.Name == "n4" {
+			n4s++
+			if m.State != "left" && m.State != "alive" {
+				t.Fatalf("n4's entries: %+v", d.Members)
+			}
+		}
+	}
+	if n4s != 2 {
+		t.Fatalf("want the retired n4 and the new one, got %+v", d.Members)
+	}
+	acked := stop()
+	t.Logf("%d fresh writes acknowledged through the changes", acked)
+	if acked < 50 {
+		t.Fatalf("only %d writes acknowledged", acked)
+	}
+	verifyAcked(t, r, a, 30*time.Second)
 }
