@@ -94,6 +94,12 @@ bench-observe: build
 	else echo "bench-observe: not built yet"; fi
 
 # SWIM failure detection in simulation: detection time, load, false positives.
+# Time to add a fourth node to a 3-node cluster holding 2 GB and to drain
+# it, with client p99 during the moves against before (docs/membership.md).
+.PHONY: bench-membership
+bench-membership: build
+	bench/membership/run.sh $(BUILD) $(ARGS)
+
 .PHONY: bench-swim
 bench-swim: build
 	@if [ -x $(BUILD)/bench/bench_swim ]; then $(BUILD)/bench/bench_swim $(ARGS); \

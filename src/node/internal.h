@@ -485,6 +485,16 @@ void node_peers_announce(struct node *n);
 void node_peers_push_internal(struct node *n, uint64_t from, const uint8_t *data, size_t len);
 nk_status node_peers_add_members(struct node *n);
 void node_peers_set_cluster_id(struct node *n);
+/* One entry of a LEADS2 frame (docs/format/node-frames.md), decoded from
+ * untrusted bytes; false (r->bad set) on anything malformed. The blobs point
+ * into the frame; latest equals applied when no change is in flight. */
+struct node_leads2_entry {
+    uint64_t shard, term;
+    bool more;
+    struct nk_slice applied_blob, latest_blob;
+    struct raft_conf_state applied, latest;
+};
+bool node_leads2_next(struct nk_reader *r, uint32_t nshards, struct node_leads2_entry *e);
 void node_peers_send_leads(struct node *n); /* loop: tell peers the shards we lead */
 
 /* vector.c: the vector state machine beside KV */

@@ -15,6 +15,8 @@
 
 void node_mark_dirty(struct node *n, struct group *g)
 {
+    if (!g->r)
+        return; /* no replica here (any more: replica.c deleted it) */
     if (!g->dirty) {
         g->dirty = true;
         n->dirty[n->ndirty++] = g->id;

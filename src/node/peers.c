@@ -202,6 +202,28 @@ void node_peers_send_leads(struct node *n)
  * configuration lists was removed while it could not hear of it: the loop
  * deletes it (replica.c).
  */
+bool node_leads2_next(struct nk_reader *r, uint32_t nshards, struct node_leads2_entry *e)
+{
+    uint8_t more = 0;
+    memset(e, 0, sizeof *e);
+    nk_reader_varint64(r, &e->shard);
+    nk_reader_varint64(r, &e->term);
+    nk_reader_lenbytes(r, 4096, &e->applied_blob);
+    nk_reader_u8(r, &more);
+    if (more == 1)
+        nk_reader_lenbytes(r, 4096, &e->latest_blob);
+    e->more = more == 1;
+    if (r->bad || e->shard >= nshards || more > 1 ||
+        !node_conf_decode(e->applied_blob.data, e->applied_blob.len, &e->applied) ||
+        (e->more && !node_conf_decode(e->latest_blob.data, e->latest_blob.len, &e->latest))) {
+        r->bad = true;
+        return false;
+    }
+    if (!e->more)
+        e->latest = e->applied;
+    return true;
+}
+
 static void on_leads2(struct node *n, uint64_t from, const uint8_t *p, size_t len)
 {
     struct nk_reader r;
@@ -213,27 +235,18 @@ static void on_leads2(struct node *n, uint64_t from, const uint8_t *p, size_t le
     struct nk_buf gc;
     nk_buf_init(&gc);
     for (uint64_t k = 0; k < count && !r.bad; k++) {
-        uint64_t shard = 0, term = 0;
-        uint8_t more = 0;
-        struct nk_slice ab, lb = {0};
-        nk_reader_varint64(&r, &shard);
-        nk_reader_varint64(&r, &term);
-        nk_reader_lenbytes(&r, 4096, &ab);
-        nk_reader_u8(&r, &more);
-        if (more == 1)
-            nk_reader_lenbytes(&r, 4096, &lb);
-        struct raft_conf_state ac, lc;
-        if (r.bad || shard >= n->nshards || more > 1 || !node_conf_decode(ab.data, ab.len, &ac) ||
-            (more && !node_conf_decode(lb.data, lb.len, &lc))) {
-            r.bad = true;
+        struct node_leads2_entry e;
+        if (!node_leads2_next(&r, n->nshards, &e))
             break;
-        }
+        uint64_t shard = e.shard, term = e.term;
+        const struct raft_conf_state ac = e.applied;
+        struct nk_slice ab = e.applied_blob;
         if (nlisted < n->nshards)
             listed[nlisted++] = (uint32_t)shard;
         struct shard_pub *sp = &n->pub[shard];
         bool hosted = atomic_load_explicit(&sp->hosted, memory_order_acquire);
         if (hosted) {
-            if (!node_conf_lists(&ac, n->self_id) && (!more || !node_conf_lists(&lc, n->self_id))) {
+            if (!node_conf_lists(&ac, n->self_id) && !node_conf_lists(&e.latest, n->self_id)) {
                 nk_buf_clear(&gc);
                 nk_buf_put_u8(&gc, NODE_INBOUND_GC);
                 nk_buf_put_varint64(&gc, shard);

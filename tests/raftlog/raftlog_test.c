@@ -219,6 +219,58 @@ NK_TEST(compaction_with_a_different_term_drops_the_whole_log)
     raftlog_close(l);
 }
 
+/* A replica deleted from this node (docs/membership.md): RESET forgets its
+ * entries, hard state and compaction point, now and after a reopen; a later
+ * replica of the same group starts at index 0 (a snapshot's compaction
+ * point, then its entries), and the other groups are untouched. */
+NK_TEST(a_reset_group_is_forgotten_across_reopen_and_can_start_again_from_nothing)
+{
+    struct raftlog_options o;
+    small_opts(&o);
+    struct raftlog *l;
+    NK_REQUIRE_OK(raftlog_open(logdir(), &o, &l));
+    struct raftlog_batch *b = raftlog_batch_new();
+    for (uint32_t g = 1; g <= 2; g++) {
+        add_entries(b, g, 1, 40, 2);
+        struct raftlog_hardstate hs = {2, 7, 30};
+        raftlog_batch_hardstate(b, g, &hs);
+    }
+    raftlog_batch_compact(b, 1, 10, 2, nk_slice_str("conf-1"));
+    NK_REQUIRE_OK(raftlog_write(l, b));
+    raftlog_batch_clear(b);
+    raftlog_batch_reset(b, 1);
+    NK_REQUIRE_OK(raftlog_write(l, b));
+    for (int reopen = 0; reopen < 2; reopen++) {
+        uint64_t ci = 9, ct = 9;
+        struct nk_buf conf;
+        nk_buf_init(&conf);
+        raftlog_get_compacted(l, 1, &ci, &ct, &conf);
+        struct raftlog_hardstate hs;
+        raftlog_get_hardstate(l, 1, &hs);
+        NK_CHECK(ci == 0 && ct == 0 && conf.len == 0);
+        NK_CHECK(hs.term == 0 && hs.vote == 0 && hs.commit == 0);
+        NK_CHECK(raftlog_last_index(l, 1) == 0);
+        nk_buf_free(&conf);
+        /* group 2 kept everything */
+        NK_CHECK(raftlog_last_index(l, 2) == 40 && check_range(l, 2, 1, 41, 2));
+        raftlog_get_hardstate(l, 2, &hs);
+        NK_CHECK(hs.term == 2 && hs.vote == 7 && hs.commit == 30);
+        raftlog_close(l);
+        NK_REQUIRE_OK(raftlog_open(logdir(), &o, &l));
+    }
+    /* a new replica of group 1: a snapshot at 25 (term 5), then entries */
+    raftlog_batch_clear(b);
+    raftlog_batch_compact(b, 1, 25, 5, nk_slice_str("conf-new"));
+    add_entries(b, 1, 26, 30, 5);
+    NK_REQUIRE_OK(raftlog_write(l, b));
+    raftlog_close(l);
+    NK_REQUIRE_OK(raftlog_open(logdir(), &o, &l));
+    NK_CHECK(raftlog_first_index(l, 1) == 26 && raftlog_last_index(l, 1) == 30);
+    NK_CHECK(check_range(l, 1, 26, 31, 5));
+    raftlog_batch_free(b);
+    raftlog_close(l);
+}
+
 NK_TEST(gc_deletes_segments_nothing_needs_and_keeps_hard_states)
 {
     struct raftlog_options o;
