@@ -33,6 +33,7 @@
 #include <inttypes.h>
 
 #include "placement/placement.h"
+#include "transport/transport.h"
 
 /* A learner counts as caught up once its log is this close to the leader's. */
 #define CAUGHT_UP_SLACK 64
@@ -350,6 +351,21 @@ nk_status node_drain(struct node *n)
                               "its shards");
     pthread_mutex_lock(&n->vmu);
     bool was = n->draining;
+    /* the others must be enough for every shard's replication factor: a
+     * drain never lowers it (add a node first, or remove a dead one) */
+    uint64_t ids[NODE_MAX_MEMBERS];
+    uint32_t others = 0;
+    uint32_t k = placement_members(n, nk_mono_ms(), ids);
+    for (uint32_t i = 0; i < k; i++)
+        others += ids[i] != n->self_id;
+    if (!was && others < n->rf) {
+        uint32_t rf = n->rf;
+        pthread_mutex_unlock(&n->vmu);
+        return nk_status_make(NK_FAILED_PRECONDITION,
+                              "draining this node would leave %u node(s) for replication factor "
+                              "%u: add a node first",
+                              others, rf);
+    }
     n->draining = true;
     n->view_local++;
     pthread_mutex_unlock(&n->vmu);
@@ -393,6 +409,11 @@ void node_member_mark_left(struct node *n, uint64_t id, const char *why)
     if (!changed)
         return;
     atomic_store_explicit(&n->members_dirty, true, memory_order_release);
+    if (n->tp) {
+        /* no session with it any more: a process that comes back is not let in */
+        nk_status ts = transport_remove_peer(n->tp, id);
+        nk_status_free(&ts);
+    }
     NK_INFO(MODULE, "member %s removed from the cluster (%s)", name, why);
     struct obs_event_attrs at = {0};
     obs_attrs_set_node(&at, name);

@@ -18,6 +18,8 @@ import (
 	"time"
 
 	pb "github.com/norikv/norikv-go/proto"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 type placementMember struct {
@@ -240,8 +242,9 @@ func TestClusterGrowsFrom3To5AndShrinksTo3UnderLoadLinearizablyWithNearMinimalMo
 
 // A node configured with another total_shards is refused by the member it
 // joins through, and a data directory of another cluster (here a one-node
-// server's) is refused too; both exit naming the reason.
-func TestJoiningNodeOfAnotherShapeOrClusterIsRefusedSayingWhy(t *testing.T) {
+// server's) is refused too; both exit naming the reason. Draining a member
+// of a 3-node cluster at RF 3 is refused: it would lower the replica count.
+func TestJoinOfAnotherShapeOrClusterAndADrainBelowRFAreRefusedSayingWhy(t *testing.T) {
 	c := Start(t, Options{Nodes: 3, TotalShards: clusterShards, ExtraArgs: clusterArgs()})
 	c.StableView(formTimeout)
 	dir := t.TempDir()
@@ -280,6 +283,11 @@ func TestJoiningNodeOfAnotherShapeOrClusterIsRefusedSayingWhy(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(solo, "CLUSTER")); err != nil {
 		t.Fatalf("the refused node's data directory was damaged: %v", err)
 	}
+	_, err = c.Nodes[2].Admin().DrainNode(context.Background(), &pb.DrainNodeRequest{})
+	if status.Code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), "add a node first") {
+		t.Fatalf("draining one of 3 nodes at RF 3: %v", err)
+	}
+	t.Logf("refused: %v", err)
 	// the cluster is unaffected: still three members, every shard led
 	v := c.StableView(formTimeout)
 	if len(v.Nodes) != 3 {
