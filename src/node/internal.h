@@ -144,6 +144,7 @@ struct group {
      * the round; move_* is the leader's move in flight (plan.c) */
     bool removing;
     bool listed; /* the applied configuration listed this node when last looked at */
+    bool gc_ignored_logged; /* a removal announced at a lower term was logged once */
     uint64_t move_add, move_remove; /* the learner being added, the voter it replaces */
     uint64_t move_started_ms, move_step_ms;
     /* a deleted replica's tombstone: leader messages sent before its removal

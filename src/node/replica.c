@@ -232,9 +232,25 @@ void node_replica_on_gc(struct node *n, const uint8_t *p, size_t len)
     if (r.bad || shard >= n->nshards || !node_conf_decode(blob.data, blob.len, &c))
         return;
     struct group *g = &n->groups[shard];
-    if (!g->r || g->removing || g->damaged || raft_role(g->r) == RAFT_LEADER ||
-        term < raft_term(g->r) || node_conf_lists(&c, n->self_id))
+    /* A replica that still thinks it leads at a lower term was deposed
+     * without hearing of it: it handed leadership over and went quiet
+     * (quiesce.c), and the new leader removed it and stopped talking to it. */
+    if (!g->r || g->removing || g->damaged || node_conf_lists(&c, n->self_id))
         return;
+    if ((raft_role(g->r) == RAFT_LEADER && term <= raft_term(g->r)) || term < raft_term(g->r)) {
+        /* a leader at a lower term than ours may be a stale one: not taken,
+         * and said once per shard so that a replica stranded at a higher
+         * term shows up in the log */
+        if (!g->gc_ignored_logged) {
+            g->gc_ignored_logged = true;
+            NK_WARN(MODULE,
+                    "shard %" PRIu64 ": a leader at term %" PRIu64 " says this replica was "
+                    "removed, but it is %s at term %" PRIu64 ": kept",
+                    shard, term, raft_role(g->r) == RAFT_LEADER ? "leader" : "a follower",
+                    raft_term(g->r));
+        }
+        return;
+    }
     NK_INFO(MODULE,
             "shard %" PRIu64 ": its leader (term %" PRIu64 ") committed a configuration without "
             "this node: the replica here is deleted",

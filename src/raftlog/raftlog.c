@@ -56,6 +56,7 @@ struct cache_slot {
 
 struct raftlog {
     pthread_mutex_t mu;
+    uint32_t fetch_evict_next; /* round-robin cursor over groups holding fetched runs */
     struct raftlog_options opt;
     struct wal *wal;
     struct rl_group **groups; /* [max_groups], allocated on first use */
@@ -881,6 +882,20 @@ nk_status raftlog_prefetch(struct raftlog *l, uint32_t group, uint64_t lo, uint6
     }
     /* this group's previous fetch has been sent, or is superseded */
     drop_fetched(l, g);
+    /* Other groups' runs make room: a run is kept only until its group
+     * fetches again, so a group that caught up would hold its last run for
+     * good and starve every other sender (readers copy payloads under the
+     * mutex: a run dropped here is read from disk again if still wanted). */
+    for (uint32_t k = 0; k < l->opt.max_groups && nm > 0 &&
+                         l->fetched_bytes + bytes > l->opt.fetch_bytes;
+         k++) {
+        uint32_t o = (l->fetch_evict_next + k) % l->opt.max_groups;
+        struct rl_group *og = l->groups[o];
+        if (og && og != g && og->f_hi > og->f_lo) {
+            drop_fetched(l, og);
+            l->fetch_evict_next = o + 1;
+        }
+    }
     if (nm == 0 || l->fetched_bytes + bytes > l->opt.fetch_bytes) {
         size_t held = l->fetched_bytes;
         pthread_mutex_unlock(&l->mu);

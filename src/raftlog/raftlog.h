@@ -169,8 +169,10 @@ nk_status raftlog_entries(struct raftlog *l, uint32_t group, uint64_t lo, uint64
  * reads up to max_bytes of payloads (and at most 4096 entries) from lo on
  * from disk and holds them in
  * memory (bounded by fetch_bytes; one held run per group, released when the
- * group's next prefetch starts or the entries are compacted or truncated).
- * A prefetch over the bound answers NK_RESOURCE_EXHAUSTED (try later).
+ * group's next prefetch starts, when the entries are compacted or truncated,
+ * or when another group's prefetch needs the room: a group that caught up
+ * would otherwise hold its last run for good and starve the others). Only a
+ * run larger than the whole bound answers NK_RESOURCE_EXHAUSTED.
  */
 nk_status raftlog_entries_nowait(struct raftlog *l, uint32_t group, uint64_t lo, uint64_t hi,
                                  uint64_t max_bytes, struct nk_arena *arena,

@@ -531,10 +531,24 @@ NK_TEST(nowait_reads_stop_at_disk_until_a_bounded_prefetch_brings_the_entries_in
     struct raftlog_stats st;
     raftlog_get_stats(l, &st);
     NK_CHECK(st.fetched_bytes > 0 && st.fetched_bytes <= 6000);
-    /* another group's fetch beyond the bound is refused, not queued */
-    s = raftlog_prefetch(l, 8, 1, 4096);
+    /* another group's fetch beyond the bound takes the room of group 7's
+     * run (a group that caught up would otherwise hold its last run for
+     * good and starve every other sender); the bound holds */
+    NK_REQUIRE_OK(raftlog_prefetch(l, 8, 1, 4096));
+    raftlog_get_stats(l, &st);
+    NK_CHECK(st.fetched_bytes > 0 && st.fetched_bytes <= 6000);
+    size_t n8 = 0;
+    NK_REQUIRE_OK(raftlog_entries_nowait(l, 8, 1, 401, 1u << 20, &a, out, &n8));
+    NK_CHECK(n8 > 5);
+    s = raftlog_entries_nowait(l, 7, 1, 401, 1u << 20, &a, out, &n8);
+    NK_CHECK_EQ_U64((uint64_t)s.code, (uint64_t)NK_UNAVAILABLE); /* fetched again if wanted */
+    nk_status_free(&s);
+    /* a single fetch larger than the whole bound is refused, not queued */
+    s = raftlog_prefetch(l, 7, 1, 1u << 20);
     NK_CHECK_EQ_U64((uint64_t)s.code, (uint64_t)NK_RESOURCE_EXHAUSTED);
     nk_status_free(&s);
+    NK_REQUIRE_OK(raftlog_prefetch(l, 7, 1, 4096));
+    NK_REQUIRE_OK(raftlog_entries_nowait(l, 7, 1, 401, 1u << 20, &a, out, &n));
     /* the group's next fetch replaces its previous run */
     NK_REQUIRE_OK(raftlog_prefetch(l, 7, 1 + n, 4096));
     raftlog_get_stats(l, &st);
