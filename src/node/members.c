@@ -202,7 +202,10 @@ nk_status node_members_load(struct node *n, bool *found)
         n->members[0].id = SOLO_ID;
         snprintf(n->members[0].name, sizeof n->members[0].name, "%s", n->name);
     } else {
-        if (self == 0 || node_member_index(n, self) < 0 || rf < 1 || rf > n->n_members)
+        /* rf may exceed the members recorded: a node that joined knows one
+         * member until SWIM introduces the rest (placement takes the
+         * smaller of the two) */
+        if (self == 0 || node_member_index(n, self) < 0 || rf < 1 || rf > 16)
             return malformed(path, lineno, "self, members and replication_factor disagree");
         n->self_id = self;
         n->cluster_id = cid;

@@ -274,8 +274,9 @@ static nk_status open_groups(struct node *n)
             raftlog_last_index(n->log, i) == 0) {
             if (n->bootstrapped)
                 continue; /* no replica here */
-            struct raft_conf_state boot = {.n_voters = (uint8_t)n->rf};
-            node_placement_replicas(ids, n->n_members, i, n->rf, boot.voters);
+            uint32_t rf = n->rf < n->n_members ? n->rf : n->n_members;
+            struct raft_conf_state boot = {.n_voters = (uint8_t)rf};
+            node_placement_replicas(ids, n->n_members, i, rf, boot.voters);
             if (!raft_conf_is_voter(&boot, n->self_id))
                 continue; /* another node's shard */
             node_conf_encode(&boot, &cb);
